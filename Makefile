@@ -1,0 +1,107 @@
+# ckmon — build, test, demo.  `make` builds build/libckmon.so and build/ckmon.
+#
+# Sources are picked up by directory so that a new parser or sink is one new file:
+#   agent/parsers/*.c, agent/stats.c   parsers and statistics, shared by agent and CLI
+#   agent/wrap_*.c                     interposed functions (only in libckmon.so)
+#   agent/*.c (the rest)               agent runtime: fd table, channel, config
+#   collector/*.c collector/sinks/*.c  the ckmon CLI and collector
+
+CC       ?= gcc
+PYTHON   ?= /usr/bin/python3
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+BUILD    ?= build
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-missing-field-initializers
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 -fPIC -fvisibility=hidden -fno-strict-aliasing $(WARN) -D_GNU_SOURCE
+CPPFLAGS += -I. -MMD -MP
+LDLIBS_AGENT     := -lcjson -lz -ldl -lpthread
+LDLIBS_COLLECTOR := -lcjson -lcurl -lz -lelf -lpthread -lm
+
+ifeq ($(SANITIZE),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+PARSER_SRC    := $(wildcard agent/parsers/*.c) agent/stats.c
+WRAP_SRC      := $(wildcard agent/wrap_*.c)
+RUNTIME_SRC   := $(filter-out $(WRAP_SRC) agent/stats.c,$(wildcard agent/*.c))
+COLLECTOR_SRC := $(wildcard collector/*.c collector/sinks/*.c)
+COLLECTOR_LIB_SRC := $(filter-out collector/main.c,$(COLLECTOR_SRC))
+UNIT_SRC      := $(wildcard tests/unit/test_*.c)
+PROGRAM_SRC   := $(wildcard tests/programs/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+AGENT_SO  := $(BUILD)/libckmon.so
+CLI       := $(BUILD)/ckmon
+CORE_LIB  := $(BUILD)/libckmon-core.a
+COLL_LIB  := $(BUILD)/libckmon-collector.a
+UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+PROGRAMS  := $(patsubst tests/programs/%.c,$(BUILD)/programs/%,$(PROGRAM_SRC))
+
+.PHONY: all deps test unit e2e demo bench install clean format lint
+all: $(AGENT_SO) $(CLI)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(AGENT_SO): $(call obj,$(PARSER_SRC) $(RUNTIME_SRC) $(WRAP_SRC)) agent/exports.map
+	$(CC) -shared $(LDFLAGS) -Wl,--version-script=agent/exports.map -Wl,-z,defs -o $@ \
+	    $(call obj,$(PARSER_SRC) $(RUNTIME_SRC) $(WRAP_SRC)) $(LDLIBS_AGENT)
+
+$(CORE_LIB): $(call obj,$(PARSER_SRC) $(RUNTIME_SRC))
+	@rm -f $@; ar rcs $@ $^
+
+$(COLL_LIB): $(call obj,$(COLLECTOR_LIB_SRC))
+	@rm -f $@; ar rcs $@ $^
+
+$(CLI): $(call obj,collector/main.c) $(COLL_LIB) $(CORE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_COLLECTOR)
+
+$(BUILD)/tests/%: tests/unit/%.c $(COLL_LIB) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-unused-parameter -o $@ $< $(COLL_LIB) $(CORE_LIB) \
+	    $(LDFLAGS) -lcmocka $(LDLIBS_COLLECTOR)
+
+# Test programs are ordinary C programs that write files the ways real programs do.
+$(BUILD)/programs/%: tests/programs/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -g -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $< -lpthread
+
+deps:
+	@tools/install-deps.sh
+
+unit: all $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+e2e: all $(PROGRAMS)
+	$(PYTHON) -m pytest -q tests/e2e
+
+test: deps
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory e2e
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@examples/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@echo "make bench: no benchmarks yet (see docs/performance.md)"
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/ckmon $(DESTDIR)$(PREFIX)/share/doc/ckmon
+	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/ckmon
+	install -m 644 $(AGENT_SO) $(DESTDIR)$(PREFIX)/lib/ckmon/libckmon.so
+	install -m 644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/ckmon/
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,178 @@
+/* channel.c — the agent's connection to its collector (see channel.h). */
+#include "channel.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "wire.h"
+
+#define RECONNECT_INTERVAL_NS 1000000000LL
+
+struct queued {
+    struct queued *next;
+    size_t len;
+    char data[];
+};
+
+static pthread_mutex_t channel_lock = PTHREAD_MUTEX_INITIALIZER;
+static int conn_fd = -1;
+static long long next_connect_ns; /* monotonic time before which no reconnect is tried */
+static struct queued *queue_head, **queue_tail = &queue_head;
+static size_t queue_bytes;
+static unsigned long dropped;
+
+static long long monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void raw_close(int fd)
+{
+    syscall(SYS_close, fd);
+}
+
+static bool send_packet(const char *data, size_t len)
+{
+    long n = syscall(SYS_sendto, conn_fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, NULL, 0);
+    if (n >= 0) return true;
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        raw_close(conn_fd); /* the collector went away; reconnect at the next message */
+        conn_fd = -1;
+    }
+    return false;
+}
+
+static void send_hello(void)
+{
+    cJSON *hello = cJSON_CreateObject();
+    cJSON_AddStringToObject(hello, "t", "hello");
+    cJSON_AddNumberToObject(hello, "pid", (double)getpid());
+    cJSON_AddStringToObject(hello, "program", agent_config.program);
+    cJSON_AddStringToObject(hello, "host", agent_config.host);
+    cJSON_AddStringToObject(hello, "job", agent_config.job);
+    if (agent_config.has_rank) cJSON_AddNumberToObject(hello, "rank", (double)agent_config.rank);
+    char *text = cJSON_PrintUnformatted(hello);
+    if (text) send_packet(text, strlen(text));
+    cJSON_free(text);
+    cJSON_Delete(hello);
+}
+
+static void connect_if_needed(void)
+{
+    if (conn_fd >= 0 || monotonic_ns() < next_connect_ns) return;
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    memcpy(addr.sun_path, agent_config.socket_path, sizeof addr.sun_path);
+    int saved = errno;
+    int fd = (int)syscall(SYS_socket, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && syscall(SYS_connect, fd, &addr, sizeof addr) == 0) {
+        conn_fd = fd;
+        send_hello();
+    } else {
+        if (fd >= 0) raw_close(fd);
+        next_connect_ns = monotonic_ns() + RECONNECT_INTERVAL_NS;
+    }
+    errno = saved;
+}
+
+static void drain_queue(void)
+{
+    while (queue_head && conn_fd >= 0 && send_packet(queue_head->data, queue_head->len)) {
+        struct queued *q = queue_head;
+        queue_head = q->next;
+        queue_bytes -= q->len;
+        free(q);
+    }
+    if (!queue_head) queue_tail = &queue_head;
+}
+
+static void enqueue(const char *data, size_t len)
+{
+    struct queued *q = queue_bytes + len <= CHANNEL_QUEUE_BYTES ? malloc(sizeof *q + len) : NULL;
+    if (!q) {
+        dropped++;
+        return;
+    }
+    q->next = NULL;
+    q->len = len;
+    memcpy(q->data, data, len);
+    *queue_tail = q;
+    queue_tail = &q->next;
+    queue_bytes += len;
+}
+
+void channel_send(const cJSON *msg)
+{
+    char *text = cJSON_PrintUnformatted(msg);
+    if (!text) return;
+    size_t len = strlen(text);
+    int saved = errno;
+    pthread_mutex_lock(&channel_lock);
+    connect_if_needed();
+    drain_queue();
+    if (len > WIRE_MAX_MESSAGE)
+        dropped++;
+    else if (queue_head || conn_fd < 0 || !send_packet(text, len))
+        enqueue(text, len);
+    pthread_mutex_unlock(&channel_lock);
+    errno = saved;
+    cJSON_free(text);
+}
+
+static bool owned_in(unsigned first, unsigned last)
+{
+    int fd = __atomic_load_n(&conn_fd, __ATOMIC_RELAXED);
+    return fd >= 0 && (unsigned)fd >= first && (unsigned)fd <= last;
+}
+
+void channel_yield_fds(unsigned first, unsigned last)
+{
+    if (!owned_in(first, last)) return;
+    pthread_mutex_lock(&channel_lock);
+    if (owned_in(first, last)) conn_fd = -1;
+    pthread_mutex_unlock(&channel_lock);
+}
+
+void channel_flush(int timeout_ms)
+{
+    long long deadline = monotonic_ns() + timeout_ms * 1000000LL;
+    int saved = errno;
+    pthread_mutex_lock(&channel_lock);
+    if (queue_head) next_connect_ns = 0; /* one last try, whatever the backoff says */
+    for (;;) {
+        connect_if_needed();
+        drain_queue();
+        long long left_ms = (deadline - monotonic_ns()) / 1000000LL;
+        /* No collector: nothing to wait for, and the program must not linger. */
+        if (!queue_head || conn_fd < 0 || left_ms <= 0) break;
+        struct pollfd p = {.fd = conn_fd, .events = POLLOUT};
+        syscall(SYS_poll, &p, 1, (int)(left_ms < 100 ? left_ms : 100));
+    }
+    pthread_mutex_unlock(&channel_lock);
+    errno = saved;
+}
+
+void channel_after_fork_child(void)
+{
+    pthread_mutex_init(&channel_lock, NULL);
+    if (conn_fd >= 0) raw_close(conn_fd);
+    conn_fd = -1;
+    next_connect_ns = 0;
+    while (queue_head) {
+        struct queued *q = queue_head;
+        queue_head = q->next;
+        free(q);
+    }
+    queue_tail = &queue_head;
+    queue_bytes = 0;
+}

@@ -1,0 +1,48 @@
+/* config.h — what the agent was told through the environment, read once at load.
+ *
+ * CKMON_PATHS    ':'-separated fnmatch globs for checkpoint paths (default: config.c)
+ * CKMON_KEYS     ':'-separated fnmatch globs for value/tensor names (default: all)
+ * CKMON_SOCKET   the collector's socket (default /tmp/ckmon-<uid>.sock)
+ * CKMON_JOB      the job label (default: this program's name)
+ * CKMON_SAMPLE   fraction of each tensor's bytes statistics read (default below)
+ * RANK, SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK   the process's rank, first found
+ */
+#ifndef CKMON_CONFIG_H
+#define CKMON_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/un.h>
+
+#include "parsers/parser.h"
+
+#define DEFAULT_SAMPLE 1.0
+
+struct agent_config {
+    char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    char **path_globs;
+    size_t path_glob_count;
+    struct key_filter keys;
+    struct parse_options parse;
+    char program[256];
+    char job[256];
+    char host[256];
+    bool has_rank;
+    long rank;
+};
+
+extern struct agent_config agent_config;
+
+void config_load(void);
+/* Whether an absolute path names a checkpoint. */
+bool config_is_checkpoint(const char *abs_path);
+
+/* Splits a ':'-separated list into a NULL-terminated array of strings (one allocation). */
+char **split_list(const char *list, size_t *count);
+
+/* Writes the absolute, lexically normalised form of path (relative to dirfd, or to the
+ * working directory for AT_FDCWD) into out. Returns false if it does not fit or the
+ * directory cannot be named. Uses raw system calls only. */
+bool absolute_path(int dirfd, const char *path, char *out, size_t out_size);
+
+#endif

@@ -1,0 +1,82 @@
+/* fdtable.c — the descriptor → tracked file table. */
+#include "fdtable.h"
+
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "tracked.h"
+
+#define MAX_SLOTS (1u << 20)
+
+struct tracked **fd_slots;
+unsigned fd_capacity;
+unsigned fd_tracked_count;
+unsigned fd_high_water;
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void fdtable_init(void)
+{
+    struct rlimit lim;
+    unsigned slots = MAX_SLOTS;
+    if (syscall(SYS_getrlimit, RLIMIT_NOFILE, &lim) == 0 && lim.rlim_max < MAX_SLOTS)
+        slots = (unsigned)lim.rlim_max;
+    void *mem = (void *)syscall(SYS_mmap, NULL, slots * sizeof(struct tracked *),
+                                PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) return; /* no tracking at all: the program runs untouched */
+    fd_slots = mem;
+    __atomic_store_n(&fd_capacity, slots, __ATOMIC_RELEASE);
+}
+
+void fdtable_lock(void)
+{
+    pthread_mutex_lock(&table_lock);
+}
+
+void fdtable_unlock(void)
+{
+    pthread_mutex_unlock(&table_lock);
+}
+
+struct tracked *fdtable_acquire(int fd)
+{
+    if ((unsigned)fd >= fd_capacity) return NULL;
+    fdtable_lock();
+    struct tracked *t = fd_slots[fd];
+    if (t) t->refs++;
+    fdtable_unlock();
+    return t;
+}
+
+struct tracked *fdtable_put(int fd, struct tracked *t)
+{
+    if ((unsigned)fd >= fd_capacity) return NULL;
+    fdtable_lock();
+    struct tracked *old = fd_slots[fd];
+    t->refs++;
+    if (!old) __atomic_add_fetch(&fd_tracked_count, 1, __ATOMIC_RELAXED);
+    if ((unsigned)fd >= fd_high_water) fd_high_water = (unsigned)fd + 1;
+    __atomic_store_n(&fd_slots[fd], t, __ATOMIC_RELEASE);
+    fdtable_unlock();
+    return old;
+}
+
+struct tracked *fdtable_take(int fd)
+{
+    if ((unsigned)fd >= fd_capacity) return NULL;
+    fdtable_lock();
+    struct tracked *t = fd_slots[fd];
+    if (t) {
+        __atomic_store_n(&fd_slots[fd], NULL, __ATOMIC_RELEASE);
+        __atomic_sub_fetch(&fd_tracked_count, 1, __ATOMIC_RELAXED);
+    }
+    fdtable_unlock();
+    return t;
+}
+
+void fdtable_after_fork_child(void)
+{
+    pthread_mutex_init(&table_lock, NULL);
+}

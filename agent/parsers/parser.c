@@ -1,0 +1,152 @@
+/* parser.c — choosing a format from a file's first bytes, and parsing finished files.
+ *
+ * The agent learns a file's format from what the program writes first: magic numbers
+ * where the format has one, the extension where it does not (pickle protocols 0 and 1
+ * have no header). Adding a format is one row in `formats` plus its own file.
+ */
+#include "parser.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DETECT_BYTES 16 /* enough for every format's signature */
+
+struct format {
+    const char *name;
+    /* Whether the first n bytes (n == DETECT_BYTES unless the file is shorter) and the
+     * path's extension say this format. */
+    bool (*claims)(const uint8_t *head, size_t n, const char *extension);
+    struct parser *(*create)(struct report *r, const struct parse_options *o);
+};
+
+static bool claims_json(const uint8_t *head, size_t n, const char *extension)
+{
+    (void)extension;
+    size_t i = 0;
+    while (i < n && strchr(" \t\r\n", head[i])) i++;
+    return i < n && (head[i] == '{' || head[i] == '[');
+}
+
+static bool claims_pickle(const uint8_t *head, size_t n, const char *extension)
+{
+    const uint8_t PROTO = 0x80, HIGHEST_PROTOCOL = 5;
+    if (n >= 2 && head[0] == PROTO && head[1] <= HIGHEST_PROTOCOL) return true;
+    return strcmp(extension, "pkl") == 0 || strcmp(extension, "pickle") == 0;
+}
+
+static const struct format formats[] = {
+    {"json", claims_json, parser_json_new},
+    {"pickle", claims_pickle, parser_pickle_new},
+};
+
+struct detect {
+    struct parser base;
+    struct report *report;
+    const struct parse_options *options;
+    char extension[16];
+    uint8_t head[DETECT_BYTES];
+    size_t head_len;
+    bool decided;
+    struct parser *inner; /* NULL once decided: no format claimed the data */
+};
+
+static void decide(struct detect *d)
+{
+    d->decided = true;
+    for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
+        if (!formats[i].claims(d->head, d->head_len, d->extension)) continue;
+        d->inner = formats[i].create(d->report, d->options);
+        if (!d->inner) {
+            report_error(d->report, "%s: out of memory", formats[i].name);
+            return;
+        }
+        d->base.format = d->inner->format;
+        d->base.tolerates_rewrites = d->inner->tolerates_rewrites;
+        d->inner->feed(d->inner, d->head, d->head_len);
+        return;
+    }
+}
+
+static void detect_feed(struct parser *p, const uint8_t *data, size_t len)
+{
+    struct detect *d = (struct detect *)p;
+    if (!d->decided) {
+        size_t take = DETECT_BYTES - d->head_len < len ? DETECT_BYTES - d->head_len : len;
+        memcpy(d->head + d->head_len, data, take);
+        d->head_len += take;
+        data += take;
+        len -= take;
+        if (d->head_len < DETECT_BYTES) return;
+        decide(d);
+    }
+    if (d->inner && len > 0) d->inner->feed(d->inner, data, len);
+}
+
+static bool detect_finish(struct parser *p)
+{
+    struct detect *d = (struct detect *)p;
+    if (!d->decided) decide(d);
+    /* Bytes no parser claims are reported as format "unknown": nothing says they are
+     * incomplete. */
+    return d->inner ? d->inner->finish(d->inner) : true;
+}
+
+static void detect_destroy(struct parser *p)
+{
+    struct detect *d = (struct detect *)p;
+    if (d->inner) d->inner->destroy(d->inner);
+    free(d);
+}
+
+struct parser *parser_detect_new(const char *path, struct report *r, const struct parse_options *o)
+{
+    struct detect *d = calloc(1, sizeof *d);
+    if (!d) return NULL;
+    d->base = (struct parser){.format = "unknown",
+                              .feed = detect_feed,
+                              .finish = detect_finish,
+                              .destroy = detect_destroy};
+    d->report = r;
+    d->options = o;
+    const char *base = strrchr(path, '/');
+    const char *dot = strrchr(base ? base : path, '.');
+    if (dot) snprintf(d->extension, sizeof d->extension, "%s", dot + 1);
+    return &d->base;
+}
+
+#define READ_CHUNK (1u << 20)
+
+bool parse_fd(int fd, const char *path, struct report *r, const struct parse_options *o,
+              const char **format)
+{
+    struct parser *p = parser_detect_new(path, r, o);
+    uint8_t *buf = malloc(READ_CHUNK);
+    if (!p || !buf) {
+        free(buf);
+        if (p) p->destroy(p);
+        report_error(r, "out of memory");
+        *format = "unknown";
+        return false;
+    }
+    off_t offset = 0;
+    bool read_ok = true;
+    for (;;) {
+        ssize_t n = pread(fd, buf, READ_CHUNK, offset);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            report_error(r, "read failed at byte %lld: %s", (long long)offset, strerror(errno));
+            read_ok = false;
+        }
+        if (n <= 0) break;
+        p->feed(p, buf, (size_t)n);
+        offset += n;
+    }
+    bool complete = p->finish(p) && read_ok;
+    *format = p->format;
+    p->destroy(p);
+    free(buf);
+    return complete;
+}

@@ -1,0 +1,51 @@
+/* parser.h — the one interface every checkpoint format implements.
+ *
+ * A parser sees the file's bytes once, in file order, in pieces of any size (a single
+ * byte per call must work), and never more than a bounded amount of memory: it keeps
+ * only the state it needs, not the file. It reports findings to a struct report as
+ * soon as they are final. The same parsers serve the agent (bytes as the program
+ * writes them) and `ckmon inspect` (bytes read from a finished file).
+ */
+#ifndef CKMON_PARSER_H
+#define CKMON_PARSER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "report.h"
+
+struct parse_options {
+    double sample; /* fraction of each tensor's bytes that statistics read, (0, 1] */
+};
+
+struct parser {
+    const char *format; /* as in the record: "json", "pickle", ... */
+    /* The next bytes of the file. Once a parser has given up (malformed input, over a
+     * cap) it has reported why and ignores the rest; feed never fails outward. */
+    void (*feed)(struct parser *p, const uint8_t *data, size_t len);
+    /* The data ended. Reports whatever was still pending; returns true when the bytes
+     * formed a whole document of this format (false: truncated or malformed). */
+    bool (*finish)(struct parser *p);
+    void (*destroy)(struct parser *p);
+    /* Whether rewriting bytes already fed (seek back, overwrite) leaves this parser's
+     * findings valid; zip writers rewrite local headers and the parser does not need them. */
+    bool tolerates_rewrites;
+};
+
+/* One constructor per format, each in its own file. */
+struct parser *parser_json_new(struct report *r, const struct parse_options *o);
+struct parser *parser_pickle_new(struct report *r, const struct parse_options *o);
+
+/* A parser that looks at the first bytes (and the path's extension when the bytes do
+ * not decide) and then hands everything to the right format's parser; its format is
+ * "unknown" until then and stays so for data no parser claims. */
+struct parser *parser_detect_new(const char *path, struct report *r, const struct parse_options *o);
+
+/* Convenience for finished files (inspect, re-reading a file written out of order):
+ * runs a detect parser over an open descriptor with pread, from offset 0 to EOF.
+ * Returns the parser's finish() result; *format gets the detected format. */
+bool parse_fd(int fd, const char *path, struct report *r, const struct parse_options *o,
+              const char **format);
+
+#endif

@@ -1,0 +1,62 @@
+/* report.h — where parsers put what they find.
+ *
+ * Every parser, whether it runs inside a monitored program or in `ckmon inspect`, hands
+ * its findings to a report: scalar values by flattened key, tensors with their
+ * statistics, and error strings. The report applies the --keys filter and the record's
+ * rules for non-finite numbers, and keeps the findings as cJSON until the owner takes
+ * them: the agent takes them after each write and sends them to the collector (so a
+ * torn checkpoint keeps whatever was found before the process died); inspect takes
+ * them once at the end. The JSON shapes are the record's own (docs/records.md).
+ */
+#ifndef CKMON_REPORT_H
+#define CKMON_REPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "../stats.h"
+
+/* --keys: fnmatch patterns (no flags, so '*' crosses '.'); empty means everything. */
+struct key_filter {
+    char **patterns;
+    size_t count;
+};
+
+struct report {
+    const struct key_filter *keys; /* NULL or empty: keep all */
+    cJSON *values;                 /* object, findings not yet taken */
+    cJSON *tensors;                /* array */
+    cJSON *errors;                 /* array of strings */
+    unsigned error_count;          /* all errors ever reported, taken or not */
+};
+
+void report_init(struct report *r, const struct key_filter *keys);
+void report_free(struct report *r);
+
+/* Whether --keys lets this value/tensor name through; parsers may skip work when not. */
+bool report_wants(const struct report *r, const char *name);
+
+void report_int(struct report *r, const char *key, int64_t v);
+void report_float(struct report *r, const char *key, double v); /* NaN/Inf become strings */
+void report_bool(struct report *r, const char *key, bool v);
+void report_null(struct report *r, const char *key);
+/* Strings longer than REPORT_MAX_STRING bytes are not values (the contract's rule). */
+#define REPORT_MAX_STRING 256
+void report_string(struct report *r, const char *key, const char *s, size_t len);
+
+/* A tensor: shape has ndim entries; sampled is the fraction of elements fed to st. */
+void report_tensor(struct report *r, const char *name, const char *dtype, const int64_t *shape,
+                   int ndim, const struct tensor_stats *st, double sampled);
+
+void report_error(struct report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* True when findings wait to be taken. */
+bool report_pending(const struct report *r);
+/* Moves pending findings into obj as "values"/"tensors"/"errors" members (only the
+ * non-empty ones); the report starts empty again. */
+void report_take(struct report *r, cJSON *obj);
+
+#endif

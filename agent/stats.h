@@ -1,0 +1,66 @@
+/* stats.h — streaming statistics over the elements of one tensor.
+ *
+ * A tensor's bytes arrive in pieces of any size (a write may end in the middle of an
+ * element), so the accumulator carries a partial element between calls. Sums are kept
+ * in double precision per block and blocks are merged with Chan's parallel formula, so
+ * the mean and the population standard deviation stay accurate over billions of
+ * elements. min/max/mean/std are over the finite elements only; NaN and ±Inf are
+ * counted. The caller decides which bytes to feed (sampling happens above this layer).
+ */
+#ifndef CKMON_STATS_H
+#define CKMON_STATS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Element types, little-endian as every supported format stores them. */
+enum dtype {
+    DTYPE_F64,
+    DTYPE_F32,
+    DTYPE_F16,
+    DTYPE_BF16,
+    DTYPE_F8_E4M3,
+    DTYPE_F8_E5M2,
+    DTYPE_I64,
+    DTYPE_I32,
+    DTYPE_I16,
+    DTYPE_I8,
+    DTYPE_U64,
+    DTYPE_U32,
+    DTYPE_U16,
+    DTYPE_U8,
+    DTYPE_BOOL,
+    DTYPE_COUNT
+};
+
+#define STATS_HEAD 8
+
+struct tensor_stats {
+    enum dtype dtype;
+    uint64_t elements; /* every element fed: finite + nan + inf */
+    uint64_t finite;
+    uint64_t nan;
+    uint64_t inf;
+    double min, max; /* over finite elements; meaningless while finite == 0 */
+    double mean;     /* running mean of the finite elements */
+    double m2;       /* sum of squared deviations from the mean */
+    double head[STATS_HEAD]; /* the first elements, NaN/Inf included */
+    unsigned nhead;
+    uint8_t carry[8]; /* bytes of an element split across two feeds */
+    unsigned ncarry;
+};
+
+/* Name as records spell it ("float32", "bfloat16", "bool", ...), and size in bytes. */
+const char *dtype_name(enum dtype t);
+size_t dtype_size(enum dtype t);
+
+void stats_init(struct tensor_stats *s, enum dtype t);
+/* Feed raw element bytes; len need not be a multiple of the element size. */
+void stats_feed(struct tensor_stats *s, const void *bytes, size_t len);
+/* Merge b into a (same dtype); used when elements were fed to separate accumulators. */
+void stats_merge(struct tensor_stats *a, const struct tensor_stats *b);
+/* Population standard deviation of the finite elements (0 when finite == 0). */
+double stats_std(const struct tensor_stats *s);
+
+#endif

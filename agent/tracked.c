@@ -1,0 +1,601 @@
+/* tracked.c — the life of a checkpoint file inside the monitored program.
+ *
+ * open  → a tracked file with a parser, an "open" message to the collector
+ * write → bytes fed to the parser in file order; findings sent as they appear
+ * close → (last descriptor) the parser finishes, or the finished file is parsed again
+ *         when the writes were not in order; a "close" message with the totals
+ * The agent's own work runs with agent_busy set, so that nothing it calls, and no
+ * signal handler that interrupts it, is tracked; errno is preserved across all of it.
+ */
+#include "tracked.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "channel.h"
+#include "config.h"
+#include "fdtable.h"
+#include "real.h"
+#include "wire.h"
+
+#define FINDINGS_PER_MESSAGE (WIRE_MAX_MESSAGE / 2) /* serialised bytes, with headroom */
+#define RECENT_CLOSED 32
+
+static bool initialized;
+static pid_t agent_pid; /* the process whose files the tables describe */
+static unsigned long long next_id;
+static struct tracked *live; /* every tracked file, under the fd table lock */
+
+/* Paths closed in the last RENAME_WINDOW_US, so that a rename right after close reaches
+ * the collector. */
+static struct {
+    char path[PATH_MAX];
+    long long closed_ns;
+} recent[RECENT_CLOSED];
+static unsigned recent_next;
+static pthread_mutex_t recent_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static long long clock_us(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
+}
+
+static int raw_close(int fd)
+{
+    return (int)syscall(SYS_close, fd);
+}
+
+static int raw_dup(int fd)
+{
+    return (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0);
+}
+
+/* ---- messages ---------------------------------------------------------------------- */
+
+static cJSON *message(const char *type, const struct tracked *t)
+{
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "t", type);
+    cJSON_AddNumberToObject(m, "id", (double)t->id);
+    return m;
+}
+
+static cJSON *data_message(const struct tracked *t)
+{
+    cJSON *m = message("data", t);
+    cJSON_AddNumberToObject(m, "bytes", (double)t->streamed);
+    cJSON_AddNumberToObject(m, "writes", (double)t->writes);
+    return m;
+}
+
+/* Moves the items of found (values object, tensors and errors arrays) into data messages
+ * small enough for one packet each. */
+static void send_findings(const struct tracked *t, cJSON *found)
+{
+    cJSON *msg = data_message(t);
+    size_t size = 0;
+    static const char *const parts[] = {"values", "tensors", "errors"};
+    for (size_t p = 0; p < 3; p++) {
+        cJSON *from = cJSON_GetObjectItemCaseSensitive(found, parts[p]);
+        while (from && from->child) {
+            cJSON *item = cJSON_DetachItemViaPointer(from, from->child);
+            char *text = cJSON_PrintUnformatted(item);
+            size_t item_size = (text ? strlen(text) : 0) + (item->string ? strlen(item->string) : 0) + 8;
+            cJSON_free(text);
+            if (size > 0 && size + item_size > FINDINGS_PER_MESSAGE) {
+                channel_send(msg);
+                cJSON_Delete(msg);
+                msg = data_message(t);
+                size = 0;
+            }
+            cJSON *into = cJSON_GetObjectItemCaseSensitive(msg, parts[p]);
+            if (!into) {
+                into = p == 0 ? cJSON_CreateObject() : cJSON_CreateArray();
+                cJSON_AddItemToObject(msg, parts[p], into);
+            }
+            if (p == 0)
+                cJSON_AddItemToObject(into, item->string, item);
+            else
+                cJSON_AddItemToArray(into, item);
+            size += item_size;
+        }
+    }
+    channel_send(msg);
+    cJSON_Delete(msg);
+}
+
+static void send_pending_findings(struct tracked *t)
+{
+    if (!report_pending(&t->report)) return;
+    cJSON *found = cJSON_CreateObject();
+    report_take(&t->report, found);
+    send_findings(t, found);
+    cJSON_Delete(found);
+}
+
+/* ---- open ---------------------------------------------------------------------------- */
+
+static bool is_regular_file(int fd)
+{
+    struct stat st;
+    return syscall(SYS_fstat, fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static struct tracked *track(int fd, const char *abs_path, bool append)
+{
+    struct tracked *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    pthread_mutex_init(&t->lock, NULL);
+    snprintf(t->path, sizeof t->path, "%s", abs_path);
+    t->open_us = clock_us(CLOCK_REALTIME);
+    t->open_ns = clock_us(CLOCK_MONOTONIC) * 1000;
+    t->append = append;
+    report_init(&t->report, &agent_config.keys);
+    t->parser = parser_detect_new(abs_path, &t->report, &agent_config.parse);
+    if (!t->parser) {
+        report_free(&t->report);
+        free(t);
+        return NULL;
+    }
+    fdtable_lock();
+    t->id = ++next_id;
+    t->next_live = live;
+    live = t;
+    fdtable_unlock();
+
+    cJSON *m = message("open", t);
+    cJSON_AddStringToObject(m, "path", t->path);
+    cJSON_AddNumberToObject(m, "time_us", (double)t->open_us);
+    channel_send(m);
+    cJSON_Delete(m);
+
+    struct tracked *stale = fdtable_put(fd, t);
+    if (stale) tracked_release(stale, -1);
+    return t;
+}
+
+static bool write_intent(int flags)
+{
+    return (flags & O_ACCMODE) != O_RDONLY;
+}
+
+static struct tracked *maybe_track(int fd, int dirfd, const char *path, bool append)
+{
+    char abs_path[PATH_MAX];
+    if (!initialized || fd < 0 || !path || !absolute_path(dirfd, path, abs_path, sizeof abs_path))
+        return NULL;
+    if (!config_is_checkpoint(abs_path) || !is_regular_file(fd)) return NULL;
+    return track(fd, abs_path, append);
+}
+
+void tracked_opened(int fd, int dirfd, const char *path, int flags)
+{
+    if (fd < 0 || !write_intent(flags) || agent_busy) return;
+    int saved = errno;
+    agent_busy = true;
+    maybe_track(fd, dirfd, path, flags & O_APPEND);
+    agent_busy = false;
+    errno = saved;
+}
+
+void tracked_opened_stream(FILE *stream, const char *path, const char *mode)
+{
+    if (!stream || !mode || !strpbrk(mode, "wa+") || agent_busy) return;
+    int saved = errno;
+    agent_busy = true;
+    struct tracked *t = maybe_track(fileno(stream), AT_FDCWD, path, strchr(mode, 'a'));
+    if (t) t->stream = stream;
+    agent_busy = false;
+    errno = saved;
+}
+
+void tracked_stream_attached(FILE *stream)
+{
+    struct tracked *t = tracked_enter_stream(stream);
+    if (!t) return;
+    t->stream = stream;
+    tracked_leave(t);
+}
+
+/* ---- writes -------------------------------------------------------------------------- */
+
+static struct tracked *enter_acquired(struct tracked *t)
+{
+    if (!t) {
+        agent_busy = false;
+        return NULL;
+    }
+    pthread_mutex_lock(&t->lock);
+    return t;
+}
+
+struct tracked *tracked_enter(int fd)
+{
+    if (__builtin_expect(!fd_is_tracked(fd), 1) || agent_busy) return NULL;
+    agent_busy = true;
+    return enter_acquired(fdtable_acquire(fd));
+}
+
+struct tracked *tracked_enter_stream(FILE *stream)
+{
+    if (__builtin_expect(__atomic_load_n(&fd_tracked_count, __ATOMIC_RELAXED) == 0, 1) ||
+        agent_busy || !stream)
+        return NULL;
+    return tracked_enter(fileno(stream));
+}
+
+void tracked_leave(struct tracked *t)
+{
+    int saved = errno;
+    pthread_mutex_unlock(&t->lock);
+    tracked_release(t, -1);
+    agent_busy = false;
+    errno = saved;
+}
+
+/* Feeds bytes that landed at offset, keeping the parser's view in file order. */
+static void feed_at(struct tracked *t, unsigned long long offset, const void *buf, size_t n)
+{
+    if (t->reread || n == 0) return;
+    unsigned long long end = offset + n;
+    if (offset > t->streamed || (offset < t->streamed && !t->parser->tolerates_rewrites)) {
+        t->reread = true; /* a gap, or bytes the parser already took were changed */
+        return;
+    }
+    if (end <= t->streamed) return; /* a rewrite the parser does not need */
+    size_t skip = (size_t)(t->streamed - offset);
+    t->parser->feed(t->parser, (const unsigned char *)buf + skip, n - skip);
+    t->streamed = end;
+}
+
+static unsigned long long write_offset(struct tracked *t, long long offset)
+{
+    if (offset != AT_POSITION) return (unsigned long long)offset;
+    return t->append ? t->streamed : t->pos;
+}
+
+static void wrote_done(struct tracked *t, long long offset, ssize_t n)
+{
+    if (offset == AT_POSITION) t->pos = write_offset(t, offset) + (unsigned long long)n;
+    send_pending_findings(t);
+}
+
+void tracked_wrote(struct tracked *t, long long offset, const void *buf, ssize_t n)
+{
+    int saved = errno;
+    t->writes++;
+    if (n > 0) {
+        feed_at(t, write_offset(t, offset), buf, (size_t)n);
+        wrote_done(t, offset, n);
+    }
+    errno = saved;
+    tracked_leave(t);
+}
+
+void tracked_wrotev(struct tracked *t, long long offset, const struct iovec *iov, int iovcnt,
+                    ssize_t n)
+{
+    int saved = errno;
+    t->writes++;
+    if (n > 0) {
+        unsigned long long at = write_offset(t, offset);
+        size_t left = (size_t)n;
+        for (int i = 0; i < iovcnt && left > 0; i++) {
+            size_t len = iov[i].iov_len < left ? iov[i].iov_len : left;
+            feed_at(t, at, iov[i].iov_base, len);
+            at += len;
+            left -= len;
+        }
+        wrote_done(t, offset, n);
+    }
+    errno = saved;
+    tracked_leave(t);
+}
+
+void tracked_moved(struct tracked *t, long long new_pos)
+{
+    if (new_pos >= 0) t->pos = (unsigned long long)new_pos;
+    tracked_leave(t);
+}
+
+void tracked_truncated(struct tracked *t, long long length)
+{
+    if (length >= 0 && (unsigned long long)length < t->streamed) t->reread = true;
+    tracked_leave(t);
+}
+
+void tracked_duplicated(int oldfd, int newfd)
+{
+    if (oldfd == newfd || agent_busy) return;
+    int saved = errno;
+    agent_busy = true;
+    struct tracked *t = fdtable_acquire(oldfd);
+    if (t) {
+        struct tracked *stale = fdtable_put(newfd, t);
+        if (stale) tracked_release(stale, -1);
+        tracked_release(t, -1);
+    }
+    agent_busy = false;
+    errno = saved;
+}
+
+/* ---- close --------------------------------------------------------------------------- */
+
+static void remember_closed(const char *path)
+{
+    pthread_mutex_lock(&recent_lock);
+    snprintf(recent[recent_next].path, PATH_MAX, "%s", path);
+    recent[recent_next].closed_ns = clock_us(CLOCK_MONOTONIC) * 1000;
+    recent_next = (recent_next + 1) % RECENT_CLOSED;
+    pthread_mutex_unlock(&recent_lock);
+}
+
+static bool closed_recently(const char *path)
+{
+    long long now = clock_us(CLOCK_MONOTONIC) * 1000;
+    bool found = false;
+    pthread_mutex_lock(&recent_lock);
+    for (unsigned i = 0; i < RECENT_CLOSED && !found; i++)
+        found = recent[i].closed_ns && now - recent[i].closed_ns <= RENAME_WINDOW_US * 1000 &&
+                strcmp(recent[i].path, path) == 0;
+    pthread_mutex_unlock(&recent_lock);
+    return found;
+}
+
+/* Parses the finished file again from disk, through a read-only descriptor to the same
+ * file (it may be open write-only, or already unlinked). */
+static bool reparse(struct tracked *t, int fd, const char **format)
+{
+    cJSON *reset = data_message(t);
+    cJSON_AddBoolToObject(reset, "reset", true);
+    channel_send(reset);
+    cJSON_Delete(reset);
+
+    char link[40];
+    int rfd = -1;
+    if (fd >= 0) {
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        rfd = (int)syscall(SYS_openat, AT_FDCWD, link, O_RDONLY | O_CLOEXEC);
+    }
+    if (rfd < 0) rfd = (int)syscall(SYS_openat, AT_FDCWD, t->path, O_RDONLY | O_CLOEXEC);
+    report_free(&t->report);
+    report_init(&t->report, &agent_config.keys);
+    if (rfd < 0) {
+        report_error(&t->report, "written out of order and could not be read back: %s",
+                     strerror(errno));
+        return false;
+    }
+    bool complete = parse_fd(rfd, t->path, &t->report, &agent_config.parse, format);
+    raw_close(rfd);
+    return complete;
+}
+
+static void finalize(struct tracked *t, int fd)
+{
+    struct stat st;
+    long long size = -1;
+    if ((fd >= 0 ? syscall(SYS_fstat, fd, &st) : syscall(SYS_newfstatat, AT_FDCWD, t->path, &st, 0)) == 0)
+        size = st.st_size;
+    const char *format = t->parser->format;
+    bool complete;
+    if (t->reread || (size >= 0 && (unsigned long long)size != t->streamed)) {
+        complete = reparse(t, fd, &format);
+    } else {
+        complete = t->parser->finish(t->parser);
+    }
+    send_pending_findings(t);
+
+    cJSON *m = message("close", t);
+    cJSON_AddNumberToObject(m, "time_us", (double)clock_us(CLOCK_REALTIME));
+    cJSON_AddStringToObject(m, "path", t->path);
+    if (t->written_as[0]) cJSON_AddStringToObject(m, "written_as", t->written_as);
+    cJSON_AddStringToObject(m, "format", format);
+    cJSON_AddNumberToObject(m, "bytes", (double)(size >= 0 ? (unsigned long long)size : t->streamed));
+    cJSON_AddNumberToObject(m, "writes", (double)t->writes);
+    cJSON_AddNumberToObject(m, "seconds", (double)(clock_us(CLOCK_MONOTONIC) * 1000 - t->open_ns) / 1e9);
+    cJSON_AddBoolToObject(m, "complete", complete);
+    channel_send(m);
+    cJSON_Delete(m);
+    remember_closed(t->path);
+}
+
+static void unlink_live(struct tracked *t)
+{
+    for (struct tracked **p = &live; *p; p = &(*p)->next_live)
+        if (*p == t) {
+            *p = t->next_live;
+            return;
+        }
+}
+
+void tracked_release(struct tracked *t, int fd)
+{
+    fdtable_lock();
+    bool last = --t->refs == 0;
+    if (last) unlink_live(t);
+    fdtable_unlock();
+    if (!last) return;
+    bool was_busy = agent_busy;
+    agent_busy = true;
+    finalize(t, fd);
+    t->parser->destroy(t->parser);
+    report_free(&t->report);
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+    agent_busy = was_busy;
+}
+
+bool tracked_close_begin(int fd, struct closing *c)
+{
+    c->t = NULL;
+    if (!fd_is_tracked(fd) || agent_busy) return false;
+    agent_busy = true;
+    int saved = errno;
+    c->fd = fd;
+    c->t = fdtable_take(fd);
+    /* The last descriptor: keep a private one so that the file can be measured (and read
+     * again if needed) after the program's close has flushed everything. */
+    c->keep_fd = c->t && __atomic_load_n(&c->t->refs, __ATOMIC_RELAXED) == 1 ? raw_dup(fd) : -1;
+    errno = saved;
+    if (!c->t) agent_busy = false;
+    return c->t != NULL;
+}
+
+void tracked_close_end(struct closing *c, bool closed)
+{
+    if (!c->t) return;
+    int saved = errno;
+    if (closed) {
+        tracked_release(c->t, c->keep_fd);
+    } else {
+        struct tracked *stale = fdtable_put(c->fd, c->t); /* the close failed: still open */
+        if (stale) tracked_release(stale, -1);
+        tracked_release(c->t, -1);
+    }
+    if (c->keep_fd >= 0) raw_close(c->keep_fd);
+    agent_busy = false;
+    errno = saved;
+}
+
+bool tracked_close_begin_stream(FILE *stream, struct closing *c)
+{
+    c->t = NULL;
+    if (__builtin_expect(__atomic_load_n(&fd_tracked_count, __ATOMIC_RELAXED) == 0, 1) || !stream)
+        return false;
+    return tracked_close_begin(fileno(stream), c);
+}
+
+size_t tracked_close_range_begin(unsigned first, unsigned last, struct closing **out)
+{
+    *out = NULL;
+    unsigned high = __atomic_load_n(&fd_high_water, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&fd_tracked_count, __ATOMIC_RELAXED) == 0 || agent_busy || first >= high)
+        return 0;
+    if (last >= high) last = high - 1;
+    size_t n = 0;
+    for (unsigned fd = first; fd <= last; fd++) n += fd_is_tracked((int)fd);
+    struct closing *cs = n ? calloc(n, sizeof *cs) : NULL;
+    size_t got = 0;
+    for (unsigned fd = first; cs && fd <= last && got < n; fd++) {
+        if (tracked_close_begin((int)fd, &cs[got])) got++;
+        agent_busy = false; /* each begin sets it; the range is one call */
+    }
+    *out = cs;
+    return got;
+}
+
+void tracked_close_range_end(struct closing *cs, size_t n, bool closed)
+{
+    for (size_t i = 0; i < n; i++) {
+        agent_busy = true;
+        tracked_close_end(&cs[i], closed);
+    }
+    free(cs);
+}
+
+/* ---- rename ------------------------------------------------------------------------- */
+
+void tracked_renamed(int olddirfd, const char *oldpath, int newdirfd, const char *newpath)
+{
+    if (!initialized || agent_busy) return;
+    int saved = errno;
+    agent_busy = true;
+    char from[PATH_MAX], to[PATH_MAX];
+    if (absolute_path(olddirfd, oldpath, from, sizeof from) &&
+        absolute_path(newdirfd, newpath, to, sizeof to)) {
+        bool open_now = false;
+        fdtable_lock();
+        for (struct tracked *t = live; t; t = t->next_live)
+            if (strcmp(t->path, from) == 0) {
+                if (!t->written_as[0]) memcpy(t->written_as, t->path, sizeof t->path);
+                snprintf(t->path, sizeof t->path, "%s", to);
+                open_now = true;
+            }
+        fdtable_unlock();
+        if (!open_now && closed_recently(from)) {
+            cJSON *m = cJSON_CreateObject();
+            cJSON_AddStringToObject(m, "t", "rename");
+            cJSON_AddStringToObject(m, "from", from);
+            cJSON_AddStringToObject(m, "to", to);
+            channel_send(m);
+            cJSON_Delete(m);
+        }
+    }
+    agent_busy = false;
+    errno = saved;
+}
+
+/* ---- process lifecycle --------------------------------------------------------------- */
+
+void tracked_report_all_open(void)
+{
+    /* A vfork child (posix_spawn, Python's subprocess) shares the parent's memory and
+     * leaves through _exit: the files are the parent's to report, not its. */
+    if (!initialized || syscall(SYS_getpid) != agent_pid) return;
+    int saved = errno;
+    bool was_busy = agent_busy;
+    agent_busy = true;
+    unsigned high = __atomic_load_n(&fd_high_water, __ATOMIC_RELAXED);
+    for (unsigned fd = 0; fd < high; fd++) {
+        struct tracked *t = fd_is_tracked((int)fd) ? fdtable_take((int)fd) : NULL;
+        if (!t) continue;
+        if (t->stream) fflush(t->stream); /* exit() flushes stdio only after destructors */
+        tracked_release(t, (int)fd);
+    }
+    channel_flush(2000);
+    agent_busy = was_busy;
+    errno = saved;
+}
+
+static void after_fork_child(void)
+{
+    /* The parent reports the files it had open; the child starts with none of its own.
+     * (Tracking inherited descriptors in the child is future work: docs/processes.md.) */
+    agent_pid = (pid_t)syscall(SYS_getpid);
+    fdtable_after_fork_child();
+    pthread_mutex_init(&recent_lock, NULL);
+    unsigned high = fd_high_water;
+    for (unsigned fd = 0; fd < high; fd++) fd_slots[fd] = NULL;
+    fd_tracked_count = 0;
+    live = NULL;
+    channel_after_fork_child();
+}
+
+static void before_fork(void)
+{
+    fdtable_lock();
+}
+
+static void after_fork_parent(void)
+{
+    fdtable_unlock();
+}
+
+void agent_init(void)
+{
+    if (initialized) return;
+    real_resolve();
+    config_load();
+    fdtable_init();
+    agent_pid = (pid_t)syscall(SYS_getpid);
+    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+    initialized = true;
+}
+
+__attribute__((constructor)) static void agent_load(void)
+{
+    agent_init();
+}
+
+__attribute__((destructor)) static void agent_unload(void)
+{
+    tracked_report_all_open();
+}

@@ -1,0 +1,51 @@
+/* wrap_write.c — the descriptor write calls: write, pwrite*, writev, pwritev*.
+ *
+ * An untracked descriptor costs a bounds check and a load before the real call.
+ */
+#include "real.h"
+#include "tracked.h"
+
+#define WRITE_WRAPPER(name, offset_type, OFFSET)                                                   \
+    EXPORT ssize_t name(int fd, const void *buf, size_t count OFFSET_PARAM_##OFFSET(offset_type)) \
+    {                                                                                              \
+        struct tracked *t = tracked_enter(fd);                                                     \
+        if (!t) return REAL(name)(fd, buf, count OFFSET_ARG_##OFFSET);                             \
+        ssize_t n = REAL(name)(fd, buf, count OFFSET_ARG_##OFFSET);                                \
+        tracked_wrote(t, OFFSET_VALUE_##OFFSET, buf, n);                                           \
+        return n;                                                                                  \
+    }
+
+#define WRITEV_WRAPPER(name, offset_type, OFFSET)                                                  \
+    EXPORT ssize_t name(int fd, const struct iovec *iov, int iovcnt                                \
+                            OFFSET_PARAM_##OFFSET(offset_type))                                    \
+    {                                                                                              \
+        struct tracked *t = tracked_enter(fd);                                                     \
+        if (!t) return REAL(name)(fd, iov, iovcnt OFFSET_ARG_##OFFSET);                            \
+        ssize_t n = REAL(name)(fd, iov, iovcnt OFFSET_ARG_##OFFSET);                               \
+        tracked_wrotev(t, OFFSET_VALUE_##OFFSET, iov, iovcnt, n);                                  \
+        return n;                                                                                  \
+    }
+
+#define OFFSET_PARAM_AT_POSITION(type)
+#define OFFSET_ARG_AT_POSITION
+#define OFFSET_VALUE_AT_POSITION AT_POSITION
+#define OFFSET_PARAM_EXPLICIT(type) , type offset
+#define OFFSET_ARG_EXPLICIT , offset
+#define OFFSET_VALUE_EXPLICIT ((long long)offset)
+
+WRITE_WRAPPER(write, off_t, AT_POSITION)
+WRITE_WRAPPER(pwrite, off_t, EXPLICIT)
+WRITE_WRAPPER(pwrite64, off64_t, EXPLICIT)
+WRITEV_WRAPPER(writev, off_t, AT_POSITION)
+WRITEV_WRAPPER(pwritev, off_t, EXPLICIT)
+WRITEV_WRAPPER(pwritev64, off64_t, EXPLICIT)
+
+/* pwritev2 with offset -1 writes at (and advances) the descriptor's position. */
+EXPORT ssize_t pwritev2(int fd, const struct iovec *iov, int iovcnt, off_t offset, int flags)
+{
+    struct tracked *t = tracked_enter(fd);
+    if (!t) return REAL(pwritev2)(fd, iov, iovcnt, offset, flags);
+    ssize_t n = REAL(pwritev2)(fd, iov, iovcnt, offset, flags);
+    tracked_wrotev(t, offset == -1 ? AT_POSITION : (long long)offset, iov, iovcnt, n);
+    return n;
+}

@@ -1,0 +1,20 @@
+#!/bin/sh
+# install-deps.sh — install the Debian packages ckmon builds and tests with, if missing.
+# Runs before `make test` and `make demo`; as root it installs what is missing with
+# apt-get, otherwise it only names what to install.
+set -e
+PACKAGES="gcc make pkg-config libelf-dev libcurl4-openssl-dev libcjson-dev zlib1g-dev
+libcmocka-dev python3 python3-pytest python3-numpy python3-torch"
+missing=""
+for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+    echo "ckmon: missing Debian packages:$missing (run: sudo apt-get install$missing)" >&2
+    exit 1
+fi
+echo "ckmon: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
