@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
@@ -25,6 +26,8 @@ struct queued {
 
 static pthread_mutex_t channel_lock = PTHREAD_MUTEX_INITIALIZER;
 static int conn_fd = -1;
+static dev_t conn_dev; /* what conn_fd was when connected: the program may have closed it */
+static ino_t conn_ino; /* behind the agent's back (raw syscall) and reused the number */
 static long long next_connect_ns; /* monotonic time before which no reconnect is tried */
 static struct queued *queue_head, **queue_tail = &queue_head;
 static size_t queue_bytes;
@@ -40,6 +43,19 @@ static long long monotonic_ns(void)
 static void raw_close(int fd)
 {
     syscall(SYS_close, fd);
+}
+
+/* Whether conn_fd is still the socket the agent connected: a program can close it with
+ * a raw system call and get the same number for a file of its own, which must never
+ * receive the agent's messages (nor be closed by the agent). */
+static bool connection_intact(void)
+{
+    struct stat st;
+    if (conn_fd >= 0 && syscall(SYS_fstat, conn_fd, &st) == 0 && st.st_dev == conn_dev &&
+        st.st_ino == conn_ino)
+        return true;
+    conn_fd = -1;
+    return false;
 }
 
 static bool send_packet(const char *data, size_t len)
@@ -75,8 +91,12 @@ static void connect_if_needed(void)
     memcpy(addr.sun_path, agent_config.socket_path, sizeof addr.sun_path);
     int saved = errno;
     int fd = (int)syscall(SYS_socket, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    if (fd >= 0 && syscall(SYS_connect, fd, &addr, sizeof addr) == 0) {
+    struct stat st;
+    if (fd >= 0 && syscall(SYS_connect, fd, &addr, sizeof addr) == 0 &&
+        syscall(SYS_fstat, fd, &st) == 0) {
         conn_fd = fd;
+        conn_dev = st.st_dev;
+        conn_ino = st.st_ino;
         send_hello();
     } else {
         if (fd >= 0) raw_close(fd);
@@ -118,6 +138,7 @@ void channel_send(const cJSON *msg)
     size_t len = strlen(text);
     int saved = errno;
     pthread_mutex_lock(&channel_lock);
+    connection_intact();
     connect_if_needed();
     drain_queue();
     if (len > WIRE_MAX_MESSAGE)
@@ -149,6 +170,7 @@ void channel_flush(int timeout_ms)
     int saved = errno;
     pthread_mutex_lock(&channel_lock);
     if (queue_head) next_connect_ns = 0; /* one last try, whatever the backoff says */
+    connection_intact();
     for (;;) {
         connect_if_needed();
         drain_queue();

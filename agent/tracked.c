@@ -384,12 +384,13 @@ static void finalize(struct tracked *t, int fd)
     long long size = -1;
     if ((fd >= 0 ? syscall(SYS_fstat, fd, &st) : syscall(SYS_newfstatat, AT_FDCWD, t->path, &st, 0)) == 0)
         size = st.st_size;
-    const char *format = t->parser->format;
+    const char *format;
     bool complete;
     if (t->reread || (size >= 0 && (unsigned long long)size != t->streamed)) {
         complete = reparse(t, fd, &format);
     } else {
         complete = t->parser->finish(t->parser);
+        format = t->parser->format; /* a short file's format is decided by finish */
     }
     send_pending_findings(t);
 
