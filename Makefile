@@ -16,7 +16,7 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-missing-fiel
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -fPIC -fvisibility=hidden -fno-strict-aliasing $(WARN) -D_GNU_SOURCE
 CPPFLAGS += -I. -MMD -MP
-LDLIBS_AGENT     := -lcjson -lz -ldl -lpthread
+LDLIBS_AGENT     := -lcjson -lz -ldl -lpthread -lm
 LDLIBS_COLLECTOR := -lcjson -lcurl -lz -lelf -lpthread -lm
 
 ifeq ($(SANITIZE),1)

@@ -5,6 +5,7 @@
  * have no header). Adding a format is one row in `formats` plus its own file.
  */
 #include "parser.h"
+#include "npy.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -20,6 +21,10 @@ struct format {
      * path's extension say this format. */
     bool (*claims)(const uint8_t *head, size_t n, const char *extension);
     struct parser *(*create)(struct report *r, const struct parse_options *o);
+    /* Used instead of create when set, for formats that name what they find after the
+     * file (npy: its one array), with the path's base name without extension. */
+    struct parser *(*create_named)(struct report *r, const struct parse_options *o,
+                                   const char *stem);
 };
 
 static bool claims_json(const uint8_t *head, size_t n, const char *extension)
@@ -37,7 +42,35 @@ static bool claims_pickle(const uint8_t *head, size_t n, const char *extension)
     return strcmp(extension, "pkl") == 0 || strcmp(extension, "pickle") == 0;
 }
 
+/* safetensors: a little-endian u64 header length within the specification's limit,
+ * then the JSON header's '{'. */
+static bool claims_safetensors(const uint8_t *head, size_t n, const char *extension)
+{
+    const uint64_t SPEC_MAX_HEADER = 100000000;
+    (void)extension;
+    if (n < 9 || head[8] != '{') return false;
+    uint64_t length = 0;
+    for (int i = 7; i >= 0; i--) length = length << 8 | head[i];
+    return length >= 2 && length <= SPEC_MAX_HEADER;
+}
+
+static bool claims_npy(const uint8_t *head, size_t n, const char *extension)
+{
+    (void)extension;
+    return n >= 6 && memcmp(head, "\x93NUMPY", 6) == 0;
+}
+
+static bool claims_gguf(const uint8_t *head, size_t n, const char *extension)
+{
+    (void)extension;
+    return n >= 4 && memcmp(head, "GGUF", 4) == 0;
+}
+
+/* Magic numbers first: they are more specific than JSON's '{' or the .pkl extension. */
 static const struct format formats[] = {
+    {"safetensors", claims_safetensors, parser_safetensors_new, NULL},
+    {"npy", claims_npy, parser_npy_new, parser_npy_named_new},
+    {"gguf", claims_gguf, parser_gguf_new, NULL},
     {"json", claims_json, parser_json_new},
     {"pickle", claims_pickle, parser_pickle_new},
 };
@@ -47,6 +80,7 @@ struct detect {
     struct report *report;
     const struct parse_options *options;
     char extension[16];
+    char stem[256]; /* base name without extension */
     uint8_t head[DETECT_BYTES];
     size_t head_len;
     bool decided;
@@ -58,7 +92,9 @@ static void decide(struct detect *d)
     d->decided = true;
     for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
         if (!formats[i].claims(d->head, d->head_len, d->extension)) continue;
-        d->inner = formats[i].create(d->report, d->options);
+        d->inner = formats[i].create_named
+                       ? formats[i].create_named(d->report, d->options, d->stem)
+                       : formats[i].create(d->report, d->options);
         if (!d->inner) {
             report_error(d->report, "%s: out of memory", formats[i].name);
             return;
@@ -111,9 +147,12 @@ struct parser *parser_detect_new(const char *path, struct report *r, const struc
                               .destroy = detect_destroy};
     d->report = r;
     d->options = o;
-    const char *base = strrchr(path, '/');
-    const char *dot = strrchr(base ? base : path, '.');
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    const char *dot = strrchr(base, '.');
     if (dot) snprintf(d->extension, sizeof d->extension, "%s", dot + 1);
+    int stem_len = dot ? (int)(dot - base) : (int)strlen(base);
+    snprintf(d->stem, sizeof d->stem, "%.*s", stem_len, base);
     return &d->base;
 }
 

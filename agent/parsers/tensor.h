@@ -34,6 +34,9 @@ struct tensor_reader {
     struct tensor_stats stats;
 };
 
+/* The number of elements of a shape; false when a dimension is negative or the
+ * product does not fit in 64 bits. */
+bool tensor_shape_elements(const int64_t *shape, int ndim, uint64_t *elements);
 /* Prepares for a tensor of the given dtype and shape. Returns false (and reports an
  * error naming the tensor) when the shape is invalid or its byte size overflows. */
 bool tensor_reader_init(struct tensor_reader *tr, struct report *r, const char *name,
@@ -49,5 +52,48 @@ static inline bool tensor_reader_done(const struct tensor_reader *tr)
 }
 /* Reports the tensor (and, for a 0-d tensor, its value under the same name). */
 void tensor_reader_report(const struct tensor_reader *tr, struct report *r);
+
+/* ---- Tensors at known offsets of one stream (safetensors, GGUF) ------------------
+ * Such formats list their tensors in a header, each at an offset of the stream, in an
+ * order of the writer's choosing; the data then passes by once, in file order. */
+struct tensor_entry {
+    char *name;          /* owned by the sequence */
+    char dtype_name[24]; /* for dtypes without statistics */
+    bool readable;       /* dtype is one the statistics read */
+    enum dtype dtype;
+    int ndim;
+    int64_t shape[TENSOR_MAX_DIMS];
+    uint64_t begin, nbytes; /* where the data is, as stream offsets */
+    size_t order;           /* position in the header */
+};
+
+struct tensor_sequence {
+    struct tensor_entry *entries;
+    size_t count, capacity;
+    size_t next;  /* the entry being read or waited for */
+    bool reading; /* reader holds entries[next] */
+    struct tensor_reader reader;
+};
+
+/* Appends a copy of e (its name copied, its order set); false when out of memory. For
+ * a readable dtype, e->nbytes must be the shape's size in that dtype. */
+bool tensor_sequence_add(struct tensor_sequence *q, const struct tensor_entry *e);
+/* Puts the entries in stream order (header order on ties) and drops, with an error
+ * prefixed by `format`, each entry whose data overlaps the one kept before it. */
+void tensor_sequence_sort(struct tensor_sequence *q, struct report *r, const char *format);
+/* Takes bytes at stream offset *offset (advanced over all of them): skips gaps, feeds
+ * the tensors and reports each one as it completes. len == 0 reports the empty tensors
+ * that are due; bytes after the last tensor are ignored. */
+void tensor_sequence_feed(struct tensor_sequence *q, struct report *r, double sample,
+                          uint64_t *offset, const uint8_t *data, size_t len);
+static inline bool tensor_sequence_done(const struct tensor_sequence *q)
+{
+    return q->next == q->count;
+}
+/* The stream ended at offset: true when every tensor was read, else reports which one
+ * the data stopped at. */
+bool tensor_sequence_finish(const struct tensor_sequence *q, struct report *r, const char *format,
+                            uint64_t offset);
+void tensor_sequence_free(struct tensor_sequence *q);
 
 #endif

@@ -1,0 +1,424 @@
+/* flatten.c — a tree of Python objects into the record's values and tensors (flatten.h).
+ *
+ * The walk keeps the current name in one growing buffer: entering a child appends
+ * ".key" (or "key" under the root), leaving truncates back. Recursion is bounded by
+ * FLATTEN_MAX_DEPTH, so a list that contains itself through the pickle memo costs 64
+ * levels and one error, and FLATTEN_MAX_NODES bounds the total work on trees that share
+ * subtrees. Numbers are formatted in the C locale whatever the program's locale is.
+ */
+#include "flatten.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RENDER_MAX_DEPTH 8 /* nesting shown in a rendered key or description */
+
+/* A growing string that refuses to pass limit bytes (overflow is then set). */
+struct strbuf {
+    char *s;
+    size_t len, alloc, limit;
+    bool overflow;
+};
+
+struct flattener {
+    struct report *report;
+    flatten_hook hook;
+    void *ctx;
+    struct strbuf name; /* the current node's full name */
+    struct strbuf text; /* scratch for descriptions */
+    unsigned long visits;
+    bool said_too_deep, said_too_many, said_too_long;
+};
+
+static void sb_add(struct strbuf *b, const char *s, size_t n)
+{
+    if (b->overflow) return;
+    if (n > b->limit - b->len) {
+        b->overflow = true;
+        return;
+    }
+    if (b->len + n + 1 > b->alloc) {
+        size_t alloc = b->alloc ? b->alloc : 128;
+        while (alloc < b->len + n + 1)
+            alloc *= 2;
+        char *grown = realloc(b->s, alloc);
+        if (!grown) {
+            b->overflow = true;
+            return;
+        }
+        b->s = grown;
+        b->alloc = alloc;
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+static void sb_addz(struct strbuf *b, const char *s)
+{
+    sb_add(b, s, strlen(s));
+}
+
+static void sb_addf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void sb_addf(struct strbuf *b, const char *fmt, ...)
+{
+    char tmp[64];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n > 0) sb_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+/* Back to an earlier length (and out of overflow, which only concerned what followed). */
+static void sb_truncate(struct strbuf *b, size_t len)
+{
+    b->len = len;
+    b->overflow = false;
+    if (b->s) b->s[len] = '\0';
+}
+
+/* ---- Python's str() and repr(), as far as keys and descriptions need them ---- */
+
+/* repr(float): the shortest text that reads back as the same double. */
+static void render_float(struct strbuf *b, double v)
+{
+    if (isnan(v)) return sb_addz(b, "nan");
+    if (isinf(v)) return sb_addz(b, v < 0 ? "-inf" : "inf");
+    char text[32];
+    for (int precision = 1; precision <= 17; precision++) {
+        snprintf(text, sizeof(text), "%.*g", precision, v);
+        if (strtod(text, NULL) == v) break;
+    }
+    sb_addz(b, text);
+    if (!strpbrk(text, ".e")) sb_addz(b, ".0");
+}
+
+static void render_bytes(struct strbuf *b, const struct pyobj *o)
+{
+    sb_addz(b, "b'");
+    for (uint64_t i = 0; o->u.str.data && i < o->u.str.len && !b->overflow; i++) {
+        unsigned char c = (unsigned char)o->u.str.data[i];
+        if (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\')
+            sb_add(b, (const char *)&c, 1);
+        else
+            sb_addf(b, "\\x%02x", c);
+    }
+    sb_addz(b, o->u.str.data ? "'" : "...'");
+}
+
+static void render(struct strbuf *b, const struct pyobj *o, bool as_repr, int depth);
+
+static void render_items(struct strbuf *b, const struct pyvec *v, size_t step, int depth)
+{
+    for (size_t i = 0; i < v->len && !b->overflow; i += step) {
+        if (i) sb_addz(b, ", ");
+        render(b, v->at[i], true, depth + 1);
+        if (step == 2) {
+            sb_addz(b, ": ");
+            render(b, v->at[i + 1], true, depth + 1);
+        }
+    }
+}
+
+static void render_container(struct strbuf *b, const struct pyobj *o, int depth)
+{
+    static const char *const brackets[][2] = {
+        [PY_LIST] = {"[", "]"},
+        [PY_TUPLE] = {"(", ")"},
+        [PY_SET] = {"{", "}"},
+        [PY_FROZENSET] = {"frozenset({", "})"},
+        [PY_DICT] = {"{", "}"},
+    };
+    sb_addz(b, brackets[o->kind][0]);
+    if (o->kind == PY_DICT) {
+        render_items(b, &o->u.map, 2, depth);
+    } else {
+        render_items(b, &o->u.seq, 1, depth);
+        if (o->kind == PY_TUPLE && o->u.seq.len == 1) sb_addz(b, ",");
+    }
+    sb_addz(b, brackets[o->kind][1]);
+}
+
+static void render_str(struct strbuf *b, const struct pyobj *o, bool as_repr)
+{
+    if (!o->u.str.data) return sb_addf(b, "<str of %" PRIu64 " bytes>", o->u.str.len);
+    if (as_repr) sb_addz(b, "'");
+    sb_add(b, o->u.str.data, o->u.str.len);
+    if (as_repr) sb_addz(b, "'");
+}
+
+/* str(o), or repr(o) inside containers; objects by what builds them: "posix.system(...)". */
+static void render(struct strbuf *b, const struct pyobj *o, bool as_repr, int depth)
+{
+    if (depth > RENDER_MAX_DEPTH) return sb_addz(b, "...");
+    switch (o->kind) {
+    case PY_NONE: return sb_addz(b, "None");
+    case PY_BOOL: return sb_addz(b, o->u.boolean ? "True" : "False");
+    case PY_INT: return sb_addf(b, "%" PRId64, o->u.integer);
+    case PY_BIGINT: {
+        char digits[400]; /* every digit of the largest double */
+        if (!isfinite(o->u.number)) return render_float(b, o->u.number);
+        snprintf(digits, sizeof(digits), "%.0f", o->u.number);
+        return sb_addz(b, digits);
+    }
+    case PY_FLOAT: return render_float(b, o->u.number);
+    case PY_STR: return render_str(b, o, as_repr);
+    case PY_BYTES: return render_bytes(b, o);
+    case PY_LIST:
+    case PY_TUPLE:
+    case PY_SET:
+    case PY_FROZENSET:
+    case PY_DICT: return render_container(b, o, depth);
+    case PY_GLOBAL:
+        sb_addz(b, o->u.global.module);
+        sb_addz(b, ".");
+        return sb_addz(b, o->u.global.name);
+    case PY_OBJECT:
+        if (o->u.object.callable) render(b, o->u.object.callable, false, depth + 1);
+        return sb_addz(b, "(...)");
+    case PY_PID: return sb_addz(b, "persistent_id(...)");
+    case PY_DTYPE: return sb_addf(b, "dtype('%s')", o->u.dtype.code);
+    case PY_ARRAY: return sb_addz(b, "array(...)");
+    }
+}
+
+/* ---- names ---- */
+
+static bool name_ok(struct flattener *f)
+{
+    if (!f->name.overflow) return true;
+    if (!f->said_too_long)
+        report_error(f->report, "flatten: a name longer than %d bytes was not reported", FLATTEN_MAX_NAME);
+    f->said_too_long = true;
+    return false;
+}
+
+/* ---- reporting ---- */
+
+static void put_le64(uint8_t *out, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        out[i] = (uint8_t)(v >> (8 * i));
+}
+
+static bool is_number(const struct pyobj *o)
+{
+    return o->kind == PY_INT || o->kind == PY_BIGINT || o->kind == PY_FLOAT;
+}
+
+/* Whether every item is an int or float (not bool); *any_float when one is not an int. */
+static bool all_numbers(const struct pyvec *v, bool *any_float)
+{
+    *any_float = false;
+    for (size_t i = 0; i < v->len; i++) {
+        if (!is_number(v->at[i])) return false;
+        if (v->at[i]->kind != PY_INT) *any_float = true;
+    }
+    return true;
+}
+
+static bool is_tensor_list(const struct pyvec *v)
+{
+    bool any_float;
+    return v->len > FLATTEN_MAX_LISTED && all_numbers(v, &any_float);
+}
+
+/* A numeric list as a float64/int64 tensor of shape [n], read exactly. */
+static void report_numbers(struct flattener *f, const struct pyvec *v)
+{
+    if (!report_wants(f->report, f->name.s)) return;
+    bool any_float;
+    all_numbers(v, &any_float);
+    enum dtype t = any_float ? DTYPE_F64 : DTYPE_I64;
+    struct tensor_stats st;
+    stats_init(&st, t);
+    uint8_t block[256 * 8];
+    size_t filled = 0;
+    for (size_t i = 0; i < v->len; i++) {
+        const struct pyobj *o = v->at[i];
+        uint64_t bits;
+        if (any_float) {
+            double d = o->kind == PY_INT ? (double)o->u.integer : o->u.number;
+            memcpy(&bits, &d, sizeof(bits));
+        } else {
+            bits = (uint64_t)o->u.integer;
+        }
+        put_le64(block + filled, bits);
+        filled += 8;
+        if (filled == sizeof(block) || i + 1 == v->len) {
+            stats_feed(&st, block, filled);
+            filled = 0;
+        }
+    }
+    int64_t shape = (int64_t)v->len;
+    report_tensor(f->report, f->name.s, dtype_name(t), &shape, 1, &st, 1.0);
+}
+
+/* Array data as little-endian elements, swapping big-endian ones through a block. */
+static void feed_array(struct tensor_stats *st, const struct pyarray *a)
+{
+    if (!a->big_endian) return stats_feed(st, a->data, a->nbytes);
+    size_t size = dtype_size(a->dtype);
+    uint8_t block[4096];
+    for (uint64_t at = 0; at < a->nbytes;) {
+        size_t n = a->nbytes - at < sizeof(block) ? (size_t)(a->nbytes - at) : sizeof(block);
+        for (size_t i = 0; i < n; i += size)
+            for (size_t k = 0; k < size; k++)
+                block[i + k] = a->data[at + i + size - 1 - k];
+        stats_feed(st, block, n);
+        at += n;
+    }
+}
+
+static void visit(struct flattener *f, const struct pyobj *o, int depth);
+
+static void report_array(struct flattener *f, const struct pyarray *a)
+{
+    const char *name = f->name.s;
+    if (!a->dtype_name) {
+        report_error(f->report, "%s: numpy array not reported: %s", name, a->problem);
+        return;
+    }
+    if (!report_wants(f->report, name)) return;
+    struct tensor_stats st;
+    stats_init(&st, a->supported ? a->dtype : DTYPE_U8);
+    if (a->problem)
+        report_error(f->report, "%s: statistics not computed: %s", name, a->problem);
+    else
+        feed_array(&st, a);
+    report_tensor(f->report, name, a->dtype_name, a->shape, a->ndim, &st, a->problem ? 0.0 : 1.0);
+    if (!a->problem && a->ndim == 0) {
+        /* the contract: a 0-dimensional tensor is also a scalar value */
+        struct pyobj element;
+        pyobj_element(a->dtype, a->data, a->big_endian, &element);
+        visit(f, &element, 0);
+    }
+}
+
+static void report_described(struct flattener *f, const struct pyobj *o)
+{
+    sb_truncate(&f->text, 0);
+    render(&f->text, o, false, 0);
+    if (f->text.len) report_string(f->report, f->name.s, f->text.s, f->text.len);
+}
+
+/* ---- the walk ---- */
+
+/* Visits o under the current name extended by key (an index, or a dict key rendered). */
+static void visit_child(struct flattener *f, const char *index, const struct pyobj *key,
+                        const struct pyobj *o, int depth)
+{
+    if (depth + 1 > FLATTEN_MAX_DEPTH) {
+        if (!f->said_too_deep)
+            report_error(f->report, "flatten: nesting deeper than %d levels at '%s'; not descended",
+                         FLATTEN_MAX_DEPTH, f->name.s);
+        f->said_too_deep = true;
+        return;
+    }
+    size_t saved = f->name.len;
+    if (depth > 0) sb_addz(&f->name, ".");
+    if (index)
+        sb_addz(&f->name, index);
+    else
+        render(&f->name, key, false, 0);
+    if (name_ok(f)) visit(f, o, depth + 1);
+    sb_truncate(&f->name, saved);
+}
+
+static void visit_pairs(struct flattener *f, const struct pyvec *map, int depth)
+{
+    for (size_t i = 0; i + 1 < map->len; i += 2)
+        visit_child(f, NULL, map->at[i], map->at[i + 1], depth);
+}
+
+static void visit_items(struct flattener *f, const struct pyvec *items, int depth)
+{
+    if (is_tensor_list(items)) return report_numbers(f, items);
+    for (size_t i = 0; i < items->len; i++) {
+        char index[24];
+        snprintf(index, sizeof(index), "%zu", i);
+        visit_child(f, index, NULL, items->at[i], depth);
+    }
+}
+
+static bool has_content(const struct pyobj *o)
+{
+    return o->attrs || o->u.object.items.len || o->u.object.map.len;
+}
+
+static void visit(struct flattener *f, const struct pyobj *o, int depth)
+{
+    if (++f->visits > FLATTEN_MAX_NODES) {
+        if (!f->said_too_many)
+            report_error(f->report, "flatten: more than %u objects; the rest were not reported",
+                         FLATTEN_MAX_NODES);
+        f->said_too_many = true;
+        return;
+    }
+    if (f->hook && f->hook(f->ctx, f->report, f->name.s, o)) return;
+    switch (o->kind) {
+    case PY_NONE: return report_null(f->report, f->name.s);
+    case PY_BOOL: return report_bool(f->report, f->name.s, o->u.boolean);
+    case PY_INT: return report_int(f->report, f->name.s, o->u.integer);
+    case PY_BIGINT:
+    case PY_FLOAT: return report_float(f->report, f->name.s, o->u.number);
+    case PY_STR:
+        if (o->u.str.data) report_string(f->report, f->name.s, o->u.str.data, o->u.str.len);
+        return;
+    case PY_BYTES: return;
+    case PY_LIST:
+    case PY_TUPLE:
+    case PY_SET:
+    case PY_FROZENSET: visit_items(f, &o->u.seq, depth); break;
+    case PY_DICT: visit_pairs(f, &o->u.map, depth); break;
+    case PY_OBJECT:
+        if (!has_content(o)) return report_described(f, o);
+        visit_pairs(f, &o->u.object.map, depth);
+        visit_items(f, &o->u.object.items, depth);
+        break;
+    case PY_ARRAY: return report_array(f, &o->u.array);
+    case PY_GLOBAL:
+    case PY_PID:
+    case PY_DTYPE: return report_described(f, o);
+    }
+    if (o->attrs) visit_pairs(f, &o->attrs->u.map, depth);
+}
+
+/* Whether the root is one value or tensor (named "value") rather than a container of
+ * named things. */
+static bool is_single(const struct pyobj *o)
+{
+    switch (o->kind) {
+    case PY_DICT: return false;
+    case PY_LIST:
+    case PY_TUPLE:
+    case PY_SET:
+    case PY_FROZENSET: return !o->attrs && is_tensor_list(&o->u.seq);
+    case PY_OBJECT: return !has_content(o);
+    default: return true;
+    }
+}
+
+void flatten(struct report *r, const struct pyobj *root, flatten_hook hook, void *ctx)
+{
+    struct flattener f = {.report = r, .hook = hook, .ctx = ctx};
+    f.name.limit = FLATTEN_MAX_NAME;
+    f.text.limit = REPORT_MAX_STRING;
+    sb_addz(&f.name, is_single(root) ? "value" : "");
+    if (!f.name.s) {
+        report_error(r, "flatten: out of memory");
+        return;
+    }
+    locale_t c = pyobj_c_locale();
+    locale_t previous = c ? uselocale(c) : (locale_t)0;
+    visit(&f, root, 0);
+    if (c) uselocale(previous);
+    free(f.name.s);
+    free(f.text.s);
+}

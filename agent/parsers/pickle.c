@@ -1,0 +1,1426 @@
+/* pickle.c — a streaming, inert pickle walker (protocols 0-5) and the "pickle" parser.
+ *
+ * Unpickling a file means running the program it contains: GLOBAL names a callable,
+ * REDUCE calls it. This walker executes the opcodes on a model of the objects
+ * (pyobj.h) instead, so a call becomes a node that names its callable and keeps its
+ * arguments, and nothing is ever imported or called. A few well-known callables are
+ * understood as the plain data they build (OrderedDict, set, bytes via _codecs.encode,
+ * copyreg._reconstructor, numpy arrays, dtypes and scalars); everything else stays an
+ * inert object, which flatten.c describes as "module.name(...)".
+ *
+ * Bytes arrive in pieces of any size. The walker reads one opcode, then its argument
+ * (a fixed number of bytes, a text line, or a length followed by a payload), then
+ * executes it. Payloads are not buffered beyond what is retained: a long string or
+ * bytes object is counted down and kept only within the arena's limits (pyobj.h).
+ *
+ * Limits: text lines of INT/FLOAT/GLOBAL/GET... opcodes are at most PICKLE_MAX_LINE
+ * bytes (longer is an error); STRING and UNICODE lines are read to any length but only
+ * their first PICKLE_MAX_TEXT_LINE bytes are retained; LONG1/LONG4 integers longer
+ * than PICKLE_MAX_LONG bytes overflow a double anyway and become ±inf. The stack, the
+ * marks and the memo grow inside the arena, so PYOBJ_MEMORY_CAP bounds them all.
+ *
+ * BUILD state: a dict becomes the object's attributes; a (dict, slots-dict) pair is
+ * merged into them; None changes nothing; any other state is kept as the attribute
+ * "__state__" (reported as NAME.__state__...). numpy arrays and dtypes take their own
+ * state. Data after STOP is not part of the pickle and is ignored.
+ */
+#include "parser.h"
+#include "pyobj.h"
+#include "flatten.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <locale.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PICKLE_MAX_LINE      4096
+#define PICKLE_MAX_TEXT_LINE (1u << 20)
+#define PICKLE_MAX_LONG      128
+#define PICKLE_MAX_PROTOCOL  5
+
+enum arg_kind {
+    ARG_INVALID, /* not an opcode */
+    ARG_NONE,
+    ARG_FIXED, /* size bytes */
+    ARG_SIZED, /* a little-endian length of size bytes, then that many bytes */
+    ARG_LINE,
+    ARG_LINES2, /* two lines: module and name */
+};
+
+struct opinfo {
+    const char *name;
+    uint8_t arg;
+    uint8_t size;
+};
+
+static const struct opinfo opcodes[256] = {
+    ['('] = {"MARK", ARG_NONE, 0},
+    ['.'] = {"STOP", ARG_NONE, 0},
+    ['0'] = {"POP", ARG_NONE, 0},
+    ['1'] = {"POP_MARK", ARG_NONE, 0},
+    ['2'] = {"DUP", ARG_NONE, 0},
+    ['F'] = {"FLOAT", ARG_LINE, 0},
+    ['I'] = {"INT", ARG_LINE, 0},
+    ['J'] = {"BININT", ARG_FIXED, 4},
+    ['K'] = {"BININT1", ARG_FIXED, 1},
+    ['L'] = {"LONG", ARG_LINE, 0},
+    ['M'] = {"BININT2", ARG_FIXED, 2},
+    ['N'] = {"NONE", ARG_NONE, 0},
+    ['P'] = {"PERSID", ARG_LINE, 0},
+    ['Q'] = {"BINPERSID", ARG_NONE, 0},
+    ['R'] = {"REDUCE", ARG_NONE, 0},
+    ['S'] = {"STRING", ARG_LINE, 0},
+    ['T'] = {"BINSTRING", ARG_SIZED, 4},
+    ['U'] = {"SHORT_BINSTRING", ARG_SIZED, 1},
+    ['V'] = {"UNICODE", ARG_LINE, 0},
+    ['X'] = {"BINUNICODE", ARG_SIZED, 4},
+    ['a'] = {"APPEND", ARG_NONE, 0},
+    ['b'] = {"BUILD", ARG_NONE, 0},
+    ['c'] = {"GLOBAL", ARG_LINES2, 0},
+    ['d'] = {"DICT", ARG_NONE, 0},
+    ['}'] = {"EMPTY_DICT", ARG_NONE, 0},
+    ['e'] = {"APPENDS", ARG_NONE, 0},
+    ['g'] = {"GET", ARG_LINE, 0},
+    ['h'] = {"BINGET", ARG_FIXED, 1},
+    ['i'] = {"INST", ARG_LINES2, 0},
+    ['j'] = {"LONG_BINGET", ARG_FIXED, 4},
+    ['l'] = {"LIST", ARG_NONE, 0},
+    [']'] = {"EMPTY_LIST", ARG_NONE, 0},
+    ['o'] = {"OBJ", ARG_NONE, 0},
+    ['p'] = {"PUT", ARG_LINE, 0},
+    ['q'] = {"BINPUT", ARG_FIXED, 1},
+    ['r'] = {"LONG_BINPUT", ARG_FIXED, 4},
+    ['s'] = {"SETITEM", ARG_NONE, 0},
+    ['t'] = {"TUPLE", ARG_NONE, 0},
+    [')'] = {"EMPTY_TUPLE", ARG_NONE, 0},
+    ['u'] = {"SETITEMS", ARG_NONE, 0},
+    ['G'] = {"BINFLOAT", ARG_FIXED, 8},
+    [0x80] = {"PROTO", ARG_FIXED, 1},
+    [0x81] = {"NEWOBJ", ARG_NONE, 0},
+    [0x82] = {"EXT1", ARG_FIXED, 1},
+    [0x83] = {"EXT2", ARG_FIXED, 2},
+    [0x84] = {"EXT4", ARG_FIXED, 4},
+    [0x85] = {"TUPLE1", ARG_NONE, 0},
+    [0x86] = {"TUPLE2", ARG_NONE, 0},
+    [0x87] = {"TUPLE3", ARG_NONE, 0},
+    [0x88] = {"NEWTRUE", ARG_NONE, 0},
+    [0x89] = {"NEWFALSE", ARG_NONE, 0},
+    [0x8a] = {"LONG1", ARG_SIZED, 1},
+    [0x8b] = {"LONG4", ARG_SIZED, 4},
+    ['B'] = {"BINBYTES", ARG_SIZED, 4},
+    ['C'] = {"SHORT_BINBYTES", ARG_SIZED, 1},
+    [0x8c] = {"SHORT_BINUNICODE", ARG_SIZED, 1},
+    [0x8d] = {"BINUNICODE8", ARG_SIZED, 8},
+    [0x8e] = {"BINBYTES8", ARG_SIZED, 8},
+    [0x8f] = {"EMPTY_SET", ARG_NONE, 0},
+    [0x90] = {"ADDITEMS", ARG_NONE, 0},
+    [0x91] = {"FROZENSET", ARG_NONE, 0},
+    [0x92] = {"NEWOBJ_EX", ARG_NONE, 0},
+    [0x93] = {"STACK_GLOBAL", ARG_NONE, 0},
+    [0x94] = {"MEMOIZE", ARG_NONE, 0},
+    [0x95] = {"FRAME", ARG_FIXED, 8},
+    [0x96] = {"BYTEARRAY8", ARG_SIZED, 8},
+    [0x97] = {"NEXT_BUFFER", ARG_NONE, 0},
+    [0x98] = {"READONLY_BUFFER", ARG_NONE, 0},
+};
+
+enum step { STEP_OPCODE, STEP_FIXED, STEP_LINE, STEP_PAYLOAD, STEP_STOPPED, STEP_FAILED };
+
+struct pickle_walker {
+    struct report *report;
+    pickle_on_stop on_stop;
+    void *ctx;
+    struct pyarena *arena;
+
+    enum step step;
+    uint64_t offset;    /* bytes taken so far */
+    uint64_t op_offset; /* where the current opcode began */
+    uint8_t op;
+    bool reading_length; /* ARG_SIZED: the fixed bytes are the payload's length */
+
+    uint8_t fixed[8];
+    unsigned fixed_need, fixed_have;
+
+    char *line; /* the current text line (malloc'd, at most line_limit bytes) */
+    size_t line_len, line_alloc, line_limit;
+    uint64_t line_total; /* the whole line's length, retained or not */
+    const char *first_line; /* GLOBAL/INST module, copied into the arena */
+
+    uint64_t payload_need, payload_have;
+    uint8_t *payload; /* where retained payload bytes go; NULL: counted down only */
+    uint8_t payload_last; /* last byte seen (the sign of an over-long LONG4) */
+    uint8_t long_bytes[PICKLE_MAX_LONG];
+
+    struct pyvec stack;
+    size_t *marks; /* stack heights at each MARK */
+    size_t nmarks, marks_cap;
+    struct pyvec memo; /* by index; NULL entries are unset */
+    size_t memo_count;
+};
+
+static const char *op_name(uint8_t op)
+{
+    return opcodes[op].name ? opcodes[op].name : "?";
+}
+
+static bool fail(struct pickle_walker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Reports why the walk gives up (with the offset of the opcode at fault); always false. */
+static bool fail(struct pickle_walker *w, const char *fmt, ...)
+{
+    char why[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    report_error(w->report, "pickle: %s at byte %" PRIu64, why, w->op_offset);
+    w->step = STEP_FAILED;
+    return false;
+}
+
+static bool fail_memory(struct pickle_walker *w)
+{
+    return fail(w, "%s exceeds the %u MiB memory cap", op_name(w->op), PYOBJ_MEMORY_CAP >> 20);
+}
+
+/* ---- the stack, marks and memo ---- */
+
+static size_t stack_floor(const struct pickle_walker *w)
+{
+    return w->nmarks ? w->marks[w->nmarks - 1] : 0;
+}
+
+static bool push(struct pickle_walker *w, struct pyobj *o)
+{
+    if (!o) return fail_memory(w);
+    return pyvec_push(w->arena, &w->stack, o) || fail_memory(w);
+}
+
+static struct pyobj *pop(struct pickle_walker *w)
+{
+    if (w->stack.len <= stack_floor(w)) {
+        fail(w, "stack underflow in %s", op_name(w->op));
+        return NULL;
+    }
+    return w->stack.at[--w->stack.len];
+}
+
+static struct pyobj *top(struct pickle_walker *w)
+{
+    if (w->stack.len <= stack_floor(w)) {
+        fail(w, "stack underflow in %s", op_name(w->op));
+        return NULL;
+    }
+    return w->stack.at[w->stack.len - 1];
+}
+
+static bool push_mark(struct pickle_walker *w)
+{
+    if (w->nmarks == w->marks_cap) {
+        size_t cap = w->marks_cap ? w->marks_cap * 2 : 16;
+        size_t *marks = pyarena_alloc(w->arena, cap * sizeof(*marks));
+        if (!marks) return fail_memory(w);
+        if (w->nmarks) memcpy(marks, w->marks, w->nmarks * sizeof(*marks));
+        w->marks = marks;
+        w->marks_cap = cap;
+    }
+    w->marks[w->nmarks++] = w->stack.len;
+    return true;
+}
+
+/* Takes the items above the last MARK off the stack. They stay readable at *items
+ * until the next push. */
+static bool pop_mark(struct pickle_walker *w, struct pyobj ***items, size_t *n)
+{
+    *items = NULL;
+    *n = 0;
+    if (!w->nmarks) return fail(w, "%s without a MARK", op_name(w->op));
+    size_t mark = w->marks[--w->nmarks];
+    *items = w->stack.at + mark;
+    *n = w->stack.len - mark;
+    w->stack.len = mark;
+    return true;
+}
+
+static bool memo_put(struct pickle_walker *w, uint64_t index)
+{
+    struct pyobj *o = top(w);
+    if (!o) return false;
+    /* the memo is an array indexed directly: an index it could never hold is refused */
+    if (index >= PYOBJ_MEMORY_CAP / sizeof(void *))
+        return fail(w, "memo index %" PRIu64 " beyond the memory cap", index);
+    while (w->memo.len <= index)
+        if (!pyvec_push(w->arena, &w->memo, NULL)) return fail_memory(w);
+    if (!w->memo.at[index]) w->memo_count++;
+    w->memo.at[index] = o;
+    return true;
+}
+
+static bool memo_get(struct pickle_walker *w, uint64_t index)
+{
+    if (index >= w->memo.len || !w->memo.at[index])
+        return fail(w, "%s of memo index %" PRIu64 " which was never stored", op_name(w->op), index);
+    return push(w, w->memo.at[index]);
+}
+
+/* ---- building nodes ---- */
+
+static struct pyobj *new_seq(struct pickle_walker *w, enum pyobj_kind kind, struct pyobj *const *items,
+                             size_t n)
+{
+    struct pyobj *o = pyobj_new(w->arena, kind);
+    if (!o || !pyvec_extend(w->arena, &o->u.seq, items, n)) return NULL;
+    return o;
+}
+
+static bool push_seq(struct pickle_walker *w, enum pyobj_kind kind, size_t n_from_stack)
+{
+    if (w->stack.len - stack_floor(w) < n_from_stack)
+        return fail(w, "stack underflow in %s", op_name(w->op));
+    w->stack.len -= n_from_stack;
+    return push(w, new_seq(w, kind, w->stack.at + w->stack.len, n_from_stack));
+}
+
+static bool push_marked_seq(struct pickle_walker *w, enum pyobj_kind kind)
+{
+    struct pyobj **items;
+    size_t n;
+    if (!pop_mark(w, &items, &n)) return false;
+    return push(w, new_seq(w, kind, items, n));
+}
+
+static bool add_pairs(struct pickle_walker *w, struct pyobj *target, struct pyobj *const *items, size_t n)
+{
+    struct pyvec *map = pyobj_map(target);
+    if (!map) return fail(w, "%s on something that is not a dict", op_name(w->op));
+    if (n % 2) return fail(w, "%s with an odd number of items", op_name(w->op));
+    return pyvec_extend(w->arena, map, items, n) || fail_memory(w);
+}
+
+static bool add_items(struct pickle_walker *w, struct pyobj *target, struct pyobj *const *items, size_t n)
+{
+    struct pyvec *vec = pyobj_items(target);
+    if (!vec) return fail(w, "%s on something that is not a list or set", op_name(w->op));
+    return pyvec_extend(w->arena, vec, items, n) || fail_memory(w);
+}
+
+/* APPENDS/SETITEMS/ADDITEMS: the marked items go into the container below the mark. */
+static bool add_marked(struct pickle_walker *w, bool pairs)
+{
+    struct pyobj **items;
+    size_t n;
+    if (!pop_mark(w, &items, &n)) return false;
+    struct pyobj *target = top(w);
+    if (!target) return false;
+    return pairs ? add_pairs(w, target, items, n) : add_items(w, target, items, n);
+}
+
+static bool push_global(struct pickle_walker *w, const char *module, const char *name)
+{
+    return push(w, pyobj_global(w->arena, module, name));
+}
+
+/* ---- calls that build plain data ---- */
+
+/* The makers below return the node a well-known call builds, NOT_UNDERSTOOD when the
+ * call or its arguments are not what they know (it then stays an inert object), or
+ * NULL when memory ran out. */
+static struct pyobj not_understood;
+#define NOT_UNDERSTOOD (&not_understood)
+
+/* Python 2 names (which Python 3 writes for protocols < 3) and numpy 2's private modules
+ * are spelled the modern way before matching. */
+static const char *canonical_module(const char *module)
+{
+    static const char *const aliases[][2] = {
+        {"__builtin__", "builtins"},
+        {"copy_reg", "copyreg"},
+        {"numpy._core.multiarray", "numpy.core.multiarray"},
+        {"numpy._core.numeric", "numpy.core.numeric"},
+    };
+    for (size_t i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++)
+        if (strcmp(module, aliases[i][0]) == 0) return aliases[i][1];
+    return module;
+}
+
+static bool is_callable(const struct pyobj *o, const char *module, const char *name)
+{
+    return o->kind == PY_GLOBAL && strcmp(canonical_module(o->u.global.module), module) == 0 &&
+           strcmp(o->u.global.name, name) == 0;
+}
+
+/* Items of any list, tuple, set or frozenset. */
+static struct pyobj *const *seq_items(const struct pyobj *o, size_t *n)
+{
+    switch (o->kind) {
+    case PY_LIST:
+    case PY_TUPLE:
+    case PY_SET:
+    case PY_FROZENSET:
+        *n = o->u.seq.len;
+        return o->u.seq.at;
+    default:
+        *n = 0;
+        return NULL;
+    }
+}
+
+/* numpy's dtype codes ("f8", "<i4", "b1") for the element types statistics can read. */
+static bool numpy_dtype(const char *code, enum dtype *out)
+{
+    static const struct {
+        const char *code;
+        enum dtype dtype;
+    } known[] = {
+        {"f8", DTYPE_F64}, {"f4", DTYPE_F32}, {"f2", DTYPE_F16}, {"i8", DTYPE_I64},
+        {"i4", DTYPE_I32}, {"i2", DTYPE_I16}, {"i1", DTYPE_I8},  {"u8", DTYPE_U64},
+        {"u4", DTYPE_U32}, {"u2", DTYPE_U16}, {"u1", DTYPE_U8},  {"b1", DTYPE_BOOL},
+    };
+    if (code[0] && strchr("<>|=", code[0])) code++;
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        if (strcmp(code, known[i].code) == 0) {
+            *out = known[i].dtype;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool dtype_big_endian(const struct pyobj *dt)
+{
+    return dt->u.dtype.byteorder == '>' || dt->u.dtype.code[0] == '>';
+}
+
+/* numpy.dtype(code, align, copy); its BUILD state then gives the byte order. */
+static struct pyobj *make_dtype(struct pickle_walker *w, struct pyobj *const *a, size_t n)
+{
+    if (n < 1 || a[0]->kind != PY_STR || !a[0]->u.str.data) return NOT_UNDERSTOOD;
+    struct pyobj *dt = pyobj_new(w->arena, PY_DTYPE);
+    if (!dt) return NULL;
+    snprintf(dt->u.dtype.code, sizeof(dt->u.dtype.code), "%s", a[0]->u.str.data);
+    dt->u.dtype.byteorder = '=';
+    return dt;
+}
+
+static void build_dtype(struct pyobj *dt, const struct pyobj *state)
+{
+    size_t n;
+    struct pyobj *const *s = pyobj_tuple_items(state, &n);
+    if (n >= 2 && s[1]->kind == PY_STR && s[1]->u.str.len == 1 && s[1]->u.str.data)
+        dt->u.dtype.byteorder = s[1]->u.str.data[0];
+}
+
+static const char *array_shape(struct pickle_walker *w, struct pyarray *arr, const struct pyobj *shape,
+                               uint64_t *count)
+{
+    size_t ndim;
+    struct pyobj *const *dims = pyobj_tuple_items(shape, &ndim);
+    if (shape->kind != PY_TUPLE && shape->kind != PY_LIST) return "unrecognised numpy array shape";
+    if (ndim > PYOBJ_MAX_DIMS) return "numpy array with too many dimensions";
+    arr->shape = ndim ? pyarena_alloc(w->arena, ndim * sizeof(int64_t)) : NULL;
+    if (ndim && !arr->shape) return "no memory left for the array's shape";
+    *count = 1;
+    for (size_t i = 0; i < ndim; i++) {
+        if (dims[i]->kind != PY_INT || dims[i]->u.integer < 0) return "unrecognised numpy array shape";
+        arr->shape[i] = dims[i]->u.integer;
+        uint64_t d = (uint64_t)dims[i]->u.integer;
+        *count = (d && *count > UINT64_MAX / 8 / d) ? UINT64_MAX / 8 : *count * d;
+    }
+    arr->ndim = (int)ndim;
+    return NULL;
+}
+
+/* What keeps an array's statistics from being computed, or NULL. */
+static const char *array_data(struct pyarray *arr, const struct pyobj *dt, const struct pyobj *data,
+                              uint64_t count)
+{
+    arr->supported = numpy_dtype(dt->u.dtype.code, &arr->dtype);
+    arr->dtype_name = arr->supported ? dtype_name(arr->dtype) : dt->u.dtype.code;
+    arr->big_endian = dtype_big_endian(dt);
+    if (!arr->supported) return "numpy dtype not supported";
+    /* bytes, or a str holding raw bytes in Python 2 pickles */
+    if (data->kind != PY_BYTES && data->kind != PY_STR)
+        return "array data is not raw bytes (object arrays are not supported)";
+    arr->nbytes = data->u.str.len;
+    arr->data = (const uint8_t *)data->u.str.data;
+    if (arr->nbytes != count * dtype_size(arr->dtype)) return "array data size does not match its shape";
+    if (!arr->data) return "array data not retained (over the parser's memory limits)";
+    return NULL;
+}
+
+/* Fills an array node from what numpy's __setstate__ and _frombuffer receive. A problem
+ * is recorded on the node instead of failing the walk: an odd array is still a tensor
+ * worth naming. */
+static void fill_array(struct pickle_walker *w, struct pyobj *node, const struct pyobj *shape,
+                       const struct pyobj *dt, const struct pyobj *data)
+{
+    struct pyarray *arr = &node->u.array;
+    uint64_t count = 0;
+    if (dt->kind != PY_DTYPE) {
+        arr->problem = "unrecognised numpy array dtype";
+        return;
+    }
+    arr->problem = array_shape(w, arr, shape, &count);
+    if (!arr->problem) arr->problem = array_data(arr, dt, data, count);
+}
+
+static struct pyobj *new_pending_array(struct pickle_walker *w)
+{
+    struct pyobj *node = pyobj_new(w->arena, PY_ARRAY);
+    if (node) node->u.array.problem = "no array state followed";
+    return node;
+}
+
+/* BUILD state of numpy.core.multiarray._reconstruct(...): (version, shape, dtype,
+ * fortran, data), or the same without the version in old pickles. */
+static void build_array(struct pickle_walker *w, struct pyobj *node, const struct pyobj *state)
+{
+    size_t n;
+    struct pyobj *const *s = pyobj_tuple_items(state, &n);
+    if (n == 5) s++, n--;
+    if (n != 4)
+        node->u.array.problem = "unrecognised numpy array state";
+    else
+        fill_array(w, node, s[0], s[1], s[3]);
+}
+
+/* numpy.core.numeric._frombuffer(buffer, dtype, shape, order): arrays in protocol 5. */
+static struct pyobj *make_frombuffer(struct pickle_walker *w, struct pyobj *const *a, size_t n)
+{
+    if (n != 4) return NOT_UNDERSTOOD;
+    struct pyobj *node = new_pending_array(w);
+    if (node) fill_array(w, node, a[2], a[1], a[0]);
+    return node;
+}
+
+/* numpy.core.multiarray.scalar(dtype, bytes): the number itself. */
+static struct pyobj *make_scalar(struct pickle_walker *w, struct pyobj *const *a, size_t n)
+{
+    enum dtype t;
+    if (n != 2 || a[0]->kind != PY_DTYPE || !numpy_dtype(a[0]->u.dtype.code, &t) ||
+        (a[1]->kind != PY_BYTES && a[1]->kind != PY_STR) || !a[1]->u.str.data ||
+        a[1]->u.str.len != dtype_size(t))
+        return NOT_UNDERSTOOD;
+    struct pyobj *o = pyobj_new(w->arena, PY_FLOAT);
+    if (o) pyobj_element(t, (const uint8_t *)a[1]->u.str.data, dtype_big_endian(a[0]), o);
+    return o;
+}
+
+/* dict(mapping) or dict(pairs), as OrderedDict and dict are rebuilt. */
+static struct pyobj *make_dict(struct pickle_walker *w, struct pyobj *const *a, size_t n)
+{
+    struct pyobj *d = pyobj_new(w->arena, PY_DICT);
+    if (!d || n == 0) return d;
+    if (a[0]->kind == PY_DICT)
+        return pyvec_extend(w->arena, &d->u.map, a[0]->u.map.at, a[0]->u.map.len) ? d : NULL;
+    size_t count;
+    struct pyobj *const *pairs = seq_items(a[0], &count);
+    for (size_t i = 0; i < count; i++) {
+        size_t two;
+        struct pyobj *const *kv = pyobj_tuple_items(pairs[i], &two);
+        if (two == 2 && !pyvec_extend(w->arena, &d->u.map, kv, 2)) return NULL;
+    }
+    return d;
+}
+
+/* A str encoded as latin-1 (one byte per code point below 256): Python 3 pickles bytes
+ * this way for protocols < 3, as _codecs.encode(str, 'latin1'). */
+static struct pyobj *latin1_bytes(struct pickle_walker *w, const struct pyobj *s)
+{
+    if (s->kind != PY_STR) return NOT_UNDERSTOOD;
+    if (!s->u.str.data || !pyarena_may_keep(w->arena, s->u.str.len))
+        return pyobj_str(w->arena, PY_BYTES, NULL, s->u.str.len);
+    uint8_t *out = pyarena_alloc(w->arena, s->u.str.len + 1);
+    if (!out) return NULL;
+    const uint8_t *in = (const uint8_t *)s->u.str.data;
+    size_t n = 0;
+    for (uint64_t i = 0; i < s->u.str.len; i++) {
+        if ((in[i] == 0xc2 || in[i] == 0xc3) && i + 1 < s->u.str.len) {
+            out[n++] = (uint8_t)(((in[i] & 0x03) << 6) | (in[i + 1] & 0x3f));
+            i++;
+        } else {
+            out[n++] = in[i];
+        }
+    }
+    return pyobj_str(w->arena, PY_BYTES, (const char *)out, n);
+}
+
+/* bytes() / bytearray(bytes) / bytearray(str, 'latin-1') */
+static struct pyobj *make_bytes(struct pickle_walker *w, struct pyobj *const *a, size_t n)
+{
+    if (n == 0) return pyobj_str(w->arena, PY_BYTES, "", 0);
+    if (a[0]->kind == PY_BYTES) return a[0];
+    if (n == 2) return latin1_bytes(w, a[0]);
+    return NOT_UNDERSTOOD;
+}
+
+/* copyreg._reconstructor(cls, base, state): instances in protocols 0 and 1. For a
+ * builtin base (a dict or list subclass) state is the base's value. */
+static struct pyobj *make_reconstructed(struct pickle_walker *w, struct pyobj *const *a, size_t n)
+{
+    if (n != 3) return NOT_UNDERSTOOD;
+    struct pyobj *o = pyobj_new(w->arena, PY_OBJECT);
+    if (!o) return NULL;
+    o->u.object.callable = a[0];
+    bool ok = true;
+    if (a[2]->kind == PY_DICT)
+        ok = pyvec_extend(w->arena, &o->u.object.map, a[2]->u.map.at, a[2]->u.map.len);
+    else if (a[2]->kind == PY_LIST)
+        ok = pyvec_extend(w->arena, &o->u.object.items, a[2]->u.seq.at, a[2]->u.seq.len);
+    return ok ? o : NULL;
+}
+
+/* list(x), tuple(x), set(x), frozenset(x) with x a sequence, or without x. */
+static struct pyobj *make_container(struct pickle_walker *w, enum pyobj_kind kind,
+                                    struct pyobj *const *a, size_t n)
+{
+    size_t len = 0;
+    struct pyobj *const *items = n ? seq_items(a[0], &len) : NULL;
+    if (n && !items && a[0]->kind != PY_LIST && a[0]->kind != PY_TUPLE && a[0]->kind != PY_SET &&
+        a[0]->kind != PY_FROZENSET)
+        return NOT_UNDERSTOOD;
+    return new_seq(w, kind, items, len);
+}
+
+static struct pyobj *make_builtin(struct pickle_walker *w, const char *name, struct pyobj *const *a,
+                                  size_t n)
+{
+    static const struct {
+        const char *name;
+        enum pyobj_kind kind;
+    } containers[] = {
+        {"list", PY_LIST}, {"tuple", PY_TUPLE}, {"set", PY_SET}, {"frozenset", PY_FROZENSET}};
+    if (strcmp(name, "dict") == 0) return make_dict(w, a, n);
+    if (strcmp(name, "bytes") == 0 || strcmp(name, "bytearray") == 0) return make_bytes(w, a, n);
+    for (size_t i = 0; i < sizeof(containers) / sizeof(containers[0]); i++)
+        if (strcmp(name, containers[i].name) == 0) return make_container(w, containers[i].kind, a, n);
+    return NOT_UNDERSTOOD;
+}
+
+static struct pyobj *make_known(struct pickle_walker *w, const struct pyobj *callable,
+                                const struct pyobj *args)
+{
+    if (callable->kind != PY_GLOBAL || (args->kind != PY_TUPLE && args->kind != PY_LIST))
+        return NOT_UNDERSTOOD;
+    size_t n;
+    struct pyobj *const *a = pyobj_tuple_items(args, &n);
+    if (strcmp(canonical_module(callable->u.global.module), "builtins") == 0)
+        return make_builtin(w, callable->u.global.name, a, n);
+    if (is_callable(callable, "collections", "OrderedDict")) return make_dict(w, a, n);
+    /* defaultdict(factory): the factory is not data */
+    if (is_callable(callable, "collections", "defaultdict")) return pyobj_new(w->arena, PY_DICT);
+    if (is_callable(callable, "_codecs", "encode") && n == 2) return latin1_bytes(w, a[0]);
+    if (is_callable(callable, "copyreg", "_reconstructor")) return make_reconstructed(w, a, n);
+    if (is_callable(callable, "numpy.core.multiarray", "_reconstruct")) return new_pending_array(w);
+    if (is_callable(callable, "numpy.core.multiarray", "scalar")) return make_scalar(w, a, n);
+    if (is_callable(callable, "numpy.core.numeric", "_frombuffer")) return make_frombuffer(w, a, n);
+    if (is_callable(callable, "numpy", "dtype")) return make_dtype(w, a, n);
+    return NOT_UNDERSTOOD;
+}
+
+/* REDUCE, NEWOBJ, NEWOBJ_EX, OBJ and INST: callable(*args), never performed. */
+static bool push_call(struct pickle_walker *w, struct pyobj *callable, struct pyobj *args)
+{
+    struct pyobj *o = make_known(w, callable, args);
+    if (o == NOT_UNDERSTOOD) {
+        o = pyobj_new(w->arena, PY_OBJECT);
+        if (o) {
+            o->u.object.callable = callable;
+            o->u.object.args = args;
+        }
+    }
+    return push(w, o);
+}
+
+static bool push_marked_call(struct pickle_walker *w, struct pyobj *callable, struct pyobj *const *args,
+                             size_t n)
+{
+    struct pyobj *tuple = new_seq(w, PY_TUPLE, args, n);
+    if (!tuple) return fail_memory(w);
+    return push_call(w, callable, tuple);
+}
+
+/* ---- BUILD ---- */
+
+static bool merge_attrs(struct pickle_walker *w, struct pyobj *inst, const struct pyobj *dict)
+{
+    if (dict->kind == PY_NONE) return true;
+    if (!inst->attrs && !(inst->attrs = pyobj_new(w->arena, PY_DICT))) return fail_memory(w);
+    return pyvec_extend(w->arena, &inst->attrs->u.map, dict->u.map.at, dict->u.map.len) ||
+           fail_memory(w);
+}
+
+static bool is_dict_or_none(const struct pyobj *o)
+{
+    return o->kind == PY_DICT || o->kind == PY_NONE;
+}
+
+static bool set_state(struct pickle_walker *w, struct pyobj *inst, struct pyobj *state)
+{
+    size_t n;
+    struct pyobj *const *pair = pyobj_tuple_items(state, &n);
+    if (state->kind == PY_NONE) return true;
+    if (state->kind == PY_DICT) return merge_attrs(w, inst, state);
+    if (state->kind == PY_TUPLE && n == 2 && is_dict_or_none(pair[0]) && is_dict_or_none(pair[1]))
+        return merge_attrs(w, inst, pair[0]) && merge_attrs(w, inst, pair[1]);
+    /* any other state is kept whole under one attribute */
+    struct pyobj *kv[2] = {pyobj_str_copy(w->arena, "__state__", 9), state};
+    struct pyobj *dict = pyobj_new(w->arena, PY_DICT);
+    if (!kv[0] || !dict || !pyvec_extend(w->arena, &dict->u.map, kv, 2)) return fail_memory(w);
+    return merge_attrs(w, inst, dict);
+}
+
+static const char *kind_name(enum pyobj_kind kind)
+{
+    static const char *const names[] = {
+        [PY_NONE] = "None",       [PY_BOOL] = "bool",       [PY_INT] = "int",
+        [PY_BIGINT] = "int",      [PY_FLOAT] = "float",     [PY_STR] = "str",
+        [PY_BYTES] = "bytes",     [PY_LIST] = "list",       [PY_TUPLE] = "tuple",
+        [PY_SET] = "set",         [PY_FROZENSET] = "frozenset", [PY_DICT] = "dict",
+        [PY_GLOBAL] = "global",   [PY_OBJECT] = "object",   [PY_PID] = "persistent id",
+        [PY_DTYPE] = "dtype",     [PY_ARRAY] = "array",
+    };
+    return names[kind];
+}
+
+static bool build(struct pickle_walker *w)
+{
+    struct pyobj *state = pop(w);
+    struct pyobj *inst = state ? top(w) : NULL;
+    if (!inst) return false;
+    switch (inst->kind) {
+    case PY_ARRAY:
+        build_array(w, inst, state);
+        return true;
+    case PY_DTYPE:
+        build_dtype(inst, state);
+        return true;
+    case PY_OBJECT:
+    case PY_DICT:
+    case PY_LIST:
+    case PY_SET:
+        return set_state(w, inst, state);
+    default:
+        return fail(w, "BUILD on a %s", kind_name(inst->kind));
+    }
+}
+
+/* ---- arguments ---- */
+
+static uint64_t le_uint(const uint8_t *p, unsigned n)
+{
+    uint64_t v = 0;
+    for (unsigned i = 0; i < n; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* strtod that reads '.' as the decimal point whatever locale the monitored program set. */
+static double strtod_c(const char *s, char **end)
+{
+    locale_t loc = pyobj_c_locale();
+    return loc ? strtod_l(s, end, loc) : strtod(s, end);
+}
+
+static bool only_space_left(const char *p)
+{
+    while (*p == ' ' || *p == '\t' || *p == '\r')
+        p++;
+    return *p == '\0';
+}
+
+/* INT and LONG lines hold Python's int(text); a value beyond int64 becomes a double. */
+static bool push_text_int(struct pickle_walker *w, char *text)
+{
+    if (w->op == 'L' && w->line_len && text[w->line_len - 1] == 'L') text[w->line_len - 1] = '\0';
+    if (w->op == 'I' && strcmp(text, "01") == 0) return push(w, &pyobj_true);
+    if (w->op == 'I' && strcmp(text, "00") == 0) return push(w, &pyobj_false);
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (end == text || !only_space_left(end))
+        return fail(w, "%s argument is not an integer", op_name(w->op));
+    if (errno == ERANGE) return push(w, pyobj_float(w->arena, PY_BIGINT, strtod_c(text, &end)));
+    return push(w, pyobj_int(w->arena, v));
+}
+
+static bool push_text_float(struct pickle_walker *w, const char *text)
+{
+    char *end;
+    double v = strtod_c(text, &end);
+    if (end == text || !only_space_left(end)) return fail(w, "FLOAT argument is not a number");
+    return push(w, pyobj_float(w->arena, PY_FLOAT, v));
+}
+
+static bool text_index(struct pickle_walker *w, const char *text, uint64_t *index)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (end == text || !only_space_left(end) || errno || text[0] == '-')
+        return fail(w, "%s argument is not a memo index", op_name(w->op));
+    *index = v;
+    return true;
+}
+
+static size_t utf8_put(uint8_t *out, uint32_t cp)
+{
+    if (cp < 0x80) {
+        out[0] = (uint8_t)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (uint8_t)(0xc0 | cp >> 6);
+        out[1] = (uint8_t)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (uint8_t)(0xe0 | cp >> 12);
+        out[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
+        out[2] = (uint8_t)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    out[0] = (uint8_t)(0xf0 | cp >> 18);
+    out[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3f));
+    out[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
+    out[3] = (uint8_t)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static bool hex_value(const char *s, size_t digits, uint32_t *out)
+{
+    uint32_t v = 0;
+    for (size_t i = 0; i < digits; i++) {
+        int d = hex_digit(s[i]);
+        if (d < 0) return false;
+        v = v << 4 | (uint32_t)d;
+    }
+    *out = v;
+    return true;
+}
+
+/* raw-unicode-escape (UNICODE lines) to UTF-8: every byte is the code point of the same
+ * value, except \uXXXX and \UXXXXXXXX after an odd run of backslashes. out has room
+ * for 2 * n bytes. Returns the length written, or -1 for a bad escape. */
+static ptrdiff_t decode_raw_unicode(const char *in, size_t n, uint8_t *out)
+{
+    size_t o = 0, backslashes = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = in[i];
+        if (c == '\\') backslashes++;
+        if ((c == 'u' || c == 'U') && backslashes % 2 == 1) {
+            size_t digits = c == 'u' ? 4 : 8;
+            uint32_t cp;
+            if (i + digits >= n) return -1;
+            if (!hex_value(in + i + 1, digits, &cp) || cp > 0x10ffff) return -1;
+            o--; /* the backslash that introduced the escape */
+            o += utf8_put(out + o, cp);
+            i += digits;
+            backslashes = 0;
+            continue;
+        }
+        if (c != '\\') backslashes = 0;
+        o += utf8_put(out + o, (uint8_t)c);
+    }
+    return (ptrdiff_t)o;
+}
+
+/* The escapes of Python's string literals (STRING lines), in place of the quotes. */
+static ptrdiff_t decode_string_escapes(const char *in, size_t n, uint8_t *out)
+{
+    static const char plain[] = "\\\\''\"\"a\ab\bf\fn\nr\rt\tv\v";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (in[i] != '\\' || i + 1 == n) {
+            out[o++] = (uint8_t)in[i];
+            continue;
+        }
+        char c = in[++i];
+        const char *p = NULL;
+        for (size_t k = 0; k + 1 < sizeof(plain); k += 2)
+            if (plain[k] == c) p = plain + k + 1;
+        uint32_t v;
+        if (p) {
+            out[o++] = (uint8_t)*p;
+        } else if (c == 'x') {
+            if (i + 2 >= n || !hex_value(in + i + 1, 2, &v)) return -1;
+            out[o++] = (uint8_t)v;
+            i += 2;
+        } else if (c >= '0' && c <= '7') {
+            v = 0;
+            size_t k = 0;
+            for (; k < 3 && i + k < n && in[i + k] >= '0' && in[i + k] <= '7'; k++)
+                v = v * 8 + (uint32_t)(in[i + k] - '0');
+            out[o++] = (uint8_t)v;
+            i += k - 1;
+        } else {
+            out[o++] = '\\';
+            out[o++] = (uint8_t)c;
+        }
+    }
+    return (ptrdiff_t)o;
+}
+
+/* STRING and UNICODE lines; content beyond what was retained is counted, not kept. */
+static bool push_text_string(struct pickle_walker *w)
+{
+    const char *text = w->line;
+    size_t n = w->line_len;
+    bool quoted_string = w->op == 'S';
+    if (quoted_string) {
+        if (n < 2 || text[0] != text[n - 1] || (text[0] != '\'' && text[0] != '"'))
+            return fail(w, "STRING argument is not quoted");
+        text++;
+        n -= 2;
+    }
+    if (w->line_total > w->line_len || !pyarena_may_keep(w->arena, 2 * n + 1))
+        return push(w, pyobj_str(w->arena, PY_STR, NULL, w->line_total));
+    uint8_t *out = pyarena_alloc(w->arena, 2 * n + 1);
+    if (!out) return fail_memory(w);
+    ptrdiff_t len = quoted_string ? decode_string_escapes(text, n, out) : decode_raw_unicode(text, n, out);
+    if (len < 0) return fail(w, "bad escape in %s argument", op_name(w->op));
+    out[len] = '\0';
+    return push(w, pyobj_str(w->arena, PY_STR, (const char *)out, (uint64_t)len));
+}
+
+/* LONG1/LONG4: little-endian two's complement of any length. */
+static struct pyobj *decode_long(struct pickle_walker *w)
+{
+    uint64_t n = w->payload_need;
+    const uint8_t *b = w->long_bytes;
+    bool negative = n && (w->payload_last & 0x80);
+    if (n > PICKLE_MAX_LONG) return pyobj_float(w->arena, PY_BIGINT, negative ? -HUGE_VAL : HUGE_VAL);
+    uint8_t fill = negative ? 0xff : 0;
+    bool fits = true;
+    for (uint64_t i = 8; i < n; i++)
+        fits = fits && b[i] == fill && ((b[7] & 0x80) != 0) == negative;
+    if (n <= 8 || fits) {
+        uint64_t raw = le_uint(b, (unsigned)(n < 8 ? n : 8));
+        if (n && n < 8 && negative) raw |= ~(uint64_t)0 << (8 * n);
+        return pyobj_int(w->arena, (int64_t)raw);
+    }
+    double magnitude = 0;
+    for (uint64_t i = n; i-- > 0;)
+        magnitude = magnitude * 256 + (negative ? (uint8_t)~b[i] : b[i]);
+    return pyobj_float(w->arena, PY_BIGINT, negative ? -(magnitude + 1) : magnitude);
+}
+
+static bool push_payload(struct pickle_walker *w)
+{
+    switch (w->op) {
+    case 0x8a: /* LONG1 */
+    case 0x8b: /* LONG4 */
+        return push(w, decode_long(w));
+    case 'B':
+    case 'C':
+    case 0x8e:
+    case 0x96: /* BINBYTES SHORT_BINBYTES BINBYTES8 BYTEARRAY8 */
+        return push(w, pyobj_str(w->arena, PY_BYTES, (const char *)w->payload, w->payload_need));
+    default: /* BINSTRING SHORT_BINSTRING BINUNICODE SHORT_BINUNICODE BINUNICODE8 */
+        return push(w, pyobj_str(w->arena, PY_STR, (const char *)w->payload, w->payload_need));
+    }
+}
+
+/* ---- opcodes ---- */
+
+static bool stop(struct pickle_walker *w)
+{
+    struct pyobj *root = pop(w);
+    if (!root) return false;
+    w->step = STEP_STOPPED;
+    if (w->on_stop) w->on_stop(w->ctx, root);
+    return true;
+}
+
+static bool pop_or_pop_mark(struct pickle_walker *w)
+{
+    struct pyobj **items;
+    size_t n;
+    if (w->stack.len > stack_floor(w)) {
+        w->stack.len--;
+        return true;
+    }
+    return pop_mark(w, &items, &n);
+}
+
+static bool dict_from_mark(struct pickle_walker *w)
+{
+    struct pyobj **items;
+    size_t n;
+    if (!pop_mark(w, &items, &n)) return false;
+    if (n % 2) return fail(w, "DICT with an odd number of items");
+    struct pyobj *d = pyobj_new(w->arena, PY_DICT);
+    if (!d || !pyvec_extend(w->arena, &d->u.map, items, n)) return fail_memory(w);
+    return push(w, d);
+}
+
+static bool append(struct pickle_walker *w, bool pair)
+{
+    struct pyobj *item[2];
+    if (!(item[1] = pop(w))) return false;
+    if (pair && !(item[0] = pop(w))) return false;
+    struct pyobj *target = top(w);
+    if (!target) return false;
+    return pair ? add_pairs(w, target, item, 2) : add_items(w, target, item + 1, 1);
+}
+
+static bool stack_global(struct pickle_walker *w)
+{
+    struct pyobj *name = pop(w);
+    struct pyobj *module = name ? pop(w) : NULL;
+    if (!module) return false;
+    if (module->kind != PY_STR || name->kind != PY_STR || !module->u.str.data || !name->u.str.data)
+        return fail(w, "STACK_GLOBAL requires two str");
+    return push_global(w, module->u.str.data, name->u.str.data);
+}
+
+static bool inst(struct pickle_walker *w)
+{
+    struct pyobj **args;
+    size_t n;
+    struct pyobj *name_str = pyobj_str_copy(w->arena, w->line, w->line_len);
+    struct pyobj *cls = name_str ? pyobj_global(w->arena, w->first_line, name_str->u.str.data) : NULL;
+    if (!cls) return fail_memory(w);
+    if (!pop_mark(w, &args, &n)) return false;
+    return push_marked_call(w, cls, args, n);
+}
+
+static bool obj(struct pickle_walker *w)
+{
+    struct pyobj **items;
+    size_t n;
+    if (!pop_mark(w, &items, &n)) return false;
+    if (n == 0) return fail(w, "OBJ without a class");
+    return push_marked_call(w, items[0], items + 1, n - 1);
+}
+
+static bool reduce(struct pickle_walker *w, unsigned nargs)
+{
+    struct pyobj *parts[3];
+    for (unsigned i = nargs; i-- > 0;)
+        if (!(parts[i] = pop(w))) return false;
+    /* NEWOBJ_EX's keyword arguments are dropped: they do not name anything */
+    return push_call(w, parts[0], parts[1]);
+}
+
+static bool ext(struct pickle_walker *w)
+{
+    int64_t code = w->op == 0x84 ? (int32_t)le_uint(w->fixed, 4) : (int64_t)le_uint(w->fixed, w->fixed_need);
+    if (code <= 0) return fail(w, "%s code must be positive", op_name(w->op));
+    char text[24];
+    int len = snprintf(text, sizeof(text), "%" PRId64, code);
+    struct pyobj *s = pyobj_str_copy(w->arena, text, (size_t)len);
+    return s ? push_global(w, "copyreg._extension_registry", s->u.str.data) : fail_memory(w);
+}
+
+static bool persid(struct pickle_walker *w, struct pyobj *id)
+{
+    struct pyobj *p = pyobj_new(w->arena, PY_PID);
+    if (!id || !p) return fail_memory(w);
+    p->u.pid = id;
+    return push(w, p);
+}
+
+static bool proto(struct pickle_walker *w)
+{
+    if (w->fixed[0] > PICKLE_MAX_PROTOCOL) return fail(w, "unsupported pickle protocol %u", w->fixed[0]);
+    return true;
+}
+
+static double be_double(const uint8_t *p)
+{
+    uint64_t bits = 0;
+    for (int i = 0; i < 8; i++)
+        bits = bits << 8 | p[i];
+    double v;
+    memcpy(&v, &bits, sizeof(v));
+    return v;
+}
+
+static bool execute(struct pickle_walker *w)
+{
+    struct pyobj *o;
+    uint64_t index;
+    switch (w->op) {
+    case '(': return push_mark(w);
+    case '.': return stop(w);
+    case '0': return pop_or_pop_mark(w);
+    case '1': {
+        struct pyobj **items;
+        size_t n;
+        return pop_mark(w, &items, &n);
+    }
+    case '2': return (o = top(w)) && push(w, o);
+    case 'F': return push_text_float(w, w->line);
+    case 'I':
+    case 'L': return push_text_int(w, w->line);
+    case 'J': return push(w, pyobj_int(w->arena, (int32_t)le_uint(w->fixed, 4)));
+    case 'K':
+    case 'M': return push(w, pyobj_int(w->arena, (int64_t)le_uint(w->fixed, w->fixed_need)));
+    case 'N': return push(w, &pyobj_none);
+    case 'P': return persid(w, pyobj_str_copy(w->arena, w->line, w->line_len));
+    case 'Q': return (o = pop(w)) && persid(w, o);
+    case 'R': return reduce(w, 2);
+    case 'S':
+    case 'V': return push_text_string(w);
+    case 'T':
+    case 'U':
+    case 'X':
+    case 'B':
+    case 'C':
+    case 0x8a:
+    case 0x8b:
+    case 0x8c:
+    case 0x8d:
+    case 0x8e:
+    case 0x96: return push_payload(w);
+    case 'a': return append(w, false);
+    case 'b': return build(w);
+    case 'c': {
+        struct pyobj *name = pyobj_str_copy(w->arena, w->line, w->line_len);
+        return name ? push_global(w, w->first_line, name->u.str.data) : fail_memory(w);
+    }
+    case 'd': return dict_from_mark(w);
+    case '}': return push(w, pyobj_new(w->arena, PY_DICT));
+    case 'e': return add_marked(w, false);
+    case 'g': return text_index(w, w->line, &index) && memo_get(w, index);
+    case 'h':
+    case 'j': return memo_get(w, le_uint(w->fixed, w->fixed_need));
+    case 'i': return inst(w);
+    case 'l': return push_marked_seq(w, PY_LIST);
+    case ']': return push(w, pyobj_new(w->arena, PY_LIST));
+    case 'o': return obj(w);
+    case 'p': return text_index(w, w->line, &index) && memo_put(w, index);
+    case 'q':
+    case 'r': return memo_put(w, le_uint(w->fixed, w->fixed_need));
+    case 's': return append(w, true);
+    case 't': return push_marked_seq(w, PY_TUPLE);
+    case ')': return push_seq(w, PY_TUPLE, 0);
+    case 'u': return add_marked(w, true);
+    case 'G': return push(w, pyobj_float(w->arena, PY_FLOAT, be_double(w->fixed)));
+    case 0x80: return proto(w);
+    case 0x81: return reduce(w, 2);
+    case 0x82:
+    case 0x83:
+    case 0x84: return ext(w);
+    case 0x85:
+    case 0x86:
+    case 0x87: return push_seq(w, PY_TUPLE, (size_t)(w->op - 0x84));
+    case 0x88: return push(w, &pyobj_true);
+    case 0x89: return push(w, &pyobj_false);
+    case 0x8f: return push(w, pyobj_new(w->arena, PY_SET));
+    case 0x90: return add_marked(w, false);
+    case 0x91: return push_marked_seq(w, PY_FROZENSET);
+    case 0x92: return reduce(w, 3);
+    case 0x93: return stack_global(w);
+    case 0x94: return memo_put(w, w->memo_count);
+    case 0x95: return true; /* FRAME: only a hint for readers that prefetch */
+    /* out-of-band buffers were not given to us: their contents are unknown */
+    case 0x97: return push(w, pyobj_str(w->arena, PY_BYTES, NULL, 0));
+    case 0x98: return top(w) != NULL;
+    }
+    return fail(w, "unknown opcode 0x%02x", w->op);
+}
+
+/* ---- reading opcodes and their arguments from pieces of any size ---- */
+
+static bool is_text_string(uint8_t op)
+{
+    return op == 'S' || op == 'V';
+}
+
+static void start_line(struct pickle_walker *w)
+{
+    w->line_len = 0;
+    w->line_total = 0;
+    w->line_limit = is_text_string(w->op) ? PICKLE_MAX_TEXT_LINE : PICKLE_MAX_LINE;
+    w->step = STEP_LINE;
+}
+
+static bool start_payload(struct pickle_walker *w)
+{
+    unsigned size = w->fixed_need;
+    uint64_t len = le_uint(w->fixed, size);
+    bool is_signed = w->op == 'T' || w->op == 0x8b; /* BINSTRING, LONG4 */
+    if ((is_signed && (len & 0x80000000u)) || len > INT64_MAX)
+        return fail(w, "%s length %" PRIu64 " is invalid", op_name(w->op), len);
+    w->payload_need = len;
+    w->payload_have = 0;
+    w->payload_last = 0;
+    w->payload = NULL;
+    if (w->op == 0x8a || w->op == 0x8b) {
+        if (len <= PICKLE_MAX_LONG) w->payload = w->long_bytes;
+    } else if (pyarena_may_keep(w->arena, len + 1)) {
+        w->payload = pyarena_alloc(w->arena, len + 1); /* zeroed: the str is NUL-terminated */
+    }
+    w->step = STEP_PAYLOAD;
+    if (len > 0) return true;
+    w->step = STEP_OPCODE;
+    return execute(w);
+}
+
+static void begin_opcode(struct pickle_walker *w, uint8_t op)
+{
+    const struct opinfo *info = &opcodes[op];
+    w->op = op;
+    w->op_offset = w->offset;
+    switch (info->arg) {
+    case ARG_NONE:
+        execute(w);
+        return;
+    case ARG_FIXED:
+    case ARG_SIZED:
+        w->fixed_need = info->size;
+        w->fixed_have = 0;
+        w->reading_length = info->arg == ARG_SIZED;
+        w->step = STEP_FIXED;
+        return;
+    case ARG_LINE:
+    case ARG_LINES2:
+        w->first_line = NULL;
+        start_line(w);
+        return;
+    default:
+        fail(w, "unknown opcode 0x%02x", op);
+    }
+}
+
+static size_t take_fixed(struct pickle_walker *w, const uint8_t *data, size_t len)
+{
+    size_t n = w->fixed_need - w->fixed_have;
+    if (n > len) n = len;
+    memcpy(w->fixed + w->fixed_have, data, n);
+    w->fixed_have += (unsigned)n;
+    if (w->fixed_have < w->fixed_need) return n;
+    if (w->reading_length) {
+        start_payload(w);
+    } else {
+        w->step = STEP_OPCODE;
+        execute(w);
+    }
+    return n;
+}
+
+static bool line_append(struct pickle_walker *w, const uint8_t *data, size_t n)
+{
+    w->line_total += n;
+    size_t room = w->line_limit - w->line_len;
+    if (n > room) {
+        if (!is_text_string(w->op))
+            return fail(w, "%s line longer than %u bytes", op_name(w->op), PICKLE_MAX_LINE);
+        n = room;
+    }
+    if (w->line_len + n + 1 > w->line_alloc) {
+        size_t alloc = w->line_alloc ? w->line_alloc : 256;
+        while (alloc < w->line_len + n + 1)
+            alloc *= 2;
+        char *line = realloc(w->line, alloc);
+        if (!line) return fail_memory(w);
+        w->line = line;
+        w->line_alloc = alloc;
+    }
+    memcpy(w->line + w->line_len, data, n);
+    w->line_len += n;
+    return true;
+}
+
+static void line_done(struct pickle_walker *w)
+{
+    if (!w->line) line_append(w, (const uint8_t *)"", 0);
+    if (w->step == STEP_FAILED) return;
+    w->line[w->line_len] = '\0';
+    if (opcodes[w->op].arg == ARG_LINES2 && !w->first_line) {
+        struct pyobj *module = pyobj_str_copy(w->arena, w->line, w->line_len);
+        if (!module) {
+            fail_memory(w);
+            return;
+        }
+        w->first_line = module->u.str.data;
+        start_line(w);
+        return;
+    }
+    w->step = STEP_OPCODE;
+    execute(w);
+}
+
+static size_t take_line(struct pickle_walker *w, const uint8_t *data, size_t len)
+{
+    const uint8_t *newline = memchr(data, '\n', len);
+    size_t n = newline ? (size_t)(newline - data) : len;
+    if (!line_append(w, data, n)) return len;
+    if (!newline) return n;
+    line_done(w);
+    return n + 1;
+}
+
+static size_t take_payload(struct pickle_walker *w, const uint8_t *data, size_t len)
+{
+    uint64_t left = w->payload_need - w->payload_have;
+    size_t n = left < len ? (size_t)left : len;
+    if (w->payload) memcpy(w->payload + w->payload_have, data, n);
+    w->payload_last = data[n - 1];
+    w->payload_have += n;
+    if (w->payload_have == w->payload_need) {
+        w->step = STEP_OPCODE;
+        execute(w);
+    }
+    return n;
+}
+
+size_t pickle_walker_feed(struct pickle_walker *w, const uint8_t *data, size_t len)
+{
+    size_t at = 0;
+    while (at < len) {
+        size_t n = 1;
+        switch (w->step) {
+        case STEP_STOPPED:
+            return at;
+        case STEP_FAILED:
+            w->offset += len - at;
+            return len;
+        case STEP_OPCODE:
+            begin_opcode(w, data[at]);
+            break;
+        case STEP_FIXED:
+            n = take_fixed(w, data + at, len - at);
+            break;
+        case STEP_LINE:
+            n = take_line(w, data + at, len - at);
+            break;
+        case STEP_PAYLOAD:
+            n = take_payload(w, data + at, len - at);
+            break;
+        }
+        at += n;
+        w->offset += n;
+    }
+    return at;
+}
+
+bool pickle_walker_finish(struct pickle_walker *w)
+{
+    switch (w->step) {
+    case STEP_STOPPED:
+        return true;
+    case STEP_FAILED:
+        return false;
+    case STEP_OPCODE:
+        report_error(w->report, "pickle: data ended at byte %" PRIu64 " before STOP", w->offset);
+        break;
+    default:
+        report_error(w->report, "pickle: data ended at byte %" PRIu64 " inside %s (opcode at byte %" PRIu64 ")",
+                     w->offset, op_name(w->op), w->op_offset);
+        break;
+    }
+    w->step = STEP_FAILED;
+    return false;
+}
+
+enum pickle_state pickle_walker_state(const struct pickle_walker *w)
+{
+    if (w->step == STEP_STOPPED) return PICKLE_STOPPED;
+    if (w->step == STEP_FAILED) return PICKLE_FAILED;
+    return PICKLE_RUNNING;
+}
+
+struct pickle_walker *pickle_walker_new(struct report *r, pickle_on_stop on_stop, void *ctx)
+{
+    struct pickle_walker *w = calloc(1, sizeof(*w));
+    if (!w) return NULL;
+    w->arena = pyarena_new(PYOBJ_MEMORY_CAP);
+    if (!w->arena) {
+        free(w);
+        return NULL;
+    }
+    w->report = r;
+    w->on_stop = on_stop;
+    w->ctx = ctx;
+    w->step = STEP_OPCODE;
+    return w;
+}
+
+void pickle_walker_free(struct pickle_walker *w)
+{
+    if (!w) return;
+    pyarena_free(w->arena);
+    free(w->line);
+    free(w);
+}
+
+/* ---- the "pickle" parser: a walker whose root is flattened into the report ---- */
+
+struct pickle_parser {
+    struct parser base;
+    struct report *report;
+    struct pickle_walker *walker; /* freed as soon as the pickle is done */
+    bool whole;                   /* reached STOP */
+};
+
+static void flatten_root(void *ctx, struct pyobj *root)
+{
+    struct pickle_parser *p = ctx;
+    flatten(p->report, root, NULL, NULL);
+}
+
+/* Everything after STOP is ignored: the pickle ends there. */
+static void pickle_feed(struct parser *base, const uint8_t *data, size_t len)
+{
+    struct pickle_parser *p = (struct pickle_parser *)base;
+    if (!p->walker) return;
+    pickle_walker_feed(p->walker, data, len);
+    if (pickle_walker_state(p->walker) != PICKLE_RUNNING) {
+        p->whole = pickle_walker_finish(p->walker);
+        pickle_walker_free(p->walker);
+        p->walker = NULL;
+    }
+}
+
+static bool pickle_finish(struct parser *base)
+{
+    struct pickle_parser *p = (struct pickle_parser *)base;
+    if (p->walker) {
+        p->whole = pickle_walker_finish(p->walker);
+        pickle_walker_free(p->walker);
+        p->walker = NULL;
+    }
+    return p->whole;
+}
+
+static void pickle_destroy(struct parser *base)
+{
+    struct pickle_parser *p = (struct pickle_parser *)base;
+    pickle_walker_free(p->walker);
+    free(p);
+}
+
+/* Arrays inside a pickle are small enough to be read whole: options->sample is not used. */
+struct parser *parser_pickle_new(struct report *r, const struct parse_options *o)
+{
+    (void)o;
+    struct pickle_parser *p = calloc(1, sizeof(*p));
+    if (!p) return NULL;
+    p->walker = pickle_walker_new(r, flatten_root, p);
+    if (!p->walker) {
+        free(p);
+        return NULL;
+    }
+    p->report = r;
+    p->base.format = "pickle";
+    p->base.feed = pickle_feed;
+    p->base.finish = pickle_finish;
+    p->base.destroy = pickle_destroy;
+    p->base.tolerates_rewrites = false;
+    return &p->base;
+}

@@ -1,0 +1,328 @@
+/* pyobj.c — the arena and the small helpers of the Python-object model (pyobj.h).
+ *
+ * The arena hands out zeroed memory carved from calloc'd chunks and frees them all at
+ * once; nothing is freed individually. A vector that grows gets a new, larger array
+ * and abandons the old one in the arena, which at most doubles what vectors cost and
+ * keeps every allocation inside the budget.
+ */
+#include "pyobj.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK_SIZE (64u << 10) /* requests above a quarter of this get a chunk of their own */
+#define ALIGN      16u
+
+struct chunk {
+    struct chunk *next;
+    size_t size, used;
+    _Alignas(ALIGN) unsigned char data[];
+};
+
+struct pyarena {
+    struct chunk *chunks; /* the first one is the one being carved */
+    size_t cap, used;     /* bytes malloc'd for chunks, and the limit */
+};
+
+struct pyobj pyobj_none = {.kind = PY_NONE};
+struct pyobj pyobj_true = {.kind = PY_BOOL, .u.boolean = true};
+struct pyobj pyobj_false = {.kind = PY_BOOL, .u.boolean = false};
+
+struct pyarena *pyarena_new(size_t cap)
+{
+    struct pyarena *a = calloc(1, sizeof(*a));
+    if (a) a->cap = cap;
+    return a;
+}
+
+void pyarena_free(struct pyarena *a)
+{
+    if (!a) return;
+    struct chunk *c = a->chunks;
+    while (c) {
+        struct chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+    free(a);
+}
+
+size_t pyarena_used(const struct pyarena *a)
+{
+    return a->used;
+}
+
+bool pyarena_may_keep(const struct pyarena *a, uint64_t n)
+{
+    return n <= PYOBJ_KEEP_MAX && a->used + n <= a->cap / 2;
+}
+
+static struct chunk *chunk_new(struct pyarena *a, size_t size)
+{
+    size_t total = sizeof(struct chunk) + size;
+    if (total > a->cap - a->used) return NULL;
+    struct chunk *c = calloc(1, total);
+    if (!c) return NULL;
+    c->size = size;
+    a->used += total;
+    return c;
+}
+
+void *pyarena_alloc(struct pyarena *a, size_t n)
+{
+    if (n > a->cap) return NULL;
+    n = (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    struct chunk *head = a->chunks;
+    if (head && head->size - head->used >= n) {
+        void *p = head->data + head->used;
+        head->used += n;
+        return p;
+    }
+    if (n > CHUNK_SIZE / 4) {
+        /* A large block gets its own chunk, slotted behind the head so that the head's
+         * free space stays in use. */
+        struct chunk *c = chunk_new(a, n);
+        if (!c) return NULL;
+        c->used = n;
+        if (head) {
+            c->next = head->next;
+            head->next = c;
+        } else {
+            a->chunks = c;
+        }
+        return c->data;
+    }
+    struct chunk *c = chunk_new(a, CHUNK_SIZE);
+    if (!c) return NULL;
+    c->next = head;
+    a->chunks = c;
+    c->used = n;
+    return c->data;
+}
+
+/* Bytes a node of this kind needs: scalars do not pay for the largest union member. */
+static size_t node_size(enum pyobj_kind kind)
+{
+    size_t head = offsetof(struct pyobj, u);
+    switch (kind) {
+    case PY_NONE:
+    case PY_BOOL:
+    case PY_INT:
+    case PY_BIGINT:
+    case PY_FLOAT:
+        return head + sizeof(int64_t);
+    case PY_STR:
+    case PY_BYTES:
+    case PY_GLOBAL:
+        return head + 2 * sizeof(void *) + sizeof(uint64_t);
+    case PY_LIST:
+    case PY_TUPLE:
+    case PY_SET:
+    case PY_FROZENSET:
+    case PY_DICT:
+        return head + sizeof(struct pyvec);
+    case PY_PID:
+        return head + sizeof(void *);
+    case PY_OBJECT:
+    case PY_DTYPE:
+    case PY_ARRAY:
+        break;
+    }
+    return sizeof(struct pyobj);
+}
+
+struct pyobj *pyobj_new(struct pyarena *a, enum pyobj_kind kind)
+{
+    struct pyobj *o = pyarena_alloc(a, node_size(kind));
+    if (o) o->kind = kind;
+    return o;
+}
+
+struct pyobj *pyobj_int(struct pyarena *a, int64_t v)
+{
+    struct pyobj *o = pyobj_new(a, PY_INT);
+    if (o) o->u.integer = v;
+    return o;
+}
+
+struct pyobj *pyobj_float(struct pyarena *a, enum pyobj_kind kind, double v)
+{
+    struct pyobj *o = pyobj_new(a, kind);
+    if (o) o->u.number = v;
+    return o;
+}
+
+struct pyobj *pyobj_str(struct pyarena *a, enum pyobj_kind kind, const char *data, uint64_t len)
+{
+    struct pyobj *o = pyobj_new(a, kind);
+    if (o) {
+        o->u.str.data = data;
+        o->u.str.len = len;
+    }
+    return o;
+}
+
+struct pyobj *pyobj_str_copy(struct pyarena *a, const char *s, size_t len)
+{
+    char *copy = pyarena_alloc(a, len + 1);
+    if (!copy) return NULL;
+    memcpy(copy, s, len);
+    return pyobj_str(a, PY_STR, copy, len);
+}
+
+struct pyobj *pyobj_global(struct pyarena *a, const char *module, const char *name)
+{
+    struct pyobj *o = pyobj_new(a, PY_GLOBAL);
+    if (o) {
+        o->u.global.module = module;
+        o->u.global.name = name;
+    }
+    return o;
+}
+
+static bool pyvec_reserve(struct pyarena *a, struct pyvec *v, size_t extra)
+{
+    if (extra <= v->cap - v->len) return true;
+    if (extra > SIZE_MAX / sizeof(void *) / 2 - v->len) return false;
+    size_t cap = v->cap ? v->cap * 2 : 4;
+    while (cap < v->len + extra)
+        cap *= 2;
+    struct pyobj **at = pyarena_alloc(a, cap * sizeof(*at));
+    if (!at) return false;
+    if (v->len) memcpy(at, v->at, v->len * sizeof(*at));
+    v->at = at;
+    v->cap = cap;
+    return true;
+}
+
+bool pyvec_extend(struct pyarena *a, struct pyvec *v, struct pyobj *const *items, size_t n)
+{
+    if (n == 0) return true;
+    if (!pyvec_reserve(a, v, n)) return false;
+    memcpy(v->at + v->len, items, n * sizeof(*items));
+    v->len += n;
+    return true;
+}
+
+bool pyvec_push(struct pyarena *a, struct pyvec *v, struct pyobj *o)
+{
+    return pyvec_extend(a, v, &o, 1);
+}
+
+struct pyvec *pyobj_items(struct pyobj *o)
+{
+    switch (o->kind) {
+    case PY_LIST:
+    case PY_SET:
+    case PY_FROZENSET:
+        return &o->u.seq;
+    case PY_OBJECT:
+        return &o->u.object.items;
+    default:
+        return NULL;
+    }
+}
+
+struct pyvec *pyobj_map(struct pyobj *o)
+{
+    if (o->kind == PY_DICT) return &o->u.map;
+    if (o->kind == PY_OBJECT) return &o->u.object.map;
+    return NULL;
+}
+
+bool pyobj_is_str(const struct pyobj *o, const char *s)
+{
+    return o && o->kind == PY_STR && o->u.str.data && strlen(s) == o->u.str.len &&
+           memcmp(o->u.str.data, s, o->u.str.len) == 0;
+}
+
+bool pyobj_is_global(const struct pyobj *o, const char *module, const char *name)
+{
+    return o && o->kind == PY_GLOBAL && strcmp(o->u.global.module, module) == 0 &&
+           strcmp(o->u.global.name, name) == 0;
+}
+
+struct pyobj *pyobj_dict_get(const struct pyobj *dict, const char *key)
+{
+    if (!dict || dict->kind != PY_DICT) return NULL;
+    struct pyobj *found = NULL;
+    for (size_t i = 0; i + 1 < dict->u.map.len; i += 2)
+        if (pyobj_is_str(dict->u.map.at[i], key)) found = dict->u.map.at[i + 1];
+    return found;
+}
+
+struct pyobj *const *pyobj_tuple_items(const struct pyobj *o, size_t *n)
+{
+    if (o && (o->kind == PY_TUPLE || o->kind == PY_LIST)) {
+        *n = o->u.seq.len;
+        return o->u.seq.at;
+    }
+    *n = 0;
+    return NULL;
+}
+
+locale_t pyobj_c_locale(void)
+{
+    static locale_t cached;
+    locale_t loc = __atomic_load_n(&cached, __ATOMIC_ACQUIRE);
+    if (!loc) {
+        loc = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+        __atomic_store_n(&cached, loc, __ATOMIC_RELEASE);
+    }
+    return loc;
+}
+
+static void set_int(struct pyobj *out, int64_t v)
+{
+    out->kind = PY_INT;
+    out->u.integer = v;
+}
+
+void pyobj_element(enum dtype t, const uint8_t *bytes, bool big_endian, struct pyobj *out)
+{
+    size_t size = dtype_size(t);
+    uint8_t le[8] = {0};
+    for (size_t i = 0; i < size && i < sizeof(le); i++)
+        le[i] = big_endian ? bytes[size - 1 - i] : bytes[i];
+    uint64_t raw = 0;
+    for (size_t i = 0; i < size; i++)
+        raw |= (uint64_t)le[i] << (8 * i);
+    int shift = (int)(64 - 8 * size);
+    memset(&out->u, 0, sizeof(out->u));
+    out->attrs = NULL;
+    switch (t) {
+    case DTYPE_BOOL:
+        out->kind = PY_BOOL;
+        out->u.boolean = raw != 0;
+        return;
+    case DTYPE_I64:
+    case DTYPE_I32:
+    case DTYPE_I16:
+    case DTYPE_I8:
+        /* sign-extend through the top of a 64-bit word */
+        set_int(out, (int64_t)(raw << shift) >> shift);
+        return;
+    case DTYPE_U32:
+    case DTYPE_U16:
+    case DTYPE_U8:
+        set_int(out, (int64_t)raw);
+        return;
+    case DTYPE_U64:
+        if (raw <= INT64_MAX) {
+            set_int(out, (int64_t)raw);
+        } else {
+            out->kind = PY_BIGINT;
+            out->u.number = (double)raw;
+        }
+        return;
+    default: {
+        /* Floating types: the statistics decoder already knows every format. */
+        struct tensor_stats st;
+        stats_init(&st, t);
+        stats_feed(&st, le, size);
+        out->kind = PY_FLOAT;
+        out->u.number = st.head[0];
+        return;
+    }
+    }
+}

@@ -1,0 +1,169 @@
+/* pyobj.h — an inert model of the Python objects a checkpoint holds.
+ *
+ * The pickle walker and the JSON parser both build trees of these nodes and hand them
+ * to flatten.c, which turns them into the record's values and tensors. Nothing here
+ * ever imports, calls or evaluates anything: a pickled call such as os.system(...) is
+ * just an object node naming its callable.
+ *
+ * Every node of one parse lives in one arena (a list of malloc'd chunks) that is freed
+ * at once. The arena has a byte budget, PYOBJ_MEMORY_CAP (64 MiB): once the nodes,
+ * vectors and retained payloads of a parse would exceed it, allocation fails and the
+ * parse stops with an error. That bounds what a hostile or merely huge file can make
+ * the monitored program allocate. Payloads (string and bytes contents) are retained
+ * only while they are at most PYOBJ_KEEP_MAX bytes and the arena is under half its cap,
+ * so that large data degrades into "not retained" before structure stops fitting.
+ */
+#ifndef CKMON_PYOBJ_H
+#define CKMON_PYOBJ_H
+
+#include <locale.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../stats.h"
+
+#define PYOBJ_MEMORY_CAP (64u << 20) /* bytes one parse may hold in its arena */
+#define PYOBJ_KEEP_MAX   (16u << 20) /* largest str/bytes payload retained */
+#define PYOBJ_MAX_DIMS   32          /* numpy's own limit on array dimensions */
+
+struct pyarena;
+
+struct pyarena *pyarena_new(size_t cap);
+void pyarena_free(struct pyarena *a);
+/* Zeroed, 16-byte aligned memory; NULL once the arena's budget would be exceeded. */
+void *pyarena_alloc(struct pyarena *a, size_t n);
+size_t pyarena_used(const struct pyarena *a);
+/* Whether a payload of n bytes should be retained (see PYOBJ_KEEP_MAX above). */
+bool pyarena_may_keep(const struct pyarena *a, uint64_t n);
+
+enum pyobj_kind {
+    PY_NONE,
+    PY_BOOL,
+    PY_INT,
+    PY_BIGINT, /* an int beyond int64, kept as the nearest double */
+    PY_FLOAT,
+    PY_STR,
+    PY_BYTES,
+    PY_LIST,
+    PY_TUPLE,
+    PY_SET,
+    PY_FROZENSET,
+    PY_DICT,
+    PY_GLOBAL, /* a module attribute named by GLOBAL/STACK_GLOBAL; never resolved */
+    PY_OBJECT, /* the result of a call/instantiation we do not perform */
+    PY_PID,    /* a persistent id (PERSID/BINPERSID); torch storages are these */
+    PY_DTYPE,  /* numpy.dtype(...) */
+    PY_ARRAY,  /* a numpy array rebuilt from its pickled state */
+};
+
+/* A growable array of node pointers, allocated from the arena. */
+struct pyvec {
+    struct pyobj **at;
+    size_t len, cap;
+};
+
+struct pyarray {
+    const char *dtype_name;  /* as records spell it, or numpy's code when unsupported */
+    enum dtype dtype;        /* valid when supported */
+    bool supported;          /* dtype is one stats can read */
+    bool big_endian;         /* the data is big-endian and must be swapped to be read */
+    int ndim;
+    int64_t *shape;          /* ndim entries (none for a 0-dimensional array) */
+    const uint8_t *data;     /* NULL when not retained */
+    uint64_t nbytes;         /* the element data's size, retained or not */
+    const char *problem;     /* why statistics cannot be computed, or NULL */
+};
+
+struct pyobj {
+    enum pyobj_kind kind;
+    /* BUILD state of lists, dicts, sets and objects: a PY_DICT of attributes, or NULL. */
+    struct pyobj *attrs;
+    union {
+        bool boolean;
+        int64_t integer;
+        double number; /* PY_FLOAT, PY_BIGINT */
+        struct {
+            const char *data; /* NUL-terminated UTF-8 (str) or raw bytes; NULL: not retained */
+            uint64_t len;
+        } str;            /* PY_STR and PY_BYTES */
+        struct pyvec seq; /* list, tuple, set, frozenset: items */
+        struct pyvec map; /* dict: keys and values interleaved, in insertion order */
+        struct {
+            const char *module, *name;
+        } global;
+        struct {
+            struct pyobj *callable; /* usually a PY_GLOBAL */
+            struct pyobj *args;     /* NULL when none were given */
+            struct pyvec items;     /* APPEND/APPENDS/ADDITEMS onto the object */
+            struct pyvec map;       /* SETITEM/SETITEMS onto the object */
+        } object;
+        struct pyobj *pid;
+        struct {
+            char code[16]; /* numpy's dtype code: "f8", "i4", "b1", "U10"... */
+            char byteorder; /* '<', '>', '|' or '=' */
+        } dtype;
+        struct pyarray array;
+    } u;
+};
+
+/* Shared constants: None, True and False are never allocated. */
+extern struct pyobj pyobj_none, pyobj_true, pyobj_false;
+
+struct pyobj *pyobj_new(struct pyarena *a, enum pyobj_kind kind);
+struct pyobj *pyobj_int(struct pyarena *a, int64_t v);
+struct pyobj *pyobj_float(struct pyarena *a, enum pyobj_kind kind, double v);
+/* A str/bytes node; data (may be NULL: not retained) must live in the arena. */
+struct pyobj *pyobj_str(struct pyarena *a, enum pyobj_kind kind, const char *data, uint64_t len);
+/* Copies len bytes into the arena (NUL-terminated) and returns a str node. */
+struct pyobj *pyobj_str_copy(struct pyarena *a, const char *s, size_t len);
+struct pyobj *pyobj_global(struct pyarena *a, const char *module, const char *name);
+
+bool pyvec_push(struct pyarena *a, struct pyvec *v, struct pyobj *o);
+/* Appends n items; false when out of budget. */
+bool pyvec_extend(struct pyarena *a, struct pyvec *v, struct pyobj *const *items, size_t n);
+
+/* Containers an item can be appended to, and where a dict item goes; NULL if none. */
+struct pyvec *pyobj_items(struct pyobj *o);
+struct pyvec *pyobj_map(struct pyobj *o);
+
+bool pyobj_is_str(const struct pyobj *o, const char *s);
+bool pyobj_is_global(const struct pyobj *o, const char *module, const char *name);
+/* The value of str key s in a dict node (last one wins), or NULL. */
+struct pyobj *pyobj_dict_get(const struct pyobj *dict, const char *key);
+/* Items of a tuple or list (NULL and *n = 0 otherwise). */
+struct pyobj *const *pyobj_tuple_items(const struct pyobj *o, size_t *n);
+
+/* The "C" locale, so that numbers are read and written with '.' whatever locale the
+ * monitored program chose; (locale_t)0 if it cannot be had. */
+locale_t pyobj_c_locale(void);
+
+/* The value of one element of a numeric array (little-endian unless big_endian) as an
+ * int, float or bool node written into *out (no allocation: used for numpy scalars and
+ * 0-dimensional arrays). */
+void pyobj_element(enum dtype t, const uint8_t *bytes, bool big_endian, struct pyobj *out);
+
+/* The pickle walker (pickle.c), for formats that embed pickles (torch's data.pkl).
+ *
+ * It unpickles protocols 0-5 from bytes fed in pieces of any size, without importing or
+ * calling anything, and hands the root object to on_stop when it reaches STOP. The
+ * root and every node reachable from it stay valid until pickle_walker_free. Errors
+ * (malformed, truncated, over the memory cap) go to the report with their byte offset.
+ */
+struct report;
+struct pickle_walker;
+typedef void (*pickle_on_stop)(void *ctx, struct pyobj *root);
+
+enum pickle_state { PICKLE_RUNNING, PICKLE_STOPPED, PICKLE_FAILED };
+
+struct pickle_walker *pickle_walker_new(struct report *r, pickle_on_stop on_stop, void *ctx);
+/* Returns how many bytes belong to the pickle: all of len, or fewer when STOP came
+ * within them (the rest is whatever follows the pickle). After STOP or a failure it
+ * takes nothing more (a failed walker claims all bytes, as they are ignored). */
+size_t pickle_walker_feed(struct pickle_walker *w, const uint8_t *data, size_t len);
+/* The data ended: true when the pickle was whole (reached STOP); otherwise reports why. */
+bool pickle_walker_finish(struct pickle_walker *w);
+enum pickle_state pickle_walker_state(const struct pickle_walker *w);
+void pickle_walker_free(struct pickle_walker *w);
+
+#endif

@@ -1,0 +1,347 @@
+/* report.c — where parsers put what they find (see report.h).
+ *
+ * Findings are kept as cJSON in the record's own shapes until the owner takes them.
+ * Everything here runs inside monitored programs, so it never aborts: when cJSON
+ * cannot allocate, the finding is dropped.
+ *
+ * Rules applied here so that every parser gets them the same way:
+ * - --keys: a value or tensor whose name no pattern matches is not kept.
+ * - Non-finite floats are the strings "nan", "inf", "-inf" (JSON has no such numbers).
+ * - Integers are JSON numbers, which cJSON holds as doubles: beyond 2^53 they lose
+ *   precision, and from 1e15 on cJSON prints them in exponent form.
+ * - Text that is not valid UTF-8 (Python 2 byte strings in a pickle, say) would make
+ *   the log line invalid JSON: each invalid byte, and NUL, becomes U+FFFD.
+ * - A key reported twice keeps the later value (in the earlier one's place). Duplicates
+ *   are resolved when findings are taken, by sorting, rather than by searching the
+ *   object on every insert, which would be quadratic in the number of values.
+ * - Errors: each message is cut at REPORT_ERROR_BYTES; the first REPORT_MAX_ERRORS of
+ *   a report are kept, later ones are only counted, in one pending "... N more errors"
+ *   line (N counts those since the last such line was taken, so the lines of one
+ *   checkpoint add up). error_count counts them all.
+ */
+#include "report.h"
+
+#include <fnmatch.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REPORT_MAX_ERRORS  32
+#define REPORT_ERROR_BYTES 512
+
+static const char replacement_char[] = "\xef\xbf\xbd"; /* U+FFFD */
+
+void report_init(struct report *r, const struct key_filter *keys)
+{
+    memset(r, 0, sizeof *r);
+    r->keys = keys;
+}
+
+void report_free(struct report *r)
+{
+    cJSON_Delete(r->values);
+    cJSON_Delete(r->tensors);
+    cJSON_Delete(r->errors);
+    r->values = r->tensors = r->errors = NULL;
+}
+
+bool report_wants(const struct report *r, const char *name)
+{
+    if (!name) return false;
+    if (!r->keys || r->keys->count == 0) return true;
+    for (size_t i = 0; i < r->keys->count; i++)
+        if (fnmatch(r->keys->patterns[i], name, 0) == 0) return true;
+    return false;
+}
+
+/* ---- Text --------------------------------------------------------------------- */
+
+/* Length of the well-formed UTF-8 sequence (RFC 3629, no NUL) at s, or 0. */
+static size_t utf8_sequence(const unsigned char *s, size_t len)
+{
+    unsigned char c = s[0];
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
+
+    if (c >= 0x01 && c <= 0x7f) return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        need = 2;
+    else if (c >= 0xe0 && c <= 0xef)
+        need = 3;
+    else if (c >= 0xf0 && c <= 0xf4)
+        need = 4;
+    else
+        return 0;
+    if (c == 0xe0)
+        lo = 0xa0; /* overlong */
+    else if (c == 0xed)
+        hi = 0x9f; /* surrogates */
+    else if (c == 0xf0)
+        lo = 0x90; /* overlong */
+    else if (c == 0xf4)
+        hi = 0x8f; /* beyond U+10FFFF */
+    if (len < need || s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < need; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    return need;
+}
+
+static bool utf8_valid(const char *s, size_t len)
+{
+    for (size_t i = 0, n; i < len; i += n)
+        if ((n = utf8_sequence((const unsigned char *)s + i, len - i)) == 0) return false;
+    return true;
+}
+
+/* Writes len bytes of s to out, NUL-terminated, with each byte that does not start a
+ * valid sequence replaced by U+FFFD; out has room for 3 * len + 1 bytes. */
+static char *clean_text(const char *s, size_t len, char *out)
+{
+    char *o = out;
+    for (size_t i = 0, n; i < len; i += n) {
+        n = utf8_sequence((const unsigned char *)s + i, len - i);
+        if (n == 0) {
+            memcpy(o, replacement_char, 3);
+            o += 3;
+            n = 1;
+        } else {
+            memcpy(o, s + i, n);
+            o += n;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* The name to store for key: key itself when it is valid UTF-8, else a cleaned copy
+ * (to be released with release_name). NULL when out of memory. */
+static char *storable_name(const char *key)
+{
+    size_t len = strlen(key);
+    if (utf8_valid(key, len)) return (char *)key;
+    char *copy = len < SIZE_MAX / 4 ? malloc(3 * len + 1) : NULL;
+    return copy ? clean_text(key, len, copy) : NULL;
+}
+
+static void release_name(const char *name, const char *key)
+{
+    if (name != key) free((char *)name);
+}
+
+/* ---- Values -------------------------------------------------------------------- */
+
+static cJSON *container(cJSON **slot, bool array)
+{
+    if (!*slot) *slot = array ? cJSON_CreateArray() : cJSON_CreateObject();
+    return *slot;
+}
+
+/* A double as the record writes it: a number, or a string for NaN and ±Inf. */
+static cJSON *json_number(double v)
+{
+    if (isnan(v)) return cJSON_CreateString("nan");
+    if (isinf(v)) return cJSON_CreateString(v > 0 ? "inf" : "-inf");
+    return cJSON_CreateNumber(v);
+}
+
+/* Takes ownership of item. */
+static void put_value(struct report *r, const char *key, cJSON *item)
+{
+    cJSON *values = container(&r->values, false);
+    char *name = storable_name(key);
+    if (!item || !values || !name || !cJSON_AddItemToObject(values, name, item)) cJSON_Delete(item);
+    if (name) release_name(name, key);
+}
+
+void report_int(struct report *r, const char *key, int64_t v)
+{
+    if (report_wants(r, key)) put_value(r, key, cJSON_CreateNumber((double)v));
+}
+
+void report_float(struct report *r, const char *key, double v)
+{
+    if (report_wants(r, key)) put_value(r, key, json_number(v));
+}
+
+void report_bool(struct report *r, const char *key, bool v)
+{
+    if (report_wants(r, key)) put_value(r, key, cJSON_CreateBool(v));
+}
+
+void report_null(struct report *r, const char *key)
+{
+    if (report_wants(r, key)) put_value(r, key, cJSON_CreateNull());
+}
+
+void report_string(struct report *r, const char *key, const char *s, size_t len)
+{
+    char text[3 * REPORT_MAX_STRING + 1];
+    if (len > REPORT_MAX_STRING || (!s && len) || !report_wants(r, key)) return;
+    put_value(r, key, cJSON_CreateString(clean_text(s ? s : "", len, text)));
+}
+
+/* ---- Tensors ------------------------------------------------------------------- */
+
+static void add_member(cJSON *obj, const char *name, cJSON *item)
+{
+    if (!item || !cJSON_AddItemToObject(obj, name, item)) cJSON_Delete(item);
+}
+
+static cJSON *shape_array(const int64_t *shape, int ndim)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; a && shape && i < ndim; i++)
+        if (!cJSON_AddItemToArray(a, cJSON_CreateNumber((double)shape[i]))) break;
+    return a;
+}
+
+static cJSON *head_array(const struct tensor_stats *st)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (unsigned i = 0; a && i < st->nhead && i < STATS_HEAD; i++)
+        if (!cJSON_AddItemToArray(a, json_number(st->head[i]))) break;
+    return a;
+}
+
+/* min/max/mean/std are null when no element is finite. */
+static cJSON *finite_stat(const struct tensor_stats *st, double v)
+{
+    return st->finite ? json_number(v) : cJSON_CreateNull();
+}
+
+void report_tensor(struct report *r, const char *name, const char *dtype, const int64_t *shape,
+                   int ndim, const struct tensor_stats *st, double sampled)
+{
+    static const struct tensor_stats nothing;
+    if (!report_wants(r, name)) return;
+    if (!st) st = &nothing;
+
+    cJSON *tensors = container(&r->tensors, true), *t = cJSON_CreateObject();
+    char *clean_name = storable_name(name);
+    if (!tensors || !t || !clean_name || !cJSON_AddItemToArray(tensors, t)) {
+        cJSON_Delete(t);
+        if (clean_name) release_name(clean_name, name);
+        return;
+    }
+    add_member(t, "name", cJSON_CreateString(clean_name));
+    release_name(clean_name, name);
+    add_member(t, "dtype", cJSON_CreateString(dtype ? dtype : "unknown"));
+    add_member(t, "shape", shape_array(shape, ndim));
+    add_member(t, "min", finite_stat(st, st->min));
+    add_member(t, "max", finite_stat(st, st->max));
+    add_member(t, "mean", finite_stat(st, st->mean));
+    add_member(t, "std", finite_stat(st, stats_std(st)));
+    add_member(t, "nan", cJSON_CreateNumber((double)st->nan));
+    add_member(t, "inf", cJSON_CreateNumber((double)st->inf));
+    add_member(t, "sampled", cJSON_CreateNumber(sampled));
+    add_member(t, "head", head_array(st));
+}
+
+/* ---- Errors -------------------------------------------------------------------- */
+
+/* The pending "... N more errors" line keeps its N in the string item's otherwise
+ * unused valuedouble, which no printer looks at. */
+static void count_dropped_error(cJSON *errors)
+{
+    char text[64];
+    cJSON *last = errors->child;
+    while (last && last->next)
+        last = last->next;
+    bool is_summary = last && last->valuedouble > 0;
+    double dropped = is_summary ? last->valuedouble + 1 : 1;
+
+    snprintf(text, sizeof text, "... %.0f more errors", dropped);
+    cJSON *line = cJSON_CreateString(text);
+    if (!line) return;
+    line->valuedouble = dropped;
+    if (is_summary)
+        cJSON_ReplaceItemViaPointer(errors, last, line);
+    else if (!cJSON_AddItemToArray(errors, line))
+        cJSON_Delete(line);
+}
+
+void report_error(struct report *r, const char *fmt, ...)
+{
+    char message[REPORT_ERROR_BYTES], text[3 * REPORT_ERROR_BYTES];
+    cJSON *errors = container(&r->errors, true);
+
+    r->error_count++;
+    if (!errors) return;
+    if (r->error_count > REPORT_MAX_ERRORS) return count_dropped_error(errors);
+
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    if (len < 0) return;
+    if ((size_t)len >= sizeof message) len = sizeof message - 1;
+    cJSON *line = cJSON_CreateString(clean_text(message, (size_t)len, text));
+    if (!line || !cJSON_AddItemToArray(errors, line)) cJSON_Delete(line);
+}
+
+/* ---- Taking findings ----------------------------------------------------------- */
+
+struct keyed_value {
+    cJSON *item;
+    size_t order;
+};
+
+static int by_key_then_order(const void *a, const void *b)
+{
+    const struct keyed_value *x = a, *y = b;
+    int c = strcmp(x->item->string, y->item->string);
+    return c ? c : (x->order > y->order) - (x->order < y->order);
+}
+
+/* For each key reported more than once, the last value takes the first one's place and
+ * the others go. Without memory for the sort, the duplicates are left as they are. */
+static void drop_replaced_values(cJSON *values)
+{
+    size_t n = (size_t)cJSON_GetArraySize(values);
+    if (n < 2) return;
+    struct keyed_value *v = malloc(n * sizeof *v);
+    if (!v) return;
+    size_t i = 0;
+    for (cJSON *item = values->child; item; item = item->next, i++)
+        v[i] = (struct keyed_value){item, i};
+    qsort(v, n, sizeof *v, by_key_then_order);
+
+    for (size_t first = 0, end; first < n; first = end) {
+        for (end = first + 1; end < n && !strcmp(v[end].item->string, v[first].item->string);)
+            end++;
+        if (end - first == 1) continue;
+        for (size_t k = first + 1; k + 1 < end; k++)
+            cJSON_Delete(cJSON_DetachItemViaPointer(values, v[k].item));
+        cJSON *latest = cJSON_DetachItemViaPointer(values, v[end - 1].item);
+        cJSON_ReplaceItemViaPointer(values, v[first].item, latest);
+    }
+    free(v);
+}
+
+static bool has_items(const cJSON *c)
+{
+    return c && c->child;
+}
+
+bool report_pending(const struct report *r)
+{
+    return has_items(r->values) || has_items(r->tensors) || has_items(r->errors);
+}
+
+/* Moves *slot into obj under name when it holds anything; the report starts afresh. */
+static void move_member(cJSON *obj, const char *name, cJSON **slot)
+{
+    if (!has_items(*slot)) return;
+    if (!obj || !cJSON_AddItemToObject(obj, name, *slot)) cJSON_Delete(*slot);
+    *slot = NULL;
+}
+
+void report_take(struct report *r, cJSON *obj)
+{
+    if (r->values) drop_replaced_values(r->values);
+    move_member(obj, "values", &r->values);
+    move_member(obj, "tensors", &r->tensors);
+    move_member(obj, "errors", &r->errors);
+}

@@ -1,0 +1,252 @@
+/* tensor.c — the shared end of every tensor format (see tensor.h).
+ *
+ * Formats know where a tensor's bytes are; this file decides which of them the
+ * statistics read (block sampling), and turns the result into one record entry. A
+ * tensor whose name --keys filters out is still walked through (its bytes must be
+ * consumed to find the next one) but nothing is decoded: the reader's sample is set
+ * to 0, meaning "no block", and the report drops the entry by name anyway.
+ *
+ * Formats with a table of contents (safetensors, GGUF) hand it over as a
+ * tensor_sequence and let this file walk the data section in file order.
+ */
+#include "tensor.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void set_identity(struct tensor_reader *tr, const char *name, const char *dtype_name,
+                         const int64_t *shape, int ndim)
+{
+    memset(tr, 0, sizeof *tr);
+    snprintf(tr->name, sizeof tr->name, "%s", name);
+    snprintf(tr->dtype_name, sizeof tr->dtype_name, "%s", dtype_name);
+    if (ndim < 0) ndim = 0;
+    if (ndim > TENSOR_MAX_DIMS) ndim = TENSOR_MAX_DIMS;
+    tr->ndim = ndim;
+    memcpy(tr->shape, shape, (size_t)ndim * sizeof *shape);
+}
+
+bool tensor_shape_elements(const int64_t *shape, int ndim, uint64_t *elements)
+{
+    uint64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0 || __builtin_mul_overflow(n, (uint64_t)shape[i], &n)) return false;
+    }
+    *elements = n;
+    return true;
+}
+
+bool tensor_reader_init(struct tensor_reader *tr, struct report *r, const char *name,
+                        enum dtype dtype, const int64_t *shape, int ndim, double sample)
+{
+    uint64_t elements;
+    if (dtype_size(dtype) == 0) {
+        report_error(r, "%s: unknown element type %d", name, (int)dtype);
+        return false;
+    }
+    if (ndim < 0 || ndim > TENSOR_MAX_DIMS) {
+        report_error(r, "%s: %d dimensions (at most %d are read)", name, ndim, TENSOR_MAX_DIMS);
+        return false;
+    }
+    set_identity(tr, name, dtype_name(dtype), shape, ndim);
+    if (!tensor_shape_elements(shape, ndim, &elements) ||
+        __builtin_mul_overflow(elements, (uint64_t)dtype_size(dtype), &tr->nbytes)) {
+        report_error(r, "%s: invalid shape (a negative dimension or a size over 2^64 bytes)",
+                     name);
+        return false;
+    }
+    tr->has_stats = true;
+    /* Outside (0, 1] (or NaN) the option means nothing sensible: read everything. */
+    tr->sample = sample > 0 && sample < 1 ? sample : 1;
+    if (!report_wants(r, name)) tr->sample = 0;
+    stats_init(&tr->stats, dtype);
+    return true;
+}
+
+void tensor_reader_init_opaque(struct tensor_reader *tr, const char *name, const char *dtype_name,
+                               const int64_t *shape, int ndim, uint64_t nbytes)
+{
+    set_identity(tr, name, dtype_name, shape, ndim);
+    tr->nbytes = nbytes;
+}
+
+/* tensor.h's rule: block i is read when floor((i+1)*s) > floor(i*s), and block 0
+ * always, because it holds the head. */
+static bool block_sampled(uint64_t block, double sample)
+{
+    if (sample >= 1) return true;
+    if (sample <= 0) return false;
+    if (block == 0) return true;
+    double i = (double)block;
+    return floor((i + 1) * sample) > floor(i * sample);
+}
+
+size_t tensor_reader_feed(struct tensor_reader *tr, const uint8_t *data, size_t len)
+{
+    uint64_t left = tr->nbytes - tr->consumed;
+    size_t take = len < left ? len : (size_t)left;
+    size_t done = 0;
+
+    while (done < take) {
+        uint64_t block = tr->consumed / TENSOR_SAMPLE_BLOCK;
+        size_t room = TENSOR_SAMPLE_BLOCK - (size_t)(tr->consumed % TENSOR_SAMPLE_BLOCK);
+        size_t chunk = take - done < room ? take - done : room;
+        if (tr->has_stats && block_sampled(block, tr->sample))
+            stats_feed(&tr->stats, data + done, chunk);
+        tr->consumed += chunk;
+        done += chunk;
+    }
+    return take;
+}
+
+/* A 0-d tensor's one value, typed as the record expects. Integers come back from the
+ * statistics' head as doubles, exact up to 2^53. */
+static void report_scalar(const struct tensor_reader *tr, struct report *r)
+{
+    const struct tensor_stats *st = &tr->stats;
+    double v = st->head[0];
+    if (st->nhead == 0) return;
+    switch (st->dtype) {
+    case DTYPE_BOOL:
+        report_bool(r, tr->name, v != 0);
+        return;
+    case DTYPE_I64:
+    case DTYPE_I32:
+    case DTYPE_I16:
+    case DTYPE_I8:
+    case DTYPE_U64:
+    case DTYPE_U32:
+    case DTYPE_U16:
+    case DTYPE_U8:
+        if (v < 0x1p63)
+            report_int(r, tr->name, (int64_t)v);
+        else
+            report_float(r, tr->name, v);
+        return;
+    default:
+        report_float(r, tr->name, v);
+        return;
+    }
+}
+
+void tensor_reader_report(const struct tensor_reader *tr, struct report *r)
+{
+    if (!tr->has_stats) {
+        /* Nothing was decoded: a zeroed accumulator has no finite element, so the
+         * record's min/max/mean/std come out null. */
+        struct tensor_stats none;
+        stats_init(&none, DTYPE_U8);
+        report_tensor(r, tr->name, tr->dtype_name, tr->shape, tr->ndim, &none, 0);
+        if (report_wants(r, tr->name))
+            report_error(r, "%s: statistics not computed for %s", tr->name, tr->dtype_name);
+        return;
+    }
+    uint64_t elements = tr->nbytes / dtype_size(tr->stats.dtype);
+    double sampled = elements ? (double)tr->stats.elements / (double)elements : 1.0;
+    report_tensor(r, tr->name, tr->dtype_name, tr->shape, tr->ndim, &tr->stats, sampled);
+    if (tr->ndim == 0) report_scalar(tr, r);
+}
+
+/* ---- Tensors at known offsets ------------------------------------------------------ */
+
+bool tensor_sequence_add(struct tensor_sequence *q, const struct tensor_entry *e)
+{
+    if (q->count == q->capacity) {
+        size_t capacity = q->capacity ? 2 * q->capacity : 16;
+        struct tensor_entry *grown = realloc(q->entries, capacity * sizeof *grown);
+        if (!grown) return false;
+        q->entries = grown;
+        q->capacity = capacity;
+    }
+    char *name = strdup(e->name);
+    if (!name) return false;
+    struct tensor_entry *copy = &q->entries[q->count];
+    *copy = *e;
+    copy->name = name;
+    copy->order = q->count++;
+    if (copy->readable)
+        snprintf(copy->dtype_name, sizeof copy->dtype_name, "%s", dtype_name(copy->dtype));
+    return true;
+}
+
+static int by_begin(const void *a, const void *b)
+{
+    const struct tensor_entry *x = a, *y = b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+void tensor_sequence_sort(struct tensor_sequence *q, struct report *r, const char *format)
+{
+    size_t kept = 0;
+    uint64_t end = 0;
+    if (q->count) qsort(q->entries, q->count, sizeof *q->entries, by_begin);
+    for (size_t i = 0; i < q->count; i++) {
+        struct tensor_entry *e = &q->entries[i];
+        uint64_t e_end;
+        if (e->begin < end || __builtin_add_overflow(e->begin, e->nbytes, &e_end)) {
+            report_error(r, "%s: %s: data at byte %" PRIu64 " overlaps the tensor before it",
+                         format, e->name, e->begin);
+            free(e->name);
+            continue;
+        }
+        end = e_end;
+        q->entries[kept++] = *e;
+    }
+    q->count = kept;
+}
+
+static void start_entry(struct tensor_sequence *q, struct report *r, double sample)
+{
+    const struct tensor_entry *e = &q->entries[q->next];
+    if (!e->readable ||
+        !tensor_reader_init(&q->reader, r, e->name, e->dtype, e->shape, e->ndim, sample))
+        tensor_reader_init_opaque(&q->reader, e->name, e->dtype_name, e->shape, e->ndim,
+                                  e->nbytes);
+    q->reading = true;
+}
+
+void tensor_sequence_feed(struct tensor_sequence *q, struct report *r, double sample,
+                          uint64_t *offset, const uint8_t *data, size_t len)
+{
+    while (q->next < q->count) {
+        const struct tensor_entry *e = &q->entries[q->next];
+        if (!q->reading && *offset < e->begin) {
+            if (len == 0) return;
+            size_t skip = e->begin - *offset < len ? (size_t)(e->begin - *offset) : len;
+            data += skip;
+            len -= skip;
+            *offset += skip;
+            continue;
+        }
+        if (!q->reading) start_entry(q, r, sample);
+        size_t n = tensor_reader_feed(&q->reader, data, len);
+        data += n;
+        len -= n;
+        *offset += n;
+        if (!tensor_reader_done(&q->reader)) return;
+        tensor_reader_report(&q->reader, r);
+        q->reading = false;
+        q->next++;
+    }
+    *offset += len;
+}
+
+void tensor_sequence_free(struct tensor_sequence *q)
+{
+    for (size_t i = 0; i < q->count; i++) free(q->entries[i].name);
+    free(q->entries);
+    memset(q, 0, sizeof *q);
+}
+
+bool tensor_sequence_finish(const struct tensor_sequence *q, struct report *r, const char *format,
+                            uint64_t offset)
+{
+    if (tensor_sequence_done(q)) return true;
+    report_error(r, "%s: data ended at byte %" PRIu64 ", inside or before tensor %s (%zu of %zu read)",
+                 format, offset, q->entries[q->next].name, q->next, q->count);
+    return false;
+}

@@ -1,0 +1,411 @@
+/* stats.c — streaming tensor statistics (see stats.h).
+ *
+ * This is the hot loop of ckmon: every tensor byte a monitored program writes passes
+ * through it, so it has to run near memory bandwidth. Elements are handled in blocks
+ * of BLOCK: a block is decoded to doubles in a buffer that stays in L1, its moments
+ * are computed there, and the block is merged into the running totals with Chan et
+ * al.'s formula, so accuracy does not degrade with the number of elements.
+ *
+ * Within a block, one pass sums the deviations d = x - shift and d^2 from a shift
+ * close to the mean (the running mean of the blocks before, or the block's first
+ * element), with m2 = sum(d^2) - sum(d)^2 / n. Its relative rounding error grows with
+ * (mean - shift)^2 / variance; when that ratio is large (a first element far out, or
+ * sorted data), a second pass around the block's own mean does the classic corrected
+ * two-pass computation. A NaN or Inf makes sum(d) non-finite; only then does a block
+ * look at each element's class (the slow path drops the non-finite ones and retries).
+ *
+ * The loops are written for gcc -O2 without -ffast-math. Its vectorizer (the "very
+ * cheap" cost model) only takes loops it can cover without a scalar remainder, so each
+ * loop runs over a count the compiler can see is a multiple of a group, followed by a
+ * scalar tail. It never reorders a floating-point reduction either, so a block is
+ * viewed as ROWS rows and one loop over the columns adds up each column in registers
+ * (a map, which vectorizes), leaving a few column totals to add at the end. Selects
+ * are written so that gcc if-converts them.
+ */
+#include "stats.h"
+
+#include <math.h>
+#include <string.h>
+
+#define BLOCK        1024 /* elements per block: 8 KiB of doubles, comfortably inside L1 */
+#define DECODE_GROUP 32   /* decoding loop counts are multiples of this: any vector width */
+#define COLUMN_GROUP 8    /* and column counts of this (8 doubles: the widest vector) */
+#define ROWS         16   /* a block folds into BLOCK / ROWS column totals */
+#define MAX_COLUMNS  (BLOCK / ROWS)
+/* Above this (mean - shift)^2 / variance, a block's m2 from one pass could lose more
+ * than about 2^-32 of its value to rounding, and a second pass is taken. */
+#define SHIFT_LIMIT 0x1p20
+
+/* Moments of a set of finite values: what two sets need to be merged exactly. */
+struct moments {
+    uint64_t count;
+    double mean, m2, min, max;
+};
+
+/* Sums over a block of deviations from a shift, and its range. */
+struct block_sums {
+    double dev, dev2, min, max;
+};
+
+/* ---- Element decoding: little-endian bytes to exact doubles ---------------------- */
+
+static inline float float_from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline uint32_t bits_from_float(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* Branch-free choice between two bit patterns: gcc if-converts (and so vectorizes) an
+ * integer select but not one between floats, since with -ftrapping-math it will not
+ * compute a float conversion on a path that did not ask for it. */
+static inline uint32_t select_bits(bool cond, uint32_t when_true, uint32_t when_false)
+{
+    uint32_t mask = -(uint32_t)cond;
+    return (when_true & mask) | (when_false & ~mask);
+}
+
+/* IEEE half to float, exact (the method of Fabian Giesen's half_to_float_fast):
+ * normal numbers by moving the fields and rebiasing the exponent; Inf and NaN by
+ * rebiasing further to an all-ones exponent; subnormals as 2^-14 * (1 + m/1024) minus
+ * 2^-14, so that no float denormal is ever an operand (a program running with DAZ
+ * would read one as 0). */
+static inline float half_to_float(uint32_t h)
+{
+    uint32_t bits = (h & 0x7fff) << 13, exponent = bits & 0x0f800000;
+    bits += (127 - 15) << 23;
+    bits += select_bits(exponent == 0x0f800000, (128 - 16) << 23, 0);
+    bits += select_bits(exponent == 0, 1 << 23, 0);
+    float v = float_from_bits(bits) - float_from_bits(select_bits(exponent == 0, 113 << 23, 0));
+    return float_from_bits(bits_from_float(v) | (h & 0x8000) << 16);
+}
+
+/* float8 e4m3fn (PyTorch float8_e4m3fn, safetensors F8_E4M3): bias 7, no infinities,
+ * only S.1111.111 is NaN, so the largest value is 448. Same method as for halves. */
+static inline float e4m3fn_to_float(uint32_t b)
+{
+    uint32_t bits = (b & 0x7f) << 20, exponent = bits & 0x07800000;
+    bits += (127 - 7) << 23;
+    bits += select_bits(exponent == 0, 1 << 23, 0);
+    float v = float_from_bits(bits) - float_from_bits(select_bits(exponent == 0, 121 << 23, 0));
+    bits = select_bits((b & 0x7f) == 0x7f, 0x7fc00000, bits_from_float(v));
+    return float_from_bits(bits | (b & 0x80) << 24);
+}
+
+static inline double load_f64(const uint8_t *p)
+{
+    double v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline double load_f32(const uint8_t *p)
+{
+    float v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline uint32_t load_u16_bits(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline double load_f16(const uint8_t *p)
+{
+    return half_to_float(load_u16_bits(p));
+}
+
+/* bfloat16 is the top half of a float. */
+static inline double load_bf16(const uint8_t *p)
+{
+    return float_from_bits(load_u16_bits(p) << 16);
+}
+
+/* e5m2 is the top byte of an IEEE half. */
+static inline double load_f8_e5m2(const uint8_t *p)
+{
+    return half_to_float((uint32_t)p[0] << 8);
+}
+
+static inline double load_f8_e4m3(const uint8_t *p)
+{
+    return e4m3fn_to_float(p[0]);
+}
+
+#define LOAD_INT(name, type)                                                                       \
+    static inline double load_##name(const uint8_t *p)                                             \
+    {                                                                                              \
+        type v;                                                                                    \
+        memcpy(&v, p, sizeof v);                                                                   \
+        return (double)v;                                                                          \
+    }
+LOAD_INT(i64, int64_t)
+LOAD_INT(i32, int32_t)
+LOAD_INT(i16, int16_t)
+LOAD_INT(i8, int8_t)
+LOAD_INT(u64, uint64_t)
+LOAD_INT(u32, uint32_t)
+LOAD_INT(u16, uint16_t)
+LOAD_INT(u8, uint8_t)
+
+static inline double load_bool(const uint8_t *p)
+{
+    return p[0] != 0;
+}
+
+/* One decoder per dtype: n elements from src (any alignment) into dst. */
+#define DECODER(name, size)                                                                        \
+    static void decode_##name(const uint8_t *restrict src, double *restrict dst, size_t n)         \
+    {                                                                                              \
+        size_t body = n / DECODE_GROUP * DECODE_GROUP;                                             \
+        for (size_t i = 0; i < body; i++)                                                          \
+            dst[i] = load_##name(src + i * (size));                                                \
+        for (size_t i = body; i < n; i++)                                                          \
+            dst[i] = load_##name(src + i * (size));                                                \
+    }
+DECODER(f64, 8)
+DECODER(f32, 4)
+DECODER(f16, 2)
+DECODER(bf16, 2)
+DECODER(f8_e4m3, 1)
+DECODER(f8_e5m2, 1)
+DECODER(i64, 8)
+DECODER(i32, 4)
+DECODER(i16, 2)
+DECODER(i8, 1)
+DECODER(u64, 8)
+DECODER(u32, 4)
+DECODER(u16, 2)
+DECODER(u8, 1)
+DECODER(bool, 1)
+
+static const struct {
+    const char *name;
+    size_t size;
+    void (*decode)(const uint8_t *restrict src, double *restrict dst, size_t n);
+} dtypes[DTYPE_COUNT] = {
+    [DTYPE_F64] = {"float64", 8, decode_f64},
+    [DTYPE_F32] = {"float32", 4, decode_f32},
+    [DTYPE_F16] = {"float16", 2, decode_f16},
+    [DTYPE_BF16] = {"bfloat16", 2, decode_bf16},
+    [DTYPE_F8_E4M3] = {"float8_e4m3fn", 1, decode_f8_e4m3},
+    [DTYPE_F8_E5M2] = {"float8_e5m2", 1, decode_f8_e5m2},
+    [DTYPE_I64] = {"int64", 8, decode_i64},
+    [DTYPE_I32] = {"int32", 4, decode_i32},
+    [DTYPE_I16] = {"int16", 2, decode_i16},
+    [DTYPE_I8] = {"int8", 1, decode_i8},
+    [DTYPE_U64] = {"uint64", 8, decode_u64},
+    [DTYPE_U32] = {"uint32", 4, decode_u32},
+    [DTYPE_U16] = {"uint16", 2, decode_u16},
+    [DTYPE_U8] = {"uint8", 1, decode_u8},
+    [DTYPE_BOOL] = {"bool", 1, decode_bool},
+};
+
+static bool dtype_valid(enum dtype t)
+{
+    return (unsigned)t < DTYPE_COUNT;
+}
+
+const char *dtype_name(enum dtype t)
+{
+    return dtype_valid(t) ? dtypes[t].name : "unknown";
+}
+
+size_t dtype_size(enum dtype t)
+{
+    return dtype_valid(t) ? dtypes[t].size : 0;
+}
+
+/* ---- Block moments ------------------------------------------------------------- */
+
+/* Adds one column's totals (or one element: d, d*d, x, x) to a block's sums. */
+static inline void add_column(struct block_sums *s, double dev, double dev2, double lo, double hi)
+{
+    s->dev += dev;
+    s->dev2 += dev2;
+    s->min = lo < s->min ? lo : s->min;
+    s->max = hi > s->max ? hi : s->max;
+}
+
+/* The block's n values viewed as ROWS rows of cols columns: each column's sums. */
+static void fold_columns(const double *restrict x, size_t cols, double shift, double *restrict dev,
+                         double *restrict dev2, double *restrict lo, double *restrict hi)
+{
+    for (size_t c = 0; c < cols; c++) {
+        double d1 = 0, d2 = 0, l = INFINITY, h = -INFINITY;
+#pragma GCC unroll 16
+        for (size_t r = 0; r < ROWS; r++) {
+            double v = x[r * cols + c], d = v - shift;
+            d1 += d;
+            d2 += d * d;
+            l = v < l ? v : l;
+            h = v > h ? v : h;
+        }
+        dev[c] = d1;
+        dev2[c] = d2;
+        lo[c] = l;
+        hi[c] = h;
+    }
+}
+
+static struct block_sums sum_block(const double *restrict x, size_t n, double shift)
+{
+    double dev[MAX_COLUMNS], dev2[MAX_COLUMNS], lo[MAX_COLUMNS], hi[MAX_COLUMNS];
+    size_t cols = n / (ROWS * COLUMN_GROUP) * COLUMN_GROUP;
+    struct block_sums s = {0, 0, INFINITY, -INFINITY};
+
+    fold_columns(x, cols, shift, dev, dev2, lo, hi);
+    for (size_t c = 0; c < cols; c++)
+        add_column(&s, dev[c], dev2[c], lo[c], hi[c]);
+    for (size_t i = cols * ROWS; i < n; i++) {
+        double d = x[i] - shift;
+        add_column(&s, d, d * d, x[i], x[i]);
+    }
+    return s;
+}
+
+/* Moments of a block's n > 0 values around shift. The mean comes out non-finite when
+ * a value is NaN or Inf (or the sums overflow); the caller checks. */
+static struct moments block_moments(const double *restrict x, size_t n, double shift)
+{
+    struct block_sums s = sum_block(x, n, shift);
+    struct moments m = {.count = n, .min = s.min, .max = s.max};
+    double correction = s.dev * s.dev / (double)n;
+
+    m.mean = shift + s.dev / (double)n;
+    m.m2 = s.dev2 - correction;
+    if (isfinite(m.mean) && correction > m.m2 * SHIFT_LIMIT) {
+        s = sum_block(x, n, m.mean);
+        m.mean += s.dev / (double)n;
+        m.m2 = s.dev2 - s.dev * s.dev / (double)n;
+    }
+    if (m.m2 < 0) m.m2 = 0;
+    return m;
+}
+
+/* Moves the finite values of x to its front, counting the NaNs and Infs left out;
+ * returns how many are finite. Only blocks that hold a non-finite value come here. */
+static size_t keep_finite(double *x, size_t n, uint64_t *nan, uint64_t *inf)
+{
+    size_t kept = 0, nans = 0;
+    for (size_t i = 0; i < n; i++) {
+        double v = x[i];
+        x[kept] = v;
+        kept += v - v == 0; /* false for NaN and ±Inf alike */
+        nans += v != v;
+    }
+    *nan += nans;
+    *inf += n - kept - nans;
+    return kept;
+}
+
+/* Chan et al.: the moments of the union of two disjoint sets. */
+static void merge_moments(struct tensor_stats *s, const struct moments *b)
+{
+    if (b->count == 0) return;
+    if (s->finite == 0) {
+        s->min = b->min;
+        s->max = b->max;
+        s->mean = b->mean;
+        s->m2 = b->m2;
+        s->finite = b->count;
+        return;
+    }
+    double na = (double)s->finite, nb = (double)b->count, n = na + nb;
+    double delta = b->mean - s->mean;
+    s->mean += delta * (nb / n);
+    s->m2 += b->m2 + delta * delta * (na / n) * nb;
+    s->min = b->min < s->min ? b->min : s->min;
+    s->max = b->max > s->max ? b->max : s->max;
+    s->finite += b->count;
+}
+
+/* Accounts for n decoded values (n <= BLOCK); x may be reordered. */
+static void add_block(struct tensor_stats *s, double *x, size_t n)
+{
+    for (size_t i = 0; i < n && s->nhead < STATS_HEAD; i++)
+        s->head[s->nhead++] = x[i];
+    s->elements += n;
+
+    struct moments m = block_moments(x, n, s->finite ? s->mean : x[0]);
+    if (!isfinite(m.mean)) {
+        /* A NaN or Inf (or sums beyond the double range, which the slow path leaves
+         * as they are): drop the non-finite values and start over. */
+        size_t kept = keep_finite(x, n, &s->nan, &s->inf);
+        if (kept == 0) return;
+        m = block_moments(x, kept, s->finite ? s->mean : x[0]);
+    }
+    merge_moments(s, &m);
+}
+
+static void feed_elements(struct tensor_stats *s, const uint8_t *src, size_t count)
+{
+    double block[BLOCK];
+    size_t size = dtypes[s->dtype].size;
+
+    while (count > 0) {
+        size_t n = count < BLOCK ? count : BLOCK;
+        dtypes[s->dtype].decode(src, block, n);
+        add_block(s, block, n);
+        src += n * size;
+        count -= n;
+    }
+}
+
+/* ---- Public API ------------------------------------------------------------------ */
+
+void stats_init(struct tensor_stats *s, enum dtype t)
+{
+    memset(s, 0, sizeof *s);
+    s->dtype = t;
+}
+
+void stats_feed(struct tensor_stats *s, const void *bytes, size_t len)
+{
+    const uint8_t *p = bytes;
+    size_t size = dtype_size(s->dtype);
+    if (size == 0 || len == 0) return;
+
+    if (s->ncarry > 0) {
+        size_t take = size - s->ncarry < len ? size - s->ncarry : len;
+        memcpy(s->carry + s->ncarry, p, take);
+        s->ncarry += take;
+        p += take;
+        len -= take;
+        if (s->ncarry < size) return;
+        feed_elements(s, s->carry, 1);
+        s->ncarry = 0;
+    }
+    size_t whole = len / size;
+    feed_elements(s, p, whole);
+    s->ncarry = len - whole * size;
+    memcpy(s->carry, p + whole * size, s->ncarry);
+}
+
+/* b's partial element, if any, is not carried over: merging is for accumulators that
+ * were each fed whole elements. */
+void stats_merge(struct tensor_stats *a, const struct tensor_stats *b)
+{
+    struct moments m = {b->finite, b->mean, b->m2, b->min, b->max};
+    merge_moments(a, &m);
+    for (unsigned i = 0; i < b->nhead && a->nhead < STATS_HEAD; i++)
+        a->head[a->nhead++] = b->head[i];
+    a->elements += b->elements;
+    a->nan += b->nan;
+    a->inf += b->inf;
+}
+
+double stats_std(const struct tensor_stats *s)
+{
+    return s->finite ? sqrt(s->m2 / (double)s->finite) : 0;
+}
