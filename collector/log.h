@@ -1,0 +1,31 @@
+/* log.h — the JSONL log: one record per line, each line one write().
+ *
+ * Several collectors (or a collector and `ckmon inspect >> log`) may append to the same
+ * file; O_APPEND plus a single write per line keeps their lines whole.
+ */
+#ifndef CKMON_LOG_H
+#define CKMON_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "record.h"
+
+struct log_writer {
+    int fd;
+    bool owns_fd;          /* false for stdout */
+    char *name;            /* as given, for messages; "-" is stdout */
+    unsigned long written; /* lines written */
+    unsigned long failed;  /* lines lost to write errors */
+};
+
+/* Opens (creating, mode 0644) the log for appending; "-" is stdout. Returns 0, or -1 with
+ * a one-line message in err. */
+int log_open(struct log_writer *w, const char *path, char *err, size_t err_size);
+/* Writes one line (which ends in '\n'); the first failure is reported on stderr. */
+bool log_write(struct log_writer *w, const char *line, size_t len);
+bool log_record(struct log_writer *w, const struct record *r);
+/* Closes the log and says on stderr how many records were lost, if any. */
+void log_close(struct log_writer *w);
+
+#endif

@@ -1,0 +1,187 @@
+/* main.c — the ckmon command line: dispatch to a subcommand, --help and --version.
+ *
+ * All help texts live here, next to each other, so that the options read the same in
+ * every subcommand.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "agent/config.h"
+#include "cli.h"
+
+static const char *const command_names[] = {
+    [COMMAND_RUN] = "run", [COMMAND_COLLECT] = "collect", [COMMAND_INSPECT] = "inspect"};
+
+static const char main_help[] =
+    "Usage: ckmon COMMAND [OPTIONS]\n"
+    "\n"
+    "Watch the checkpoints a program writes. ckmon's agent, preloaded into the\n"
+    "program, parses each checkpoint file as it is written; a collector writes one\n"
+    "JSON record per file (values, tensor statistics, completeness) to a JSONL log.\n"
+    "\n"
+    "Commands:\n"
+    "  run [OPTIONS] [--] COMMAND [ARGS...]\n"
+    "                    run COMMAND with the agent and a collector, wait until\n"
+    "                    every record is written, exit with COMMAND's status\n"
+    "  collect [OPTIONS] run a collector in the foreground, for many programs\n"
+    "  inspect [OPTIONS] FILE...\n"
+    "                    parse existing files, print one record per file\n"
+    "\n"
+    "  ckmon COMMAND --help   the options of one command\n"
+    "  ckmon --version        print the version\n";
+
+#define PATHS_HELP                                                                                 \
+    "  -p, --paths GLOB       a file is a checkpoint when its absolute path\n"                     \
+    "                         matches GLOB (fnmatch, '*' crosses '/'), at open or\n"               \
+    "                         after a rename; repeatable. Default: *.pt *.pth\n"                   \
+    "                         *.ckpt *.safetensors *.npy *.npz *.pkl *.pickle\n"                   \
+    "                         *.gguf, and *.json *.bin inside a directory whose\n"                 \
+    "                         name contains 'checkpoint' or 'ckpt'\n"
+
+#define KEYS_HELP                                                                                  \
+    "      --keys PATTERN     only report values and tensors whose name matches\n"                 \
+    "                         PATTERN (fnmatch, '*' crosses '.'); repeatable.\n"                   \
+    "                         Default: all\n"
+
+#define STRINGIFY(x)  #x
+#define XSTRINGIFY(x) STRINGIFY(x)
+#define SAMPLE_HELP                                                                                \
+    "      --sample FRACTION  fraction of each tensor's bytes that statistics\n"                   \
+    "                         read, in (0, 1]; 1 is exact. Default: " XSTRINGIFY(                  \
+        DEFAULT_SAMPLE) "\n"
+
+#define SERVING_HELP                                                                               \
+    "  -o, --log FILE         append records to FILE, '-' for stdout\n"                            \
+    "                         (default ./ckmon.jsonl)\n"                                           \
+    "  -s, --sink FORMAT=URL  push records to a remote sink (ndjson, pushgateway,\n"               \
+    "                         victoriametrics, influx); repeatable. Not\n"                         \
+    "                         implemented yet\n"                                                   \
+    "      --state DIR        where the collector keeps what it must not lose\n"                   \
+    "                         (default: LOG.state/ beside the log)\n"                              \
+    "      --flush-timeout SECONDS\n"                                                              \
+    "                         how long run waits for sinks after COMMAND ends\n"                   \
+    "                         (default 10)\n"
+
+#define ENV_HELP                                                                                   \
+    "\n"                                                                                           \
+    "Environment (a flag wins over its variable):\n"                                               \
+    "  CKMON_PATHS, CKMON_KEYS  ':'-separated lists, as repeated --paths, --keys\n"                \
+    "  CKMON_SINKS              space-separated list, as repeated --sink\n"                        \
+    "  CKMON_LOG, CKMON_SAMPLE, CKMON_SOCKET, CKMON_JOB, CKMON_STATE\n"                            \
+    "                           as the flags\n"
+
+static const char run_help[] =
+    "Usage: ckmon run [OPTIONS] [--] COMMAND [ARGS...]\n"
+    "\n"
+    "Run COMMAND with the ckmon agent preloaded (LD_PRELOAD, inherited by every\n"
+    "program it starts) and record each checkpoint file it writes. Unless --socket\n"
+    "names a collector that answers, a private collector is started for COMMAND and\n"
+    "stopped after it, once every record is in the log.\n"
+    "\n"
+    "Exits with COMMAND's status: 128+N if signal N killed it, 127 if COMMAND is not\n"
+    "found, 126 if it cannot be executed. While COMMAND runs, SIGINT and SIGQUIT are\n"
+    "left to it and SIGTERM and SIGHUP are passed on to it.\n"
+    "\n"
+    "Options:\n" PATHS_HELP KEYS_HELP SAMPLE_HELP
+    "      --job NAME         the label in every record (default: COMMAND's base\n"
+    "                         name)\n"
+    "      --socket PATH      use the collector answering on PATH, or start one\n"
+    "                         there (default: a private socket in a new directory\n"
+    "                         under $TMPDIR or /tmp, removed afterwards)\n" SERVING_HELP
+    "  -h, --help             show this help\n" ENV_HELP
+    "  CKMON_AGENT              the agent library (default: libckmon.so beside the\n"
+    "                           ckmon binary, else ../lib/ckmon/libckmon.so from it)\n"
+    "  LD_PRELOAD               kept; the agent is put in front of it\n";
+
+static const char collect_help[] =
+    "Usage: ckmon collect [OPTIONS]\n"
+    "\n"
+    "Run a collector in the foreground until SIGTERM, SIGINT or SIGHUP. Programs\n"
+    "started with the agent preloaded and CKMON_SOCKET naming its socket send it\n"
+    "what they find; it writes one record per checkpoint file to the log. When it\n"
+    "stops, it reads what agents sent, records files still open as incomplete and\n"
+    "writes everything. Exits 1 if records could not be written. For example:\n"
+    "\n"
+    "  ckmon collect --socket /tmp/s --log ckpt.jsonl &\n"
+    "  LD_PRELOAD=/usr/local/lib/ckmon/libckmon.so CKMON_SOCKET=/tmp/s \\\n"
+    "      python3 train.py\n"
+    "\n"
+    "Options:\n"
+    "      --socket PATH      listen on PATH (default /tmp/ckmon-<uid>.sock); a\n"
+    "                         stale socket file is replaced, one a collector\n"
+    "                         answers on is not\n" SERVING_HELP
+    "  -p, --paths, --keys, --sample, --job\n"
+    "                         accepted as in 'ckmon run'; programs started by hand\n"
+    "                         take them from their own CKMON_PATHS, CKMON_KEYS,\n"
+    "                         CKMON_SAMPLE and CKMON_JOB\n"
+    "  -h, --help             show this help\n" ENV_HELP;
+
+static const char inspect_help[] =
+    "Usage: ckmon inspect [OPTIONS] FILE...\n"
+    "\n"
+    "Parse existing checkpoint files with the agent's parsers and print one record\n"
+    "per file to stdout (JSONL); a record's time is the file's modification time.\n"
+    "Exits 1 if a file could not be read. The environment is not consulted.\n"
+    "\n"
+    "Options:\n" KEYS_HELP SAMPLE_HELP
+    "      --job NAME         the label in the records (default: inspect)\n"
+    "  -h, --help             show this help\n";
+
+static const char *const command_help[] = {
+    [COMMAND_RUN] = run_help, [COMMAND_COLLECT] = collect_help, [COMMAND_INSPECT] = inspect_help};
+
+int usage_error(enum command cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "ckmon %s: ", command_names[cmd]);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\ntry 'ckmon %s --help'\n", command_names[cmd]);
+    return EXIT_USAGE;
+}
+
+int cli_parse(struct options *o, enum command cmd, int argc, char **argv)
+{
+    char err[512];
+    if (options_parse(o, cmd, argc, argv, err, sizeof err) < 0) {
+        options_free(o);
+        return usage_error(cmd, "%s", err);
+    }
+    if (!o->help) return -1;
+    fputs(command_help[cmd], stdout);
+    options_free(o);
+    return 0;
+}
+
+int reject_sinks(const struct options *o)
+{
+    if (!o->sink_count) return -1;
+    fprintf(stderr, "ckmon: --sink: remote sinks are not implemented yet\n");
+    return EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    static int (*const commands[])(int, char **) = {
+        [COMMAND_RUN] = cmd_run, [COMMAND_COLLECT] = cmd_collect, [COMMAND_INSPECT] = cmd_inspect};
+    const char *name = argc > 1 ? argv[1] : NULL;
+    if (!name) {
+        fputs(main_help, stderr);
+        return EXIT_USAGE;
+    }
+    if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
+        fputs(main_help, stdout);
+        return 0;
+    }
+    if (!strcmp(name, "--version")) {
+        puts("ckmon " CKMON_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(name, command_names[i])) return commands[i](argc - 2, argv + 2);
+    fprintf(stderr, "ckmon: %s '%s'\ntry 'ckmon --help'\n",
+            name[0] == '-' ? "unknown option" : "unknown command", name);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,390 @@
+/* options.c — one table of options for run, collect and inspect, with their variables.
+ *
+ * Hand-rolled rather than getopt_long: `run` must stop at COMMAND, `inspect` takes
+ * options between files, and the messages must name the flag or variable at fault,
+ * which getopt's own messages cannot do for variables.
+ */
+#include "options.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+enum option_id {
+    OPT_PATHS,
+    OPT_LOG,
+    OPT_SINK,
+    OPT_SAMPLE,
+    OPT_KEYS,
+    OPT_SOCKET,
+    OPT_JOB,
+    OPT_STATE,
+    OPT_FLUSH_TIMEOUT,
+    OPT_HELP,
+    OPT_COUNT
+};
+
+#define FOR_RUN     (1u << COMMAND_RUN)
+#define FOR_COLLECT (1u << COMMAND_COLLECT)
+#define FOR_INSPECT (1u << COMMAND_INSPECT)
+#define FOR_SERVING (FOR_RUN | FOR_COLLECT)
+#define FOR_ALL     (FOR_SERVING | FOR_INSPECT)
+
+struct option_spec {
+    enum option_id id;
+    char short_name; /* 0: none */
+    const char *long_name;
+    const char *env;    /* NULL: none */
+    char env_separator; /* 0: a single value; else the variable holds a list */
+    bool takes_value;
+    unsigned commands; /* which subcommands accept it */
+};
+
+static const struct option_spec option_table[] = {
+    {OPT_PATHS, 'p', "paths", "CKMON_PATHS", ':', true, FOR_SERVING},
+    {OPT_LOG, 'o', "log", "CKMON_LOG", 0, true, FOR_SERVING},
+    {OPT_SINK, 's', "sink", "CKMON_SINKS", ' ', true, FOR_SERVING},
+    {OPT_SAMPLE, 0, "sample", "CKMON_SAMPLE", 0, true, FOR_ALL},
+    {OPT_KEYS, 0, "keys", "CKMON_KEYS", ':', true, FOR_ALL},
+    {OPT_SOCKET, 0, "socket", "CKMON_SOCKET", 0, true, FOR_SERVING},
+    {OPT_JOB, 0, "job", "CKMON_JOB", 0, true, FOR_ALL},
+    {OPT_STATE, 0, "state", "CKMON_STATE", 0, true, FOR_SERVING},
+    {OPT_FLUSH_TIMEOUT, 0, "flush-timeout", NULL, 0, true, FOR_SERVING},
+    {OPT_HELP, 'h', "help", NULL, 0, false, FOR_ALL},
+};
+
+#define OPTION_COUNT (sizeof option_table / sizeof option_table[0])
+
+static const char *const sink_formats[] = {"ndjson", "pushgateway", "victoriametrics", "influx"};
+
+void default_socket_path(char *out, size_t size)
+{
+    snprintf(out, size, "/tmp/ckmon-%u.sock", (unsigned)getuid());
+}
+
+static int string_list_add(struct string_list *l, const char *s)
+{
+    char **grown = realloc(l->items, (l->count + 1) * sizeof *grown);
+    if (!grown) return -1;
+    l->items = grown;
+    if (!(l->items[l->count] = strdup(s))) return -1;
+    l->count++;
+    return 0;
+}
+
+static void string_list_free(struct string_list *l)
+{
+    for (size_t i = 0; i < l->count; i++)
+        free(l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->count = 0;
+}
+
+char *string_list_join(const struct string_list *l, char sep)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < l->count; i++)
+        len += strlen(l->items[i]) + 1;
+    char *out = malloc(len), *p = out;
+    if (!out) return NULL;
+    *p = '\0';
+    for (size_t i = 0; i < l->count; i++) {
+        if (i) *p++ = sep;
+        p = stpcpy(p, l->items[i]);
+    }
+    return out;
+}
+
+/* Replaces *slot with a copy of value. */
+static int set_string(char **slot, const char *value)
+{
+    char *copy = strdup(value);
+    if (!copy) return -1;
+    free(*slot);
+    *slot = copy;
+    return 0;
+}
+
+static bool parse_number(const char *text, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (end == text || *end != '\0' || errno == ERANGE || !isfinite(v)) return false;
+    *out = v;
+    return true;
+}
+
+static int add_sink(struct options *o, const char *spec, const char *source, char *err,
+                    size_t err_size)
+{
+    const char *eq = strchr(spec, '=');
+    if (!eq) {
+        snprintf(err, err_size, "%s: '%s' is not FORMAT=URL", source, spec);
+        return -1;
+    }
+    size_t format_len = (size_t)(eq - spec);
+    const char *url = eq + 1;
+    const char *format = NULL;
+    for (size_t i = 0; i < sizeof sink_formats / sizeof sink_formats[0]; i++)
+        if (strlen(sink_formats[i]) == format_len && !strncmp(spec, sink_formats[i], format_len))
+            format = sink_formats[i];
+    if (!format) {
+        snprintf(err, err_size,
+                 "%s: unknown sink format '%.*s' (ndjson, pushgateway, victoriametrics, influx)",
+                 source, (int)format_len, spec);
+        return -1;
+    }
+    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
+        snprintf(err, err_size, "%s: '%s' is not an http:// or https:// URL", source, url);
+        return -1;
+    }
+    struct sink_spec *grown = realloc(o->sinks, (o->sink_count + 1) * sizeof *grown);
+    if (!grown) return -1;
+    o->sinks = grown;
+    struct sink_spec *s = &o->sinks[o->sink_count];
+    s->format = strdup(format);
+    s->url = strdup(url);
+    if (!s->format || !s->url) {
+        free(s->format);
+        free(s->url);
+        return -1;
+    }
+    o->sink_count++;
+    return 0;
+}
+
+static int set_sample(struct options *o, const char *value, const char *source, char *err,
+                      size_t err_size)
+{
+    double v;
+    if (!parse_number(value, &v) || !(v > 0 && v <= 1)) {
+        snprintf(err, err_size, "%s: '%s' is not a fraction in (0, 1]", source, value);
+        return -1;
+    }
+    o->sample = v;
+    return set_string(&o->sample_text, value);
+}
+
+static int set_flush_timeout(struct options *o, const char *value, const char *source, char *err,
+                             size_t err_size)
+{
+    double v;
+    if (!parse_number(value, &v) || v < 0) {
+        snprintf(err, err_size, "%s: '%s' is not a number of seconds", source, value);
+        return -1;
+    }
+    o->flush_timeout = v;
+    return 0;
+}
+
+static int set_socket(struct options *o, const char *value, const char *source, char *err,
+                      size_t err_size)
+{
+    if (strlen(value) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        snprintf(err, err_size, "%s: socket path is longer than %zu bytes", source,
+                 sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+        return -1;
+    }
+    return set_string(&o->socket, value);
+}
+
+/* Applies one value of an option; source names the flag or variable in messages. */
+static int apply(struct options *o, const struct option_spec *spec, const char *value,
+                 const char *source, char *err, size_t err_size)
+{
+    if (spec->takes_value && *value == '\0') {
+        snprintf(err, err_size, "%s: empty value", source);
+        return -1;
+    }
+    int rc;
+    switch (spec->id) {
+    case OPT_PATHS:
+        rc = string_list_add(&o->paths, value);
+        break;
+    case OPT_KEYS:
+        rc = string_list_add(&o->keys, value);
+        break;
+    case OPT_LOG:
+        rc = set_string(&o->log, value);
+        break;
+    case OPT_JOB:
+        rc = set_string(&o->job, value);
+        break;
+    case OPT_STATE:
+        rc = set_string(&o->state, value);
+        break;
+    case OPT_SOCKET:
+        return set_socket(o, value, source, err, err_size);
+    case OPT_SINK:
+        return add_sink(o, value, source, err, err_size);
+    case OPT_SAMPLE:
+        return set_sample(o, value, source, err, err_size);
+    case OPT_FLUSH_TIMEOUT:
+        return set_flush_timeout(o, value, source, err, err_size);
+    case OPT_HELP:
+        o->help = true;
+        return 0;
+    default:
+        rc = -1;
+    }
+    if (rc < 0) snprintf(err, err_size, "%s: out of memory", source);
+    return rc;
+}
+
+/* Applies a variable's value: one value, or each item of a separated list. */
+static int apply_env(struct options *o, const struct option_spec *spec, char *err, size_t err_size)
+{
+    const char *value = getenv(spec->env);
+    if (!value || !*value) return 0;
+    if (!spec->env_separator) return apply(o, spec, value, spec->env, err, err_size);
+    char *copy = strdup(value), *save = NULL;
+    const char separators[] = {spec->env_separator, '\0'};
+    int rc = copy ? 0 : -1;
+    for (char *item = copy ? strtok_r(copy, separators, &save) : NULL; item && rc == 0;
+         item = strtok_r(NULL, separators, &save))
+        rc = apply(o, spec, item, spec->env, err, err_size);
+    if (!copy) snprintf(err, err_size, "%s: out of memory", spec->env);
+    free(copy);
+    return rc;
+}
+
+static const struct option_spec *find_long(const char *name, size_t len)
+{
+    for (size_t i = 0; i < OPTION_COUNT; i++)
+        if (strlen(option_table[i].long_name) == len &&
+            !strncmp(option_table[i].long_name, name, len))
+            return &option_table[i];
+    return NULL;
+}
+
+static const struct option_spec *find_short(char c)
+{
+    for (size_t i = 0; i < OPTION_COUNT; i++)
+        if (option_table[i].short_name == c) return &option_table[i];
+    return NULL;
+}
+
+/* Parses the option word argv[*i] (and its value, which may be the next word). */
+static int parse_flag(struct options *o, enum command cmd, int argc, char **argv, int *i,
+                      bool *given, char *err, size_t err_size)
+{
+    const char *word = argv[*i], *value = NULL;
+    const struct option_spec *spec;
+    char source[64];
+    if (word[1] == '-') {
+        const char *name = word + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        spec = find_long(name, len);
+        if (eq) value = eq + 1;
+        snprintf(source, sizeof source, "--%.*s", (int)len, name);
+    } else {
+        spec = find_short(word[1]);
+        if (word[2]) value = word + 2;
+        snprintf(source, sizeof source, "-%c", word[1]);
+    }
+    if (!spec || !(spec->commands & (1u << cmd))) {
+        snprintf(err, err_size, "unknown option '%s'", source);
+        return -1;
+    }
+    snprintf(source, sizeof source, "--%s", spec->long_name);
+    if (!spec->takes_value && value) {
+        snprintf(err, err_size, "%s takes no value", source);
+        return -1;
+    }
+    if (spec->takes_value && !value) {
+        if (*i + 1 >= argc) {
+            snprintf(err, err_size, "%s needs a value", source);
+            return -1;
+        }
+        value = argv[++*i];
+    }
+    given[spec->id] = true;
+    return apply(o, spec, value ? value : "", source, err, err_size);
+}
+
+static int add_arg(struct options *o, char *arg)
+{
+    char **grown = realloc(o->args, (size_t)(o->arg_count + 2) * sizeof *grown);
+    if (!grown) return -1;
+    o->args = grown;
+    o->args[o->arg_count++] = arg;
+    o->args[o->arg_count] = NULL;
+    return 0;
+}
+
+/* Words after the options end: run keeps everything from COMMAND on as it is,
+ * inspect takes files between options, collect takes none. */
+static int parse_words(struct options *o, enum command cmd, int argc, char **argv, bool *given,
+                       char *err, size_t err_size)
+{
+    bool options_ended = false;
+    for (int i = 0; i < argc; i++) {
+        const char *word = argv[i];
+        if (!options_ended && !strcmp(word, "--")) {
+            options_ended = true;
+            continue;
+        }
+        if (!options_ended && word[0] == '-' && word[1] != '\0') {
+            if (parse_flag(o, cmd, argc, argv, &i, given, err, err_size) < 0) return -1;
+            if (o->help) return 0;
+            continue;
+        }
+        if (cmd == COMMAND_COLLECT) {
+            snprintf(err, err_size, "unexpected argument '%s'", word);
+            return -1;
+        }
+        if (add_arg(o, argv[i]) < 0) {
+            snprintf(err, err_size, "out of memory");
+            return -1;
+        }
+        if (cmd == COMMAND_RUN) options_ended = true;
+    }
+    return 0;
+}
+
+int options_parse(struct options *o, enum command cmd, int argc, char **argv, char *err,
+                  size_t err_size)
+{
+    memset(o, 0, sizeof *o);
+    o->flush_timeout = DEFAULT_FLUSH_SEC;
+    bool given[OPT_COUNT] = {false};
+    if (parse_words(o, cmd, argc, argv, given, err, err_size) < 0) return -1;
+    if (o->help) return 0;
+    /* inspect reads flags only: a monitored job's variables must not change what
+     * someone inspecting its files sees. */
+    for (size_t i = 0; i < OPTION_COUNT && cmd != COMMAND_INSPECT; i++) {
+        const struct option_spec *spec = &option_table[i];
+        if (spec->env && (spec->commands & (1u << cmd)) && !given[spec->id] &&
+            apply_env(o, spec, err, err_size) < 0)
+            return -1;
+    }
+    if (!o->log && cmd != COMMAND_INSPECT && set_string(&o->log, DEFAULT_LOG) < 0) {
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+void options_free(struct options *o)
+{
+    string_list_free(&o->paths);
+    string_list_free(&o->keys);
+    for (size_t i = 0; i < o->sink_count; i++) {
+        free(o->sinks[i].format);
+        free(o->sinks[i].url);
+    }
+    free(o->sinks);
+    free(o->log);
+    free(o->socket);
+    free(o->job);
+    free(o->state);
+    free(o->sample_text);
+    free(o->args);
+    memset(o, 0, sizeof *o);
+}

@@ -1,0 +1,175 @@
+/* record.c — assembling a checkpoint record and printing it in the contract's order.
+ *
+ * Findings arrive as cJSON (from agent messages or from report_take()), so merging
+ * moves nodes from one tree to another instead of copying them: a record with
+ * thousands of tensors is merged in time proportional to what arrived.
+ */
+#include "record.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+bool record_set_string(char **slot, const char *value)
+{
+    char *copy = value ? strdup(value) : NULL;
+    if (value && !copy) return false;
+    free(*slot);
+    *slot = copy;
+    return true;
+}
+
+bool identity_copy(struct identity *dst, const struct identity *src)
+{
+    *dst = (struct identity){.pid = src->pid, .has_rank = src->has_rank, .rank = src->rank};
+    if (record_set_string(&dst->host, src->host) &&
+        record_set_string(&dst->program, src->program) && record_set_string(&dst->job, src->job))
+        return true;
+    identity_free(dst);
+    return false;
+}
+
+void identity_free(struct identity *id)
+{
+    free(id->host);
+    free(id->program);
+    free(id->job);
+    id->host = id->program = id->job = NULL;
+}
+
+struct record *record_new(const struct identity *who, const char *path)
+{
+    struct record *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->values = cJSON_CreateObject();
+    r->tensors = cJSON_CreateArray();
+    r->errors = cJSON_CreateArray();
+    if (!identity_copy(&r->who, who) || !record_set_string(&r->path, path) ||
+        !record_set_string(&r->format, "unknown") || !r->values || !r->tensors || !r->errors) {
+        record_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void record_free(struct record *r)
+{
+    if (!r) return;
+    identity_free(&r->who);
+    free(r->path);
+    free(r->written_as);
+    free(r->format);
+    cJSON_Delete(r->values);
+    cJSON_Delete(r->tensors);
+    cJSON_Delete(r->errors);
+    free(r);
+}
+
+static void take_values(struct record *r, cJSON *values)
+{
+    cJSON *item;
+    while ((item = values->child)) {
+        cJSON_DetachItemViaPointer(values, item);
+        cJSON *old = cJSON_GetObjectItemCaseSensitive(r->values, item->string);
+        if (old)
+            cJSON_ReplaceItemViaPointer(r->values, old, item);
+        else
+            cJSON_AddItemToObject(r->values, item->string, item);
+    }
+}
+
+static void append_all(cJSON *to, cJSON *from)
+{
+    cJSON *item;
+    while ((item = from->child))
+        cJSON_AddItemToArray(to, cJSON_DetachItemViaPointer(from, item));
+}
+
+void record_take_findings(struct record *r, cJSON *findings)
+{
+    cJSON *values = cJSON_GetObjectItemCaseSensitive(findings, "values");
+    cJSON *tensors = cJSON_GetObjectItemCaseSensitive(findings, "tensors");
+    cJSON *errors = cJSON_GetObjectItemCaseSensitive(findings, "errors");
+    if (cJSON_IsObject(values)) take_values(r, values);
+    if (cJSON_IsArray(tensors)) append_all(r->tensors, tensors);
+    if (cJSON_IsArray(errors)) append_all(r->errors, errors);
+}
+
+static void delete_children(cJSON *container)
+{
+    while (container->child)
+        cJSON_Delete(cJSON_DetachItemViaPointer(container, container->child));
+}
+
+void record_clear_findings(struct record *r)
+{
+    delete_children(r->values);
+    delete_children(r->tensors);
+    delete_children(r->errors);
+}
+
+void record_add_error(struct record *r, const char *message)
+{
+    cJSON_AddItemToArray(r->errors, cJSON_CreateString(message));
+}
+
+void format_rfc3339(int64_t time_us, char *out, size_t size)
+{
+    /* Floor division, so times before 1970 still count microseconds forward. */
+    int64_t micros = time_us % 1000000;
+    if (micros < 0) micros += 1000000;
+    time_t seconds = (time_t)((time_us - micros) / 1000000);
+    struct tm tm;
+    char date[24];
+    if (!gmtime_r(&seconds, &tm) || !strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm))
+        snprintf(date, sizeof date, "1970-01-01T00:00:00");
+    snprintf(out, size, "%s.%06lldZ", date, (long long)micros);
+}
+
+cJSON *record_to_json(const struct record *r)
+{
+    char time_text[RFC3339_SIZE];
+    format_rfc3339(r->time_us, time_text, sizeof time_text);
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddNumberToObject(o, "schema", 1);
+    cJSON_AddStringToObject(o, "event", "checkpoint");
+    cJSON_AddStringToObject(o, "time", time_text);
+    cJSON_AddStringToObject(o, "host", r->who.host ? r->who.host : "unknown");
+    cJSON_AddNumberToObject(o, "pid", (double)r->who.pid);
+    cJSON_AddStringToObject(o, "program", r->who.program ? r->who.program : "unknown");
+    cJSON_AddStringToObject(o, "job", r->who.job ? r->who.job : "unknown");
+    if (r->who.has_rank) cJSON_AddNumberToObject(o, "rank", (double)r->who.rank);
+    cJSON_AddStringToObject(o, "path", r->path);
+    if (r->written_as) cJSON_AddStringToObject(o, "written_as", r->written_as);
+    cJSON_AddStringToObject(o, "format", r->format);
+    cJSON_AddNumberToObject(o, "bytes", (double)r->bytes);
+    cJSON_AddNumberToObject(o, "writes", (double)r->writes);
+    cJSON_AddNumberToObject(o, "seconds", r->seconds);
+    cJSON_AddBoolToObject(o, "complete", r->complete);
+    /* References: the record keeps its findings, the printout only borrows them. */
+    cJSON_AddItemToObject(o, "values", cJSON_CreateObjectReference(r->values->child));
+    cJSON_AddItemToObject(o, "tensors", cJSON_CreateArrayReference(r->tensors->child));
+    if (r->errors->child)
+        cJSON_AddItemToObject(o, "errors", cJSON_CreateArrayReference(r->errors->child));
+    return o;
+}
+
+char *record_to_line(const struct record *r, size_t *len)
+{
+    cJSON *o = record_to_json(r);
+    char *text = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (!text) return NULL;
+    size_t n = strlen(text);
+    char *line = realloc(text, n + 2);
+    if (!line) {
+        free(text);
+        return NULL;
+    }
+    line[n] = '\n';
+    line[n + 1] = '\0';
+    *len = n + 1;
+    return line;
+}

@@ -1,0 +1,67 @@
+/* record.h — one checkpoint record, assembled from findings and written as one JSON line.
+ *
+ * The collector builds records from agent messages and `ckmon inspect` builds them
+ * from a parse of a finished file; both go through this one type so that the member
+ * order and formatting of the contract (docs/records.md) live in one place.
+ */
+#ifndef CKMON_RECORD_H
+#define CKMON_RECORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+/* Who wrote the file: what an agent's hello says, or inspect's own process. */
+struct identity {
+    char *host;
+    char *program;
+    char *job;
+    long pid;
+    bool has_rank;
+    long rank;
+};
+
+struct record {
+    struct identity who;
+    int64_t time_us; /* when the file was closed, microseconds since the epoch */
+    char *path;
+    char *written_as; /* NULL unless renamed */
+    char *format;
+    int64_t bytes;
+    int64_t writes;
+    double seconds;
+    bool complete;
+    cJSON *values;  /* object */
+    cJSON *tensors; /* array */
+    cJSON *errors;  /* array of strings */
+};
+
+/* Copies of the identity's strings; returns false when out of memory. */
+bool identity_copy(struct identity *dst, const struct identity *src);
+void identity_free(struct identity *id);
+
+/* An empty record for path (format "unknown"), owning a copy of who; NULL when out of
+ * memory. */
+struct record *record_new(const struct identity *who, const char *path);
+void record_free(struct record *r);
+
+bool record_set_string(char **slot, const char *value);
+/* Moves the "values", "tensors" and "errors" members of findings into the record:
+ * values replace by key, tensors and errors are appended. findings keeps the rest. */
+void record_take_findings(struct record *r, cJSON *findings);
+void record_add_error(struct record *r, const char *message);
+/* Forgets the values, tensors and errors found so far (the file is parsed again). */
+void record_clear_findings(struct record *r);
+
+/* "2026-11-23T21:42:00.123456Z"; size must be at least RFC3339_SIZE. */
+#define RFC3339_SIZE 32
+void format_rfc3339(int64_t time_us, char *out, size_t size);
+
+/* The record as a JSON object in the contract's member order; NULL when out of memory. */
+cJSON *record_to_json(const struct record *r);
+/* The record as one line, JSON + '\n', malloc'd; *len gets its length. */
+char *record_to_line(const struct record *r, size_t *len);
+
+#endif

@@ -1,0 +1,362 @@
+/* server.c — accepting agents, reading their packets, and stopping without losing any.
+ *
+ * A message is one packet, received whole into a buffer one byte larger than the
+ * largest message: MSG_TRUNC reports the real size, so an oversized packet is
+ * recognised and dropped instead of being parsed in pieces.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/wire.h"
+#include "tracker.h"
+
+/* Packets read from one connection before the others get a turn. */
+#define PACKETS_PER_TURN 64
+/* After accept fails for want of descriptors or memory, the listener rests this long:
+ * pending connections wait in the backlog instead of spinning the loop. */
+#define ACCEPT_PAUSE_US 100000
+
+struct connection {
+    int fd; /* -1 once closed, until the array is compacted */
+    struct tracker_conn *state;
+};
+
+struct server {
+    const struct server_config *cfg;
+    struct tracker *tracker;
+    struct connection *conns;
+    size_t conn_count, conn_capacity;
+    struct pollfd *polls;
+    int64_t accept_resume_us; /* accepting again from then on */
+    bool accept_failed;       /* said so on stderr once */
+    unsigned long oversized;
+    char packet[WIRE_MAX_MESSAGE + 1];
+};
+
+static volatile sig_atomic_t stop_requested;
+
+static void request_stop(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int connect_to(const char *path)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return -errno;
+    int rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
+    int saved = errno;
+    close(fd);
+    /* EAGAIN: a full backlog, so someone is listening. */
+    return rc == 0 || saved == EAGAIN ? 0 : -saved;
+}
+
+bool collector_answers(const char *path)
+{
+    return connect_to(path) == 0;
+}
+
+/* Clears the way for bind: removes a socket file nobody answers on. */
+static int clear_stale(const char *path, char *err, size_t err_size)
+{
+    int rc = connect_to(path);
+    struct stat st;
+    if (rc == 0) {
+        snprintf(err, err_size, "a collector is already listening on %s", path);
+        return -1;
+    }
+    if (lstat(path, &st) < 0) return 0; /* nothing there */
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, err_size, "%s exists and is not a socket", path);
+        return -1;
+    }
+    if (rc != -ECONNREFUSED) {
+        snprintf(err, err_size, "cannot use socket %s: %s", path, strerror(-rc));
+        return -1;
+    }
+    if (unlink(path) < 0 && errno != ENOENT) {
+        snprintf(err, err_size, "cannot remove stale socket %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int listener_open(struct listener *l, const char *path, char *err, size_t err_size)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    *l = (struct listener){.fd = -1};
+    if (strlen(path) >= sizeof addr.sun_path) {
+        snprintf(err, err_size, "socket path %s is too long", path);
+        return -1;
+    }
+    if (clear_stale(path, err, err_size) < 0) return -1;
+    memcpy(addr.sun_path, path, strlen(path) + 1);
+    memcpy(l->path, path, strlen(path) + 1);
+    l->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (l->fd < 0) {
+        snprintf(err, err_size, "cannot create a socket: %s", strerror(errno));
+        return -1;
+    }
+    /* The umask makes the file 0600 from the start: no window where others may connect. */
+    mode_t old_mask = umask(0177);
+    int rc = bind(l->fd, (struct sockaddr *)&addr, sizeof addr);
+    int saved = errno;
+    umask(old_mask);
+    struct stat st;
+    if (rc < 0 || lstat(path, &st) < 0 || listen(l->fd, SOMAXCONN) < 0) {
+        snprintf(err, err_size, "cannot listen on %s: %s", path, strerror(rc < 0 ? saved : errno));
+        listener_close(l, rc == 0);
+        return -1;
+    }
+    l->dev = st.st_dev;
+    l->ino = st.st_ino;
+    return 0;
+}
+
+void listener_close(struct listener *l, bool remove)
+{
+    struct stat st;
+    if (l->fd < 0) return;
+    close(l->fd);
+    l->fd = -1;
+    if (remove && lstat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
+        unlink(l->path);
+}
+
+/* ---- connections ---- */
+
+static void emit_to_log(void *ctx, const struct record *r)
+{
+    log_record(ctx, r);
+}
+
+static long peer_pid(int fd)
+{
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? (long)cred.pid : 0;
+}
+
+static bool add_connection(struct server *s, int fd)
+{
+    if (s->conn_count == s->conn_capacity) {
+        size_t capacity = s->conn_capacity ? s->conn_capacity * 2 : 16;
+        struct connection *conns = realloc(s->conns, capacity * sizeof *conns);
+        if (!conns) return false;
+        s->conns = conns;
+        /* Two extra slots: the listener and the stop descriptor. */
+        struct pollfd *polls = realloc(s->polls, (capacity + 2) * sizeof *polls);
+        if (!polls) return false;
+        s->polls = polls;
+        s->conn_capacity = capacity;
+    }
+    struct tracker_conn *state = tracker_connect(s->tracker, peer_pid(fd));
+    if (!state) return false;
+    s->conns[s->conn_count++] = (struct connection){.fd = fd, .state = state};
+    return true;
+}
+
+static void accept_all(struct server *s)
+{
+    for (;;) {
+        int fd = accept4(s->cfg->listener->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+            if (!s->accept_failed)
+                fprintf(stderr, "ckmon: accept on %s: %s\n", s->cfg->listener->path,
+                        strerror(errno));
+            s->accept_failed = true;
+            s->accept_resume_us = now_us() + ACCEPT_PAUSE_US;
+            return;
+        }
+        if (!add_connection(s, fd)) {
+            fprintf(stderr, "ckmon: out of memory: refusing an agent connection\n");
+            close(fd);
+        }
+    }
+}
+
+static void drop_connection(struct server *s, struct connection *c)
+{
+    tracker_disconnect(s->tracker, c->state, now_us());
+    close(c->fd);
+    c->fd = -1;
+}
+
+/* Reads up to limit packets (0: until none is left). Returns false at EOF or error. */
+static bool read_packets(struct server *s, struct connection *c, unsigned limit)
+{
+    for (unsigned n = 0; limit == 0 || n < limit; n++) {
+        ssize_t len = recv(c->fd, s->packet, sizeof s->packet, MSG_TRUNC | MSG_DONTWAIT);
+        if (len < 0 && errno == EINTR) continue;
+        if (len < 0) return errno == EAGAIN || errno == EWOULDBLOCK;
+        if (len == 0) return false;
+        if ((size_t)len > WIRE_MAX_MESSAGE)
+            s->oversized++;
+        else
+            tracker_message(s->tracker, c->state, s->packet, (size_t)len, now_us());
+    }
+    return true;
+}
+
+static void compact_connections(struct server *s)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < s->conn_count; i++)
+        if (s->conns[i].fd >= 0) s->conns[kept++] = s->conns[i];
+    s->conn_count = kept;
+}
+
+/* ---- the loop ---- */
+
+/* The poll's timeout: until a pending record is due, or the listener rests no more. */
+static struct timespec *until_next_due(const struct server *s, bool accepting, struct timespec *ts)
+{
+    int64_t due = tracker_next_due(s->tracker);
+    if (!accepting && (due < 0 || s->accept_resume_us < due)) due = s->accept_resume_us;
+    if (due < 0) return NULL;
+    int64_t wait = due - now_us();
+    if (wait < 0) wait = 0;
+    *ts = (struct timespec){.tv_sec = wait / 1000000, .tv_nsec = (wait % 1000000) * 1000};
+    return ts;
+}
+
+/* One poll and whatever it found; returns false when asked to stop. */
+static bool serve_once(struct server *s, const sigset_t *wait_mask)
+{
+    struct pollfd *p = s->polls, none = {.fd = -1};
+    struct pollfd *listener = &none, *stop = &none;
+    bool accepting = now_us() >= s->accept_resume_us;
+    size_t n = 0;
+    if (accepting) {
+        listener = &p[n];
+        p[n++] = (struct pollfd){.fd = s->cfg->listener->fd, .events = POLLIN};
+    }
+    if (s->cfg->stop_fd >= 0) {
+        stop = &p[n];
+        p[n++] = (struct pollfd){.fd = s->cfg->stop_fd, .events = POLLIN};
+    }
+    size_t first_conn = n;
+    for (size_t i = 0; i < s->conn_count; i++)
+        p[n++] = (struct pollfd){.fd = s->conns[i].fd, .events = POLLIN};
+    struct timespec ts;
+    int ready = ppoll(p, n, until_next_due(s, accepting, &ts), wait_mask);
+    if (ready < 0 && errno != EINTR) {
+        fprintf(stderr, "ckmon: poll: %s\n", strerror(errno));
+        return false;
+    }
+    if (stop_requested || stop->revents) return false;
+    if (ready > 0) {
+        for (size_t i = 0; i < s->conn_count; i++)
+            if (p[first_conn + i].revents && !read_packets(s, &s->conns[i], PACKETS_PER_TURN))
+                drop_connection(s, &s->conns[i]);
+        compact_connections(s);
+        if (listener->revents) accept_all(s);
+    }
+    tracker_expire(s->tracker, now_us());
+    return true;
+}
+
+/* Everything agents sent before the stop, including connections not yet accepted. */
+static void drain(struct server *s)
+{
+    accept_all(s);
+    for (size_t i = 0; i < s->conn_count; i++)
+        if (!read_packets(s, &s->conns[i], 0)) drop_connection(s, &s->conns[i]);
+    compact_connections(s);
+    tracker_shutdown(s->tracker, now_us());
+}
+
+static void report_dropped(const struct server *s)
+{
+    const struct tracker_counts *counts = tracker_counts(s->tracker);
+    if (counts->malformed || counts->unknown_kind || s->oversized)
+        fprintf(stderr,
+                "ckmon: ignored %lu malformed, %lu oversized and %lu unknown agent messages\n",
+                counts->malformed, s->oversized, counts->unknown_kind);
+}
+
+/* With no stop descriptor the stop signals are blocked except inside ppoll, so a
+ * signal cannot slip in between the flag check and the wait. */
+static void catch_stop_signals(sigset_t *saved, sigset_t *wait_mask)
+{
+    static const int signals[] = {SIGTERM, SIGINT, SIGHUP};
+    struct sigaction sa = {.sa_handler = request_stop};
+    sigset_t block;
+    sigemptyset(&block);
+    for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++) {
+        sigaction(signals[i], &sa, NULL);
+        sigaddset(&block, signals[i]);
+    }
+    sigprocmask(SIG_BLOCK, &block, saved);
+    *wait_mask = *saved;
+    for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++)
+        sigdelset(wait_mask, signals[i]);
+}
+
+/* Many agents at once may exceed the default soft limit of 1024 descriptors. */
+static void raise_descriptor_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int server_run(const struct server_config *cfg)
+{
+    struct server *s = calloc(1, sizeof *s);
+    if (!s || !(s->tracker = tracker_new(emit_to_log, cfg->log)) ||
+        !(s->polls = malloc(2 * sizeof *s->polls))) {
+        fprintf(stderr, "ckmon: out of memory\n");
+        if (s) tracker_free(s->tracker);
+        free(s);
+        listener_close(cfg->listener, true);
+        return 1;
+    }
+    s->cfg = cfg;
+    sigset_t saved, wait_mask;
+    bool by_signal = cfg->stop_fd < 0;
+    if (by_signal) catch_stop_signals(&saved, &wait_mask);
+    signal(SIGPIPE, SIG_IGN); /* a log on a closed pipe is a write error, not death */
+    raise_descriptor_limit();
+    stop_requested = 0;
+
+    while (serve_once(s, by_signal ? &wait_mask : NULL)) {
+    }
+    drain(s);
+    report_dropped(s);
+
+    for (size_t i = 0; i < s->conn_count; i++)
+        close(s->conns[i].fd);
+    listener_close(cfg->listener, true);
+    tracker_free(s->tracker);
+    free(s->conns);
+    free(s->polls);
+    free(s);
+    if (by_signal) sigprocmask(SIG_SETMASK, &saved, NULL);
+    return cfg->log->failed ? 1 : 0;
+}

@@ -1,0 +1,361 @@
+/* tracker.c — turning agent messages (agent/wire.h) into finished records.
+ *
+ * Lists rather than hash tables: a process has a handful of checkpoints open at a
+ * time, and the pending list holds only what closed in the last second, in the order
+ * it closed, so expiring looks only at its head.
+ */
+#include "tracker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "agent/wire.h"
+
+struct open_file {
+    int64_t id;
+    int64_t open_us;
+    int64_t progress_bytes;
+    struct record *record;
+    struct open_file *next;
+};
+
+struct tracker_conn {
+    struct identity who;
+    struct open_file *files;
+    struct tracker_conn *prev, *next;
+};
+
+struct pending {
+    struct record *record;
+    int64_t since_us;
+    struct pending *next;
+};
+
+struct tracker {
+    record_emit_fn emit;
+    void *ctx;
+    struct tracker_conn *conns;
+    struct pending *pending;      /* oldest first */
+    struct pending **pending_end; /* the last node's next, for appending */
+    struct tracker_counts counts;
+};
+
+struct tracker *tracker_new(record_emit_fn emit, void *ctx)
+{
+    struct tracker *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->emit = emit;
+    t->ctx = ctx;
+    t->pending_end = &t->pending;
+    return t;
+}
+
+static void emit_and_free(struct tracker *t, struct record *r)
+{
+    t->emit(t->ctx, r);
+    record_free(r);
+}
+
+static void free_files(struct open_file *f)
+{
+    while (f) {
+        struct open_file *next = f->next;
+        record_free(f->record);
+        free(f);
+        f = next;
+    }
+}
+
+static void unlink_conn(struct tracker *t, struct tracker_conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        t->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    free_files(c->files);
+    identity_free(&c->who);
+    free(c);
+}
+
+static struct record *unlink_pending(struct tracker *t, struct pending **link)
+{
+    struct pending *p = *link;
+    struct record *r = p->record;
+    *link = p->next;
+    if (t->pending_end == &p->next) t->pending_end = link;
+    free(p);
+    return r;
+}
+
+void tracker_free(struct tracker *t)
+{
+    if (!t) return;
+    while (t->conns)
+        unlink_conn(t, t->conns);
+    while (t->pending)
+        record_free(unlink_pending(t, &t->pending));
+    free(t);
+}
+
+struct tracker_conn *tracker_connect(struct tracker *t, long peer_pid)
+{
+    struct tracker_conn *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->who.pid = peer_pid;
+    c->next = t->conns;
+    if (t->conns) t->conns->prev = c;
+    t->conns = c;
+    return c;
+}
+
+/* ---- reading message members ---- */
+
+static const char *get_string(const cJSON *msg, const char *name)
+{
+    return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, name));
+}
+
+/* An integral member within int64 range; cJSON keeps every number as a double. */
+static bool get_int(const cJSON *msg, const char *name, int64_t *out)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(msg, name);
+    if (!cJSON_IsNumber(item) || !(item->valuedouble >= -9.2e18 && item->valuedouble <= 9.2e18))
+        return false;
+    *out = (int64_t)item->valuedouble;
+    return true;
+}
+
+static struct open_file *find_file(struct tracker_conn *c, int64_t id, struct open_file ***link)
+{
+    for (struct open_file **p = &c->files; *p; p = &(*p)->next)
+        if ((*p)->id == id) {
+            if (link) *link = p;
+            return *p;
+        }
+    return NULL;
+}
+
+/* The file a data or close message is about. One never seen opened (the connection was
+ * replaced while it was open, wire.h) starts a record from what the message carries;
+ * *link is then the list slot that points at the returned file. */
+static struct open_file *file_for(struct tracker_conn *c, const cJSON *msg, int64_t now_us,
+                                  struct open_file ***link)
+{
+    int64_t id;
+    if (!get_int(msg, "id", &id)) return NULL;
+    struct open_file *f = find_file(c, id, link);
+    if (f) return f;
+    if (!(f = calloc(1, sizeof *f)) || !(f->record = record_new(&c->who, ""))) {
+        free(f);
+        return NULL;
+    }
+    f->id = id;
+    f->open_us = f->record->time_us = now_us;
+    f->next = c->files;
+    c->files = f;
+    if (link) *link = &c->files;
+    return f;
+}
+
+/* ---- finishing records ---- */
+
+/* A file whose writer can no longer close it: its record is written now, with the
+ * file's size on disk when it is still there. */
+static void finish_incomplete(struct tracker *t, struct open_file *f, int64_t now_us,
+                              const char *why)
+{
+    struct record *r = f->record;
+    struct stat st;
+    r->time_us = now_us;
+    r->bytes =
+        stat(r->path, &st) == 0 && S_ISREG(st.st_mode) ? (int64_t)st.st_size : f->progress_bytes;
+    r->seconds = now_us > f->open_us ? (double)(now_us - f->open_us) / 1e6 : 0;
+    r->complete = false;
+    record_add_error(r, why);
+    f->record = NULL;
+    emit_and_free(t, r);
+    free(f);
+}
+
+static void hold_for_rename(struct tracker *t, struct record *r, int64_t now_us)
+{
+    struct pending *p = malloc(sizeof *p);
+    if (!p) {
+        emit_and_free(t, r); /* no memory to wait for a rename: write it as it is */
+        return;
+    }
+    *p = (struct pending){.record = r, .since_us = now_us};
+    *t->pending_end = p;
+    t->pending_end = &p->next;
+}
+
+/* ---- the messages ---- */
+
+static bool on_hello(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
+{
+    (void)t, (void)now_us;
+    int64_t pid, rank;
+    const char *host = get_string(msg, "host"), *program = get_string(msg, "program"),
+               *job = get_string(msg, "job");
+    if (get_int(msg, "pid", &pid)) c->who.pid = (long)pid;
+    c->who.has_rank = get_int(msg, "rank", &rank);
+    c->who.rank = c->who.has_rank ? (long)rank : 0;
+    return (!host || record_set_string(&c->who.host, host)) &&
+           (!program || record_set_string(&c->who.program, program)) &&
+           (!job || record_set_string(&c->who.job, job));
+}
+
+static bool on_open(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
+{
+    int64_t id, open_us;
+    const char *path = get_string(msg, "path");
+    if (!get_int(msg, "id", &id) || !path) return false;
+    if (!get_int(msg, "time_us", &open_us)) open_us = now_us;
+    struct open_file **link, *old = find_file(c, id, &link);
+    if (old) {
+        *link = old->next;
+        finish_incomplete(t, old, now_us, "the agent reused the file's id before closing it");
+    }
+    struct open_file *f = calloc(1, sizeof *f);
+    if (!f || !(f->record = record_new(&c->who, path))) {
+        free(f);
+        return false;
+    }
+    f->id = id;
+    f->open_us = open_us;
+    f->record->time_us = open_us;
+    f->next = c->files;
+    c->files = f;
+    return true;
+}
+
+static bool on_data(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
+{
+    (void)t;
+    struct open_file *f = file_for(c, msg, now_us, NULL);
+    if (!f) return false;
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(msg, "reset")))
+        record_clear_findings(f->record);
+    const char *format = get_string(msg, "format");
+    get_int(msg, "bytes", &f->progress_bytes);
+    get_int(msg, "writes", &f->record->writes);
+    if (format && !record_set_string(&f->record->format, format)) return false;
+    record_take_findings(f->record, msg);
+    return true;
+}
+
+static bool on_close(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
+{
+    struct open_file **link, *f = file_for(c, msg, now_us, &link);
+    if (!f) return false;
+    *link = f->next;
+    struct record *r = f->record;
+    const char *path = get_string(msg, "path"), *written_as = get_string(msg, "written_as"),
+               *format = get_string(msg, "format");
+    const cJSON *seconds = cJSON_GetObjectItemCaseSensitive(msg, "seconds");
+    if (!get_int(msg, "time_us", &r->time_us)) r->time_us = now_us;
+    if (!get_int(msg, "bytes", &r->bytes)) r->bytes = f->progress_bytes;
+    get_int(msg, "writes", &r->writes);
+    r->seconds =
+        cJSON_IsNumber(seconds) ? seconds->valuedouble : (double)(r->time_us - f->open_us) / 1e6;
+    r->complete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(msg, "complete"));
+    bool ok = (!path || record_set_string(&r->path, path)) &&
+              (!written_as || record_set_string(&r->written_as, written_as)) &&
+              (!format || record_set_string(&r->format, format));
+    record_take_findings(r, msg);
+    free(f);
+    hold_for_rename(t, r, now_us);
+    return ok;
+}
+
+static bool on_rename(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
+{
+    (void)c, (void)now_us;
+    const char *from = get_string(msg, "from"), *to = get_string(msg, "to");
+    if (!from || !to) return false;
+    struct pending **match = NULL; /* the newest record closed under that name */
+    for (struct pending **p = &t->pending; *p; p = &(*p)->next)
+        if (!strcmp((*p)->record->path, from)) match = p;
+    if (!match) return true; /* its window has passed: the record was written as it was */
+    struct record *r = unlink_pending(t, match);
+    bool ok = (r->written_as || record_set_string(&r->written_as, r->path)) &&
+              record_set_string(&r->path, to);
+    emit_and_free(t, r);
+    return ok;
+}
+
+typedef bool (*message_handler)(struct tracker *t, struct tracker_conn *c, cJSON *msg,
+                                int64_t now_us);
+
+static const struct {
+    const char *kind;
+    message_handler handle;
+} handlers[] = {
+    {"hello", on_hello}, {"open", on_open},     {"data", on_data},
+    {"close", on_close}, {"rename", on_rename},
+};
+
+void tracker_message(struct tracker *t, struct tracker_conn *c, const char *data, size_t len,
+                     int64_t now_us)
+{
+    cJSON *msg = cJSON_ParseWithLength(data, len);
+    const char *kind = get_string(msg, "t");
+    bool known = false, ok = kind != NULL;
+    for (size_t i = 0; ok && i < sizeof handlers / sizeof handlers[0]; i++)
+        if (!strcmp(kind, handlers[i].kind)) {
+            known = true;
+            ok = handlers[i].handle(t, c, msg, now_us);
+        }
+    if (!ok)
+        t->counts.malformed++;
+    else if (!known)
+        t->counts.unknown_kind++;
+    cJSON_Delete(msg);
+}
+
+static void finish_open_files(struct tracker *t, struct tracker_conn *c, int64_t now_us,
+                              const char *why)
+{
+    while (c->files) {
+        struct open_file *f = c->files;
+        c->files = f->next;
+        finish_incomplete(t, f, now_us, why);
+    }
+}
+
+void tracker_disconnect(struct tracker *t, struct tracker_conn *c, int64_t now_us)
+{
+    char why[96];
+    snprintf(why, sizeof why, "process %ld ended while the file was open", c->who.pid);
+    finish_open_files(t, c, now_us, why);
+    unlink_conn(t, c);
+}
+
+int64_t tracker_next_due(const struct tracker *t)
+{
+    return t->pending ? t->pending->since_us + RENAME_WINDOW_US : -1;
+}
+
+void tracker_expire(struct tracker *t, int64_t now_us)
+{
+    /* A clock set back must not hold a record for longer than its window. */
+    while (t->pending &&
+           (now_us >= t->pending->since_us + RENAME_WINDOW_US || now_us < t->pending->since_us))
+        emit_and_free(t, unlink_pending(t, &t->pending));
+}
+
+void tracker_shutdown(struct tracker *t, int64_t now_us)
+{
+    for (struct tracker_conn *c = t->conns; c; c = c->next)
+        finish_open_files(t, c, now_us, "still open when the collector stopped");
+    while (t->pending)
+        emit_and_free(t, unlink_pending(t, &t->pending));
+}
+
+const struct tracker_counts *tracker_counts(const struct tracker *t)
+{
+    return &t->counts;
+}

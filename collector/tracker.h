@@ -1,0 +1,51 @@
+/* tracker.h — what the collector knows between messages, independent of sockets.
+ *
+ * Each agent connection has an identity (its hello) and the checkpoint files it has
+ * open; each open file is a record in progress. A closed file's record waits
+ * RENAME_WINDOW_US in a pending list, so that a rename (from any connection) can still
+ * give it its final path, and is then handed to the emit callback. Files still open
+ * when their process goes away become incomplete records at once. Times are passed
+ * in (microseconds since the epoch), so the tests decide what "now" is.
+ */
+#ifndef CKMON_TRACKER_H
+#define CKMON_TRACKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "record.h"
+
+struct tracker;
+struct tracker_conn;
+
+/* Called once per finished record; the tracker frees the record afterwards. */
+typedef void (*record_emit_fn)(void *ctx, const struct record *r);
+
+struct tracker_counts {
+    unsigned long malformed;    /* not JSON, or without the members its kind needs */
+    unsigned long unknown_kind; /* a "t" this collector does not know: ignored */
+};
+
+struct tracker *tracker_new(record_emit_fn emit, void *ctx);
+/* Finishes nothing: call tracker_shutdown first to keep what is in progress. */
+void tracker_free(struct tracker *t);
+
+/* A new connection; peer_pid (from the socket, 0 if unknown) stands until its hello. */
+struct tracker_conn *tracker_connect(struct tracker *t, long peer_pid);
+/* One packet from a connection. */
+void tracker_message(struct tracker *t, struct tracker_conn *c, const char *data, size_t len,
+                     int64_t now_us);
+/* The connection ended: its open files become incomplete records. Frees c. */
+void tracker_disconnect(struct tracker *t, struct tracker_conn *c, int64_t now_us);
+
+/* When the oldest pending record is due (-1: none pending). */
+int64_t tracker_next_due(const struct tracker *t);
+/* Emits the pending records whose rename window has passed. */
+void tracker_expire(struct tracker *t, int64_t now_us);
+/* The collector stops: open files become incomplete records, then every pending
+ * record is emitted without waiting out its window. */
+void tracker_shutdown(struct tracker *t, int64_t now_us);
+
+const struct tracker_counts *tracker_counts(const struct tracker *t);
+
+#endif
