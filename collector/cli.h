@@ -15,7 +15,7 @@ int cmd_inspect(int argc, char **argv);
 /* Parses a subcommand's words. Returns -1 to carry on; otherwise the parse printed the
  * help (0) or a usage error (EXIT_USAGE), and that is the exit status. */
 int cli_parse(struct options *o, enum command cmd, int argc, char **argv);
-/* "ckmon CMD: MESSAGE" and a pointer to the subcommand's help, on stderr; returns EXIT_USAGE. */
+/* "ckmon CMD: MESSAGE (try 'ckmon CMD --help')", one line on stderr; returns EXIT_USAGE. */
 int usage_error(enum command cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Remote sinks come later; until then naming one is a usage error. */
 int reject_sinks(const struct options *o);

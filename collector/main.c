@@ -138,7 +138,7 @@ int usage_error(enum command cmd, const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\ntry 'ckmon %s --help'\n", command_names[cmd]);
+    fprintf(stderr, " (try 'ckmon %s --help')\n", command_names[cmd]);
     return EXIT_USAGE;
 }
 
@@ -181,7 +181,7 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(name, command_names[i])) return commands[i](argc - 2, argv + 2);
-    fprintf(stderr, "ckmon: %s '%s'\ntry 'ckmon --help'\n",
+    fprintf(stderr, "ckmon: %s '%s' (try 'ckmon --help')\n",
             name[0] == '-' ? "unknown option" : "unknown command", name);
     return EXIT_USAGE;
 }

@@ -292,7 +292,8 @@ static int parse_flag(struct options *o, enum command cmd, int argc, char **argv
         snprintf(err, err_size, "unknown option '%s'", source);
         return -1;
     }
-    snprintf(source, sizeof source, "--%s", spec->long_name);
+    /* Messages name the flag as the user typed it, and its long form when that differs. */
+    if (word[1] != '-') snprintf(source, sizeof source, "-%c (--%s)", word[1], spec->long_name);
     if (!spec->takes_value && value) {
         snprintf(err, err_size, "%s takes no value", source);
         return -1;

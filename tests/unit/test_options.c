@@ -226,7 +226,7 @@ static void test_bad_flags(void **state)
     (void)state;
     expect_error(COMMAND_RUN, WORDS("--bogus", "x"), "unknown option '--bogus'");
     expect_error(COMMAND_RUN, WORDS("-x", "cmd"), "unknown option '-x'");
-    expect_error(COMMAND_COLLECT, WORDS("-p"), "--paths needs a value");
+    expect_error(COMMAND_COLLECT, WORDS("-p"), "-p (--paths) needs a value");
     expect_error(COMMAND_COLLECT, WORDS("--help=yes"), "takes no value");
     expect_error(COMMAND_COLLECT, WORDS("stray"), "unexpected argument 'stray'");
     expect_error(COMMAND_INSPECT, WORDS("--log", "x", "f"), "unknown option '--log'");
