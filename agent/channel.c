@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "jsontext.h"
 #include "wire.h"
 
 #define RECONNECT_INTERVAL_NS 1000000000LL
@@ -78,9 +79,13 @@ static void send_hello(void)
     cJSON_AddStringToObject(hello, "host", agent_config.host);
     cJSON_AddStringToObject(hello, "job", agent_config.job);
     if (agent_config.has_rank) cJSON_AddNumberToObject(hello, "rank", (double)agent_config.rank);
-    char *text = cJSON_PrintUnformatted(hello);
+    cJSON_AddNumberToObject(hello, "sample", agent_config.parse.sample);
+    cJSON *keys = cJSON_AddArrayToObject(hello, "keys");
+    for (size_t i = 0; keys && i < agent_config.keys.count; i++)
+        cJSON_AddItemToArray(keys, cJSON_CreateString(agent_config.keys.patterns[i]));
+    char *text = json_print(hello);
     if (text) send_packet(text, strlen(text));
-    cJSON_free(text);
+    free(text);
     cJSON_Delete(hello);
 }
 
@@ -133,7 +138,7 @@ static void enqueue(const char *data, size_t len)
 
 void channel_send(const cJSON *msg)
 {
-    char *text = cJSON_PrintUnformatted(msg);
+    char *text = json_print(msg);
     if (!text) return;
     size_t len = strlen(text);
     int saved = errno;
@@ -147,7 +152,7 @@ void channel_send(const cJSON *msg)
         enqueue(text, len);
     pthread_mutex_unlock(&channel_lock);
     errno = saved;
-    cJSON_free(text);
+    free(text);
 }
 
 static bool owned_in(unsigned first, unsigned last)

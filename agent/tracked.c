@@ -21,11 +21,13 @@
 #include "channel.h"
 #include "config.h"
 #include "fdtable.h"
+#include "jsontext.h"
 #include "real.h"
 #include "wire.h"
 
 #define FINDINGS_PER_MESSAGE (WIRE_MAX_MESSAGE / 2) /* serialised bytes, with headroom */
 #define RECENT_CLOSED 32
+#define PROGRESS_INTERVAL_NS 250000000LL
 
 static bool initialized;
 static pid_t agent_pid; /* the process whose files the tables describe */
@@ -73,6 +75,7 @@ static cJSON *data_message(const struct tracked *t)
     cJSON *m = message("data", t);
     cJSON_AddNumberToObject(m, "bytes", (double)t->streamed);
     cJSON_AddNumberToObject(m, "writes", (double)t->writes);
+    cJSON_AddStringToObject(m, "format", t->parser->format);
     return m;
 }
 
@@ -87,9 +90,9 @@ static void send_findings(const struct tracked *t, cJSON *found)
         cJSON *from = cJSON_GetObjectItemCaseSensitive(found, parts[p]);
         while (from && from->child) {
             cJSON *item = cJSON_DetachItemViaPointer(from, from->child);
-            char *text = cJSON_PrintUnformatted(item);
+            char *text = json_print(item);
             size_t item_size = (text ? strlen(text) : 0) + (item->string ? strlen(item->string) : 0) + 8;
-            cJSON_free(text);
+            free(text);
             if (size > 0 && size + item_size > FINDINGS_PER_MESSAGE) {
                 channel_send(msg);
                 cJSON_Delete(msg);
@@ -121,6 +124,23 @@ static void send_pending_findings(struct tracked *t)
     cJSON_Delete(found);
 }
 
+/* After a write: findings as soon as they are final, and otherwise the format once it
+ * is known and the byte and write counts now and then, so that the record of a
+ * process killed mid-write (which the collector writes) says what the file was. */
+static void send_progress(struct tracked *t)
+{
+    long long now = clock_us(CLOCK_MONOTONIC) * 1000;
+    bool format_news = t->parser->format != t->format_sent;
+    if (!format_news && !report_pending(&t->report) && now - t->progress_ns < PROGRESS_INTERVAL_NS)
+        return;
+    t->progress_ns = now;
+    t->format_sent = t->parser->format;
+    if (report_pending(&t->report)) return send_pending_findings(t);
+    cJSON *m = data_message(t);
+    channel_send(m);
+    cJSON_Delete(m);
+}
+
 /* ---- open ---------------------------------------------------------------------------- */
 
 static bool is_regular_file(int fd)
@@ -145,6 +165,8 @@ static struct tracked *track(int fd, const char *abs_path, bool append)
         free(t);
         return NULL;
     }
+    t->format_sent = t->parser->format;
+    t->progress_ns = t->open_ns;
     fdtable_lock();
     t->id = ++next_id;
     t->next_live = live;
@@ -265,7 +287,7 @@ static unsigned long long write_offset(struct tracked *t, long long offset)
 static void wrote_done(struct tracked *t, long long offset, ssize_t n)
 {
     if (offset == AT_POSITION) t->pos = write_offset(t, offset) + (unsigned long long)n;
-    send_pending_findings(t);
+    send_progress(t);
 }
 
 void tracked_wrote(struct tracked *t, long long offset, const void *buf, ssize_t n)
@@ -504,6 +526,22 @@ void tracked_close_range_end(struct closing *cs, size_t n, bool closed)
 
 /* ---- rename ------------------------------------------------------------------------- */
 
+/* "rename": a checkpoint closed moments ago has its final name. "adopt": a file whose
+ * writes were not watched (its name matched no glob) became a checkpoint by this rename;
+ * the collector parses it from disk (with the --sample and --keys of this process's
+ * hello), so that the program does not pay for reading it back. */
+static void send_rename(const char *kind, const char *from, const char *to)
+{
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "t", kind);
+    cJSON_AddStringToObject(m, "from", from);
+    cJSON_AddStringToObject(m, "to", to);
+    if (!strcmp(kind, "adopt"))
+        cJSON_AddNumberToObject(m, "time_us", (double)clock_us(CLOCK_REALTIME));
+    channel_send(m);
+    cJSON_Delete(m);
+}
+
 void tracked_renamed(int olddirfd, const char *oldpath, int newdirfd, const char *newpath)
 {
     if (!initialized || agent_busy) return;
@@ -521,14 +559,10 @@ void tracked_renamed(int olddirfd, const char *oldpath, int newdirfd, const char
                 open_now = true;
             }
         fdtable_unlock();
-        if (!open_now && closed_recently(from)) {
-            cJSON *m = cJSON_CreateObject();
-            cJSON_AddStringToObject(m, "t", "rename");
-            cJSON_AddStringToObject(m, "from", from);
-            cJSON_AddStringToObject(m, "to", to);
-            channel_send(m);
-            cJSON_Delete(m);
-        }
+        if (!open_now && closed_recently(from))
+            send_rename("rename", from, to);
+        else if (!open_now && !config_is_checkpoint(from) && config_is_checkpoint(to))
+            send_rename("adopt", from, to);
     }
     agent_busy = false;
     errno = saved;

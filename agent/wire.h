@@ -7,10 +7,15 @@
  * says hello first. File ids are unique within one connection.
  *
  *   hello   {"t":"hello","pid":123,"program":"python3","host":"h","job":"j",
- *            "rank":3}                         rank only when the launcher set one
+ *            "rank":3,"sample":0.1,"keys":["epoch"]}
+ *                                              rank only when the launcher set one;
+ *                                              sample and keys (CKMON_SAMPLE, CKMON_KEYS)
+ *                                              for the files the collector parses itself
  *   open    {"t":"open","id":7,"path":"/abs/x.pt","time_us":1700000000123456}
- *   data    {"t":"data","id":7,"bytes":4096,"writes":3,
+ *   data    {"t":"data","id":7,"bytes":4096,"writes":3,"format":"pickle",
  *            "values":{...},"tensors":[...],"errors":[...]}
+ *                                              progress (sent when the format is
+ *                                              decided, and at most every 250 ms) and
  *                                              findings so far, each part optional;
  *                                              the collector merges them in order.
  *                                              "reset":true first discards the findings
@@ -21,6 +26,14 @@
  *   rename  {"t":"rename","from":"/abs/x.tmp","to":"/abs/x.pt"}
  *                                              a checkpoint this process closed less than
  *                                              RENAME_WINDOW_US ago was renamed
+ *   adopt   {"t":"adopt","from":"/abs/x.tmp","to":"/abs/x.pt","time_us":...}
+ *                                              a file that matched no glob was renamed
+ *                                              onto a checkpoint name: the collector
+ *                                              parses the finished file from disk
+ *
+ * A file still open when its connection ends is torn: the collector writes its record
+ * with "complete": false and the size on disk, and when the agent had found nothing in
+ * it yet, parses what is on disk itself (up to 256 MiB).
  *
  * A data or close message for an id the collector never saw opened (the connection was
  * replaced while the file was open) starts a record from what the message carries.

@@ -25,30 +25,6 @@ struct inspection {
     struct log_writer out;
 };
 
-static struct record *parse_into_record(const struct inspection *in, int fd, const char *path,
-                                        const struct stat *st)
-{
-    struct report report;
-    const char *format = "unknown";
-    report_init(&report, &in->keys);
-    bool complete = parse_fd(fd, path, &report, &in->parse, &format);
-    struct record *r = record_new(&in->who, path);
-    cJSON *findings = cJSON_CreateObject();
-    if (r && findings && record_set_string(&r->format, format)) {
-        r->time_us = (int64_t)st->st_mtim.tv_sec * 1000000 + st->st_mtim.tv_nsec / 1000;
-        r->bytes = st->st_size;
-        r->complete = complete;
-        report_take(&report, findings);
-        record_take_findings(r, findings);
-    } else {
-        record_free(r);
-        r = NULL;
-    }
-    cJSON_Delete(findings);
-    report_free(&report);
-    return r;
-}
-
 /* Returns false when the file could not be read or its record not written. */
 static bool inspect_file(struct inspection *in, const char *file)
 {
@@ -68,7 +44,7 @@ static bool inspect_file(struct inspection *in, const char *file)
     if (!S_ISREG(st.st_mode)) {
         fprintf(stderr, "ckmon: %s: not a regular file\n", file);
     } else {
-        struct record *r = parse_into_record(in, fd, path, &st);
+        struct record *r = record_from_file(&in->who, fd, path, &st, &in->keys, &in->parse);
         if (!r) fprintf(stderr, "ckmon: %s: out of memory\n", file);
         ok = r && log_record(&in->out, r);
         record_free(r);

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "agent/jsontext.h"
+
 bool record_set_string(char **slot, const char *value)
 {
     char *copy = value ? strdup(value) : NULL;
@@ -114,6 +116,31 @@ void record_add_error(struct record *r, const char *message)
     cJSON_AddItemToArray(r->errors, cJSON_CreateString(message));
 }
 
+struct record *record_from_file(const struct identity *who, int fd, const char *path,
+                                const struct stat *st, const struct key_filter *keys,
+                                const struct parse_options *parse)
+{
+    struct report report;
+    const char *format = "unknown";
+    report_init(&report, keys);
+    bool complete = parse_fd(fd, path, &report, parse, &format);
+    struct record *r = record_new(who, path);
+    cJSON *findings = cJSON_CreateObject();
+    if (r && findings && record_set_string(&r->format, format)) {
+        r->time_us = (int64_t)st->st_mtim.tv_sec * 1000000 + st->st_mtim.tv_nsec / 1000;
+        r->bytes = st->st_size;
+        r->complete = complete;
+        report_take(&report, findings);
+        record_take_findings(r, findings);
+    } else {
+        record_free(r);
+        r = NULL;
+    }
+    cJSON_Delete(findings);
+    report_free(&report);
+    return r;
+}
+
 void format_rfc3339(int64_t time_us, char *out, size_t size)
 {
     /* Floor division, so times before 1970 still count microseconds forward. */
@@ -159,7 +186,7 @@ cJSON *record_to_json(const struct record *r)
 char *record_to_line(const struct record *r, size_t *len)
 {
     cJSON *o = record_to_json(r);
-    char *text = o ? cJSON_PrintUnformatted(o) : NULL;
+    char *text = o ? json_print(o) : NULL;
     cJSON_Delete(o);
     if (!text) return NULL;
     size_t n = strlen(text);

@@ -11,7 +11,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/stat.h>
+
 #include <cjson/cJSON.h>
+
+#include "agent/parsers/parser.h"
 
 /* Who wrote the file: what an agent's hello says, or inspect's own process. */
 struct identity {
@@ -54,6 +58,12 @@ void record_take_findings(struct record *r, cJSON *findings);
 void record_add_error(struct record *r, const char *message);
 /* Forgets the values, tensors and errors found so far (the file is parsed again). */
 void record_clear_findings(struct record *r);
+
+/* A record for a finished file, parsed from fd (path names it in the record): its time
+ * is the file's modification time, bytes its size. NULL when out of memory. */
+struct record *record_from_file(const struct identity *who, int fd, const char *path,
+                                const struct stat *st, const struct key_filter *keys,
+                                const struct parse_options *parse);
 
 /* "2026-11-23T21:42:00.123456Z"; size must be at least RFC3339_SIZE. */
 #define RFC3339_SIZE 32

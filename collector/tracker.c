@@ -9,9 +9,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/config.h"
 
 #include "agent/wire.h"
+
+#define TORN_REPARSE_MAX_BYTES (256LL << 20)
 
 struct open_file {
     int64_t id;
@@ -23,6 +29,11 @@ struct open_file {
 
 struct tracker_conn {
     struct identity who;
+    /* The agent's --sample and --keys (from its hello), for files the collector parses
+     * from disk itself: adopted by a rename, or torn before the agent found anything. */
+    struct parse_options parse;
+    cJSON *key_list;
+    struct key_filter keys;
     struct open_file *files;
     struct tracker_conn *prev, *next;
 };
@@ -77,6 +88,8 @@ static void unlink_conn(struct tracker *t, struct tracker_conn *c)
     if (c->next) c->next->prev = c->prev;
     free_files(c->files);
     identity_free(&c->who);
+    cJSON_Delete(c->key_list);
+    free(c->keys.patterns);
     free(c);
 }
 
@@ -105,6 +118,7 @@ struct tracker_conn *tracker_connect(struct tracker *t, long peer_pid)
     struct tracker_conn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->who.pid = peer_pid;
+    c->parse.sample = DEFAULT_SAMPLE;
     c->next = t->conns;
     if (t->conns) t->conns->prev = c;
     t->conns = c;
@@ -162,12 +176,50 @@ static struct open_file *file_for(struct tracker_conn *c, const cJSON *msg, int6
 
 /* ---- finishing records ---- */
 
+/* The record of a finished file at path, parsed by the collector with the agent's
+ * options; NULL when it is not a regular file of at most max_bytes, or out of memory. */
+static struct record *parse_on_disk(const struct tracker_conn *c, const char *path,
+                                    int64_t max_bytes)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return NULL;
+    struct record *r = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= max_bytes
+                           ? record_from_file(&c->who, fd, path, &st, &c->keys, &c->parse)
+                           : NULL;
+    close(fd);
+    return r;
+}
+
+/* A torn file whose agent had found nothing yet (a JSON document is parsed only at its
+ * end, a pickle's values at its STOP): what it wrote is on disk, so the collector
+ * parses that, within a bound that keeps it responsive to other agents. */
+static void take_findings_from_disk(const struct tracker_conn *c, struct record *r)
+{
+    if (r->values->child || r->tensors->child) return;
+    struct record *disk = parse_on_disk(c, r->path, TORN_REPARSE_MAX_BYTES);
+    if (!disk) return;
+    cJSON *findings = cJSON_CreateObject();
+    if (findings) {
+        /* The findings object takes the members over; disk keeps NULLs. */
+        cJSON_AddItemToObject(findings, "values", disk->values);
+        cJSON_AddItemToObject(findings, "tensors", disk->tensors);
+        cJSON_AddItemToObject(findings, "errors", disk->errors);
+        disk->values = disk->tensors = disk->errors = NULL;
+        record_take_findings(r, findings);
+        if (strcmp(disk->format, "unknown")) record_set_string(&r->format, disk->format);
+    }
+    cJSON_Delete(findings);
+    record_free(disk);
+}
+
 /* A file whose writer can no longer close it: its record is written now, with the
  * file's size on disk when it is still there. */
-static void finish_incomplete(struct tracker *t, struct open_file *f, int64_t now_us,
-                              const char *why)
+static void finish_incomplete(struct tracker *t, const struct tracker_conn *c, struct open_file *f,
+                              int64_t now_us, const char *why)
 {
     struct record *r = f->record;
+    take_findings_from_disk(c, r);
     struct stat st;
     r->time_us = now_us;
     r->bytes =
@@ -194,6 +246,21 @@ static void hold_for_rename(struct tracker *t, struct record *r, int64_t now_us)
 
 /* ---- the messages ---- */
 
+/* Keeps the hello's "keys" array (strings) as the connection's key filter. */
+static bool take_keys(struct tracker_conn *c, cJSON *msg)
+{
+    cJSON *list = cJSON_GetObjectItemCaseSensitive(msg, "keys"), *k;
+    if (!list) return true;
+    int n = cJSON_GetArraySize(list);
+    if (!cJSON_IsArray(list) || c->key_list) return false;
+    cJSON_ArrayForEach(k, list) if (!cJSON_IsString(k)) return false;
+    if (n == 0) return true;
+    if (!(c->keys.patterns = malloc((size_t)n * sizeof *c->keys.patterns))) return false;
+    c->key_list = cJSON_DetachItemViaPointer(msg, list);
+    cJSON_ArrayForEach(k, c->key_list) c->keys.patterns[c->keys.count++] = k->valuestring;
+    return true;
+}
+
 static bool on_hello(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
 {
     (void)t, (void)now_us;
@@ -201,6 +268,10 @@ static bool on_hello(struct tracker *t, struct tracker_conn *c, cJSON *msg, int6
     const char *host = get_string(msg, "host"), *program = get_string(msg, "program"),
                *job = get_string(msg, "job");
     if (get_int(msg, "pid", &pid)) c->who.pid = (long)pid;
+    const cJSON *sample = cJSON_GetObjectItemCaseSensitive(msg, "sample");
+    if (cJSON_IsNumber(sample) && sample->valuedouble > 0 && sample->valuedouble <= 1)
+        c->parse.sample = sample->valuedouble;
+    if (!take_keys(c, msg)) return false;
     c->who.has_rank = get_int(msg, "rank", &rank);
     c->who.rank = c->who.has_rank ? (long)rank : 0;
     return (!host || record_set_string(&c->who.host, host)) &&
@@ -217,7 +288,7 @@ static bool on_open(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64
     struct open_file **link, *old = find_file(c, id, &link);
     if (old) {
         *link = old->next;
-        finish_incomplete(t, old, now_us, "the agent reused the file's id before closing it");
+        finish_incomplete(t, c, old, now_us, "the agent reused the file's id before closing it");
     }
     struct open_file *f = calloc(1, sizeof *f);
     if (!f || !(f->record = record_new(&c->who, path))) {
@@ -287,6 +358,18 @@ static bool on_rename(struct tracker *t, struct tracker_conn *c, cJSON *msg, int
     return ok;
 }
 
+static bool on_adopt(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
+{
+    const char *from = get_string(msg, "from"), *to = get_string(msg, "to");
+    if (!from || !to) return false;
+    struct record *r = parse_on_disk(c, to, INT64_MAX);
+    if (!r) return true; /* gone again, not a regular file, or no memory */
+    if (!get_int(msg, "time_us", &r->time_us)) r->time_us = now_us;
+    bool ok = record_set_string(&r->written_as, from);
+    hold_for_rename(t, r, now_us);
+    return ok;
+}
+
 typedef bool (*message_handler)(struct tracker *t, struct tracker_conn *c, cJSON *msg,
                                 int64_t now_us);
 
@@ -295,7 +378,7 @@ static const struct {
     message_handler handle;
 } handlers[] = {
     {"hello", on_hello}, {"open", on_open},     {"data", on_data},
-    {"close", on_close}, {"rename", on_rename},
+    {"close", on_close}, {"rename", on_rename}, {"adopt", on_adopt},
 };
 
 void tracker_message(struct tracker *t, struct tracker_conn *c, const char *data, size_t len,
@@ -322,7 +405,7 @@ static void finish_open_files(struct tracker *t, struct tracker_conn *c, int64_t
     while (c->files) {
         struct open_file *f = c->files;
         c->files = f->next;
-        finish_incomplete(t, f, now_us, why);
+        finish_incomplete(t, c, f, now_us, why);
     }
 }
 

@@ -7,6 +7,7 @@
  * subtrees. Numbers are formatted in the C locale whatever the program's locale is.
  */
 #include "flatten.h"
+#include "../jsontext.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -91,10 +92,7 @@ static void render_float(struct strbuf *b, double v)
     if (isnan(v)) return sb_addz(b, "nan");
     if (isinf(v)) return sb_addz(b, v < 0 ? "-inf" : "inf");
     char text[32];
-    for (int precision = 1; precision <= 17; precision++) {
-        snprintf(text, sizeof(text), "%.*g", precision, v);
-        if (strtod(text, NULL) == v) break;
-    }
+    json_shortest_double(v, text, sizeof text);
     sb_addz(b, text);
     if (!strpbrk(text, ".e")) sb_addz(b, ".0");
 }

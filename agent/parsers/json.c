@@ -198,6 +198,73 @@ static struct pyobj *convert(struct converter *c, const cJSON *item)
     return &pyobj_none;
 }
 
+/* ---- documents that end early ---- */
+
+static bool push_container(char **stack, size_t *depth, size_t *cap, char open)
+{
+    if (*depth == *cap) {
+        size_t grown_cap = *cap ? *cap * 2 : 64;
+        char *grown = realloc(*stack, grown_cap);
+        if (!grown) return false;
+        *stack = grown;
+        *cap = grown_cap;
+    }
+    (*stack)[(*depth)++] = open;
+    return true;
+}
+
+/* A document its writer did not finish (the process died, or the data ends early): the
+ * longest prefix that ends after a whole value, with the containers still open there
+ * closed, so that what was written before the end is still reported. A scalar token at
+ * the very end is left out: 0.12 may be the start of 0.125. Returns the repaired text
+ * (malloc'd, NUL-terminated) or NULL when the text is not a truncated document. */
+static char *close_truncated(const char *in, size_t n, size_t *out_len)
+{
+    char *stack = NULL, *out = NULL;
+    size_t depth = 0, cap = 0, cut = 0, cut_depth = 0, i = 0;
+    bool expect_key = false, truncated = false;
+    while (i < n) {
+        char c = in[i];
+        bool in_object = depth && stack[depth - 1] == '{';
+        if (c == '"') {
+            size_t k = i + 1;
+            while (k < n && in[k] != '"') k += in[k] == '\\' ? 2 : 1;
+            if ((truncated = k >= n)) break;
+            i = k + 1;
+            if (!(in_object && expect_key)) cut = i, cut_depth = depth;
+        } else if (c == '{' || c == '[') {
+            if (!push_container(&stack, &depth, &cap, c)) break;
+            expect_key = c == '{';
+            cut = ++i, cut_depth = depth;
+        } else if (c == '}' || c == ']') {
+            if (!depth) break; /* malformed: the parser will say where */
+            depth--;
+            expect_key = false;
+            cut = ++i, cut_depth = depth;
+        } else if (c == ',' || c == ':') {
+            expect_key = c == ',' && in_object;
+            i++;
+        } else if (strchr(" \t\r\n", c) && c) {
+            i++;
+        } else {
+            size_t k = i;
+            while (k < n && in[k] && !strchr(" \t\r\n,:[]{}\"", in[k])) k++;
+            if ((truncated = k >= n)) break;
+            i = k;
+            cut = i, cut_depth = depth;
+        }
+    }
+    truncated = (truncated || i >= n) && depth > 0 && cut_depth <= depth;
+    if (truncated && (out = malloc(cut + cut_depth + 1))) {
+        memcpy(out, in, cut);
+        for (size_t d = cut_depth; d-- > 0;) out[cut++] = stack[d] == '{' ? '}' : ']';
+        out[cut] = '\0';
+        *out_len = cut;
+    }
+    free(stack);
+    return out;
+}
+
 /* ---- the parser ---- */
 
 static void json_feed(struct parser *base, const uint8_t *data, size_t len)
@@ -286,6 +353,15 @@ static bool json_finish(struct parser *base)
     if (!p->text) json_feed(base, (const uint8_t *)"", 0);
     if (p->too_big) return false;
     p->text[p->len] = '\0';
+    size_t repaired_len;
+    char *repaired = close_truncated(p->text, p->len, &repaired_len);
+    if (repaired) {
+        report_error(p->report, "json: the data ends inside the document, at byte %zu; the "
+                     "values before that point are reported", p->len);
+        free(p->text);
+        p->text = repaired;
+        p->len = repaired_len;
+    }
     struct scan sc = {0};
     bool ok;
     if (!scan(p->text, p->len, &sc, NULL)) {
@@ -298,7 +374,7 @@ static bool json_finish(struct parser *base)
     free(p->text);
     p->text = NULL;
     p->too_big = true; /* done: nothing more is taken */
-    return ok;
+    return ok && !repaired;
 }
 
 static void json_destroy(struct parser *base)

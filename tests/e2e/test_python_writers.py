@@ -170,7 +170,7 @@ def test_top_level_scalar_is_named_value(ckmon, work):
     assert_findings(record, 0.5)
 
 
-def test_many_checkpoints_one_record_each(ckmon, work):
+def test_many_saves_one_record_each(ckmon, work):
     script = """
 sizes = {}
 for epoch in range(5):
@@ -290,6 +290,7 @@ def test_exit_status_passes_through(ckmon, work, then, status):
 
 TORN = """
 path = os.path.abspath({name!r})
+os.makedirs(os.path.dirname(path), exist_ok=True)
 data = {data}
 f = open(path, "wb")
 f.write(data[: len(data) // 2])

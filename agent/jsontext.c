@@ -1,0 +1,159 @@
+/* jsontext.c — cJSON trees as text, with every number exact (see jsontext.h). */
+#include "jsontext.h"
+
+#include <locale.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "parsers/pyobj.h"
+
+#define EXACT_INTEGER_LIMIT 9007199254740992.0 /* 2^53: every integer below is a double */
+
+struct text {
+    char *s;
+    size_t len, cap;
+    bool failed;
+};
+
+static void add(struct text *t, const char *s, size_t n)
+{
+    if (t->failed) return;
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 256;
+        while (cap < t->len + n + 1)
+            cap *= 2;
+        char *grown = realloc(t->s, cap);
+        if (!grown) {
+            t->failed = true;
+            return;
+        }
+        t->s = grown;
+        t->cap = cap;
+    }
+    memcpy(t->s + t->len, s, n);
+    t->len += n;
+    t->s[t->len] = '\0';
+}
+
+static void add_z(struct text *t, const char *s)
+{
+    add(t, s, strlen(s));
+}
+
+int json_shortest_double(double v, char *out, size_t size)
+{
+    int len = 0;
+    for (int precision = 1; precision <= 17; precision++) {
+        len = snprintf(out, size, "%.*g", precision, v);
+        if (strtod(out, NULL) == v) break;
+    }
+    return len;
+}
+
+static void add_number(struct text *t, double v)
+{
+    char buf[40];
+    if (!isfinite(v)) return add_z(t, "null");
+    if (v == 0) return add_z(t, signbit(v) ? "-0.0" : "0");
+    if (v == floor(v) && fabs(v) < EXACT_INTEGER_LIMIT)
+        snprintf(buf, sizeof buf, "%.0f", v);
+    else
+        json_shortest_double(v, buf, sizeof buf);
+    add_z(t, buf);
+}
+
+static void add_string(struct text *t, const char *s)
+{
+    add(t, "\"", 1);
+    const char *run = s;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        const char *escape = NULL;
+        char hex[8];
+        switch (*p) {
+        case '"':
+            escape = "\\\"";
+            break;
+        case '\\':
+            escape = "\\\\";
+            break;
+        case '\b':
+            escape = "\\b";
+            break;
+        case '\f':
+            escape = "\\f";
+            break;
+        case '\n':
+            escape = "\\n";
+            break;
+        case '\r':
+            escape = "\\r";
+            break;
+        case '\t':
+            escape = "\\t";
+            break;
+        default:
+            if (*p < 0x20) {
+                snprintf(hex, sizeof hex, "\\u%04x", *p);
+                escape = hex;
+            }
+        }
+        if (!escape) continue;
+        add(t, run, (size_t)((const char *)p - run));
+        add_z(t, escape);
+        run = (const char *)p + 1;
+    }
+    add_z(t, run);
+    add(t, "\"", 1);
+}
+
+static void add_item(struct text *t, const cJSON *item)
+{
+    switch (item->type & 0xff) {
+    case cJSON_False:
+        return add_z(t, "false");
+    case cJSON_True:
+        return add_z(t, "true");
+    case cJSON_NULL:
+        return add_z(t, "null");
+    case cJSON_Number:
+        return add_number(t, item->valuedouble);
+    case cJSON_String:
+        return add_string(t, item->valuestring ? item->valuestring : "");
+    case cJSON_Raw:
+        return add_z(t, item->valuestring ? item->valuestring : "null");
+    case cJSON_Array:
+    case cJSON_Object: {
+        bool object = (item->type & 0xff) == cJSON_Object;
+        add(t, object ? "{" : "[", 1);
+        for (const cJSON *c = item->child; c; c = c->next) {
+            if (c != item->child) add(t, ",", 1);
+            if (object) {
+                add_string(t, c->string ? c->string : "");
+                add(t, ":", 1);
+            }
+            add_item(t, c);
+        }
+        add(t, object ? "}" : "]", 1);
+        return;
+    }
+    default:
+        return add_z(t, "null");
+    }
+}
+
+char *json_print(const cJSON *item)
+{
+    struct text t = {0};
+    locale_t c = pyobj_c_locale();
+    locale_t previous = c ? uselocale(c) : (locale_t)0;
+    add_item(&t, item);
+    if (c) uselocale(previous);
+    if (t.failed) {
+        free(t.s);
+        return NULL;
+    }
+    return t.s;
+}

@@ -1,0 +1,25 @@
+/* jsontext.h — cJSON trees as text, with every number exact.
+ *
+ * cJSON 1.7.15 prints doubles with 15 significant digits when they compare equal within
+ * a relative epsilon, so 0.6799999999999999 comes out as 0.68 and 1.7976931348623157e308
+ * as a number that overflows to infinity when read back. Records promise the values the
+ * checkpoint holds, so everything ckmon prints (agent messages, log lines) goes through
+ * this printer instead: the shortest decimal that reads back as the same double,
+ * integers without an exponent, in the C locale whatever the program's locale is.
+ */
+#ifndef CKMON_JSONTEXT_H
+#define CKMON_JSONTEXT_H
+
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+/* The shortest "%.Ng" text of v (finite) that strtod reads back as v; returns its
+ * length. size must be at least 32. The caller must be in the C locale. */
+int json_shortest_double(double v, char *out, size_t size);
+
+/* item as compact JSON, malloc'd; NULL when out of memory. Non-finite numbers (which a
+ * record never holds: they are strings there) print as null, as cJSON does. */
+char *json_print(const cJSON *item);
+
+#endif
