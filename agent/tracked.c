@@ -322,6 +322,15 @@ void tracked_wrotev(struct tracked *t, long long offset, const struct iovec *iov
     tracked_leave(t);
 }
 
+void tracked_synced(struct tracked *t)
+{
+    int saved = errno;
+    t->progress_ns = 0;
+    send_progress(t);
+    errno = saved;
+    tracked_leave(t);
+}
+
 void tracked_moved(struct tracked *t, long long new_pos)
 {
     if (new_pos >= 0) t->pos = (unsigned long long)new_pos;
@@ -582,7 +591,7 @@ void tracked_report_all_open(void)
     for (unsigned fd = 0; fd < high; fd++) {
         struct tracked *t = fd_is_tracked((int)fd) ? fdtable_take((int)fd) : NULL;
         if (!t) continue;
-        if (t->stream) fflush(t->stream); /* exit() flushes stdio only after destructors */
+        if (t->stream) REAL(fflush)(t->stream); /* exit() flushes stdio only after destructors */
         tracked_release(t, (int)fd);
     }
     channel_flush(2000);

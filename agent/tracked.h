@@ -68,6 +68,9 @@ void tracked_leave(struct tracked *t);
 void tracked_wrote(struct tracked *t, long long offset, const void *buf, ssize_t n);
 void tracked_wrotev(struct tracked *t, long long offset, const struct iovec *iov, int iovcnt,
                     ssize_t n);
+/* fflush, fsync, fdatasync: the program says its bytes are written, so the collector is
+ * told what is known now rather than at the next progress interval. Leaves. */
+void tracked_synced(struct tracked *t);
 /* Seeks and truncation move or invalidate the position. Each leaves. */
 void tracked_moved(struct tracked *t, long long new_pos);
 void tracked_truncated(struct tracked *t, long long length);

@@ -180,6 +180,15 @@ EXPORT void rewind(FILE *stream)
     if (t) tracked_moved(t, 0);
 }
 
+/* fflush(NULL) flushes every stream: nothing to say about one file. */
+EXPORT int fflush(FILE *stream)
+{
+    int r = REAL(fflush)(stream);
+    struct tracked *t = tracked_enter_stream(stream);
+    if (t) tracked_synced(t);
+    return r;
+}
+
 /* fclose closes the descriptor inside glibc, where no close() wrapper sees it. */
 EXPORT int fclose(FILE *stream)
 {

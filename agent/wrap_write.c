@@ -1,4 +1,5 @@
-/* wrap_write.c — the descriptor write calls: write, pwrite*, writev, pwritev*.
+/* wrap_write.c — the descriptor write calls: write, pwrite*, writev, pwritev*, and the
+ * calls that make them durable, fsync and fdatasync.
  *
  * An untracked descriptor costs a bounds check and a load before the real call.
  */
@@ -39,6 +40,20 @@ WRITE_WRAPPER(pwrite64, off64_t, EXPLICIT)
 WRITEV_WRAPPER(writev, off_t, AT_POSITION)
 WRITEV_WRAPPER(pwritev, off_t, EXPLICIT)
 WRITEV_WRAPPER(pwritev64, off64_t, EXPLICIT)
+
+/* fsync and fdatasync: durability points, where the collector hears the progress. The
+ * file is entered after the (possibly slow) real call, so other writers never wait on it. */
+#define SYNC_WRAPPER(name)                                                                         \
+    EXPORT int name(int fd)                                                                        \
+    {                                                                                              \
+        int r = REAL(name)(fd);                                                                    \
+        struct tracked *t = tracked_enter(fd);                                                     \
+        if (t) tracked_synced(t);                                                                  \
+        return r;                                                                                  \
+    }
+
+SYNC_WRAPPER(fsync)
+SYNC_WRAPPER(fdatasync)
 
 /* pwritev2 with offset -1 writes at (and advances) the descriptor's position. */
 EXPORT ssize_t pwritev2(int fd, const struct iovec *iov, int iovcnt, off_t offset, int flags)

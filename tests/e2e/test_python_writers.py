@@ -321,6 +321,28 @@ def test_killed_while_writing_json_keeps_what_was_parsed(ckmon, work):
     assert record["values"].get("epoch") == 5 and record["values"].get("lr") == 0.1
 
 
+def test_fsync_tells_the_collector_before_a_kill(ckmon, work):
+    # The first write decides the format (one progress message, writes 1); without the
+    # fsync wrapper the second write would wait for the next progress interval.
+    script = """
+path = os.path.abspath("synced.pkl")
+data = pickle.dumps({'epoch': 1, 'weights': list(range(5000))})
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+os.write(fd, data[:100])
+os.write(fd, data[100:200])
+os.fsync(fd)
+report(path=path, size=os.path.getsize(path))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    run = ckmon.run(*python_script(work, script))
+    assert run.returncode == 137
+    out = run.last_json()
+    record = run.only_record(out["path"])
+    check_record(record, run, path=out["path"], fmt="pickle", size=out["size"], pid=out["pid"],
+                 complete=False)
+    assert record["writes"] == 2
+
+
 # ---- options --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("keys, values, tensors", [
