@@ -9,39 +9,10 @@
 #include <string.h>
 
 #include "parsers/pyobj.h"
+#include "strbuf.h"
 
 #define EXACT_INTEGER_LIMIT 9007199254740992.0 /* 2^53: every integer below is a double */
-
-struct text {
-    char *s;
-    size_t len, cap;
-    bool failed;
-};
-
-static void add(struct text *t, const char *s, size_t n)
-{
-    if (t->failed) return;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 256;
-        while (cap < t->len + n + 1)
-            cap *= 2;
-        char *grown = realloc(t->s, cap);
-        if (!grown) {
-            t->failed = true;
-            return;
-        }
-        t->s = grown;
-        t->cap = cap;
-    }
-    memcpy(t->s + t->len, s, n);
-    t->len += n;
-    t->s[t->len] = '\0';
-}
-
-static void add_z(struct text *t, const char *s)
-{
-    add(t, s, strlen(s));
-}
+#define JSON_TEXT_LIMIT     ((size_t)1 << 30)  /* far above any message or record */
 
 int json_shortest_double(double v, char *out, size_t size)
 {
@@ -53,21 +24,21 @@ int json_shortest_double(double v, char *out, size_t size)
     return len;
 }
 
-static void add_number(struct text *t, double v)
+static void add_number(struct strbuf *t, double v)
 {
     char buf[40];
-    if (!isfinite(v)) return add_z(t, "null");
-    if (v == 0) return add_z(t, signbit(v) ? "-0.0" : "0");
+    if (!isfinite(v)) return sb_addz(t, "null");
+    if (v == 0) return sb_addz(t, signbit(v) ? "-0.0" : "0");
     if (v == floor(v) && fabs(v) < EXACT_INTEGER_LIMIT)
         snprintf(buf, sizeof buf, "%.0f", v);
     else
         json_shortest_double(v, buf, sizeof buf);
-    add_z(t, buf);
+    sb_addz(t, buf);
 }
 
-static void add_string(struct text *t, const char *s)
+static void add_string(struct strbuf *t, const char *s)
 {
-    add(t, "\"", 1);
+    sb_add(t, "\"", 1);
     const char *run = s;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         const char *escape = NULL;
@@ -101,57 +72,57 @@ static void add_string(struct text *t, const char *s)
             }
         }
         if (!escape) continue;
-        add(t, run, (size_t)((const char *)p - run));
-        add_z(t, escape);
+        sb_add(t, run, (size_t)((const char *)p - run));
+        sb_addz(t, escape);
         run = (const char *)p + 1;
     }
-    add_z(t, run);
-    add(t, "\"", 1);
+    sb_addz(t, run);
+    sb_add(t, "\"", 1);
 }
 
-static void add_item(struct text *t, const cJSON *item)
+static void add_item(struct strbuf *t, const cJSON *item)
 {
     switch (item->type & 0xff) {
     case cJSON_False:
-        return add_z(t, "false");
+        return sb_addz(t, "false");
     case cJSON_True:
-        return add_z(t, "true");
+        return sb_addz(t, "true");
     case cJSON_NULL:
-        return add_z(t, "null");
+        return sb_addz(t, "null");
     case cJSON_Number:
         return add_number(t, item->valuedouble);
     case cJSON_String:
         return add_string(t, item->valuestring ? item->valuestring : "");
     case cJSON_Raw:
-        return add_z(t, item->valuestring ? item->valuestring : "null");
+        return sb_addz(t, item->valuestring ? item->valuestring : "null");
     case cJSON_Array:
     case cJSON_Object: {
         bool object = (item->type & 0xff) == cJSON_Object;
-        add(t, object ? "{" : "[", 1);
+        sb_add(t, object ? "{" : "[", 1);
         for (const cJSON *c = item->child; c; c = c->next) {
-            if (c != item->child) add(t, ",", 1);
+            if (c != item->child) sb_add(t, ",", 1);
             if (object) {
                 add_string(t, c->string ? c->string : "");
-                add(t, ":", 1);
+                sb_add(t, ":", 1);
             }
             add_item(t, c);
         }
-        add(t, object ? "}" : "]", 1);
+        sb_add(t, object ? "}" : "]", 1);
         return;
     }
     default:
-        return add_z(t, "null");
+        return sb_addz(t, "null");
     }
 }
 
 char *json_print(const cJSON *item)
 {
-    struct text t = {0};
+    struct strbuf t = {.limit = JSON_TEXT_LIMIT};
     locale_t c = pyobj_c_locale();
     locale_t previous = c ? uselocale(c) : (locale_t)0;
     add_item(&t, item);
     if (c) uselocale(previous);
-    if (t.failed) {
+    if (t.overflow || !t.s) {
         free(t.s);
         return NULL;
     }

@@ -8,6 +8,7 @@
  */
 #include "flatten.h"
 #include "../jsontext.h"
+#include "../strbuf.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -18,13 +19,6 @@
 
 #define RENDER_MAX_DEPTH 8 /* nesting shown in a rendered key or description */
 
-/* A growing string that refuses to pass limit bytes (overflow is then set). */
-struct strbuf {
-    char *s;
-    size_t len, alloc, limit;
-    bool overflow;
-};
-
 struct flattener {
     struct report *report;
     flatten_hook hook;
@@ -34,55 +28,6 @@ struct flattener {
     unsigned long visits;
     bool said_too_deep, said_too_many, said_too_long;
 };
-
-static void sb_add(struct strbuf *b, const char *s, size_t n)
-{
-    if (b->overflow) return;
-    if (n > b->limit - b->len) {
-        b->overflow = true;
-        return;
-    }
-    if (b->len + n + 1 > b->alloc) {
-        size_t alloc = b->alloc ? b->alloc : 128;
-        while (alloc < b->len + n + 1)
-            alloc *= 2;
-        char *grown = realloc(b->s, alloc);
-        if (!grown) {
-            b->overflow = true;
-            return;
-        }
-        b->s = grown;
-        b->alloc = alloc;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void sb_addz(struct strbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
-
-static void sb_addf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void sb_addf(struct strbuf *b, const char *fmt, ...)
-{
-    char tmp[64];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n > 0) sb_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
-/* Back to an earlier length (and out of overflow, which only concerned what followed). */
-static void sb_truncate(struct strbuf *b, size_t len)
-{
-    b->len = len;
-    b->overflow = false;
-    if (b->s) b->s[len] = '\0';
-}
 
 /* ---- Python's str() and repr(), as far as keys and descriptions need them ---- */
 

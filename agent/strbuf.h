@@ -1,0 +1,26 @@
+/* strbuf.h — a growing string with a ceiling.
+ *
+ * Names, descriptions and printed JSON are built piece by piece; a hostile checkpoint
+ * could make any of them huge, so a buffer refuses to grow past its limit and says so
+ * (overflow) instead of failing later. Out of memory counts as overflow too: the caller
+ * checks once at the end rather than after every append.
+ */
+#ifndef CKMON_STRBUF_H
+#define CKMON_STRBUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct strbuf {
+    char *s; /* NUL-terminated once anything was added; owned, free() it */
+    size_t len, alloc, limit;
+    bool overflow;
+};
+
+void sb_add(struct strbuf *b, const char *s, size_t n);
+void sb_addz(struct strbuf *b, const char *s);
+void sb_addf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Back to an earlier length (and out of overflow, which only concerned what followed). */
+void sb_truncate(struct strbuf *b, size_t len);
+
+#endif
