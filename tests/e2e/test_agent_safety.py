@@ -140,7 +140,7 @@ MALFORMED_JSON = {
 # Well-formed but built to hurt a careless walker: depth, width, repetition.
 HOSTILE_BUT_VALID = {
     "deep.pkl": "b'\\x80\\x02' + b']' * 100000 + b'a' * 99999 + b'.'",
-    "deep_dicts.pkl": "pickle.dumps(functools.reduce(lambda d, _: {'k': d}, range(900), 1))",
+    "deep_dicts.pkl": "pickle.dumps(functools.reduce(lambda d, _: {'k': d}, range(400), 1))",
     "wide.pkl": "pickle.dumps({f'key{i}': i for i in range(100000)})",
     "checkpoint/deep.json": "b'[' * 100000 + b']' * 100000",
     "checkpoint/wide.json": "json.dumps({f'key{i}': i for i in range(100000)}).encode()",

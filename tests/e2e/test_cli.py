@@ -49,7 +49,7 @@ def test_help(args):
 
 def test_top_level_help_lists_every_command():
     out = cli("--help").stdout
-    for command in ("run", "collect", "inspect", "doctor"):
+    for command in ("run", "collect", "inspect"):
         assert re.search(rf"\b{command}\b", out), command
 
 

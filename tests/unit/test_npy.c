@@ -215,7 +215,7 @@ static void test_zero_d_array_is_also_a_value(void **state)
 {
     (void)state;
     int16_t v = -1234;
-    uint8_t file[128];
+    uint8_t file[256];
     size_t n = build_npy(file, 1, "{'descr': '<i2', 'fortran_order': False, 'shape': (), }", &v,
                          sizeof v);
     struct outcome o = run_path("/x/step.npy", file, n, ONE_BYTE);
@@ -230,7 +230,7 @@ static void test_zero_d_array_is_also_a_value(void **state)
 static void test_empty_array(void **state)
 {
     (void)state;
-    uint8_t file[128];
+    uint8_t file[256];
     size_t n = build_npy(file, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 7), }",
                          NULL, 0);
     struct outcome o = run(file, n);
@@ -245,7 +245,7 @@ static void test_big_endian_is_reported_without_statistics(void **state)
 {
     (void)state;
     uint8_t data[8] = {0x3f, 0x80, 0, 0, 0x40, 0, 0, 0}; /* 1.0f, 2.0f big-endian */
-    uint8_t file[128];
+    uint8_t file[256];
     size_t n = build_npy(file, 1, "{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }",
                          data, sizeof data);
     struct outcome o = run(file, n);
