@@ -249,6 +249,7 @@ static char *close_truncated(const char *in, size_t n, size_t *out_len)
         } else {
             size_t k = i;
             while (k < n && in[k] && !strchr(" \t\r\n,:[]{}\"", in[k])) k++;
+            if (k == i) break; /* a NUL byte: malformed, and scan() says where */
             if ((truncated = k >= n)) break;
             i = k;
             cut = i, cut_depth = depth;
