@@ -68,19 +68,6 @@ void record_free(struct record *r)
     free(r);
 }
 
-static void take_values(struct record *r, cJSON *values)
-{
-    cJSON *item;
-    while ((item = values->child)) {
-        cJSON_DetachItemViaPointer(values, item);
-        cJSON *old = cJSON_GetObjectItemCaseSensitive(r->values, item->string);
-        if (old)
-            cJSON_ReplaceItemViaPointer(r->values, old, item);
-        else
-            cJSON_AddItemToObject(r->values, item->string, item);
-    }
-}
-
 static void append_all(cJSON *to, cJSON *from)
 {
     cJSON *item;
@@ -93,9 +80,14 @@ void record_take_findings(struct record *r, cJSON *findings)
     cJSON *values = cJSON_GetObjectItemCaseSensitive(findings, "values");
     cJSON *tensors = cJSON_GetObjectItemCaseSensitive(findings, "tensors");
     cJSON *errors = cJSON_GetObjectItemCaseSensitive(findings, "errors");
-    if (cJSON_IsObject(values)) take_values(r, values);
+    if (cJSON_IsObject(values)) append_all(r->values, values);
     if (cJSON_IsArray(tensors)) append_all(r->tensors, tensors);
     if (cJSON_IsArray(errors)) append_all(r->errors, errors);
+}
+
+void record_settle(struct record *r)
+{
+    report_drop_replaced(r->values);
 }
 
 static void delete_children(cJSON *container)

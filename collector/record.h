@@ -52,9 +52,14 @@ struct record *record_new(const struct identity *who, const char *path);
 void record_free(struct record *r);
 
 bool record_set_string(char **slot, const char *value);
-/* Moves the "values", "tensors" and "errors" members of findings into the record:
- * values replace by key, tensors and errors are appended. findings keeps the rest. */
+/* Moves the "values", "tensors" and "errors" members of findings into the record,
+ * appended; findings keeps the rest. A value whose key came before replaces the earlier
+ * one when the record is settled: merging by lookup here would cost time quadratic in
+ * the number of values, which a hostile file makes large. */
 void record_take_findings(struct record *r, cJSON *findings);
+/* Resolves values reported more than once: the latest wins, in the first one's place.
+ * Once, before the record is written. */
+void record_settle(struct record *r);
 void record_add_error(struct record *r, const char *message);
 /* Forgets the values, tensors and errors found so far (the file is parsed again). */
 void record_clear_findings(struct record *r);

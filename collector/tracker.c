@@ -65,6 +65,7 @@ struct tracker *tracker_new(record_emit_fn emit, void *ctx)
 
 static void emit_and_free(struct tracker *t, struct record *r)
 {
+    record_settle(r);
     t->emit(t->ctx, r);
     record_free(r);
 }

@@ -304,6 +304,7 @@ static void visit(struct flattener *f, const struct pyobj *o, int depth)
         f->said_too_many = true;
         return;
     }
+    if (f->report->findings > REPORT_MAX_FINDINGS) return; /* full, and it said so */
     if (f->hook && f->hook(f->ctx, f->report, f->name.s, o)) return;
     switch (o->kind) {
     case PY_NONE: return report_null(f->report, f->name.s);

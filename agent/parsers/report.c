@@ -14,6 +14,7 @@
  * - A key reported twice keeps the later value (in the earlier one's place). Duplicates
  *   are resolved when findings are taken, by sorting, rather than by searching the
  *   object on every insert, which would be quadratic in the number of values.
+ * - At most REPORT_MAX_FINDINGS values and tensors per report (report.h).
  * - Errors: each message is cut at REPORT_ERROR_BYTES; the first REPORT_MAX_ERRORS of
  *   a report are kept, later ones are only counted, in one pending "... N more errors"
  *   line (N counts those since the last such line was taken, so the lines of one
@@ -146,9 +147,21 @@ static cJSON *json_number(double v)
     return cJSON_CreateNumber(v);
 }
 
+/* Whether one more value or tensor may be kept (REPORT_MAX_FINDINGS); says once when
+ * not. */
+static bool room_for_finding(struct report *r)
+{
+    if (r->findings < REPORT_MAX_FINDINGS) return ++r->findings, true;
+    if (r->findings++ == REPORT_MAX_FINDINGS)
+        report_error(r, "more than %u values and tensors; the rest were not reported",
+                     REPORT_MAX_FINDINGS);
+    return false;
+}
+
 /* Takes ownership of item. */
 static void put_value(struct report *r, const char *key, cJSON *item)
 {
+    if (!room_for_finding(r)) return cJSON_Delete(item);
     cJSON *values = container(&r->values, false);
     char *name = storable_name(key);
     if (!item || !values || !name || !cJSON_AddItemToObject(values, name, item)) cJSON_Delete(item);
@@ -215,7 +228,7 @@ void report_tensor(struct report *r, const char *name, const char *dtype, const 
                    int ndim, const struct tensor_stats *st, double sampled)
 {
     static const struct tensor_stats nothing;
-    if (!report_wants(r, name)) return;
+    if (!report_wants(r, name) || !room_for_finding(r)) return;
     if (!st) st = &nothing;
 
     cJSON *tensors = container(&r->tensors, true), *t = cJSON_CreateObject();
@@ -295,9 +308,7 @@ static int by_key_then_order(const void *a, const void *b)
     return c ? c : (x->order > y->order) - (x->order < y->order);
 }
 
-/* For each key reported more than once, the last value takes the first one's place and
- * the others go. Without memory for the sort, the duplicates are left as they are. */
-static void drop_replaced_values(cJSON *values)
+void report_drop_replaced(cJSON *values)
 {
     size_t n = (size_t)cJSON_GetArraySize(values);
     if (n < 2) return;
@@ -340,7 +351,7 @@ static void move_member(cJSON *obj, const char *name, cJSON **slot)
 
 void report_take(struct report *r, cJSON *obj)
 {
-    if (r->values) drop_replaced_values(r->values);
+    if (r->values) report_drop_replaced(r->values);
     move_member(obj, "values", &r->values);
     move_member(obj, "tensors", &r->tensors);
     move_member(obj, "errors", &r->errors);

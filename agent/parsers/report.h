@@ -31,7 +31,13 @@ struct report {
     cJSON *tensors;                /* array */
     cJSON *errors;                 /* array of strings */
     unsigned error_count;          /* all errors ever reported, taken or not */
+    unsigned long findings;        /* values and tensors ever reported, taken or not */
 };
+
+/* Values plus tensors one file may report; later ones are dropped with one error. This
+ * bounds the memory and the messages a hostile file (a list that holds itself twice
+ * through the pickle memo flattens into millions of names) can cost. */
+#define REPORT_MAX_FINDINGS 100000
 
 void report_init(struct report *r, const struct key_filter *keys);
 void report_free(struct report *r);
@@ -52,6 +58,11 @@ void report_tensor(struct report *r, const char *name, const char *dtype, const 
                    int ndim, const struct tensor_stats *st, double sampled);
 
 void report_error(struct report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* In a values object, for each key present more than once, the last value takes the
+ * first one's place and the others go: O(n log n), by sorting. Without memory for the
+ * sort, the duplicates are left as they are. */
+void report_drop_replaced(cJSON *values);
 
 /* True when findings wait to be taken. */
 bool report_pending(const struct report *r);
