@@ -74,8 +74,9 @@ $(BUILD)/programs/%: tests/programs/%.c
 deps:
 	@tools/install-deps.sh
 
-unit: all $(UNIT_BIN)
+unit: all $(UNIT_BIN) fuzzers
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@$(MAKE) --no-print-directory regress
 
 e2e: all $(PROGRAMS)
 	$(PYTHON) -m pytest -q tests/e2e
@@ -103,5 +104,7 @@ format:
 
 clean:
 	rm -rf $(BUILD)
+
+include tests/fuzz/fuzz.mk
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

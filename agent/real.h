@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h> /* _Exit, wrapped in REAL_FUNCTIONS */
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <unistd.h>

@@ -1,10 +1,12 @@
 #!/bin/sh
 # install-deps.sh — install the Debian packages ckmon builds and tests with, if missing.
 # Runs before `make test` and `make demo`; as root it installs what is missing with
-# apt-get, otherwise it only names what to install.
+# apt-get, otherwise it only names what to install. FUZZING=1 adds the fuzzing toolchain.
 set -e
 PACKAGES="gcc make pkg-config libelf-dev libcurl4-openssl-dev libcjson-dev zlib1g-dev
-libcmocka-dev python3 python3-pytest python3-numpy python3-torch"
+libcmocka-dev python3 python3-pytest python3-numpy python3-torch valgrind util-linux"
+# `make fuzz` sets FUZZING=1: clang and libFuzzer only then, not for every `make test`.
+[ -n "$FUZZING" ] && PACKAGES="$PACKAGES clang libclang-rt-14-dev"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
