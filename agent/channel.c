@@ -89,6 +89,16 @@ static void send_hello(void)
     cJSON_Delete(hello);
 }
 
+/* Only a collector run by our own user (or root) gets the program's findings: another
+ * user may have bound the socket path first (docs/security.md). */
+static bool collector_trusted(int fd)
+{
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    return syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+           (cred.uid == geteuid() || cred.uid == 0);
+}
+
 static void connect_if_needed(void)
 {
     if (conn_fd >= 0 || monotonic_ns() < next_connect_ns) return;
@@ -97,7 +107,7 @@ static void connect_if_needed(void)
     int saved = errno;
     int fd = (int)syscall(SYS_socket, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     struct stat st;
-    if (fd >= 0 && syscall(SYS_connect, fd, &addr, sizeof addr) == 0 &&
+    if (fd >= 0 && syscall(SYS_connect, fd, &addr, sizeof addr) == 0 && collector_trusted(fd) &&
         syscall(SYS_fstat, fd, &st) == 0) {
         conn_fd = fd;
         conn_dev = st.st_dev;

@@ -3,6 +3,10 @@
  * A message is one packet, received whole into a buffer one byte larger than the
  * largest message: MSG_TRUNC reports the real size, so an oversized packet is
  * recognised and dropped instead of being parsed in pieces.
+ *
+ * Trust: only processes of the collector's own user may send records (docs/security.md).
+ * The socket is 0600 from its creation, in a directory others cannot replace it in,
+ * and every connection's peer uid (SO_PEERCRED) is checked before it is read from.
  */
 #include "server.h"
 
@@ -26,6 +30,8 @@
 /* After accept fails for want of descriptors or memory, the listener rests this long:
  * pending connections wait in the backlog instead of spinning the loop. */
 #define ACCEPT_PAUSE_US 100000
+/* Refused connections named on stderr; later ones are only counted. */
+#define REFUSALS_LOGGED 10
 
 struct connection {
     int fd; /* -1 once closed, until the array is compacted */
@@ -41,6 +47,7 @@ struct server {
     int64_t accept_resume_us; /* accepting again from then on */
     bool accept_failed;       /* said so on stderr once */
     unsigned long oversized;
+    unsigned long refused; /* connections from other users */
     char packet[WIRE_MAX_MESSAGE + 1];
 };
 
@@ -102,6 +109,26 @@ static int clear_stale(const char *path, char *err, size_t err_size)
     return 0;
 }
 
+/* Another user who can write to the socket's directory could replace the socket with
+ * their own and receive the agents' records, unless the directory is sticky (/tmp). */
+static int check_directory(const char *path, char *err, size_t err_size)
+{
+    char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    const char *slash = strrchr(path, '/');
+    struct stat st;
+    snprintf(dir, sizeof dir, "%.*s", slash ? (slash == path ? 1 : (int)(slash - path)) : 1,
+             slash ? path : ".");
+    if (stat(dir, &st) < 0) return 0; /* bind will say what is wrong with the path */
+    bool others_write = st.st_mode & (S_IWGRP | S_IWOTH);
+    if ((st.st_uid != geteuid() && st.st_uid != 0) || (others_write && !(st.st_mode & S_ISVTX))) {
+        snprintf(err, err_size,
+                 "socket directory %s is writable by other users: they could replace the socket",
+                 dir);
+        return -1;
+    }
+    return 0;
+}
+
 int listener_open(struct listener *l, const char *path, char *err, size_t err_size)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
@@ -110,7 +137,8 @@ int listener_open(struct listener *l, const char *path, char *err, size_t err_si
         snprintf(err, err_size, "socket path %s is too long", path);
         return -1;
     }
-    if (clear_stale(path, err, err_size) < 0) return -1;
+    if (check_directory(path, err, err_size) < 0 || clear_stale(path, err, err_size) < 0)
+        return -1;
     memcpy(addr.sun_path, path, strlen(path) + 1);
     memcpy(l->path, path, strlen(path) + 1);
     l->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -151,11 +179,18 @@ static void emit_to_log(void *ctx, const struct record *r)
     log_record(ctx, r);
 }
 
-static long peer_pid(int fd)
+/* The peer's credentials, or false (with a line on stderr) when it is not our own user:
+ * its records would land in our log under our name. */
+static bool peer_trusted(struct server *s, int fd, struct ucred *cred)
 {
-    struct ucred cred;
-    socklen_t len = sizeof cred;
-    return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? (long)cred.pid : 0;
+    socklen_t len = sizeof *cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &len) == 0 && cred->uid == geteuid())
+        return true;
+    if (s->refused++ < REFUSALS_LOGGED)
+        fprintf(stderr, "ckmon: refused a connection from uid %ld (pid %ld): only uid %u may send records\n",
+                len == sizeof *cred ? (long)cred->uid : -1L, len == sizeof *cred ? (long)cred->pid : 0L,
+                (unsigned)geteuid());
+    return false;
 }
 
 static bool add_connection(struct server *s, int fd)
@@ -171,7 +206,12 @@ static bool add_connection(struct server *s, int fd)
         s->polls = polls;
         s->conn_capacity = capacity;
     }
-    struct tracker_conn *state = tracker_connect(s->tracker, peer_pid(fd));
+    struct ucred cred = {0};
+    if (!peer_trusted(s, fd, &cred)) {
+        close(fd);
+        return true;
+    }
+    struct tracker_conn *state = tracker_connect(s->tracker, (long)cred.pid);
     if (!state) return false;
     s->conns[s->conn_count++] = (struct connection){.fd = fd, .state = state};
     return true;
@@ -296,6 +336,8 @@ static void report_dropped(const struct server *s)
         fprintf(stderr,
                 "ckmon: ignored %lu malformed, %lu oversized and %lu unknown agent messages\n",
                 counts->malformed, s->oversized, counts->unknown_kind);
+    if (s->refused)
+        fprintf(stderr, "ckmon: refused %lu connection(s) from other users\n", s->refused);
 }
 
 /* With no stop descriptor the stop signals are blocked except inside ppoll, so a

@@ -157,7 +157,8 @@ class Collector:
         return run_preloaded(command, cwd, self.socket, paths, **env)
 
     def stop(self):
-        """SIGTERM (the collector drains and writes everything); returns the records."""
+        """SIGTERM (the collector drains and writes everything); returns the records
+        (and keeps what it said on stderr in self.stderr)."""
         self.process.send_signal(signal.SIGTERM)
         try:
             _, err = self.process.communicate(timeout=30)
@@ -165,6 +166,7 @@ class Collector:
             self.process.kill()
             raise AssertionError("ckmon collect did not exit within 30 s of SIGTERM")
         assert self.process.returncode == 0, f"collect exited {self.process.returncode}: {err}"
+        self.stderr = err
         return read_log(self.log)
 
     def kill(self):
