@@ -80,6 +80,9 @@ static void send_hello(void)
     cJSON_AddStringToObject(hello, "job", agent_config.job);
     if (agent_config.has_rank) cJSON_AddNumberToObject(hello, "rank", (double)agent_config.rank);
     cJSON_AddNumberToObject(hello, "sample", agent_config.parse.sample);
+    /* Messages lost while no collector listened or the queue was full: said once. */
+    if (dropped) cJSON_AddNumberToObject(hello, "dropped", (double)dropped);
+    dropped = 0;
     cJSON *keys = cJSON_AddArrayToObject(hello, "keys");
     for (size_t i = 0; keys && i < agent_config.keys.count; i++)
         cJSON_AddItemToArray(keys, cJSON_CreateString(agent_config.keys.patterns[i]));

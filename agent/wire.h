@@ -11,6 +11,8 @@
  *                                              rank only when the launcher set one;
  *                                              sample and keys (CKMON_SAMPLE, CKMON_KEYS)
  *                                              for the files the collector parses itself
+ *                                              "dropped":N when N messages were lost (no
+ *                                              collector, queue full) since the last hello
  *   open    {"t":"open","id":7,"path":"/abs/x.pt","time_us":1700000000123456}
  *   data    {"t":"data","id":7,"bytes":4096,"writes":3,"format":"pickle",
  *            "values":{...},"tensors":[...],"errors":[...]}

@@ -2,6 +2,10 @@
  *
  * Several collectors (or a collector and `ckmon inspect >> log`) may append to the same
  * file; O_APPEND plus a single write per line keeps their lines whole.
+ *
+ * A full file system (ENOSPC, EDQUOT) is waited out, not a loss: lines that cannot be
+ * written are held in memory, in order, up to LOG_HOLD_BYTES, said once on stderr, and
+ * written by log_retry (the collector calls it every LOG_RETRY_US) once space returns.
  */
 #ifndef CKMON_LOG_H
 #define CKMON_LOG_H
@@ -17,7 +21,12 @@ struct log_writer {
     char *name;            /* as given, for messages; "-" is stdout */
     unsigned long written; /* lines written */
     unsigned long failed;  /* lines lost to write errors */
+    struct held_line *held, **held_tail; /* waiting for space, oldest first */
+    size_t held_bytes;
 };
+
+#define LOG_HOLD_BYTES (64u << 20)
+#define LOG_RETRY_US   1000000
 
 /* Opens (creating, mode 0644) the log for appending; "-" is stdout. Returns 0, or -1 with
  * a one-line message in err. */
@@ -25,6 +34,12 @@ int log_open(struct log_writer *w, const char *path, char *err, size_t err_size)
 /* Writes one line (which ends in '\n'); the first failure is reported on stderr. */
 bool log_write(struct log_writer *w, const char *line, size_t len);
 bool log_record(struct log_writer *w, const struct record *r);
+/* Writes the held lines that fit now; true when none is left held. */
+bool log_retry(struct log_writer *w);
+static inline bool log_holding(const struct log_writer *w)
+{
+    return w->held != NULL;
+}
 /* Closes the log and says on stderr how many records were lost, if any. */
 void log_close(struct log_writer *w);
 

@@ -137,8 +137,7 @@ int listener_open(struct listener *l, const char *path, char *err, size_t err_si
         snprintf(err, err_size, "socket path %s is too long", path);
         return -1;
     }
-    if (check_directory(path, err, err_size) < 0 || clear_stale(path, err, err_size) < 0)
-        return -1;
+    if (check_directory(path, err, err_size) < 0 || clear_stale(path, err, err_size) < 0) return -1;
     memcpy(addr.sun_path, path, strlen(path) + 1);
     memcpy(l->path, path, strlen(path) + 1);
     l->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -187,9 +186,11 @@ static bool peer_trusted(struct server *s, int fd, struct ucred *cred)
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &len) == 0 && cred->uid == geteuid())
         return true;
     if (s->refused++ < REFUSALS_LOGGED)
-        fprintf(stderr, "ckmon: refused a connection from uid %ld (pid %ld): only uid %u may send records\n",
-                len == sizeof *cred ? (long)cred->uid : -1L, len == sizeof *cred ? (long)cred->pid : 0L,
-                (unsigned)geteuid());
+        fprintf(
+            stderr,
+            "ckmon: refused a connection from uid %ld (pid %ld): only uid %u may send records\n",
+            len == sizeof *cred ? (long)cred->uid : -1L, len == sizeof *cred ? (long)cred->pid : 0L,
+            (unsigned)geteuid());
     return false;
 }
 
@@ -271,11 +272,14 @@ static void compact_connections(struct server *s)
 
 /* ---- the loop ---- */
 
-/* The poll's timeout: until a pending record is due, or the listener rests no more. */
+/* The poll's timeout: until a pending record is due, the listener rests no more, or the
+ * log's held lines are tried again. */
 static struct timespec *until_next_due(const struct server *s, bool accepting, struct timespec *ts)
 {
     int64_t due = tracker_next_due(s->tracker);
     if (!accepting && (due < 0 || s->accept_resume_us < due)) due = s->accept_resume_us;
+    int64_t retry = now_us() + LOG_RETRY_US; /* a full disk: try the held lines again */
+    if (log_holding(s->cfg->log) && (due < 0 || retry < due)) due = retry;
     if (due < 0) return NULL;
     int64_t wait = due - now_us();
     if (wait < 0) wait = 0;
@@ -315,6 +319,7 @@ static bool serve_once(struct server *s, const sigset_t *wait_mask)
         compact_connections(s);
         if (listener->revents) accept_all(s);
     }
+    if (log_holding(s->cfg->log)) log_retry(s->cfg->log);
     tracker_expire(s->tracker, now_us());
     return true;
 }

@@ -265,7 +265,7 @@ static bool take_keys(struct tracker_conn *c, cJSON *msg)
 static bool on_hello(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
 {
     (void)t, (void)now_us;
-    int64_t pid, rank;
+    int64_t pid = c->who.pid, rank;
     const char *host = get_string(msg, "host"), *program = get_string(msg, "program"),
                *job = get_string(msg, "job");
     if (get_int(msg, "pid", &pid)) c->who.pid = (long)pid;
@@ -273,6 +273,10 @@ static bool on_hello(struct tracker *t, struct tracker_conn *c, cJSON *msg, int6
     if (cJSON_IsNumber(sample) && sample->valuedouble > 0 && sample->valuedouble <= 1)
         c->parse.sample = sample->valuedouble;
     if (!take_keys(c, msg)) return false;
+    int64_t dropped;
+    if (get_int(msg, "dropped", &dropped) && dropped > 0)
+        fprintf(stderr, "ckmon: process %ld lost %lld message(s) while it could not reach the collector\n",
+                pid, (long long)dropped);
     c->who.has_rank = get_int(msg, "rank", &rank);
     c->who.rank = c->who.has_rank ? (long)rank : 0;
     return (!host || record_set_string(&c->who.host, host)) &&

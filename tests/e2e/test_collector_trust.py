@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ckmon_helpers import PYTHON, ckmon_args, clean_env, python_script, read_log
+from ckmon_helpers import AGENT, PYTHON, ckmon_args, clean_env, python_script, read_log
 
 SAVE = """
 path = os.path.abspath(sys.argv[1])
@@ -98,7 +98,7 @@ def test_other_users_are_refused(shared_dir, work):
         save = python_script(work, SAVE)
         own = subprocess.run([*save, work / "own.pkl", "3"], cwd=work, capture_output=True,
                              text=True, timeout=60,
-                             env=clean_env(LD_PRELOAD=Path(ckmon_args()[0]).parent / "libckmon.so",
+                             env=clean_env(LD_PRELOAD=AGENT,
                                            CKMON_SOCKET=sock, CKMON_PATHS="*.pkl"))
         assert own.returncode == 0, own.stderr
     finally:
