@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-BUILD = REPO / "build"
+BUILD = REPO / os.environ.get("CKMON_TEST_BUILD", "build")  # make's BUILD (SANITIZE=1)
 CKMON = BUILD / "ckmon"
 AGENT = BUILD / "libckmon.so"
 PROGRAMS = BUILD / "programs"
