@@ -145,7 +145,7 @@ static size_t build_npy(uint8_t *out, int major, const char *dict, const void *d
     memset(out + preamble, ' ', header);
     memcpy(out + preamble, dict, strlen(dict));
     out[preamble + header - 1] = '\n';
-    memcpy(out + preamble + header, data, n);
+    if (n) memcpy(out + preamble + header, data, n); /* data may be NULL when n is 0 */
     return preamble + header + n;
 }
 
