@@ -80,26 +80,19 @@ HOSTILE_GGUF = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(HOSTILE_SAFETENSORS))
-def test_hostile_safetensors(ckmon, work, name):
-    run, path = run_raw_writer(ckmon, work, HOSTILE_SAFETENSORS[name], "bad.safetensors")
-    if name == "header_length_2_63":
+HOSTILE = [("safetensors", name, expr) for name, expr in HOSTILE_SAFETENSORS.items()] + \
+    [("npy", name, expr) for name, expr in HOSTILE_NPY.items()] + \
+    [("gguf", name, expr) for name, expr in HOSTILE_GGUF.items()]
+
+
+@pytest.mark.parametrize("fmt,name,expression", HOSTILE, ids=[f"{f}-{n}" for f, n, _ in HOSTILE])
+def test_hostile_tensor_files(ckmon, work, fmt, name, expression):
+    run, path = run_raw_writer(ckmon, work, expression, f"bad.{fmt}")
+    if (fmt, name) == ("safetensors", "header_length_2_63"):
         # beyond the specification's 100 MB header: not claimed as safetensors at all
         assert run.only_record(path)["format"] == "unknown"
     else:
-        assert_flagged(run, path, "safetensors")
-
-
-@pytest.mark.parametrize("name", sorted(HOSTILE_NPY))
-def test_hostile_npy(ckmon, work, name):
-    run, path = run_raw_writer(ckmon, work, HOSTILE_NPY[name], "bad.npy")
-    assert_flagged(run, path, "npy")
-
-
-@pytest.mark.parametrize("name", sorted(HOSTILE_GGUF))
-def test_hostile_gguf(ckmon, work, name):
-    run, path = run_raw_writer(ckmon, work, HOSTILE_GGUF[name], "bad.gguf")
-    assert_flagged(run, path, "gguf")
+        assert_flagged(run, path, fmt)
 
 
 # Every way a pickle can ask for a call: REDUCE on GLOBAL (protocols 0-2) and on
