@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """make_corpus.py — writes the fuzzers' seed corpus: small real files of every format.
 
-Seeds come from the real writers (pickle, json, numpy.save, torch tensors through
-pickle) and, for safetensors and GGUF (no writer library in Debian), from the layouts in
+Seeds come from the real writers (pickle, json, numpy.save and savez, torch.save in
+both its formats) and, for safetensors and GGUF (no writer library in Debian), from the layouts in
 their specifications. Wire seeds are agent message sequences as agent/wire.h describes
 them, packets separated by NUL ('#' switches to the other connection). Small on purpose:
 libFuzzer mutates them, and `make regress` replays them on every `make test`.
@@ -96,6 +96,36 @@ def npys():
     return out
 
 
+def torches():
+    """torch.save's zip (new) and legacy formats, for the torch target (FUZZ_FORMATS)."""
+    import torch
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.ones(1, 3)).sum().backward()
+    optim.step()
+    out = {}
+    for name, obj, new in [("state_dict.pt", model.state_dict(), True),
+                           ("full.pt", {"epoch": 2, "model": model.state_dict(),
+                                        "optim": optim.state_dict()}, True),
+                           ("legacy.pt", {"w": torch.arange(6.0).reshape(2, 3)}, False),
+                           ("half.pt", {"h": torch.ones(4, dtype=torch.float16),
+                                        "b": torch.tensor([True, False])}, True)]:
+        buf = io.BytesIO()
+        torch.save(obj, buf, _use_new_zipfile_serialization=new)
+        out[name] = buf.getvalue()
+    return out
+
+
+def npzs():
+    out = {}
+    for name, save in [("plain.npz", np.savez), ("compressed.npz", np.savez_compressed)]:
+        buf = io.BytesIO()
+        save(buf, w=np.arange(6, dtype=np.float32).reshape(2, 3), step=np.array(7))
+        out[name] = buf.getvalue()
+    return out
+
+
 def gguf_string(s):
     raw = s.encode()
     return struct.pack("<Q", len(raw)) + raw
@@ -156,7 +186,8 @@ def main():
     root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent / "corpus"
     for target, files in [("parser_pickle", pickles()), ("parser_json", jsons()),
                           ("parser_safetensors", safetensors_files()), ("parser_npy", npys()),
-                          ("parser_gguf", gguf()), ("wire", wire())]:
+                          ("parser_gguf", gguf()), ("parser_torch", torches()),
+                          ("parser_npz", npzs()), ("wire", wire())]:
         (root / target).mkdir(parents=True, exist_ok=True)
         for name, content in files.items():
             (root / target / name).write_bytes(content)
