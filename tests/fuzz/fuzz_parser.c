@@ -75,8 +75,19 @@ static char *parse(const uint8_t *data, size_t size, bool split)
     return text;
 }
 
-/* Equal JSON, numbers within a relative 1e-9. */
-static bool same(const cJSON *a, const cJSON *b)
+/* The size of a tensor's elements: a mean or std summed from values of that size is
+ * rounded relative to it, not to itself (a mean near 0 from values near +-2). */
+static double magnitude(const cJSON *tensor)
+{
+    const cJSON *min = cJSON_GetObjectItem(tensor, "min"),
+                *max = cJSON_GetObjectItem(tensor, "max");
+    return cJSON_IsNumber(min) && cJSON_IsNumber(max)
+               ? fmax(fabs(min->valuedouble), fabs(max->valuedouble))
+               : 0;
+}
+
+/* Equal JSON, numbers within a relative 1e-9 of themselves or of scale. */
+static bool same(const cJSON *a, const cJSON *b, double scale)
 {
     if (!a || !b) return a == b;
     if ((a->type & 0xff) != (b->type & 0xff)) return false;
@@ -85,18 +96,19 @@ static bool same(const cJSON *a, const cJSON *b)
     if (cJSON_IsNumber(a))
         return a->valuedouble == b->valuedouble ||
                fabs(a->valuedouble - b->valuedouble) <=
-                   1e-9 * fmax(fabs(a->valuedouble), fabs(b->valuedouble));
+                   1e-9 * fmax(scale, fmax(fabs(a->valuedouble), fabs(b->valuedouble)));
     if (cJSON_IsString(a)) return !strcmp(a->valuestring, b->valuestring);
+    double inner = cJSON_IsObject(a) ? magnitude(a) : 0;
     const cJSON *x = a->child, *y = b->child;
     for (; x && y; x = x->next, y = y->next)
-        if (!same(x, y)) return false;
+        if (!same(x, y, inner)) return false;
     return !x && !y;
 }
 
 static bool same_text(const char *a, const char *b)
 {
     cJSON *x = cJSON_Parse(a), *y = cJSON_Parse(b);
-    bool equal = x && y && same(x, y);
+    bool equal = x && y && same(x, y, 0);
     cJSON_Delete(x);
     cJSON_Delete(y);
     return equal;
