@@ -8,6 +8,7 @@ a client that connects and says nothing, or floods garbage, holds up no one.
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -162,3 +163,48 @@ def test_malformed_messages_are_dropped_and_silent_clients_block_no_one(collecto
     assert "1 oversized" in err, err
     malformed = int(err.split("ignored ")[1].split(" malformed")[0])
     assert malformed >= 8, err
+
+
+# Another user's listener on the socket path, keeping every packet it receives.
+SQUATTER = """
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o777); s.listen(8)
+open(sys.argv[2] + ".ready", "w").close()
+with open(sys.argv[2], "ab") as out:
+    while True:
+        c, _ = s.accept()
+        while (packet := c.recv(1 << 17)):
+            out.write(packet + b"\\n"); out.flush()
+"""
+
+
+def test_agent_sends_nothing_to_another_users_collector(shared_dir, work):
+    """Someone else bound the socket path first (and let everyone in): the agent checks
+    the listener's uid and keeps the program's findings to itself."""
+    if os.getuid() != 0 or not shutil.which("runuser"):
+        pytest.skip("needs root and runuser to act as another user")
+    theirs = shared_dir / "theirs"
+    theirs.mkdir()
+    shutil.chown(theirs, "nobody")
+    sock, got = theirs / "c.sock", theirs / "received"
+    squatter = theirs / "squatter.py"
+    squatter.write_text(SQUATTER)
+    p = subprocess.Popen(["runuser", "-u", "nobody", "--", PYTHON, squatter, sock, got],
+                         env=clean_env(), start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not Path(f"{got}.ready").exists():
+            assert p.poll() is None and time.monotonic() < deadline, "no squatter"
+            time.sleep(0.02)
+        save = python_script(work, SAVE)
+        run = subprocess.run([*save, work / "mine.pkl", "2"], cwd=work, capture_output=True,
+                             text=True, timeout=60,
+                             env=clean_env(LD_PRELOAD=AGENT, CKMON_SOCKET=sock,
+                                           CKMON_PATHS="*.pkl"))
+        assert run.returncode == 0, run.stderr
+        assert (work / "mine.pkl").stat().st_size > 0
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)  # runuser and the listener under it
+        p.wait()
+    assert not got.exists() or got.read_bytes() == b"", got.read_bytes()[:300]
