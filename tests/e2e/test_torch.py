@@ -1,0 +1,183 @@
+"""test_torch.py — checkpoints written by torch.save (Debian's python3-torch) under `ckmon run`.
+
+The writer scripts build and save real PyTorch objects; the test reads each file back with
+torch.load and computes every expected value and statistic from the loaded tensors with
+NumPy (expected.py), then checks the streaming record (`ckmon run`) and the record of
+`ckmon inspect` on the same file against it, and against each other.
+"""
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from ckmon_helpers import check_record, ckmon_args, clean_env, parse_records, python_script
+from expected import assert_findings
+
+# A model with the usual layers, an AdamW optimizer after two steps, loose scalars, and
+# tensors of every dtype the issue names: half, bfloat16, int64, NaN/Inf, views of one
+# storage at an offset, a transposed (permuted) view, bool and small integer types.
+TRAINING = """
+import torch
+torch.manual_seed(7)
+model = torch.nn.Sequential(
+    torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Flatten(),
+    torch.nn.Linear(4 * 6 * 6, 16), torch.nn.LayerNorm(16), torch.nn.Linear(16, 2))
+optim = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+for step in range(2):
+    loss = model(torch.randn(5, 3, 8, 8)).pow(2).mean()
+    optim.zero_grad()
+    loss.backward()
+    optim.step()
+base = torch.randn(100)
+grid = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+state = {
+    "model": model.state_dict(),
+    "optim": optim.state_dict(),
+    "epoch": 7, "lr": 1e-3, "loss": loss.item(),
+    "half": torch.randn(33).half(),
+    "bf16": (torch.randn(4, 5) * 3).to(torch.bfloat16),
+    "ids": torch.arange(-20, 40, dtype=torch.int64) * 1000003,
+    "bad": torch.tensor([1.0, float("nan"), float("inf"), -2.5, float("-inf"), 4.0]),
+    "all_bad": torch.tensor([float("nan")] * 3),
+    "base": base,
+    "window": base[10:30].view(4, 5),
+    "tail": base[90:],
+    "transposed": grid.t(),
+    "mask": torch.tensor([True, False, True, True]),
+    "small": {"i8": torch.tensor([-128, 0, 127], dtype=torch.int8),
+              "u8": torch.tensor([0, 200, 255], dtype=torch.uint8),
+              "i16": torch.tensor([-300, 30000], dtype=torch.int16),
+              "i32": torch.tensor([-70000, 5], dtype=torch.int32),
+              "f64": torch.tensor([0.1, 0.2], dtype=torch.float64)},
+    "scalar": torch.tensor(2.5),
+    "count": torch.tensor(41),
+    "empty": torch.zeros(0, 3),
+}
+"""
+
+
+def storage_order(t):
+    """A tensor's elements in the order its storage holds them (a dense view's permutation)."""
+    order = sorted(range(t.dim()), key=lambda d: -t.stride(d))
+    return t.permute(order)
+
+
+def as_tensor(x):
+    """expected.flatten's hook: a torch tensor as (NumPy array of its stored elements,
+    dtype name, shape)."""
+    if not isinstance(x, torch.Tensor):
+        return None
+    t = storage_order(x.detach())
+    if t.dtype == torch.bfloat16:
+        array = t.float().numpy()  # exact: bfloat16 is the top half of a float32
+    elif t.dtype == torch.bool:
+        array = t.to(torch.uint8).numpy()  # records give bools as 0/1
+    else:
+        array = t.numpy()
+    return array, str(x.dtype).replace("torch.", ""), list(x.shape)
+
+
+def inspect(path, *options):
+    p = subprocess.run(ckmon_args("inspect", *options, path), env=clean_env(),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    records = parse_records(p.stdout)
+    assert len(records) == 1, p.stdout
+    return records[0]
+
+
+def assert_parity(streamed, path, obj, as_tensor_of):
+    """`ckmon inspect` of the finished file says what the streamed record said: the same
+    fields, and statistics that match the same ground truth (mean and std may differ in
+    the last bits: the data arrives in differently sized pieces)."""
+    inspected = inspect(path, "--sample", "1")
+    for field in ("format", "bytes", "complete", "values", "errors"):
+        assert inspected.get(field) == streamed.get(field), field
+    assert [t["name"] for t in inspected["tensors"]] == [t["name"] for t in streamed["tensors"]]
+    assert_findings(inspected, obj, as_tensor_of)
+
+
+def save_and_check(ckmon, work, state_source, save, filename):
+    """Runs a writer under ckmon run; checks its record and inspect's against torch.load."""
+    script = state_source + f"""
+path = os.path.abspath({filename!r})
+{save}
+report(path=path, size=os.path.getsize(path))
+"""
+    run = ckmon.run(*python_script(work, "import os, json\n" + script),
+                    options=["--sample", "1"])
+    assert run.returncode == 0, run.stderr
+    out = run.last_json()
+    record = run.only_record(out["path"])
+    check_record(record, run, path=out["path"], fmt="torch", size=out["size"], pid=out["pid"])
+    loaded = torch.load(out["path"])
+    assert_findings(record, loaded, as_tensor)
+    assert_parity(record, out["path"], loaded, as_tensor)
+    return record, loaded
+
+
+def test_model_optimizer_and_scalars(ckmon, work):
+    record, loaded = save_and_check(ckmon, work, TRAINING, "torch.save(state, path)",
+                                    "train_state.pt")
+    names = {t["name"] for t in record["tensors"]}
+    # the names the issue gives as examples, and no state-dict bookkeeping
+    assert {"model.0.weight", "model.1.running_mean", "optim.state.0.exp_avg"} <= names
+    assert not any("_metadata" in k for k in list(record["values"]) + list(names))
+    assert record["values"]["optim.state.0.step"] == 2.0  # AdamW's step: a 0-d tensor
+    assert record["values"]["model.1.num_batches_tracked"] == 2
+    assert record["values"]["epoch"] == 7 and record["values"]["count"] == 41
+    # the view and the tensor it views share one storage record in the file
+    window, base = loaded["window"], loaded["base"]
+    assert window.storage().data_ptr() == base.storage().data_ptr()
+    assert window.storage_offset() == 10
+
+
+def test_parameters_and_a_bare_tensor(ckmon, work):
+    state = """
+import torch
+torch.manual_seed(3)
+layer = torch.nn.Linear(5, 3)
+state = {"weight": layer.weight, "bias": layer.bias, "plain": [torch.ones(2), 3]}
+"""
+    save_and_check(ckmon, work, state, "torch.save(state, path)", "params.pt")
+    bare = "import torch\nstate = torch.linspace(-1, 1, 50).reshape(5, 10)\n"
+    record, _ = save_and_check(ckmon, work, bare, "torch.save(state, path)", "bare.pt")
+    assert [t["name"] for t in record["tensors"]] == ["value"]
+
+
+def test_many_storages_in_lexicographic_record_order(ckmon, work):
+    # 12 storages: torch 1.13 writes data/0, data/1, data/10, data/11, data/2, ...
+    state = "import torch\nstate = [torch.full((3,), float(i)) for i in range(12)]\n"
+    record, _ = save_and_check(ckmon, work, state, "torch.save(state, path)", "list.pt")
+    assert len(record["tensors"]) == 12
+
+
+def test_saved_to_an_open_file_object(ckmon, work):
+    state = "import torch\nstate = {'w': torch.randn(7, 3), 'step': 5}\n"
+    save = "with open(path, 'wb') as f:\n    torch.save(state, f)"
+    save_and_check(ckmon, work, state, save, "handle.pt")
+
+
+@pytest.mark.parametrize("sample", ["0.25"])
+def test_sampled_statistics_say_so(work, sample):
+    path = work / "big.pt"
+    torch.manual_seed(1)
+    big = torch.randn(256, 1024)
+    torch.save({"big": big}, path)
+    record = inspect(path, "--sample", sample)
+    (t,) = record["tensors"]
+    assert 0 < t["sampled"] < 1
+    assert t["head"] == [float(x) for x in big.reshape(-1)[:8].tolist()]
+    assert t["min"] >= float(big.min()) and t["max"] <= float(big.max())
+
+
+def test_truncated_archive_is_incomplete(work):
+    path = work / "cut.pt"
+    torch.save({"a": torch.arange(1000, dtype=torch.float64), "b": torch.ones(5)}, path)
+    data = path.read_bytes()
+    cut = work / "cut_short.pt"
+    cut.write_bytes(data[: len(data) // 2])
+    record = inspect(cut)
+    assert record["format"] == "torch" and record["complete"] is False
+    assert record["errors"]
