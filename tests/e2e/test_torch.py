@@ -181,3 +181,93 @@ def test_truncated_archive_is_incomplete(work):
     record = inspect(cut)
     assert record["format"] == "torch" and record["complete"] is False
     assert record["errors"]
+
+
+# The layout torch 2.x writes, by torch's own archive writer (miniz, as torch.save uses it):
+# a "byteorder" record before the storages, storages keyed in numeric order, a
+# ".data/serialization_id" record, and tensors of dtypes new in 2.x pickled as
+# _rebuild_tensor_v3 over an untyped storage sized in bytes, with the dtype as an argument.
+# torch 1.13 has no _rebuild_tensor_v3: a stand-in under that name lets pickle refer to it.
+TORCH2_WRITER = """
+import collections, pickle, io
+import numpy as np
+import torch
+
+def _rebuild_tensor_v3(*args):
+    raise AssertionError("never called: ckmon does not unpickle")
+_rebuild_tensor_v3.__module__ = "torch._utils"
+torch._utils._rebuild_tensor_v3 = _rebuild_tensor_v3
+
+class Storage:
+    def __init__(self, key, kind, numel, data):
+        self.key, self.kind, self.numel, self.data = key, kind, numel, data
+
+class Tensor:
+    def __init__(self, storage, offset, shape, stride, dtype=None):
+        self.args = (storage, offset, tuple(shape), tuple(stride), False,
+                     collections.OrderedDict())
+        self.v3 = dtype is not None
+        if self.v3:
+            self.args += (dtype,)
+    def __reduce_ex__(self, protocol):
+        rebuild = torch._utils._rebuild_tensor_v3 if self.v3 else torch._utils._rebuild_tensor_v2
+        return (rebuild, self.args)
+
+class Pickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        if isinstance(obj, Storage):
+            return ("storage", obj.kind, obj.key, "cpu", obj.numel)
+        return None
+
+rng = np.random.default_rng(5)
+f32 = rng.standard_normal(30).astype(np.float32)
+bf16 = (rng.standard_normal(12).astype(np.float32).view(np.uint32) & 0xFFFF0000).view(np.float32)
+ids = np.arange(11, dtype=np.int64) * -3
+storages = [
+    Storage("0", torch.FloatStorage, f32.size, f32.tobytes()),
+    Storage("1", torch.UntypedStorage, 2 * bf16.size,
+            (bf16.view(np.uint32) >> 16).astype(np.uint16).tobytes()),
+    Storage("2", torch.LongStorage, ids.size, ids.tobytes()),
+]
+state = {
+    "weight": Tensor(storages[0], 0, (5, 6), (6, 1)),
+    "row": Tensor(storages[0], 12, (6,), (1,)),
+    "bf16": Tensor(storages[1], 0, (3, 4), (4, 1), torch.bfloat16),
+    "ids": Tensor(storages[2], 0, (11,), (1,)),
+    "step": Tensor(storages[2], 10, (), ()),
+    "epoch": 2,
+}
+pickled = io.BytesIO()
+Pickler(pickled, protocol=2).dump(state)
+path = os.path.abspath("two.pt")
+writer = torch._C.PyTorchFileWriter(path)
+writer.write_record("data.pkl", pickled.getvalue(), len(pickled.getvalue()))
+writer.write_record("byteorder", b"little", 6)
+for s in storages:
+    writer.write_record("data/" + s.key, s.data, len(s.data))
+writer.write_record(".data/serialization_id", b"1234567890123456789012345678901234567890", 40)
+writer.write_end_of_file()
+del writer
+np.savez(os.path.abspath("truth.npz"), f32=f32, bf16=bf16, ids=ids)
+report(path=path, size=os.path.getsize(path))
+"""
+
+
+def test_torch2_layout_and_rebuild_v3(ckmon, work):
+    run = ckmon.run(*python_script(work, TORCH2_WRITER), options=["--sample", "1"])
+    assert run.returncode == 0, run.stderr
+    out = run.last_json()
+    record = run.only_record(out["path"])
+    check_record(record, run, path=out["path"], fmt="torch", size=out["size"], pid=out["pid"])
+    with np.load(work / "truth.npz") as truth:
+        f32, bf16, ids = truth["f32"], truth["bf16"], truth["ids"]
+    expected = {
+        "weight": torch.from_numpy(f32).reshape(5, 6),
+        "row": torch.from_numpy(f32[12:18]),
+        "bf16": torch.from_numpy(bf16).reshape(3, 4).to(torch.bfloat16),
+        "ids": torch.from_numpy(ids),
+        "step": torch.tensor(ids[10]),
+        "epoch": 2,
+    }
+    assert_findings(record, expected, as_tensor)
+    assert_parity(record, out["path"], expected, as_tensor)
