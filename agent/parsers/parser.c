@@ -61,6 +61,15 @@ static bool claims_npy(const uint8_t *head, size_t n, const char *extension)
     return n >= 6 && memcmp(head, "\x93NUMPY", 6) == 0;
 }
 
+/* torch.save's legacy format: a protocol 2 pickle of torch's magic number (a LONG1). */
+static bool claims_torch_legacy(const uint8_t *head, size_t n, const char *extension)
+{
+    static const uint8_t MAGIC[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c,
+                                    0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+    (void)extension;
+    return n >= sizeof MAGIC && memcmp(head, MAGIC, sizeof MAGIC) == 0;
+}
+
 /* A zip archive: which format (torch, npz) its first member's name says. */
 static bool claims_zip(const uint8_t *head, size_t n, const char *extension)
 {
@@ -80,6 +89,7 @@ static const struct format formats[] = {
     {"npy", claims_npy, parser_npy_new, parser_npy_named_new},
     {"gguf", claims_gguf, parser_gguf_new, NULL},
     {"zip", claims_zip, parser_zip_new, NULL},
+    {"torch", claims_torch_legacy, parser_torch_legacy_new, NULL},
     {"json", claims_json, parser_json_new},
     {"pickle", claims_pickle, parser_pickle_new},
 };

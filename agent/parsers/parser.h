@@ -40,6 +40,7 @@ struct parser *parser_safetensors_new(struct report *r, const struct parse_optio
 struct parser *parser_npy_new(struct report *r, const struct parse_options *o);
 struct parser *parser_gguf_new(struct report *r, const struct parse_options *o);
 struct parser *parser_torch_new(struct report *r, const struct parse_options *o);
+struct parser *parser_torch_legacy_new(struct report *r, const struct parse_options *o);
 struct parser *parser_npz_new(struct report *r, const struct parse_options *o);
 
 /* A parser that looks at the first bytes (and the path's extension when the bytes do

@@ -22,8 +22,13 @@
  * gaps (x[::2]) are reported with dtype and shape only.
  *
  * OrderedDict state dicts carry a `_metadata` attribute (module versions); it is
- * dropped. The legacy format (_use_new_zipfile_serialization=False) is not read, nor
- * are big-endian archives (a "byteorder" record of "big"), sparse and quantized tensors.
+ * dropped. Not read: big-endian archives (a "byteorder" record of "big"), sparse and
+ * quantized tensors.
+ *
+ * The legacy format (_use_new_zipfile_serialization=False, torch < 1.6) is five pickles
+ * back to back — torch's magic number, the protocol version, system information, the
+ * object, the list of storage keys in the order they follow — then each storage as a
+ * little-endian int64 element count and its bytes. The same views are read from it.
  */
 #include "parser.h"
 #include "flatten.h"
@@ -70,12 +75,16 @@ struct view {
     char key[STORAGE_KEY_MAX]; /* its storage */
     uint64_t begin, nbytes;    /* within the storage */
     uint64_t storage_nbytes;
+    size_t storage_elsize;
     size_t order; /* position in data.pkl, for a stable sort */
     bool reported;
     struct tensor_reader reader;
 };
 
 enum member { M_OTHER, M_PICKLE, M_STORAGE };
+
+/* The legacy format's pickles, in order, then its storages. */
+enum legacy_part { L_MAGIC, L_PROTOCOL, L_SYS_INFO, L_OBJECT, L_KEYS, L_STORAGES };
 
 struct torch {
     struct parser base;
@@ -94,6 +103,13 @@ struct torch {
     enum member member;
     size_t first, last;  /* M_STORAGE: views[first, last) are the storage's */
     uint64_t at, nbytes; /* M_STORAGE: bytes of the storage so far, and in all */
+
+    /* the legacy format */
+    enum legacy_part part;
+    char (*keys)[STORAGE_KEY_MAX]; /* storage order */
+    size_t nkeys, next_key;
+    uint8_t count[8]; /* a storage's element count */
+    size_t count_have;
 };
 
 /* ---- Recognizing tensors in data.pkl ---------------------------------------------- */
@@ -205,6 +221,7 @@ static void add_tensor(struct torch *t, const char *name, struct pyobj *const *a
         return;
     }
     memcpy(v->key, id[2]->u.str.data, id[2]->u.str.len + 1);
+    v->storage_elsize = storage->size;
     v->storage_nbytes = (uint64_t)numel * storage->size;
     v->begin = (uint64_t)offset * e->size;
     uint64_t elements = 0;
@@ -391,6 +408,132 @@ static void torch_end(void *ctx, bool whole)
 
 static const struct zip_handler torch_handler = {torch_begin, torch_data, torch_end};
 
+/* Tensors whose data never came; reported as one error. */
+static size_t unread_tensors(const struct torch *t)
+{
+    size_t unread = 0;
+    for (size_t i = 0; i < t->nviews; i++)
+        unread += !t->views[i].reported;
+    if (unread) report_error(t->report, "torch: %zu tensors' data not in the file", unread);
+    return unread;
+}
+
+/* ---- The legacy format ------------------------------------------------------------ */
+
+static void legacy_keys(void *ctx, struct pyobj *root)
+{
+    struct torch *t = ctx;
+    size_t n;
+    struct pyobj *const *items = pyobj_tuple_items(root, &n);
+    t->keys = calloc(n ? n : 1, sizeof *t->keys);
+    if (!t->keys) {
+        report_error(t->report, "torch: out of memory");
+        t->broken = true;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (items[i]->kind != PY_STR || !items[i]->u.str.data ||
+            items[i]->u.str.len >= STORAGE_KEY_MAX) {
+            report_error(t->report, "torch: storage key %zu not understood", i);
+            t->broken = true;
+            return;
+        }
+        memcpy(t->keys[i], items[i]->u.str.data, items[i]->u.str.len + 1);
+    }
+    t->nkeys = n;
+}
+
+static void ignore_root(void *ctx, struct pyobj *root)
+{
+    (void)ctx;
+    (void)root;
+}
+
+static bool next_pickle(struct torch *t)
+{
+    if (t->pickle) pickle_walker_free(t->pickle);
+    t->pickle = NULL;
+    if (++t->part == L_STORAGES) return true;
+    pickle_on_stop on_stop = t->part == L_OBJECT ? pickled
+                             : t->part == L_KEYS ? legacy_keys
+                                                 : ignore_root;
+    t->pickle = pickle_walker_new(t->report, on_stop, t);
+    if (!t->pickle) report_error(t->report, "torch: out of memory");
+    return t->pickle != NULL;
+}
+
+/* The element count before a storage's bytes: its views say how long they are. */
+static bool start_legacy_storage(struct torch *t)
+{
+    uint64_t numel = 0;
+    for (int i = 7; i >= 0; i--)
+        numel = numel << 8 | t->count[i];
+    t->count_have = 0;
+    const char *key = t->keys[t->next_key++];
+    size_t first, last = find_storage(t, key, &first);
+    if (first == last) {
+        report_error(t->report, "torch: storage %s of a tensor not read; the rest is not read",
+                     key);
+        return false;
+    }
+    t->first = first;
+    t->last = last;
+    t->at = 0;
+    t->nbytes = t->views[first].storage_nbytes;
+    if (numel * t->views[first].storage_elsize != t->nbytes) {
+        report_error(t->report, "torch: storage %s holds %llu elements, not %llu bytes' worth", key,
+                     (unsigned long long)numel, (unsigned long long)t->nbytes);
+        return false;
+    }
+    t->member = M_STORAGE;
+    if (t->nbytes == 0) torch_end(t, true);
+    return true;
+}
+
+static size_t legacy_step(struct torch *t, const uint8_t *data, size_t len)
+{
+    if (t->part < L_STORAGES) {
+        size_t n = pickle_walker_feed(t->pickle, data, len);
+        enum pickle_state state = pickle_walker_state(t->pickle);
+        if (state == PICKLE_FAILED || (state == PICKLE_STOPPED && !next_pickle(t)))
+            t->broken = true;
+        return n;
+    }
+    if (t->member != M_STORAGE) {
+        size_t n = 8 - t->count_have < len ? 8 - t->count_have : len;
+        memcpy(t->count + t->count_have, data, n);
+        t->count_have += n;
+        if (t->count_have == 8 && !start_legacy_storage(t)) t->broken = true;
+        return n;
+    }
+    size_t n = feed_storage(t, data, len);
+    if (t->at == t->nbytes) torch_end(t, true);
+    return n;
+}
+
+static void legacy_feed(struct parser *p, const uint8_t *data, size_t len)
+{
+    struct torch *t = (struct torch *)p;
+    while (len > 0 && !t->broken &&
+           !(t->part == L_STORAGES && t->next_key == t->nkeys && t->member != M_STORAGE)) {
+        size_t n = legacy_step(t, data, len);
+        data += n;
+        len -= n;
+    }
+}
+
+static bool legacy_finish(struct parser *p)
+{
+    struct torch *t = (struct torch *)p;
+    if (t->part < L_STORAGES && !t->broken) pickle_walker_finish(t->pickle);
+    bool whole = t->part == L_STORAGES && t->next_key == t->nkeys && t->member != M_STORAGE;
+    if (t->member == M_STORAGE) torch_end(t, false);
+    if (!whole && !t->broken && t->part == L_STORAGES)
+        report_error(t->report, "torch: data ended before storage %zu of %zu", t->next_key + 1,
+                     t->nkeys);
+    return whole && unread_tensors(t) == 0 && !t->broken;
+}
+
 /* ---- The parser ------------------------------------------------------------------------ */
 
 static void torch_feed(struct parser *p, const uint8_t *data, size_t len)
@@ -419,22 +562,43 @@ static void torch_destroy(struct parser *p)
     zip_walker_free(t->zip);
     if (t->pickle) pickle_walker_free(t->pickle);
     free(t->views);
+    free(t->keys);
     free(t);
+}
+
+static struct torch *torch_new(struct report *r, const struct parse_options *o)
+{
+    struct torch *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->base = (struct parser){.format = "torch", .destroy = torch_destroy};
+    t->report = r;
+    t->sample = o->sample;
+    return t;
 }
 
 struct parser *parser_torch_new(struct report *r, const struct parse_options *o)
 {
-    struct torch *t = calloc(1, sizeof *t);
+    struct torch *t = torch_new(r, o);
     if (!t) return NULL;
-    t->base = (struct parser){.format = "torch",
-                              .feed = torch_feed,
-                              .finish = torch_finish,
-                              .destroy = torch_destroy,
-                              .tolerates_rewrites = true};
-    t->report = r;
-    t->sample = o->sample;
+    t->base.feed = torch_feed;
+    t->base.finish = torch_finish;
+    t->base.tolerates_rewrites = true;
     t->zip = zip_walker_new(r, "torch", &torch_handler, t);
     if (!t->zip) {
+        free(t);
+        return NULL;
+    }
+    return &t->base;
+}
+
+struct parser *parser_torch_legacy_new(struct report *r, const struct parse_options *o)
+{
+    struct torch *t = torch_new(r, o);
+    if (!t) return NULL;
+    t->base.feed = legacy_feed;
+    t->base.finish = legacy_finish;
+    t->pickle = pickle_walker_new(r, ignore_root, t); /* the magic number's */
+    if (!t->pickle) {
         free(t);
         return NULL;
     }

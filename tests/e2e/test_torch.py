@@ -133,6 +133,12 @@ def test_model_optimizer_and_scalars(ckmon, work):
     assert window.storage_offset() == 10
 
 
+def test_legacy_format(ckmon, work):
+    # torch < 1.6's format, still written on request: pickles, then raw storages
+    save = "torch.save(state, path, _use_new_zipfile_serialization=False)"
+    save_and_check(ckmon, work, TRAINING, save, "legacy.pt")
+
+
 def test_parameters_and_a_bare_tensor(ckmon, work):
     state = """
 import torch
