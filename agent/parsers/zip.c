@@ -110,14 +110,15 @@ static void expect(struct zip_walker *w, enum zip_state state, size_t need)
     w->have = 0;
 }
 
-/* The member's raw data ended: its descriptor (if any) comes next. */
+/* The member's raw data ended: its descriptor (if any, and not already found by the
+ * scan) comes next. */
 static void end_data(struct zip_walker *w)
 {
     if (w->z_live) inflateEnd(&w->z);
     w->z_live = false;
     if (w->in_member) w->handler->end(w->ctx, true);
     w->in_member = false;
-    if (w->member.flags & FLAG_DESCRIPTOR)
+    if (w->state != ZIP_SCAN && (w->member.flags & FLAG_DESCRIPTOR))
         expect(w, ZIP_DESCRIPTOR, DESC_SHORT);
     else
         expect(w, ZIP_SIGNATURE, 4);
@@ -196,10 +197,7 @@ static void end_signature(struct zip_walker *w)
     uint32_t sig = le32(w->fixed);
     bool tail_possible = w->desc_tail_possible;
     w->desc_tail_possible = false;
-    if (sig == SIG_LOCAL) {
-        w->member.offset = w->offset - 4;
-        return expect(w, ZIP_HEADER, LOCAL_FIXED);
-    }
+    if (sig == SIG_LOCAL) return expect(w, ZIP_HEADER, LOCAL_FIXED);
     if (sig == SIG_CENTRAL || sig == SIG_ZIP64_END || sig == SIG_ZIP64_LOC || sig == SIG_END)
         return expect(w, ZIP_CENTRAL, 0);
     if (tail_possible) return expect(w, ZIP_DESC_TAIL, DESC_LONG - DESC_SHORT - 4);
@@ -328,7 +326,6 @@ static size_t take_scanned(struct zip_walker *w, const uint8_t *data, size_t len
         if (!form) continue;
         w->replay_len = w->window_len - form;
         memcpy(w->replay, w->window + form, w->replay_len);
-        w->member.flags &= (uint16_t)~FLAG_DESCRIPTOR; /* consumed with the data */
         end_data(w);
         return i + 1;
     }

@@ -28,7 +28,6 @@
 struct zip_member {
     char name[ZIP_MAX_NAME + 1];
     uint16_t flags, method; /* method 0 stored, 8 deflated */
-    uint64_t offset;        /* of the local header, in the archive */
 };
 
 /* What a format does with the members, as they stream by. */

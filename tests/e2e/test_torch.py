@@ -5,10 +5,10 @@ torch.load and computes every expected value and statistic from the loaded tenso
 NumPy (expected.py), then checks the streaming record (`ckmon run`) and the record of
 `ckmon inspect` on the same file against it, and against each other.
 """
+import os
 import subprocess
 
 import numpy as np
-import pytest
 import torch
 
 from ckmon_helpers import check_record, ckmon_args, clean_env, parse_records, python_script
@@ -98,28 +98,36 @@ def assert_parity(streamed, path, obj, as_tensor_of):
     assert_findings(inspected, obj, as_tensor_of)
 
 
-def save_and_check(ckmon, work, state_source, save, filename):
-    """Runs a writer under ckmon run; checks its record and inspect's against torch.load."""
-    script = state_source + f"""
-path = os.path.abspath({filename!r})
-{save}
-report(path=path, size=os.path.getsize(path))
-"""
-    run = ckmon.run(*python_script(work, "import os, json\n" + script),
+def save_and_check(ckmon, work, source, saves):
+    """Runs one writer under ckmon run: source builds the objects, saves maps each file
+    name to the statement that writes it to `path`. Checks every file's record, and
+    inspect's, against torch.load; returns {file name: (record, loaded object)}."""
+    body = "import os, json\n" + source + "sizes = {}\n"
+    for filename, save in saves.items():
+        body += f"path = os.path.abspath({filename!r})\n{save}\nsizes[path] = os.path.getsize(path)\n"
+    run = ckmon.run(*python_script(work, body + "report(sizes=sizes)\n"),
                     options=["--sample", "1"])
     assert run.returncode == 0, run.stderr
     out = run.last_json()
-    record = run.only_record(out["path"])
-    check_record(record, run, path=out["path"], fmt="torch", size=out["size"], pid=out["pid"])
-    loaded = torch.load(out["path"])
-    assert_findings(record, loaded, as_tensor)
-    assert_parity(record, out["path"], loaded, as_tensor)
-    return record, loaded
+    checked = {}
+    for path, size in out["sizes"].items():
+        record = run.only_record(path)
+        check_record(record, run, path=path, fmt="torch", size=size, pid=out["pid"])
+        loaded = torch.load(path)
+        assert_findings(record, loaded, as_tensor)
+        assert_parity(record, path, loaded, as_tensor)
+        checked[os.path.basename(path)] = record, loaded
+    return checked
 
 
 def test_model_optimizer_and_scalars(ckmon, work):
-    record, loaded = save_and_check(ckmon, work, TRAINING, "torch.save(state, path)",
-                                    "train_state.pt")
+    checked = save_and_check(ckmon, work, TRAINING, {
+        "train_state.pt": "torch.save(state, path)",
+        # torch < 1.6's format, still written on request: pickles, then raw storages
+        "legacy.pt": "torch.save(state, path, _use_new_zipfile_serialization=False)",
+        "handle.pt": "with open(path, 'wb') as f:\n    torch.save(state, f)",
+    })
+    record, loaded = checked["train_state.pt"]
     names = {t["name"] for t in record["tensors"]}
     # the names the issue gives as examples, and no state-dict bookkeeping
     assert {"model.0.weight", "model.1.running_mean", "optim.state.0.exp_avg"} <= names
@@ -133,45 +141,33 @@ def test_model_optimizer_and_scalars(ckmon, work):
     assert window.storage_offset() == 10
 
 
-def test_legacy_format(ckmon, work):
-    # torch < 1.6's format, still written on request: pickles, then raw storages
-    save = "torch.save(state, path, _use_new_zipfile_serialization=False)"
-    save_and_check(ckmon, work, TRAINING, save, "legacy.pt")
-
-
-def test_parameters_and_a_bare_tensor(ckmon, work):
-    state = """
+OTHER_OBJECTS = """
 import torch
 torch.manual_seed(3)
 layer = torch.nn.Linear(5, 3)
-state = {"weight": layer.weight, "bias": layer.bias, "plain": [torch.ones(2), 3]}
+params = {"weight": layer.weight, "bias": layer.bias, "plain": [torch.ones(2), 3]}
+bare = torch.linspace(-1, 1, 50).reshape(5, 10)
+# 12 storages: torch 1.13 writes data/0, data/1, data/10, data/11, data/2, ...
+many = [torch.full((3,), float(i)) for i in range(12)]
 """
-    save_and_check(ckmon, work, state, "torch.save(state, path)", "params.pt")
-    bare = "import torch\nstate = torch.linspace(-1, 1, 50).reshape(5, 10)\n"
-    record, _ = save_and_check(ckmon, work, bare, "torch.save(state, path)", "bare.pt")
-    assert [t["name"] for t in record["tensors"]] == ["value"]
 
 
-def test_many_storages_in_lexicographic_record_order(ckmon, work):
-    # 12 storages: torch 1.13 writes data/0, data/1, data/10, data/11, data/2, ...
-    state = "import torch\nstate = [torch.full((3,), float(i)) for i in range(12)]\n"
-    record, _ = save_and_check(ckmon, work, state, "torch.save(state, path)", "list.pt")
-    assert len(record["tensors"]) == 12
+def test_parameters_a_bare_tensor_and_many_storages(ckmon, work):
+    checked = save_and_check(ckmon, work, OTHER_OBJECTS, {
+        "params.pt": "torch.save(params, path)",
+        "bare.pt": "torch.save(bare, path)",
+        "many.pt": "torch.save(many, path)",
+    })
+    assert [t["name"] for t in checked["bare.pt"][0]["tensors"]] == ["value"]
+    assert len(checked["many.pt"][0]["tensors"]) == 12
 
 
-def test_saved_to_an_open_file_object(ckmon, work):
-    state = "import torch\nstate = {'w': torch.randn(7, 3), 'step': 5}\n"
-    save = "with open(path, 'wb') as f:\n    torch.save(state, f)"
-    save_and_check(ckmon, work, state, save, "handle.pt")
-
-
-@pytest.mark.parametrize("sample", ["0.25"])
-def test_sampled_statistics_say_so(work, sample):
+def test_sampled_statistics_say_so(work):
     path = work / "big.pt"
     torch.manual_seed(1)
     big = torch.randn(256, 1024)
     torch.save({"big": big}, path)
-    record = inspect(path, "--sample", sample)
+    record = inspect(path, "--sample", "0.25")
     (t,) = record["tensors"]
     assert 0 < t["sampled"] < 1
     assert t["head"] == [float(x) for x in big.reshape(-1)[:8].tolist()]
