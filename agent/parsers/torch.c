@@ -224,20 +224,32 @@ static void add_tensor(struct torch *t, const char *name, struct pyobj *const *a
     v->storage_elsize = storage->size;
     v->storage_nbytes = (uint64_t)numel * storage->size;
     v->begin = (uint64_t)offset * e->size;
-    uint64_t elements = 0;
+    uint64_t elements = 0, reach = 0; /* elements, and how far past the offset they go */
     bool sized = tensor_shape_elements(size, ndim, &elements) &&
                  !__builtin_mul_overflow(elements, e->size, &v->nbytes);
-    if (!sized || v->begin > v->storage_nbytes || v->nbytes > v->storage_nbytes - v->begin) {
+    for (int i = 0; sized && elements && i < ndim; i++) {
+        uint64_t step;
+        sized = stride[i] >= 0 &&
+                !__builtin_mul_overflow((uint64_t)(size[i] - 1), (uint64_t)stride[i], &step) &&
+                !__builtin_add_overflow(reach, step, &reach);
+    }
+    if (elements) reach += 1;
+    if (!sized || __builtin_mul_overflow(reach, e->size, &reach) || v->begin > v->storage_nbytes ||
+        reach > v->storage_nbytes - v->begin) {
         report_error(r, "%s: outside its storage", name);
         t->broken = true;
         return;
     }
     t->nviews++;
     if (!e->readable || (elements > 1 && !dense(size, stride, ndim))) {
-        /* dtype and shape only: nothing of the storage is read for it */
-        tensor_reader_init_opaque(&v->reader, name, e->name, size, ndim, 0);
-        if (e->readable) report_error(r, "%s: a view with gaps; statistics not computed", name);
-        tensor_reader_report(&v->reader, r);
+        /* dtype and shape only: nothing of the storage is read for it (it stays a view so
+         * that its storage's size is known) */
+        struct tensor_stats none;
+        stats_init(&none, DTYPE_U8);
+        report_tensor(r, name, e->name, size, ndim, &none, 0);
+        if (report_wants(r, name))
+            report_error(r, "%s: %s; statistics not computed", name,
+                         e->readable ? "a view with gaps" : e->name);
         v->reported = true;
         v->nbytes = 0;
         return;

@@ -273,3 +273,19 @@ def test_torch2_layout_and_rebuild_v3(ckmon, work):
     }
     assert_findings(record, expected, as_tensor)
     assert_parity(record, out["path"], expected, as_tensor)
+
+
+def test_views_with_gaps_and_complex_get_dtype_and_shape_only(work):
+    path = work / "gaps.pt"
+    x = torch.arange(10, dtype=torch.float32)
+    torch.save({"every_other": x[::2], "expanded": torch.ones(3).expand(4, 3),
+                "complex": torch.ones(2, dtype=torch.complex64), "whole": x}, path)
+    record = inspect(path, "--sample", "1")
+    assert record["complete"] is True
+    tensors = {t["name"]: t for t in record["tensors"]}
+    for name, dtype, shape in (("every_other", "float32", [5]), ("expanded", "float32", [4, 3]),
+                               ("complex", "complex64", [2])):
+        assert tensors[name]["dtype"] == dtype and tensors[name]["shape"] == shape
+        assert tensors[name]["min"] is None and tensors[name]["sampled"] == 0
+        assert any(name in e for e in record["errors"]), record["errors"]
+    assert tensors["whole"]["mean"] == 4.5 and tensors["whole"]["sampled"] == 1
