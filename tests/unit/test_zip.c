@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,6 +246,78 @@ static void test_other_zip_is_unknown(void **state)
     report_free(&r);
 }
 
+/* ---- The torch and npz parsers over the same archives ------------------------------- */
+
+static cJSON *parse(const char *path, const uint8_t *bytes, size_t len, enum split split,
+                    const char *format)
+{
+    struct report r;
+    struct parse_options opt = {.sample = 1};
+    report_init(&r, NULL);
+    struct parser *p = parser_detect_new(path, &r, &opt);
+    for (size_t at = 0; at < len;) {
+        size_t n = split == WHOLE ? len - at : split == ONE_BYTE ? 1 : (size_t)(rand() % 97) + 1;
+        if (n > len - at) n = len - at;
+        p->feed(p, bytes + at, n);
+        at += n;
+    }
+    assert_true(p->finish(p));
+    assert_string_equal(p->format, format);
+    p->destroy(p);
+    cJSON *found = cJSON_CreateObject();
+    report_take(&r, found);
+    report_free(&r);
+    assert_null(cJSON_GetObjectItem(found, "errors"));
+    return found;
+}
+
+static const cJSON *tensor_named(const cJSON *found, const char *name)
+{
+    const cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(found, "tensors"))
+    {
+        if (strcmp(cJSON_GetObjectItem(t, "name")->valuestring, name) == 0) return t;
+    }
+    fail_msg("no tensor %s", name);
+    return NULL;
+}
+
+static double stat(const cJSON *t, const char *key)
+{
+    return cJSON_GetObjectItem(t, key)->valuedouble;
+}
+
+/* arange(6) as float32: min 0, max 5, mean 2.5, population std sqrt(35/12). */
+static void assert_arange6(const cJSON *t)
+{
+    assert_string_equal(cJSON_GetObjectItem(t, "dtype")->valuestring, "float32");
+    assert_true(stat(t, "min") == 0 && stat(t, "max") == 5 && stat(t, "mean") == 2.5);
+    assert_true(fabs(stat(t, "std") - sqrt(35.0 / 12)) < 1e-12);
+}
+
+static void test_torch_and_npz_parsers_in_any_pieces(void **state)
+{
+    (void)state;
+    for (enum split split = WHOLE; split <= RANDOM; split++) {
+        cJSON *torch = parse("/x/model.pt", zip_torch, sizeof zip_torch, split, "torch");
+        assert_arange6(tensor_named(torch, "w"));
+        assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(torch, "values"), "n")->valueint,
+                         3);
+        cJSON_Delete(torch);
+
+        cJSON *npz = parse("/x/arrays.npz", zip_npz, sizeof zip_npz, split, "npz");
+        assert_arange6(tensor_named(npz, "w"));
+        /* arange(20000) % 7 - 3: values -3..3; 20000 = 7 * 2857 + 1, the extra one is -3 */
+        const cJSON *big = tensor_named(npz, "big");
+        assert_true(stat(big, "min") == -3 && stat(big, "max") == 3);
+        double n = 20000, mean = -3.0 / n;
+        double sum_sq = 2857.0 * 28 + 9;
+        assert_true(fabs(stat(big, "mean") - mean) < 1e-15);
+        assert_true(fabs(stat(big, "std") - sqrt(sum_sq / n - mean * mean)) < 1e-12);
+        cJSON_Delete(npz);
+    }
+}
+
 int main(void)
 {
     srand(20261129);
@@ -255,6 +328,7 @@ int main(void)
         cmocka_unit_test(test_truncated_prefixes),
         cmocka_unit_test(test_corrupt_deflate_fails),
         cmocka_unit_test(test_other_zip_is_unknown),
+        cmocka_unit_test(test_torch_and_npz_parsers_in_any_pieces),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
