@@ -265,39 +265,56 @@ static bool is_rebuild(const struct pyobj *o, const char *which)
     return pyobj_is_global(o, "torch._utils", which);
 }
 
-/* The flatten hook: tensors, and state dicts' _metadata. */
+/* A state_dict()'s _metadata: module name -> {"version": N, ...}, for every module. */
+static bool is_module_metadata(const char *name, const struct pyobj *o)
+{
+    const char *last = strrchr(name, '.');
+    if (o->kind != PY_DICT || strcmp(last ? last + 1 : name, "_metadata") != 0) return false;
+    for (size_t i = 1; i < o->u.map.len; i += 2) {
+        const struct pyobj *v = o->u.map.at[i];
+        if (v->kind != PY_DICT || !pyobj_dict_get(v, "version")) return false;
+    }
+    return true;
+}
+
+/* The call that rebuilds a tensor, or NULL; parameters (_rebuild_parameter(tensor, ...))
+ * by the tensor inside, to a bounded depth: the pickle could nest them without end. */
+static const struct pyobj *tensor_call(const struct pyobj *o, struct pyobj *const **args, size_t *n)
+{
+    for (int depth = 0; depth < 8; depth++) {
+        if (o->kind != PY_OBJECT || !o->u.object.callable) return NULL;
+        const struct pyobj *c = o->u.object.callable;
+        *args = pyobj_tuple_items(o->u.object.args, n);
+        if (!is_rebuild(c, "_rebuild_parameter") && !is_rebuild(c, "_rebuild_parameter_with_state"))
+            return c;
+        if (*n < 1) return NULL;
+        o = (*args)[0];
+    }
+    return NULL;
+}
+
+/* The flatten hook: tensors, and state dicts' _metadata (dropped). */
 static bool torch_hook(void *ctx, struct report *r, const char *name, const struct pyobj *o)
 {
     struct torch *t = ctx;
-    const char *last = strrchr(name, '.');
-    if (o->kind == PY_DICT && strcmp(last ? last + 1 : name, "_metadata") == 0) return true;
-    if (o->kind != PY_OBJECT || !o->u.object.callable) return false;
-    const struct pyobj *c = o->u.object.callable;
+    (void)r;
+    if (is_module_metadata(name, o)) return true;
+    struct pyobj *const *args;
     size_t n;
-    struct pyobj *const *args = pyobj_tuple_items(o->u.object.args, &n);
-    if (is_rebuild(c, "_rebuild_tensor_v2") || is_rebuild(c, "_rebuild_tensor")) {
+    const struct pyobj *c = tensor_call(o, &args, &n);
+    if (c && is_rebuild(c, "_rebuild_from_type_v2") && n >= 3) {
+        /* a tensor subclass: (rebuild, type, rebuild's args, state) */
+        c = args[0];
+        args = pyobj_tuple_items(args[2], &n);
+    }
+    if (!c) return false;
+    if (is_rebuild(c, "_rebuild_tensor_v2") || is_rebuild(c, "_rebuild_tensor"))
         add_tensor(t, name, args, n, false);
-        return true;
-    }
-    if (is_rebuild(c, "_rebuild_tensor_v3")) {
+    else if (is_rebuild(c, "_rebuild_tensor_v3"))
         add_tensor(t, name, args, n, true);
-        return true;
-    }
-    if ((is_rebuild(c, "_rebuild_parameter") || is_rebuild(c, "_rebuild_parameter_with_state")) &&
-        n >= 1)
-        return torch_hook(ctx, r, name, args[0]);
-    if (is_rebuild(c, "_rebuild_from_type_v2") && n >= 3) {
-        size_t m;
-        struct pyobj *const *inner = pyobj_tuple_items(args[2], &m);
-        if (is_rebuild(args[0], "_rebuild_tensor_v2"))
-            add_tensor(t, name, inner, m, false);
-        else if (is_rebuild(args[0], "_rebuild_tensor_v3"))
-            add_tensor(t, name, inner, m, true);
-        else
-            return false;
-        return true;
-    }
-    return false;
+    else
+        return false;
+    return true;
 }
 
 static int by_key(const void *a, const void *b)

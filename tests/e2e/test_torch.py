@@ -145,7 +145,8 @@ OTHER_OBJECTS = """
 import torch
 torch.manual_seed(3)
 layer = torch.nn.Linear(5, 3)
-params = {"weight": layer.weight, "bias": layer.bias, "plain": [torch.ones(2), 3]}
+params = {"weight": layer.weight, "bias": layer.bias, "plain": [torch.ones(2), 3],
+          "_metadata": {"run": "kept: not a state dict's"}}
 bare = torch.linspace(-1, 1, 50).reshape(5, 10)
 # 12 storages: torch 1.13 writes data/0, data/1, data/10, data/11, data/2, ...
 many = [torch.full((3,), float(i)) for i in range(12)]
