@@ -328,7 +328,7 @@ static void pickled(void *ctx, struct pyobj *root)
 {
     struct torch *t = ctx;
     flatten(t->report, root, torch_hook, t);
-    qsort(t->views, t->nviews, sizeof *t->views, by_key);
+    if (t->nviews) qsort(t->views, t->nviews, sizeof *t->views, by_key);
     t->pickled = true;
 }
 
