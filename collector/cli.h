@@ -17,7 +17,5 @@ int cmd_inspect(int argc, char **argv);
 int cli_parse(struct options *o, enum command cmd, int argc, char **argv);
 /* "ckmon CMD: MESSAGE (try 'ckmon CMD --help')", one line on stderr; returns EXIT_USAGE. */
 int usage_error(enum command cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Remote sinks come later; until then naming one is a usage error. */
-int reject_sinks(const struct options *o);
 
 #endif

@@ -55,20 +55,29 @@ static const char main_help[] =
     "  -o, --log FILE         append records to FILE, '-' for stdout\n"                            \
     "                         (default ./ckmon.jsonl)\n"                                           \
     "  -s, --sink FORMAT=URL  push records to a remote sink (ndjson, pushgateway,\n"               \
-    "                         victoriametrics, influx); repeatable. Not\n"                         \
-    "                         implemented yet\n"                                                   \
-    "      --state DIR        where the collector keeps what it must not lose\n"                   \
+    "                         victoriametrics, influx); repeatable. See\n"                         \
+    "                         docs/sinks.md\n"                                                     \
+    "      --state DIR        where the collector keeps what it must not lose:\n"                  \
+    "                         sink cursors, dead letters, stats.json, the spool\n"                 \
     "                         (default: LOG.state/ beside the log)\n"                              \
     "      --flush-timeout SECONDS\n"                                                              \
-    "                         how long run waits for sinks after COMMAND ends\n"                   \
-    "                         (default 10)\n"
+    "                         how long to wait for the sinks at the end (run:\n"                   \
+    "                         after COMMAND ends; collect: after SIGTERM)\n"                       \
+    "                         (default 10)\n"                                                      \
+    "      --log-max-bytes SIZE\n"                                                                 \
+    "                         rotate the log to LOG.1, LOG.2, ... when it\n"                       \
+    "                         reaches SIZE (bytes, or with K, M, G; default:\n"                    \
+    "                         never)\n"                                                            \
+    "      --log-keep N       rotated segments kept, besides those a sink has\n"                   \
+    "                         not delivered (default 5)\n"
 
 #define ENV_HELP                                                                                   \
     "\n"                                                                                           \
     "Environment (a flag wins over its variable):\n"                                               \
     "  CKMON_PATHS, CKMON_KEYS  ':'-separated lists, as repeated --paths, --keys\n"                \
     "  CKMON_SINKS              space-separated list, as repeated --sink\n"                        \
-    "  CKMON_LOG, CKMON_SAMPLE, CKMON_SOCKET, CKMON_JOB, CKMON_STATE\n"                            \
+    "  CKMON_LOG, CKMON_SAMPLE, CKMON_SOCKET, CKMON_JOB, CKMON_STATE,\n"                           \
+    "  CKMON_LOG_MAX_BYTES, CKMON_LOG_KEEP\n"                                                       \
     "                           as the flags\n"
 
 static const char run_help[] =
@@ -97,7 +106,8 @@ static const char run_help[] =
 static const char collect_help[] =
     "Usage: ckmon collect [OPTIONS]\n"
     "\n"
-    "Run a collector in the foreground until SIGTERM, SIGINT or SIGHUP. Programs\n"
+    "Run a collector in the foreground until SIGTERM or SIGINT (SIGHUP reopens\n"
+    "the log). Programs\n"
     "started with the agent preloaded and CKMON_SOCKET naming its socket send it\n"
     "what they find; it writes one record per checkpoint file to the log. When it\n"
     "stops, it reads what agents sent, records files still open as incomplete and\n"
@@ -111,6 +121,8 @@ static const char collect_help[] =
     "      --socket PATH      listen on PATH (default /tmp/ckmon-<uid>.sock); a\n"
     "                         stale socket file is replaced, one a collector\n"
     "                         answers on is not\n" SERVING_HELP
+    "      --stats            print the counters of the last collector with this\n"
+    "                         --log/--state (its stats.json) and exit\n"
     "  -p, --paths, --keys, --sample, --job\n"
     "                         accepted as in 'ckmon run'; programs started by hand\n"
     "                         take them from their own CKMON_PATHS, CKMON_KEYS,\n"
@@ -153,13 +165,6 @@ int cli_parse(struct options *o, enum command cmd, int argc, char **argv)
     fputs(command_help[cmd], stdout);
     options_free(o);
     return 0;
-}
-
-int reject_sinks(const struct options *o)
-{
-    if (!o->sink_count) return -1;
-    fprintf(stderr, "ckmon: --sink: remote sinks are not implemented yet\n");
-    return EXIT_USAGE;
 }
 
 int main(int argc, char **argv)
