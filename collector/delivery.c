@@ -136,6 +136,7 @@ static bool open_segment(struct sink_state *s, unsigned long seq, off_t offset)
         if (fd >= 0) close(fd);
         return false;
     }
+    pthread_mutex_lock(&s->d->lock); /* still_needed() reads where the sink is */
     if (s->fd >= 0) close(s->fd);
     s->fd = fd;
     s->dev = st.st_dev;
@@ -143,6 +144,7 @@ static bool open_segment(struct sink_state *s, unsigned long seq, off_t offset)
     s->seq = seq;
     s->offset = offset;
     s->buf_len = 0;
+    pthread_mutex_unlock(&s->d->lock);
     return true;
 }
 
@@ -459,11 +461,21 @@ static unsigned long count_lines(int fd, off_t from)
     return lines;
 }
 
+/* The segment the sink reads: a sink still reading the file it opened as the active
+ * one may be in a rotated segment by now, and its inode says which. */
+static unsigned long where(const struct sink_state *s)
+{
+    unsigned long at = s->seq;
+    if (at == SEGMENT_ACTIVE && !segment_find(s->d->source, s->dev, s->ino, &at))
+        at = SEGMENT_ACTIVE;
+    return at;
+}
+
 /* Lines from the cursor to the end of the source: what this sink has not delivered. */
 static unsigned long pending(struct sink_state *s)
 {
     unsigned long lines = count_lines(s->fd, s->offset);
-    for (unsigned long seq = s->seq; seq != SEGMENT_ACTIVE;) {
+    for (unsigned long seq = where(s); seq != SEGMENT_ACTIVE;) {
         seq = segment_next(s->d->source, seq);
         char *path = segment_path(s->d->source, seq);
         int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
@@ -487,14 +499,14 @@ static void wake_sinks(void *ctx)
 }
 
 /* A sink needs segment seq if its cursor is in it or in an older one. */
-static bool still_needed(void *ctx, unsigned long seq, dev_t dev, ino_t ino)
+static bool still_needed(void *ctx, unsigned long seq)
 {
     struct delivery *d = ctx;
     bool needed = false;
     pthread_mutex_lock(&d->lock);
     for (size_t i = 0; i < d->count && !needed; i++) {
-        const struct sink_state *s = &d->sinks[i];
-        needed = (s->dev == dev && s->ino == ino) || (s->seq != SEGMENT_ACTIVE && s->seq <= seq);
+        unsigned long at = where(&d->sinks[i]);
+        needed = at != SEGMENT_ACTIVE && at <= seq;
     }
     pthread_mutex_unlock(&d->lock);
     return needed;

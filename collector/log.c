@@ -72,11 +72,9 @@ static void remove_old_segments(struct log_writer *w)
     struct segment_list l;
     if (!segment_list(w->name, &l)) return;
     for (size_t i = 0; i + w->keep < l.count; i++) {
-        struct stat st;
+        if (w->still_needed && w->still_needed(w->needed_ctx, l.seqs[i])) break;
         char *path = segment_path(w->name, l.seqs[i]);
-        if (path && stat(path, &st) == 0 &&
-            !(w->still_needed && w->still_needed(w->needed_ctx, l.seqs[i], st.st_dev, st.st_ino)))
-            unlink(path);
+        if (path) unlink(path);
         free(path);
     }
     segment_list_free(&l);

@@ -29,7 +29,7 @@ struct log_writer {
     unsigned long long max_bytes;
     unsigned long keep;
     off_t size;
-    bool (*still_needed)(void *ctx, unsigned long seq, dev_t dev, ino_t ino);
+    bool (*still_needed)(void *ctx, unsigned long seq);
     void *needed_ctx;
     struct log_writer *copy; /* every line also goes there (the sinks' spool), or NULL */
     void (*after_write)(void *ctx); /* called after each line: the sinks' wake-up */
