@@ -252,7 +252,7 @@ static bool move_on(struct sink_state *s)
     return open_segment(s, next, 0) && save_cursor(s);
 }
 
-static void write_stats(struct delivery *d);
+static void write_stats(struct delivery *d, bool now);
 
 /* ---- sending ---- */
 
@@ -366,6 +366,17 @@ static enum outcome send_request(struct sink_state *s, const struct sink_request
     }
 }
 
+static void batch_free(struct sink_batch *batch, struct sink_output *out, struct http_result *res)
+{
+    free(res->response.s);
+    sink_output_free(out);
+    for (size_t i = 0; i < batch->count; i++)
+        cJSON_Delete(batch->records[i]);
+    free((void *)batch->lines);
+    free((void *)batch->line_lens);
+    free((void *)batch->records);
+}
+
 /* Delivers the first `lines` lines of the buffer (bytes long); false if stopped first. */
 static bool deliver(struct sink_state *s, size_t lines, size_t bytes)
 {
@@ -390,10 +401,16 @@ static bool deliver(struct sink_state *s, size_t lines, size_t bytes)
         p = nl + 1;
     }
     ok = ok && s->type->encode(s->url, &batch, &out);
-    if (!ok) fprintf(stderr, "ckmon: sink %s: out of memory encoding a batch\n", s->spec);
-    if (ok) count(s, &s->counts.skipped, out.skipped);
+    if (!ok) { /* out of memory: the batch stays where it is, for a later try */
+        fprintf(stderr, "ckmon: sink %s: out of memory encoding a batch\n", s->spec);
+        bool alive = pause_for(s, BACKOFF_CAP, false);
+        batch_free(&batch, &out, &res);
+        return alive;
+    }
+    count(s, &s->counts.skipped, out.skipped);
     size_t dead = 0;
     for (size_t i = 0; ok && i < out.count; i++) {
+        if (out.requests[i].body.len == 0) continue; /* nothing a sink can take */
         enum outcome outcome = send_request(s, &out.requests[i], &batch, &res);
         if (outcome == DEAD_LETTERED) dead += out.requests[i].count;
         ok = outcome != STOPPED;
@@ -402,15 +419,9 @@ static bool deliver(struct sink_state *s, size_t lines, size_t bytes)
         consume(s, bytes);
         save_cursor(s);
         count(s, &s->counts.sent, batch.count - dead);
-        if (monotonic() - s->d->stats_at >= 1) write_stats(s->d);
+        write_stats(s->d, false);
     }
-    free(res.response.s);
-    sink_output_free(&out);
-    for (size_t i = 0; i < batch.count; i++)
-        cJSON_Delete(records[i]);
-    free(texts);
-    free(lens);
-    free(records);
+    batch_free(&batch, &out, &res);
     return ok;
 }
 
@@ -514,9 +525,14 @@ static bool still_needed(void *ctx, unsigned long seq)
 
 /* ---- stats.json ---- */
 
-static void write_stats(struct delivery *d)
+/* Rewrites stats.json: now, or if it is a second old. */
+static void write_stats(struct delivery *d, bool now)
 {
     pthread_mutex_lock(&d->stats_lock);
+    if (!now && monotonic() - d->stats_at < 1) {
+        pthread_mutex_unlock(&d->stats_lock);
+        return;
+    }
     d->stats_at = monotonic();
     cJSON *o = cJSON_CreateObject(), *sinks = cJSON_CreateArray();
     cJSON_AddStringToObject(o, "log", d->log->name);
@@ -703,7 +719,7 @@ unsigned long delivery_finish(struct delivery *d, double timeout)
                     s->spec, left, timeout, d->source);
         if (left > worst) worst = left;
     }
-    write_stats(d);
+    write_stats(d, true);
     return worst;
 }
 

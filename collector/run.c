@@ -332,9 +332,13 @@ int cmd_run(int argc, char **argv)
         options_free(&o);
         return rc;
     }
-    if (o.socket && collector_answers(o.socket))
+    if (o.socket && collector_answers(o.socket)) {
         snprintf(socket, sizeof socket, "%s", o.socket);
-    else if (!start_collector(&o, &pc, socket, sizeof socket)) {
+        if (o.sink_count)
+            fprintf(stderr,
+                    "ckmon: --sink ignored: the collector on %s delivers to its own sinks\n",
+                    socket);
+    } else if (!start_collector(&o, &pc, socket, sizeof socket)) {
         remove_private_dir(&pc);
         options_free(&o);
         return 1;
