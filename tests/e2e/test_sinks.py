@@ -12,13 +12,12 @@ import os
 import signal
 import socket
 import subprocess
-import time
 
 import numpy as np
 import pytest
 
 from ckmon_helpers import (
-    AGENT, PYTHON, ckmon_args, clean_env, namespace, parse_time, python_script, read_log,
+    AGENT, ckmon_args, clean_env, namespace, parse_time, python_script, read_log,
 )
 from sink_servers import FaultySink, Influx, Pushgateway, VictoriaMetrics, free_port, wait_for
 
@@ -80,15 +79,15 @@ def write_checkpoints(work, first, count, env):
     return [json.loads(line) for line in p.stdout.splitlines()]
 
 
-def ckmon_run(work, sinks, first=0, count=3, job="train", options=()):
+def ckmon_run(work, sinks, first=0, count=3, job="train", options=(), env=None):
     """`ckmon run` of the writer with these sinks; returns (process, reports)."""
     script = python_script(work, WRITER)
     args = ["run", "-o", work / "ckmon.jsonl", "--job", job]
     for sink in sinks:
         args += ["-s", sink]
     args += list(options) + ["--", *script, str(first), str(count)]
-    p = subprocess.run(ckmon_args(*args), cwd=work, env=clean_env(), capture_output=True,
-                       text=True, timeout=120)
+    p = subprocess.run(ckmon_args(*args), cwd=work, env=clean_env(**(env or {})),
+                       capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     return p, [json.loads(line) for line in p.stdout.splitlines()]
 
@@ -170,6 +169,16 @@ def test_pushgateway_keeps_each_files_latest_checkpoint(work, servers):
     [counts] = stats(work)
     assert (counts["received"], counts["sent"], counts["dead_lettered"]) == (3, 3, 0)
     assert "3 received, 3 sent" in p.stderr
+
+
+def test_pushgateway_groups_ranks_apart(work, servers):
+    """Two ranks writing the same file name on one host are two groups, not one."""
+    pg = servers(Pushgateway)
+    for rank, first in ((0, 0), (1, 5)):
+        ckmon_run(work, [f"pushgateway={pg.url}"], first=first, count=1, env={"RANK": rank})
+    epochs = {labels["rank"]: value for name, labels, value in pg.samples()
+              if name == "ckmon_value" and labels["key"] == "epoch"}
+    assert epochs == {"0": 0.0, "1": 5.0}
 
 
 def test_victoriametrics_keeps_every_checkpoint(work, servers):
@@ -361,3 +370,18 @@ def test_sighup_reopens_the_log_and_sinks_follow(work):
     assert p.returncode == 0, p.stderr
     [counts] = json.loads(p.stdout)["sinks"]
     assert counts["sink"] == f"ndjson={sink.url}" and counts["sent"] == 4
+
+
+def test_log_rotation_keeps_the_newest_segments(work):
+    """Without sinks, --log-keep bounds the rotated segments; the newest records survive."""
+    script = python_script(work, WRITER)
+    log = work / "ckmon.jsonl"
+    p = subprocess.run(ckmon_args("run", "-o", log, "--log-max-bytes", "100", "--log-keep", "2",
+                                  "--", *script, "0", "5"),
+                       cwd=work, env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    # every record takes the log past 100 bytes: five rotations, the last two kept
+    assert sorted(x.name for x in work.glob("ckmon.jsonl*")) == [
+        "ckmon.jsonl", "ckmon.jsonl.4", "ckmon.jsonl.5"]
+    assert read_log(log) == []
+    assert [r["values"]["epoch"] for n in (4, 5) for r in read_log(f"{log}.{n}")] == [3, 4]
