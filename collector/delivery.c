@@ -237,8 +237,14 @@ static bool move_on(struct sink_state *s)
     unsigned long seq = s->seq;
     if (seq == SEGMENT_ACTIVE) {
         struct stat st;
-        if (stat(s->d->source, &st) < 0 || (st.st_dev == s->dev && st.st_ino == s->ino))
-            return false;
+        if (stat(s->d->source, &st) < 0) return false;
+        if (st.st_dev == s->dev && st.st_ino == s->ino) {
+            if (st.st_size >= s->offset + (off_t)s->buf_len) return false;
+            /* Shorter than what was read: someone truncated it. Start it again. */
+            fprintf(stderr, "ckmon: sink %s: %s was truncated; delivering it from its start\n",
+                    s->spec, s->d->source);
+            return open_segment(s, SEGMENT_ACTIVE, 0) && save_cursor(s);
+        }
         /* Rotated: lines written before the rename may have arrived since the last read. */
         if (fill(s) > 0) return true;
         if (!segment_find(s->d->source, s->dev, s->ino, &seq)) seq = SEGMENT_ACTIVE;

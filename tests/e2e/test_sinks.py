@@ -385,3 +385,19 @@ def test_log_rotation_keeps_the_newest_segments(work):
         "ckmon.jsonl", "ckmon.jsonl.4", "ckmon.jsonl.5"]
     assert read_log(log) == []
     assert [r["values"]["epoch"] for n in (4, 5) for r in read_log(f"{log}.{n}")] == [3, 4]
+
+
+def test_truncated_log_is_delivered_from_its_start(work):
+    sink = FaultySink([(200, {})])
+    collect = Collect(work, [f"ndjson={sink.url}"])
+    try:
+        collect.write(0, 2)
+        wait_for("2 delivered records", lambda: len(sink.delivered()) == 2)
+        collect.log.write_bytes(b"")
+        collect.write(2, 1)
+        wait_for("3 delivered records", lambda: len(sink.delivered()) == 3)
+    finally:
+        rc, err = collect.stop()
+        sink.stop()
+    assert rc == 0 and "was truncated" in err, err
+    assert [r["values"]["epoch"] for r in sink.delivered()] == [0, 1, 2]
