@@ -444,15 +444,18 @@ static void *sink_thread(void *arg)
     struct sink_state *s = arg;
     bool lingered = false;
     for (;;) {
+        /* Asked before reading: the last record was written before the stop, so a read
+         * after seeing the stop finds it. */
+        bool stop = stopping(s);
         fill(s);
         size_t lines, bytes = whole_lines(s, &lines);
         if (lines == 0) {
             if (move_on(s)) continue;
-            if (stopping(s)) break; /* everything is written by then: caught up */
+            if (stop) break; /* caught up */
             if (!pause_for(s, POLL_SECONDS, true)) break;
             continue;
         }
-        if (lines < BATCH_RECORDS && bytes < BATCH_BYTES / 2 && !lingered && !stopping(s)) {
+        if (lines < BATCH_RECORDS && bytes < BATCH_BYTES / 2 && !lingered && !stop) {
             lingered = true;
             if (pause_for(s, LINGER_SECONDS, false)) continue;
         }

@@ -299,7 +299,10 @@ def test_busy_sink_is_retried(work, answers):
         sink.stop()
     log = read_log(work / "ckmon.jsonl")
     assert sink.delivered() == log and len(log) == 3
-    assert [status for status, _, _ in sink.requests] == [s for s, _ in answers]
+    # the records may come in more than one batch: the ones after the answers are all 200
+    statuses = [status for status, _, _ in sink.requests]
+    assert statuses[:len(answers)] == [s for s, _ in answers]
+    assert set(statuses[len(answers):]) <= {200}
     assert all(h.get("Content-Encoding") == "gzip" for _, h, _ in sink.requests)
     [counts] = stats(work)
     assert counts["retried"] == len(answers) - 1 and counts["sent"] == 3
