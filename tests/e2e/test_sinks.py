@@ -404,3 +404,17 @@ def test_truncated_log_is_delivered_from_its_start(work):
         sink.stop()
     assert rc == 0 and "was truncated" in err, err
     assert [r["values"]["epoch"] for r in sink.delivered()] == [0, 1, 2]
+
+
+def test_two_collectors_cannot_share_a_state_dir(work):
+    sink = f"ndjson=http://127.0.0.1:{free_port()}/"
+    first = Collect(work, [sink])
+    try:
+        p = subprocess.run(ckmon_args("collect", "--socket", work / "other.sock", "--log",
+                                      first.log, "-s", sink),
+                           cwd=work, env=clean_env(), capture_output=True, text=True, timeout=30)
+    finally:
+        first.stop()
+    assert p.returncode == 1
+    assert p.stderr == f"ckmon: state dir {first.log}.state is in use by another collector " \
+                       "(--state)\n"
