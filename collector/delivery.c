@@ -68,6 +68,7 @@ struct delivery {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     unsigned long generation; /* lines written so far, to tell a wake-up from a timeout */
+    unsigned long log_written, log_failed; /* the log's counters, copied under the lock */
     bool stopping;
     double deadline; /* monotonic seconds, once stopping */
     char *state_dir;
@@ -513,6 +514,8 @@ static void wake_sinks(void *ctx)
 {
     struct delivery *d = ctx;
     pthread_mutex_lock(&d->lock);
+    d->log_written = d->log->written; /* the log's counters are the server thread's */
+    d->log_failed = d->log->failed;
     d->generation++;
     pthread_cond_broadcast(&d->wake);
     pthread_mutex_unlock(&d->lock);
@@ -545,9 +548,9 @@ static void write_stats(struct delivery *d, bool now)
     d->stats_at = monotonic();
     cJSON *o = cJSON_CreateObject(), *sinks = cJSON_CreateArray();
     cJSON_AddStringToObject(o, "log", d->log->name);
-    cJSON_AddNumberToObject(o, "written", (double)d->log->written);
-    cJSON_AddNumberToObject(o, "write_failures", (double)d->log->failed);
     pthread_mutex_lock(&d->lock);
+    cJSON_AddNumberToObject(o, "written", (double)d->log_written);
+    cJSON_AddNumberToObject(o, "write_failures", (double)d->log_failed);
     for (size_t i = 0; i < d->count; i++) {
         const struct sink_state *s = &d->sinks[i];
         cJSON *c = cJSON_CreateObject();
