@@ -96,6 +96,20 @@ static char *join(const char *dir, const char *name, const char *suffix)
     return asprintf(&out, "%s/%s%s", dir, name, suffix) < 0 ? NULL : out;
 }
 
+/* url for messages, stats.json and dead letters, with a password in it (libcurl sends
+ * http://user:password@host/ as basic authentication) shown as "***"; malloc'd. */
+static char *redact_url(const char *url)
+{
+    const char *host = strstr(url, "://");
+    host = host ? host + 3 : url;
+    const char *at = memchr(host, '@', strcspn(host, "/?#"));
+    const char *colon = at ? memchr(host, ':', (size_t)(at - host)) : NULL;
+    char *out = NULL;
+    int rc = colon ? asprintf(&out, "%.*s***%s", (int)(colon + 1 - url), url, at)
+                   : asprintf(&out, "%s", url);
+    return rc < 0 ? NULL : out;
+}
+
 char *delivery_state_dir(const struct options *o)
 {
     if (o->state) return strdup(o->state);
@@ -315,7 +329,8 @@ static void dead_letter(struct sink_state *s, const struct sink_request *r,
     cJSON_AddStringToObject(o, "time", time_text);
     cJSON_AddStringToObject(o, "sink", s->spec);
     cJSON_AddStringToObject(o, "method", r->method);
-    cJSON_AddStringToObject(o, "url", r->url);
+    char *url = redact_url(r->url);
+    cJSON_AddStringToObject(o, "url", url ? url : "");
     cJSON_AddNumberToObject(o, "status", (double)res->status);
     cJSON_AddStringToObject(o, "response", res->response.s ? res->response.s : "");
     for (size_t i = r->first; i < r->first + r->count; i++)
@@ -328,8 +343,9 @@ static void dead_letter(struct sink_state *s, const struct sink_request *r,
     if (f && fclose(f) != 0) ok = false;
     free(text);
     fprintf(stderr, "ckmon: sink %s: %s %s answered %ld; %zu record(s) %s\n", s->spec, r->method,
-            r->url, res->status, r->count,
+            url ? url : "", res->status, r->count,
             ok ? "written to the dead-letter file" : "lost: cannot write the dead-letter file");
+    free(url);
     count(s, &s->counts.dead_lettered, r->count);
 }
 
@@ -359,12 +375,11 @@ static enum outcome send_request(struct sink_state *s, const struct sink_request
             dead_letter(s, r, batch, res);
             return DEAD_LETTERED;
         }
-        if (!s->failing)
-            fprintf(stderr, "ckmon: sink %s: %s; retrying\n", s->spec,
-                    res->status ? "server busy or failing" : res->error);
         if (!s->failing && res->status)
-            fprintf(stderr, "ckmon: sink %s: %s %s answered %ld\n", s->spec, r->method, r->url,
+            fprintf(stderr, "ckmon: sink %s: %s answered %ld; retrying\n", s->spec, r->method,
                     res->status);
+        else if (!s->failing)
+            fprintf(stderr, "ckmon: sink %s: %s; retrying\n", s->spec, res->error);
         s->failing = true;
         count(s, &s->counts.retried, 1);
         double wait =
@@ -598,7 +613,9 @@ static bool add_sink(struct delivery *d, const struct sink_spec *spec, char *err
     snprintf(stem, sizeof stem, "%s-%08lx", spec->format, fnv1a(spec->url));
     s->random = ((unsigned long long)getpid() << 32) ^ (unsigned long long)time(NULL) ^
                 fnv1a(spec->url) ^ (d->count + 1);
-    if (asprintf(&s->spec, "%s=%s", spec->format, spec->url) < 0) s->spec = NULL;
+    char *shown = redact_url(spec->url);
+    if (!shown || asprintf(&s->spec, "%s=%s", spec->format, shown) < 0) s->spec = NULL;
+    free(shown);
     s->url = strdup(spec->url);
     s->id = strdup(stem);
     s->cursor_path = join(d->state_dir, stem, ".cursor");

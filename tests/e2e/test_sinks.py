@@ -6,6 +6,7 @@ computes independently with numpy from the same generator; each server is then q
 a user would, and every sample compared. Fault tests stop or break the sink, or SIGKILL the
 collector, and check that every record written to the log arrives in the end.
 """
+import base64
 import json
 import math
 import os
@@ -418,3 +419,30 @@ def test_two_collectors_cannot_share_a_state_dir(work):
     assert p.returncode == 1
     assert p.stderr == f"ckmon: state dir {first.log}.state is in use by another collector " \
                        "(--state)\n"
+
+
+def test_url_password_is_sent_but_never_shown(work):
+    sink = FaultySink([(200, {})])
+    url = sink.url.replace("http://", "http://trainer:s3cret@")
+    try:
+        p, _ = ckmon_run(work, [f"ndjson={url}"], count=1)
+    finally:
+        sink.stop()
+    [(_, headers, _)] = sink.requests
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"trainer:s3cret").decode()
+    shown = sink.url.replace("http://", "http://trainer:***@")
+    assert f"ndjson={shown}" in p.stderr and "s3cret" not in p.stderr
+    [counts] = stats(work)
+    assert counts["sink"] == f"ndjson={shown}"
+
+
+def test_refusal_names_the_url_without_its_password(work):
+    sink = FaultySink([(401, {})])
+    try:
+        p, _ = ckmon_run(work, [f"ndjson={sink.url.replace('http://', 'http://u:pw@')}"], count=1)
+    finally:
+        sink.stop()
+    [letter_file] = state_dir(work).glob("ndjson-*.dead.jsonl")
+    [letter] = [json.loads(line) for line in letter_file.read_text().splitlines()]
+    assert letter["url"] == sink.url.replace("http://", "http://u:***@")
+    assert letter["status"] == 401 and ":pw@" not in p.stderr
