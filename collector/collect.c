@@ -49,25 +49,31 @@ int cmd_collect(int argc, char **argv)
     struct listener listener;
     struct log_writer log;
     struct delivery *delivery = NULL;
-    rc = 1;
     if (listener_open(&listener, socket_path, err, sizeof err) < 0) {
         fprintf(stderr, "ckmon: %s\n", err);
-    } else if (log_open(&log, o.log, err, sizeof err) < 0) {
+        options_free(&o);
+        return 1;
+    }
+    if (log_open(&log, o.log, err, sizeof err) < 0) {
         fprintf(stderr, "ckmon: %s\n", err);
         listener_close(&listener, true);
-    } else if (log.max_bytes = o.log_max_bytes, log.keep = o.log_keep,
-               o.sink_count && !(delivery = delivery_open(&o, &log, err, sizeof err))) {
+        options_free(&o);
+        return 1;
+    }
+    log.max_bytes = o.log_max_bytes;
+    log.keep = o.log_keep;
+    rc = 1;
+    if (o.sink_count && !(delivery = delivery_open(&o, &log, err, sizeof err))) {
         fprintf(stderr, "ckmon: %s\n", err);
         listener_close(&listener, true);
-        log_close(&log);
     } else {
         fprintf(stderr, "ckmon: collecting on %s into %s\n", socket_path,
                 strcmp(o.log, "-") ? o.log : "stdout");
         struct server_config cfg = {.listener = &listener, .log = &log, .stop_fd = -1};
         rc = serve_and_deliver(&cfg, delivery, o.flush_timeout);
         delivery_free(delivery);
-        log_close(&log);
     }
+    log_close(&log);
     options_free(&o);
     return rc;
 }
