@@ -382,6 +382,7 @@ static enum outcome send_request(struct sink_state *s, const struct sink_request
             fprintf(stderr, "ckmon: sink %s: %s; retrying\n", s->spec, res->error);
         s->failing = true;
         count(s, &s->counts.retried, 1);
+        write_stats(s->d, false); /* an outage shows in stats.json while it lasts */
         double wait =
             res->retry_after > 0 ? fmin(res->retry_after, RETRY_AFTER_CAP) : backoff(s, attempt);
         if (!pause_for(s, wait, false)) return STOPPED;
