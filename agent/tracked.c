@@ -417,7 +417,8 @@ static void finalize(struct tracked *t, int fd)
         size = st.st_size;
     const char *format;
     bool complete;
-    if (t->reread || (size >= 0 && (unsigned long long)size != t->streamed)) {
+    bool reread = t->reread || (size >= 0 && (unsigned long long)size != t->streamed);
+    if (reread) {
         complete = reparse(t, fd, &format);
     } else {
         complete = t->parser->finish(t->parser);
@@ -434,6 +435,7 @@ static void finalize(struct tracked *t, int fd)
     cJSON_AddNumberToObject(m, "writes", (double)t->writes);
     cJSON_AddNumberToObject(m, "seconds", (double)(clock_us(CLOCK_MONOTONIC) * 1000 - t->open_ns) / 1e9);
     cJSON_AddBoolToObject(m, "complete", complete);
+    cJSON_AddStringToObject(m, "parsed", reread ? "reread" : "stream");
     channel_send(m);
     cJSON_Delete(m);
     remember_closed(t->path);

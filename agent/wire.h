@@ -21,8 +21,11 @@
  *                                              "reset":true first discards the findings
  *                                              so far (the file is being parsed again)
  *   close   {"t":"close","id":7,"time_us":...,"path":"/abs/final","written_as":"/abs/tmp",
- *            "format":"pickle","bytes":N,"writes":N,"seconds":0.01,"complete":true}
- *                                              written_as only when renamed while open
+ *            "format":"pickle","bytes":N,"writes":N,"seconds":0.01,"complete":true,
+ *            "parsed":"stream"}
+ *                                              written_as only when renamed while open;
+ *                                              parsed "reread" when the agent parsed the
+ *                                              finished file again
  *   rename  {"t":"rename","from":"/abs/x.tmp","to":"/abs/x.pt"}
  *                                              a checkpoint this process closed less than
  *                                              RENAME_WINDOW_US ago was renamed

@@ -207,6 +207,7 @@ static void take_findings_from_disk(const struct tracker_conn *c, struct record 
         cJSON_AddItemToObject(findings, "errors", disk->errors);
         disk->values = disk->tensors = disk->errors = NULL;
         record_take_findings(r, findings);
+        r->parsed = PARSED_FILE;
         if (strcmp(disk->format, "unknown")) record_set_string(&r->format, disk->format);
     }
     cJSON_Delete(findings);
@@ -325,7 +326,7 @@ static bool on_close(struct tracker *t, struct tracker_conn *c, cJSON *msg, int6
     *link = f->next;
     struct record *r = f->record;
     const char *path = get_string(msg, "path"), *written_as = get_string(msg, "written_as"),
-               *format = get_string(msg, "format");
+               *format = get_string(msg, "format"), *parsed = get_string(msg, "parsed");
     const cJSON *seconds = cJSON_GetObjectItemCaseSensitive(msg, "seconds");
     if (!get_int(msg, "time_us", &r->time_us)) r->time_us = now_us;
     if (!get_int(msg, "bytes", &r->bytes)) r->bytes = f->progress_bytes;
@@ -335,7 +336,8 @@ static bool on_close(struct tracker *t, struct tracker_conn *c, cJSON *msg, int6
     r->complete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(msg, "complete"));
     bool ok = (!path || record_set_string(&r->path, path)) &&
               (!written_as || record_set_string(&r->written_as, written_as)) &&
-              (!format || record_set_string(&r->format, format));
+              (!format || record_set_string(&r->format, format)) &&
+              (!parsed || record_set_parsed(r, parsed));
     record_take_findings(r, msg);
     free(f);
     hold_for_rename(t, r, now_us);

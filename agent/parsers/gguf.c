@@ -128,7 +128,7 @@ struct gguf {
     enum state state;
     uint64_t offset;       /* file offset of the next byte */
     uint64_t field_offset; /* where the field being read began, for errors */
-    uint8_t field[16];
+    uint8_t field[HEADER_BYTES]; /* the longest fixed-size field is the header */
     size_t field_have;
     uint64_t text_len, text_have; /* the string being read; its first bytes in text */
     char text[GGUF_MAX_NAME + 1];
@@ -266,6 +266,7 @@ static void begin_string(struct gguf *g, uint64_t length, enum state state)
 {
     g->text_len = length;
     g->text_have = 0;
+    g->text[0] = '\0'; /* an empty string is never collected */
     g->state = state;
     if (length == 0) string_done(g);
 }
