@@ -8,6 +8,11 @@
  * block i is read when floor((i+1)*s) > floor(i*s) — evenly spaced blocks, deterministic,
  * the first block always (it holds `head`). s = 1 reads everything (exact statistics).
  * `sampled` in the record is the fraction of elements actually read.
+ *
+ * Determinism: a block is handed to the statistics in one call, whatever the writes
+ * that carried it (a block that arrives in pieces is gathered first). The statistics'
+ * rounding then depends only on the bytes, so a file streamed in any pieces and the
+ * same file read by `ckmon inspect` give bit-identical numbers.
  */
 #ifndef CKMON_TENSOR_H
 #define CKMON_TENSOR_H
@@ -32,6 +37,9 @@ struct tensor_reader {
     uint64_t consumed;    /* bytes seen so far */
     double sample;
     struct tensor_stats stats;
+    /* Last, so that starting a tensor need not clear it: the current block's bytes so
+     * far, when they came in pieces (offset consumed % TENSOR_SAMPLE_BLOCK). */
+    uint8_t block[TENSOR_SAMPLE_BLOCK];
 };
 
 /* The number of elements of a shape; false when a dimension is negative or the
