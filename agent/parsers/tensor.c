@@ -186,6 +186,7 @@ static int by_begin(const void *a, const void *b)
 {
     const struct tensor_entry *x = a, *y = b;
     if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    if ((x->nbytes == 0) != (y->nbytes == 0)) return x->nbytes == 0 ? -1 : 1; /* empty first */
     return x->order < y->order ? -1 : x->order > y->order;
 }
 
@@ -197,13 +198,15 @@ void tensor_sequence_sort(struct tensor_sequence *q, struct report *r, const cha
     for (size_t i = 0; i < q->count; i++) {
         struct tensor_entry *e = &q->entries[i];
         uint64_t e_end;
-        if (e->begin < end || __builtin_add_overflow(e->begin, e->nbytes, &e_end)) {
+        /* An empty tensor holds no bytes, so it overlaps nothing. */
+        if ((e->nbytes > 0 && e->begin < end) ||
+            __builtin_add_overflow(e->begin, e->nbytes, &e_end)) {
             report_error(r, "%s: %s: data at byte %" PRIu64 " overlaps the tensor before it",
                          format, e->name, e->begin);
             free(e->name);
             continue;
         }
-        end = e_end;
+        if (e_end > end) end = e_end;
         q->entries[kept++] = *e;
     }
     q->count = kept;

@@ -86,8 +86,9 @@ struct tensor_sequence {
 /* Appends a copy of e (its name copied, its order set); false when out of memory. For
  * a readable dtype, e->nbytes must be the shape's size in that dtype. */
 bool tensor_sequence_add(struct tensor_sequence *q, const struct tensor_entry *e);
-/* Puts the entries in stream order (header order on ties) and drops, with an error
- * prefixed by `format`, each entry whose data overlaps the one kept before it. */
+/* Puts the entries in stream order (on ties: empty ones first, then header order) and
+ * drops, with an error prefixed by `format`, each entry whose data overlaps data kept
+ * before it. */
 void tensor_sequence_sort(struct tensor_sequence *q, struct report *r, const char *format);
 /* Takes bytes at stream offset *offset (advanced over all of them): skips gaps, feeds
  * the tensors and reports each one as it completes. len == 0 reports the empty tensors
