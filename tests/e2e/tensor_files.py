@@ -158,9 +158,18 @@ def gguf_string(text):
     return struct.pack("<Q", len(raw)) + raw
 
 
+def gguf_array(item_kind, items):
+    """An array value: item type, count, items; an item of an array of arrays is itself
+    (item_kind, items)."""
+    out = struct.pack("<IQ", GGUF_TYPES[item_kind][0], len(items))
+    return out + b"".join(gguf_value(item_kind, v) for v in items)
+
+
 def gguf_value(kind, value):
     if kind == "string":
         return gguf_string(value)
+    if kind == "array":
+        return gguf_array(*value)
     return struct.pack(GGUF_TYPES[kind][1], value)
 
 
@@ -168,8 +177,7 @@ def gguf_kv(key, kind, value, item_kind=None):
     out = gguf_string(key) + struct.pack("<I", GGUF_TYPES[kind][0])
     if kind != "array":
         return out + gguf_value(kind, value)
-    out += struct.pack("<IQ", GGUF_TYPES[item_kind][0], len(value))
-    return out + b"".join(gguf_value(item_kind, v) for v in value)
+    return out + gguf_array(item_kind, value)
 
 
 class GgufTensor:
@@ -199,6 +207,9 @@ def gguf_kvs(alignment):
         ("general.architecture", "string", "llama", None),
         ("general.name", "string", "ckmon-test", None),
         ("general.quantization_version", "u32", 2, None),
+        ("test.nested", "array", [("i32", [1, 2, 3]), ("string", ["a", "", "bc"]),
+                                  ("array", [("f64", [1.5] * 20), ("u8", [])]),
+                                  ("bool", [True] * 12)], "array"),  # stepped over
         ("test.u8", "u8", 200, None), ("test.i8", "i8", -100, None),
         ("test.u16", "u16", 60000, None), ("test.i16", "i16", -30000, None),
         ("test.i32", "i32", -2_000_000_000, None), ("test.u64", "u64", 2**60 + 1, None),
@@ -219,6 +230,8 @@ def gguf_kvs(alignment):
             values[key] = float(np.float32(value))
         elif kind != "array":
             values[key] = value
+        elif item_kind == "array":
+            pass  # arrays of arrays are not reported
         elif item_kind == "string":
             values.update({f"{key}.{i}": v for i, v in enumerate(value[:8])})
         elif len(value) <= 8:
