@@ -6,7 +6,9 @@ of its write patterns under `ckmon run`, and the record is compared with NumPy's
 truth. The record must also say how it was obtained ("parsed"), and `ckmon inspect` over
 the same bytes must give the same record, exact and sampled.
 """
+import io
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -15,8 +17,6 @@ import tensor_files as tf
 from ckmon_helpers import (CKMON, check_record, clean_env, parse_records, program,
                            python_script)
 from expected import assert_tensors, assert_values, tensor
-
-import subprocess
 
 PATTERNS = {"sequential": "stream", "bytes": "stream", "stdio": "stream",
             "backwards": "reread", "seekback": "reread"}
@@ -188,9 +188,7 @@ for name, a in arrays.items():
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_npy_in_every_write_order(ckmon, work, pattern):
     a = npy_arrays()["big"]
-    np.save(work / "made.npy", a)
-    data = (work / "made.npy").read_bytes()
-    (work / "made.npy").unlink()
+    data = npy_bytes(a)
     run, dest, record = copy_under_ckmon(ckmon, work, pattern, data, "weights.npy")
     check_record(record, run, path=dest, fmt="npy", size=len(data))
     assert record["parsed"] == PATTERNS[pattern]
@@ -199,19 +197,16 @@ def test_npy_in_every_write_order(ckmon, work, pattern):
 
 # ---- inspect and streaming agree ----------------------------------------------------------
 
-def parity_files():
-    entries = tf.safetensors_entries()
-    npy = work_npy_bytes(npy_arrays()["big"])
-    return {"model.safetensors": tf.safetensors_bytes(entries),
-            "model.gguf": tf.gguf_expected(None)[0],
-            "weights.npy": npy}
-
-
-def work_npy_bytes(a):
-    import io
+def npy_bytes(a):
     buf = io.BytesIO()
     np.save(buf, a)
     return buf.getvalue()
+
+
+def parity_files():
+    return {"model.safetensors": tf.safetensors_bytes(tf.safetensors_entries()),
+            "model.gguf": tf.gguf_expected(None)[0],
+            "weights.npy": npy_bytes(npy_arrays()["big"])}
 
 
 @pytest.mark.parametrize("sample", [None, "1", "0.3", "0.01"])
@@ -226,3 +221,25 @@ def test_inspect_equals_streaming(ckmon, work, sample, pattern):
         if sample and float(sample) < 1:
             big = [t for t in streamed["tensors"] if t["name"] in ("big", "output.weight", "weights")]
             assert big and all(0 < t["sampled"] < 1 for t in big), big
+
+
+def test_every_bit_pattern_of_the_small_floats(work):
+    """float16, bfloat16 and both float8 types: all values, subnormals, NaN and Inf decoded
+    as NumPy (or the bit layout, for the types NumPy lacks) decodes them."""
+    patterns = np.arange(65536, dtype=np.uint32).astype(np.uint16)
+    with np.errstate(invalid="ignore"):
+        bf16 = (patterns.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    entries = [
+        tf.Entry("half", "F16", [65536], patterns.tobytes(),
+                 patterns.view(np.float16).astype(np.float64), "float16"),
+        tf.Entry("brain", "BF16", [65536], patterns.tobytes(), bf16, "bfloat16"),
+        tf.Entry("e5m2", "F8_E5M2", [256], bytes(range(256)),
+                 np.array([tf.e5m2_value(b) for b in range(256)]), "float8_e5m2"),
+        tf.Entry("e4m3", "F8_E4M3", [256], bytes(range(256)),
+                 np.array([tf.e4m3fn_value(b) for b in range(256)]), "float8_e4m3fn"),
+    ]
+    path = work / "all.safetensors"
+    path.write_bytes(tf.safetensors_bytes(entries, metadata=None))
+    [record] = inspect(path)
+    assert record["complete"] and "errors" not in record, record.get("errors")
+    assert_tensors(record["tensors"], {e.name: e.expected() for e in entries})
