@@ -7,6 +7,7 @@ truth. The record must also say how it was obtained ("parsed"), and `ckmon inspe
 the same bytes must give the same record, exact and sampled.
 """
 import io
+import json
 import os
 import subprocess
 
@@ -243,3 +244,29 @@ def test_every_bit_pattern_of_the_small_floats(work):
     [record] = inspect(path)
     assert record["complete"] and "errors" not in record, record.get("errors")
     assert_tensors(record["tensors"], {e.name: e.expected() for e in entries})
+
+
+def test_killed_while_writing_safetensors_keeps_the_finished_tensors(ckmon, work):
+    """A torn file: the metadata and every tensor whose bytes were all written before the
+    kill are in the record, streamed; the tensor the data stopped in and those after are not."""
+    entries = tf.safetensors_entries()
+    data = tf.safetensors_bytes(entries)
+    source, dest = work / "source.dat", work / "torn.safetensors"
+    source.write_bytes(data)
+    run = ckmon.run(program("order_writer"), "killed", source, dest)
+    assert run.returncode == 137, run.stderr
+    written = len(data) - 100  # order_writer's KILLED_SHORT
+    record = run.only_record(dest)
+    check_record({k: v for k, v in record.items() if k != "errors"}, run, path=dest,
+                 fmt="safetensors", size=written, complete=False)
+    assert record["parsed"] == "stream"
+    header_len = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + header_len])
+    finished = {name for name, e in header.items()
+                if name != "__metadata__" and 8 + header_len + e["data_offsets"][1] <= written}
+    assert 0 < len(finished) < len(entries)
+    values, tensors = tf.safetensors_expected(entries)
+    assert_values(record["values"], {k: v for k, v in values.items()
+                                     if k.startswith("__metadata__") or k in finished})
+    assert_tensor_findings(record, {k: v for k, v in tensors.items() if k in finished})
+    assert any("ended while the file was open" in e for e in record["errors"]), record["errors"]

@@ -13,9 +13,12 @@
  *   seekback    the first 64 bytes written as zeros, then the rest, then lseek back
  *               and the real first 64 bytes written over the zeros
  *   stdio       fwrite() in pieces of 3000 bytes through fopen
+ *   killed      write() in pieces of 64 KiB of all but the last KILLED_SHORT bytes, then
+ *               SIGKILL to itself: a torn checkpoint
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +29,7 @@
 #define BACKWARDS_BLOCK  1000
 #define SEEKBACK_HEADER  64
 #define STDIO_PIECE      3000
+#define KILLED_SHORT     100
 
 static int die(const char *what)
 {
@@ -98,8 +102,9 @@ static void write_stdio(const char *path, const unsigned char *buf, size_t len)
 int main(int argc, char **argv)
 {
     if (argc != 4) {
-        fprintf(stderr,
-                "usage: order_writer sequential|bytes|backwards|seekback|stdio SOURCE DEST\n");
+        fprintf(
+            stderr,
+            "usage: order_writer sequential|bytes|backwards|seekback|stdio|killed SOURCE DEST\n");
         return 2;
     }
     const char *pattern = argv[1], *dest = argv[3];
@@ -120,7 +125,10 @@ int main(int argc, char **argv)
         write_backwards(fd, buf, len);
     else if (strcmp(pattern, "seekback") == 0)
         write_seekback(fd, buf, len);
-    else
+    else if (strcmp(pattern, "killed") == 0 && len > KILLED_SHORT) {
+        write_pieces(fd, buf, len - KILLED_SHORT, SEQUENTIAL_PIECE);
+        kill(getpid(), SIGKILL);
+    } else
         return fprintf(stderr, "order_writer: unknown pattern %s\n", pattern), 2;
     if (close(fd) != 0) die("close");
     free(buf);
