@@ -39,6 +39,7 @@ struct tracked {
     unsigned long long writes;
     bool append;
     bool reread;   /* parse the finished file at close instead */
+    bool unannounced; /* inherited through fork: reported only once this process writes */
     const char *format_sent; /* the format the collector was last told */
     long long progress_ns;   /* monotonic time of the last data message */
     FILE *stream;  /* the stdio stream over it, flushed before an exit report */

@@ -264,7 +264,7 @@ static bool take_keys(struct tracker_conn *c, cJSON *msg)
 static bool on_hello(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
 {
     (void)t, (void)now_us;
-    int64_t pid, rank;
+    int64_t pid, rank, local_rank, world_size;
     const char *host = get_string(msg, "host"), *program = get_string(msg, "program"),
                *job = get_string(msg, "job");
     if (get_int(msg, "pid", &pid)) c->who.pid = (long)pid;
@@ -274,6 +274,10 @@ static bool on_hello(struct tracker *t, struct tracker_conn *c, cJSON *msg, int6
     if (!take_keys(c, msg)) return false;
     c->who.has_rank = get_int(msg, "rank", &rank);
     c->who.rank = c->who.has_rank ? (long)rank : 0;
+    c->who.has_local_rank = get_int(msg, "local_rank", &local_rank);
+    c->who.local_rank = c->who.has_local_rank ? (long)local_rank : 0;
+    c->who.has_world_size = get_int(msg, "world_size", &world_size);
+    c->who.world_size = c->who.has_world_size ? (long)world_size : 0;
     return (!host || record_set_string(&c->who.host, host)) &&
            (!program || record_set_string(&c->who.program, program)) &&
            (!job || record_set_string(&c->who.job, job));
