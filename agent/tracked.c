@@ -665,6 +665,72 @@ static void after_fork_child(void)
     }
 }
 
+/* ---- exec ---------------------------------------------------------------------------- */
+
+bool tracked_exec_begin(char *inherited, size_t size)
+{
+    inherited[0] = '\0';
+    if (!initialized || agent_busy || __atomic_load_n(&fd_tracked_count, __ATOMIC_RELAXED) == 0 ||
+        foreign_process())
+        return false;
+    int saved = errno;
+    agent_busy = true;
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "t", "exec");
+    cJSON *kept = cJSON_AddArrayToObject(m, "kept");
+    size_t len = 0;
+    fdtable_lock();
+    unsigned high = fd_high_water;
+    for (unsigned fd = 0; fd < high; fd++) {
+        struct tracked *t = fd_slots[fd];
+        if (!t || t->unannounced || (syscall(SYS_fcntl, fd, F_GETFD) & FD_CLOEXEC)) continue;
+        int n = snprintf(inherited + len, size - len, "%s%u", len ? "," : "", fd);
+        if (n < 0 || (size_t)n >= size - len) break;
+        len += (size_t)n;
+        cJSON_AddItemToArray(kept, cJSON_CreateNumber((double)t->id));
+    }
+    fdtable_unlock();
+    channel_send(m);
+    cJSON_Delete(m);
+    channel_flush(2000); /* the socket closes with the old program */
+    agent_busy = false;
+    errno = saved;
+    return true;
+}
+
+void tracked_exec_failed(void)
+{
+    int saved = errno;
+    agent_busy = true;
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "t", "exec_failed");
+    channel_send(m);
+    cJSON_Delete(m);
+    agent_busy = false;
+    errno = saved;
+}
+
+/* After exec: the descriptors the old program's agent listed in INHERITED_VARIABLE are
+ * this program's checkpoints now. Their earlier bytes were parsed by the old program, so
+ * each is read back from disk at its close. The variable was the agent's, not the
+ * program's: it is removed before the program can see it. */
+static void adopt_inherited(void)
+{
+    const char *list = getenv(INHERITED_VARIABLE);
+    for (const char *p = list; p && *p; p += strcspn(p, ","), p += *p == ',') {
+        int fd = atoi(p);
+        char link[40], path[PATH_MAX];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        long n = syscall(SYS_readlinkat, AT_FDCWD, link, path, sizeof path - 1);
+        int flags = (int)syscall(SYS_fcntl, fd, F_GETFL);
+        if (n <= 0 || flags < 0 || !write_intent(flags)) continue;
+        path[n] = '\0';
+        struct tracked *t = maybe_track(fd, AT_FDCWD, path, flags & O_APPEND);
+        if (t) t->reread = true;
+    }
+    if (list) unsetenv(INHERITED_VARIABLE);
+}
+
 static void before_fork(void)
 {
     fdtable_lock();
@@ -684,6 +750,7 @@ void agent_init(void)
     agent_pid = (pid_t)syscall(SYS_getpid);
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
     initialized = true;
+    adopt_inherited();
 }
 
 __attribute__((constructor)) static void agent_load(void)

@@ -101,4 +101,12 @@ void tracked_renamed(int olddirfd, const char *oldpath, int newdirfd, const char
 /* The process is ending: report every file still open. */
 void tracked_report_all_open(void);
 
+/* exec (not in a vfork child): tells the collector which tracked files the new program
+ * keeps open (a descriptor without FD_CLOEXEC; their numbers go to inherited, "3,7", for
+ * INHERITED_VARIABLE) and that exec closes the rest. Nothing here changes agent state, so
+ * a failed exec only needs tracked_exec_failed. Returns false when nothing is tracked. */
+#define INHERITED_VARIABLE "CKMON_INHERITED"
+bool tracked_exec_begin(char *inherited, size_t size);
+void tracked_exec_failed(void);
+
 #endif

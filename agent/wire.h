@@ -27,6 +27,11 @@
  *   rename  {"t":"rename","from":"/abs/x.tmp","to":"/abs/x.pt"}
  *                                              a checkpoint this process closed less than
  *                                              RENAME_WINDOW_US ago was renamed
+ *   exec    {"t":"exec","kept":[7]}       the process is about to exec: the new program
+ *                                              keeps files 7 (its agent reports them); exec
+ *                                              closes the others, so when this connection
+ *                                              ends the collector parses them from disk
+ *   exec_failed {"t":"exec_failed"}            it did not happen after all
  *   adopt   {"t":"adopt","from":"/abs/x.tmp","to":"/abs/x.pt","time_us":...}
  *                                              a file that matched no glob was renamed
  *                                              onto a checkpoint name: the collector

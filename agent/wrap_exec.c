@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "real.h"
+#include "tracked.h"
 
 #define MAX_CARRIED 32
 #define PRELOAD     "LD_PRELOAD="
@@ -36,7 +37,9 @@ extern char **environ;
 __attribute__((constructor)) static void exec_capture(void)
 {
     for (char **e = environ; e && *e && carried_count < MAX_CARRIED; e++)
-        if (!strncmp(*e, "CKMON_", 6) && strchr(*e, '=')) carried[carried_count++] = strdup(*e);
+        if (!strncmp(*e, "CKMON_", 6) && strchr(*e, '=') &&
+            strncmp(*e, INHERITED_VARIABLE "=", sizeof INHERITED_VARIABLE))
+            carried[carried_count++] = strdup(*e);
     Dl_info info;
     if (dladdr((void *)exec_capture, &info) && info.dli_fname && info.dli_fname[0] == '/')
         snprintf(agent_path, sizeof agent_path, "%s", info.dli_fname);
@@ -77,10 +80,11 @@ static size_t preload_room(char *const envp[], size_t n)
     return strlen(PRELOAD) + strlen(agent_path) + 1 + (own ? strlen(own) : 0) + 1;
 }
 
-/* Fills out (n + carried_count + 2 slots) with envp plus what is missing, the agent in
- * front of the caller's own LD_PRELOAD (as `ckmon run` puts it); returns envp itself
- * when nothing is. */
-static char *const *agent_env(char *const envp[], size_t n, char **out, char *preload, size_t room)
+/* Fills out (n + carried_count + 3 slots) with envp plus what is missing, the agent in
+ * front of the caller's own LD_PRELOAD (as `ckmon run` puts it), and extra unless it is
+ * NULL; returns envp itself when nothing is. */
+static char *const *agent_env(char *const envp[], size_t n, char **out, char *preload, size_t room,
+                              char *extra)
 {
     size_t k = 0, pre = strlen(PRELOAD);
     bool changed = false;
@@ -104,6 +108,10 @@ static char *const *agent_env(char *const envp[], size_t n, char **out, char *pr
             out[k++] = carried[i];
             changed = true;
         }
+    if (extra) {
+        out[k++] = extra;
+        changed = true;
+    }
     out[k] = NULL;
     return changed ? out : envp;
 }
@@ -129,22 +137,33 @@ static int call_with_agent_env(const struct exec_call *c, char *const envp[])
     while (envp[n])
         n++;
     size_t room = preload_room(envp, n);
-    char *slots[n + carried_count + 2];
+    char *slots[n + carried_count + 3];
     char preload[room];
-    char *const *env = agent_env(envp, n, slots, preload, room);
+    /* Files open across exec: the new program's agent takes over those it keeps. */
+    char inherited[sizeof INHERITED_VARIABLE + 256] = INHERITED_VARIABLE "=";
+    char *list = inherited + sizeof INHERITED_VARIABLE;
+    bool told = c->kind <= EXEC_FD && tracked_exec_begin(list, 256);
+    char *const *env = agent_env(envp, n, slots, preload, room, *list ? inherited : NULL);
+    int rc;
     switch (c->kind) {
     case EXEC_PATH:
-        return REAL(execve)(c->file, c->argv, env);
+        rc = REAL(execve)(c->file, c->argv, env);
+        break;
     case EXEC_SEARCH:
-        return REAL(execvpe)(c->file, c->argv, env);
+        rc = REAL(execvpe)(c->file, c->argv, env);
+        break;
     case EXEC_FD:
-        return REAL(fexecve)(c->fd, c->argv, env);
+        rc = REAL(fexecve)(c->fd, c->argv, env);
+        break;
     case SPAWN_PATH:
         return REAL(posix_spawn)(c->pid, c->file, c->actions, c->attr, c->argv, env);
     case SPAWN_SEARCH:
         return REAL(posix_spawnp)(c->pid, c->file, c->actions, c->attr, c->argv, env);
+    default:
+        __builtin_unreachable();
     }
-    __builtin_unreachable();
+    if (told) tracked_exec_failed(); /* still here: the exec failed (errno is kept) */
+    return rc;
 }
 
 static int exec_path(const char *path, char *const argv[], char *const envp[])

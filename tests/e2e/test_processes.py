@@ -196,6 +196,64 @@ subprocess.run({writer + ["kept.pkl"]!r}, env=env, check=True)
     assert agent.endswith("/libckmon.so") and theirs == "libm.so.6"
 
 
+EXEC_WITH_FILE_OPEN = """
+data = pickle.dumps({"epoch": 5, "weights": list(range(3000))})
+mode = sys.argv[1]
+if mode == "kept":  # the new program continues the file
+    fd = os.open("kept.pkl", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.set_inheritable(fd, True)
+    os.write(fd, data[:1000])
+    os.execv(sys.executable, [sys.executable, sys.argv[0], "continue", str(fd)])
+if mode == "continue":
+    fd = int(sys.argv[2])
+    os.write(fd, data[1000:])
+    os.close(fd)
+    report(path=os.path.abspath("kept.pkl"), size=os.path.getsize("kept.pkl"),
+           leaked=[k for k in os.environ if k.startswith("CKMON_INHERITED")])
+if mode == "closed":  # close-on-exec: the exec closes it
+    f = open("closed.pkl", "wb")
+    f.write(data)
+    f.flush()
+    report(path=os.path.abspath("closed.pkl"), size=os.path.getsize("closed.pkl"))
+    os.execv("/bin/true", ["true"])
+if mode == "failed":  # the exec fails and the program carries on
+    f = open("failed.pkl", "wb")
+    f.write(data[:1000])
+    f.flush()
+    try:
+        os.execv(os.path.abspath("no-such-program"), ["x"])
+    except OSError as e:
+        failed = e.errno
+    f.write(data[1000:])
+    f.close()
+    report(path=os.path.abspath("failed.pkl"), size=os.path.getsize("failed.pkl"), errno=failed)
+"""
+
+
+@pytest.mark.parametrize("mode, writes", [("kept", 1), ("closed", 1), ("failed", 2)])
+def test_exec_with_a_file_open(ckmon, work, mode, writes):
+    run = ckmon.run(*python_script(work, EXEC_WITH_FILE_OPEN), mode)
+    assert run.returncode == 0, run.stderr
+    out = reports(run)[0]
+    record = check_pickle(run, out)  # one record, complete, whole file; same pid across exec
+    assert record["writes"] == writes
+    assert len(run.records) == 1, run.records
+    assert out.get("leaked", []) == [] and out.get("errno", 2) == 2
+
+
+def test_shell_redirect_onto_a_checkpoint(ckmon, work):
+    (work / "ckpt").mkdir()
+    state = {"epoch": 8, "lr": 0.5, "weights": [k / 2 for k in range(20)]}
+    writer = work / "print_state.py"
+    writer.write_text(f"import json\nprint(json.dumps({state!r}))\n")
+    run = ckmon.run("/bin/sh", "-c", f"exec {PYTHON} {writer} > ckpt/state.json")
+    assert run.returncode == 0, run.stderr
+    path = work / "ckpt" / "state.json"
+    record = run.only_record(path)
+    check_record(record, run, path=path, fmt="json", size=path.stat().st_size)
+    assert_findings(record, json.loads(path.read_text()))
+
+
 # ---- endings ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("way", ["return", "exit", "_exit", "thread_exit", "thread__exit"])

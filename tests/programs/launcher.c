@@ -70,10 +70,14 @@ int main(int argc, char **argv)
     if (!strcmp(method, "execvpe")) execvpe(prog, args, empty);
     if (!strcmp(method, "execle")) execle(prog, prog, args[1], args[2], (char *)NULL, empty);
     if (!strcmp(method, "fexecve")) fexecve(open(prog, O_RDONLY | O_CLOEXEC), args, empty);
-    if (!strcmp(method, "posix_spawn"))
-        return spawned(posix_spawn(&pid, prog, NULL, NULL, args, empty), pid);
-    if (!strcmp(method, "posix_spawnp"))
-        return spawned(posix_spawnp(&pid, prog, NULL, NULL, args, empty), pid);
+    if (!strcmp(method, "posix_spawn")) {
+        int rc = posix_spawn(&pid, prog, NULL, NULL, args, empty);
+        return spawned(rc, pid);
+    }
+    if (!strcmp(method, "posix_spawnp")) {
+        int rc = posix_spawnp(&pid, prog, NULL, NULL, args, empty);
+        return spawned(rc, pid);
+    }
     clearenv(); /* the rest take the process's own environment */
     if (!strcmp(method, "execv")) execv(prog, args);
     if (!strcmp(method, "execvp")) execvp(prog, args);
