@@ -659,8 +659,10 @@ static void after_fork_child(void)
         for (unsigned fd = 0; fd < high; fd++) {
             if (fd_slots[fd] != p) continue;
             fd_slots[fd] = t;
-            if (t) t->refs++;
-            else fd_tracked_count--;
+            if (t)
+                t->refs++;
+            else
+                fd_tracked_count--;
         }
     }
 }
@@ -673,6 +675,14 @@ bool tracked_exec_begin(char *inherited, size_t size)
     if (!initialized || agent_busy || __atomic_load_n(&fd_tracked_count, __ATOMIC_RELAXED) == 0 ||
         foreign_process())
         return false;
+    /* Files inherited through fork and never written here are the parent's to report:
+     * with only those, the collector has nothing to hear (and no connection to make). */
+    bool announced = false;
+    fdtable_lock();
+    for (struct tracked *t = live; t && !announced; t = t->next_live)
+        announced = !t->unannounced;
+    fdtable_unlock();
+    if (!announced) return false;
     int saved = errno;
     agent_busy = true;
     cJSON *m = cJSON_CreateObject();

@@ -203,28 +203,25 @@ EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
     return call_with_agent_env(&(struct exec_call){.kind = EXEC_FD, .fd = fd, .argv = argv}, envp);
 }
 
+static int spawn(enum exec_kind kind, pid_t *pid, const char *file,
+                 const posix_spawn_file_actions_t *actions, const posix_spawnattr_t *attr,
+                 char *const argv[], char *const envp[])
+{
+    struct exec_call c = {
+        .kind = kind, .file = file, .argv = argv, .pid = pid, .actions = actions, .attr = attr};
+    return call_with_agent_env(&c, envp);
+}
+
 EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
                        const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
-    return call_with_agent_env(&(struct exec_call){.kind = SPAWN_PATH,
-                                                   .file = path,
-                                                   .argv = argv,
-                                                   .pid = pid,
-                                                   .actions = actions,
-                                                   .attr = attr},
-                               envp);
+    return spawn(SPAWN_PATH, pid, path, actions, attr, argv, envp);
 }
 
 EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions,
                         const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
-    return call_with_agent_env(&(struct exec_call){.kind = SPAWN_SEARCH,
-                                                   .file = file,
-                                                   .argv = argv,
-                                                   .pid = pid,
-                                                   .actions = actions,
-                                                   .attr = attr},
-                               envp);
+    return spawn(SPAWN_SEARCH, pid, file, actions, attr, argv, envp);
 }
 
 /* execl, execlp, execle: the arguments up to the terminating NULL gathered into an argv
