@@ -9,10 +9,12 @@
  * itself (a value the caller does set wins: it may name another job or socket).
  *
  * A vfork child (CPython's subprocess, posix_spawn) shares its parent's memory and may
- * call these wrappers: they therefore never allocate or change agent state — the new
- * environment lives on the stack of the call — and an exec that fails returns exactly
- * what the real call returned, with its errno. glibc's own execvp, execl* and
- * posix_spawn call its internal execve directly, so each entry point is wrapped here.
+ * call these wrappers: the new environment therefore lives on the stack of the call, and
+ * nothing else happens in such a child. In the process that owns the agent's state, an
+ * exec first hands its open checkpoints over (tracked_exec_begin). An exec that fails
+ * returns exactly what the real call returned, with its errno, and changes no agent
+ * state. glibc's own execvp, execl* and posix_spawn call its internal execve directly,
+ * so each entry point is wrapped here.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -40,9 +42,12 @@ __attribute__((constructor)) static void exec_capture(void)
         if (!strncmp(*e, "CKMON_", 6) && strchr(*e, '=') &&
             strncmp(*e, INHERITED_VARIABLE "=", sizeof INHERITED_VARIABLE))
             carried[carried_count++] = strdup(*e);
+    /* The loader names the library as LD_PRELOAD did, possibly relative to the working
+     * directory, which is still the one it was resolved against. */
     Dl_info info;
-    if (dladdr((void *)exec_capture, &info) && info.dli_fname && info.dli_fname[0] == '/')
-        snprintf(agent_path, sizeof agent_path, "%s", info.dli_fname);
+    if (!dladdr((void *)exec_capture, &info) || !info.dli_fname ||
+        !realpath(info.dli_fname, agent_path))
+        agent_path[0] = '\0';
 }
 
 static size_t name_length(const char *entry)
@@ -116,6 +121,7 @@ static char *const *agent_env(char *const envp[], size_t n, char **out, char *pr
     return changed ? out : envp;
 }
 
+/* The exec kinds replace this program (they come first); the spawn kinds start another. */
 enum exec_kind { EXEC_PATH, EXEC_SEARCH, EXEC_FD, SPAWN_PATH, SPAWN_SEARCH };
 
 struct exec_call {

@@ -172,7 +172,7 @@ static bool read_elf(const char *path, struct elf_facts *f, const char **why)
         return false;
     }
     elf_version(EV_CURRENT);
-    Elf *e = elf_begin(fd, ELF_C_READ, NULL);
+    Elf *e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
     GElf_Ehdr eh;
     size_t phnum, raw_size;
     char *raw = e ? elf_rawfile(e, &raw_size) : NULL;
