@@ -601,7 +601,7 @@ void tracked_renamed(int olddirfd, const char *oldpath, int newdirfd, const char
 
 /* ---- process lifecycle --------------------------------------------------------------- */
 
-void tracked_report_all_open(void)
+void tracked_report_all_open(bool flush_streams)
 {
     /* A vfork child (posix_spawn, Python's subprocess) shares the parent's memory and
      * leaves through _exit: the files are the parent's to report, not its. */
@@ -613,7 +613,9 @@ void tracked_report_all_open(void)
     for (unsigned fd = 0; fd < high; fd++) {
         struct tracked *t = fd_is_tracked((int)fd) ? fdtable_take((int)fd) : NULL;
         if (!t) continue;
-        if (t->stream) REAL(fflush)(t->stream); /* exit() flushes stdio only after destructors */
+        /* exit() flushes stdio only after destructors. A file inherited through fork is the
+         * parent's until this process writes it: its buffer is the parent's bytes too. */
+        if (flush_streams && t->stream && !t->unannounced) REAL(fflush)(t->stream);
         tracked_release(t, (int)fd);
     }
     channel_flush(2000);
@@ -770,5 +772,5 @@ __attribute__((constructor)) static void agent_load(void)
 
 __attribute__((destructor)) static void agent_unload(void)
 {
-    tracked_report_all_open();
+    tracked_report_all_open(true);
 }

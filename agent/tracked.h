@@ -98,8 +98,10 @@ void tracked_close_range_end(struct closing *cs, size_t n, bool closed);
  * rename message so the collector can give its record the final path. */
 void tracked_renamed(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
 
-/* The process is ending: report every file still open. */
-void tracked_report_all_open(void);
+/* The process is ending: report every file still open. At exit (flush_streams) the
+ * stdio stream over each is flushed first, as exit is about to; _exit loses what is
+ * still buffered, and so must the file. */
+void tracked_report_all_open(bool flush_streams);
 
 /* exec (not in a vfork child): tells the collector which tracked files the new program
  * keeps open (a descriptor without FD_CLOEXEC; their numbers go to inherited, "3,7", for

@@ -269,6 +269,24 @@ def test_open_file_reported_at_every_ending(ckmon, work, way):
     assert_findings(record, json.loads(text))
 
 
+@pytest.mark.parametrize("way", ["_exit_unflushed", "fork_child__exit"])
+def test_agent_never_flushes_what_the_program_would_not(ckmon, work, way):
+    (work / "plain").mkdir()
+    (work / "ckpt").mkdir()
+    plain = run_plain([program("endings"), way, work / "plain" / "state.json"], work)
+    path = work / "ckpt" / "state.json"
+    run = ckmon.run(program("endings"), way, path)
+    assert run.returncode == plain.returncode == 3, run.stderr
+    text = path.read_bytes()
+    assert text == (work / "plain" / "state.json").read_bytes()
+    record = run.only_record(path)
+    complete = way == "fork_child__exit"  # _exit loses the buffered second half
+    check_record(record, run, path=path, fmt="json", size=len(text), complete=complete)
+    if complete:
+        assert_findings(record, json.loads(text))
+    assert len(run.records) == 1, run.records
+
+
 def test_os_exit_with_file_open(ckmon, work):
     script = """
 f = open("left-open.pkl", "wb")

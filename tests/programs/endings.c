@@ -6,12 +6,19 @@
  * returns. It writes the JSON document in two halves with a flush between, so that the
  * record cannot come from a write the agent never saw. The file stays open throughout.
  *
- * usage: endings WAY PATH   (WAY: return, exit, _exit, thread_exit, thread__exit)
+ * Two ways check that the agent never writes what the program would not: _exit with the
+ * second half still in the stdio buffer (it is lost, with or without the agent), and a
+ * forked child that leaves through _exit while its copy of the buffer holds the second
+ * half (the parent writes it once, at exit).
+ *
+ * usage: endings WAY PATH   (WAY: return, exit, _exit, thread_exit, thread__exit,
+ *                                 _exit_unflushed, fork_child__exit)
  */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define STATUS 3
@@ -47,6 +54,13 @@ int main(int argc, char **argv)
      * would lose it (_exit does not flush stdio), so it is flushed here. */
     if (!strcmp(way, "return")) return STATUS;
     if (!strcmp(way, "exit")) exit(STATUS);
+    if (!strcmp(way, "_exit_unflushed")) _exit(STATUS);
+    if (!strcmp(way, "fork_child__exit")) {
+        pid_t child = fork();
+        if (child == 0) _exit(0);
+        waitpid(child, NULL, 0);
+        return STATUS;
+    }
     fflush(f);
     if (!strcmp(way, "_exit")) _exit(STATUS);
     pthread_t t;
