@@ -9,6 +9,7 @@ line, exit 1 when there is one, and 0 when there is none; `ckmon run` must warn 
 way on stderr and still run the program.
 """
 import os
+import platform
 import shutil
 import stat
 import struct
@@ -20,7 +21,7 @@ from ckmon_helpers import PYTHON, ckmon_args, clean_env, program
 
 GO_STATIC = "/usr/bin/golang-petname"  # Debian package golang-petname
 GO_DYNAMIC = "/usr/bin/dataurl"  # Debian package dataurl (cgo: links libc.so.6)
-EM_AARCH64 = 183
+EM_X86_64, EM_AARCH64 = 62, 183
 
 
 def doctor(*args, cwd=None):
@@ -147,14 +148,17 @@ def test_file_capabilities(work):
 
 
 def test_foreign_machine(work):
-    exe = work / "aarch64-program"
+    native = platform.machine() == "aarch64"
+    foreign, names = (EM_X86_64, ("x86-64", "aarch64")) if native else \
+        (EM_AARCH64, ("aarch64", "x86-64"))
+    exe = work / "foreign-program"
     data = bytearray(open(program("launcher"), "rb").read())
-    data[18:20] = struct.pack("<H", EM_AARCH64)  # e_machine
+    data[18:20] = struct.pack("<H", foreign)  # e_machine
     exe.write_bytes(data)
     exe.chmod(0o755)
     rc, lines, _ = doctor(exe)
     assert rc == 1
-    one_problem(lines, exe, "64-bit aarch64, but the agent is 64-bit x86-64")
+    one_problem(lines, exe, "64-bit {}, but the agent is 64-bit {}".format(*names))
 
 
 def test_io_uring_import(work):
