@@ -15,7 +15,7 @@
 #define DEFAULT_LOG       "./ckmon.jsonl"
 #define DEFAULT_FLUSH_SEC 10.0
 
-enum command { COMMAND_RUN, COMMAND_COLLECT, COMMAND_INSPECT };
+enum command { COMMAND_RUN, COMMAND_COLLECT, COMMAND_INSPECT, COMMAND_DOCTOR };
 
 struct string_list {
     char **items;

@@ -24,7 +24,8 @@ bool record_set_string(char **slot, const char *value)
 
 bool identity_copy(struct identity *dst, const struct identity *src)
 {
-    *dst = (struct identity){.pid = src->pid, .has_rank = src->has_rank, .rank = src->rank};
+    *dst = *src;
+    dst->host = dst->program = dst->job = NULL;
     if (record_set_string(&dst->host, src->host) &&
         record_set_string(&dst->program, src->program) && record_set_string(&dst->job, src->job))
         return true;
@@ -182,6 +183,8 @@ cJSON *record_to_json(const struct record *r)
     cJSON_AddStringToObject(o, "program", r->who.program ? r->who.program : "unknown");
     cJSON_AddStringToObject(o, "job", r->who.job ? r->who.job : "unknown");
     if (r->who.has_rank) cJSON_AddNumberToObject(o, "rank", (double)r->who.rank);
+    if (r->who.has_local_rank) cJSON_AddNumberToObject(o, "local_rank", (double)r->who.local_rank);
+    if (r->who.has_world_size) cJSON_AddNumberToObject(o, "world_size", (double)r->who.world_size);
     cJSON_AddStringToObject(o, "path", r->path);
     if (r->written_as) cJSON_AddStringToObject(o, "written_as", r->written_as);
     cJSON_AddStringToObject(o, "format", r->format);

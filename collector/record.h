@@ -23,8 +23,8 @@ struct identity {
     char *program;
     char *job;
     long pid;
-    bool has_rank;
-    long rank;
+    bool has_rank, has_local_rank, has_world_size;
+    long rank, local_rank, world_size;
 };
 
 /* How the findings were obtained (the record's "parsed"): from the program's writes as
