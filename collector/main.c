@@ -11,7 +11,8 @@
 #include "cli.h"
 
 static const char *const command_names[] = {
-    [COMMAND_RUN] = "run", [COMMAND_COLLECT] = "collect", [COMMAND_INSPECT] = "inspect"};
+    [COMMAND_RUN] = "run", [COMMAND_COLLECT] = "collect", [COMMAND_INSPECT] = "inspect",
+    [COMMAND_DOCTOR] = "doctor"};
 
 static const char main_help[] =
     "Usage: ckmon COMMAND [OPTIONS]\n"
@@ -27,6 +28,9 @@ static const char main_help[] =
     "  collect [OPTIONS] run a collector in the foreground, for many programs\n"
     "  inspect [OPTIONS] FILE...\n"
     "                    parse existing files, print one record per file\n"
+    "  doctor COMMAND [ARGS...]\n"
+    "                    say whether the agent can monitor COMMAND, and if\n"
+    "                    not, why (static, Go, setuid, ...)\n"
     "\n"
     "  ckmon COMMAND --help   the options of one command\n"
     "  ckmon --version        print the version\n";
@@ -141,8 +145,30 @@ static const char inspect_help[] =
     "      --job NAME         the label in the records (default: inspect)\n"
     "  -h, --help             show this help\n";
 
+static const char doctor_help[] =
+    "Usage: ckmon doctor COMMAND [ARGS...]\n"
+    "\n"
+    "Say whether ckmon's agent can monitor COMMAND, without running it. COMMAND is\n"
+    "found as 'ckmon run' finds it; #! scripts are followed to their interpreter\n"
+    "(through env and its -S, -i, -u options). Reported as problems, one line each:\n"
+    "a statically linked program, a Go program, setuid/setgid or file capabilities,\n"
+    "an ELF class or machine the agent is not built for, musl instead of glibc, and\n"
+    "io_uring. Also printed: the write calls the program imports.\n"
+    "\n"
+    "Exits 0 when the agent can monitor COMMAND, 1 when it cannot (one line per\n"
+    "problem), 2 for a usage error. 'ckmon run' makes the same check and warns.\n"
+    "\n"
+    "Options:\n"
+    "  -h, --help             show this help\n";
+
 static const char *const command_help[] = {
-    [COMMAND_RUN] = run_help, [COMMAND_COLLECT] = collect_help, [COMMAND_INSPECT] = inspect_help};
+    [COMMAND_RUN] = run_help, [COMMAND_COLLECT] = collect_help, [COMMAND_INSPECT] = inspect_help,
+    [COMMAND_DOCTOR] = doctor_help};
+
+void show_help(enum command cmd)
+{
+    fputs(command_help[cmd], stdout);
+}
 
 int usage_error(enum command cmd, const char *fmt, ...)
 {
@@ -163,7 +189,7 @@ int cli_parse(struct options *o, enum command cmd, int argc, char **argv)
         return usage_error(cmd, "%s", err);
     }
     if (!o->help) return -1;
-    fputs(command_help[cmd], stdout);
+    show_help(cmd);
     options_free(o);
     return 0;
 }
@@ -171,7 +197,8 @@ int cli_parse(struct options *o, enum command cmd, int argc, char **argv)
 int main(int argc, char **argv)
 {
     static int (*const commands[])(int, char **) = {
-        [COMMAND_RUN] = cmd_run, [COMMAND_COLLECT] = cmd_collect, [COMMAND_INSPECT] = cmd_inspect};
+        [COMMAND_RUN] = cmd_run, [COMMAND_COLLECT] = cmd_collect, [COMMAND_INSPECT] = cmd_inspect,
+        [COMMAND_DOCTOR] = cmd_doctor};
     const char *name = argc > 1 ? argv[1] : NULL;
     if (!name) {
         fputs(main_help, stderr);

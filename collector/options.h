@@ -16,7 +16,7 @@
 #define DEFAULT_FLUSH_SEC 10.0
 #define DEFAULT_LOG_KEEP  5
 
-enum command { COMMAND_RUN, COMMAND_COLLECT, COMMAND_INSPECT };
+enum command { COMMAND_RUN, COMMAND_COLLECT, COMMAND_INSPECT, COMMAND_DOCTOR };
 
 struct string_list {
     char **items;

@@ -44,9 +44,7 @@ static int check_executable(const char *path, char *out, size_t size)
     return 0;
 }
 
-/* As execvp searches: a name with a '/' is used as it is, else each PATH entry in
- * turn. Returns 0, ENOENT when found nowhere, or why a match could not be run. */
-static int find_command(const char *name, char *out, size_t size)
+int find_command(const char *name, char *out, size_t size)
 {
     if (!*name) return ENOENT;
     if (strchr(name, '/')) return check_executable(name, out, size);
@@ -318,6 +316,9 @@ static int check_can_run(const struct options *o, char *exe, char *agent)
         fprintf(stderr, "ckmon: %s: %s\n", o->args[0], strerror(err));
         return err == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXECUTE;
     }
+    /* What the agent cannot see is worth saying before the log stays empty; the
+     * program may still write through something that can be seen, so run it anyway. */
+    doctor_check(o->args[0], o->args + 1, o->arg_count - 1, NULL, stderr, "ckmon: warning: ");
     return find_agent(agent) ? -1 : 1;
 }
 

@@ -5,6 +5,7 @@
 set -e
 PACKAGES="gcc make pkg-config libelf-dev libcurl4-openssl-dev libcjson-dev zlib1g-dev
 libcmocka-dev python3 python3-pytest python3-numpy python3-torch
+musl-tools libcap2-bin dataurl golang-petname
 prometheus-pushgateway victoria-metrics influxdb"
 missing=""
 for p in $PACKAGES; do
