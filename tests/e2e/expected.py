@@ -39,8 +39,8 @@ def is_number(x):
 
 
 def tensor(name, array, dtype=None, shape=None):
-    """The expected tensor entry for a list/tuple of numbers or a NumPy array (its elements
-    in the order the file holds them; shape and dtype name may differ from the array's)."""
+    """The expected tensor entry for a list/tuple of numbers or a NumPy array (head in C
+    order; the dtype name and shape reported may be given when they differ from its own)."""
     if isinstance(array, np.ndarray):
         dtype = dtype or str(array.dtype)
         shape = list(array.shape) if shape is None else shape
