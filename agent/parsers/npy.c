@@ -256,54 +256,21 @@ void npy_array_init(struct npy_array *a, struct report *r, double sample, const 
     a->preamble_need = 8; /* until the major version says how long the length is */
 }
 
-/* ---- Fortran order: the head in C order ------------------------------------------- */
-
-/* Where the first elements in C order (last index fastest) lie in column-major storage
- * (first index fastest). */
-static void plan_fortran_head(struct npy_array *a, const struct header *h, uint64_t elements)
+/* Column-major: the first index fastest. */
+static void plan_fortran_head(struct npy_array *a, const struct header *h)
 {
-    a->head_count = elements < STATS_HEAD ? (unsigned)elements : STATS_HEAD;
-    for (unsigned k = 0; k < a->head_count; k++) {
-        uint64_t rest = k, at = 0, stride = 1;
-        int64_t index[TENSOR_MAX_DIMS];
-        for (int d = h->ndim - 1; d >= 0; d--) {
-            index[d] = (int64_t)(rest % (uint64_t)h->shape[d]);
-            rest /= (uint64_t)h->shape[d];
-        }
-        for (int d = 0; d < h->ndim; d++) {
-            at += (uint64_t)index[d] * stride;
-            stride *= (uint64_t)h->shape[d];
-        }
-        a->head_at[k] = at;
+    int64_t stride[TENSOR_MAX_DIMS], step = 1;
+    for (int d = 0; d < h->ndim; d++) {
+        stride[d] = step;
+        step *= h->shape[d];
     }
-}
-
-/* Copies the parts of the head's elements that lie in data, which starts at data byte
- * `from`. */
-static void catch_fortran_head(struct npy_array *a, uint64_t from, const uint8_t *data, size_t n)
-{
-    size_t size = dtype_size(a->tensor.stats.dtype);
-    for (unsigned k = 0; k < a->head_count; k++) {
-        uint64_t begin = a->head_at[k] * size, end = begin + size;
-        uint64_t lo = begin > from ? begin : from, hi = end < from + n ? end : from + n;
-        if (lo < hi) memcpy(a->head_bytes + k * size + (lo - begin), data + (lo - from), hi - lo);
-    }
-}
-
-/* Decodes the caught elements the way the statistics decode them. */
-static void set_fortran_head(struct npy_array *a)
-{
-    struct tensor_stats decoded;
-    stats_init(&decoded, a->tensor.stats.dtype);
-    stats_feed(&decoded, a->head_bytes, a->head_count * dtype_size(decoded.dtype));
-    memcpy(a->tensor.stats.head, decoded.head, sizeof decoded.head);
-    a->tensor.stats.nhead = decoded.nhead;
+    tensor_head_plan(&a->head, h->shape, stride, h->ndim);
 }
 
 static void finish_data_if_done(struct npy_array *a)
 {
     if (!tensor_reader_done(&a->tensor)) return;
-    if (a->head_count) set_fortran_head(a);
+    if (a->head.count) tensor_head_set(&a->head, &a->tensor.stats);
     tensor_reader_report(&a->tensor, a->report);
     a->state = NPY_DONE;
 }
@@ -325,8 +292,7 @@ static void start_data(struct npy_array *a)
         if (!tensor_reader_init(&a->tensor, a->report, a->name, e.dtype, h.shape, h.ndim,
                                 a->sample))
             return fail(a, "unusable shape");
-        if (h.fortran_order && h.ndim > 1 && tensor_shape_elements(h.shape, h.ndim, &elements))
-            plan_fortran_head(a, &h, elements);
+        if (h.fortran_order) plan_fortran_head(a, &h);
     } else if (e.size == 0) {
         tensor_reader_init_opaque(&a->tensor, a->name, e.name, h.shape, h.ndim, 0);
         tensor_reader_report(&a->tensor, a->report);
@@ -393,7 +359,9 @@ size_t npy_array_feed(struct npy_array *a, const uint8_t *data, size_t len)
             n = take_header(a, data + used, len - used);
             break;
         case NPY_DATA:
-            if (a->head_count) catch_fortran_head(a, a->tensor.consumed, data + used, len - used);
+            if (a->head.count)
+                tensor_head_catch(&a->head, dtype_size(a->tensor.stats.dtype), a->tensor.consumed,
+                                  data + used, len - used);
             n = tensor_reader_feed(&a->tensor, data + used, len - used);
             break;
         default:

@@ -38,12 +38,7 @@ struct npy_array {
     size_t preamble_len, preamble_need;
     char *header;
     size_t header_len, header_have;
-    /* A Fortran-order array's head: the storage positions (element indices) of its first
-     * STATS_HEAD elements in C order, and their bytes as they pass. head_count is 0 for
-     * C-order data, whose head the statistics take as it comes. */
-    unsigned head_count;
-    uint64_t head_at[STATS_HEAD];
-    uint8_t head_bytes[STATS_HEAD * 8];
+    struct tensor_head head; /* a Fortran-order array's head in C order */
     struct tensor_reader tensor; /* last: it ends in a large buffer */
 };
 

@@ -160,6 +160,49 @@ void tensor_reader_report(const struct tensor_reader *tr, struct report *r)
     if (tr->ndim == 0) report_scalar(tr, r);
 }
 
+/* ---- A head in C order ------------------------------------------------------------ */
+
+void tensor_head_plan(struct tensor_head *h, const int64_t *shape, const int64_t *stride, int ndim)
+{
+    uint64_t elements, c_stride = 1;
+    bool c_order = true;
+    h->count = 0;
+    for (int d = ndim - 1; d >= 0; d--) {
+        if (shape[d] != 1 && (uint64_t)stride[d] != c_stride) c_order = false;
+        c_stride *= (uint64_t)shape[d];
+    }
+    if (c_order || !tensor_shape_elements(shape, ndim, &elements)) return;
+    h->count = elements < STATS_HEAD ? (unsigned)elements : STATS_HEAD;
+    for (unsigned k = 0; k < h->count; k++) {
+        uint64_t rest = k, at = 0;
+        for (int d = ndim - 1; d >= 0; d--) {
+            at += rest % (uint64_t)shape[d] * (uint64_t)stride[d];
+            rest /= (uint64_t)shape[d];
+        }
+        h->at[k] = at;
+    }
+}
+
+void tensor_head_catch(struct tensor_head *h, size_t elsize, uint64_t from, const uint8_t *data,
+                       size_t n)
+{
+    for (unsigned k = 0; k < h->count; k++) {
+        uint64_t begin = h->at[k] * elsize, end = begin + elsize;
+        uint64_t lo = begin > from ? begin : from, hi = end < from + n ? end : from + n;
+        if (lo < hi) memcpy(h->bytes + k * elsize + (lo - begin), data + (lo - from), hi - lo);
+    }
+}
+
+/* Decodes the caught elements the way the statistics decode them. */
+void tensor_head_set(const struct tensor_head *h, struct tensor_stats *st)
+{
+    struct tensor_stats decoded;
+    stats_init(&decoded, st->dtype);
+    stats_feed(&decoded, h->bytes, h->count * dtype_size(st->dtype));
+    memcpy(st->head, decoded.head, sizeof decoded.head);
+    st->nhead = decoded.nhead;
+}
+
 /* ---- Tensors at known offsets ------------------------------------------------------ */
 
 bool tensor_sequence_add(struct tensor_sequence *q, const struct tensor_entry *e)

@@ -61,6 +61,24 @@ static inline bool tensor_reader_done(const struct tensor_reader *tr)
 /* Reports the tensor (and, for a 0-d tensor, its value under the same name). */
 void tensor_reader_report(const struct tensor_reader *tr, struct report *r);
 
+/* ---- A head in C order for data stored in another order ----------------------------
+ * A Fortran-order array or a transposed view holds its elements in another order than
+ * C order (last index fastest), so the first elements to pass are not its head. This
+ * says where its first STATS_HEAD elements lie, catches their bytes as the data passes
+ * and puts them into the statistics' head once the data is done. */
+struct tensor_head {
+    unsigned count;          /* 0: C order, the statistics' own head is right */
+    uint64_t at[STATS_HEAD]; /* element positions in the data */
+    uint8_t bytes[STATS_HEAD * 8];
+};
+
+/* For elements stored at position sum(index[d] * stride[d]). */
+void tensor_head_plan(struct tensor_head *h, const int64_t *shape, const int64_t *stride, int ndim);
+/* data holds the bytes from data byte `from` on. */
+void tensor_head_catch(struct tensor_head *h, size_t elsize, uint64_t from, const uint8_t *data,
+                       size_t n);
+void tensor_head_set(const struct tensor_head *h, struct tensor_stats *st);
+
 /* ---- Tensors at known offsets of one stream (safetensors, GGUF) ------------------
  * Such formats list their tensors in a header, each at an offset of the stream, in an
  * order of the writer's choosing; the data then passes by once, in file order. */

@@ -18,8 +18,8 @@
  * Each tensor is a view into its storage: the elements from its storage offset on. A
  * contiguous view (C order, or any permutation of it, such as a transpose) covers one
  * byte range of the storage, read as the record streams by; several views of one
- * storage each get theirs. For permuted views `head` is in storage order. Views with
- * gaps (x[::2]) are reported with dtype and shape only.
+ * storage each get theirs. A permuted view's head is picked out in its own index order
+ * (tensor_head). Views with gaps (x[::2]) are reported with dtype and shape only.
  *
  * OrderedDict state dicts carry a `_metadata` attribute (module versions); it is
  * dropped. Not read: big-endian archives (a "byteorder" record of "big"), sparse and
@@ -70,15 +70,22 @@ static const struct element_type element_types[] = {
     {"UntypedStorage", NULL, NULL, "uint8", 1, true, DTYPE_U8},
 };
 
-/* One tensor: a byte range of one storage. */
+/* One tensor: a byte range of one storage. Its reader (large: it holds a sampling
+ * block) exists only while the storage's bytes pass through its range; readers are
+ * reused, so memory follows how many views overlap, not how many there are. */
 struct view {
     char key[STORAGE_KEY_MAX]; /* its storage */
-    uint64_t begin, nbytes;    /* within the storage */
+    char *name;
+    enum dtype dtype;
+    int ndim;
+    int64_t shape[TENSOR_MAX_DIMS];
+    uint64_t begin, nbytes; /* within the storage */
     uint64_t storage_nbytes;
     size_t storage_elsize;
     size_t order; /* position in data.pkl, for a stable sort */
     bool reported;
-    struct tensor_reader reader;
+    struct tensor_head head; /* a permuted view's head, in its own index order */
+    struct tensor_reader *reader;
 };
 
 enum member { M_OTHER, M_PICKLE, M_STORAGE };
@@ -99,6 +106,8 @@ struct torch {
 
     struct view *views; /* sorted by storage key once data.pkl is done */
     size_t nviews, cap;
+    struct tensor_reader **spare; /* readers no view holds */
+    size_t nspare, spare_cap;
 
     enum member member;
     size_t first, last;  /* M_STORAGE: views[first, last) are the storage's */
@@ -254,10 +263,17 @@ static void add_tensor(struct torch *t, const char *name, struct pyobj *const *a
         v->nbytes = 0;
         return;
     }
-    if (!tensor_reader_init(&v->reader, r, name, e->type, size, ndim, t->sample)) {
+    v->name = strdup(name);
+    if (!v->name) {
+        report_error(r, "%s: out of memory", name);
         t->nviews--;
         t->broken = true;
+        return;
     }
+    v->dtype = e->type;
+    tensor_head_plan(&v->head, size, stride, ndim);
+    v->ndim = ndim;
+    memcpy(v->shape, size, (size_t)ndim * sizeof *size);
 }
 
 static bool is_rebuild(const struct pyobj *o, const char *which)
@@ -385,18 +401,61 @@ static bool torch_begin(void *ctx, const struct zip_member *m)
     return true;
 }
 
+/* A reader for a view whose bytes begin to pass; false when out of memory (reported). */
+static bool take_reader(struct torch *t, struct view *v)
+{
+    v->reader = t->nspare ? t->spare[--t->nspare] : malloc(sizeof *v->reader);
+    if (!v->reader) {
+        report_error(t->report, "%s: out of memory", v->name);
+        t->broken = true;
+        return false;
+    }
+    /* the shape was checked when the view was made */
+    return tensor_reader_init(v->reader, t->report, v->name, v->dtype, v->shape, v->ndim,
+                              t->sample);
+}
+
+static void give_back_reader(struct torch *t, struct view *v)
+{
+    if (!v->reader) return;
+    if (t->nspare == t->spare_cap) {
+        size_t cap = t->spare_cap ? 2 * t->spare_cap : 4;
+        struct tensor_reader **grown = realloc(t->spare, cap * sizeof *grown);
+        if (!grown) {
+            free(v->reader);
+            v->reader = NULL;
+            return;
+        }
+        t->spare = grown;
+        t->spare_cap = cap;
+    }
+    t->spare[t->nspare++] = v->reader;
+    v->reader = NULL;
+}
+
 static size_t feed_storage(struct torch *t, const uint8_t *bytes, size_t len)
 {
     size_t n = t->nbytes - t->at < len ? (size_t)(t->nbytes - t->at) : len;
     uint64_t from = t->at, to = t->at + n;
     for (size_t i = t->first; i < t->last; i++) {
         struct view *v = &t->views[i];
-        uint64_t lo = v->begin > from ? v->begin : from;
-        uint64_t hi = v->begin + v->nbytes < to ? v->begin + v->nbytes : to;
-        if (lo < hi) tensor_reader_feed(&v->reader, bytes + (lo - from), (size_t)(hi - lo));
-        if (!v->reported && v->begin + v->nbytes <= to) {
-            tensor_reader_report(&v->reader, t->report);
+        uint64_t end = v->begin + v->nbytes;
+        uint64_t lo = v->begin > from ? v->begin : from, hi = end < to ? end : to;
+        if (v->reported || (lo >= hi && end > to)) continue; /* not yet, or done */
+        if (!v->reader && !take_reader(t, v)) {
             v->reported = true;
+            continue;
+        }
+        if (lo < hi) {
+            tensor_reader_feed(v->reader, bytes + (lo - from), (size_t)(hi - lo));
+            tensor_head_catch(&v->head, dtype_size(v->dtype), lo - v->begin, bytes + (lo - from),
+                              (size_t)(hi - lo));
+        }
+        if (end <= to) {
+            if (v->head.count) tensor_head_set(&v->head, &v->reader->stats);
+            tensor_reader_report(v->reader, t->report);
+            v->reported = true;
+            give_back_reader(t, v);
         }
     }
     t->at = to;
@@ -590,6 +649,13 @@ static void torch_destroy(struct parser *p)
     struct torch *t = (struct torch *)p;
     zip_walker_free(t->zip);
     if (t->pickle) pickle_walker_free(t->pickle);
+    for (size_t i = 0; i < t->nviews; i++) {
+        free(t->views[i].name);
+        free(t->views[i].reader);
+    }
+    for (size_t i = 0; i < t->nspare; i++)
+        free(t->spare[i]);
+    free(t->spare);
     free(t->views);
     free(t->keys);
     free(t);

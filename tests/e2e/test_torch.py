@@ -57,18 +57,11 @@ state = {
 """
 
 
-def storage_order(t):
-    """A tensor's elements in the order its storage holds them (a dense view's permutation)."""
-    order = sorted(range(t.dim()), key=lambda d: -t.stride(d))
-    return t.permute(order)
-
-
 def as_tensor(x):
-    """expected.flatten's hook: a torch tensor as (NumPy array of its stored elements,
-    dtype name, shape)."""
+    """expected.flatten's hook: a torch tensor as (NumPy array, dtype name, shape)."""
     if not isinstance(x, torch.Tensor):
         return None
-    t = storage_order(x.detach())
+    t = x.detach()
     if t.dtype == torch.bfloat16:
         array = t.float().numpy()  # exact: bfloat16 is the top half of a float32
     elif t.dtype == torch.bool:
