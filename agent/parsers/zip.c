@@ -73,7 +73,7 @@ struct zip_walker {
     bool z_live;
     uint8_t *out; /* inflate output, INFLATE_OUT bytes */
 
-    uint32_t crc; /* ZIP_SCAN: running CRC-32 (inverted) of the bytes before the window */
+    uint32_t crc; /* ZIP_SCAN: CRC-32 of the bytes before the window */
     uint8_t window[DESC_LONG];
     size_t window_len;
     uint8_t replay[DESC_LONG]; /* bytes after a found descriptor, taken but not yet walked */
@@ -143,7 +143,7 @@ static void apply_zip64(const uint8_t *extra, size_t len, uint64_t *usize, uint6
 
 static void start_scan(struct zip_walker *w)
 {
-    w->crc = UINT32_MAX;
+    w->crc = (uint32_t)crc32(0, Z_NULL, 0);
     w->window_len = 0;
     expect(w, ZIP_SCAN, 0);
 }
@@ -302,34 +302,61 @@ static size_t take_inflated(struct zip_walker *w, const uint8_t *data, size_t le
 static bool descriptor_at_window(const struct zip_walker *w, size_t form)
 {
     const uint8_t *d = w->window;
-    if (w->window_len < form || le32(d) != SIG_DESCRIPTOR || le32(d + 4) != (w->crc ^ UINT32_MAX))
-        return false;
+    if (w->window_len < form || le32(d) != SIG_DESCRIPTOR || le32(d + 4) != w->crc) return false;
     if (form == DESC_SHORT) return le32(d + 8) == w->taken && le32(d + 12) == w->taken;
     return le64(d + 8) == w->taken && le64(d + 16) == w->taken;
 }
 
+/* Bytes that are surely data (no descriptor starts at them): into the CRC. */
+static void pass_data(struct zip_walker *w, const uint8_t *bytes, size_t n)
+{
+    w->crc = (uint32_t)crc32(w->crc, bytes, (uInt)n);
+    w->taken += n;
+}
+
+/* Only a 'P' can start a descriptor: the window holds the bytes from the latest
+ * candidate on (at most DESC_LONG), everything before it is data. */
 static size_t take_scanned(struct zip_walker *w, const uint8_t *data, size_t len)
 {
-    const z_crc_t *table = get_crc_table();
-    for (size_t i = 0; i < len; i++) {
-        if (w->window_len == DESC_LONG) {
-            w->crc = (uint32_t)table[(w->crc ^ w->window[0]) & 0xff] ^ (w->crc >> 8);
-            w->taken++;
-            memmove(w->window, w->window + 1, DESC_LONG - 1);
-            w->window_len--;
+    size_t i = 0;
+    for (;;) {
+        if (w->window_len > 0 && w->window[0] != 'P') {
+            const uint8_t *p = memchr(w->window + 1, 'P', w->window_len - 1);
+            size_t drop = p ? (size_t)(p - w->window) : w->window_len;
+            pass_data(w, w->window, drop);
+            memmove(w->window, w->window + drop, w->window_len - drop);
+            w->window_len -= drop;
+            continue;
         }
-        w->window[w->window_len++] = data[i];
-        if (w->window[0] != 'P') continue;
+        if (w->window_len == 0) {
+            const uint8_t *p = memchr(data + i, 'P', len - i);
+            size_t skip = p ? (size_t)(p - (data + i)) : len - i;
+            for (size_t done = 0; done < skip;) { /* crc32 takes at most 4 GiB at once */
+                size_t n = skip - done < (1u << 30) ? skip - done : (1u << 30);
+                pass_data(w, data + i + done, n);
+                done += n;
+            }
+            i += skip;
+            if (!p) return i;
+        }
+        size_t fill = DESC_LONG - w->window_len < len - i ? DESC_LONG - w->window_len : len - i;
+        memcpy(w->window + w->window_len, data + i, fill);
+        w->window_len += fill;
+        i += fill;
         size_t form = descriptor_at_window(w, DESC_LONG)    ? DESC_LONG
                       : descriptor_at_window(w, DESC_SHORT) ? DESC_SHORT
                                                             : 0;
-        if (!form) continue;
-        w->replay_len = w->window_len - form;
-        memcpy(w->replay, w->window + form, w->replay_len);
-        end_data(w);
-        return i + 1;
+        if (form) {
+            w->replay_len = w->window_len - form;
+            memcpy(w->replay, w->window + form, w->replay_len);
+            end_data(w);
+            return i;
+        }
+        if (w->window_len < DESC_LONG) return i; /* more bytes may complete it */
+        pass_data(w, w->window, 1);              /* no descriptor at this 'P' */
+        memmove(w->window, w->window + 1, DESC_LONG - 1);
+        w->window_len--;
     }
-    return len;
 }
 
 /* One state's worth of bytes; returns how many it took (at least one when len > 0,
