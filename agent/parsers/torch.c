@@ -1,4 +1,5 @@
-/* torch.c — PyTorch checkpoints as torch.save writes them (the zip format, torch ≥ 1.6).
+/* torch.c — PyTorch checkpoints as torch.save writes them: the zip format (the default
+ * since torch 1.6) and the legacy one.
  *
  * The archive's records, in the order torch writes them: PREFIX/data.pkl (the object,
  * with every tensor pickled as a call that rebuilds it from a storage), then in 2.x
@@ -12,8 +13,8 @@
  *   torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks)
  *   torch._utils._rebuild_tensor_v3(..., hooks, dtype, ...)   untyped storage, sized in bytes
  *   torch._utils._rebuild_tensor(storage, offset, size, stride)
- *   _rebuild_parameter / _rebuild_parameter_with_state(tensor, ...) and
- *   _rebuild_from_type_v2(rebuild, type, args, state): the tensor inside.
+ *   _rebuild_parameter / _rebuild_parameter_with_state(tensor, ...) and (subclasses)
+ *   torch._tensor._rebuild_from_type_v2(rebuild, type, args, state): the tensor inside.
  * The storage is the persistent id ('storage', torch.<Type>Storage, key, location, numel).
  * Each tensor is a view into its storage: the elements from its storage offset on. A
  * contiguous view (C order, or any permutation of it, such as a transpose) covers one
@@ -318,7 +319,7 @@ static bool torch_hook(void *ctx, struct report *r, const char *name, const stru
     struct pyobj *const *args;
     size_t n;
     const struct pyobj *c = tensor_call(o, &args, &n);
-    if (c && is_rebuild(c, "_rebuild_from_type_v2") && n >= 3) {
+    if (c && pyobj_is_global(c, "torch._tensor", "_rebuild_from_type_v2") && n >= 3) {
         /* a tensor subclass: (rebuild, type, rebuild's args, state) */
         c = args[0];
         args = pyobj_tuple_items(args[2], &n);

@@ -36,7 +36,9 @@ struct zip_handler {
      * member's content ends, by taking fewer bytes than data() offers. */
     bool (*begin)(void *ctx, const struct zip_member *m);
     /* The next bytes of the member's content (inflated if it was deflated); returns
-     * how many belong to it. A handler that did not delimit the member is not called. */
+     * how many belong to it, and is not called again for the member once that is fewer
+     * than len. Not called for a stored member of unknown size that the handler did
+     * not delimit (the walker finds its end by its data descriptor, unread). */
     size_t (*data)(void *ctx, const uint8_t *bytes, size_t len);
     /* The member ended; whole is false when the archive ended or broke inside it. */
     void (*end)(void *ctx, bool whole);

@@ -132,6 +132,7 @@ def test_model_optimizer_and_scalars(ckmon, work):
 
 OTHER_OBJECTS = """
 import torch
+import tensor_subclass
 torch.manual_seed(3)
 layer = torch.nn.Linear(5, 3)
 params = {"weight": layer.weight, "bias": layer.bias, "plain": [torch.ones(2), 3],
@@ -139,10 +140,16 @@ params = {"weight": layer.weight, "bias": layer.bias, "plain": [torch.ones(2), 3
 bare = torch.linspace(-1, 1, 50).reshape(5, 10)
 # 12 storages: torch 1.13 writes data/0, data/1, data/10, data/11, data/2, ...
 many = [torch.full((3,), float(i)) for i in range(12)]
+# a tensor subclass is pickled as torch._tensor._rebuild_from_type_v2 around the tensor
+params["scaled"] = torch.arange(4.0).as_subclass(tensor_subclass.Scaled)
+params["scaled"].scale = 2.0  # torch 1.13 cannot load a subclass without state
 """
 
 
-def test_parameters_a_bare_tensor_and_many_storages(ckmon, work):
+def test_parameters_a_bare_tensor_and_many_storages(ckmon, work, monkeypatch):
+    (work / "tensor_subclass.py").write_text(
+        "import torch\nclass Scaled(torch.Tensor):\n    pass\n")
+    monkeypatch.syspath_prepend(str(work))  # for torch.load of the subclass
     checked = save_and_check(ckmon, work, OTHER_OBJECTS, {
         "params.pt": "torch.save(params, path)",
         "bare.pt": "torch.save(bare, path)",
