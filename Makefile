@@ -114,4 +114,4 @@ clean:
 
 include tests/fuzz/fuzz.mk
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/tests -name '*.d' 2>/dev/null)

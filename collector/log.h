@@ -3,6 +3,10 @@
  * Several collectors (or a collector and `ckmon inspect >> log`) may append to the same
  * file; O_APPEND plus a single write per line keeps their lines whole.
  *
+ * The log is also what remote sinks deliver from (delivery.h), so a writer can rotate
+ * by size (segments.h) without deleting a segment a sink has not delivered yet, copy
+ * every line to a spool when the log itself is stdout, and wake the sinks after a line.
+ *
  * A full file system (ENOSPC, EDQUOT) is waited out, not a loss: lines that cannot be
  * written are held in memory, in order, up to LOG_HOLD_BYTES, said once on stderr, and
  * written by log_retry (the collector calls it every LOG_RETRY_US) once space returns.
@@ -12,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "record.h"
 
@@ -21,6 +26,18 @@ struct log_writer {
     char *name;            /* as given, for messages; "-" is stdout */
     unsigned long written; /* lines written */
     unsigned long failed;  /* lines lost to write errors */
+
+    /* Rotation, for a file log: after a line takes it to max_bytes or more (0: never),
+     * LOG becomes LOG.<n> and a new LOG starts; only the newest `keep` rotated
+     * segments are kept, and none that still_needed() says a sink needs. */
+    unsigned long long max_bytes;
+    unsigned long keep;
+    off_t size;
+    bool (*still_needed)(void *ctx, unsigned long seq);
+    void *needed_ctx;
+    struct log_writer *copy; /* every line also goes there (the sinks' spool), or NULL */
+    void (*after_write)(void *ctx); /* called after each line: the sinks' wake-up */
+    void *after_ctx;
     struct held_line *held, **held_tail; /* waiting for space, oldest first */
     size_t held_bytes;
 };
@@ -40,6 +57,8 @@ static inline bool log_holding(const struct log_writer *w)
 {
     return w->held != NULL;
 }
+/* Opens the file again by its name (SIGHUP, after another tool moved it away). */
+void log_reopen(struct log_writer *w);
 /* Closes the log and says on stderr how many records were lost, if any. */
 void log_close(struct log_writer *w);
 

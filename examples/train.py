@@ -3,8 +3,10 @@
 Linear regression on synthetic data, trained with minibatch SGD and momentum. Each epoch it
 saves a pickle of its whole state to checkpoints/epoch_N.pkl (written to a temporary file in
 the same directory and moved into place with os.replace, so a reader never sees half a
-file) and, like the Hugging Face Trainer, a checkpoints/checkpoint-STEP/trainer_state.json
-with the log history. It knows nothing about ckmon: run it as
+file), the model as a PyTorch nn.Linear state dict with torch.save to
+checkpoints/model_N.pt and, like the Hugging Face Trainer, a
+checkpoints/checkpoint-STEP/trainer_state.json with the log history. It knows nothing about
+ckmon: run it as
 
     build/ckmon run -- /usr/bin/python3 examples/train.py
 
@@ -16,6 +18,7 @@ import pickle
 import tempfile
 
 import numpy as np
+import torch
 
 EPOCHS = 5
 FEATURES = 64
@@ -44,6 +47,16 @@ def save_atomically(obj, path):
     with tempfile.NamedTemporaryFile("wb", dir=directory, suffix=".pkl", delete=False) as f:
         pickle.dump(obj, f)
     os.replace(f.name, path)
+
+
+def save_torch_model(weights, bias, epoch, loss):
+    """The model as PyTorch holds it: an nn.Linear's state dict, saved with torch.save."""
+    model = torch.nn.Linear(FEATURES, 1, dtype=torch.float32)
+    with torch.no_grad():
+        model.weight.copy_(torch.from_numpy(weights).reshape(1, FEATURES))
+        model.bias.fill_(bias)
+    torch.save({"epoch": epoch, "loss": loss, "model": model.state_dict()},
+               os.path.join(CHECKPOINTS, f"model_{epoch}.pt"))
 
 
 def save_trainer_state(global_step, epoch, log_history):
@@ -94,6 +107,7 @@ def main():
             },
         }
         save_atomically(checkpoint, os.path.join(CHECKPOINTS, f"epoch_{epoch}.pkl"))
+        save_torch_model(weights, bias, epoch, loss)
         save_trainer_state(global_step, epoch, log_history)
         print(f"epoch {epoch}: loss {loss:.5f}, lr {lr:.4f}", flush=True)
         lr *= LR_DECAY

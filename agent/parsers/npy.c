@@ -13,8 +13,8 @@
  * embedder learns where they end. Object arrays and structured dtypes do not say how
  * long their data is: they are reported at once and the rest of the stream is theirs.
  *
- * Fortran order changes nothing in the statistics, but `head` is then the first
- * elements in storage (column-major) order, not the first of the C-order array.
+ * Fortran order changes nothing in the statistics; `head` is still the array's first
+ * elements in C order (a.flat[:8]), picked out of the column-major data as it passes.
  */
 #include "npy.h"
 
@@ -25,14 +25,14 @@
 #include <string.h>
 
 static const uint8_t NPY_MAGIC[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
-#define PREAMBLE_V1 10 /* magic, major, minor, u16 length */
-#define PREAMBLE_V2 12 /* ... u32 length */
+#define PREAMBLE_V1      10      /* magic, major, minor, u16 length */
+#define PREAMBLE_V2      12      /* ... u32 length */
 #define NPY_DEFAULT_NAME "array" /* when the file's name gives none */
 
 /* ---- The header's dict literal -------------------------------------------------- */
 
 struct header {
-    char descr[24]; /* as long as a dtype name: longer descrs are not numbers anyway */
+    char descr[24];  /* as long as a dtype name: longer descrs are not numbers anyway */
     bool structured; /* descr is a list of fields */
     bool fortran_order;
     int ndim;
@@ -45,7 +45,8 @@ struct cursor {
 
 static void skip_space(struct cursor *c)
 {
-    while (c->at < c->end && isspace((unsigned char)*c->at)) c->at++;
+    while (c->at < c->end && isspace((unsigned char)*c->at))
+        c->at++;
 }
 
 static bool peek(struct cursor *c, char ch)
@@ -150,7 +151,8 @@ static const char *parse_entry(struct cursor *c, struct header *h, unsigned *see
     if (!accept(c, ':')) return "expected ':'";
     if (strcmp(key, "descr") == 0) {
         *seen |= 1;
-        if (peek(c, '\'') || peek(c, '"')) return parse_string(c, h->descr, sizeof h->descr) ? NULL : "unterminated descr";
+        if (peek(c, '\'') || peek(c, '"'))
+            return parse_string(c, h->descr, sizeof h->descr) ? NULL : "unterminated descr";
         h->structured = true;
         return skip_value(c) ? NULL : "unterminated descr";
     }
@@ -187,7 +189,7 @@ struct element {
     char name[24];
     bool readable; /* dtype is one stats.h decodes */
     enum dtype dtype;
-    uint64_t size;      /* bytes per element; 0 when the header does not say */
+    uint64_t size;       /* bytes per element; 0 when the header does not say */
     const char *problem; /* why a readable-looking type is not read, or NULL */
 };
 
@@ -254,9 +256,21 @@ void npy_array_init(struct npy_array *a, struct report *r, double sample, const 
     a->preamble_need = 8; /* until the major version says how long the length is */
 }
 
+/* Column-major: the first index fastest. */
+static void plan_fortran_head(struct npy_array *a, const struct header *h)
+{
+    int64_t stride[TENSOR_MAX_DIMS], step = 1;
+    for (int d = 0; d < h->ndim; d++) {
+        stride[d] = step;
+        step *= h->shape[d];
+    }
+    tensor_head_plan(&a->head, h->shape, stride, h->ndim);
+}
+
 static void finish_data_if_done(struct npy_array *a)
 {
     if (!tensor_reader_done(&a->tensor)) return;
+    if (a->head.count) tensor_head_set(&a->head, &a->tensor.stats);
     tensor_reader_report(&a->tensor, a->report);
     a->state = NPY_DONE;
 }
@@ -278,6 +292,7 @@ static void start_data(struct npy_array *a)
         if (!tensor_reader_init(&a->tensor, a->report, a->name, e.dtype, h.shape, h.ndim,
                                 a->sample))
             return fail(a, "unusable shape");
+        if (h.fortran_order) plan_fortran_head(a, &h);
     } else if (e.size == 0) {
         tensor_reader_init_opaque(&a->tensor, a->name, e.name, h.shape, h.ndim, 0);
         tensor_reader_report(&a->tensor, a->report);
@@ -344,6 +359,9 @@ size_t npy_array_feed(struct npy_array *a, const uint8_t *data, size_t len)
             n = take_header(a, data + used, len - used);
             break;
         case NPY_DATA:
+            if (a->head.count)
+                tensor_head_catch(&a->head, dtype_size(a->tensor.stats.dtype), a->tensor.consumed,
+                                  data + used, len - used);
             n = tensor_reader_feed(&a->tensor, data + used, len - used);
             break;
         default:
@@ -371,8 +389,9 @@ bool npy_array_finish(struct npy_array *a)
     case NPY_FAILED:
         return false;
     case NPY_DATA:
-        report_error(a->report, "%s: data ended at byte %" PRIu64 ", %" PRIu64 " of %" PRIu64
-                     " data bytes", a->name, a->offset, a->tensor.consumed, a->tensor.nbytes);
+        report_error(a->report,
+                     "%s: data ended at byte %" PRIu64 ", %" PRIu64 " of %" PRIu64 " data bytes",
+                     a->name, a->offset, a->tensor.consumed, a->tensor.nbytes);
         return false;
     default:
         report_error(a->report, "%s: data ended at byte %" PRIu64 " inside the .npy header",
@@ -406,8 +425,9 @@ static bool npy_finish(struct parser *p)
     struct npy_parser *n = (struct npy_parser *)p;
     bool whole = npy_array_finish(&n->array);
     if (n->extra > 0) {
-        report_error(n->array.report, "npy: %" PRIu64 " bytes after the array's data at byte %" PRIu64,
-                     n->extra, n->array.offset);
+        report_error(n->array.report,
+                     "npy: %" PRIu64 " bytes after the array's data at byte %" PRIu64, n->extra,
+                     n->array.offset);
         return false;
     }
     return whole;

@@ -6,6 +6,7 @@
  */
 #include "parser.h"
 #include "npy.h"
+#include "zip.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -60,6 +61,22 @@ static bool claims_npy(const uint8_t *head, size_t n, const char *extension)
     return n >= 6 && memcmp(head, "\x93NUMPY", 6) == 0;
 }
 
+/* torch.save's legacy format: a protocol 2 pickle of torch's magic number (a LONG1). */
+static bool claims_torch_legacy(const uint8_t *head, size_t n, const char *extension)
+{
+    static const uint8_t MAGIC[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c,
+                                    0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+    (void)extension;
+    return n >= sizeof MAGIC && memcmp(head, MAGIC, sizeof MAGIC) == 0;
+}
+
+/* A zip archive: which format (torch, npz) its first member's name says. */
+static bool claims_zip(const uint8_t *head, size_t n, const char *extension)
+{
+    (void)extension;
+    return n >= 4 && memcmp(head, "PK\3\4", 4) == 0;
+}
+
 static bool claims_gguf(const uint8_t *head, size_t n, const char *extension)
 {
     (void)extension;
@@ -71,6 +88,8 @@ static const struct format formats[] = {
     {"safetensors", claims_safetensors, parser_safetensors_new, NULL},
     {"npy", claims_npy, parser_npy_new, parser_npy_named_new},
     {"gguf", claims_gguf, parser_gguf_new, NULL},
+    {"zip", claims_zip, parser_zip_new, NULL},
+    {"torch", claims_torch_legacy, parser_torch_legacy_new, NULL},
     {"json", claims_json, parser_json_new},
     {"pickle", claims_pickle, parser_pickle_new},
 };
@@ -119,6 +138,7 @@ static void detect_feed(struct parser *p, const uint8_t *data, size_t len)
         decide(d);
     }
     if (d->inner && len > 0) d->inner->feed(d->inner, data, len);
+    if (d->inner) d->base.format = d->inner->format; /* a zip says which later */
 }
 
 static bool detect_finish(struct parser *p)
@@ -127,7 +147,10 @@ static bool detect_finish(struct parser *p)
     if (!d->decided) decide(d);
     /* Bytes no parser claims are reported as format "unknown": nothing says they are
      * incomplete. */
-    return d->inner ? d->inner->finish(d->inner) : true;
+    if (!d->inner) return true;
+    bool whole = d->inner->finish(d->inner);
+    d->base.format = d->inner->format;
+    return whole;
 }
 
 static void detect_destroy(struct parser *p)

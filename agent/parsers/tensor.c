@@ -13,6 +13,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,7 @@
 static void set_identity(struct tensor_reader *tr, const char *name, const char *dtype_name,
                          const int64_t *shape, int ndim)
 {
-    memset(tr, 0, sizeof *tr);
+    memset(tr, 0, offsetof(struct tensor_reader, block));
     snprintf(tr->name, sizeof tr->name, "%s", name);
     snprintf(tr->dtype_name, sizeof tr->dtype_name, "%s", dtype_name);
     if (ndim < 0) ndim = 0;
@@ -54,8 +55,7 @@ bool tensor_reader_init(struct tensor_reader *tr, struct report *r, const char *
     set_identity(tr, name, dtype_name(dtype), shape, ndim);
     if (!tensor_shape_elements(shape, ndim, &elements) ||
         __builtin_mul_overflow(elements, (uint64_t)dtype_size(dtype), &tr->nbytes)) {
-        report_error(r, "%s: invalid shape (a negative dimension or a size over 2^64 bytes)",
-                     name);
+        report_error(r, "%s: invalid shape (a negative dimension or a size over 2^64 bytes)", name);
         return false;
     }
     tr->has_stats = true;
@@ -92,10 +92,20 @@ size_t tensor_reader_feed(struct tensor_reader *tr, const uint8_t *data, size_t 
 
     while (done < take) {
         uint64_t block = tr->consumed / TENSOR_SAMPLE_BLOCK;
-        size_t room = TENSOR_SAMPLE_BLOCK - (size_t)(tr->consumed % TENSOR_SAMPLE_BLOCK);
-        size_t chunk = take - done < room ? take - done : room;
-        if (tr->has_stats && block_sampled(block, tr->sample))
-            stats_feed(&tr->stats, data + done, chunk);
+        size_t at = (size_t)(tr->consumed % TENSOR_SAMPLE_BLOCK);
+        uint64_t block_end = tr->nbytes - block * TENSOR_SAMPLE_BLOCK;
+        size_t block_len =
+            block_end < TENSOR_SAMPLE_BLOCK ? (size_t)block_end : TENSOR_SAMPLE_BLOCK;
+        size_t chunk = take - done < block_len - at ? take - done : block_len - at;
+        if (tr->has_stats && block_sampled(block, tr->sample)) {
+            /* One statistics call per block (tensor.h, "Determinism"). */
+            if (at == 0 && chunk == block_len) {
+                stats_feed(&tr->stats, data + done, chunk);
+            } else {
+                memcpy(tr->block + at, data + done, chunk);
+                if (at + chunk == block_len) stats_feed(&tr->stats, tr->block, block_len);
+            }
+        }
         tr->consumed += chunk;
         done += chunk;
     }
@@ -150,6 +160,49 @@ void tensor_reader_report(const struct tensor_reader *tr, struct report *r)
     if (tr->ndim == 0) report_scalar(tr, r);
 }
 
+/* ---- A head in C order ------------------------------------------------------------ */
+
+void tensor_head_plan(struct tensor_head *h, const int64_t *shape, const int64_t *stride, int ndim)
+{
+    uint64_t elements, c_stride = 1;
+    bool c_order = true;
+    h->count = 0;
+    for (int d = ndim - 1; d >= 0; d--) {
+        if (shape[d] != 1 && (uint64_t)stride[d] != c_stride) c_order = false;
+        c_stride *= (uint64_t)shape[d];
+    }
+    if (c_order || !tensor_shape_elements(shape, ndim, &elements)) return;
+    h->count = elements < STATS_HEAD ? (unsigned)elements : STATS_HEAD;
+    for (unsigned k = 0; k < h->count; k++) {
+        uint64_t rest = k, at = 0;
+        for (int d = ndim - 1; d >= 0; d--) {
+            at += rest % (uint64_t)shape[d] * (uint64_t)stride[d];
+            rest /= (uint64_t)shape[d];
+        }
+        h->at[k] = at;
+    }
+}
+
+void tensor_head_catch(struct tensor_head *h, size_t elsize, uint64_t from, const uint8_t *data,
+                       size_t n)
+{
+    for (unsigned k = 0; k < h->count; k++) {
+        uint64_t begin = h->at[k] * elsize, end = begin + elsize;
+        uint64_t lo = begin > from ? begin : from, hi = end < from + n ? end : from + n;
+        if (lo < hi) memcpy(h->bytes + k * elsize + (lo - begin), data + (lo - from), hi - lo);
+    }
+}
+
+/* Decodes the caught elements the way the statistics decode them. */
+void tensor_head_set(const struct tensor_head *h, struct tensor_stats *st)
+{
+    struct tensor_stats decoded;
+    stats_init(&decoded, st->dtype);
+    stats_feed(&decoded, h->bytes, h->count * dtype_size(st->dtype));
+    memcpy(st->head, decoded.head, sizeof decoded.head);
+    st->nhead = decoded.nhead;
+}
+
 /* ---- Tensors at known offsets ------------------------------------------------------ */
 
 bool tensor_sequence_add(struct tensor_sequence *q, const struct tensor_entry *e)
@@ -176,6 +229,7 @@ static int by_begin(const void *a, const void *b)
 {
     const struct tensor_entry *x = a, *y = b;
     if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    if ((x->nbytes == 0) != (y->nbytes == 0)) return x->nbytes == 0 ? -1 : 1; /* empty first */
     return x->order < y->order ? -1 : x->order > y->order;
 }
 
@@ -187,13 +241,15 @@ void tensor_sequence_sort(struct tensor_sequence *q, struct report *r, const cha
     for (size_t i = 0; i < q->count; i++) {
         struct tensor_entry *e = &q->entries[i];
         uint64_t e_end;
-        if (e->begin < end || __builtin_add_overflow(e->begin, e->nbytes, &e_end)) {
+        /* An empty tensor holds no bytes, so it overlaps nothing. */
+        if ((e->nbytes > 0 && e->begin < end) ||
+            __builtin_add_overflow(e->begin, e->nbytes, &e_end)) {
             report_error(r, "%s: %s: data at byte %" PRIu64 " overlaps the tensor before it",
                          format, e->name, e->begin);
             free(e->name);
             continue;
         }
-        end = e_end;
+        if (e_end > end) end = e_end;
         q->entries[kept++] = *e;
     }
     q->count = kept;
@@ -204,8 +260,7 @@ static void start_entry(struct tensor_sequence *q, struct report *r, double samp
     const struct tensor_entry *e = &q->entries[q->next];
     if (!e->readable ||
         !tensor_reader_init(&q->reader, r, e->name, e->dtype, e->shape, e->ndim, sample))
-        tensor_reader_init_opaque(&q->reader, e->name, e->dtype_name, e->shape, e->ndim,
-                                  e->nbytes);
+        tensor_reader_init_opaque(&q->reader, e->name, e->dtype_name, e->shape, e->ndim, e->nbytes);
     q->reading = true;
 }
 
@@ -237,7 +292,8 @@ void tensor_sequence_feed(struct tensor_sequence *q, struct report *r, double sa
 
 void tensor_sequence_free(struct tensor_sequence *q)
 {
-    for (size_t i = 0; i < q->count; i++) free(q->entries[i].name);
+    for (size_t i = 0; i < q->count; i++)
+        free(q->entries[i].name);
     free(q->entries);
     memset(q, 0, sizeof *q);
 }
@@ -246,7 +302,8 @@ bool tensor_sequence_finish(const struct tensor_sequence *q, struct report *r, c
                             uint64_t offset)
 {
     if (tensor_sequence_done(q)) return true;
-    report_error(r, "%s: data ended at byte %" PRIu64 ", inside or before tensor %s (%zu of %zu read)",
+    report_error(r,
+                 "%s: data ended at byte %" PRIu64 ", inside or before tensor %s (%zu of %zu read)",
                  format, offset, q->entries[q->next].name, q->next, q->count);
     return false;
 }

@@ -8,6 +8,11 @@
  * block i is read when floor((i+1)*s) > floor(i*s) — evenly spaced blocks, deterministic,
  * the first block always (it holds `head`). s = 1 reads everything (exact statistics).
  * `sampled` in the record is the fraction of elements actually read.
+ *
+ * Determinism: a block is handed to the statistics in one call, whatever the writes
+ * that carried it (a block that arrives in pieces is gathered first). The statistics'
+ * rounding then depends only on the bytes, so a file streamed in any pieces and the
+ * same file read by `ckmon inspect` give bit-identical numbers.
  */
 #ifndef CKMON_TENSOR_H
 #define CKMON_TENSOR_H
@@ -32,6 +37,9 @@ struct tensor_reader {
     uint64_t consumed;    /* bytes seen so far */
     double sample;
     struct tensor_stats stats;
+    /* Last, so that starting a tensor need not clear it: the current block's bytes so
+     * far, when they came in pieces (offset consumed % TENSOR_SAMPLE_BLOCK). */
+    uint8_t block[TENSOR_SAMPLE_BLOCK];
 };
 
 /* The number of elements of a shape; false when a dimension is negative or the
@@ -52,6 +60,24 @@ static inline bool tensor_reader_done(const struct tensor_reader *tr)
 }
 /* Reports the tensor (and, for a 0-d tensor, its value under the same name). */
 void tensor_reader_report(const struct tensor_reader *tr, struct report *r);
+
+/* ---- A head in C order for data stored in another order ----------------------------
+ * A Fortran-order array or a transposed view holds its elements in another order than
+ * C order (last index fastest), so the first elements to pass are not its head. This
+ * says where its first STATS_HEAD elements lie, catches their bytes as the data passes
+ * and puts them into the statistics' head once the data is done. */
+struct tensor_head {
+    unsigned count;          /* 0: C order, the statistics' own head is right */
+    uint64_t at[STATS_HEAD]; /* element positions in the data */
+    uint8_t bytes[STATS_HEAD * 8];
+};
+
+/* For elements stored at position sum(index[d] * stride[d]). */
+void tensor_head_plan(struct tensor_head *h, const int64_t *shape, const int64_t *stride, int ndim);
+/* data holds the bytes from data byte `from` on. */
+void tensor_head_catch(struct tensor_head *h, size_t elsize, uint64_t from, const uint8_t *data,
+                       size_t n);
+void tensor_head_set(const struct tensor_head *h, struct tensor_stats *st);
 
 /* ---- Tensors at known offsets of one stream (safetensors, GGUF) ------------------
  * Such formats list their tensors in a header, each at an offset of the stream, in an
@@ -78,8 +104,9 @@ struct tensor_sequence {
 /* Appends a copy of e (its name copied, its order set); false when out of memory. For
  * a readable dtype, e->nbytes must be the shape's size in that dtype. */
 bool tensor_sequence_add(struct tensor_sequence *q, const struct tensor_entry *e);
-/* Puts the entries in stream order (header order on ties) and drops, with an error
- * prefixed by `format`, each entry whose data overlaps the one kept before it. */
+/* Puts the entries in stream order (on ties: empty ones first, then header order) and
+ * drops, with an error prefixed by `format`, each entry whose data overlaps data kept
+ * before it. */
 void tensor_sequence_sort(struct tensor_sequence *q, struct report *r, const char *format);
 /* Takes bytes at stream offset *offset (advanced over all of them): skips gaps, feeds
  * the tensors and reports each one as it completes. len == 0 reports the empty tensors

@@ -38,11 +38,12 @@ def is_number(x):
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def tensor(name, array, dtype=None):
-    """The expected tensor entry for a list/tuple of numbers or a NumPy array."""
+def tensor(name, array, dtype=None, shape=None):
+    """The expected tensor entry for a list/tuple of numbers or a NumPy array (head in C
+    order; the dtype name and shape reported may be given when they differ from its own)."""
     if isinstance(array, np.ndarray):
         dtype = dtype or str(array.dtype)
-        shape = list(array.shape)
+        shape = list(array.shape) if shape is None else shape
         flat = array.reshape(-1)
         items = [x.item() for x in flat]
     else:
@@ -67,17 +68,23 @@ def tensor(name, array, dtype=None):
     }
 
 
-def flatten(obj):
+def flatten(obj, as_tensor=None):
     """(values, tensors) for an object written whole to a checkpoint: values by dotted
-    name, tensors as a dict name -> expected tensor entry."""
+    name, tensors as a dict name -> expected tensor entry. as_tensor(x), when given, says
+    whether x is a tensor of another library: None, or tensor()'s (array, dtype, shape)."""
     values, tensors = {}, {}
 
     def visit(name, x):
-        if isinstance(x, dict):
+        found = as_tensor(x) if as_tensor else None
+        if found is None and isinstance(x, np.ndarray):
+            found = (x, None, None)
+        if found is not None:
+            tensors[name] = tensor(name, *found)
+            if found[0].ndim == 0:  # a 0-dimensional tensor is also a value
+                values[name] = scalar(found[0].item())
+        elif isinstance(x, dict):
             for key, item in x.items():
                 visit(join(name, str(key)), item)
-        elif isinstance(x, np.ndarray):
-            tensors[name] = tensor(name, x)
         elif isinstance(x, (list, tuple)):
             if len(x) > SHORT_SEQUENCE and all(is_number(item) for item in x):
                 tensors[name] = tensor(name, x)
@@ -91,7 +98,8 @@ def flatten(obj):
             if v is not SKIP:
                 values[name] = v
 
-    if isinstance(obj, (dict, list, tuple, np.ndarray)) or hasattr(obj, "__dict__"):
+    single = isinstance(obj, np.ndarray) or (as_tensor and as_tensor(obj) is not None)
+    if not single and (isinstance(obj, (dict, list, tuple)) or hasattr(obj, "__dict__")):
         visit("", obj)
     else:
         visit("value", obj)  # a file whose top level is a scalar
@@ -170,8 +178,8 @@ def assert_tensors(actual_list, expected):
     assert not problems, "tensors differ:\n  " + "\n  ".join(problems)
 
 
-def assert_findings(record, obj):
+def assert_findings(record, obj, as_tensor=None):
     """The record's values and tensors are exactly those of obj."""
-    values, tensors = flatten(obj)
+    values, tensors = flatten(obj, as_tensor)
     assert_values(record["values"], values)
     assert_tensors(record["tensors"], tensors)

@@ -2,7 +2,7 @@
 
 examples/demo.sh runs examples/train.py under `ckmon run` in a directory it is given. The
 checkpoints it leaves on disk are the ground truth: each record must match what Python's own
-pickle and json modules read back from the file it names.
+pickle and json modules, and torch.load, read back from the file it names.
 """
 import json
 import os
@@ -23,10 +23,28 @@ def run_demo(directory, **env):
     return p, Run(p.returncode, p.stdout, p.stderr, [], started, now())
 
 
+FORMATS = {".pkl": "pickle", ".json": "json", ".pt": "torch"}
+
+
+def as_numpy(obj):
+    """torch.load's objects with every tensor as the NumPy array of its elements."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.numpy()
+    if isinstance(obj, dict):
+        return {k: as_numpy(v) for k, v in obj.items()}
+    return obj
+
+
 def load(path):
     if path.endswith(".pkl"):
         with open(path, "rb") as f:
             return pickle.load(f)
+    if path.endswith(".pt"):
+        import torch
+
+        return as_numpy(torch.load(path))
     with open(path) as f:
         return json.load(f)
 
@@ -38,7 +56,7 @@ def test_demo_records_every_checkpoint(work):
     records = read_log(demo / "ckmon.jsonl")
     checkpoints = demo / "checkpoints"
     files = sorted(str(f) for f in checkpoints.rglob("*") if f.is_file())
-    assert len(files) == 2 * EPOCHS
+    assert len(files) == len(FORMATS) * EPOCHS
     assert sorted(r["path"] for r in records) == files
 
     for record in records:
@@ -48,7 +66,7 @@ def test_demo_records_every_checkpoint(work):
             tmp = record.get("written_as", "")
             assert os.path.dirname(tmp) == str(checkpoints) and tmp.endswith(".pkl"), record
             assert tmp != path and not os.path.exists(tmp)
-        check_record(record, run, path=path, fmt="pickle" if pickled else "json",
+        check_record(record, run, path=path, fmt=FORMATS[os.path.splitext(path)[1]],
                      size=os.path.getsize(path), written_as=record.get("written_as"))
         assert record["writes"] >= 1
         assert_findings(record, load(path))

@@ -1,0 +1,546 @@
+/* zip.c — the streaming local-entry walker (zip.h) and the zip format dispatcher.
+ *
+ * The walker is a state machine over the archive's bytes: a 4-byte signature, the
+ * 26 fixed bytes of a local header, its name and extra field, the member's data, an
+ * optional data descriptor, then the next signature. The first central directory or
+ * end-of-archive signature ends the walk; what follows is not read.
+ *
+ * Where a stored member ends (zip.h): its size when the header gives one; else where
+ * its handler says; else, with flag bit 3, at the first "PK\7\8" whose CRC-32 and
+ * sizes match the bytes before it (16-byte or zip64 24-byte form); else it is empty.
+ * A data descriptor after a delimited member is 16 bytes, or 24 when the 4 bytes after
+ * those 16 are not a zip signature (zip64 sizes).
+ */
+#include "zip.h"
+#include "parser.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#define SIG_LOCAL       0x04034b50u
+#define SIG_CENTRAL     0x02014b50u
+#define SIG_ZIP64_END   0x06064b50u
+#define SIG_ZIP64_LOC   0x07064b50u
+#define SIG_END         0x06054b50u
+#define SIG_DESCRIPTOR  0x08074b50u
+#define LOCAL_FIXED     26 /* local header after its signature */
+#define FLAG_DESCRIPTOR 0x0008
+#define METHOD_STORED   0
+#define METHOD_DEFLATED 8
+#define EXTRA_ZIP64     0x0001
+#define DESC_SHORT      16 /* signature, crc, u32 sizes */
+#define DESC_LONG       24 /* signature, crc, u64 sizes */
+#define INFLATE_OUT     (32u << 10)
+
+enum zip_state {
+    ZIP_SIGNATURE,
+    ZIP_HEADER,
+    ZIP_NAME_EXTRA,
+    ZIP_STORED, /* delimited by a known size or by the handler */
+    ZIP_SKIP,   /* the rest of a known size nobody reads */
+    ZIP_INFLATE,
+    ZIP_SCAN, /* stored, of unknown size: look for its data descriptor */
+    ZIP_DESCRIPTOR,
+    ZIP_DESC_TAIL, /* the last 8 bytes of a zip64 descriptor */
+    ZIP_CENTRAL,   /* the central directory and what follows: not needed */
+    ZIP_FAILED,
+};
+
+struct zip_walker {
+    struct report *report;
+    const char *format;
+    const struct zip_handler *handler;
+    void *ctx;
+
+    enum zip_state state;
+    uint64_t offset; /* archive bytes taken */
+    uint8_t fixed[LOCAL_FIXED];
+    size_t need, have;       /* of fixed (or of the name and extra field) */
+    uint8_t *name_extra;     /* malloc'd per header */
+    bool desc_tail_possible; /* a 16-byte descriptor was just read */
+
+    struct zip_member member;
+    bool in_member;  /* begin was called and end not yet */
+    bool delimiting; /* the handler says where the content ends */
+    bool handler_done;
+    uint64_t size;  /* the stored size the header gives (0: none) */
+    uint64_t left;  /* ZIP_STORED/ZIP_SKIP: bytes to go; UINT64_MAX: handler's call */
+    uint64_t taken; /* the member's raw bytes so far */
+
+    z_stream z;
+    bool z_live;
+    uint8_t *out; /* inflate output, INFLATE_OUT bytes */
+
+    uint32_t crc; /* ZIP_SCAN: CRC-32 of the bytes before the window */
+    uint8_t window[DESC_LONG];
+    size_t window_len;
+    uint8_t replay[DESC_LONG]; /* bytes after a found descriptor, taken but not yet walked */
+    size_t replay_len;
+};
+
+static uint32_t le16(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+    return le16(p) | le16(p + 2) << 16;
+}
+
+static uint64_t le64(const uint8_t *p)
+{
+    return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
+}
+
+static void fail(struct zip_walker *w, const char *why)
+{
+    report_error(w->report, "%s: %s at byte %" PRIu64, w->format, why, w->offset);
+    if (w->in_member) w->handler->end(w->ctx, false);
+    w->in_member = false;
+    w->state = ZIP_FAILED;
+}
+
+static void expect(struct zip_walker *w, enum zip_state state, size_t need)
+{
+    w->state = state;
+    w->need = need;
+    w->have = 0;
+}
+
+/* The member's raw data ended: its descriptor (if any, and not already found by the
+ * scan) comes next. */
+static void end_data(struct zip_walker *w)
+{
+    if (w->z_live) inflateEnd(&w->z);
+    w->z_live = false;
+    if (w->in_member) w->handler->end(w->ctx, true);
+    w->in_member = false;
+    if (w->state != ZIP_SCAN && (w->member.flags & FLAG_DESCRIPTOR))
+        expect(w, ZIP_DESCRIPTOR, DESC_SHORT);
+    else
+        expect(w, ZIP_SIGNATURE, 4);
+}
+
+/* The zip64 extra field's sizes stand in for header fields that are all ones. */
+static void apply_zip64(const uint8_t *extra, size_t len, uint64_t *usize, uint64_t *csize)
+{
+    for (size_t at = 0; at + 4 <= len;) {
+        size_t field = le16(extra + at + 2);
+        if (at + 4 + field > len) return;
+        if (le16(extra + at) == EXTRA_ZIP64) {
+            const uint8_t *p = extra + at + 4;
+            size_t n = field;
+            if (*usize == UINT32_MAX && n >= 8) *usize = le64(p), p += 8, n -= 8;
+            if (*csize == UINT32_MAX && n >= 8) *csize = le64(p);
+            return;
+        }
+        at += 4 + field;
+    }
+}
+
+static void start_scan(struct zip_walker *w)
+{
+    w->crc = (uint32_t)crc32(0, Z_NULL, 0);
+    w->window_len = 0;
+    expect(w, ZIP_SCAN, 0);
+}
+
+static void start_member(struct zip_walker *w)
+{
+    const uint8_t *h = w->fixed;
+    size_t name_len = le16(h + 22), extra_len = le16(h + 24);
+    uint64_t csize = le32(h + 14), usize = le32(h + 18);
+
+    memcpy(w->member.name, w->name_extra, name_len);
+    w->member.name[name_len] = '\0';
+    w->member.flags = (uint16_t)le16(h + 2);
+    w->member.method = (uint16_t)le16(h + 4);
+    apply_zip64(w->name_extra + name_len, extra_len, &usize, &csize);
+    free(w->name_extra);
+    w->name_extra = NULL;
+    w->size = csize == UINT32_MAX ? 0 : csize;
+    w->taken = 0;
+    w->handler_done = false;
+
+    bool descriptor = w->member.flags & FLAG_DESCRIPTOR;
+    if (w->member.method != METHOD_STORED && w->member.method != METHOD_DEFLATED) {
+        report_error(w->report, "%s: %s: compression method %u not read", w->format, w->member.name,
+                     w->member.method);
+        if (w->size) {
+            w->left = w->size;
+            return expect(w, ZIP_SKIP, 0);
+        }
+        if (descriptor) return start_scan(w);
+        return fail(w, "member of unknown size");
+    }
+    w->in_member = true;
+    w->delimiting = w->handler->begin(w->ctx, &w->member);
+    if (w->member.method == METHOD_DEFLATED) {
+        memset(&w->z, 0, sizeof w->z);
+        if (inflateInit2(&w->z, -MAX_WBITS) != Z_OK) return fail(w, "out of memory");
+        w->z_live = true;
+        return expect(w, ZIP_INFLATE, 0);
+    }
+    if (w->size || w->delimiting) {
+        w->left = w->size ? w->size : UINT64_MAX;
+        return expect(w, ZIP_STORED, 0);
+    }
+    if (descriptor) return start_scan(w);
+    end_data(w); /* sizes of zero and nothing to say otherwise: an empty member */
+}
+
+static void end_signature(struct zip_walker *w)
+{
+    uint32_t sig = le32(w->fixed);
+    bool tail_possible = w->desc_tail_possible;
+    w->desc_tail_possible = false;
+    if (sig == SIG_LOCAL) return expect(w, ZIP_HEADER, LOCAL_FIXED);
+    if (sig == SIG_CENTRAL || sig == SIG_ZIP64_END || sig == SIG_ZIP64_LOC || sig == SIG_END)
+        return expect(w, ZIP_CENTRAL, 0);
+    if (tail_possible) return expect(w, ZIP_DESC_TAIL, DESC_LONG - DESC_SHORT - 4);
+    fail(w, "not a zip local header");
+}
+
+static void end_header(struct zip_walker *w)
+{
+    size_t name_len = le16(w->fixed + 22), extra_len = le16(w->fixed + 24);
+    if (name_len > ZIP_MAX_NAME) return fail(w, "member name too long");
+    w->name_extra = malloc(name_len + extra_len + 1);
+    if (!w->name_extra) return fail(w, "out of memory");
+    expect(w, ZIP_NAME_EXTRA, name_len + extra_len);
+    if (w->need == 0) start_member(w);
+}
+
+/* Fixed-size pieces: the signature, header, name and extra, descriptor. */
+static size_t take_fixed(struct zip_walker *w, const uint8_t *data, size_t len)
+{
+    size_t n = w->need - w->have < len ? w->need - w->have : len;
+    uint8_t *into = w->state == ZIP_NAME_EXTRA ? w->name_extra : w->fixed;
+    if (w->state != ZIP_DESC_TAIL) memcpy(into + w->have, data, n);
+    w->have += n;
+    if (w->have < w->need) return n;
+    switch (w->state) {
+    case ZIP_SIGNATURE:
+        end_signature(w);
+        break;
+    case ZIP_HEADER:
+        end_header(w);
+        break;
+    case ZIP_NAME_EXTRA:
+        start_member(w);
+        break;
+    case ZIP_DESCRIPTOR:
+        if (le32(w->fixed) != SIG_DESCRIPTOR) {
+            fail(w, "no data descriptor after the member");
+            break;
+        }
+        expect(w, ZIP_SIGNATURE, 4);
+        w->desc_tail_possible = true;
+        break;
+    default:
+        expect(w, ZIP_SIGNATURE, 4);
+        break;
+    }
+    return n;
+}
+
+/* Handlers see the content of every member they delimit or whose size is known; they
+ * stop seeing it once they took less than they were offered. */
+static size_t hand_over(struct zip_walker *w, const uint8_t *data, size_t len)
+{
+    if (w->handler_done) return len;
+    size_t took = w->handler->data(w->ctx, data, len);
+    if (took < len) w->handler_done = true;
+    return took;
+}
+
+static size_t take_stored(struct zip_walker *w, const uint8_t *data, size_t len)
+{
+    bool by_handler = w->left == UINT64_MAX;
+    size_t n = w->left < len ? (size_t)w->left : len;
+    if (w->state == ZIP_STORED) {
+        size_t took = hand_over(w, data, n);
+        if (by_handler) n = took; /* the handler's end is the member's */
+    }
+    if (!by_handler) w->left -= n;
+    w->taken += n;
+    if (w->left == 0 || (by_handler && w->handler_done)) end_data(w);
+    return n;
+}
+
+static size_t take_inflated(struct zip_walker *w, const uint8_t *data, size_t len)
+{
+    w->z.next_in = (Bytef *)data;
+    w->z.avail_in = len > UINT32_MAX ? UINT32_MAX : (uInt)len;
+    int rc;
+    do {
+        w->z.next_out = w->out;
+        w->z.avail_out = INFLATE_OUT;
+        rc = inflate(&w->z, Z_NO_FLUSH);
+        if (w->z.avail_out < INFLATE_OUT) hand_over(w, w->out, INFLATE_OUT - w->z.avail_out);
+    } while (rc == Z_OK && (w->z.avail_in > 0 || w->z.avail_out == 0));
+    size_t used = len - w->z.avail_in;
+    w->taken += used;
+    if (rc == Z_STREAM_END) {
+        inflateEnd(&w->z);
+        w->z_live = false;
+        w->left = w->size > w->taken ? w->size - w->taken : 0;
+        if (w->left) return expect(w, ZIP_SKIP, 0), used; /* the header's size goes further */
+        end_data(w);
+    } else if (rc != Z_OK && rc != Z_BUF_ERROR) { /* Z_BUF_ERROR: more input needed */
+        fail(w, "bad deflate data");
+        return len;
+    }
+    return used;
+}
+
+/* Whether the window holds, from its start, a data descriptor of `form` bytes for the
+ * w->taken bytes before it. */
+static bool descriptor_at_window(const struct zip_walker *w, size_t form)
+{
+    const uint8_t *d = w->window;
+    if (w->window_len < form || le32(d) != SIG_DESCRIPTOR || le32(d + 4) != w->crc) return false;
+    if (form == DESC_SHORT) return le32(d + 8) == w->taken && le32(d + 12) == w->taken;
+    return le64(d + 8) == w->taken && le64(d + 16) == w->taken;
+}
+
+/* Bytes that are surely data (no descriptor starts at them): into the CRC. */
+static void pass_data(struct zip_walker *w, const uint8_t *bytes, size_t n)
+{
+    w->crc = (uint32_t)crc32(w->crc, bytes, (uInt)n);
+    w->taken += n;
+}
+
+/* Only a 'P' can start a descriptor: the window holds the bytes from the latest
+ * candidate on (at most DESC_LONG), everything before it is data. */
+static size_t take_scanned(struct zip_walker *w, const uint8_t *data, size_t len)
+{
+    size_t i = 0;
+    for (;;) {
+        if (w->window_len > 0 && w->window[0] != 'P') {
+            const uint8_t *p = memchr(w->window + 1, 'P', w->window_len - 1);
+            size_t drop = p ? (size_t)(p - w->window) : w->window_len;
+            pass_data(w, w->window, drop);
+            memmove(w->window, w->window + drop, w->window_len - drop);
+            w->window_len -= drop;
+            continue;
+        }
+        if (w->window_len == 0) {
+            const uint8_t *p = memchr(data + i, 'P', len - i);
+            size_t skip = p ? (size_t)(p - (data + i)) : len - i;
+            for (size_t done = 0; done < skip;) { /* crc32 takes at most 4 GiB at once */
+                size_t n = skip - done < (1u << 30) ? skip - done : (1u << 30);
+                pass_data(w, data + i + done, n);
+                done += n;
+            }
+            i += skip;
+            if (!p) return i;
+        }
+        size_t fill = DESC_LONG - w->window_len < len - i ? DESC_LONG - w->window_len : len - i;
+        memcpy(w->window + w->window_len, data + i, fill);
+        w->window_len += fill;
+        i += fill;
+        size_t form = descriptor_at_window(w, DESC_LONG)    ? DESC_LONG
+                      : descriptor_at_window(w, DESC_SHORT) ? DESC_SHORT
+                                                            : 0;
+        if (form) {
+            w->replay_len = w->window_len - form;
+            memcpy(w->replay, w->window + form, w->replay_len);
+            end_data(w);
+            return i;
+        }
+        if (w->window_len < DESC_LONG) return i; /* more bytes may complete it */
+        pass_data(w, w->window, 1);              /* no descriptor at this 'P' */
+        memmove(w->window, w->window + 1, DESC_LONG - 1);
+        w->window_len--;
+    }
+}
+
+/* One state's worth of bytes; returns how many it took (at least one when len > 0,
+ * unless the state changed without needing input). */
+static size_t step(struct zip_walker *w, const uint8_t *data, size_t len)
+{
+    size_t n;
+    switch (w->state) {
+    case ZIP_SIGNATURE:
+    case ZIP_HEADER:
+    case ZIP_NAME_EXTRA:
+    case ZIP_DESCRIPTOR:
+    case ZIP_DESC_TAIL:
+        n = take_fixed(w, data, len);
+        break;
+    case ZIP_STORED:
+    case ZIP_SKIP:
+        n = take_stored(w, data, len);
+        break;
+    case ZIP_INFLATE:
+        n = take_inflated(w, data, len);
+        break;
+    case ZIP_SCAN:
+        n = take_scanned(w, data, len);
+        break;
+    default:
+        n = len;
+        break;
+    }
+    w->offset += n;
+    return n;
+}
+
+static void walk(struct zip_walker *w, const uint8_t *data, size_t len)
+{
+    while (len > 0) {
+        size_t n = step(w, data, len);
+        data += n;
+        len -= n;
+        if (w->replay_len) {
+            /* Bytes the descriptor scan read past the descriptor: walked before the
+             * rest (they cannot lead to another scan: a header is longer). */
+            uint8_t again[DESC_LONG];
+            size_t k = w->replay_len;
+            memcpy(again, w->replay, k);
+            w->replay_len = 0;
+            w->offset -= k;
+            walk(w, again, k);
+        }
+    }
+}
+
+void zip_walker_feed(struct zip_walker *w, const uint8_t *data, size_t len)
+{
+    walk(w, data, len);
+}
+
+bool zip_walker_finish(struct zip_walker *w)
+{
+    switch (w->state) {
+    case ZIP_CENTRAL:
+        return true;
+    case ZIP_FAILED:
+        return false;
+    default:
+        report_error(w->report, "%s: data ended at byte %" PRIu64 "%s%s", w->format, w->offset,
+                     w->in_member ? " inside member " : "", w->in_member ? w->member.name : "");
+        if (w->in_member) w->handler->end(w->ctx, false);
+        w->in_member = false;
+        w->state = ZIP_FAILED;
+        return false;
+    }
+}
+
+struct zip_walker *zip_walker_new(struct report *r, const char *format, const struct zip_handler *h,
+                                  void *ctx)
+{
+    struct zip_walker *w = calloc(1, sizeof *w);
+    if (!w) return NULL;
+    w->out = malloc(INFLATE_OUT);
+    if (!w->out) {
+        free(w);
+        return NULL;
+    }
+    w->report = r;
+    w->format = format;
+    w->handler = h;
+    w->ctx = ctx;
+    expect(w, ZIP_SIGNATURE, 4);
+    return w;
+}
+
+void zip_walker_free(struct zip_walker *w)
+{
+    if (!w) return;
+    if (w->z_live) inflateEnd(&w->z);
+    free(w->name_extra);
+    free(w->out);
+    free(w);
+}
+
+/* ---- The dispatcher: which format the first member's name says ------------------- */
+
+struct zip_parser {
+    struct parser base;
+    struct report *report;
+    const struct parse_options *options;
+    uint8_t head[4 + LOCAL_FIXED + ZIP_MAX_NAME];
+    size_t head_len;
+    bool decided;
+    struct parser *inner; /* NULL once decided: not a format ckmon reads */
+};
+
+static bool ends_with(const char *s, size_t len, const char *suffix)
+{
+    size_t n = strlen(suffix);
+    return len >= n && memcmp(s + len - n, suffix, n) == 0;
+}
+
+/* Decides once the first name is in (or the data ended); returns whether it has. */
+static bool decide(struct zip_parser *z, bool ended)
+{
+    size_t fixed = 4 + LOCAL_FIXED;
+    size_t name_len = z->head_len >= fixed ? le16(z->head + 4 + 22) : 0;
+    if (!ended && (z->head_len < fixed || z->head_len < fixed + name_len)) return false;
+    z->decided = true;
+    if (z->head_len < fixed + name_len || le32(z->head) != SIG_LOCAL) return true;
+    const char *name = (const char *)z->head + fixed;
+    if ((name_len == 8 && memcmp(name, "data.pkl", 8) == 0) ||
+        ends_with(name, name_len, "/data.pkl"))
+        z->inner = parser_torch_new(z->report, z->options);
+    else if (ends_with(name, name_len, ".npy"))
+        z->inner = parser_npz_new(z->report, z->options);
+    else
+        return true;
+    if (!z->inner) {
+        report_error(z->report, "zip: out of memory");
+        return true;
+    }
+    z->base.format = z->inner->format;
+    z->inner->feed(z->inner, z->head, z->head_len);
+    return true;
+}
+
+static void zip_feed(struct parser *p, const uint8_t *data, size_t len)
+{
+    struct zip_parser *z = (struct zip_parser *)p;
+    if (!z->decided) {
+        size_t room = sizeof z->head - z->head_len;
+        size_t take = len < room ? len : room;
+        memcpy(z->head + z->head_len, data, take);
+        z->head_len += take;
+        data += take;
+        len -= take;
+        if (!decide(z, z->head_len == sizeof z->head)) return;
+    }
+    if (z->inner && len > 0) z->inner->feed(z->inner, data, len);
+}
+
+static bool zip_finish(struct parser *p)
+{
+    struct zip_parser *z = (struct zip_parser *)p;
+    if (!z->decided) decide(z, true);
+    return z->inner ? z->inner->finish(z->inner) : true;
+}
+
+static void zip_destroy(struct parser *p)
+{
+    struct zip_parser *z = (struct zip_parser *)p;
+    if (z->inner) z->inner->destroy(z->inner);
+    free(z);
+}
+
+struct parser *parser_zip_new(struct report *r, const struct parse_options *o)
+{
+    struct zip_parser *z = calloc(1, sizeof *z);
+    if (!z) return NULL;
+    /* Both formats leave the local headers zipfile rewrites alone. */
+    z->base = (struct parser){.format = "unknown",
+                              .feed = zip_feed,
+                              .finish = zip_finish,
+                              .destroy = zip_destroy,
+                              .tolerates_rewrites = true};
+    z->report = r;
+    z->options = o;
+    return &z->base;
+}

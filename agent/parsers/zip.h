@@ -1,0 +1,65 @@
+/* zip.h — a streaming walk over a zip archive's local file entries.
+ *
+ * torch.save and np.savez write zip archives, and neither says in the local header how
+ * long a member is when the header is written: torch (miniz) sets flag bit 3 and puts
+ * the sizes in a data descriptor after the data; Python's zipfile writes zeros and, on
+ * a seekable file, seeks back to fill them in afterwards (a rewrite the walker does not
+ * need: see tolerates_rewrites in parser.h). So the walker asks whoever handles a
+ * member whether it can tell where the member's content ends (a pickle ends at STOP,
+ * an .npy stream after the size its header gives, a torch storage after numel x
+ * element size); deflated members end where their deflate stream does; a stored member
+ * nobody can delimit is scanned for a data descriptor whose CRC and sizes match the
+ * bytes before it. The central directory at the end is not needed and is skipped.
+ *
+ * Memory is bounded: one local header's name and extra field, a 32 KiB inflate window
+ * and output buffer, a few bytes of look-ahead.
+ */
+#ifndef CKMON_ZIP_H
+#define CKMON_ZIP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "report.h"
+
+#define ZIP_MAX_NAME 1024 /* longer member names are refused */
+
+struct zip_member {
+    char name[ZIP_MAX_NAME + 1];
+    uint16_t flags, method; /* method 0 stored, 8 deflated */
+};
+
+/* What a format does with the members, as they stream by. */
+struct zip_handler {
+    /* A member's data begins. Returns true when the handler will say where the
+     * member's content ends, by taking fewer bytes than data() offers. */
+    bool (*begin)(void *ctx, const struct zip_member *m);
+    /* The next bytes of the member's content (inflated if it was deflated); returns
+     * how many belong to it, and is not called again for the member once that is fewer
+     * than len. Not called for a stored member of unknown size that the handler did
+     * not delimit (the walker finds its end by its data descriptor, unread). */
+    size_t (*data)(void *ctx, const uint8_t *bytes, size_t len);
+    /* The member ended; whole is false when the archive ended or broke inside it. */
+    void (*end)(void *ctx, bool whole);
+};
+
+struct zip_walker;
+
+/* Errors are reported prefixed with format ("torch", "npz"). */
+struct zip_walker *zip_walker_new(struct report *r, const char *format, const struct zip_handler *h,
+                                  void *ctx);
+/* The next bytes of the archive. */
+void zip_walker_feed(struct zip_walker *w, const uint8_t *data, size_t len);
+/* The archive ended: true when every member was whole and the central directory was
+ * reached; otherwise reports where it stopped. */
+bool zip_walker_finish(struct zip_walker *w);
+void zip_walker_free(struct zip_walker *w);
+
+/* The parser for files that start with a zip local header: it reads the first member's
+ * name and hands the archive to the format that name belongs to — torch for
+ * ".../data.pkl", npz for "*.npy" — or to none (format "unknown"). */
+struct parse_options;
+struct parser *parser_zip_new(struct report *r, const struct parse_options *o);
+
+#endif
