@@ -215,6 +215,8 @@ static void end_header(struct zip_walker *w)
 }
 
 /* Fixed-size pieces: the signature, header, name and extra, descriptor. */
+static void take_fixed_done(struct zip_walker *w);
+
 static size_t take_fixed(struct zip_walker *w, const uint8_t *data, size_t len)
 {
     size_t n = w->need - w->have < len ? w->need - w->have : len;
@@ -222,6 +224,17 @@ static size_t take_fixed(struct zip_walker *w, const uint8_t *data, size_t len)
     if (w->state != ZIP_DESC_TAIL) memcpy(into + w->have, data, n);
     w->have += n;
     if (w->have < w->need) return n;
+    /* Offsets in errors: just past the field, whatever pieces it arrived in. */
+    uint64_t before = w->offset;
+    w->offset += n;
+    take_fixed_done(w);
+    w->offset = before;
+    return n;
+}
+
+/* A fixed-size field is complete: what it says. */
+static void take_fixed_done(struct zip_walker *w)
+{
     switch (w->state) {
     case ZIP_SIGNATURE:
         end_signature(w);
@@ -244,7 +257,6 @@ static size_t take_fixed(struct zip_walker *w, const uint8_t *data, size_t len)
         expect(w, ZIP_SIGNATURE, 4);
         break;
     }
-    return n;
 }
 
 /* Handlers see the content of every member they delimit or whose size is known; they

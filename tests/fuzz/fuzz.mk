@@ -8,7 +8,7 @@
 # `make regress` links the same entry points with regress_main.c using the ordinary
 # compiler and replays the seeds and every crash once found (tests/fuzz/regressions/).
 
-FUZZ_FORMATS ?= pickle json safetensors npy gguf
+FUZZ_FORMATS ?= pickle json safetensors npy gguf torch torch_legacy npz
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := $(addprefix parser_,$(FUZZ_FORMATS)) wire
 FUZZ_DRIVER  ?= tests/fuzz/regress_main.c
@@ -50,7 +50,7 @@ fuzz:
 	    mkdir -p $$b/corpus/$$t $$b/crashes/$$t; \
 	    cp -n tests/fuzz/corpus/$$t/* $$b/corpus/$$t/ 2>/dev/null || true; \
 	    $$b/fuzzers/$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 \
-	        -malloc_limit_mb=512 -timeout=10 -max_len=1048576 -print_final_stats=1 \
+	        -malloc_limit_mb=512 -timeout=30 -max_len=1048576 -print_final_stats=1 \
 	        -artifact_prefix=$$b/crashes/$$t/ $$b/corpus/$$t \
 	        2>$$b/$$t.log || { tail -40 $$b/$$t.log; exit 1; }; \
 	    grep -E '^stat::number_of_executed_units|^#.*DONE' $$b/$$t.log || true; \

@@ -187,6 +187,8 @@ def main():
     for target, files in [("parser_pickle", pickles()), ("parser_json", jsons()),
                           ("parser_safetensors", safetensors_files()), ("parser_npy", npys()),
                           ("parser_gguf", gguf()), ("parser_torch", torches()),
+                          ("parser_torch_legacy", {k: v for k, v in torches().items()
+                                                   if k == "legacy.pt"}),
                           ("parser_npz", npzs()), ("wire", wire())]:
         (root / target).mkdir(parents=True, exist_ok=True)
         for name, content in files.items():
