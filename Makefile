@@ -29,6 +29,10 @@ SANITIZERS := -fsanitize=address,undefined -fno-sanitize=pointer-overflow -fno-s
 CFLAGS  += $(SANITIZERS) -fno-omit-frame-pointer
 LDFLAGS += $(SANITIZERS)
 E2E_ENV := ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0 UBSAN_OPTIONS=print_stacktrace=1
+# Not test_processes.py: children the agent follows with a stripped environment lose the
+# options above, ASan misreports glibc's posix_spawn (the child borrows the parent's
+# stack), and its SIGSEGV handler changes how a crashing writer dies.
+E2E_ARGS := --ignore=tests/e2e/test_processes.py
 endif
 
 PARSER_SRC    := $(wildcard agent/parsers/*.c) agent/stats.c
@@ -86,7 +90,7 @@ unit: all $(UNIT_BIN) fuzzers
 	@$(MAKE) --no-print-directory regress
 
 e2e: all $(PROGRAMS)
-	$(E2E_ENV) CKMON_TEST_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/e2e
+	$(E2E_ENV) CKMON_TEST_BUILD=$(BUILD) $(PYTHON) -m pytest -q $(E2E_ARGS) tests/e2e
 
 test: deps
 	@$(MAKE) --no-print-directory unit
