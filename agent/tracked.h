@@ -21,6 +21,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "budget.h"
 #include "parsers/parser.h"
 
 #define AT_POSITION (-1LL) /* a write at the descriptor's own offset */
@@ -42,6 +43,8 @@ struct tracked {
     const char *format_sent; /* the format the collector was last told */
     long long progress_ns;   /* monotonic time of the last data message */
     FILE *stream;  /* the stdio stream over it, flushed before an exit report */
+    struct budget budget; /* statistics time against write time (budget.h) */
+    long long enter_ns;   /* when the current write call was entered, under a budget */
     struct report report;
     struct parser *parser;
 };

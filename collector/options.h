@@ -38,6 +38,7 @@ struct options {
     char *state;          /* --state, CKMON_STATE; NULL: LOG.state/ beside the log */
     char *sample_text;    /* --sample, CKMON_SAMPLE as given, NULL: the agent's default */
     double sample;        /* its value when given */
+    char *budget_text;    /* run: --budget, CKMON_BUDGET as given, NULL: the agent's default */
     double flush_timeout; /* --flush-timeout, seconds */
     bool help;
     char **args; /* run: COMMAND and its arguments; inspect: the files */

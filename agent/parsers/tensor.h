@@ -8,6 +8,8 @@
  * block i is read when floor((i+1)*s) > floor(i*s) — evenly spaced blocks, deterministic,
  * the first block always (it holds `head`). s = 1 reads everything (exact statistics).
  * `sampled` in the record is the fraction of elements actually read.
+ * Under an overhead budget (../budget.h, set for the thread in budget_active), the
+ * budget decides instead, block by block; a block 0 it refuses still gives the head.
  */
 #ifndef CKMON_TENSOR_H
 #define CKMON_TENSOR_H
@@ -31,6 +33,7 @@ struct tensor_reader {
     uint64_t nbytes;      /* the data's total size */
     uint64_t consumed;    /* bytes seen so far */
     double sample;
+    size_t block_read;    /* bytes of the current sampling block the statistics read */
     struct tensor_stats stats;
 };
 
