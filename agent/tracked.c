@@ -241,9 +241,9 @@ static struct tracked *enter_acquired(struct tracked *t)
     return t;
 }
 
-struct tracked *tracked_enter(int fd)
+struct tracked *tracked_enter_slow(int fd)
 {
-    if (__builtin_expect(!fd_is_tracked(fd), 1) || agent_busy) return NULL;
+    if (agent_busy) return NULL;
     agent_busy = true;
     return enter_acquired(fdtable_acquire(fd));
 }

@@ -22,6 +22,7 @@
 #include <sys/uio.h>
 
 #include "budget.h"
+#include "fdtable.h"
 #include "parsers/parser.h"
 
 #define AT_POSITION (-1LL) /* a write at the descriptor's own offset */
@@ -63,7 +64,14 @@ void tracked_stream_attached(FILE *stream);
  * -1 to go by its path) to measure it. */
 void tracked_release(struct tracked *t, int fd);
 
-struct tracked *tracked_enter(int fd);
+/* The wrappers' fast path, inlined into each: a descriptor that leads to no checkpoint
+ * costs a bounds check, a load and a branch. */
+struct tracked *tracked_enter_slow(int fd);
+static inline struct tracked *tracked_enter(int fd)
+{
+    if (__builtin_expect(!fd_is_tracked(fd), 1)) return NULL;
+    return tracked_enter_slow(fd);
+}
 struct tracked *tracked_enter_stream(FILE *stream);
 void tracked_leave(struct tracked *t);
 
