@@ -21,11 +21,21 @@ static double seconds(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* xorshift64: rand() would take longer than the kernels being measured. */
+static uint64_t next_random(void)
+{
+    static uint64_t x = 88172645463325252ull;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+}
+
 static void fill(enum dtype t, unsigned char *buf, size_t bytes)
 {
     size_t n = bytes / dtype_size(t);
     for (size_t i = 0; i < n; i++) {
-        float v = (float)((rand() / (double)RAND_MAX - 0.5) * 0.1);
+        float v = (float)(((double)(next_random() >> 11) / 0x1p53 - 0.5) * 0.1);
         if (i % 100003 == 7) v = __builtin_nanf("");
         uint32_t bits;
         memcpy(&bits, &v, sizeof bits);
@@ -60,26 +70,31 @@ int main(int argc, char **argv)
         double t = seconds() - start;
         if (t < best) best = t;
     }
-    printf("{\"kernel\": \"memcpy\", \"gb_per_s\": %.3f}\n", bytes / best / 1e9);
+    printf("{\"dtype\": \"memcpy\", \"kernel\": \"memcpy\", \"gb_per_s\": %.3f}\n", bytes / best / 1e9);
 
     static const enum dtype kinds[] = {DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_F64};
+    static const enum stats_kernel kernels[] = {STATS_KERNEL_PORTABLE, STATS_KERNEL_AVX2};
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
-        struct tensor_stats s;
         fill(kinds[k], src, bytes);
-        best = 1e9;
-        for (int r = 0; r < repeat; r++) {
-            double start = seconds();
-            stats_init(&s, kinds[k]);
-            stats_feed(&s, src, bytes);
-            double t = seconds() - start;
-            if (t < best) best = t;
+        for (size_t v = 0; v < sizeof kernels / sizeof kernels[0]; v++) {
+            if (stats_select_kernel(kernels[v]) != kernels[v]) continue; /* no AVX2 here */
+            struct tensor_stats s;
+            best = 1e9;
+            for (int r = 0; r < repeat; r++) {
+                double start = seconds();
+                stats_init(&s, kinds[k]);
+                stats_feed(&s, src, bytes);
+                double t = seconds() - start;
+                if (t < best) best = t;
+            }
+            printf("{\"dtype\": \"%s\", \"kernel\": \"%s\", \"gb_per_s\": %.3f, "
+                   "\"elements_per_ns\": %.3f, \"mean\": %.6g, \"std\": %.6g}\n",
+                   dtype_name(kinds[k]), kernels[v] == STATS_KERNEL_AVX2 ? "avx2" : "portable",
+                   bytes / best / 1e9, (double)(bytes / dtype_size(kinds[k])) / best / 1e9, s.mean,
+                   stats_std(&s));
         }
-        printf("{\"kernel\": \"%s\", \"gb_per_s\": %.3f, \"elements_per_ns\": %.3f, "
-               "\"mean\": %.6g, \"std\": %.6g, \"nan\": %llu}\n",
-               dtype_name(kinds[k]), bytes / best / 1e9,
-               (double)(bytes / dtype_size(kinds[k])) / best / 1e9, s.mean, stats_std(&s),
-               (unsigned long long)s.nan);
     }
+    stats_select_kernel(STATS_KERNEL_AUTO);
     free(src);
     free(dst);
     return 0;
