@@ -19,6 +19,7 @@
 
 #include "agent/budget.h"
 #include "agent/parsers/tensor.h"
+#include "collector/options.h"
 
 #define MS           1000000LL
 #define BLOCK_FLOATS (TENSOR_SAMPLE_BLOCK / sizeof(float))
@@ -218,6 +219,41 @@ static void test_without_budget_every_block(void **state)
     report_free(&r);
 }
 
+/* --budget and CKMON_BUDGET reach `ckmon run` (which passes them to the agent as
+ * CKMON_BUDGET); bad values are refused naming the flag or variable. */
+static void test_budget_option(void **state)
+{
+    struct options o;
+    char err[256];
+    char *flag[] = {"--budget", "0.5", "cmd"};
+    unsetenv("CKMON_BUDGET");
+    assert_int_equal(options_parse(&o, COMMAND_RUN, 3, flag, err, sizeof err), 0);
+    assert_string_equal(o.budget_text, "0.5");
+    options_free(&o);
+
+    char *plain[] = {"cmd"};
+    setenv("CKMON_BUDGET", "7", 1);
+    assert_int_equal(options_parse(&o, COMMAND_RUN, 1, plain, err, sizeof err), 0);
+    assert_string_equal(o.budget_text, "7");
+    options_free(&o);
+
+    setenv("CKMON_BUDGET", "0", 1);
+    assert_int_equal(options_parse(&o, COMMAND_RUN, 1, plain, err, sizeof err), -1);
+    assert_non_null(strstr(err, "CKMON_BUDGET"));
+    options_free(&o);
+    unsetenv("CKMON_BUDGET");
+
+    char *too_much[] = {"--budget", "150", "cmd"};
+    assert_int_equal(options_parse(&o, COMMAND_RUN, 3, too_much, err, sizeof err), -1);
+    assert_non_null(strstr(err, "--budget: '150' is not a percentage"));
+    options_free(&o);
+
+    char *inspect[] = {"--budget", "5", "f.pt"}; /* inspect reads everything it is asked to */
+    assert_int_equal(options_parse(&o, COMMAND_INSPECT, 3, inspect, err, sizeof err), -1);
+    assert_non_null(strstr(err, "--budget"));
+    options_free(&o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -226,6 +262,7 @@ int main(void)
         cmocka_unit_test(test_reader_samples_evenly_within_budget),
         cmocka_unit_test(test_refused_first_block_keeps_the_head),
         cmocka_unit_test(test_without_budget_every_block),
+        cmocka_unit_test(test_budget_option),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

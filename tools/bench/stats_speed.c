@@ -70,7 +70,8 @@ int main(int argc, char **argv)
         double t = seconds() - start;
         if (t < best) best = t;
     }
-    printf("{\"dtype\": \"memcpy\", \"kernel\": \"memcpy\", \"gb_per_s\": %.3f}\n", bytes / best / 1e9);
+    printf("{\"dtype\": \"memcpy\", \"kernel\": \"memcpy\", \"gb_per_s\": %.3f}\n",
+           bytes / best / 1e9);
 
     static const enum dtype kinds[] = {DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_F64};
     static const enum stats_kernel kernels[] = {STATS_KERNEL_PORTABLE, STATS_KERNEL_AVX2};
