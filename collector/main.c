@@ -50,7 +50,8 @@ static const char main_help[] =
 #define SAMPLE_HELP                                                                                \
     "      --sample FRACTION  fraction of each tensor's bytes that statistics\n"                   \
     "                         read, in (0, 1]; 1 is exact. Default: " XSTRINGIFY(                  \
-        DEFAULT_SAMPLE) "\n"
+        DEFAULT_SAMPLE) ", except\n"                                                               \
+    "                         that monitored programs follow --budget\n"
 
 #define BUDGET_HELP                                                                                \
     "      --budget PERCENT   unless --sample is given, statistics may take at\n"                  \
