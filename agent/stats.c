@@ -19,7 +19,9 @@
  * loop runs over a count the compiler can see is a multiple of a group, followed by a
  * scalar tail. It never reorders a floating-point reduction either, so a block is
  * viewed as ROWS rows and one loop over the columns adds up each column in registers
- * (a map, which vectorizes), leaving a few column totals to add at the end. Selects
+ * (a map, which vectorizes), leaving a few column totals to add at the end. Within a
+ * column the rows feed four independent chains of partial sums, so the additions'
+ * latency overlaps (this doubled the speed from L2 over one chain of 16 rows). Selects
  * are written so that gcc if-converts them.
  *
  * The per-element code is compiled twice (everything on that path is always_inline):
@@ -39,7 +41,7 @@
 #define BLOCK        1024 /* elements per block: 8 KiB of doubles, comfortably inside L1 */
 #define DECODE_GROUP 32   /* decoding loop counts are multiples of this: any vector width */
 #define COLUMN_GROUP 8    /* and column counts of this (8 doubles: the widest vector) */
-#define ROWS         16   /* a block folds into BLOCK / ROWS column totals */
+#define ROWS         32   /* a block folds into BLOCK / ROWS column totals (a multiple of 4) */
 #define MAX_COLUMNS  (BLOCK / ROWS)
 /* Above this (mean - shift)^2 / variance, a block's m2 from one pass could lose more
  * than about 2^-32 of its value to rounding, and a second pass is taken. */
@@ -270,24 +272,41 @@ static HOT void add_column(struct block_sums *s, double dev, double dev2, double
 }
 
 /* The block's n values viewed as ROWS rows of cols columns: each column's sums. */
+/* One row's element of column c into chain k's sums. */
+#define FOLD_ROW(k, r)                                                                             \
+    do {                                                                                           \
+        double v = x[(r)*cols + c], d = v - shift;                                                 \
+        d1_##k += d;                                                                               \
+        d2_##k += d * d;                                                                           \
+        l_##k = v < l_##k ? v : l_##k;                                                             \
+        h_##k = v > h_##k ? v : h_##k;                                                             \
+    } while (0)
+
+/* Each column's rows go to four independent chains of partial sums (rows r, r+1, r+2,
+ * r+3), so that the additions' latency overlaps instead of adding up row after row. */
 static HOT void fold_columns(const double *restrict x, size_t cols, double shift,
                              double *restrict dev, double *restrict dev2, double *restrict lo,
                              double *restrict hi)
 {
     for (size_t c = 0; c < cols; c++) {
-        double d1 = 0, d2 = 0, l = INFINITY, h = -INFINITY;
-#pragma GCC unroll 16
-        for (size_t r = 0; r < ROWS; r++) {
-            double v = x[r * cols + c], d = v - shift;
-            d1 += d;
-            d2 += d * d;
-            l = v < l ? v : l;
-            h = v > h ? v : h;
+        double d1_0 = 0, d1_1 = 0, d1_2 = 0, d1_3 = 0, d2_0 = 0, d2_1 = 0, d2_2 = 0, d2_3 = 0;
+        double l_0 = INFINITY, l_1 = INFINITY, l_2 = INFINITY, l_3 = INFINITY;
+        double h_0 = -INFINITY, h_1 = -INFINITY, h_2 = -INFINITY, h_3 = -INFINITY;
+#pragma GCC unroll 8
+        for (size_t r = 0; r < ROWS; r += 4) {
+            FOLD_ROW(0, r);
+            FOLD_ROW(1, r + 1);
+            FOLD_ROW(2, r + 2);
+            FOLD_ROW(3, r + 3);
         }
-        dev[c] = d1;
-        dev2[c] = d2;
-        lo[c] = l;
-        hi[c] = h;
+        dev[c] = (d1_0 + d1_1) + (d1_2 + d1_3);
+        dev2[c] = (d2_0 + d2_1) + (d2_2 + d2_3);
+        l_0 = l_1 < l_0 ? l_1 : l_0;
+        l_2 = l_3 < l_2 ? l_3 : l_2;
+        lo[c] = l_2 < l_0 ? l_2 : l_0;
+        h_0 = h_1 > h_0 ? h_1 : h_0;
+        h_2 = h_3 > h_2 ? h_3 : h_2;
+        hi[c] = h_2 > h_0 ? h_2 : h_0;
     }
 }
 
