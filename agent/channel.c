@@ -29,6 +29,8 @@ static pthread_mutex_t channel_lock = PTHREAD_MUTEX_INITIALIZER;
 static int conn_fd = -1;
 static dev_t conn_dev; /* what conn_fd was when connected: the program may have closed it */
 static ino_t conn_ino; /* behind the agent's back (raw syscall) and reused the number */
+static long conn_pid;  /* the process that connected: a vfork child closing its copy of */
+                       /* conn_fd (before exec) must not make its parent drop the socket */
 static long long next_connect_ns; /* monotonic time before which no reconnect is tried */
 static struct queued *queue_head, **queue_tail = &queue_head;
 static size_t queue_bytes;
@@ -79,6 +81,10 @@ static void send_hello(void)
     cJSON_AddStringToObject(hello, "host", agent_config.host);
     cJSON_AddStringToObject(hello, "job", agent_config.job);
     if (agent_config.has_rank) cJSON_AddNumberToObject(hello, "rank", (double)agent_config.rank);
+    if (agent_config.has_local_rank)
+        cJSON_AddNumberToObject(hello, "local_rank", (double)agent_config.local_rank);
+    if (agent_config.has_world_size)
+        cJSON_AddNumberToObject(hello, "world_size", (double)agent_config.world_size);
     cJSON_AddNumberToObject(hello, "sample", agent_config.parse.sample);
     cJSON *keys = cJSON_AddArrayToObject(hello, "keys");
     for (size_t i = 0; keys && i < agent_config.keys.count; i++)
@@ -100,6 +106,7 @@ static void connect_if_needed(void)
     if (fd >= 0 && syscall(SYS_connect, fd, &addr, sizeof addr) == 0 &&
         syscall(SYS_fstat, fd, &st) == 0) {
         conn_fd = fd;
+        conn_pid = syscall(SYS_getpid);
         conn_dev = st.st_dev;
         conn_ino = st.st_ino;
         send_hello();
@@ -163,7 +170,7 @@ static bool owned_in(unsigned first, unsigned last)
 
 void channel_yield_fds(unsigned first, unsigned last)
 {
-    if (!owned_in(first, last)) return;
+    if (!owned_in(first, last) || syscall(SYS_getpid) != conn_pid) return;
     pthread_mutex_lock(&channel_lock);
     if (owned_in(first, last)) conn_fd = -1;
     pthread_mutex_unlock(&channel_lock);

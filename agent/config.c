@@ -59,21 +59,34 @@ static void copy_env(char *dst, size_t size, const char *name, const char *fallb
     copy_truncated(dst, size, v && *v ? v : fallback);
 }
 
-static void load_rank(void)
+/* The first of names set to a non-negative integer, as each launcher spells it:
+ * torchrun, SLURM, Open MPI, MPICH/Intel MPI (PMI). */
+static bool launcher_number(const char *const names[4], long *out)
 {
-    static const char *const names[] = {"RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK",
-                                        "PMI_RANK"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    for (size_t i = 0; i < 4; i++) {
         const char *v = getenv(names[i]);
         char *end;
         if (!v || !*v) continue;
-        long r = strtol(v, &end, 10);
-        if (*end == '\0' && r >= 0) {
-            agent_config.has_rank = true;
-            agent_config.rank = r;
-            return;
+        long n = strtol(v, &end, 10);
+        if (*end == '\0' && n >= 0) {
+            *out = n;
+            return true;
         }
     }
+    return false;
+}
+
+static void load_rank(void)
+{
+    static const char *const rank[] = {"RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"};
+    static const char *const local[] = {"LOCAL_RANK", "SLURM_LOCALID",
+                                        "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID"};
+    static const char *const size[] = {"WORLD_SIZE", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE",
+                                       "PMI_SIZE"};
+    struct agent_config *c = &agent_config;
+    c->has_rank = launcher_number(rank, &c->rank);
+    c->has_local_rank = launcher_number(local, &c->local_rank);
+    c->has_world_size = launcher_number(size, &c->world_size);
 }
 
 void config_load(void)

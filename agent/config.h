@@ -7,6 +7,8 @@
  * CKMON_SAMPLE   fraction of each tensor's bytes statistics read (default below)
  * CKMON_BUDGET   overhead budget in percent (budget.h); ignored when CKMON_SAMPLE is set
  * RANK, SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK   the process's rank, first found
+ * LOCAL_RANK, SLURM_LOCALID, OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID   its rank on this host
+ * WORLD_SIZE, SLURM_NTASKS, OMPI_COMM_WORLD_SIZE, PMI_SIZE   how many ranks the job has
  */
 #ifndef CKMON_CONFIG_H
 #define CKMON_CONFIG_H
@@ -29,8 +31,8 @@ struct agent_config {
     char program[256];
     char job[256];
     char host[256];
-    bool has_rank;
-    long rank;
+    bool has_rank, has_local_rank, has_world_size;
+    long rank, local_rank, world_size;
 };
 
 extern struct agent_config agent_config;

@@ -10,6 +10,7 @@
 #define CKMON_REAL_H
 
 #include <fcntl.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -33,7 +34,8 @@ int __vfprintf_chk(FILE *stream, int flag, const char *format, va_list ap);
     X(putc_unlocked) X(vfprintf) X(__vfprintf_chk) X(vdprintf) X(lseek) X(lseek64) X(fseek)        \
     X(fseeko) X(fseeko64) X(rewind) X(fsetpos) X(fsetpos64) X(ftruncate) X(ftruncate64) X(dup)    \
     X(dup2) X(dup3) X(fcntl) X(fcntl64) X(close) X(close_range) X(closefrom) X(fclose) X(rename)  \
-    X(renameat) X(renameat2) X(_exit) X(_Exit) X(fflush) X(fsync) X(fdatasync)
+    X(renameat) X(renameat2) X(_exit) X(_Exit) X(fflush) X(fsync) X(fdatasync)                   \
+    X(execve) X(execvpe) X(fexecve) X(posix_spawn) X(posix_spawnp)
 
 struct real_functions {
 #define REAL_POINTER(name) __typeof__(name) *name;

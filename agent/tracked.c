@@ -50,6 +50,15 @@ static long long clock_us(clockid_t clock)
     return ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
 }
 
+/* A vfork child (posix_spawn, CPython's subprocess) runs in its parent's memory until it
+ * execs: it must leave the parent's table alone, so whatever it does to a tracked
+ * descriptor (close_range before exec, above all) goes straight to the real call. A
+ * forked child is its own process again once the fork handler has run. */
+static bool foreign_process(void)
+{
+    return syscall(SYS_getpid) != agent_pid;
+}
+
 static int raw_close(int fd)
 {
     return (int)syscall(SYS_close, fd);
@@ -149,7 +158,7 @@ static bool is_regular_file(int fd)
     return syscall(SYS_fstat, fd, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-static struct tracked *track(int fd, const char *abs_path, bool append)
+static struct tracked *new_tracked(const char *abs_path, bool append)
 {
     struct tracked *t = calloc(1, sizeof *t);
     if (!t) return NULL;
@@ -168,18 +177,29 @@ static struct tracked *track(int fd, const char *abs_path, bool append)
     t->format_sent = t->parser->format;
     t->progress_ns = t->open_ns;
     budget_init(&t->budget, agent_config.budget_percent, budget_monotonic_ns);
-    fdtable_lock();
-    t->id = ++next_id;
-    t->next_live = live;
-    live = t;
-    fdtable_unlock();
+    return t;
+}
 
+static void announce(struct tracked *t)
+{
+    t->unannounced = false;
     cJSON *m = message("open", t);
     cJSON_AddStringToObject(m, "path", t->path);
     cJSON_AddNumberToObject(m, "time_us", (double)t->open_us);
     channel_send(m);
     cJSON_Delete(m);
+}
 
+static struct tracked *track(int fd, const char *abs_path, bool append)
+{
+    struct tracked *t = new_tracked(abs_path, append);
+    if (!t) return NULL;
+    fdtable_lock();
+    t->id = ++next_id;
+    t->next_live = live;
+    live = t;
+    fdtable_unlock();
+    announce(t);
     struct tracked *stale = fdtable_put(fd, t);
     if (stale) tracked_release(stale, -1);
     return t;
@@ -195,7 +215,7 @@ static struct tracked *maybe_track(int fd, int dirfd, const char *path, bool app
     char abs_path[PATH_MAX];
     if (!initialized || fd < 0 || !path || !absolute_path(dirfd, path, abs_path, sizeof abs_path))
         return NULL;
-    if (!config_is_checkpoint(abs_path) || !is_regular_file(fd)) return NULL;
+    if (!config_is_checkpoint(abs_path) || !is_regular_file(fd) || foreign_process()) return NULL;
     return track(fd, abs_path, append);
 }
 
@@ -243,7 +263,7 @@ static struct tracked *enter_acquired(struct tracked *t)
 
 struct tracked *tracked_enter_slow(int fd)
 {
-    if (agent_busy) return NULL;
+    if (agent_busy || foreign_process()) return NULL;
     agent_busy = true;
     return enter_acquired(fdtable_acquire(fd));
 }
@@ -304,6 +324,7 @@ static void wrote_done(struct tracked *t, long long offset, ssize_t n)
 void tracked_wrote(struct tracked *t, long long offset, const void *buf, ssize_t n)
 {
     int saved = errno;
+    if (t->unannounced) announce(t);
     t->writes++;
     if (n > 0) {
         budget_enter(t, (size_t)n);
@@ -319,6 +340,7 @@ void tracked_wrotev(struct tracked *t, long long offset, const struct iovec *iov
                     ssize_t n)
 {
     int saved = errno;
+    if (t->unannounced) announce(t);
     t->writes++;
     if (n > 0) {
         unsigned long long at = write_offset(t, offset);
@@ -341,7 +363,7 @@ void tracked_synced(struct tracked *t)
 {
     int saved = errno;
     t->progress_ns = 0;
-    send_progress(t);
+    if (!t->unannounced) send_progress(t);
     errno = saved;
     tracked_leave(t);
 }
@@ -360,7 +382,7 @@ void tracked_truncated(struct tracked *t, long long length)
 
 void tracked_duplicated(int oldfd, int newfd)
 {
-    if (oldfd == newfd || agent_busy) return;
+    if (oldfd == newfd || agent_busy || !fd_is_tracked(oldfd) || foreign_process()) return;
     int saved = errno;
     agent_busy = true;
     struct tracked *t = fdtable_acquire(oldfd);
@@ -432,7 +454,8 @@ static void finalize(struct tracked *t, int fd)
         size = st.st_size;
     const char *format;
     bool complete;
-    if (t->reread || (size >= 0 && (unsigned long long)size != t->streamed)) {
+    bool reread = t->reread || (size >= 0 && (unsigned long long)size != t->streamed);
+    if (reread) {
         complete = reparse(t, fd, &format);
     } else {
         complete = t->parser->finish(t->parser);
@@ -449,6 +472,7 @@ static void finalize(struct tracked *t, int fd)
     cJSON_AddNumberToObject(m, "writes", (double)t->writes);
     cJSON_AddNumberToObject(m, "seconds", (double)(clock_us(CLOCK_MONOTONIC) * 1000 - t->open_ns) / 1e9);
     cJSON_AddBoolToObject(m, "complete", complete);
+    cJSON_AddStringToObject(m, "parsed", reread ? "reread" : "stream");
     channel_send(m);
     cJSON_Delete(m);
     remember_closed(t->path);
@@ -475,7 +499,7 @@ void tracked_release(struct tracked *t, int fd)
     /* What is still parsed at close (the end, or the whole file read back) keeps to
      * the file's budget too. */
     if (agent_config.budget_percent > 0) budget_active = &t->budget;
-    finalize(t, fd);
+    if (!t->unannounced) finalize(t, fd);
     budget_active = NULL;
     t->parser->destroy(t->parser);
     report_free(&t->report);
@@ -487,7 +511,7 @@ void tracked_release(struct tracked *t, int fd)
 bool tracked_close_begin(int fd, struct closing *c)
 {
     c->t = NULL;
-    if (!fd_is_tracked(fd) || agent_busy) return false;
+    if (!fd_is_tracked(fd) || agent_busy || foreign_process()) return false;
     agent_busy = true;
     int saved = errno;
     c->fd = fd;
@@ -572,7 +596,7 @@ static void send_rename(const char *kind, const char *from, const char *to)
 
 void tracked_renamed(int olddirfd, const char *oldpath, int newdirfd, const char *newpath)
 {
-    if (!initialized || agent_busy) return;
+    if (!initialized || agent_busy || foreign_process()) return;
     int saved = errno;
     agent_busy = true;
     char from[PATH_MAX], to[PATH_MAX];
@@ -598,11 +622,11 @@ void tracked_renamed(int olddirfd, const char *oldpath, int newdirfd, const char
 
 /* ---- process lifecycle --------------------------------------------------------------- */
 
-void tracked_report_all_open(void)
+void tracked_report_all_open(bool flush_streams)
 {
     /* A vfork child (posix_spawn, Python's subprocess) shares the parent's memory and
      * leaves through _exit: the files are the parent's to report, not its. */
-    if (!initialized || syscall(SYS_getpid) != agent_pid) return;
+    if (!initialized || foreign_process()) return;
     int saved = errno;
     bool was_busy = agent_busy;
     agent_busy = true;
@@ -610,7 +634,9 @@ void tracked_report_all_open(void)
     for (unsigned fd = 0; fd < high; fd++) {
         struct tracked *t = fd_is_tracked((int)fd) ? fdtable_take((int)fd) : NULL;
         if (!t) continue;
-        if (t->stream) REAL(fflush)(t->stream); /* exit() flushes stdio only after destructors */
+        /* exit() flushes stdio only after destructors. A file inherited through fork is the
+         * parent's until this process writes it: its buffer is the parent's bytes too. */
+        if (flush_streams && t->stream && !t->unannounced) REAL(fflush)(t->stream);
         tracked_release(t, (int)fd);
     }
     channel_flush(2000);
@@ -618,18 +644,124 @@ void tracked_report_all_open(void)
     errno = saved;
 }
 
+/* A forked child's copy of a file its parent was writing: the child's own record, read
+ * back from disk at its close (the bytes before the fork were fed to the parent's
+ * parser, not this one), announced only once the child writes to it. A child that just
+ * inherits the descriptor and closes it, or execs, says nothing: the parent reports. */
+static struct tracked *inherit(const struct tracked *parent)
+{
+    struct tracked *t = new_tracked(parent->path, parent->append);
+    if (!t) return NULL;
+    t->id = ++next_id;
+    t->unannounced = true;
+    t->reread = true;
+    t->open_us = parent->open_us;
+    t->open_ns = parent->open_ns;
+    t->stream = parent->stream;
+    memcpy(t->written_as, parent->written_as, sizeof t->written_as);
+    return t;
+}
+
 static void after_fork_child(void)
 {
-    /* The parent reports the files it had open; the child starts with none of its own.
-     * (Tracking inherited descriptors in the child is future work: docs/processes.md.) */
+    /* The parent's objects are left as they are (another thread may have held their
+     * locks at the fork); the child swaps its slots to copies of its own. */
     agent_pid = (pid_t)syscall(SYS_getpid);
     fdtable_after_fork_child();
     pthread_mutex_init(&recent_lock, NULL);
-    unsigned high = fd_high_water;
-    for (unsigned fd = 0; fd < high; fd++) fd_slots[fd] = NULL;
-    fd_tracked_count = 0;
-    live = NULL;
     channel_after_fork_child();
+    struct tracked *parents = live;
+    live = NULL;
+    unsigned high = fd_high_water;
+    for (struct tracked *p = parents; p; p = p->next_live) {
+        struct tracked *t = inherit(p);
+        if (t) {
+            t->next_live = live;
+            live = t;
+        }
+        for (unsigned fd = 0; fd < high; fd++) {
+            if (fd_slots[fd] != p) continue;
+            fd_slots[fd] = t;
+            if (t)
+                t->refs++;
+            else
+                fd_tracked_count--;
+        }
+    }
+}
+
+/* ---- exec ---------------------------------------------------------------------------- */
+
+bool tracked_exec_begin(char *inherited, size_t size)
+{
+    inherited[0] = '\0';
+    if (!initialized || agent_busy || __atomic_load_n(&fd_tracked_count, __ATOMIC_RELAXED) == 0 ||
+        foreign_process())
+        return false;
+    /* Files inherited through fork and never written here are the parent's to report:
+     * with only those, the collector has nothing to hear (and no connection to make). */
+    bool announced = false;
+    fdtable_lock();
+    for (struct tracked *t = live; t && !announced; t = t->next_live)
+        announced = !t->unannounced;
+    fdtable_unlock();
+    if (!announced) return false;
+    int saved = errno;
+    agent_busy = true;
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "t", "exec");
+    cJSON *kept = cJSON_AddArrayToObject(m, "kept");
+    size_t len = 0;
+    fdtable_lock();
+    unsigned high = fd_high_water;
+    for (unsigned fd = 0; fd < high; fd++) {
+        struct tracked *t = fd_slots[fd];
+        if (!t || t->unannounced || (syscall(SYS_fcntl, fd, F_GETFD) & FD_CLOEXEC)) continue;
+        int n = snprintf(inherited + len, size - len, "%s%u", len ? "," : "", fd);
+        if (n < 0 || (size_t)n >= size - len) break;
+        len += (size_t)n;
+        cJSON_AddItemToArray(kept, cJSON_CreateNumber((double)t->id));
+    }
+    fdtable_unlock();
+    channel_send(m);
+    cJSON_Delete(m);
+    channel_flush(2000); /* the socket closes with the old program */
+    agent_busy = false;
+    errno = saved;
+    return true;
+}
+
+void tracked_exec_failed(void)
+{
+    int saved = errno;
+    agent_busy = true;
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "t", "exec_failed");
+    channel_send(m);
+    cJSON_Delete(m);
+    agent_busy = false;
+    errno = saved;
+}
+
+/* After exec: the descriptors the old program's agent listed in INHERITED_VARIABLE are
+ * this program's checkpoints now. Their earlier bytes were parsed by the old program, so
+ * each is read back from disk at its close. The variable was the agent's, not the
+ * program's: it is removed before the program can see it. */
+static void adopt_inherited(void)
+{
+    const char *list = getenv(INHERITED_VARIABLE);
+    for (const char *p = list; p && *p; p += strcspn(p, ","), p += *p == ',') {
+        int fd = atoi(p);
+        char link[40], path[PATH_MAX];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        long n = syscall(SYS_readlinkat, AT_FDCWD, link, path, sizeof path - 1);
+        int flags = (int)syscall(SYS_fcntl, fd, F_GETFL);
+        if (n <= 0 || flags < 0 || !write_intent(flags)) continue;
+        path[n] = '\0';
+        struct tracked *t = maybe_track(fd, AT_FDCWD, path, flags & O_APPEND);
+        if (t) t->reread = true;
+    }
+    if (list) unsetenv(INHERITED_VARIABLE);
 }
 
 static void before_fork(void)
@@ -651,6 +783,7 @@ void agent_init(void)
     agent_pid = (pid_t)syscall(SYS_getpid);
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
     initialized = true;
+    adopt_inherited();
 }
 
 __attribute__((constructor)) static void agent_load(void)
@@ -660,5 +793,5 @@ __attribute__((constructor)) static void agent_load(void)
 
 __attribute__((destructor)) static void agent_unload(void)
 {
-    tracked_report_all_open();
+    tracked_report_all_open(true);
 }

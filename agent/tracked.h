@@ -41,6 +41,7 @@ struct tracked {
     unsigned long long writes;
     bool append;
     bool reread;   /* parse the finished file at close instead */
+    bool unannounced; /* inherited through fork: reported only once this process writes */
     const char *format_sent; /* the format the collector was last told */
     long long progress_ns;   /* monotonic time of the last data message */
     FILE *stream;  /* the stdio stream over it, flushed before an exit report */
@@ -108,7 +109,17 @@ void tracked_close_range_end(struct closing *cs, size_t n, bool closed);
  * rename message so the collector can give its record the final path. */
 void tracked_renamed(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
 
-/* The process is ending: report every file still open. */
-void tracked_report_all_open(void);
+/* The process is ending: report every file still open. At exit (flush_streams) the
+ * stdio stream over each is flushed first, as exit is about to; _exit loses what is
+ * still buffered, and so must the file. */
+void tracked_report_all_open(bool flush_streams);
+
+/* exec (not in a vfork child): tells the collector which tracked files the new program
+ * keeps open (a descriptor without FD_CLOEXEC; their numbers go to inherited, "3,7", for
+ * INHERITED_VARIABLE) and that exec closes the rest. Nothing here changes agent state, so
+ * a failed exec only needs tracked_exec_failed. Returns false when nothing is tracked. */
+#define INHERITED_VARIABLE "CKMON_INHERITED"
+bool tracked_exec_begin(char *inherited, size_t size);
+void tracked_exec_failed(void);
 
 #endif

@@ -7,8 +7,9 @@
  * says hello first. File ids are unique within one connection.
  *
  *   hello   {"t":"hello","pid":123,"program":"python3","host":"h","job":"j",
- *            "rank":3,"sample":0.1,"keys":["epoch"]}
- *                                              rank only when the launcher set one;
+ *            "rank":3,"local_rank":1,"world_size":8,"sample":0.1,"keys":["epoch"]}
+ *                                              rank, local_rank, world_size only when
+ *                                              the launcher set them;
  *                                              sample and keys (CKMON_SAMPLE, CKMON_KEYS)
  *                                              for the files the collector parses itself
  *   open    {"t":"open","id":7,"path":"/abs/x.pt","time_us":1700000000123456}
@@ -21,11 +22,19 @@
  *                                              "reset":true first discards the findings
  *                                              so far (the file is being parsed again)
  *   close   {"t":"close","id":7,"time_us":...,"path":"/abs/final","written_as":"/abs/tmp",
- *            "format":"pickle","bytes":N,"writes":N,"seconds":0.01,"complete":true}
- *                                              written_as only when renamed while open
+ *            "format":"pickle","bytes":N,"writes":N,"seconds":0.01,"complete":true,
+ *            "parsed":"stream"}
+ *                                              written_as only when renamed while open;
+ *                                              parsed "reread" when the agent parsed the
+ *                                              finished file again
  *   rename  {"t":"rename","from":"/abs/x.tmp","to":"/abs/x.pt"}
  *                                              a checkpoint this process closed less than
  *                                              RENAME_WINDOW_US ago was renamed
+ *   exec    {"t":"exec","kept":[7]}       the process is about to exec: the new program
+ *                                              keeps files 7 (its agent reports them); exec
+ *                                              closes the others, so when this connection
+ *                                              ends the collector parses them from disk
+ *   exec_failed {"t":"exec_failed"}            it did not happen after all
  *   adopt   {"t":"adopt","from":"/abs/x.tmp","to":"/abs/x.pt","time_us":...}
  *                                              a file that matched no glob was renamed
  *                                              onto a checkpoint name: the collector

@@ -7,14 +7,14 @@
 
 EXPORT void _exit(int status)
 {
-    tracked_report_all_open();
+    tracked_report_all_open(false);
     REAL(_exit)(status);
     __builtin_unreachable();
 }
 
 EXPORT void _Exit(int status)
 {
-    tracked_report_all_open();
+    tracked_report_all_open(false);
     REAL(_Exit)(status);
     __builtin_unreachable();
 }

@@ -1,16 +1,42 @@
 /* collect.c — `ckmon collect`: a foreground collector for any number of programs. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "delivery.h"
 #include "server.h"
+
+/* --stats: what the last collector with this state dir counted (its stats.json). */
+static int print_stats(const struct options *o)
+{
+    char *dir = delivery_state_dir(o), *path = NULL;
+    FILE *f = dir && asprintf(&path, "%s/stats.json", dir) >= 0 ? fopen(path, "re") : NULL;
+    int rc = 0;
+    if (!f) {
+        fprintf(stderr, "ckmon: no stats in %s: %s (a collector with --sink writes them)\n",
+                dir ? dir : "the state dir", strerror(errno));
+        rc = 1;
+    } else {
+        char chunk[4096];
+        size_t n;
+        while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+            fwrite(chunk, 1, n, stdout);
+        fclose(f);
+    }
+    free(path);
+    free(dir);
+    return rc;
+}
 
 int cmd_collect(int argc, char **argv)
 {
     struct options o;
     int rc = cli_parse(&o, COMMAND_COLLECT, argc, argv);
     if (rc >= 0) return rc;
-    if ((rc = reject_sinks(&o)) >= 0) {
+    if (o.stats) {
+        rc = print_stats(&o);
         options_free(&o);
         return rc;
     }
@@ -22,19 +48,32 @@ int cmd_collect(int argc, char **argv)
 
     struct listener listener;
     struct log_writer log;
-    rc = 1;
+    struct delivery *delivery = NULL;
     if (listener_open(&listener, socket_path, err, sizeof err) < 0) {
         fprintf(stderr, "ckmon: %s\n", err);
-    } else if (log_open(&log, o.log, err, sizeof err) < 0) {
+        options_free(&o);
+        return 1;
+    }
+    if (log_open(&log, o.log, err, sizeof err) < 0) {
+        fprintf(stderr, "ckmon: %s\n", err);
+        listener_close(&listener, true);
+        options_free(&o);
+        return 1;
+    }
+    log.max_bytes = o.log_max_bytes;
+    log.keep = o.log_keep;
+    rc = 1;
+    if (o.sink_count && !(delivery = delivery_open(&o, &log, err, sizeof err))) {
         fprintf(stderr, "ckmon: %s\n", err);
         listener_close(&listener, true);
     } else {
         fprintf(stderr, "ckmon: collecting on %s into %s\n", socket_path,
                 strcmp(o.log, "-") ? o.log : "stdout");
         struct server_config cfg = {.listener = &listener, .log = &log, .stop_fd = -1};
-        rc = server_run(&cfg);
-        log_close(&log);
+        rc = serve_and_deliver(&cfg, delivery, o.flush_timeout);
+        delivery_free(delivery);
     }
+    log_close(&log);
     options_free(&o);
     return rc;
 }

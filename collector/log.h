@@ -2,12 +2,17 @@
  *
  * Several collectors (or a collector and `ckmon inspect >> log`) may append to the same
  * file; O_APPEND plus a single write per line keeps their lines whole.
+ *
+ * The log is also what remote sinks deliver from (delivery.h), so a writer can rotate
+ * by size (segments.h) without deleting a segment a sink has not delivered yet, copy
+ * every line to a spool when the log itself is stdout, and wake the sinks after a line.
  */
 #ifndef CKMON_LOG_H
 #define CKMON_LOG_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "record.h"
 
@@ -17,6 +22,18 @@ struct log_writer {
     char *name;            /* as given, for messages; "-" is stdout */
     unsigned long written; /* lines written */
     unsigned long failed;  /* lines lost to write errors */
+
+    /* Rotation, for a file log: after a line takes it to max_bytes or more (0: never),
+     * LOG becomes LOG.<n> and a new LOG starts; only the newest `keep` rotated
+     * segments are kept, and none that still_needed() says a sink needs. */
+    unsigned long long max_bytes;
+    unsigned long keep;
+    off_t size;
+    bool (*still_needed)(void *ctx, unsigned long seq);
+    void *needed_ctx;
+    struct log_writer *copy; /* every line also goes there (the sinks' spool), or NULL */
+    void (*after_write)(void *ctx); /* called after each line: the sinks' wake-up */
+    void *after_ctx;
 };
 
 /* Opens (creating, mode 0644) the log for appending; "-" is stdout. Returns 0, or -1 with
@@ -25,6 +42,8 @@ int log_open(struct log_writer *w, const char *path, char *err, size_t err_size)
 /* Writes one line (which ends in '\n'); the first failure is reported on stderr. */
 bool log_write(struct log_writer *w, const char *line, size_t len);
 bool log_record(struct log_writer *w, const struct record *r);
+/* Opens the file again by its name (SIGHUP, after another tool moved it away). */
+void log_reopen(struct log_writer *w);
 /* Closes the log and says on stderr how many records were lost, if any. */
 void log_close(struct log_writer *w);
 

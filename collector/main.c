@@ -12,7 +12,8 @@
 #include "cli.h"
 
 static const char *const command_names[] = {
-    [COMMAND_RUN] = "run", [COMMAND_COLLECT] = "collect", [COMMAND_INSPECT] = "inspect"};
+    [COMMAND_RUN] = "run", [COMMAND_COLLECT] = "collect", [COMMAND_INSPECT] = "inspect",
+    [COMMAND_DOCTOR] = "doctor"};
 
 static const char main_help[] =
     "Usage: ckmon COMMAND [OPTIONS]\n"
@@ -28,6 +29,9 @@ static const char main_help[] =
     "  collect [OPTIONS] run a collector in the foreground, for many programs\n"
     "  inspect [OPTIONS] FILE...\n"
     "                    parse existing files, print one record per file\n"
+    "  doctor COMMAND [ARGS...]\n"
+    "                    say whether the agent can monitor COMMAND, and if\n"
+    "                    not, why (static, Go, setuid, ...)\n"
     "\n"
     "  ckmon COMMAND --help   the options of one command\n"
     "  ckmon --version        print the version\n";
@@ -64,20 +68,29 @@ static const char main_help[] =
     "  -o, --log FILE         append records to FILE, '-' for stdout\n"                            \
     "                         (default ./ckmon.jsonl)\n"                                           \
     "  -s, --sink FORMAT=URL  push records to a remote sink (ndjson, pushgateway,\n"               \
-    "                         victoriametrics, influx); repeatable. Not\n"                         \
-    "                         implemented yet\n"                                                   \
-    "      --state DIR        where the collector keeps what it must not lose\n"                   \
+    "                         victoriametrics, influx); repeatable. See\n"                         \
+    "                         docs/sinks.md\n"                                                     \
+    "      --state DIR        where the collector keeps what it must not lose:\n"                  \
+    "                         sink cursors, dead letters, stats.json, the spool\n"                 \
     "                         (default: LOG.state/ beside the log)\n"                              \
     "      --flush-timeout SECONDS\n"                                                              \
-    "                         how long run waits for sinks after COMMAND ends\n"                   \
-    "                         (default 10)\n"
+    "                         how long to wait for the sinks at the end (run:\n"                   \
+    "                         after COMMAND ends; collect: after SIGTERM)\n"                       \
+    "                         (default 10)\n"                                                      \
+    "      --log-max-bytes SIZE\n"                                                                 \
+    "                         rotate the log to LOG.1, LOG.2, ... when it\n"                       \
+    "                         reaches SIZE (bytes, or with K, M, G; default:\n"                    \
+    "                         never)\n"                                                            \
+    "      --log-keep N       rotated segments kept, besides those a sink has\n"                   \
+    "                         not delivered (default 5)\n"
 
 #define ENV_HELP                                                                                   \
     "\n"                                                                                           \
     "Environment (a flag wins over its variable):\n"                                               \
     "  CKMON_PATHS, CKMON_KEYS  ':'-separated lists, as repeated --paths, --keys\n"                \
     "  CKMON_SINKS              space-separated list, as repeated --sink\n"                        \
-    "  CKMON_LOG, CKMON_SAMPLE, CKMON_SOCKET, CKMON_JOB, CKMON_STATE\n"                            \
+    "  CKMON_LOG, CKMON_SAMPLE, CKMON_SOCKET, CKMON_JOB, CKMON_STATE,\n"                           \
+    "  CKMON_LOG_MAX_BYTES, CKMON_LOG_KEEP\n"                                                       \
     "                           as the flags\n"
 
 static const char run_help[] =
@@ -107,11 +120,13 @@ static const char run_help[] =
 static const char collect_help[] =
     "Usage: ckmon collect [OPTIONS]\n"
     "\n"
-    "Run a collector in the foreground until SIGTERM, SIGINT or SIGHUP. Programs\n"
-    "started with the agent preloaded and CKMON_SOCKET naming its socket send it\n"
-    "what they find; it writes one record per checkpoint file to the log. When it\n"
-    "stops, it reads what agents sent, records files still open as incomplete and\n"
-    "writes everything. Exits 1 if records could not be written. For example:\n"
+    "Run a collector in the foreground until SIGTERM or SIGINT (SIGHUP reopens\n"
+    "the log). Programs started with the agent preloaded and CKMON_SOCKET naming\n"
+    "its socket send it what they find; it writes one record per checkpoint file\n"
+    "to the log, and sinks deliver them from there. When it stops, it reads what\n"
+    "agents sent, records files still open as incomplete, writes everything and\n"
+    "gives the sinks --flush-timeout seconds. Exits 1 if records could not be\n"
+    "written or delivered. For example:\n"
     "\n"
     "  ckmon collect --socket /tmp/s --log ckpt.jsonl &\n"
     "  LD_PRELOAD=/usr/local/lib/ckmon/libckmon.so CKMON_SOCKET=/tmp/s \\\n"
@@ -121,6 +136,8 @@ static const char collect_help[] =
     "      --socket PATH      listen on PATH (default /tmp/ckmon-<uid>.sock); a\n"
     "                         stale socket file is replaced, one a collector\n"
     "                         answers on is not\n" SERVING_HELP
+    "      --stats            print the counters of the last collector with this\n"
+    "                         --log/--state (its stats.json) and exit\n"
     "  -p, --paths, --keys, --sample, --job\n"
     "                         accepted as in 'ckmon run'; programs started by hand\n"
     "                         take them from their own CKMON_PATHS, CKMON_KEYS,\n"
@@ -138,8 +155,30 @@ static const char inspect_help[] =
     "      --job NAME         the label in the records (default: inspect)\n"
     "  -h, --help             show this help\n";
 
+static const char doctor_help[] =
+    "Usage: ckmon doctor COMMAND [ARGS...]\n"
+    "\n"
+    "Say whether ckmon's agent can monitor COMMAND, without running it. COMMAND is\n"
+    "found as 'ckmon run' finds it; #! scripts are followed to their interpreter\n"
+    "(through env and its -S, -i, -u options). Reported as problems, one line each:\n"
+    "a statically linked program, a Go program, setuid/setgid or file capabilities,\n"
+    "an ELF class or machine the agent is not built for, musl instead of glibc, and\n"
+    "io_uring. Also printed: the write calls the program imports.\n"
+    "\n"
+    "Exits 0 when the agent can monitor COMMAND, 1 when it cannot (one line per\n"
+    "problem), 2 for a usage error. 'ckmon run' makes the same check and warns.\n"
+    "\n"
+    "Options:\n"
+    "  -h, --help             show this help\n";
+
 static const char *const command_help[] = {
-    [COMMAND_RUN] = run_help, [COMMAND_COLLECT] = collect_help, [COMMAND_INSPECT] = inspect_help};
+    [COMMAND_RUN] = run_help, [COMMAND_COLLECT] = collect_help, [COMMAND_INSPECT] = inspect_help,
+    [COMMAND_DOCTOR] = doctor_help};
+
+void show_help(enum command cmd)
+{
+    fputs(command_help[cmd], stdout);
+}
 
 int usage_error(enum command cmd, const char *fmt, ...)
 {
@@ -160,22 +199,16 @@ int cli_parse(struct options *o, enum command cmd, int argc, char **argv)
         return usage_error(cmd, "%s", err);
     }
     if (!o->help) return -1;
-    fputs(command_help[cmd], stdout);
+    show_help(cmd);
     options_free(o);
     return 0;
-}
-
-int reject_sinks(const struct options *o)
-{
-    if (!o->sink_count) return -1;
-    fprintf(stderr, "ckmon: --sink: remote sinks are not implemented yet\n");
-    return EXIT_USAGE;
 }
 
 int main(int argc, char **argv)
 {
     static int (*const commands[])(int, char **) = {
-        [COMMAND_RUN] = cmd_run, [COMMAND_COLLECT] = cmd_collect, [COMMAND_INSPECT] = cmd_inspect};
+        [COMMAND_RUN] = cmd_run, [COMMAND_COLLECT] = cmd_collect, [COMMAND_INSPECT] = cmd_inspect,
+        [COMMAND_DOCTOR] = cmd_doctor};
     const char *name = argc > 1 ? argv[1] : NULL;
     if (!name) {
         fputs(main_help, stderr);

@@ -27,6 +27,9 @@ enum option_id {
     OPT_JOB,
     OPT_STATE,
     OPT_FLUSH_TIMEOUT,
+    OPT_LOG_MAX_BYTES,
+    OPT_LOG_KEEP,
+    OPT_STATS,
     OPT_HELP,
     OPT_COUNT
 };
@@ -58,6 +61,9 @@ static const struct option_spec option_table[] = {
     {OPT_JOB, 0, "job", "CKMON_JOB", 0, true, FOR_ALL},
     {OPT_STATE, 0, "state", "CKMON_STATE", 0, true, FOR_SERVING},
     {OPT_FLUSH_TIMEOUT, 0, "flush-timeout", NULL, 0, true, FOR_SERVING},
+    {OPT_LOG_MAX_BYTES, 0, "log-max-bytes", "CKMON_LOG_MAX_BYTES", 0, true, FOR_SERVING},
+    {OPT_LOG_KEEP, 0, "log-keep", "CKMON_LOG_KEEP", 0, true, FOR_SERVING},
+    {OPT_STATS, 0, "stats", NULL, 0, false, FOR_COLLECT},
     {OPT_HELP, 'h', "help", NULL, 0, false, FOR_ALL},
 };
 
@@ -198,6 +204,37 @@ static int set_flush_timeout(struct options *o, const char *value, const char *s
     return 0;
 }
 
+/* A count of bytes, with an optional K, M or G (powers of 1024). */
+static int set_size(unsigned long long *out, const char *value, const char *source, char *err,
+                    size_t err_size)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(value, &end, 10);
+    int shift = !*end ? 0 : !strcmp(end, "K") ? 10 : !strcmp(end, "M") ? 20 : !strcmp(end, "G") ? 30 : -1;
+    if (end == value || *value == '-' || errno || shift < 0 || v > (~0ULL >> shift)) {
+        snprintf(err, err_size, "%s: '%s' is not a size (bytes, or a number with K, M or G)",
+                 source, value);
+        return -1;
+    }
+    *out = v << shift;
+    return 0;
+}
+
+static int set_count(unsigned long *out, const char *value, const char *source, char *err,
+                     size_t err_size)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(value, &end, 10);
+    if (end == value || *end || *value == '-' || errno) {
+        snprintf(err, err_size, "%s: '%s' is not a count", source, value);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 static int set_socket(struct options *o, const char *value, const char *source, char *err,
                       size_t err_size)
 {
@@ -244,6 +281,13 @@ static int apply(struct options *o, const struct option_spec *spec, const char *
         return set_budget(o, value, source, err, err_size);
     case OPT_FLUSH_TIMEOUT:
         return set_flush_timeout(o, value, source, err, err_size);
+    case OPT_LOG_MAX_BYTES:
+        return set_size(&o->log_max_bytes, value, source, err, err_size);
+    case OPT_LOG_KEEP:
+        return set_count(&o->log_keep, value, source, err, err_size);
+    case OPT_STATS:
+        o->stats = true;
+        return 0;
     case OPT_HELP:
         o->help = true;
         return 0;
@@ -371,6 +415,7 @@ int options_parse(struct options *o, enum command cmd, int argc, char **argv, ch
 {
     memset(o, 0, sizeof *o);
     o->flush_timeout = DEFAULT_FLUSH_SEC;
+    o->log_keep = DEFAULT_LOG_KEEP;
     bool given[OPT_COUNT] = {false};
     if (parse_words(o, cmd, argc, argv, given, err, err_size) < 0) return -1;
     if (o->help) return 0;

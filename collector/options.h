@@ -14,8 +14,9 @@
 #define CKMON_VERSION     "0.1.0"
 #define DEFAULT_LOG       "./ckmon.jsonl"
 #define DEFAULT_FLUSH_SEC 10.0
+#define DEFAULT_LOG_KEEP  5
 
-enum command { COMMAND_RUN, COMMAND_COLLECT, COMMAND_INSPECT };
+enum command { COMMAND_RUN, COMMAND_COLLECT, COMMAND_INSPECT, COMMAND_DOCTOR };
 
 struct string_list {
     char **items;
@@ -40,6 +41,9 @@ struct options {
     double sample;        /* its value when given */
     char *budget_text;    /* run: --budget, CKMON_BUDGET as given, NULL: the agent's default */
     double flush_timeout; /* --flush-timeout, seconds */
+    unsigned long long log_max_bytes; /* --log-max-bytes, CKMON_LOG_MAX_BYTES; 0: never rotate */
+    unsigned long log_keep;           /* --log-keep, CKMON_LOG_KEEP: rotated segments kept */
+    bool stats;                       /* collect --stats: print the state dir's stats.json */
     bool help;
     char **args; /* run: COMMAND and its arguments; inspect: the files */
     int arg_count;

@@ -24,7 +24,8 @@ bool record_set_string(char **slot, const char *value)
 
 bool identity_copy(struct identity *dst, const struct identity *src)
 {
-    *dst = (struct identity){.pid = src->pid, .has_rank = src->has_rank, .rank = src->rank};
+    *dst = *src;
+    dst->host = dst->program = dst->job = NULL;
     if (record_set_string(&dst->host, src->host) &&
         record_set_string(&dst->program, src->program) && record_set_string(&dst->job, src->job))
         return true;
@@ -116,6 +117,19 @@ void record_add_error(struct record *r, const char *message)
     cJSON_AddItemToArray(r->errors, cJSON_CreateString(message));
 }
 
+static const char *const parsed_names[] = {
+    [PARSED_STREAM] = "stream", [PARSED_REREAD] = "reread", [PARSED_FILE] = "file"};
+
+bool record_set_parsed(struct record *r, const char *name)
+{
+    for (size_t i = 0; i < sizeof parsed_names / sizeof parsed_names[0]; i++)
+        if (!strcmp(name, parsed_names[i])) {
+            r->parsed = (enum record_parsed)i;
+            return true;
+        }
+    return false;
+}
+
 struct record *record_from_file(const struct identity *who, int fd, const char *path,
                                 const struct stat *st, const struct key_filter *keys,
                                 const struct parse_options *parse)
@@ -130,6 +144,7 @@ struct record *record_from_file(const struct identity *who, int fd, const char *
         r->time_us = (int64_t)st->st_mtim.tv_sec * 1000000 + st->st_mtim.tv_nsec / 1000;
         r->bytes = st->st_size;
         r->complete = complete;
+        r->parsed = PARSED_FILE;
         report_take(&report, findings);
         record_take_findings(r, findings);
     } else {
@@ -168,6 +183,8 @@ cJSON *record_to_json(const struct record *r)
     cJSON_AddStringToObject(o, "program", r->who.program ? r->who.program : "unknown");
     cJSON_AddStringToObject(o, "job", r->who.job ? r->who.job : "unknown");
     if (r->who.has_rank) cJSON_AddNumberToObject(o, "rank", (double)r->who.rank);
+    if (r->who.has_local_rank) cJSON_AddNumberToObject(o, "local_rank", (double)r->who.local_rank);
+    if (r->who.has_world_size) cJSON_AddNumberToObject(o, "world_size", (double)r->who.world_size);
     cJSON_AddStringToObject(o, "path", r->path);
     if (r->written_as) cJSON_AddStringToObject(o, "written_as", r->written_as);
     cJSON_AddStringToObject(o, "format", r->format);
@@ -175,6 +192,7 @@ cJSON *record_to_json(const struct record *r)
     cJSON_AddNumberToObject(o, "writes", (double)r->writes);
     cJSON_AddNumberToObject(o, "seconds", r->seconds);
     cJSON_AddBoolToObject(o, "complete", r->complete);
+    cJSON_AddStringToObject(o, "parsed", parsed_names[r->parsed]);
     /* References: the record keeps its findings, the printout only borrows them. */
     cJSON_AddItemToObject(o, "values", cJSON_CreateObjectReference(r->values->child));
     cJSON_AddItemToObject(o, "tensors", cJSON_CreateArrayReference(r->tensors->child));

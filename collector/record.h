@@ -23,9 +23,14 @@ struct identity {
     char *program;
     char *job;
     long pid;
-    bool has_rank;
-    long rank;
+    bool has_rank, has_local_rank, has_world_size;
+    long rank, local_rank, world_size;
 };
+
+/* How the findings were obtained (the record's "parsed"): from the program's writes as
+ * they happened, from the agent reading the finished file back at close (writes out of
+ * order or unseen), or by ckmon from the file on disk (inspect, adopted and torn files). */
+enum record_parsed { PARSED_STREAM, PARSED_REREAD, PARSED_FILE };
 
 struct record {
     struct identity who;
@@ -37,6 +42,7 @@ struct record {
     int64_t writes;
     double seconds;
     bool complete;
+    enum record_parsed parsed;
     cJSON *values;  /* object */
     cJSON *tensors; /* array */
     cJSON *errors;  /* array of strings */
@@ -56,6 +62,8 @@ bool record_set_string(char **slot, const char *value);
  * values replace by key, tensors and errors are appended. findings keeps the rest. */
 void record_take_findings(struct record *r, cJSON *findings);
 void record_add_error(struct record *r, const char *message);
+/* Sets r->parsed from its name ("stream", "reread", "file"); false for another name. */
+bool record_set_parsed(struct record *r, const char *name);
 /* Forgets the values, tensors and errors found so far (the file is parsed again). */
 void record_clear_findings(struct record *r);
 

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "delivery.h"
 #include "server.h"
 
 #define EXIT_CANNOT_EXECUTE 126
@@ -43,9 +44,7 @@ static int check_executable(const char *path, char *out, size_t size)
     return 0;
 }
 
-/* As execvp searches: a name with a '/' is used as it is, else each PATH entry in
- * turn. Returns 0, ENOENT when found nowhere, or why a match could not be run. */
-static int find_command(const char *name, char *out, size_t size)
+int find_command(const char *name, char *out, size_t size)
 {
     if (!*name) return ENOENT;
     if (strchr(name, '/')) return check_executable(name, out, size);
@@ -137,16 +136,18 @@ static void remove_private_dir(struct private_collector *pc)
 }
 
 /* The collector child; it also removes the private directory, in case ckmon run itself
- * was killed and cannot. */
-static void become_collector(struct listener *listener, struct log_writer *log, int stop_fd,
-                             const char *dir)
+ * was killed and cannot. After COMMAND ended it gives the sinks up to --flush-timeout. */
+static void become_collector(struct listener *listener, struct log_writer *log,
+                             struct delivery *delivery, int stop_fd, const char *dir,
+                             double flush_timeout)
 {
     static const int ignored[] = {SIGINT, SIGQUIT, SIGHUP, SIGTERM, SIGTSTP};
     for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++)
         signal(ignored[i], SIG_IGN);
     if (!freopen("/dev/null", "r", stdin)) close(STDIN_FILENO);
     struct server_config cfg = {.listener = listener, .log = log, .stop_fd = stop_fd};
-    int rc = server_run(&cfg);
+    int rc = serve_and_deliver(&cfg, delivery, flush_timeout);
+    delivery_free(delivery);
     log_close(log);
     if (*dir) rmdir(dir);
     fflush(NULL);
@@ -158,6 +159,7 @@ static bool start_collector(const struct options *o, struct private_collector *p
 {
     struct listener listener;
     struct log_writer log;
+    struct delivery *delivery = NULL;
     char err[512];
     int pipe_fds[2];
     if (!choose_socket(o, pc, socket, size)) return false;
@@ -165,8 +167,18 @@ static bool start_collector(const struct options *o, struct private_collector *p
         fprintf(stderr, "ckmon: %s\n", err);
         return false;
     }
+    log.max_bytes = o->log_max_bytes;
+    log.keep = o->log_keep;
+    /* Cursors and the state dir's lock are set up here, so their errors stop ckmon
+     * before COMMAND starts; the threads start in the collector child. */
+    if (o->sink_count && !(delivery = delivery_open(o, &log, err, sizeof err))) {
+        fprintf(stderr, "ckmon: %s\n", err);
+        log_close(&log);
+        return false;
+    }
     if (listener_open(&listener, socket, err, sizeof err) < 0) {
         fprintf(stderr, "ckmon: %s\n", err);
+        delivery_free(delivery);
         log_close(&log);
         return false;
     }
@@ -175,21 +187,24 @@ static bool start_collector(const struct options *o, struct private_collector *p
     if (pipe2(pipe_fds, O_CLOEXEC) < 0 || (pc->pid = fork()) < 0) {
         fprintf(stderr, "ckmon: cannot start the collector: %s\n", strerror(errno));
         listener_close(&listener, true);
+        delivery_free(delivery);
         log_close(&log);
         return false;
     }
     if (pc->pid == 0) {
         close(pipe_fds[1]);
-        become_collector(&listener, &log, pipe_fds[0], pc->dir);
+        become_collector(&listener, &log, delivery, pipe_fds[0], pc->dir, o->flush_timeout);
     }
     close(pipe_fds[0]);
     pc->stop_fd = pipe_fds[1];
     listener_close(&listener, false);
+    delivery_free(delivery);
     log_close(&log);
     return true;
 }
 
-/* Waits until the collector has written every record. */
+/* Waits until the collector has written every record and the sinks delivered them
+ * (or --flush-timeout passed). */
 static void stop_collector(struct private_collector *pc)
 {
     int status;
@@ -293,8 +308,6 @@ static int run_command(const struct options *o, const char *exe, const char *age
 static int check_can_run(const struct options *o, char *exe, char *agent)
 {
     if (!o->arg_count) return usage_error(COMMAND_RUN, "no COMMAND to run");
-    int rc = reject_sinks(o);
-    if (rc >= 0) return rc;
     int err = find_command(o->args[0], exe, PATH_MAX);
     if (err == ENOENT && !strchr(o->args[0], '/')) {
         fprintf(stderr, "ckmon: %s: command not found\n", o->args[0]);
@@ -304,6 +317,9 @@ static int check_can_run(const struct options *o, char *exe, char *agent)
         fprintf(stderr, "ckmon: %s: %s\n", o->args[0], strerror(err));
         return err == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXECUTE;
     }
+    /* What the agent cannot see is worth saying before the log stays empty; the
+     * program may still write through something that can be seen, so run it anyway. */
+    doctor_check(o->args[0], o->args + 1, o->arg_count - 1, NULL, stderr, "ckmon: warning: ");
     return find_agent(agent) ? -1 : 1;
 }
 
@@ -318,9 +334,13 @@ int cmd_run(int argc, char **argv)
         options_free(&o);
         return rc;
     }
-    if (o.socket && collector_answers(o.socket))
+    if (o.socket && collector_answers(o.socket)) {
         snprintf(socket, sizeof socket, "%s", o.socket);
-    else if (!start_collector(&o, &pc, socket, sizeof socket)) {
+        if (o.sink_count)
+            fprintf(stderr,
+                    "ckmon: --sink ignored: the collector on %s delivers to its own sinks\n",
+                    socket);
+    } else if (!start_collector(&o, &pc, socket, sizeof socket)) {
         remove_private_dir(&pc);
         options_free(&o);
         return 1;

@@ -44,12 +44,14 @@ struct server {
     char packet[WIRE_MAX_MESSAGE + 1];
 };
 
-static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t stop_requested, reopen_requested;
 
 static void request_stop(int sig)
 {
-    (void)sig;
-    stop_requested = 1;
+    if (sig == SIGHUP)
+        reopen_requested = 1;
+    else
+        stop_requested = 1;
 }
 
 static int64_t now_us(void)
@@ -268,6 +270,10 @@ static bool serve_once(struct server *s, const sigset_t *wait_mask)
         return false;
     }
     if (stop_requested || stop->revents) return false;
+    if (reopen_requested) { /* SIGHUP: logrotate moved the log away */
+        reopen_requested = 0;
+        log_reopen(s->cfg->log);
+    }
     if (ready > 0) {
         for (size_t i = 0; i < s->conn_count; i++)
             if (p[first_conn + i].revents && !read_packets(s, &s->conns[i], PACKETS_PER_TURN))
@@ -298,8 +304,9 @@ static void report_dropped(const struct server *s)
                 counts->malformed, s->oversized, counts->unknown_kind);
 }
 
-/* With no stop descriptor the stop signals are blocked except inside ppoll, so a
- * signal cannot slip in between the flag check and the wait. */
+/* With no stop descriptor the stop signals (and SIGHUP, which reopens the log) are
+ * blocked except inside ppoll, so a signal cannot slip in between the flag check and
+ * the wait. */
 static void catch_stop_signals(sigset_t *saved, sigset_t *wait_mask)
 {
     static const int signals[] = {SIGTERM, SIGINT, SIGHUP};

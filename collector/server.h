@@ -34,7 +34,7 @@ void listener_close(struct listener *l, bool remove);
 struct server_config {
     struct listener *listener; /* closed and removed when server_run returns */
     struct log_writer *log;
-    /* -1: stop on SIGTERM, SIGINT or SIGHUP. Otherwise stop when this descriptor
+    /* -1: stop on SIGTERM or SIGINT (SIGHUP reopens the log). Otherwise stop when this descriptor
      * becomes readable or reaches EOF (`ckmon run` closes its end of a pipe). */
     int stop_fd;
 };

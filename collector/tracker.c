@@ -35,6 +35,9 @@ struct tracker_conn {
     cJSON *key_list;
     struct key_filter keys;
     struct open_file *files;
+    /* After an "exec": the ids the new program keeps open (its agent reports them); the
+     * connection's other files are closed by the exec. NULL otherwise. */
+    cJSON *exec_kept;
     struct tracker_conn *prev, *next;
 };
 
@@ -89,6 +92,7 @@ static void unlink_conn(struct tracker *t, struct tracker_conn *c)
     free_files(c->files);
     identity_free(&c->who);
     cJSON_Delete(c->key_list);
+    cJSON_Delete(c->exec_kept);
     free(c->keys.patterns);
     free(c);
 }
@@ -207,6 +211,7 @@ static void take_findings_from_disk(const struct tracker_conn *c, struct record 
         cJSON_AddItemToObject(findings, "errors", disk->errors);
         disk->values = disk->tensors = disk->errors = NULL;
         record_take_findings(r, findings);
+        r->parsed = PARSED_FILE;
         if (strcmp(disk->format, "unknown")) record_set_string(&r->format, disk->format);
     }
     cJSON_Delete(findings);
@@ -264,7 +269,7 @@ static bool take_keys(struct tracker_conn *c, cJSON *msg)
 static bool on_hello(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
 {
     (void)t, (void)now_us;
-    int64_t pid, rank;
+    int64_t pid, rank, local_rank, world_size;
     const char *host = get_string(msg, "host"), *program = get_string(msg, "program"),
                *job = get_string(msg, "job");
     if (get_int(msg, "pid", &pid)) c->who.pid = (long)pid;
@@ -274,6 +279,10 @@ static bool on_hello(struct tracker *t, struct tracker_conn *c, cJSON *msg, int6
     if (!take_keys(c, msg)) return false;
     c->who.has_rank = get_int(msg, "rank", &rank);
     c->who.rank = c->who.has_rank ? (long)rank : 0;
+    c->who.has_local_rank = get_int(msg, "local_rank", &local_rank);
+    c->who.local_rank = c->who.has_local_rank ? (long)local_rank : 0;
+    c->who.has_world_size = get_int(msg, "world_size", &world_size);
+    c->who.world_size = c->who.has_world_size ? (long)world_size : 0;
     return (!host || record_set_string(&c->who.host, host)) &&
            (!program || record_set_string(&c->who.program, program)) &&
            (!job || record_set_string(&c->who.job, job));
@@ -325,7 +334,7 @@ static bool on_close(struct tracker *t, struct tracker_conn *c, cJSON *msg, int6
     *link = f->next;
     struct record *r = f->record;
     const char *path = get_string(msg, "path"), *written_as = get_string(msg, "written_as"),
-               *format = get_string(msg, "format");
+               *format = get_string(msg, "format"), *parsed = get_string(msg, "parsed");
     const cJSON *seconds = cJSON_GetObjectItemCaseSensitive(msg, "seconds");
     if (!get_int(msg, "time_us", &r->time_us)) r->time_us = now_us;
     if (!get_int(msg, "bytes", &r->bytes)) r->bytes = f->progress_bytes;
@@ -335,7 +344,8 @@ static bool on_close(struct tracker *t, struct tracker_conn *c, cJSON *msg, int6
     r->complete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(msg, "complete"));
     bool ok = (!path || record_set_string(&r->path, path)) &&
               (!written_as || record_set_string(&r->written_as, written_as)) &&
-              (!format || record_set_string(&r->format, format));
+              (!format || record_set_string(&r->format, format)) &&
+              (!parsed || record_set_parsed(r, parsed));
     record_take_findings(r, msg);
     free(f);
     hold_for_rename(t, r, now_us);
@@ -370,6 +380,56 @@ static bool on_adopt(struct tracker *t, struct tracker_conn *c, cJSON *msg, int6
     return ok;
 }
 
+static bool on_exec(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
+{
+    (void)t, (void)now_us;
+    cJSON *kept = cJSON_GetObjectItemCaseSensitive(msg, "kept");
+    if (!cJSON_IsArray(kept)) return false;
+    cJSON_Delete(c->exec_kept);
+    c->exec_kept = cJSON_DetachItemViaPointer(msg, kept);
+    return true;
+}
+
+static bool on_exec_failed(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
+{
+    (void)t, (void)msg, (void)now_us;
+    cJSON_Delete(c->exec_kept);
+    c->exec_kept = NULL;
+    return true;
+}
+
+static bool kept_by_exec(const struct tracker_conn *c, int64_t id)
+{
+    const cJSON *k;
+    cJSON_ArrayForEach(k, c->exec_kept) if (cJSON_IsNumber(k) &&
+                                            k->valuedouble == (double)id) return true;
+    return false;
+}
+
+/* The connection of a program that exec'd ended: a file the new program kept is its
+ * agent's to report; one the exec closed is finished, so its record comes from disk. */
+static void finish_exec(struct tracker *t, struct tracker_conn *c, int64_t now_us)
+{
+    for (struct open_file **p = &c->files; *p;) {
+        struct open_file *f = *p;
+        bool kept = kept_by_exec(c, f->id);
+        struct record *r = kept ? NULL : parse_on_disk(c, f->record->path, INT64_MAX);
+        if (!kept && !r) {
+            p = &f->next; /* gone, or no memory: reported as torn below */
+            continue;
+        }
+        *p = f->next;
+        if (r) {
+            r->time_us = now_us;
+            r->writes = f->record->writes;
+            r->seconds = now_us > f->open_us ? (double)(now_us - f->open_us) / 1e6 : 0;
+            hold_for_rename(t, r, now_us);
+        }
+        record_free(f->record);
+        free(f);
+    }
+}
+
 typedef bool (*message_handler)(struct tracker *t, struct tracker_conn *c, cJSON *msg,
                                 int64_t now_us);
 
@@ -379,6 +439,7 @@ static const struct {
 } handlers[] = {
     {"hello", on_hello}, {"open", on_open},     {"data", on_data},
     {"close", on_close}, {"rename", on_rename}, {"adopt", on_adopt},
+    {"exec", on_exec},   {"exec_failed", on_exec_failed},
 };
 
 void tracker_message(struct tracker *t, struct tracker_conn *c, const char *data, size_t len,
@@ -413,6 +474,7 @@ void tracker_disconnect(struct tracker *t, struct tracker_conn *c, int64_t now_u
 {
     char why[96];
     snprintf(why, sizeof why, "process %ld ended while the file was open", c->who.pid);
+    if (c->exec_kept) finish_exec(t, c, now_us);
     finish_open_files(t, c, now_us, why);
     unlink_conn(t, c);
 }

@@ -17,6 +17,8 @@
  *   ...; longer ones as a tensor named KEY with statistics;
  * - arrays of strings: the first GGUF_LIST_VALUES items as values KEY.0 ...; the rest
  *   is skipped (a vocabulary is not a metric);
+ * - arrays of arrays (the specification allows any nesting) are stepped over, with a
+ *   stack of what is left at each level, and not reported;
  * - tensors by name, their shape in NumPy order: GGML's ne[0] is the fastest-varying
  *   dimension, so the reported shape is ne reversed (ne = [4096, 32000] is [32000, 4096]).
  *   F32, F16, BF16, F64 and I8-I64 get statistics; quantized types (Q8_0, Q4_K, IQ2_XXS,
@@ -39,6 +41,7 @@
 #define GGUF_MAX_NAME          511 /* keys and tensor names; GGML's own names fit in 63 */
 #define GGUF_DEFAULT_ALIGNMENT 32
 #define GGUF_LIST_VALUES       8
+#define GGUF_MAX_NESTING       16 /* arrays of arrays stepped over, levels deep */
 #define HEADER_BYTES           24 /* magic, version, tensor count, kv count */
 
 enum value_type {
@@ -64,11 +67,11 @@ static const struct {
     bool is_signed;
     enum dtype dtype;
 } value_types[T_COUNT] = {
-    [T_U8] = {1, false, DTYPE_U8},    [T_I8] = {1, true, DTYPE_I8},
-    [T_U16] = {2, false, DTYPE_U16},  [T_I16] = {2, true, DTYPE_I16},
-    [T_U32] = {4, false, DTYPE_U32},  [T_I32] = {4, true, DTYPE_I32},
-    [T_F32] = {4, false, DTYPE_F32},  [T_BOOL] = {1, false, DTYPE_BOOL},
-    [T_U64] = {8, false, DTYPE_U64},  [T_I64] = {8, true, DTYPE_I64},
+    [T_U8] = {1, false, DTYPE_U8},   [T_I8] = {1, true, DTYPE_I8},
+    [T_U16] = {2, false, DTYPE_U16}, [T_I16] = {2, true, DTYPE_I16},
+    [T_U32] = {4, false, DTYPE_U32}, [T_I32] = {4, true, DTYPE_I32},
+    [T_F32] = {4, false, DTYPE_F32}, [T_BOOL] = {1, false, DTYPE_BOOL},
+    [T_U64] = {8, false, DTYPE_U64}, [T_I64] = {8, true, DTYPE_I64},
     [T_F64] = {8, false, DTYPE_F64},
 };
 
@@ -81,22 +84,38 @@ static const struct ggml_type {
     bool readable;
     enum dtype dtype;
 } ggml_types[] = {
-    [0] = {"float32", 1, 4, true, DTYPE_F32},  [1] = {"float16", 1, 2, true, DTYPE_F16},
-    [2] = {"q4_0", 32, 18, false, 0},          [3] = {"q4_1", 32, 20, false, 0},
-    [6] = {"q5_0", 32, 22, false, 0},          [7] = {"q5_1", 32, 24, false, 0},
-    [8] = {"q8_0", 32, 34, false, 0},          [9] = {"q8_1", 32, 36, false, 0},
-    [10] = {"q2_K", 256, 84, false, 0},        [11] = {"q3_K", 256, 110, false, 0},
-    [12] = {"q4_K", 256, 144, false, 0},       [13] = {"q5_K", 256, 176, false, 0},
-    [14] = {"q6_K", 256, 210, false, 0},       [15] = {"q8_K", 256, 292, false, 0},
-    [16] = {"iq2_xxs", 256, 66, false, 0},     [17] = {"iq2_xs", 256, 74, false, 0},
-    [18] = {"iq3_xxs", 256, 98, false, 0},     [19] = {"iq1_s", 256, 50, false, 0},
-    [20] = {"iq4_nl", 32, 18, false, 0},       [21] = {"iq3_s", 256, 110, false, 0},
-    [22] = {"iq2_s", 256, 82, false, 0},       [23] = {"iq4_xs", 256, 136, false, 0},
-    [24] = {"int8", 1, 1, true, DTYPE_I8},     [25] = {"int16", 1, 2, true, DTYPE_I16},
-    [26] = {"int32", 1, 4, true, DTYPE_I32},   [27] = {"int64", 1, 8, true, DTYPE_I64},
-    [28] = {"float64", 1, 8, true, DTYPE_F64}, [29] = {"iq1_m", 256, 56, false, 0},
-    [30] = {"bfloat16", 1, 2, true, DTYPE_BF16}, [34] = {"tq1_0", 256, 54, false, 0},
-    [35] = {"tq2_0", 256, 66, false, 0},       [39] = {"mxfp4", 32, 17, false, 0},
+    [0] = {"float32", 1, 4, true, DTYPE_F32},
+    [1] = {"float16", 1, 2, true, DTYPE_F16},
+    [2] = {"q4_0", 32, 18, false, 0},
+    [3] = {"q4_1", 32, 20, false, 0},
+    [6] = {"q5_0", 32, 22, false, 0},
+    [7] = {"q5_1", 32, 24, false, 0},
+    [8] = {"q8_0", 32, 34, false, 0},
+    [9] = {"q8_1", 32, 36, false, 0},
+    [10] = {"q2_K", 256, 84, false, 0},
+    [11] = {"q3_K", 256, 110, false, 0},
+    [12] = {"q4_K", 256, 144, false, 0},
+    [13] = {"q5_K", 256, 176, false, 0},
+    [14] = {"q6_K", 256, 210, false, 0},
+    [15] = {"q8_K", 256, 292, false, 0},
+    [16] = {"iq2_xxs", 256, 66, false, 0},
+    [17] = {"iq2_xs", 256, 74, false, 0},
+    [18] = {"iq3_xxs", 256, 98, false, 0},
+    [19] = {"iq1_s", 256, 50, false, 0},
+    [20] = {"iq4_nl", 32, 18, false, 0},
+    [21] = {"iq3_s", 256, 110, false, 0},
+    [22] = {"iq2_s", 256, 82, false, 0},
+    [23] = {"iq4_xs", 256, 136, false, 0},
+    [24] = {"int8", 1, 1, true, DTYPE_I8},
+    [25] = {"int16", 1, 2, true, DTYPE_I16},
+    [26] = {"int32", 1, 4, true, DTYPE_I32},
+    [27] = {"int64", 1, 8, true, DTYPE_I64},
+    [28] = {"float64", 1, 8, true, DTYPE_F64},
+    [29] = {"iq1_m", 256, 56, false, 0},
+    [30] = {"bfloat16", 1, 2, true, DTYPE_BF16},
+    [34] = {"tq1_0", 256, 54, false, 0},
+    [35] = {"tq2_0", 256, 66, false, 0},
+    [39] = {"mxfp4", 32, 17, false, 0},
 };
 
 enum state {
@@ -112,6 +131,9 @@ enum state {
     ITEM_STRING_LENGTH,
     ITEM_STRING,
     ARRAY_TENSOR,
+    NESTED_HEAD,          /* arrays of arrays: an inner array's type and count */
+    NESTED_STRING_LENGTH, /* a string inside one */
+    NESTED_SKIP,          /* bytes stepped over inside one */
     NAME_LENGTH,
     NAME,
     DIMS_COUNT,
@@ -121,14 +143,20 @@ enum state {
     FAILED
 };
 
+/* One level of arrays of arrays being stepped over. */
+struct nest_level {
+    enum value_type type; /* of its items */
+    uint64_t left;        /* items still to step over */
+};
+
 struct gguf {
     struct parser base;
     struct report *report;
     double sample;
     enum state state;
-    uint64_t offset;       /* file offset of the next byte */
-    uint64_t field_offset; /* where the field being read began, for errors */
-    uint8_t field[16];
+    uint64_t offset;             /* file offset of the next byte */
+    uint64_t field_offset;       /* where the field being read began, for errors */
+    uint8_t field[HEADER_BYTES]; /* the longest fixed-size field is the header */
     size_t field_have;
     uint64_t text_len, text_have; /* the string being read; its first bytes in text */
     char text[GGUF_MAX_NAME + 1];
@@ -136,9 +164,12 @@ struct gguf {
     uint64_t n_tensors, n_kv, kv_done, infos_done;
     uint64_t alignment;
     char key[GGUF_MAX_NAME + 1];
-    enum value_type value_type;   /* of the value, or of the array's items */
-    uint64_t items, item;         /* array length, next item's index */
-    struct tensor_reader array;   /* a long numeric array */
+    enum value_type value_type; /* of the value, or of the array's items */
+    uint64_t items, item;       /* array length, next item's index */
+    struct nest_level nest[GGUF_MAX_NESTING];
+    unsigned nesting;             /* levels of arrays of arrays open */
+    uint64_t skip_left;           /* bytes NESTED_SKIP still steps over */
+    struct tensor_reader array;   /* a long numeric array; last: it ends in a large buffer */
     char name[GGUF_MAX_NAME + 1]; /* the tensor info being read */
     uint32_t dims, dim;
     int64_t ne[TENSOR_MAX_DIMS];
@@ -160,7 +191,8 @@ static void fail(struct gguf *g, const char *fmt, ...)
 static uint64_t load_le(const uint8_t *p, size_t size)
 {
     uint64_t v = 0;
-    for (size_t i = size; i-- > 0;) v = v << 8 | p[i];
+    for (size_t i = size; i-- > 0;)
+        v = v << 8 | p[i];
     return v;
 }
 
@@ -190,7 +222,8 @@ static bool collect_string(struct gguf *g, const uint8_t **data, size_t *len)
     uint64_t left = g->text_len - g->text_have;
     size_t n = left < *len ? (size_t)left : *len;
     if (g->text_have < GGUF_MAX_NAME) {
-        size_t keep = GGUF_MAX_NAME - (size_t)g->text_have < n ? GGUF_MAX_NAME - (size_t)g->text_have : n;
+        size_t keep =
+            GGUF_MAX_NAME - (size_t)g->text_have < n ? GGUF_MAX_NAME - (size_t)g->text_have : n;
         memcpy(g->text + g->text_have, *data, keep);
     }
     g->text_have += n;
@@ -241,8 +274,8 @@ static void set_alignment(struct gguf *g)
         g->alignment = v;
         return;
     }
-    report_error(g->report, "gguf: general.alignment is not a power-of-two u32 at byte %" PRIu64
-                            "; using %d",
+    report_error(g->report,
+                 "gguf: general.alignment is not a power-of-two u32 at byte %" PRIu64 "; using %d",
                  g->field_offset, GGUF_DEFAULT_ALIGNMENT);
 }
 
@@ -266,6 +299,7 @@ static void begin_string(struct gguf *g, uint64_t length, enum state state)
 {
     g->text_len = length;
     g->text_have = 0;
+    g->text[0] = '\0'; /* an empty string is never collected */
     g->state = state;
     if (length == 0) string_done(g);
 }
@@ -316,19 +350,70 @@ static void value_read(struct gguf *g)
     end_kv(g);
 }
 
+/* ---- Arrays of arrays: stepped over ------------------------------------------------ */
+
+/* Moves to the next thing to step over inside arrays of arrays, or past the whole value. */
+static void next_nested(struct gguf *g)
+{
+    while (g->nesting > 0) {
+        struct nest_level *level = &g->nest[g->nesting - 1];
+        if (level->left == 0) {
+            g->nesting--;
+            continue;
+        }
+        if (level->type == T_ARRAY || level->type == T_STRING) {
+            level->left--;
+            g->state = level->type == T_ARRAY ? NESTED_HEAD : NESTED_STRING_LENGTH;
+            return;
+        }
+        /* Fixed-size items: all of this level's at once. */
+        if (__builtin_mul_overflow(level->left, (uint64_t)value_types[level->type].size,
+                                   &g->skip_left))
+            return fail(g, "array in %s of %" PRIu64 " items", g->key, level->left);
+        level->left = 0;
+        g->state = NESTED_SKIP;
+        return;
+    }
+    end_kv(g);
+}
+
+static void open_nested(struct gguf *g, uint32_t type, uint64_t count)
+{
+    if (type >= T_COUNT) return fail(g, "array in %s holds an unknown type", g->key);
+    if (g->nesting == GGUF_MAX_NESTING)
+        return fail(g, "arrays in %s nested over %d levels", g->key, GGUF_MAX_NESTING);
+    g->nest[g->nesting].type = type;
+    g->nest[g->nesting++].left = count;
+    next_nested(g);
+}
+
+static void nested_head_read(struct gguf *g)
+{
+    open_nested(g, (uint32_t)load_le(g->field, 4), load_le(g->field + 4, 8));
+}
+
+static void nested_skip(struct gguf *g, const uint8_t **data, size_t *len)
+{
+    size_t n = g->skip_left < *len ? (size_t)g->skip_left : *len;
+    advance(g, data, len, n);
+    g->skip_left -= n;
+    if (g->skip_left == 0) next_nested(g);
+}
+
 static void array_head_read(struct gguf *g)
 {
     uint32_t t = (uint32_t)load_le(g->field, 4);
     uint64_t count = load_le(g->field + 4, 8);
-    if (t >= T_COUNT || t == T_ARRAY)
-        return fail(g, "array %s holds %s", g->key, t == T_ARRAY ? "arrays" : "an unknown type");
+    if (t == T_ARRAY) return open_nested(g, t, count);
+    if (t >= T_COUNT) return fail(g, "array %s holds an unknown type", g->key);
     g->value_type = t;
     g->items = count;
     g->item = 0;
     if (t == T_STRING || count <= GGUF_LIST_VALUES) return begin_item(g);
     if (count > INT64_MAX) return fail(g, "array %s of %" PRIu64 " items", g->key, count);
     int64_t shape[1] = {(int64_t)count};
-    if (!tensor_reader_init(&g->array, g->report, g->key, value_types[t].dtype, shape, 1, g->sample))
+    if (!tensor_reader_init(&g->array, g->report, g->key, value_types[t].dtype, shape, 1,
+                            g->sample))
         return fail(g, "array %s is too large", g->key);
     g->state = ARRAY_TENSOR;
 }
@@ -375,7 +460,8 @@ static void info_done(struct gguf *g)
     uint64_t offset = load_le(g->field + 4, 8);
     const struct ggml_type *t = find_ggml_type(type);
     struct tensor_entry e = {.name = g->name, .ndim = (int)g->dims};
-    for (uint32_t i = 0; i < g->dims; i++) e.shape[i] = g->ne[g->dims - 1 - i];
+    for (uint32_t i = 0; i < g->dims; i++)
+        e.shape[i] = g->ne[g->dims - 1 - i];
 
     const char *why = place_tensor(g, t, offset, &e);
     if (why) {
@@ -440,6 +526,11 @@ static void length_read(struct gguf *g)
         return begin_string(g, length, STRING);
     case ITEM_STRING_LENGTH:
         return begin_string(g, length, ITEM_STRING);
+    case NESTED_STRING_LENGTH:
+        g->skip_left = length;
+        g->state = NESTED_SKIP;
+        if (length == 0) next_nested(g);
+        return;
     default: /* NAME_LENGTH */
         if (length > GGUF_MAX_NAME) return fail(g, "tensor name of %" PRIu64 " bytes", length);
         return begin_string(g, length, NAME);
@@ -450,13 +541,14 @@ static void header_read(struct gguf *g)
 {
     uint32_t version = (uint32_t)load_le(g->field + 4, 4);
     if (memcmp(g->field, "GGUF", 4) != 0) return fail(g, "not a GGUF file");
-    if (version == 2u << 24 || version == 3u << 24)
-        return fail(g, "big-endian GGUF is not read");
-    if (version != 2 && version != 3) return fail(g, "GGUF version %" PRIu32 " is not read", version);
+    if (version == 2u << 24 || version == 3u << 24) return fail(g, "big-endian GGUF is not read");
+    if (version != 2 && version != 3)
+        return fail(g, "GGUF version %" PRIu32 " is not read", version);
     g->n_tensors = load_le(g->field + 8, 8);
     g->n_kv = load_le(g->field + 16, 8);
     if (g->n_tensors > GGUF_MAX_TENSORS)
-        return fail(g, "tensor count %" PRIu64 " over the cap of %d", g->n_tensors, GGUF_MAX_TENSORS);
+        return fail(g, "tensor count %" PRIu64 " over the cap of %d", g->n_tensors,
+                    GGUF_MAX_TENSORS);
     if (g->n_kv > GGUF_MAX_KV)
         return fail(g, "key-value count %" PRIu64 " over the cap of %d", g->n_kv, GGUF_MAX_KV);
     begin_kv(g);
@@ -470,7 +562,8 @@ static void feed_data(struct gguf *g, const uint8_t *data, size_t len)
 static void start_data(struct gguf *g)
 {
     uint64_t data_start = (g->offset + g->alignment - 1) / g->alignment * g->alignment;
-    for (size_t i = 0; i < g->tensors.count; i++) g->tensors.entries[i].begin += data_start;
+    for (size_t i = 0; i < g->tensors.count; i++)
+        g->tensors.entries[i].begin += data_start;
     tensor_sequence_sort(&g->tensors, g->report, "gguf");
     g->state = DATA;
     feed_data(g, NULL, 0);
@@ -494,6 +587,7 @@ static void step(struct gguf *g, const uint8_t **data, size_t *len)
     case KEY_LENGTH:
     case STRING_LENGTH:
     case ITEM_STRING_LENGTH:
+    case NESTED_STRING_LENGTH:
     case NAME_LENGTH:
         if (collect(g, data, len, 8)) length_read(g);
         return;
@@ -517,6 +611,11 @@ static void step(struct gguf *g, const uint8_t **data, size_t *len)
         return;
     case ARRAY_TENSOR:
         return array_tensor_feed(g, data, len);
+    case NESTED_HEAD:
+        if (collect(g, data, len, 12)) nested_head_read(g);
+        return;
+    case NESTED_SKIP:
+        return nested_skip(g, data, len);
     case DIMS_COUNT:
         if (collect(g, data, len, 4)) dims_count_read(g);
         return;
@@ -539,7 +638,8 @@ static void step(struct gguf *g, const uint8_t **data, size_t *len)
 static void gguf_feed(struct parser *p, const uint8_t *data, size_t len)
 {
     struct gguf *g = (struct gguf *)p;
-    while (len > 0) step(g, &data, &len);
+    while (len > 0)
+        step(g, &data, &len);
 }
 
 static bool gguf_finish(struct parser *p)
@@ -547,9 +647,9 @@ static bool gguf_finish(struct parser *p)
     struct gguf *g = (struct gguf *)p;
     if (g->state == FAILED) return false;
     if (g->state == DATA) return tensor_sequence_finish(&g->tensors, g->report, "gguf", g->offset);
-    const char *where = g->state == HEADER                  ? "the header"
-                        : g->kv_done < g->n_kv               ? "the key-value pairs"
-                                                             : "the tensor infos";
+    const char *where = g->state == HEADER     ? "the header"
+                        : g->kv_done < g->n_kv ? "the key-value pairs"
+                                               : "the tensor infos";
     report_error(g->report, "gguf: data ended at byte %" PRIu64 " inside %s", g->offset, where);
     return false;
 }

@@ -13,8 +13,8 @@
  * embedder learns where they end. Object arrays and structured dtypes do not say how
  * long their data is: they are reported at once and the rest of the stream is theirs.
  *
- * Fortran order changes nothing in the statistics, but `head` is then the first
- * elements in storage (column-major) order, not the first of the C-order array.
+ * Fortran order changes nothing in the statistics; `head` is still the array's first
+ * elements in C order (a.flat[:8]), picked out of the column-major data as it passes.
  */
 #include "npy.h"
 
@@ -25,14 +25,14 @@
 #include <string.h>
 
 static const uint8_t NPY_MAGIC[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
-#define PREAMBLE_V1 10 /* magic, major, minor, u16 length */
-#define PREAMBLE_V2 12 /* ... u32 length */
+#define PREAMBLE_V1      10      /* magic, major, minor, u16 length */
+#define PREAMBLE_V2      12      /* ... u32 length */
 #define NPY_DEFAULT_NAME "array" /* when the file's name gives none */
 
 /* ---- The header's dict literal -------------------------------------------------- */
 
 struct header {
-    char descr[24]; /* as long as a dtype name: longer descrs are not numbers anyway */
+    char descr[24];  /* as long as a dtype name: longer descrs are not numbers anyway */
     bool structured; /* descr is a list of fields */
     bool fortran_order;
     int ndim;
@@ -45,7 +45,8 @@ struct cursor {
 
 static void skip_space(struct cursor *c)
 {
-    while (c->at < c->end && isspace((unsigned char)*c->at)) c->at++;
+    while (c->at < c->end && isspace((unsigned char)*c->at))
+        c->at++;
 }
 
 static bool peek(struct cursor *c, char ch)
@@ -150,7 +151,8 @@ static const char *parse_entry(struct cursor *c, struct header *h, unsigned *see
     if (!accept(c, ':')) return "expected ':'";
     if (strcmp(key, "descr") == 0) {
         *seen |= 1;
-        if (peek(c, '\'') || peek(c, '"')) return parse_string(c, h->descr, sizeof h->descr) ? NULL : "unterminated descr";
+        if (peek(c, '\'') || peek(c, '"'))
+            return parse_string(c, h->descr, sizeof h->descr) ? NULL : "unterminated descr";
         h->structured = true;
         return skip_value(c) ? NULL : "unterminated descr";
     }
@@ -187,7 +189,7 @@ struct element {
     char name[24];
     bool readable; /* dtype is one stats.h decodes */
     enum dtype dtype;
-    uint64_t size;      /* bytes per element; 0 when the header does not say */
+    uint64_t size;       /* bytes per element; 0 when the header does not say */
     const char *problem; /* why a readable-looking type is not read, or NULL */
 };
 
@@ -254,9 +256,54 @@ void npy_array_init(struct npy_array *a, struct report *r, double sample, const 
     a->preamble_need = 8; /* until the major version says how long the length is */
 }
 
+/* ---- Fortran order: the head in C order ------------------------------------------- */
+
+/* Where the first elements in C order (last index fastest) lie in column-major storage
+ * (first index fastest). */
+static void plan_fortran_head(struct npy_array *a, const struct header *h, uint64_t elements)
+{
+    a->head_count = elements < STATS_HEAD ? (unsigned)elements : STATS_HEAD;
+    for (unsigned k = 0; k < a->head_count; k++) {
+        uint64_t rest = k, at = 0, stride = 1;
+        int64_t index[TENSOR_MAX_DIMS];
+        for (int d = h->ndim - 1; d >= 0; d--) {
+            index[d] = (int64_t)(rest % (uint64_t)h->shape[d]);
+            rest /= (uint64_t)h->shape[d];
+        }
+        for (int d = 0; d < h->ndim; d++) {
+            at += (uint64_t)index[d] * stride;
+            stride *= (uint64_t)h->shape[d];
+        }
+        a->head_at[k] = at;
+    }
+}
+
+/* Copies the parts of the head's elements that lie in data, which starts at data byte
+ * `from`. */
+static void catch_fortran_head(struct npy_array *a, uint64_t from, const uint8_t *data, size_t n)
+{
+    size_t size = dtype_size(a->tensor.stats.dtype);
+    for (unsigned k = 0; k < a->head_count; k++) {
+        uint64_t begin = a->head_at[k] * size, end = begin + size;
+        uint64_t lo = begin > from ? begin : from, hi = end < from + n ? end : from + n;
+        if (lo < hi) memcpy(a->head_bytes + k * size + (lo - begin), data + (lo - from), hi - lo);
+    }
+}
+
+/* Decodes the caught elements the way the statistics decode them. */
+static void set_fortran_head(struct npy_array *a)
+{
+    struct tensor_stats decoded;
+    stats_init(&decoded, a->tensor.stats.dtype);
+    stats_feed(&decoded, a->head_bytes, a->head_count * dtype_size(decoded.dtype));
+    memcpy(a->tensor.stats.head, decoded.head, sizeof decoded.head);
+    a->tensor.stats.nhead = decoded.nhead;
+}
+
 static void finish_data_if_done(struct npy_array *a)
 {
     if (!tensor_reader_done(&a->tensor)) return;
+    if (a->head_count) set_fortran_head(a);
     tensor_reader_report(&a->tensor, a->report);
     a->state = NPY_DONE;
 }
@@ -278,6 +325,8 @@ static void start_data(struct npy_array *a)
         if (!tensor_reader_init(&a->tensor, a->report, a->name, e.dtype, h.shape, h.ndim,
                                 a->sample))
             return fail(a, "unusable shape");
+        if (h.fortran_order && h.ndim > 1 && tensor_shape_elements(h.shape, h.ndim, &elements))
+            plan_fortran_head(a, &h, elements);
     } else if (e.size == 0) {
         tensor_reader_init_opaque(&a->tensor, a->name, e.name, h.shape, h.ndim, 0);
         tensor_reader_report(&a->tensor, a->report);
@@ -344,6 +393,7 @@ size_t npy_array_feed(struct npy_array *a, const uint8_t *data, size_t len)
             n = take_header(a, data + used, len - used);
             break;
         case NPY_DATA:
+            if (a->head_count) catch_fortran_head(a, a->tensor.consumed, data + used, len - used);
             n = tensor_reader_feed(&a->tensor, data + used, len - used);
             break;
         default:
@@ -371,8 +421,9 @@ bool npy_array_finish(struct npy_array *a)
     case NPY_FAILED:
         return false;
     case NPY_DATA:
-        report_error(a->report, "%s: data ended at byte %" PRIu64 ", %" PRIu64 " of %" PRIu64
-                     " data bytes", a->name, a->offset, a->tensor.consumed, a->tensor.nbytes);
+        report_error(a->report,
+                     "%s: data ended at byte %" PRIu64 ", %" PRIu64 " of %" PRIu64 " data bytes",
+                     a->name, a->offset, a->tensor.consumed, a->tensor.nbytes);
         return false;
     default:
         report_error(a->report, "%s: data ended at byte %" PRIu64 " inside the .npy header",
@@ -406,8 +457,9 @@ static bool npy_finish(struct parser *p)
     struct npy_parser *n = (struct npy_parser *)p;
     bool whole = npy_array_finish(&n->array);
     if (n->extra > 0) {
-        report_error(n->array.report, "npy: %" PRIu64 " bytes after the array's data at byte %" PRIu64,
-                     n->extra, n->array.offset);
+        report_error(n->array.report,
+                     "npy: %" PRIu64 " bytes after the array's data at byte %" PRIu64, n->extra,
+                     n->array.offset);
         return false;
     }
     return whole;

@@ -38,7 +38,13 @@ struct npy_array {
     size_t preamble_len, preamble_need;
     char *header;
     size_t header_len, header_have;
-    struct tensor_reader tensor;
+    /* A Fortran-order array's head: the storage positions (element indices) of its first
+     * STATS_HEAD elements in C order, and their bytes as they pass. head_count is 0 for
+     * C-order data, whose head the statistics take as it comes. */
+    unsigned head_count;
+    uint64_t head_at[STATS_HEAD];
+    uint8_t head_bytes[STATS_HEAD * 8];
+    struct tensor_reader tensor; /* last: it ends in a large buffer */
 };
 
 void npy_array_init(struct npy_array *a, struct report *r, double sample, const char *name);

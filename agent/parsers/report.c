@@ -227,7 +227,11 @@ void report_tensor(struct report *r, const char *name, const char *dtype, const 
     }
     add_member(t, "name", cJSON_CreateString(clean_name));
     release_name(clean_name, name);
-    add_member(t, "dtype", cJSON_CreateString(dtype ? dtype : "unknown"));
+    /* A dtype can come from the file (an .npy descr), so it is cleaned like a name. */
+    if (!dtype) dtype = "unknown";
+    char *clean_dtype = storable_name(dtype);
+    add_member(t, "dtype", cJSON_CreateString(clean_dtype ? clean_dtype : "unknown"));
+    if (clean_dtype) release_name(clean_dtype, dtype);
     add_member(t, "shape", shape_array(shape, ndim));
     add_member(t, "min", finite_stat(st, st->min));
     add_member(t, "max", finite_stat(st, st->max));

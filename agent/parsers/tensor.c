@@ -13,6 +13,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,7 @@
 static void set_identity(struct tensor_reader *tr, const char *name, const char *dtype_name,
                          const int64_t *shape, int ndim)
 {
-    memset(tr, 0, sizeof *tr);
+    memset(tr, 0, offsetof(struct tensor_reader, block));
     snprintf(tr->name, sizeof tr->name, "%s", name);
     snprintf(tr->dtype_name, sizeof tr->dtype_name, "%s", dtype_name);
     if (ndim < 0) ndim = 0;
@@ -56,8 +57,7 @@ bool tensor_reader_init(struct tensor_reader *tr, struct report *r, const char *
     set_identity(tr, name, dtype_name(dtype), shape, ndim);
     if (!tensor_shape_elements(shape, ndim, &elements) ||
         __builtin_mul_overflow(elements, (uint64_t)dtype_size(dtype), &tr->nbytes)) {
-        report_error(r, "%s: invalid shape (a negative dimension or a size over 2^64 bytes)",
-                     name);
+        report_error(r, "%s: invalid shape (a negative dimension or a size over 2^64 bytes)", name);
         return false;
     }
     tr->has_stats = true;
@@ -112,12 +112,26 @@ size_t tensor_reader_feed(struct tensor_reader *tr, const uint8_t *data, size_t 
     size_t done = 0;
 
     while (done < take) {
+        uint64_t block = tr->consumed / TENSOR_SAMPLE_BLOCK;
         size_t at = (size_t)(tr->consumed % TENSOR_SAMPLE_BLOCK);
-        if (at == 0) tr->block_read = block_read_bytes(tr, tr->consumed / TENSOR_SAMPLE_BLOCK);
-        size_t room = TENSOR_SAMPLE_BLOCK - at;
-        size_t chunk = take - done < room ? take - done : room;
-        if (at < tr->block_read)
-            read_stats(tr, data + done, chunk < tr->block_read - at ? chunk : tr->block_read - at);
+        uint64_t block_end = tr->nbytes - block * TENSOR_SAMPLE_BLOCK;
+        size_t block_len =
+            block_end < TENSOR_SAMPLE_BLOCK ? (size_t)block_end : TENSOR_SAMPLE_BLOCK;
+        size_t chunk = take - done < block_len - at ? take - done : block_len - at;
+        if (at == 0) {
+            size_t want = block_read_bytes(tr, block);
+            tr->block_read = want < block_len ? want : block_len;
+        }
+        if (at < tr->block_read) {
+            /* One statistics call per block (tensor.h, "Determinism"). */
+            size_t n = chunk < tr->block_read - at ? chunk : tr->block_read - at;
+            if (at == 0 && n == tr->block_read) {
+                read_stats(tr, data + done, n);
+            } else {
+                memcpy(tr->block + at, data + done, n);
+                if (at + n == tr->block_read) read_stats(tr, tr->block, tr->block_read);
+            }
+        }
         if (budget_active) budget_fed(budget_active, chunk);
         tr->consumed += chunk;
         done += chunk;
@@ -199,6 +213,7 @@ static int by_begin(const void *a, const void *b)
 {
     const struct tensor_entry *x = a, *y = b;
     if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    if ((x->nbytes == 0) != (y->nbytes == 0)) return x->nbytes == 0 ? -1 : 1; /* empty first */
     return x->order < y->order ? -1 : x->order > y->order;
 }
 
@@ -210,13 +225,15 @@ void tensor_sequence_sort(struct tensor_sequence *q, struct report *r, const cha
     for (size_t i = 0; i < q->count; i++) {
         struct tensor_entry *e = &q->entries[i];
         uint64_t e_end;
-        if (e->begin < end || __builtin_add_overflow(e->begin, e->nbytes, &e_end)) {
+        /* An empty tensor holds no bytes, so it overlaps nothing. */
+        if ((e->nbytes > 0 && e->begin < end) ||
+            __builtin_add_overflow(e->begin, e->nbytes, &e_end)) {
             report_error(r, "%s: %s: data at byte %" PRIu64 " overlaps the tensor before it",
                          format, e->name, e->begin);
             free(e->name);
             continue;
         }
-        end = e_end;
+        if (e_end > end) end = e_end;
         q->entries[kept++] = *e;
     }
     q->count = kept;
@@ -227,8 +244,7 @@ static void start_entry(struct tensor_sequence *q, struct report *r, double samp
     const struct tensor_entry *e = &q->entries[q->next];
     if (!e->readable ||
         !tensor_reader_init(&q->reader, r, e->name, e->dtype, e->shape, e->ndim, sample))
-        tensor_reader_init_opaque(&q->reader, e->name, e->dtype_name, e->shape, e->ndim,
-                                  e->nbytes);
+        tensor_reader_init_opaque(&q->reader, e->name, e->dtype_name, e->shape, e->ndim, e->nbytes);
     q->reading = true;
 }
 
@@ -260,7 +276,8 @@ void tensor_sequence_feed(struct tensor_sequence *q, struct report *r, double sa
 
 void tensor_sequence_free(struct tensor_sequence *q)
 {
-    for (size_t i = 0; i < q->count; i++) free(q->entries[i].name);
+    for (size_t i = 0; i < q->count; i++)
+        free(q->entries[i].name);
     free(q->entries);
     memset(q, 0, sizeof *q);
 }
@@ -269,7 +286,8 @@ bool tensor_sequence_finish(const struct tensor_sequence *q, struct report *r, c
                             uint64_t offset)
 {
     if (tensor_sequence_done(q)) return true;
-    report_error(r, "%s: data ended at byte %" PRIu64 ", inside or before tensor %s (%zu of %zu read)",
+    report_error(r,
+                 "%s: data ended at byte %" PRIu64 ", inside or before tensor %s (%zu of %zu read)",
                  format, offset, q->entries[q->next].name, q->next, q->count);
     return false;
 }

@@ -8,8 +8,15 @@
  * block i is read when floor((i+1)*s) > floor(i*s) — evenly spaced blocks, deterministic,
  * the first block always (it holds `head`). s = 1 reads everything (exact statistics).
  * `sampled` in the record is the fraction of elements actually read.
+ *
+ * Determinism: a block is handed to the statistics in one call, whatever the writes
+ * that carried it (a block that arrives in pieces is gathered first). The statistics'
+ * rounding then depends only on the bytes, so a file streamed in any pieces and the
+ * same file read by `ckmon inspect` give bit-identical numbers.
+ *
  * Under an overhead budget (../budget.h, set for the thread in budget_active), the
- * budget decides instead, block by block; a block 0 it refuses still gives the head.
+ * budget decides instead, block by block, and a block 0 it refuses still gives the
+ * head; the numbers then depend on timing, as sampled statistics may.
  */
 #ifndef CKMON_TENSOR_H
 #define CKMON_TENSOR_H
@@ -35,6 +42,9 @@ struct tensor_reader {
     double sample;
     size_t block_read;    /* bytes of the current sampling block the statistics read */
     struct tensor_stats stats;
+    /* Last, so that starting a tensor need not clear it: the current block's bytes so
+     * far, when they came in pieces (offset consumed % TENSOR_SAMPLE_BLOCK). */
+    uint8_t block[TENSOR_SAMPLE_BLOCK];
 };
 
 /* The number of elements of a shape; false when a dimension is negative or the
@@ -81,8 +91,9 @@ struct tensor_sequence {
 /* Appends a copy of e (its name copied, its order set); false when out of memory. For
  * a readable dtype, e->nbytes must be the shape's size in that dtype. */
 bool tensor_sequence_add(struct tensor_sequence *q, const struct tensor_entry *e);
-/* Puts the entries in stream order (header order on ties) and drops, with an error
- * prefixed by `format`, each entry whose data overlaps the one kept before it. */
+/* Puts the entries in stream order (on ties: empty ones first, then header order) and
+ * drops, with an error prefixed by `format`, each entry whose data overlaps data kept
+ * before it. */
 void tensor_sequence_sort(struct tensor_sequence *q, struct report *r, const char *format);
 /* Takes bytes at stream offset *offset (advanced over all of them): skips gaps, feeds
  * the tensors and reports each one as it completes. len == 0 reports the empty tensors

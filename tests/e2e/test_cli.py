@@ -40,7 +40,7 @@ def one_line(text):
 
 
 @pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["collect", "--help"],
-                                  ["inspect", "--help"]])
+                                  ["inspect", "--help"], ["doctor", "--help"]])
 def test_help(args):
     p = cli(*args)
     assert p.returncode == 0, p.stderr
@@ -49,7 +49,7 @@ def test_help(args):
 
 def test_top_level_help_lists_every_command():
     out = cli("--help").stdout
-    for command in ("run", "collect", "inspect"):
+    for command in ("run", "collect", "inspect", "doctor"):
         assert re.search(rf"\b{command}\b", out), command
 
 

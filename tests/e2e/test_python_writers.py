@@ -216,6 +216,8 @@ def test_replace_after_close_reports_final_path(ckmon, work, tmp):
                  size=out["size"], pid=out["pid"])
     assert_values(record["values"], {"epoch": 4, "loss": 0.25})
     assert len(run.records) == 1
+    # adopted by the rename: the collector parsed the finished file
+    assert record["parsed"] == ("file" if tmp.endswith(".tmp") else "stream")
 
 
 def test_rename_later_than_one_second_keeps_written_path(ckmon, work):
@@ -308,6 +310,7 @@ def test_killed_while_writing_pickle_is_incomplete(ckmon, work):
     record = run.only_record(out["path"])
     check_record(record, run, path=out["path"], fmt="pickle", size=out["size"], pid=out["pid"],
                  complete=False)
+    assert record["parsed"] == "file"  # nothing found before the kill: parsed from disk
 
 
 def test_killed_while_writing_json_keeps_what_was_parsed(ckmon, work):
@@ -319,6 +322,7 @@ def test_killed_while_writing_json_keeps_what_was_parsed(ckmon, work):
     check_record(record, run, path=out["path"], fmt="json", size=out["size"], pid=out["pid"],
                  complete=False)
     assert record["values"].get("epoch") == 5 and record["values"].get("lr") == 0.1
+    assert record["parsed"] == "file"  # JSON is parsed at its end: the collector read the disk
 
 
 def test_fsync_tells_the_collector_before_a_kill(ckmon, work):
@@ -340,6 +344,7 @@ os.kill(os.getpid(), signal.SIGKILL)
     record = run.only_record(out["path"])
     check_record(record, run, path=out["path"], fmt="pickle", size=out["size"], pid=out["pid"],
                  complete=False)
+    assert record["parsed"] == "file"  # nothing found before the kill: parsed from disk
     assert record["writes"] == 2
 
 

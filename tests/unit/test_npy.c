@@ -145,7 +145,7 @@ static size_t build_npy(uint8_t *out, int major, const char *dict, const void *d
     memset(out + preamble, ' ', header);
     memcpy(out + preamble, dict, strlen(dict));
     out[preamble + header - 1] = '\n';
-    memcpy(out + preamble + header, data, n);
+    if (n) memcpy(out + preamble + header, data, n);
     return preamble + header + n;
 }
 
@@ -286,6 +286,19 @@ static void test_unread_dtypes(void **state)
     }
 }
 
+/* A descr is text from the file: bytes that are not UTF-8 must not reach the record. */
+static void test_dtype_from_the_file_is_valid_utf8(void **state)
+{
+    (void)state;
+    uint8_t file[256], data[8] = {0};
+    size_t n = build_npy(file, 1, "{'descr': '\x94" "f8', 'fortran_order': False, 'shape': (1,), }",
+                         data, sizeof data);
+    struct outcome o = run(file, n);
+    const cJSON *t = tensor_named(&o, "x");
+    assert_string_equal(cJSON_GetObjectItem(t, "dtype")->valuestring, "\xef\xbf\xbd" "f8");
+    outcome_free(&o);
+}
+
 static void test_hostile_headers(void **state)
 {
     (void)state;
@@ -419,6 +432,7 @@ int main(void)
         cmocka_unit_test(test_empty_array),
         cmocka_unit_test(test_big_endian_is_reported_without_statistics),
         cmocka_unit_test(test_unread_dtypes),
+        cmocka_unit_test(test_dtype_from_the_file_is_valid_utf8),
         cmocka_unit_test(test_hostile_headers),
         cmocka_unit_test(test_hostile_preambles),
         cmocka_unit_test(test_every_truncation),

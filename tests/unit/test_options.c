@@ -13,7 +13,8 @@
 
 static const char *const variables[] = {"CKMON_PATHS", "CKMON_KEYS",   "CKMON_SINKS",
                                         "CKMON_LOG",   "CKMON_SAMPLE", "CKMON_SOCKET",
-                                        "CKMON_JOB",   "CKMON_STATE"};
+                                        "CKMON_JOB",   "CKMON_STATE",
+                                        "CKMON_LOG_MAX_BYTES", "CKMON_LOG_KEEP"};
 
 static int clear_environment(void **state)
 {
@@ -248,6 +249,26 @@ static void test_bad_environment(void **state)
     options_free(&o);
 }
 
+static void test_log_rotation(void **state)
+{
+    (void)state;
+    struct options o;
+    assert_int_equal(parse(&o, COMMAND_COLLECT, WORDS(NULL)), 0);
+    assert_true(o.log_max_bytes == 0 && o.log_keep == DEFAULT_LOG_KEEP && !o.stats);
+    options_free(&o);
+    setenv("CKMON_LOG_KEEP", "2", 1);
+    assert_int_equal(parse(&o, COMMAND_COLLECT, WORDS("--log-max-bytes", "64M", "--stats")), 0);
+    assert_true(o.log_max_bytes == 64ull << 20 && o.log_keep == 2 && o.stats);
+    options_free(&o);
+    assert_int_equal(parse(&o, COMMAND_RUN, WORDS("--log-max-bytes=1500", "x")), 0);
+    assert_true(o.log_max_bytes == 1500);
+    options_free(&o);
+    expect_error(COMMAND_RUN, WORDS("--log-max-bytes", "10T", "x"), "is not a size");
+    expect_error(COMMAND_RUN, WORDS("--log-max-bytes", "-5", "x"), "is not a size");
+    expect_error(COMMAND_RUN, WORDS("--log-keep", "many", "x"), "is not a count");
+    expect_error(COMMAND_RUN, WORDS("--stats", "x"), "unknown option '--stats'");
+}
+
 int main(void)
 {
 #define TEST(f) cmocka_unit_test_setup(f, clear_environment)
@@ -262,6 +283,7 @@ int main(void)
         TEST(test_bad_values),
         TEST(test_bad_flags),
         TEST(test_bad_environment),
+        TEST(test_log_rotation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -111,7 +111,7 @@ static void test_full_record_in_contract_order(void **state)
     send(f, c, T0,
          "{\"t\":\"close\",\"id\":7,\"time_us\":1795470120123456,\"path\":\"/ck/model.pt\","
          "\"format\":\"torch\",\"bytes\":823058,\"writes\":11,\"seconds\":0.0123,\"complete\":"
-         "true}");
+         "true,\"parsed\":\"reread\"}");
     tracker_expire(f->tracker, T0 + RENAME_WINDOW_US - 1);
     assert_int_equal(f->out.count, 0); /* held for a rename */
     assert_true(tracker_next_due(f->tracker) == T0 + RENAME_WINDOW_US);
@@ -122,7 +122,7 @@ static void test_full_record_in_contract_order(void **state)
         "{\"schema\":1,\"event\":\"checkpoint\",\"time\":\"2026-11-23T21:42:00.123456Z\","
         "\"host\":\"node1\",\"pid\":123,\"program\":\"python3\",\"job\":\"train\",\"rank\":3,"
         "\"path\":\"/ck/model.pt\",\"format\":\"torch\",\"bytes\":823058,\"writes\":11,"
-        "\"seconds\":0.0123,\"complete\":true,\"values\":{\"epoch\":4,\"lr\":0.001,\"step\":100},"
+        "\"seconds\":0.0123,\"complete\":true,\"parsed\":\"reread\",\"values\":{\"epoch\":4,\"lr\":0.001,\"step\":100},"
         "\"tensors\":[{\"name\":\"a\"},{\"name\":\"b\"}],\"errors\":[\"bad 1\",\"bad 2\"]}\n");
     assert_true(tracker_next_due(f->tracker) == -1);
 }
@@ -142,7 +142,7 @@ static void test_absent_rank_and_empty_findings(void **state)
         "{\"schema\":1,\"event\":\"checkpoint\",\"time\":\"1970-01-01T00:00:01.000000Z\","
         "\"host\":\"node1\",\"pid\":77,\"program\":\"python3\",\"job\":\"train\","
         "\"path\":\"/x.json\",\"format\":\"json\",\"bytes\":2,\"writes\":1,\"seconds\":1,"
-        "\"complete\":false,\"values\":{},\"tensors\":[]}\n");
+        "\"complete\":false,\"parsed\":\"stream\",\"values\":{},\"tensors\":[]}\n");
 }
 
 static void close_file(struct fixture *f, struct tracker_conn *c, int64_t now, const char *path,
@@ -265,7 +265,7 @@ static void test_file_never_seen_opened(void **state)
         "{\"schema\":1,\"event\":\"checkpoint\",\"time\":\"2026-11-23T21:42:02.123456Z\","
         "\"host\":\"node1\",\"pid\":123,\"program\":\"python3\",\"job\":\"train\",\"rank\":3,"
         "\"path\":\"/late.pt\",\"format\":\"torch\",\"bytes\":20,\"writes\":3,\"seconds\":3,"
-        "\"complete\":true,\"values\":{\"a\":1},\"tensors\":[]}\n");
+        "\"complete\":true,\"parsed\":\"stream\",\"values\":{\"a\":1},\"tensors\":[]}\n");
     assert_paths(f->out.lines[1], "\"path\":\"/only-close.pt\"");
     assert_int_equal(tracker_counts(f->tracker)->malformed, 0);
 }
@@ -286,7 +286,7 @@ static void test_torn_record_keeps_progress(void **state)
         "{\"schema\":1,\"event\":\"checkpoint\",\"time\":\"2026-11-23T21:42:02.500000Z\","
         "\"host\":\"node1\",\"pid\":77,\"program\":\"python3\",\"job\":\"train\","
         "\"path\":\"/nonexistent/ck.pt\",\"format\":\"torch\",\"bytes\":4096,\"writes\":3,"
-        "\"seconds\":2.5,\"complete\":false,\"values\":{\"epoch\":1},\"tensors\":[],"
+        "\"seconds\":2.5,\"complete\":false,\"parsed\":\"stream\",\"values\":{\"epoch\":1},\"tensors\":[],"
         "\"errors\":[\"process 77 ended while the file was open\"]}\n");
 }
 
@@ -320,7 +320,7 @@ static void test_shutdown_writes_everything_at_once(void **state)
     assert_int_equal(f->out.count, 2);
     assert_paths(f->out.lines[0], "\"path\":\"/tmp/open.npy\"");
     assert_non_null(strstr(f->out.lines[0],
-                           "\"complete\":false,\"values\":{},\"tensors\":[],"
+                           "\"complete\":false,\"parsed\":\"stream\",\"values\":{},\"tensors\":[],"
                            "\"errors\":[\"still open when the collector stopped\"]}"));
     assert_paths(f->out.lines[1], "\"path\":\"/tmp/closed.npy\"");
     assert_true(tracker_next_due(f->tracker) == -1);

@@ -1,0 +1,64 @@
+/* metrics.h — a checkpoint record as metric samples, and the two text formats for them.
+ *
+ * The pushgateway, victoriametrics and influx sinks all publish the same samples
+ * (CONTRACT.md "Metrics"): ckmon_value per numeric scalar, ckmon_tensor per tensor
+ * statistic, and four ckmon_checkpoint_* per file. They are derived here from a record
+ * as read back from the log (cJSON), once, so the sinks differ only in how they print.
+ */
+#ifndef CKMON_METRICS_H
+#define CKMON_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "agent/strbuf.h"
+
+/* job, host, rank, file, and key or tensor+stat. */
+#define METRIC_MAX_LABELS 6
+#define FILE_LABEL_SIZE   256
+
+struct label {
+    const char *name;
+    const char *value;
+};
+
+struct sample {
+    const char *metric;
+    struct label labels[METRIC_MAX_LABELS];
+    size_t label_count;
+    double value; /* may be NaN or infinite: each sink decides */
+};
+
+/* What every sample of one record shares. Strings point into the record or into
+ * file/rank, so the record must outlive it. */
+struct record_labels {
+    const char *job, *host, *rank; /* rank is NULL when the record has none */
+    char file[FILE_LABEL_SIZE];
+    char rank_text[24];
+    int64_t time_us; /* when the file was closed */
+};
+
+/* Fills labels from a record; false when the record lacks job, host, path or time. */
+bool record_labels_get(const cJSON *record, struct record_labels *labels);
+
+/* The file label: the base name with each run of digits replaced by N. */
+void file_label(const char *path, char *out, size_t size);
+
+/* Calls emit for every sample of the record, families in a fixed order (values,
+ * tensors, checkpoint), so the samples of one family are contiguous. */
+typedef void (*sample_fn)(void *ctx, const struct sample *s);
+void metrics_for_record(const cJSON *record, const struct record_labels *labels, sample_fn emit,
+                        void *ctx);
+
+/* A number as the Prometheus text format writes it: NaN, +Inf, -Inf, integers without
+ * an exponent, else the shortest text that reads back the same. */
+void prom_add_number(struct strbuf *b, double v);
+/* One exposition line, `name{a="x",...} value[ timestamp_ms]\n`; ts_ms < 0: none. */
+void prom_add_sample(struct strbuf *b, const struct sample *s, int64_t ts_ms);
+/* `# TYPE name gauge\n` whenever s starts a new family (*last remembers the previous). */
+void prom_add_type(struct strbuf *b, const struct sample *s, const char **last);
+
+#endif

@@ -1,0 +1,66 @@
+/* sink.h — the interface every remote sink implements: records in, HTTP requests out.
+ *
+ * A sink only encodes. Sending, retrying, dead-lettering and cursors are delivery.c's,
+ * the same for every sink (as Fluent Bit separates its output plugins from its
+ * scheduler), so a new sink is one file with one encode function. Whether a response
+ * means done, try again or give up is decided once, by sink_classify().
+ */
+#ifndef CKMON_SINK_H
+#define CKMON_SINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+#include "agent/strbuf.h"
+
+/* Records read back from the log: the line as written and its parse. */
+struct sink_batch {
+    const char *const *lines; /* each ends in '\n' */
+    const size_t *line_lens;
+    cJSON *const *records;
+    size_t count;
+};
+
+struct sink_request {
+    const char *method; /* "POST" or "PUT" */
+    char *url;          /* malloc'd */
+    const char *content_type;
+    struct strbuf body;
+    size_t first, count; /* the records of the batch it carries, for dead letters */
+};
+
+struct sink_output {
+    struct sink_request *requests;
+    size_t count, capacity;
+    unsigned long skipped; /* samples the sink cannot take (InfluxDB: NaN, Inf; VM: NaN) */
+};
+
+struct sink_type {
+    const char *name;
+    bool gzip; /* whether the server takes Content-Encoding: gzip request bodies */
+    /* Appends to out the requests that deliver the batch to the sink at url (as the
+     * user gave it). Returns false when out of memory. */
+    bool (*encode)(const char *url, const struct sink_batch *batch, struct sink_output *out);
+};
+
+extern const struct sink_type sink_ndjson, sink_pushgateway, sink_victoriametrics, sink_influx;
+
+/* The sink type called name, or NULL. */
+const struct sink_type *sink_type_find(const char *name);
+
+/* A new request at the end of out, with a malloc'd copy of url; NULL when out of memory. */
+struct sink_request *sink_add_request(struct sink_output *out, const char *method, const char *url,
+                                      const char *content_type, size_t first, size_t count);
+void sink_output_free(struct sink_output *out);
+/* url without its trailing slashes, followed by suffix; malloc'd, NULL when out of memory. */
+char *sink_join_url(const char *url, const char *suffix);
+
+enum sink_result { SINK_OK, SINK_RETRY, SINK_ERROR };
+
+/* 2xx is done; no answer at all, 408, 429 and 5xx are worth retrying; any other status
+ * will not change by sending the same bytes again. */
+enum sink_result sink_classify(long status);
+
+#endif
