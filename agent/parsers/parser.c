@@ -164,7 +164,9 @@ bool parse_fd(int fd, const char *path, struct report *r, const struct parse_opt
               const char **format)
 {
     struct parser *p = parser_detect_new(path, r, o);
-    uint8_t *buf = malloc(READ_CHUNK);
+    /* Page-aligned: the kernel's copy into a buffer 16 bytes into a page (what malloc
+     * returns for this size) ran at a third of the speed. */
+    uint8_t *buf = aligned_alloc(4096, READ_CHUNK);
     if (!p || !buf) {
         free(buf);
         if (p) p->destroy(p);
