@@ -16,15 +16,13 @@
 #include <string.h>
 
 #include "agent/jsontext.h"
+#include "xorshift.h"
 
 static uint64_t state = 0x2545f4914f6cdd1dull;
 
 static uint64_t next_random(void)
 {
-    state ^= state << 13;
-    state ^= state >> 7;
-    state ^= state << 17;
-    return state;
+    return xorshift64(&state);
 }
 
 /* The reference: the fewest digits, searched one by one. */

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "agent/stats.h"
+#include "xorshift.h"
 
 #define COUNT 50021 /* several blocks and a ragged end */
 
@@ -32,10 +33,7 @@ static uint64_t state = 0x9e3779b97f4a7c15ull;
 
 static uint64_t next_random(void)
 {
-    state ^= state << 13;
-    state ^= state >> 7;
-    state ^= state << 17;
-    return state;
+    return xorshift64(&state);
 }
 
 static double uniform(void)

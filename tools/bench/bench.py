@@ -134,17 +134,21 @@ print(min(times))
 """
 
 
-def bench_torch_save(work, collector):
-    """Each process saves four times and reports its fastest save: on a shared machine
-    the minimum is the stable estimate of what a save costs."""
-    script = work / "torch_save.py"
-    script.write_text(TORCH_SAVE)
-    path = work / "model.pt"
+def saves_side_by_side(work, collector, script_text, path):
+    """A save script run monitored and not, alternately. Each process saves four times
+    and reports its fastest save: on a shared machine the minimum is the stable estimate
+    of what a save costs."""
+    script = work / f"{path.stem}_{path.suffix[1:]}_save.py"
+    script.write_text(script_text)
 
     def save(env):
         return float(timed([PYTHON, script, path, CHECKPOINT_BYTES], env)[1].split()[-1])
 
-    result = side_by_side(lambda: save(preloaded(collector)), lambda: save(clean_env()))
+    return side_by_side(lambda: save(preloaded(collector)), lambda: save(clean_env()))
+
+
+def bench_torch_save(work, collector):
+    result = saves_side_by_side(work, collector, TORCH_SAVE, work / "model.pt")
     add_row(f"torch.save {CHECKPOINT_BYTES // MIB} MiB to tmpfs: monitored / unmonitored",
             result, 1.03, f"{result[4] * 1000:.0f} ms unmonitored")
 
@@ -176,14 +180,8 @@ print(min(times))
 
 def bench_safetensors_save(work, collector):
     """The budget at work: a file whose statistics the agent does compute today."""
-    script = work / "safetensors_save.py"
-    script.write_text(SAFETENSORS_SAVE)
     path = work / "model.safetensors"
-
-    def save(env):
-        return float(timed([PYTHON, script, path, CHECKPOINT_BYTES], env)[1].split()[-1])
-
-    result = side_by_side(lambda: save(preloaded(collector)), lambda: save(clean_env()))
+    result = saves_side_by_side(work, collector, SAFETENSORS_SAVE, path)
     time.sleep(1.5)  # the collector holds records for the 1 s rename window
     records = [json.loads(line) for line in collector.log.read_text().splitlines()
                if json.loads(line)["path"] == str(path)]
