@@ -1,11 +1,11 @@
 /* budget.c — the overhead budget controller (see budget.h).
  *
  * A token bucket measured in time: the allowance is fraction × (program time in
- * writes) + floor, and a block of statistics may start while the time already spent
- * is within it. The time of the latest write is credited in proportion to how many of
- * its bytes the parser has passed, which spreads the sampled blocks evenly over a
- * large write. A block started within the allowance is finished, so the overshoot is
- * at most one sampling block's statistics.
+ * writes), and a block of statistics may start while the floor lasts or the time spent
+ * beyond it is within the allowance. The time of the latest write is credited in proportion to how
+ * many of its bytes the parser has passed, which spreads the sampled blocks evenly over a large
+ * write. A block started within the allowance is finished, so the overshoot is at most one sampling
+ * block's statistics.
  */
 #include "budget.h"
 
@@ -33,7 +33,8 @@ long long budget_monotonic_ns(void)
 
 void budget_init(struct budget *b, double percent, budget_clock clock)
 {
-    *b = (struct budget){.fraction = percent / 100, .clock = clock};
+    *b = (struct budget){
+        .fraction = percent / 100, .clock = clock, .floor_left = BUDGET_FLOOR_BYTES};
 }
 
 void budget_wrote(struct budget *b, long long ns, unsigned long long bytes)
@@ -55,12 +56,17 @@ bool budget_allows(const struct budget *b)
     double latest = b->latest_bytes
                         ? (double)b->latest_ns * ((double)b->latest_fed / (double)b->latest_bytes)
                         : 0;
-    double allowance = b->fraction * ((double)b->written_ns + latest) + (double)BUDGET_FLOOR_NS;
-    return (double)b->stats_ns <= allowance;
+    if (b->floor_left > 0) return true;
+    return (double)b->stats_ns <= b->fraction * ((double)b->written_ns + latest);
 }
 
-void budget_charge(struct budget *b, long long start)
+void budget_charge(struct budget *b, long long start, size_t bytes)
 {
     long long spent = b->clock() - start;
+    if (b->floor_left >= bytes) {
+        b->floor_left -= bytes;
+        return;
+    }
+    b->floor_left = 0;
     if (spent > 0) b->stats_ns += spent;
 }

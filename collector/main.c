@@ -61,7 +61,8 @@ static const char main_help[] =
     "      --budget PERCENT   unless --sample is given, statistics may take at\n"                  \
     "                         most PERCENT of the time the program spends in its\n"               \
     "                         writes to each checkpoint; they sample to stay\n"                   \
-    "                         within it (small files stay exact). Default: " XSTRINGIFY(           \
+    "                         within it (each file's first 4 MiB of tensors are\n"                \
+    "                         always read). Default: " XSTRINGIFY(                                 \
         DEFAULT_BUDGET_PERCENT) "\n"
 
 #define SERVING_HELP                                                                               \

@@ -102,7 +102,7 @@ static void read_stats(struct tensor_reader *tr, const uint8_t *data, size_t len
     if (!b) return stats_feed(&tr->stats, data, len);
     long long start = b->clock();
     stats_feed(&tr->stats, data, len);
-    budget_charge(b, start);
+    budget_charge(b, start, len);
 }
 
 size_t tensor_reader_feed(struct tensor_reader *tr, const uint8_t *data, size_t len)

@@ -14,7 +14,7 @@ import numpy as np
 from ckmon_helpers import Collector, check_record, python_script
 
 BLOCK_FLOATS = 64 * 1024 // 4
-BLOCKS = 512  # 32 MiB: far more statistics than a 0.1% budget and its 2 ms floor allow
+BLOCKS = 512  # 32 MiB: far more than the 4 MiB floor and a 0.1% budget let through
 
 DATA = f"""
 import numpy as np
