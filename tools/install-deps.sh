@@ -6,7 +6,8 @@ set -e
 PACKAGES="gcc make pkg-config libelf-dev libcurl4-openssl-dev libcjson-dev zlib1g-dev
 libcmocka-dev python3 python3-pytest python3-numpy python3-torch
 musl-tools libcap2-bin dataurl golang-petname
-prometheus-pushgateway victoria-metrics influxdb"
+prometheus-pushgateway victoria-metrics influxdb
+strace valgrind"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
