@@ -100,9 +100,15 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@examples/demo.sh
 
+# Benchmark programs (tools/bench/*.c) link the statistics from the core library.
+BENCH_BIN := $(patsubst tools/bench/%.c,$(BUILD)/bench/%,$(wildcard tools/bench/*.c))
+$(BUILD)/bench/%: tools/bench/%.c $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(CORE_LIB) $(LDLIBS_AGENT)
+
 bench: deps
-	@$(MAKE) --no-print-directory all
-	@echo "make bench: no benchmarks yet (see docs/performance.md)"
+	@$(MAKE) --no-print-directory all $(BENCH_BIN)
+	@$(PYTHON) tools/bench/bench.py $(BENCH_ARGS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/ckmon $(DESTDIR)$(PREFIX)/share/doc/ckmon

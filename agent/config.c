@@ -11,6 +11,8 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "budget.h"
+
 struct agent_config agent_config;
 
 /* The contract's default list; the *.json and *.bin globs only inside a directory whose
@@ -109,6 +111,12 @@ void config_load(void)
         char *end;
         double s = strtod(sample, &end);
         if (*end == '\0' && s > 0 && s <= 1) c->parse.sample = s;
+    }
+    /* An explicit sample is what the user asked for; otherwise the budget decides. */
+    c->budget_percent = 0;
+    if (!sample || !*sample) {
+        c->budget_percent = DEFAULT_BUDGET_PERCENT;
+        budget_parse_percent(getenv("CKMON_BUDGET"), &c->budget_percent);
     }
 
     extern char *program_invocation_short_name;

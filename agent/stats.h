@@ -42,9 +42,9 @@ struct tensor_stats {
     uint64_t finite;
     uint64_t nan;
     uint64_t inf;
-    double min, max; /* over finite elements; meaningless while finite == 0 */
-    double mean;     /* running mean of the finite elements */
-    double m2;       /* sum of squared deviations from the mean */
+    double min, max;         /* over finite elements; meaningless while finite == 0 */
+    double mean;             /* running mean of the finite elements */
+    double m2;               /* sum of squared deviations from the mean */
     double head[STATS_HEAD]; /* the first elements, NaN/Inf included */
     unsigned nhead;
     uint8_t carry[8]; /* bytes of an element split across two feeds */
@@ -62,5 +62,11 @@ void stats_feed(struct tensor_stats *s, const void *bytes, size_t len);
 void stats_merge(struct tensor_stats *a, const struct tensor_stats *b);
 /* Population standard deviation of the finite elements (0 when finite == 0). */
 double stats_std(const struct tensor_stats *s);
+
+/* Which compiled kernel stats_feed uses: chosen from the CPU at first use (AUTO), or
+ * forced, so that the tests and the benchmark can compare the two. Returns the one now
+ * in use (AVX2 is refused on a CPU without it). */
+enum stats_kernel { STATS_KERNEL_AUTO, STATS_KERNEL_PORTABLE, STATS_KERNEL_AVX2 };
+enum stats_kernel stats_select_kernel(enum stats_kernel k);
 
 #endif

@@ -21,6 +21,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "budget.h"
+#include "fdtable.h"
 #include "parsers/parser.h"
 
 #define AT_POSITION (-1LL) /* a write at the descriptor's own offset */
@@ -43,6 +45,8 @@ struct tracked {
     const char *format_sent; /* the format the collector was last told */
     long long progress_ns;   /* monotonic time of the last data message */
     FILE *stream;  /* the stdio stream over it, flushed before an exit report */
+    struct budget budget; /* statistics time against write time (budget.h) */
+    long long enter_ns;   /* when the current write call was entered, under a budget */
     struct report report;
     struct parser *parser;
 };
@@ -61,7 +65,14 @@ void tracked_stream_attached(FILE *stream);
  * -1 to go by its path) to measure it. */
 void tracked_release(struct tracked *t, int fd);
 
-struct tracked *tracked_enter(int fd);
+/* The wrappers' fast path, inlined into each: a descriptor that leads to no checkpoint
+ * costs a bounds check, a load and a branch. */
+struct tracked *tracked_enter_slow(int fd);
+static inline struct tracked *tracked_enter(int fd)
+{
+    if (__builtin_expect(!fd_is_tracked(fd), 1)) return NULL;
+    return tracked_enter_slow(fd);
+}
 struct tracked *tracked_enter_stream(FILE *stream);
 void tracked_leave(struct tracked *t);
 

@@ -6,25 +6,42 @@
 #include "real.h"
 #include "tracked.h"
 
+/* Each call is split in two so that the untracked path compiles to a bounds check, a
+ * load, a branch and a jump to the real function, with no stack frame: the tracked
+ * work lives in a separate function the wrapper tail-calls. */
 #define WRITE_WRAPPER(name, offset_type, OFFSET)                                                   \
-    EXPORT ssize_t name(int fd, const void *buf, size_t count OFFSET_PARAM_##OFFSET(offset_type)) \
+    static __attribute__((noinline)) ssize_t tracked_##name(                                       \
+        int fd, const void *buf, size_t count OFFSET_PARAM_##OFFSET(offset_type))                  \
     {                                                                                              \
         struct tracked *t = tracked_enter(fd);                                                     \
         if (!t) return REAL(name)(fd, buf, count OFFSET_ARG_##OFFSET);                             \
         ssize_t n = REAL(name)(fd, buf, count OFFSET_ARG_##OFFSET);                                \
         tracked_wrote(t, OFFSET_VALUE_##OFFSET, buf, n);                                           \
         return n;                                                                                  \
+    }                                                                                              \
+    EXPORT ssize_t name(int fd, const void *buf, size_t count OFFSET_PARAM_##OFFSET(offset_type)) \
+    {                                                                                              \
+        if (__builtin_expect(!fd_is_tracked(fd), 1))                                               \
+            return REAL(name)(fd, buf, count OFFSET_ARG_##OFFSET);                                 \
+        return tracked_##name(fd, buf, count OFFSET_ARG_##OFFSET);                                 \
     }
 
 #define WRITEV_WRAPPER(name, offset_type, OFFSET)                                                  \
-    EXPORT ssize_t name(int fd, const struct iovec *iov, int iovcnt                                \
-                            OFFSET_PARAM_##OFFSET(offset_type))                                    \
+    static __attribute__((noinline)) ssize_t tracked_##name(                                       \
+        int fd, const struct iovec *iov, int iovcnt OFFSET_PARAM_##OFFSET(offset_type))            \
     {                                                                                              \
         struct tracked *t = tracked_enter(fd);                                                     \
         if (!t) return REAL(name)(fd, iov, iovcnt OFFSET_ARG_##OFFSET);                            \
         ssize_t n = REAL(name)(fd, iov, iovcnt OFFSET_ARG_##OFFSET);                               \
         tracked_wrotev(t, OFFSET_VALUE_##OFFSET, iov, iovcnt, n);                                  \
         return n;                                                                                  \
+    }                                                                                              \
+    EXPORT ssize_t name(int fd, const struct iovec *iov, int iovcnt                                \
+                            OFFSET_PARAM_##OFFSET(offset_type))                                    \
+    {                                                                                              \
+        if (__builtin_expect(!fd_is_tracked(fd), 1))                                               \
+            return REAL(name)(fd, iov, iovcnt OFFSET_ARG_##OFFSET);                                \
+        return tracked_##name(fd, iov, iovcnt OFFSET_ARG_##OFFSET);                                \
     }
 
 #define OFFSET_PARAM_AT_POSITION(type)

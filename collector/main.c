@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agent/budget.h"
 #include "agent/config.h"
 #include "cli.h"
 
@@ -53,7 +54,16 @@ static const char main_help[] =
 #define SAMPLE_HELP                                                                                \
     "      --sample FRACTION  fraction of each tensor's bytes that statistics\n"                   \
     "                         read, in (0, 1]; 1 is exact. Default: " XSTRINGIFY(                  \
-        DEFAULT_SAMPLE) "\n"
+        DEFAULT_SAMPLE) ", except\n"                                                               \
+    "                         that monitored programs follow --budget\n"
+
+#define BUDGET_HELP                                                                                \
+    "      --budget PERCENT   unless --sample is given, statistics may take at\n"                  \
+    "                         most PERCENT of the time the program spends in its\n"               \
+    "                         writes to each checkpoint; they sample to stay\n"                   \
+    "                         within it (each file's first 4 MiB of tensors are\n"                \
+    "                         always read). Default: " XSTRINGIFY(                                 \
+        DEFAULT_BUDGET_PERCENT) "\n"
 
 #define SERVING_HELP                                                                               \
     "  -o, --log FILE         append records to FILE, '-' for stdout\n"                            \
@@ -96,13 +106,14 @@ static const char run_help[] =
     "found, 126 if it cannot be executed. While COMMAND runs, SIGINT and SIGQUIT are\n"
     "left to it and SIGTERM and SIGHUP are passed on to it.\n"
     "\n"
-    "Options:\n" PATHS_HELP KEYS_HELP SAMPLE_HELP
+    "Options:\n" PATHS_HELP KEYS_HELP SAMPLE_HELP BUDGET_HELP
     "      --job NAME         the label in every record (default: COMMAND's base\n"
     "                         name)\n"
     "      --socket PATH      use the collector answering on PATH, or start one\n"
     "                         there (default: a private socket in a new directory\n"
     "                         under $TMPDIR or /tmp, removed afterwards)\n" SERVING_HELP
     "  -h, --help             show this help\n" ENV_HELP
+    "  CKMON_BUDGET             as --budget\n"
     "  CKMON_AGENT              the agent library (default: libckmon.so beside the\n"
     "                           ckmon binary, else ../lib/ckmon/libckmon.so from it)\n"
     "  LD_PRELOAD               kept; the agent is put in front of it\n";

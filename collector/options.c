@@ -14,11 +14,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "agent/budget.h"
+
 enum option_id {
     OPT_PATHS,
     OPT_LOG,
     OPT_SINK,
     OPT_SAMPLE,
+    OPT_BUDGET,
     OPT_KEYS,
     OPT_SOCKET,
     OPT_JOB,
@@ -52,6 +55,7 @@ static const struct option_spec option_table[] = {
     {OPT_LOG, 'o', "log", "CKMON_LOG", 0, true, FOR_SERVING},
     {OPT_SINK, 's', "sink", "CKMON_SINKS", ' ', true, FOR_SERVING},
     {OPT_SAMPLE, 0, "sample", "CKMON_SAMPLE", 0, true, FOR_ALL},
+    {OPT_BUDGET, 0, "budget", "CKMON_BUDGET", 0, true, FOR_RUN},
     {OPT_KEYS, 0, "keys", "CKMON_KEYS", ':', true, FOR_ALL},
     {OPT_SOCKET, 0, "socket", "CKMON_SOCKET", 0, true, FOR_SERVING},
     {OPT_JOB, 0, "job", "CKMON_JOB", 0, true, FOR_ALL},
@@ -177,6 +181,17 @@ static int set_sample(struct options *o, const char *value, const char *source, 
     return set_string(&o->sample_text, value);
 }
 
+static int set_budget(struct options *o, const char *value, const char *source, char *err,
+                      size_t err_size)
+{
+    double v;
+    if (!budget_parse_percent(value, &v)) {
+        snprintf(err, err_size, "%s: '%s' is not a percentage in (0, 100]", source, value);
+        return -1;
+    }
+    return set_string(&o->budget_text, value);
+}
+
 static int set_flush_timeout(struct options *o, const char *value, const char *source, char *err,
                              size_t err_size)
 {
@@ -262,6 +277,8 @@ static int apply(struct options *o, const struct option_spec *spec, const char *
         return add_sink(o, value, source, err, err_size);
     case OPT_SAMPLE:
         return set_sample(o, value, source, err, err_size);
+    case OPT_BUDGET:
+        return set_budget(o, value, source, err, err_size);
     case OPT_FLUSH_TIMEOUT:
         return set_flush_timeout(o, value, source, err, err_size);
     case OPT_LOG_MAX_BYTES:
@@ -431,6 +448,7 @@ void options_free(struct options *o)
     free(o->job);
     free(o->state);
     free(o->sample_text);
+    free(o->budget_text);
     free(o->args);
     memset(o, 0, sizeof *o);
 }

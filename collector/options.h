@@ -39,6 +39,7 @@ struct options {
     char *state;          /* --state, CKMON_STATE; NULL: LOG.state/ beside the log */
     char *sample_text;    /* --sample, CKMON_SAMPLE as given, NULL: the agent's default */
     double sample;        /* its value when given */
+    char *budget_text;    /* run: --budget, CKMON_BUDGET as given, NULL: the agent's default */
     double flush_timeout; /* --flush-timeout, seconds */
     unsigned long long log_max_bytes; /* --log-max-bytes, CKMON_LOG_MAX_BYTES; 0: never rotate */
     unsigned long log_keep;           /* --log-keep, CKMON_LOG_KEEP: rotated segments kept */

@@ -262,6 +262,7 @@ static void exec_command(const struct options *o, const char *exe, const char *a
     set_or_die("CKMON_PATHS", paths);
     set_or_die("CKMON_KEYS", keys);
     set_or_die("CKMON_SAMPLE", o->sample_text);
+    set_or_die("CKMON_BUDGET", o->budget_text);
     signal(SIGINT, SIG_DFL);
     signal(SIGQUIT, SIG_DFL);
     sigprocmask(SIG_SETMASK, mask, NULL);

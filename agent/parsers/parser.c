@@ -179,13 +179,17 @@ struct parser *parser_detect_new(const char *path, struct report *r, const struc
     return &d->base;
 }
 
-#define READ_CHUNK (1u << 20)
+/* Small enough that each chunk is still in the L2 cache when the statistics read it:
+ * with 1 MiB, inspect ran at half the speed (the copy and the reading both went to memory). */
+#define READ_CHUNK (1u << 17)
 
 bool parse_fd(int fd, const char *path, struct report *r, const struct parse_options *o,
               const char **format)
 {
     struct parser *p = parser_detect_new(path, r, o);
-    uint8_t *buf = malloc(READ_CHUNK);
+    /* Page-aligned: the kernel's copy into a buffer 16 bytes into a page (what malloc
+     * returns for this size) ran at a third of the speed. */
+    uint8_t *buf = aligned_alloc(4096, READ_CHUNK);
     if (!p || !buf) {
         free(buf);
         if (p) p->destroy(p);

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../budget.h"
+
 static void set_identity(struct tensor_reader *tr, const char *name, const char *dtype_name,
                          const int64_t *shape, int ndim)
 {
@@ -84,6 +86,25 @@ static bool block_sampled(uint64_t block, double sample)
     return floor((i + 1) * sample) > floor(i * sample);
 }
 
+/* How many bytes of a block the statistics read: all of it, none, or, when a budget
+ * refuses block 0, the elements of the head. */
+static size_t block_read_bytes(const struct tensor_reader *tr, uint64_t block)
+{
+    if (!tr->has_stats || tr->sample <= 0) return 0;
+    if (!budget_active) return block_sampled(block, tr->sample) ? TENSOR_SAMPLE_BLOCK : 0;
+    if (budget_allows(budget_active)) return TENSOR_SAMPLE_BLOCK;
+    return block == 0 ? STATS_HEAD * dtype_size(tr->stats.dtype) : 0;
+}
+
+static void read_stats(struct tensor_reader *tr, const uint8_t *data, size_t len)
+{
+    struct budget *b = budget_active;
+    if (!b) return stats_feed(&tr->stats, data, len);
+    long long start = b->clock();
+    stats_feed(&tr->stats, data, len);
+    budget_charge(b, start, len);
+}
+
 size_t tensor_reader_feed(struct tensor_reader *tr, const uint8_t *data, size_t len)
 {
     uint64_t left = tr->nbytes - tr->consumed;
@@ -97,15 +118,21 @@ size_t tensor_reader_feed(struct tensor_reader *tr, const uint8_t *data, size_t 
         size_t block_len =
             block_end < TENSOR_SAMPLE_BLOCK ? (size_t)block_end : TENSOR_SAMPLE_BLOCK;
         size_t chunk = take - done < block_len - at ? take - done : block_len - at;
-        if (tr->has_stats && block_sampled(block, tr->sample)) {
+        if (at == 0) {
+            size_t want = block_read_bytes(tr, block);
+            tr->block_read = want < block_len ? want : block_len;
+        }
+        if (at < tr->block_read) {
             /* One statistics call per block (tensor.h, "Determinism"). */
-            if (at == 0 && chunk == block_len) {
-                stats_feed(&tr->stats, data + done, chunk);
+            size_t n = chunk < tr->block_read - at ? chunk : tr->block_read - at;
+            if (at == 0 && n == tr->block_read) {
+                read_stats(tr, data + done, n);
             } else {
-                memcpy(tr->block + at, data + done, chunk);
-                if (at + chunk == block_len) stats_feed(&tr->stats, tr->block, block_len);
+                memcpy(tr->block + at, data + done, n);
+                if (at + n == tr->block_read) read_stats(tr, tr->block, tr->block_read);
             }
         }
+        if (budget_active) budget_fed(budget_active, chunk);
         tr->consumed += chunk;
         done += chunk;
     }

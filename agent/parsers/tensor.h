@@ -13,6 +13,10 @@
  * that carried it (a block that arrives in pieces is gathered first). The statistics'
  * rounding then depends only on the bytes, so a file streamed in any pieces and the
  * same file read by `ckmon inspect` give bit-identical numbers.
+ *
+ * Under an overhead budget (../budget.h, set for the thread in budget_active), the
+ * budget decides instead, block by block, and a block 0 it refuses still gives the
+ * head; the numbers then depend on timing, as sampled statistics may.
  */
 #ifndef CKMON_TENSOR_H
 #define CKMON_TENSOR_H
@@ -36,6 +40,7 @@ struct tensor_reader {
     uint64_t nbytes;      /* the data's total size */
     uint64_t consumed;    /* bytes seen so far */
     double sample;
+    size_t block_read;    /* bytes of the current sampling block the statistics read */
     struct tensor_stats stats;
     /* Last, so that starting a tensor need not clear it: the current block's bytes so
      * far, when they came in pieces (offset consumed % TENSOR_SAMPLE_BLOCK). */

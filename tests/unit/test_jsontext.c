@@ -1,0 +1,101 @@
+/* test_jsontext.c — numbers as JSON text (agent/jsontext.c, json_shortest_double).
+ *
+ * Every double must read back exactly; decimal-looking values must come out as
+ * written; and the digits must be as few as a plain search from 1 to 17 finds (or, at
+ * a binade edge, one more).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/jsontext.h"
+#include "xorshift.h"
+
+static uint64_t state = 0x2545f4914f6cdd1dull;
+
+static uint64_t next_random(void)
+{
+    return xorshift64(&state);
+}
+
+/* The reference: the fewest digits, searched one by one. */
+static int shortest_digits(double v)
+{
+    char text[40];
+    for (int p = 1; p < 17; p++) {
+        snprintf(text, sizeof text, "%.*g", p, v);
+        if (strtod(text, NULL) == v) return p;
+    }
+    return 17;
+}
+
+static int digits_of(const char *text)
+{
+    int n = 0;
+    for (const char *p = text; *p && *p != 'e'; p++)
+        n += *p >= '0' && *p <= '9';
+    return n;
+}
+
+static void check(double v)
+{
+    char text[40];
+    int len = json_shortest_double(v, text, sizeof text);
+    assert_int_equal(len, (int)strlen(text));
+    if (strtod(text, NULL) != v) fail_msg("%.17g printed as %s", v, text);
+    /* Leading zeros of 0.00x count as digits here, in both. */
+    char ref[40];
+    snprintf(ref, sizeof ref, "%.*g", shortest_digits(v), v);
+    if (digits_of(text) > digits_of(ref) + 1) fail_msg("%.17g: %s, shortest %s", v, text, ref);
+}
+
+static void test_random_bit_patterns(void **unused)
+{
+    for (int i = 0; i < 20000; i++) {
+        uint64_t bits = next_random();
+        double v;
+        memcpy(&v, &bits, sizeof v);
+        if (isfinite(v)) check(v);
+    }
+}
+
+static void test_float32_values_and_statistics(void **unused)
+{
+    for (int i = 0; i < 20000; i++) {
+        float f = (float)((double)(next_random() >> 11) / 0x1p53 - 0.5) * 0.1f;
+        check(f);
+        check(f / 3.0);
+    }
+    check(0x1p-1074); /* smallest subnormal */
+    check(1.7976931348623157e308);
+    check(0x1p-1022);
+    check(nextafter(0x1p-1022, 0));
+}
+
+static void test_decimal_values_come_out_as_written(void **unused)
+{
+    static const char *const written[] = {"0.1",   "0.001",   "1e-05",  "123.456", "2.5",
+                                          "-7.25", "3.14159", "1e+300", "0.3"};
+    for (size_t i = 0; i < sizeof written / sizeof written[0]; i++) {
+        char text[40];
+        json_shortest_double(strtod(written[i], NULL), text, sizeof text);
+        assert_string_equal(text, written[i]);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_random_bit_patterns),
+        cmocka_unit_test(test_float32_values_and_statistics),
+        cmocka_unit_test(test_decimal_values_come_out_as_written),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,271 @@
+/* test_stats.c — the statistics kernels (agent/stats.c) against a plain reference.
+ *
+ * For each float dtype, random data with NaN, ±Inf, subnormals, zeros of both signs and
+ * extreme values is encoded here (float16 through the compiler's _Float16, not the
+ * kernel's bit manipulation), fed whole and in random pieces, through the portable
+ * kernel and the AVX2 one when the CPU has it, and compared with a two-pass reference in
+ * long double. Counts, min, max and head must be exact; mean and std agree to 1e-12 of
+ * the data's magnitude. One case puts a large mean under a tiny spread, where a naive
+ * one-pass variance loses every digit.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/stats.h"
+#include "xorshift.h"
+
+#define COUNT 50021 /* several blocks and a ragged end */
+
+struct reference {
+    uint64_t finite, nan, inf;
+    double min, max, mean, std, scale;
+    double head[STATS_HEAD];
+};
+
+static uint64_t state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t next_random(void)
+{
+    return xorshift64(&state);
+}
+
+static double uniform(void)
+{
+    return (double)(next_random() >> 11) / 0x1p53;
+}
+
+/* A value with the special cases mixed in; the dtype rounds it when encoding. */
+static double sample_value(double center, double spread, double tiny)
+{
+    uint64_t r = next_random() % 1000;
+    if (r == 0) return NAN;
+    if (r == 1) return INFINITY;
+    if (r == 2) return -INFINITY;
+    if (r == 3) return tiny * (1 + (double)(next_random() % 7)); /* subnormal for the dtype */
+    if (r == 4) return -0.0;
+    return center + spread * (2 * uniform() - 1);
+}
+
+/* Encodes v as dtype t at p and returns the value the bytes hold. */
+static double encode(enum dtype t, double v, uint8_t *p)
+{
+    switch (t) {
+    case DTYPE_F64:
+        memcpy(p, &v, 8);
+        return v;
+    case DTYPE_F32: {
+        float f = (float)v;
+        memcpy(p, &f, 4);
+        return f;
+    }
+    case DTYPE_F16: {
+        _Float16 h = (_Float16)v;
+        memcpy(p, &h, 2);
+        return (double)h;
+    }
+    case DTYPE_BF16: {
+        float f = (float)v;
+        uint32_t bits;
+        memcpy(&bits, &f, 4);
+        uint16_t top = (uint16_t)(bits >> 16); /* truncation: any bf16 value will do */
+        memcpy(p, &top, 2);
+        bits = (uint32_t)top << 16;
+        memcpy(&f, &bits, 4);
+        return f;
+    }
+    default:
+        fail_msg("dtype %d not covered", (int)t);
+        return 0;
+    }
+}
+
+static void reference_of(const double *x, size_t n, struct reference *r)
+{
+    long double sum = 0, sq = 0;
+    memset(r, 0, sizeof *r);
+    r->min = INFINITY;
+    r->max = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        if (i < STATS_HEAD) r->head[i] = x[i];
+        if (isnan(x[i])) {
+            r->nan++;
+        } else if (isinf(x[i])) {
+            r->inf++;
+        } else {
+            r->finite++;
+            sum += x[i];
+            r->min = fmin(r->min, x[i]);
+            r->max = fmax(r->max, x[i]);
+            r->scale = fmax(r->scale, fabs(x[i]));
+        }
+    }
+    long double mean = sum / r->finite;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(x[i])) sq += (x[i] - mean) * (x[i] - mean);
+    r->mean = (double)mean;
+    r->std = (double)sqrtl(sq / r->finite);
+}
+
+static bool same(double a, double b)
+{
+    return (isnan(a) && isnan(b)) || (a == b && signbit(a) == signbit(b));
+}
+
+static void check(const struct tensor_stats *s, const struct reference *r, size_t n,
+                  double std_tolerance)
+{
+    assert_int_equal(s->elements, n);
+    assert_int_equal(s->finite, r->finite);
+    assert_int_equal(s->nan, r->nan);
+    assert_int_equal(s->inf, r->inf);
+    assert_true(s->min == r->min);
+    assert_true(s->max == r->max);
+    if (fabs(s->mean - r->mean) > 1e-12 * r->scale)
+        fail_msg("mean %.17g, reference %.17g", s->mean, r->mean);
+    if (fabs(stats_std(s) - r->std) > std_tolerance)
+        fail_msg("std %.17g, reference %.17g", stats_std(s), r->std);
+    assert_int_equal(s->nhead, n < STATS_HEAD ? n : STATS_HEAD);
+    for (unsigned i = 0; i < s->nhead; i++)
+        if (!same(s->head[i], r->head[i]))
+            fail_msg("head[%u] %.17g, reference %.17g", i, s->head[i], r->head[i]);
+}
+
+/* Feeds the bytes whole and in random pieces (splitting elements), with each kernel. */
+static void check_all_ways(enum dtype t, const uint8_t *bytes, size_t n, const struct reference *r,
+                           double std_tolerance)
+{
+    static const enum stats_kernel kernels[] = {STATS_KERNEL_PORTABLE, STATS_KERNEL_AVX2};
+    size_t len = n * dtype_size(t);
+    for (size_t k = 0; k < 2; k++) {
+        if (stats_select_kernel(kernels[k]) != kernels[k]) continue; /* a CPU without AVX2 */
+        struct tensor_stats s;
+        stats_init(&s, t);
+        stats_feed(&s, bytes, len);
+        check(&s, r, n, std_tolerance);
+
+        stats_init(&s, t);
+        for (size_t at = 0; at < len;) {
+            size_t piece = 1 + next_random() % 9000;
+            if (piece > len - at) piece = len - at;
+            stats_feed(&s, bytes + at, piece);
+            at += piece;
+        }
+        check(&s, r, n, std_tolerance);
+    }
+    stats_select_kernel(STATS_KERNEL_AUTO);
+}
+
+static void run_dtype(enum dtype t, double center, double spread, double tiny)
+{
+    uint8_t *bytes = malloc(COUNT * 8);
+    double *values = malloc(COUNT * sizeof *values);
+    struct reference r;
+    assert_non_null(bytes);
+    assert_non_null(values);
+    for (size_t i = 0; i < COUNT; i++)
+        values[i] = encode(t, sample_value(center, spread, tiny), bytes + i * dtype_size(t));
+    reference_of(values, COUNT, &r);
+    check_all_ways(t, bytes, COUNT, &r, 1e-12 * r.scale);
+    free(bytes);
+    free(values);
+}
+
+static void test_float64(void **unused)
+{
+    run_dtype(DTYPE_F64, 0.5, 3.0, 0x1p-1070);
+}
+
+static void test_float32(void **unused)
+{
+    run_dtype(DTYPE_F32, -0.01, 0.05, 0x1p-140);
+}
+
+static void test_float16(void **unused)
+{
+    run_dtype(DTYPE_F16, 2.0, 60000.0 - 2.0, 0x1p-20); /* up to the largest finite half */
+}
+
+static void test_bfloat16(void **unused)
+{
+    run_dtype(DTYPE_BF16, 0.0, 1e30, 0x1p-130);
+}
+
+/* Every float16 bit pattern once: the kernel's conversion against the compiler's. */
+static void test_every_float16(void **unused)
+{
+    enum { N = 65536 };
+    uint16_t *bytes = malloc(N * sizeof *bytes);
+    double *values = malloc(N * sizeof *values);
+    struct reference r;
+    for (uint32_t i = 0; i < N; i++) {
+        _Float16 h;
+        bytes[i] = (uint16_t)i;
+        memcpy(&h, &bytes[i], 2);
+        values[i] = (double)h;
+    }
+    reference_of(values, N, &r);
+    check_all_ways(DTYPE_F16, (const uint8_t *)bytes, N, &r, 1e-12 * r.scale);
+    free(bytes);
+    free(values);
+}
+
+/* Mean 1e6, spread 1e-3 (a condition number mean/std near 2e9): a one-pass
+ * sum(x^2) - n*mean^2 loses everything (its error is about 2^-52 * (mean/std)^2 = 600
+ * times the variance). Shifted blocks merged with Chan's formula are limited by the
+ * means' own rounding (2^-52 * mean/std, 4e-7) and must do at least that well. */
+static void test_large_mean_small_spread(void **unused)
+{
+    enum { N = 200003 };
+    double *values = malloc(N * sizeof *values);
+    struct reference r;
+    for (size_t i = 0; i < N; i++)
+        values[i] = 1e6 + 1e-3 * (2 * uniform() - 1);
+    reference_of(values, N, &r);
+    check_all_ways(DTYPE_F64, (const uint8_t *)values, N, &r, 4e-7 * r.std);
+    free(values);
+}
+
+/* Sorted data drifts far from any earlier shift: the second pass must catch it. */
+static void test_sorted_ramp(void **unused)
+{
+    enum { N = 100000 };
+    double *values = malloc(N * sizeof *values);
+    struct reference r;
+    for (size_t i = 0; i < N; i++)
+        values[i] = 1e8 + (double)i * 1e-2;
+    reference_of(values, N, &r);
+    check_all_ways(DTYPE_F64, (const uint8_t *)values, N, &r, 1e-9 * r.std);
+    free(values);
+}
+
+static void test_nothing_finite(void **unused)
+{
+    float x[3000];
+    struct tensor_stats s;
+    for (size_t i = 0; i < 3000; i++)
+        x[i] = i % 2 ? NAN : -INFINITY;
+    stats_init(&s, DTYPE_F32);
+    stats_feed(&s, x, sizeof x);
+    assert_int_equal(s.finite, 0);
+    assert_int_equal(s.nan, 1500);
+    assert_int_equal(s.inf, 1500);
+    assert_true(stats_std(&s) == 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_float64),       cmocka_unit_test(test_float32),
+        cmocka_unit_test(test_float16),       cmocka_unit_test(test_bfloat16),
+        cmocka_unit_test(test_every_float16), cmocka_unit_test(test_large_mean_small_spread),
+        cmocka_unit_test(test_sorted_ramp),   cmocka_unit_test(test_nothing_finite),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

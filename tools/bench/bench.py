@@ -1,0 +1,459 @@
+"""bench.py — `make bench`: what ckmon costs and how it compares, measured side by side.
+
+Every comparison runs its two sides alternately in one session (A, B, A, B, ...) so that
+both see the same machine state, and reports the median of the per-pair ratios A/B with
+their range. Files live in /dev/shm so that storage speed does not hide the agent's cost.
+The table is printed and written into docs/performance.md between the bench markers,
+with the machine it ran on. No result is judged here beyond "target met or not".
+
+Usage: bench.py [--quick]   (--quick: fewer pairs and smaller files, for a smoke run)
+"""
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+from ckmon_helpers import AGENT, BUILD, CKMON, PYTHON, Collector, clean_env  # noqa: E402
+
+BIN = BUILD / "bench"
+DOC = ROOT / "docs" / "performance.md"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+QUICK = "--quick" in sys.argv
+MIB = 1 << 20
+CHECKPOINT_BYTES = (32 if QUICK else 256) * MIB
+PAIRS = 2 if QUICK else 5
+SMALL_WRITES = 10**6
+STRACE_WRITES = 3 * 10**4  # strace makes each write cost ~100 µs here
+WRITERS, FILES_PER_WRITER = 16, (20 if QUICK else 200)
+
+rows = []  # (what, ratio text, target text, verdict, detail)
+notes = []
+
+
+def timed(cmd, env=None, stdout=subprocess.PIPE):
+    """Runs cmd; returns (wall seconds, stdout text)."""
+    start = time.perf_counter()
+    p = subprocess.run([str(c) for c in cmd], env=env or clean_env(), stdout=stdout,
+                       stderr=subprocess.PIPE, text=True)
+    elapsed = time.perf_counter() - start
+    if p.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(map(str, cmd))} failed ({p.returncode}): {p.stderr}")
+    return elapsed, p.stdout or ""
+
+
+def side_by_side(a, b, pairs=PAIRS):
+    """Calls a() and b() alternately (each returns seconds); the A/B ratios' median and
+    range, and each side's median."""
+    ta, tb = [], []
+    for _ in range(pairs):
+        ta.append(a())
+        tb.append(b())
+    ratios = [x / y for x, y in zip(ta, tb)]
+    return statistics.median(ratios), min(ratios), max(ratios), statistics.median(ta), statistics.median(tb)
+
+
+def add_row(what, result, target, detail=""):
+    ratio, lo, hi, _, _ = result
+    verdict = "—" if target is None else ("met" if ratio <= target else "**missed**")
+    target_text = "—" if target is None else f"≤ {target:g}"
+    rows.append((what, f"{ratio:.3f} ({lo:.3f}–{hi:.3f})", target_text, verdict, detail))
+    print(f"{what}: {ratio:.3f} ({lo:.3f}-{hi:.3f}) target {target_text} {verdict} {detail}",
+          flush=True)
+
+
+# ---- files -------------------------------------------------------------------------------
+
+SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64"}
+
+
+def state_arrays(total_bytes, dtype, seed=1):
+    """A state dict's worth of tensors (a few large, some small), as raw little-endian
+    arrays; bfloat16 is float32's top half."""
+    size = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
+    rng = np.random.default_rng(seed)
+    big = total_bytes // 16 // size
+    tensors = {}
+    for i in range(16):
+        values = (rng.standard_normal(big, dtype=np.float32) * 0.02)
+        if dtype == "bfloat16":
+            raw = (values.view(np.uint32) >> 16).astype(np.uint16)
+        else:
+            raw = values.astype(dtype)
+        tensors[f"layers.{i}.weight"] = raw
+    return tensors
+
+
+def write_safetensors(path, tensors, dtype):
+    header, offset = {}, 0
+    for name, a in tensors.items():
+        header[name] = {"dtype": SAFETENSORS_DTYPES[dtype], "shape": [a.size],
+                        "data_offsets": [offset, offset + a.nbytes]}
+        offset += a.nbytes
+    text = json.dumps(header)
+    text += " " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text.encode())
+        for a in tensors.values():
+            f.write(a.tobytes())
+
+
+def preloaded(collector, **extra):
+    """The environment of a program monitored by collector."""
+    return clean_env(LD_PRELOAD=AGENT, CKMON_SOCKET=collector.socket, **extra)
+
+
+# ---- the benchmarks -----------------------------------------------------------------------
+
+TORCH_SAVE = """
+import sys, time, torch
+torch.manual_seed(0)
+count = int(sys.argv[2]) // 16 // 4
+state = {f"layers.{i}.weight": torch.randn(count) * 0.02 for i in range(16)}
+state["step"] = torch.tensor(1000)
+times = []
+for _ in range(4):
+    start = time.perf_counter()
+    torch.save(state, sys.argv[1])
+    times.append(time.perf_counter() - start)
+print(min(times))
+"""
+
+
+def saves_side_by_side(work, collector, script_text, path):
+    """A save script run monitored and not, alternately. Each process saves four times
+    and reports its fastest save: on a shared machine the minimum is the stable estimate
+    of what a save costs."""
+    script = work / f"{path.stem}_{path.suffix[1:]}_save.py"
+    script.write_text(script_text)
+
+    def save(env):
+        return float(timed([PYTHON, script, path, CHECKPOINT_BYTES], env)[1].split()[-1])
+
+    return side_by_side(lambda: save(preloaded(collector)), lambda: save(clean_env()))
+
+
+def bench_torch_save(work, collector):
+    result = saves_side_by_side(work, collector, TORCH_SAVE, work / "model.pt")
+    add_row(f"torch.save {CHECKPOINT_BYTES // MIB} MiB to tmpfs: monitored / unmonitored",
+            result, 1.03, f"{result[4] * 1000:.0f} ms unmonitored")
+
+
+SAFETENSORS_SAVE = """
+import json, struct, sys, time
+import numpy as np
+rng = np.random.default_rng(0)
+count = int(sys.argv[2]) // 16 // 4
+arrays = [(rng.standard_normal(count, dtype=np.float32) * 0.02) for _ in range(16)]
+header, offset = {}, 0
+for i, a in enumerate(arrays):
+    header[f"layers.{i}.weight"] = {"dtype": "F32", "shape": [a.size],
+                                    "data_offsets": [offset, offset + a.nbytes]}
+    offset += a.nbytes
+text = json.dumps(header)
+text += " " * (-len(text) % 8)
+times = []
+for _ in range(4):
+    start = time.perf_counter()
+    with open(sys.argv[1], "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text.encode())
+        for a in arrays:
+            f.write(a.data)
+    times.append(time.perf_counter() - start)
+print(min(times))
+"""
+
+
+def bench_safetensors_save(work, collector):
+    """The budget at work: a file whose statistics the agent does compute today."""
+    path = work / "model.safetensors"
+    result = saves_side_by_side(work, collector, SAFETENSORS_SAVE, path)
+    time.sleep(1.5)  # the collector holds records for the 1 s rename window
+    records = [json.loads(line) for line in collector.log.read_text().splitlines()
+               if json.loads(line)["path"] == str(path)]
+    sampled = [t["sampled"] for r in records for t in r["tensors"]]
+    add_row(f"safetensors {CHECKPOINT_BYTES // MIB} MiB written from Python to tmpfs: "
+            "monitored (default budget) / unmonitored", result, 1.03,
+            f"{result[4] * 1000:.0f} ms unmonitored; sampled per tensor "
+            f"{min(sampled):.3f}–{max(sampled):.3f} over {len(records)} records")
+
+
+def bench_small_writes(work):
+    plain = work / "plain.dat"
+    for target, label in ((Path("/dev/null"), "/dev/null"), (plain, "a file no glob matches")):
+        def loop(env):
+            out = timed([BIN / "small_writes", target, SMALL_WRITES], env)[1]
+            return json.loads(out)["ns_per_call"] / 1e9
+
+        env = clean_env(LD_PRELOAD=AGENT, CKMON_SOCKET=work / "none.sock")
+        result = side_by_side(lambda: loop(env), lambda: loop(clean_env()), pairs=PAIRS)
+        add_row(f"10^6 one-byte writes to {label}: monitored / unmonitored", result, 1.03,
+                f"{result[3] * 1e9:.1f} vs {result[4] * 1e9:.1f} ns/call (fastest of 4 rounds)")
+
+
+def callgrind_total(work, preload, count):
+    out = work / "callgrind.out"
+    env = clean_env(LD_PRELOAD=AGENT, CKMON_SOCKET=work / "none.sock") if preload else clean_env()
+    timed(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+           BIN / "small_writes", "/dev/null", count], env)
+    text = timed(["callgrind_annotate", "--inclusive=no", out])[1]
+    total = int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", text).group(1).replace(",", ""))
+    wrapper = 0
+    for line in text.splitlines():
+        m = re.match(r"\s*([\d,]+) \(.*\)\s+\S*:(write|tracked_enter) \[.*libckmon\.so\]", line)
+        if m:
+            wrapper += int(m.group(1).replace(",", ""))
+    return total, wrapper
+
+
+def bench_callgrind(work):
+    if not shutil.which("valgrind"):
+        notes.append("valgrind is not installed: no instruction counts.")
+        return
+    n1, n2 = 50_000, 150_000
+    plain = [callgrind_total(work, False, n)[0] for n in (n1, n2)]
+    watched = [callgrind_total(work, True, n) for n in (n1, n2)]
+    added = ((watched[1][0] - watched[0][0]) - (plain[1] - plain[0])) / (n2 - n1)
+    wrapper = (watched[1][1] - watched[0][1]) / (n2 - n1)
+    rows.append(("untracked write(): instructions the agent adds per call (callgrind)",
+                 f"{added:.1f}", "—", "—", f"{wrapper:.1f} in libckmon's write itself"))
+    print(f"callgrind: {added:.1f} instructions added per write, {wrapper:.1f} in the wrapper", flush=True)
+
+
+def bench_exact_stats(work):
+    files = {}
+    for dtype in SAFETENSORS_DTYPES:
+        path = work / f"state_{dtype}.safetensors"
+        write_safetensors(path, state_arrays(CHECKPOINT_BYTES, dtype), dtype)
+        files[dtype] = path
+    f32 = files["float32"]
+
+    def inspect(path):
+        return timed([CKMON, "inspect", "--sample", "1", path], stdout=subprocess.DEVNULL)[0]
+
+    def cat(path):
+        return timed(["sh", "-c", 'cat "$1" > /dev/null', "cat", path])[0]
+
+    result = side_by_side(lambda: inspect(f32), lambda: cat(f32))
+    add_row(f"exact statistics over {CHECKPOINT_BYTES // MIB} MiB float32: "
+            "`ckmon inspect --sample 1` / `cat`", result, 1.5,
+            f"{CHECKPOINT_BYTES / result[3] / 1e9:.2f} GB/s vs {CHECKPOINT_BYTES / result[4] / 1e9:.2f} GB/s")
+
+    kernels = {}
+    for line in timed([BIN / "stats_speed", 64 if not QUICK else 16, 5])[1].splitlines():
+        k = json.loads(line)
+        kernels[k["dtype"], k["kernel"]] = k["gb_per_s"]
+    memcpy = kernels["memcpy", "memcpy"]
+    for dtype, path in files.items():
+        seconds = statistics.median(inspect(path) for _ in range(3))
+        size = path.stat().st_size
+        speeds = " / ".join(f"{kernels[dtype, k]:.2f}" if (dtype, k) in kernels else "n/a"
+                            for k in ("portable", "avx2"))
+        rows.append((f"{dtype}: statistics GB/s — kernel portable / AVX2, and `ckmon inspect` "
+                     f"of {size // MIB} MiB", f"{speeds}; {size / seconds / 1e9:.2f}", "—", "—",
+                     f"memcpy {memcpy:.2f} GB/s ({speeds.split(' / ')[-1]} is "
+                     f"{kernels.get((dtype, 'avx2'), 0) / memcpy:.0%} of it)"))
+        print(rows[-1], flush=True)
+    return f32
+
+
+POST_HOC_NUMPY = """
+import json, struct, sys
+import numpy as np
+with open(sys.argv[1], "rb") as f:
+    blob = f.read()
+n = struct.unpack("<Q", blob[:8])[0]
+header = json.loads(blob[8:8 + n])
+for name, t in header.items():
+    b, e = t["data_offsets"]
+    a = np.frombuffer(blob, dtype=np.float32, count=(e - b) // 4, offset=8 + n + b).astype(np.float64)
+    finite = a[np.isfinite(a)]
+    print(name, finite.min(), finite.max(), finite.mean(), finite.std(),
+          int(np.isnan(a).sum()), int(np.isinf(a).sum()))
+"""
+
+POST_HOC_TORCH = """
+import sys, torch
+state = torch.load(sys.argv[1])
+for name, t in state.items():
+    a = t.double().reshape(-1)
+    finite = a[torch.isfinite(a)]
+    if finite.numel():
+        print(name, finite.min().item(), finite.max().item(), finite.mean().item(),
+              finite.std(unbiased=False).item(), int(torch.isnan(a).sum()), int(torch.isinf(a).sum()))
+"""
+
+
+def bench_post_hoc(work, f32):
+    numpy_script = work / "post_hoc_numpy.py"
+    numpy_script.write_text(POST_HOC_NUMPY)
+    torch_script = work / "post_hoc_torch.py"
+    torch_script.write_text(POST_HOC_TORCH)
+
+    def inspect(path):
+        return timed([CKMON, "inspect", "--sample", "1", path], stdout=subprocess.DEVNULL)[0]
+
+    result = side_by_side(lambda: inspect(f32), lambda: timed([PYTHON, numpy_script, f32])[0],
+                          pairs=max(2, PAIRS - 2))
+    add_row("`ckmon inspect --sample 1` / post-hoc numpy load + statistics (safetensors)",
+            result, 0.05, f"{result[3]:.2f} s vs {result[4]:.2f} s")
+
+    pt = work / "model.pt"  # left by bench_torch_save
+    record = json.loads(timed([CKMON, "inspect", "--sample", "1", pt])[1].splitlines()[0])
+    result = side_by_side(lambda: inspect(pt), lambda: timed([PYTHON, torch_script, pt])[0],
+                          pairs=2)
+    add_row("`ckmon inspect --sample 1` / post-hoc torch.load + statistics (torch.save file)",
+            result, 0.05, f"{result[3]:.2f} s vs {result[4]:.2f} s; ckmon read it as format "
+            f"\"{record['format']}\" with {len(record['tensors'])} tensors")
+    if record["format"] != "torch":
+        notes.append("The torch.save file was read as format "
+                     f"\"{record['format']}\": this build has no torch parser yet, so the "
+                     "torch rows measure the agent without statistics. Rerun after the "
+                     "torch parser is merged.")
+
+
+def bench_strace(work, collector):
+    if not shutil.which("strace"):
+        notes.append("strace is not installed: no strace comparison.")
+        return
+    path = work / "small.pkl"  # a checkpoint name: ckmon watches every write to it
+
+    def loop(prefix, env):
+        out = timed(prefix + [BIN / "small_writes", path, STRACE_WRITES], env)[1]
+        return json.loads(out.splitlines()[-1])["ns_per_call"] / 1e9
+
+    strace = ["strace", "-f", "-e", "trace=write,writev,pwrite64", "-o", "/dev/null"]
+    result = side_by_side(lambda: loop(strace, clean_env()), lambda: loop([], preloaded(collector)),
+                          pairs=2)
+    add_row(f"{STRACE_WRITES:,} one-byte writes to a checkpoint: strace / ckmon", result, None,
+            f"{result[3] * 1e9:.0f} vs {result[4] * 1e9:.0f} ns/call")
+
+
+def bench_collector(work):
+    out = work / "load"
+    out.mkdir()
+    collector = Collector(out)
+    arrivals = {}
+    stop = threading.Event()
+
+    def tail():
+        seen = 0
+        while True:
+            stopping = stop.is_set()
+            if collector.log.exists():
+                with open(collector.log, "rb") as f:
+                    f.seek(seen)
+                    chunk = f.read()
+                now = time.time()
+                complete = chunk[:chunk.rfind(b"\n") + 1]
+                seen += len(complete)
+                for line in complete.splitlines():
+                    r = json.loads(line)
+                    arrivals[r["path"]] = (now, r["time"])
+            if stopping:
+                return
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=tail)
+    watcher.start()
+    total = WRITERS * FILES_PER_WRITER
+    timed([BIN / "many_writers", out, WRITERS, FILES_PER_WRITER],
+          preloaded(collector, CKMON_PATHS=str(out) + "/*.json"))
+    deadline = time.monotonic() + 60
+    while len(arrivals) < total and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    watcher.join()
+    collector.stop()
+    closes = {p: dt.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ")
+              .replace(tzinfo=dt.timezone.utc).timestamp() for p, (_, t) in arrivals.items()}
+    # The collector holds each record for the 1 s rename window (a rename right after
+    # close gives the record its final path), so latency is that hold plus the work.
+    latencies = sorted(arrivals[p][0] - closes[p] for p in arrivals)
+    landed = sorted(a for a, _ in arrivals.values())
+    span = max(landed[-1] - landed[0], 1e-3)
+    produced = max(closes.values()) - min(closes.values())
+    p50 = latencies[len(latencies) // 2] * 1000
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    rows.append((f"collector: {WRITERS} writer processes × {FILES_PER_WRITER} files",
+                 f"{len(arrivals) / span:.0f} records/s into the log", "—", "—",
+                 f"{len(arrivals)}/{total} records, closed over {produced:.2f} s; close → log "
+                 f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, of which 1000 ms is the rename hold "
+                 "(log polled every 1 ms)"))
+    print(rows[-1], flush=True)
+
+
+# ---- report -------------------------------------------------------------------------------
+
+
+def machine():
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    flags = Path("/proc/cpuinfo").read_text()
+    simd = [f for f in ("avx2", "fma", "f16c", "avx512f") if re.search(rf"\b{f}\b", flags)]
+    return (f"{model} ({', '.join(simd) or 'no AVX2'}), {os.cpu_count()} cores, "
+            f"Linux {platform.release()}, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
+
+
+def render(elapsed):
+    lines = [BEGIN, "", f"Machine: {machine()}. `make bench` took {elapsed:.0f} s"
+             f"{' (--quick)' if QUICK else ''}.", "",
+             "| measurement | result: median (range over pairs) | target | verdict | detail |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {' | '.join(r)} |" for r in rows]
+    if notes:
+        lines += [""] + [f"- {n}" for n in notes]
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def write_doc(block):
+    text = DOC.read_text() if DOC.exists() else f"# Performance\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text:
+        text += f"\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    DOC.write_text(head + block + tail)
+
+
+def main():
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
+        work = Path(tmp)
+        collector = Collector(work)
+        try:
+            bench_torch_save(work, collector)
+            bench_safetensors_save(work, collector)
+            bench_small_writes(work)
+            bench_callgrind(work)
+            f32 = bench_exact_stats(work)
+            bench_post_hoc(work, f32)
+            bench_strace(work, collector)
+        finally:
+            collector.stop()
+        bench_collector(work)
+    block = render(time.monotonic() - started)
+    print("\n" + block)
+    write_doc(block)
+    print(f"\nwritten to {DOC.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
