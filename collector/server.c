@@ -333,7 +333,16 @@ static bool serve_once(struct server *s, const sigset_t *wait_mask)
 /* Everything agents sent before the stop, including connections not yet accepted. */
 static void drain(struct server *s)
 {
+    /* Agents must not send into a connection that is about to close: their packets
+     * would be lost. With the path gone no one new connects, and once reading is shut
+     * down an agent's send fails (EPIPE), so it keeps the message for the next
+     * collector; what was sent before is still read. */
+    struct listener *l = s->cfg->listener;
+    struct stat st;
+    if (lstat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino) unlink(l->path);
     accept_all(s);
+    for (size_t i = 0; i < s->conn_count; i++)
+        shutdown(s->conns[i].fd, SHUT_RD);
     for (size_t i = 0; i < s->conn_count; i++)
         if (!read_packets(s, &s->conns[i], 0)) drop_connection(s, &s->conns[i]);
     compact_connections(s);
