@@ -303,7 +303,12 @@ static size_t take_inflated(struct zip_walker *w, const uint8_t *data, size_t le
         if (w->left) return expect(w, ZIP_SKIP, 0), used; /* the header's size goes further */
         end_data(w);
     } else if (rc != Z_OK && rc != Z_BUF_ERROR) { /* Z_BUF_ERROR: more input needed */
-        fail(w, "bad deflate data");
+        /* Where inflate notices depends on how the bytes were cut: name the member's
+         * first data byte instead, so every split gives the same record. */
+        uint64_t noticed = w->offset;
+        w->offset -= w->taken - used;
+        fail(w, "bad deflate data in the member whose data starts");
+        w->offset = noticed;
         return len;
     }
     return used;
