@@ -491,19 +491,6 @@ void stats_feed(struct tensor_stats *s, const void *bytes, size_t len)
     memcpy(s->carry, p + whole * size, s->ncarry);
 }
 
-/* b's partial element, if any, is not carried over: merging is for accumulators that
- * were each fed whole elements. */
-void stats_merge(struct tensor_stats *a, const struct tensor_stats *b)
-{
-    struct moments m = {b->finite, b->mean, b->m2, b->min, b->max};
-    merge_moments(a, &m);
-    for (unsigned i = 0; i < b->nhead && a->nhead < STATS_HEAD; i++)
-        a->head[a->nhead++] = b->head[i];
-    a->elements += b->elements;
-    a->nan += b->nan;
-    a->inf += b->inf;
-}
-
 double stats_std(const struct tensor_stats *s)
 {
     return s->finite ? sqrt(s->m2 / (double)s->finite) : 0;

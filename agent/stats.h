@@ -58,8 +58,6 @@ size_t dtype_size(enum dtype t);
 void stats_init(struct tensor_stats *s, enum dtype t);
 /* Feed raw element bytes; len need not be a multiple of the element size. */
 void stats_feed(struct tensor_stats *s, const void *bytes, size_t len);
-/* Merge b into a (same dtype); used when elements were fed to separate accumulators. */
-void stats_merge(struct tensor_stats *a, const struct tensor_stats *b);
 /* Population standard deviation of the finite elements (0 when finite == 0). */
 double stats_std(const struct tensor_stats *s);
 

@@ -545,14 +545,21 @@ bool tracked_close_begin_stream(FILE *stream, struct closing *c)
     c->t = NULL;
     if (__builtin_expect(__atomic_load_n(&fd_tracked_count, __ATOMIC_RELAXED) == 0, 1) || !stream)
         return false;
-    return tracked_close_begin(fileno(stream), c);
+    if (!tracked_close_begin(fileno(stream), c)) return false;
+    /* The file may live on through another descriptor (numpy fcloses an fdopen(dup(fd))
+     * stream and keeps fd): exit must not flush a FILE that fclose is about to free. */
+    pthread_mutex_lock(&c->t->lock);
+    if (c->t->stream == stream) c->t->stream = NULL;
+    pthread_mutex_unlock(&c->t->lock);
+    return true;
 }
 
 size_t tracked_close_range_begin(unsigned first, unsigned last, struct closing **out)
 {
     *out = NULL;
     unsigned high = __atomic_load_n(&fd_high_water, __ATOMIC_RELAXED);
-    if (__atomic_load_n(&fd_tracked_count, __ATOMIC_RELAXED) == 0 || agent_busy || first >= high)
+    if (__atomic_load_n(&fd_tracked_count, __ATOMIC_RELAXED) == 0 || agent_busy || first >= high ||
+        foreign_process()) /* a vfork child (subprocess) must not allocate */
         return 0;
     if (last >= high) last = high - 1;
     size_t n = 0;
@@ -626,9 +633,10 @@ void tracked_report_all_open(bool flush_streams)
 {
     /* A vfork child (posix_spawn, Python's subprocess) shares the parent's memory and
      * leaves through _exit: the files are the parent's to report, not its. */
-    if (!initialized || foreign_process()) return;
+    /* Busy: _exit from a signal handler that interrupted the agent, which may hold the
+     * fd table or channel lock; the collector records those files as torn instead. */
+    if (!initialized || agent_busy || foreign_process()) return;
     int saved = errno;
-    bool was_busy = agent_busy;
     agent_busy = true;
     unsigned high = __atomic_load_n(&fd_high_water, __ATOMIC_RELAXED);
     for (unsigned fd = 0; fd < high; fd++) {
@@ -640,7 +648,7 @@ void tracked_report_all_open(bool flush_streams)
         tracked_release(t, (int)fd);
     }
     channel_flush(2000);
-    agent_busy = was_busy;
+    agent_busy = false;
     errno = saved;
 }
 

@@ -73,7 +73,7 @@ int cmd_collect(int argc, char **argv)
         rc = serve_and_deliver(&cfg, delivery, o.flush_timeout);
         delivery_free(delivery);
     }
-    log_close(&log);
+    if (log_close(&log)) rc = 1;
     options_free(&o);
     return rc;
 }

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,7 +319,9 @@ static double backoff(struct sink_state *s, unsigned attempt)
     return ceiling * (double)(s->random >> 11) / 9007199254740992.0;
 }
 
-static void dead_letter(struct sink_state *s, const struct sink_request *r,
+/* Whether the refused records are now in the dead-letter file: if not, the request is
+ * retried like an outage, so the cursor never passes records kept nowhere. */
+static bool dead_letter(struct sink_state *s, const struct sink_request *r,
                         const struct sink_batch *batch, const struct http_result *res)
 {
     char time_text[RFC3339_SIZE];
@@ -344,9 +347,10 @@ static void dead_letter(struct sink_state *s, const struct sink_request *r,
     free(text);
     fprintf(stderr, "ckmon: sink %s: %s %s answered %ld; %zu record(s) %s\n", s->spec, r->method,
             url ? url : "", res->status, r->count,
-            ok ? "written to the dead-letter file" : "lost: cannot write the dead-letter file");
+            ok ? "written to the dead-letter file" : "kept: cannot write the dead-letter file");
     free(url);
-    count(s, &s->counts.dead_lettered, r->count);
+    if (ok) count(s, &s->counts.dead_lettered, r->count);
+    return ok;
 }
 
 enum outcome { DELIVERED, DEAD_LETTERED, STOPPED };
@@ -372,10 +376,8 @@ static enum outcome send_request(struct sink_state *s, const struct sink_request
             return DELIVERED;
         }
         if (result == SINK_ERROR) {
-            dead_letter(s, r, batch, res);
-            return DEAD_LETTERED;
-        }
-        if (!s->failing && res->status)
+            if (dead_letter(s, r, batch, res)) return DEAD_LETTERED;
+        } else if (!s->failing && res->status)
             fprintf(stderr, "ckmon: sink %s: %s answered %ld; retrying\n", s->spec, r->method,
                     res->status);
         else if (!s->failing)
@@ -703,25 +705,39 @@ struct delivery *delivery_open(const struct options *o, struct log_writer *log, 
     return d;
 }
 
-bool delivery_start(struct delivery *d)
+static unsigned long delivery_finish(struct delivery *d, double timeout);
+
+/* Starts one thread per sink. */
+static bool delivery_start(struct delivery *d)
 {
     if (!http_global_init()) {
         fprintf(stderr, "ckmon: cannot initialise libcurl\n");
         return false;
     }
-    for (size_t i = 0; i < d->count; i++) {
+    /* Sink threads take no signals: SIGTERM/SIGINT/SIGHUP must reach the server loop,
+     * which waits for them in ppoll, and a write to a closed socket must not kill. */
+    sigset_t all, before;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &before);
+    bool started = true;
+    for (size_t i = 0; started && i < d->count; i++) {
         struct sink_state *s = &d->sinks[i];
-        if (!(s->http = http_client_new()) ||
-            pthread_create(&s->thread, NULL, sink_thread, s) != 0) {
+        started =
+            (s->http = http_client_new()) && pthread_create(&s->thread, NULL, sink_thread, s) == 0;
+        if (started)
+            s->started = true;
+        else
             fprintf(stderr, "ckmon: sink %s: cannot start its thread\n", s->spec);
-            return false;
-        }
-        s->started = true;
     }
-    return true;
+    pthread_sigmask(SIG_SETMASK, &before, NULL);
+    if (!started) delivery_finish(d, 0); /* join those already running before any free */
+    return started;
 }
 
-unsigned long delivery_finish(struct delivery *d, double timeout)
+/* Lets the sinks deliver what the log holds, for up to timeout seconds; then stops
+ * them, prints each sink's counters on stderr, says what was not delivered, and writes
+ * stats.json. Returns the number of records some sink has not delivered. */
+static unsigned long delivery_finish(struct delivery *d, double timeout)
 {
     pthread_mutex_lock(&d->lock);
     d->stopping = true;

@@ -32,19 +32,13 @@ char *delivery_state_dir(const struct options *o);
  * one-line message in err on failure. */
 struct delivery *delivery_open(const struct options *o, struct log_writer *log, char *err,
                                size_t err_size);
-/* Starts one thread per sink. */
-bool delivery_start(struct delivery *d);
-/* Lets the sinks deliver what the log holds, for up to timeout seconds; then stops
- * them, prints each sink's counters on stderr, says what was not delivered, and writes
- * stats.json. Returns the number of records some sink has not delivered. */
-unsigned long delivery_finish(struct delivery *d, double timeout);
 struct server_config;
 /* The collector's life after its set-up: starts d's threads (d may be NULL: no
  * sinks), serves agents until told to stop, then lets the sinks finish for up to
  * timeout seconds. Returns 0, or 1 when records could not be written or delivered. */
 int serve_and_deliver(const struct server_config *cfg, struct delivery *d, double timeout);
 
-/* Frees everything (after delivery_finish, or instead of it when no thread started). */
+/* Frees everything (after serve_and_deliver, or instead of it). */
 void delivery_free(struct delivery *d);
 
 #endif

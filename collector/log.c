@@ -184,7 +184,7 @@ bool log_record(struct log_writer *w, const struct record *r)
     return ok;
 }
 
-void log_close(struct log_writer *w)
+unsigned long log_close(struct log_writer *w)
 {
     log_retry(w);
     for (struct held_line *h = w->held, *next; h; h = next) {
@@ -197,5 +197,7 @@ void log_close(struct log_writer *w)
                 w->name ? w->name : "the log");
     if (w->owns_fd && w->fd >= 0) close(w->fd);
     free(w->name);
+    unsigned long failed = w->failed;
     *w = (struct log_writer){.fd = -1};
+    return failed;
 }

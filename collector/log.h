@@ -59,7 +59,8 @@ static inline bool log_holding(const struct log_writer *w)
 }
 /* Opens the file again by its name (SIGHUP, after another tool moved it away). */
 void log_reopen(struct log_writer *w);
-/* Closes the log and says on stderr how many records were lost, if any. */
-void log_close(struct log_writer *w);
+/* Closes the log and says on stderr how many records were lost, if any; returns that
+ * number, so that the exit status can say it too. */
+unsigned long log_close(struct log_writer *w);
 
 #endif

@@ -148,7 +148,7 @@ static void become_collector(struct listener *listener, struct log_writer *log,
     struct server_config cfg = {.listener = listener, .log = log, .stop_fd = stop_fd};
     int rc = serve_and_deliver(&cfg, delivery, flush_timeout);
     delivery_free(delivery);
-    log_close(log);
+    if (log_close(log)) rc = 1;
     if (*dir) rmdir(dir);
     fflush(NULL);
     _exit(rc);

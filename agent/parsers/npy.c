@@ -262,7 +262,8 @@ static void plan_fortran_head(struct npy_array *a, const struct header *h)
     int64_t stride[TENSOR_MAX_DIMS], step = 1;
     for (int d = 0; d < h->ndim; d++) {
         stride[d] = step;
-        step *= h->shape[d];
+        /* Only the strides of the first elements matter; a product past 2^63 is never used. */
+        if (__builtin_mul_overflow(step, h->shape[d], &step)) step = INT64_MAX;
     }
     tensor_head_plan(&a->head, h->shape, stride, h->ndim);
 }

@@ -47,11 +47,6 @@ void pyarena_free(struct pyarena *a)
     free(a);
 }
 
-size_t pyarena_used(const struct pyarena *a)
-{
-    return a->used;
-}
-
 bool pyarena_may_keep(const struct pyarena *a, uint64_t n)
 {
     return n <= PYOBJ_KEEP_MAX && a->used + n <= a->cap / 2;

@@ -33,7 +33,6 @@ struct pyarena *pyarena_new(size_t cap);
 void pyarena_free(struct pyarena *a);
 /* Zeroed, 16-byte aligned memory; NULL once the arena's budget would be exceeded. */
 void *pyarena_alloc(struct pyarena *a, size_t n);
-size_t pyarena_used(const struct pyarena *a);
 /* Whether a payload of n bytes should be retained (see PYOBJ_KEEP_MAX above). */
 bool pyarena_may_keep(const struct pyarena *a, uint64_t n);
 

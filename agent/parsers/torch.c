@@ -177,7 +177,7 @@ static bool dense(const int64_t *size, const int64_t *stride, int ndim)
         }
         if (pick < 0) break;
         used[pick] = true;
-        expected *= size[pick];
+        if (__builtin_mul_overflow(expected, size[pick], &expected)) return false;
     }
     for (int i = 0; i < ndim; i++)
         if (!used[i] && size[i] != 1) return false;
@@ -232,10 +232,10 @@ static void add_tensor(struct torch *t, const char *name, struct pyobj *const *a
     }
     memcpy(v->key, id[2]->u.str.data, id[2]->u.str.len + 1);
     v->storage_elsize = storage->size;
-    v->storage_nbytes = (uint64_t)numel * storage->size;
-    v->begin = (uint64_t)offset * e->size;
     uint64_t elements = 0, reach = 0; /* elements, and how far past the offset they go */
-    bool sized = tensor_shape_elements(size, ndim, &elements) &&
+    bool sized = !__builtin_mul_overflow((uint64_t)numel, storage->size, &v->storage_nbytes) &&
+                 !__builtin_mul_overflow((uint64_t)offset, e->size, &v->begin) &&
+                 tensor_shape_elements(size, ndim, &elements) &&
                  !__builtin_mul_overflow(elements, e->size, &v->nbytes);
     for (int i = 0; sized && elements && i < ndim; i++) {
         uint64_t step;
@@ -569,7 +569,9 @@ static bool start_legacy_storage(struct torch *t)
     t->last = last;
     t->at = 0;
     t->nbytes = t->views[first].storage_nbytes;
-    if (numel * t->views[first].storage_elsize != t->nbytes) {
+    uint64_t bytes;
+    if (__builtin_mul_overflow(numel, t->views[first].storage_elsize, &bytes) ||
+        bytes != t->nbytes) {
         report_error(t->report, "torch: storage %s holds %llu elements, not %llu bytes' worth", key,
                      (unsigned long long)numel, (unsigned long long)t->nbytes);
         return false;

@@ -42,6 +42,7 @@ CASES = [
     ("writev", ()),
     ("pwrite_backwards", ()),
     ("fdopen", ()),
+    ("fdopen_dup_left_open", ()),
     ("rename_after_close", ()),  # state.json.tmp is a checkpoint name only after the rename
     ("rename_after_close", TMP_GLOBS),  # ... and here from the start
     ("creat", ()),

@@ -174,6 +174,18 @@ static int by_fdopen(const char *path)
     return fclose(f) == 0 ? 0 : fail("fclose");
 }
 
+/* numpy's way: the data through fdopen(dup(fd)), that stream closed, and fd left open
+ * for exit to close (the agent must not flush the freed FILE at exit). */
+static int by_fdopen_dup_left_open(const char *path)
+{
+    int fd = open_for_writing(path);
+    if (fd < 0) return fail("open");
+    FILE *f = fdopen(dup(fd), "w");
+    if (!f) return fail("fdopen");
+    fputs(content, f);
+    return fclose(f) == 0 ? 0 : fail("fclose");
+}
+
 /* Written under PATH.tmp, renamed to PATH after close. */
 static int by_rename_after_close(const char *path)
 {
@@ -345,6 +357,7 @@ static const struct {
     {"writev", by_writev},
     {"pwrite_backwards", by_pwrite_backwards},
     {"fdopen", by_fdopen},
+    {"fdopen_dup_left_open", by_fdopen_dup_left_open},
     {"rename_after_close", by_rename_after_close},
     {"creat", by_creat},
     {"openat", by_openat},
