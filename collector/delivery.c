@@ -246,6 +246,13 @@ static void consume(struct sink_state *s, size_t bytes)
     s->offset += (off_t)bytes;
 }
 
+static void count(struct sink_state *s, unsigned long *counter, unsigned long n)
+{
+    pthread_mutex_lock(&s->d->lock);
+    *counter += n;
+    pthread_mutex_unlock(&s->d->lock);
+}
+
 /* At the end of the file the cursor is in: moves on to the next one when there is a
  * next one. Returns true when it moved. */
 static bool move_on(struct sink_state *s)
@@ -266,24 +273,14 @@ static bool move_on(struct sink_state *s)
         if (!segment_find(s->d->source, s->dev, s->ino, &seq)) seq = SEGMENT_ACTIVE;
     }
     unsigned long next = segment_next(s->d->source, seq);
-    if (s->buf_len > 0) { /* a torn last line: no writer will finish it */
-        pthread_mutex_lock(&s->d->lock);
-        s->counts.dropped++;
-        pthread_mutex_unlock(&s->d->lock);
-    }
+    if (s->buf_len > 0) /* a torn last line: no writer will finish it */
+        count(s, &s->counts.dropped, 1);
     return open_segment(s, next, 0) && save_cursor(s);
 }
 
 static void write_stats(struct delivery *d, bool now);
 
 /* ---- sending ---- */
-
-static void count(struct sink_state *s, unsigned long *counter, unsigned long n)
-{
-    pthread_mutex_lock(&s->d->lock);
-    *counter += n;
-    pthread_mutex_unlock(&s->d->lock);
-}
 
 /* Waits until woken, stopping, or seconds pass; returns false if the deadline passed. */
 static bool pause_for(struct sink_state *s, double seconds, bool until_woken)
@@ -296,8 +293,8 @@ static bool pause_for(struct sink_state *s, double seconds, bool until_woken)
         if (d->stopping && until > d->deadline) until = d->deadline;
         double left = until - monotonic();
         if (left <= 0 || (until_woken && (d->generation != generation || d->stopping))) break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
+        struct timespec ts; /* the condition waits on CLOCK_MONOTONIC: see delivery_open */
+        clock_gettime(CLOCK_MONOTONIC, &ts);
         double at = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + left;
         ts.tv_sec = (time_t)at;
         ts.tv_nsec = (long)((at - (double)ts.tv_sec) * 1e9);
@@ -682,7 +679,12 @@ struct delivery *delivery_open(const struct options *o, struct log_writer *log, 
     }
     pthread_mutex_init(&d->lock, NULL);
     pthread_mutex_init(&d->stats_lock, NULL);
-    pthread_cond_init(&d->wake, NULL);
+    /* A clock set back must not stretch a backoff or the flush deadline. */
+    pthread_condattr_t monotonic_clock;
+    pthread_condattr_init(&monotonic_clock);
+    pthread_condattr_setclock(&monotonic_clock, CLOCK_MONOTONIC);
+    pthread_cond_init(&d->wake, &monotonic_clock);
+    pthread_condattr_destroy(&monotonic_clock);
     d->lock_fd = -1;
     d->log = log;
     log->still_needed = still_needed;
@@ -790,6 +792,9 @@ void delivery_free(struct delivery *d)
     }
     if (d->has_spool) log_close(&d->spool);
     if (d->lock_fd >= 0) close(d->lock_fd);
+    pthread_cond_destroy(&d->wake);
+    pthread_mutex_destroy(&d->stats_lock);
+    pthread_mutex_destroy(&d->lock);
     free(d->sinks);
     free(d->state_dir);
     free(d->source);

@@ -91,7 +91,6 @@ struct elf_facts {
     int elf_class;
     unsigned machine;
     char interp[PATH_MAX]; /* "" when there is no PT_INTERP */
-    bool dynamic;          /* has PT_DYNAMIC (a static-pie has it without PT_INTERP) */
     bool go;
     bool io_uring;
     char imports[MAX_IMPORTS][32];
@@ -184,7 +183,6 @@ static bool read_elf(const char *path, struct elf_facts *f, const char **why)
         for (size_t i = 0; i < phnum; i++) {
             GElf_Phdr ph;
             if (!gelf_getphdr(e, (int)i, &ph)) continue;
-            if (ph.p_type == PT_DYNAMIC) f->dynamic = true;
             if (ph.p_type == PT_INTERP && raw && ph.p_offset < raw_size)
                 snprintf(f->interp, sizeof f->interp, "%.*s",
                          (int)(ph.p_filesz < raw_size - ph.p_offset ? ph.p_filesz

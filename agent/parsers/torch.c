@@ -497,13 +497,15 @@ static void torch_end(void *ctx, bool whole)
 
 static const struct zip_handler torch_handler = {torch_begin, torch_data, torch_end};
 
-/* Tensors whose data never came; reported as one error. */
-static size_t unread_tensors(const struct torch *t)
+/* Tensors whose data never came; reported as one error naming where it should have been
+ * (the "file" or the "archive"). */
+static size_t unread_tensors(const struct torch *t, const char *container)
 {
     size_t unread = 0;
     for (size_t i = 0; i < t->nviews; i++)
         unread += !t->views[i].reported;
-    if (unread) report_error(t->report, "torch: %zu tensors' data not in the file", unread);
+    if (unread)
+        report_error(t->report, "torch: %zu tensors' data not in the %s", unread, container);
     return unread;
 }
 
@@ -622,7 +624,7 @@ static bool legacy_finish(struct parser *p)
     if (!whole && !t->broken && t->part == L_STORAGES)
         report_error(t->report, "torch: data ended before storage %zu of %zu", t->next_key + 1,
                      t->nkeys);
-    return whole && unread_tensors(t) == 0 && !t->broken;
+    return whole && unread_tensors(t, "file") == 0 && !t->broken;
 }
 
 /* ---- The parser ------------------------------------------------------------------------ */
@@ -636,13 +638,7 @@ static bool torch_finish(struct parser *p)
 {
     struct torch *t = (struct torch *)p;
     bool whole = zip_walker_finish(t->zip) && t->pickled && !t->broken;
-    size_t unread = 0;
-    for (size_t i = 0; i < t->nviews; i++)
-        unread += !t->views[i].reported;
-    if (unread) {
-        report_error(t->report, "torch: %zu tensors' data not in the archive", unread);
-        whole = false;
-    }
+    if (unread_tensors(t, "archive")) whole = false;
     if (!t->pickle_seen) report_error(t->report, "torch: no data.pkl");
     return whole;
 }
