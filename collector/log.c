@@ -133,7 +133,8 @@ static bool hold(struct log_writer *w, const char *line, size_t len, size_t done
     return true;
 }
 
-bool log_retry(struct log_writer *w)
+/* Writes w's own held lines that fit now; true when none is left. */
+static bool write_held(struct log_writer *w)
 {
     unsigned long n = 0;
     while (w->held) {
@@ -152,11 +153,17 @@ bool log_retry(struct log_writer *w)
     return true;
 }
 
+bool log_retry(struct log_writer *w)
+{
+    bool copy_done = !w->copy || write_held(w->copy); /* the spool holds lines too */
+    return write_held(w) && copy_done;
+}
+
 bool log_write(struct log_writer *w, const char *line, size_t len)
 {
     size_t done = 0;
     bool ok;
-    if (!log_retry(w)) /* older lines still wait: this one waits behind them */
+    if (!write_held(w)) /* older lines still wait: this one waits behind them */
         ok = out_of_space(errno) && hold(w, line, len, 0);
     else if ((ok = write_all(w->fd, line, len, &done)))
         wrote(w, len);

@@ -51,11 +51,11 @@ int log_open(struct log_writer *w, const char *path, char *err, size_t err_size)
 /* Writes one line (which ends in '\n'); the first failure is reported on stderr. */
 bool log_write(struct log_writer *w, const char *line, size_t len);
 bool log_record(struct log_writer *w, const struct record *r);
-/* Writes the held lines that fit now; true when none is left held. */
+/* Writes the held lines that fit now, the copy's too; true when none is left held. */
 bool log_retry(struct log_writer *w);
 static inline bool log_holding(const struct log_writer *w)
 {
-    return w->held != NULL;
+    return w->held != NULL || (w->copy && w->copy->held != NULL);
 }
 /* Opens the file again by its name (SIGHUP, after another tool moved it away). */
 void log_reopen(struct log_writer *w);

@@ -5,6 +5,7 @@ time without losing a record; agents whose collector restarts reconnect and deli
 their bounded queue held; a log on a full file system is reported and written once space
 returns, with nothing lost; the collector runs clean under valgrind.
 """
+import json
 import os
 import shutil
 import subprocess
@@ -146,13 +147,16 @@ def small_tmpfs(work):
 
 
 def fill(path):
-    with open(path, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
+    """Writes path until the file system is full (unbuffered: a buffered file's close
+    would raise ENOSPC again for what it still holds)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def test_full_disk_under_the_log_loses_nothing(work, small_tmpfs):
@@ -180,3 +184,37 @@ def test_full_disk_under_the_log_loses_nothing(work, small_tmpfs):
     assert_every_checkpoint(records, work, 2, 10)
     assert "holding records until there is space" in err, err
     assert "space again; 20 held record(s) written" in err, err
+
+
+def test_full_disk_under_the_spool_loses_nothing(work, small_tmpfs):
+    """With the log on stdout the sinks read a spool in the state dir; held spool lines
+    are written when space returns, without waiting for another record."""
+    from sink_servers import FaultySink
+
+    sink, sock = FaultySink([(200, {})]), work / "d.sock"
+    p = subprocess.Popen(ckmon_args("collect", "--socket", sock, "-o", "-", "--state",
+                                    small_tmpfs / "state", "-s", f"ndjson={sink.url}"),
+                         env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            assert p.poll() is None and time.monotonic() < deadline, p.stderr
+            time.sleep(0.02)
+        filler = small_tmpfs / "filler"
+        fill(filler)
+        wait_all(start_writers(work, sock, 2, 5, 0))
+        time.sleep(1.5)  # records printed by now, their spool lines held
+        assert sink.delivered() == []
+        filler.unlink()
+        time.sleep(2.5)  # more than LOG_RETRY_US
+        delivered = sink.delivered()  # while the collector still runs
+    finally:
+        p.terminate()
+        out, err = p.communicate(timeout=30)
+        sink.stop()
+    printed = [json.loads(line) for line in out.splitlines()]
+    assert p.returncode == 0, err
+    assert len(printed) == 10 and sorted(map(json.dumps, delivered)) == sorted(
+        map(json.dumps, printed)), err
+    assert "holding records until there is space" in err, err
