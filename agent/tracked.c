@@ -26,7 +26,7 @@
 #include "wire.h"
 
 #define FINDINGS_PER_MESSAGE (WIRE_MAX_MESSAGE / 2) /* serialised bytes, with headroom */
-#define RECENT_CLOSED 32
+#define RECENT_CLOSED        32
 #define PROGRESS_INTERVAL_NS 250000000LL
 
 static bool initialized;
@@ -100,7 +100,8 @@ static void send_findings(const struct tracked *t, cJSON *found)
         while (from && from->child) {
             cJSON *item = cJSON_DetachItemViaPointer(from, from->child);
             char *text = json_print(item);
-            size_t item_size = (text ? strlen(text) : 0) + (item->string ? strlen(item->string) : 0) + 8;
+            size_t item_size =
+                (text ? strlen(text) : 0) + (item->string ? strlen(item->string) : 0) + 8;
             free(text);
             if (size > 0 && size + item_size > FINDINGS_PER_MESSAGE) {
                 channel_send(msg);
@@ -268,12 +269,23 @@ struct tracked *tracked_enter_slow(int fd)
     return enter_acquired(fdtable_acquire(fd));
 }
 
+/* The stream whose FILE lock this thread took in tracked_enter_stream, until it leaves. */
+static __thread FILE *entered_stream __attribute__((tls_model("initial-exec")));
+
 struct tracked *tracked_enter_stream(FILE *stream)
 {
     if (__builtin_expect(__atomic_load_n(&fd_tracked_count, __ATOMIC_RELAXED) == 0, 1) ||
-        agent_busy || !stream)
+        agent_busy || !stream || !fd_is_tracked(fileno(stream)))
         return NULL;
-    return tracked_enter(fileno(stream));
+    /* The FILE lock before the file's: a thread holding flockfile(stream) that calls
+     * fwrite_unlocked takes them in that order, so every stdio wrapper must too. */
+    flockfile(stream);
+    struct tracked *t = tracked_enter(fileno(stream));
+    if (t)
+        entered_stream = stream;
+    else
+        funlockfile(stream);
+    return t;
 }
 
 void tracked_leave(struct tracked *t)
@@ -281,6 +293,10 @@ void tracked_leave(struct tracked *t)
     int saved = errno;
     pthread_mutex_unlock(&t->lock);
     tracked_release(t, -1);
+    if (entered_stream) {
+        funlockfile(entered_stream);
+        entered_stream = NULL;
+    }
     agent_busy = false;
     errno = saved;
 }
@@ -450,7 +466,8 @@ static void finalize(struct tracked *t, int fd)
 {
     struct stat st;
     long long size = -1;
-    if ((fd >= 0 ? syscall(SYS_fstat, fd, &st) : syscall(SYS_newfstatat, AT_FDCWD, t->path, &st, 0)) == 0)
+    if ((fd >= 0 ? syscall(SYS_fstat, fd, &st)
+                 : syscall(SYS_newfstatat, AT_FDCWD, t->path, &st, 0)) == 0)
         size = st.st_size;
     const char *format;
     bool complete;
@@ -468,9 +485,11 @@ static void finalize(struct tracked *t, int fd)
     cJSON_AddStringToObject(m, "path", t->path);
     if (t->written_as[0]) cJSON_AddStringToObject(m, "written_as", t->written_as);
     cJSON_AddStringToObject(m, "format", format);
-    cJSON_AddNumberToObject(m, "bytes", (double)(size >= 0 ? (unsigned long long)size : t->streamed));
+    cJSON_AddNumberToObject(m, "bytes",
+                            (double)(size >= 0 ? (unsigned long long)size : t->streamed));
     cJSON_AddNumberToObject(m, "writes", (double)t->writes);
-    cJSON_AddNumberToObject(m, "seconds", (double)(clock_us(CLOCK_MONOTONIC) * 1000 - t->open_ns) / 1e9);
+    cJSON_AddNumberToObject(m, "seconds",
+                            (double)(clock_us(CLOCK_MONOTONIC) * 1000 - t->open_ns) / 1e9);
     cJSON_AddBoolToObject(m, "complete", complete);
     cJSON_AddStringToObject(m, "parsed", reread ? "reread" : "stream");
     channel_send(m);
@@ -563,7 +582,8 @@ size_t tracked_close_range_begin(unsigned first, unsigned last, struct closing *
         return 0;
     if (last >= high) last = high - 1;
     size_t n = 0;
-    for (unsigned fd = first; fd <= last; fd++) n += fd_is_tracked((int)fd);
+    for (unsigned fd = first; fd <= last; fd++)
+        n += fd_is_tracked((int)fd);
     struct closing *cs = n ? calloc(n, sizeof *cs) : NULL;
     size_t got = 0;
     for (unsigned fd = first; cs && fd <= last && got < n; fd++) {

@@ -27,7 +27,7 @@ CONTENT = (
     + ", ".join(f"{w:.4f}" for w in WEIGHTS) + "]}\n"
 ).encode()
 
-ONE_BYTE_PER_CALL = {"threads_pwrite", "threads_write"}
+ONE_BYTE_PER_CALL = {"threads_pwrite", "threads_write", "threads_stdio_locks"}
 NO_WRITE_CALLS = {"mmap", "sendfile"}  # the bytes arrive where no wrapper sees them
 TMP_GLOBS = ("*checkpoint*/*.json", "*checkpoint*/*.json.tmp")
 # How the record was obtained: the file parsed again at close when its bytes were not all
@@ -51,6 +51,7 @@ CASES = [
     ("sendfile", ()),
     ("threads_pwrite", ()),
     ("threads_write", ()),
+    ("threads_stdio_locks", ()),
 ]
 
 

@@ -13,6 +13,9 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -316,6 +319,41 @@ static int by_threads_write(const char *path)
     return run_threads(path, write_bytes_in_turn, 1);
 }
 
+/* One thread writes the content a byte at a time holding the FILE lock (flockfile,
+ * fwrite_unlocked) while another keeps calling fseeko(SEEK_CUR), which locks the FILE
+ * itself: the two take the stream's locks in opposite orders unless the agent always
+ * takes the FILE lock first. */
+static atomic_bool stdio_writer_done;
+static atomic_ulong stdio_seeks;
+
+static void *seek_in_place(void *stream)
+{
+    while (!atomic_load(&stdio_writer_done)) {
+        fseeko(stream, 0, SEEK_CUR);
+        atomic_fetch_add(&stdio_seeks, 1);
+    }
+    return NULL;
+}
+
+static int by_threads_stdio_locks(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return fail("fopen");
+    pthread_t seeker;
+    if (pthread_create(&seeker, NULL, seek_in_place, f) != 0) return fail("pthread_create");
+    for (size_t i = 0; i < content_len; i++) {
+        unsigned long seeks = atomic_load(&stdio_seeks);
+        while (atomic_load(&stdio_seeks) == seeks) /* a seek between any two bytes */
+            sched_yield();
+        flockfile(f);
+        (fwrite_unlocked)(content + i, 1, 1, f); /* the function, not glibc's inline macro */
+        funlockfile(f);
+    }
+    atomic_store(&stdio_writer_done, true);
+    pthread_join(seeker, NULL);
+    return fclose(f) == 0 ? 0 : fail("fclose");
+}
+
 /* ---- failing calls: what they return and the errno they leave ---- */
 
 static void show(const char *call, long result)
@@ -365,6 +403,7 @@ static const struct {
     {"sendfile", by_sendfile},
     {"threads_pwrite", by_threads_pwrite},
     {"threads_write", by_threads_write},
+    {"threads_stdio_locks", by_threads_stdio_locks},
     {"errors", failing_calls},
 };
 
