@@ -29,7 +29,7 @@
  * After a few rounds the spinning yields, because when both threads share one CPU the
  * other one cannot make progress while this one spins (measured: 4 times slower). */
 #define SPINS  64
-#define YIELDS 4096
+#define YIELDS 256
 
 struct slot {
     uint8_t *data;
@@ -95,8 +95,17 @@ static void *reader(void *arg)
     }
 }
 
+/* Whether this process may run on more than one CPU. Confined to one (taskset, a
+ * cpuset), the two threads only take turns: measured 25% slower than plain pread. */
+static bool several_cpus(void)
+{
+    cpu_set_t set;
+    return sched_getaffinity(0, sizeof set, &set) != 0 || CPU_COUNT(&set) > 1;
+}
+
 bool parse_feed_readahead(int fd, off_t from, struct parser *p, struct report *r)
 {
+    if (!several_cpus()) return parse_feed_pread(fd, from, p, r);
     struct ring g = {.fd = fd, .from = from};
     uint8_t *memory = aligned_alloc(4096, (size_t)SLOTS * SLOT_BYTES);
     pthread_t thread;
