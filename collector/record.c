@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "agent/jsontext.h"
+#include "readahead.h"
 
 bool record_set_string(char **slot, const char *value)
 {
@@ -129,7 +130,7 @@ struct record *record_from_file(const struct identity *who, int fd, const char *
     struct report report;
     const char *format = "unknown";
     report_init(&report, keys);
-    bool complete = parse_fd(fd, path, &report, parse, &format);
+    bool complete = parse_fd_with(fd, path, &report, parse, &format, parse_feed_readahead);
     struct record *r = record_new(who, path);
     cJSON *findings = cJSON_CreateObject();
     if (r && findings && record_set_string(&r->format, format)) {

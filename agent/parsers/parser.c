@@ -183,21 +183,16 @@ struct parser *parser_detect_new(const char *path, struct report *r, const struc
  * with 1 MiB, inspect ran at half the speed (the copy and the reading both went to memory). */
 #define READ_CHUNK (1u << 17)
 
-bool parse_fd(int fd, const char *path, struct report *r, const struct parse_options *o,
-              const char **format)
+bool parse_feed_pread(int fd, off_t from, struct parser *p, struct report *r)
 {
-    struct parser *p = parser_detect_new(path, r, o);
     /* Page-aligned: the kernel's copy into a buffer 16 bytes into a page (what malloc
      * returns for this size) ran at a third of the speed. */
     uint8_t *buf = aligned_alloc(4096, READ_CHUNK);
-    if (!p || !buf) {
-        free(buf);
-        if (p) p->destroy(p);
+    if (!buf) {
         report_error(r, "out of memory");
-        *format = "unknown";
         return false;
     }
-    off_t offset = 0;
+    off_t offset = from;
     bool read_ok = true;
     for (;;) {
         ssize_t n = pread(fd, buf, READ_CHUNK, offset);
@@ -210,9 +205,28 @@ bool parse_fd(int fd, const char *path, struct report *r, const struct parse_opt
         p->feed(p, buf, (size_t)n);
         offset += n;
     }
+    free(buf);
+    return read_ok;
+}
+
+bool parse_fd_with(int fd, const char *path, struct report *r, const struct parse_options *o,
+                   const char **format, parse_source *source)
+{
+    struct parser *p = parser_detect_new(path, r, o);
+    if (!p) {
+        report_error(r, "out of memory");
+        *format = "unknown";
+        return false;
+    }
+    bool read_ok = source(fd, 0, p, r);
     bool complete = p->finish(p) && read_ok;
     *format = p->format;
     p->destroy(p);
-    free(buf);
     return complete;
+}
+
+bool parse_fd(int fd, const char *path, struct report *r, const struct parse_options *o,
+              const char **format)
+{
+    return parse_fd_with(fd, path, r, o, format, parse_feed_pread);
 }

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "report.h"
 
@@ -53,5 +54,16 @@ struct parser *parser_detect_new(const char *path, struct report *r, const struc
  * Returns the parser's finish() result; *format gets the detected format. */
 bool parse_fd(int fd, const char *path, struct report *r, const struct parse_options *o,
               const char **format);
+
+/* How parse_fd_with gets a file's bytes to the parser: everything from offset `from` to
+ * EOF. Returns false after reporting a read error. */
+typedef bool parse_source(int fd, off_t from, struct parser *p, struct report *r);
+
+/* parse_fd's own source: pread into a buffer (safe anywhere, including in the agent). */
+bool parse_feed_pread(int fd, off_t from, struct parser *p, struct report *r);
+
+/* parse_fd with another source (the collector's, collector/readahead.h). */
+bool parse_fd_with(int fd, const char *path, struct report *r, const struct parse_options *o,
+                   const char **format, parse_source *source);
 
 #endif
