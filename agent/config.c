@@ -18,15 +18,27 @@ struct agent_config agent_config;
 /* The contract's default list; the *.json and *.bin globs only inside a directory whose
  * name contains "checkpoint" or "ckpt" ('*' crosses '/', so any ancestor counts). */
 static const char *const default_globs[] = {
-    "*.pt",   "*.pth",           "*.ckpt",          "*.safetensors",   "*.npy",
-    "*.npz",  "*.pkl",           "*.pickle",        "*.gguf",          "*checkpoint*/*.json",
-    "*checkpoint*/*.bin",        "*ckpt*/*.json",   "*ckpt*/*.bin",    NULL,
+    "*.pt",
+    "*.pth",
+    "*.ckpt",
+    "*.safetensors",
+    "*.npy",
+    "*.npz",
+    "*.pkl",
+    "*.pickle",
+    "*.gguf",
+    "*checkpoint*/*.json",
+    "*checkpoint*/*.bin",
+    "*ckpt*/*.json",
+    "*ckpt*/*.bin",
+    NULL,
 };
 
 char **split_list(const char *list, size_t *count)
 {
     size_t n = 1, len = strlen(list);
-    for (const char *p = list; *p; p++) n += *p == ':';
+    for (const char *p = list; *p; p++)
+        n += *p == ':';
     char **items = malloc((n + 1) * sizeof(char *) + len + 1);
     if (!items) {
         *count = 0;
@@ -79,8 +91,8 @@ static bool launcher_number(const char *const names[4], long *out)
 static void load_rank(void)
 {
     static const char *const rank[] = {"RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"};
-    static const char *const local[] = {"LOCAL_RANK", "SLURM_LOCALID",
-                                        "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID"};
+    static const char *const local[] = {"LOCAL_RANK", "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK",
+                                        "MPI_LOCALRANKID"};
     static const char *const size[] = {"WORLD_SIZE", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE",
                                        "PMI_SIZE"};
     struct agent_config *c = &agent_config;
@@ -140,7 +152,8 @@ static void normalize(char *path)
     char *out = path;
     const char *in = path;
     while (*in) {
-        while (*in == '/') in++;
+        while (*in == '/')
+            in++;
         const char *end = strchrnul(in, '/');
         size_t len = (size_t)(end - in);
         if (len == 0 || (len == 1 && in[0] == '.')) {

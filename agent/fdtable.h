@@ -20,8 +20,7 @@ extern unsigned fd_high_water;    /* one past the highest slot ever used */
 
 static inline bool fd_is_tracked(int fd)
 {
-    return (unsigned)fd < fd_capacity &&
-           __atomic_load_n(&fd_slots[fd], __ATOMIC_RELAXED) != NULL;
+    return (unsigned)fd < fd_capacity && __atomic_load_n(&fd_slots[fd], __ATOMIC_RELAXED) != NULL;
 }
 
 void fdtable_init(void);

@@ -33,20 +33,20 @@ struct tracked {
     struct tracked *next_live;
     unsigned long long id;
     char path[PATH_MAX];
-    char written_as[PATH_MAX]; /* "" unless renamed while open */
-    long long open_us;         /* wall clock, for the record */
-    long long open_ns;         /* monotonic, for "seconds" */
-    unsigned long long pos;    /* where the next write() lands */
+    char written_as[PATH_MAX];   /* "" unless renamed while open */
+    long long open_us;           /* wall clock, for the record */
+    long long open_ns;           /* monotonic, for "seconds" */
+    unsigned long long pos;      /* where the next write() lands */
     unsigned long long streamed; /* bytes fed to the parser, in file order */
     unsigned long long writes;
     bool append;
-    bool reread;   /* parse the finished file at close instead */
-    bool unannounced; /* inherited through fork: reported only once this process writes */
+    bool reread;             /* parse the finished file at close instead */
+    bool unannounced;        /* inherited through fork: reported only once this process writes */
     const char *format_sent; /* the format the collector was last told */
     long long progress_ns;   /* monotonic time of the last data message */
-    FILE *stream;  /* the stdio stream over it, flushed before an exit report */
-    struct budget budget; /* statistics time against write time (budget.h) */
-    long long enter_ns;   /* when the current write call was entered, under a budget */
+    FILE *stream;            /* the stdio stream over it, flushed before an exit report */
+    struct budget budget;    /* statistics time against write time (budget.h) */
+    long long enter_ns;      /* when the current write call was entered, under a budget */
     struct report report;
     struct parser *parser;
 };

@@ -30,15 +30,9 @@ EXPORT int dup(int oldfd)
     if (fd >= 0) tracked_duplicated(oldfd, fd);                                                    \
     return fd;
 
-EXPORT int dup2(int oldfd, int newfd)
-{
-    DUP2_BODY(REAL(dup2)(oldfd, newfd))
-}
+EXPORT int dup2(int oldfd, int newfd){DUP2_BODY(REAL(dup2)(oldfd, newfd))}
 
-EXPORT int dup3(int oldfd, int newfd, int flags)
-{
-    DUP2_BODY(REAL(dup3)(oldfd, newfd, flags))
-}
+EXPORT int dup3(int oldfd, int newfd, int flags){DUP2_BODY(REAL(dup3)(oldfd, newfd, flags))}
 
 /* fcntl's third argument is an int or a pointer depending on cmd; passing it on as a
  * pointer-sized value is what glibc itself does. */
@@ -54,10 +48,9 @@ EXPORT int dup3(int oldfd, int newfd, int flags)
         return r;                                                                                  \
     }
 
-FCNTL_WRAPPER(fcntl)
-FCNTL_WRAPPER(fcntl64)
+FCNTL_WRAPPER(fcntl) FCNTL_WRAPPER(fcntl64)
 
-EXPORT int close(int fd)
+    EXPORT int close(int fd)
 {
     channel_yield_fds((unsigned)fd, (unsigned)fd);
     struct closing c;

@@ -73,7 +73,7 @@
 /* freopen closes the stream's old descriptor (which may be a checkpoint) and opens path
  * on the same stream. With a NULL path it only changes the mode of the same file. */
 #define FREOPEN_WRAPPER(name)                                                                      \
-    EXPORT FILE *name(const char *path, const char *mode, FILE *stream)                           \
+    EXPORT FILE *name(const char *path, const char *mode, FILE *stream)                            \
     {                                                                                              \
         struct closing old;                                                                        \
         bool closing = path && stream && tracked_close_begin_stream(stream, &old);                 \

@@ -19,7 +19,7 @@
         tracked_wrote(t, OFFSET_VALUE_##OFFSET, buf, n);                                           \
         return n;                                                                                  \
     }                                                                                              \
-    EXPORT ssize_t name(int fd, const void *buf, size_t count OFFSET_PARAM_##OFFSET(offset_type)) \
+    EXPORT ssize_t name(int fd, const void *buf, size_t count OFFSET_PARAM_##OFFSET(offset_type))  \
     {                                                                                              \
         if (__builtin_expect(!fd_is_tracked(fd), 1))                                               \
             return REAL(name)(fd, buf, count OFFSET_ARG_##OFFSET);                                 \
@@ -36,8 +36,8 @@
         tracked_wrotev(t, OFFSET_VALUE_##OFFSET, iov, iovcnt, n);                                  \
         return n;                                                                                  \
     }                                                                                              \
-    EXPORT ssize_t name(int fd, const struct iovec *iov, int iovcnt                                \
-                            OFFSET_PARAM_##OFFSET(offset_type))                                    \
+    EXPORT ssize_t name(int fd, const struct iovec *iov,                                           \
+                        int iovcnt OFFSET_PARAM_##OFFSET(offset_type))                             \
     {                                                                                              \
         if (__builtin_expect(!fd_is_tracked(fd), 1))                                               \
             return REAL(name)(fd, iov, iovcnt OFFSET_ARG_##OFFSET);                                \
@@ -46,10 +46,10 @@
 
 #define OFFSET_PARAM_AT_POSITION(type)
 #define OFFSET_ARG_AT_POSITION
-#define OFFSET_VALUE_AT_POSITION AT_POSITION
+#define OFFSET_VALUE_AT_POSITION    AT_POSITION
 #define OFFSET_PARAM_EXPLICIT(type) , type offset
-#define OFFSET_ARG_EXPLICIT , offset
-#define OFFSET_VALUE_EXPLICIT ((long long)offset)
+#define OFFSET_ARG_EXPLICIT         , offset
+#define OFFSET_VALUE_EXPLICIT       ((long long)offset)
 
 WRITE_WRAPPER(write, off_t, AT_POSITION)
 WRITE_WRAPPER(pwrite, off_t, EXPLICIT)

@@ -35,7 +35,7 @@ struct log_writer {
     off_t size;
     bool (*still_needed)(void *ctx, unsigned long seq);
     void *needed_ctx;
-    struct log_writer *copy; /* every line also goes there (the sinks' spool), or NULL */
+    struct log_writer *copy;        /* every line also goes there (the sinks' spool), or NULL */
     void (*after_write)(void *ctx); /* called after each line: the sinks' wake-up */
     void *after_ctx;
     struct held_line *held, **held_tail; /* waiting for space, oldest first */

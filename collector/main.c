@@ -11,9 +11,10 @@
 #include "agent/config.h"
 #include "cli.h"
 
-static const char *const command_names[] = {
-    [COMMAND_RUN] = "run", [COMMAND_COLLECT] = "collect", [COMMAND_INSPECT] = "inspect",
-    [COMMAND_DOCTOR] = "doctor"};
+static const char *const command_names[] = {[COMMAND_RUN] = "run",
+                                            [COMMAND_COLLECT] = "collect",
+                                            [COMMAND_INSPECT] = "inspect",
+                                            [COMMAND_DOCTOR] = "doctor"};
 
 static const char main_help[] =
     "Usage: ckmon COMMAND [OPTIONS]\n"
@@ -55,15 +56,14 @@ static const char main_help[] =
     "      --sample FRACTION  fraction of each tensor's bytes that statistics\n"                   \
     "                         read, in (0, 1]; 1 is exact. Default: " XSTRINGIFY(                  \
         DEFAULT_SAMPLE) ", except\n"                                                               \
-    "                         that monitored programs follow --budget\n"
+                        "                         that monitored programs follow --budget\n"
 
 #define BUDGET_HELP                                                                                \
     "      --budget PERCENT   unless --sample is given, statistics may take at\n"                  \
-    "                         most PERCENT of the time the program spends in its\n"               \
-    "                         writes to each checkpoint; they sample to stay\n"                   \
-    "                         within it (each file's first 4 MiB of tensors are\n"                \
-    "                         always read). Default: " XSTRINGIFY(                                 \
-        DEFAULT_BUDGET_PERCENT) "\n"
+    "                         most PERCENT of the time the program spends in its\n"                \
+    "                         writes to each checkpoint; they sample to stay\n"                    \
+    "                         within it (each file's first 4 MiB of tensors are\n"                 \
+    "                         always read). Default: " XSTRINGIFY(DEFAULT_BUDGET_PERCENT) "\n"
 
 #define SERVING_HELP                                                                               \
     "  -o, --log FILE         append records to FILE, '-' for stdout\n"                            \
@@ -91,7 +91,7 @@ static const char main_help[] =
     "  CKMON_PATHS, CKMON_KEYS  ':'-separated lists, as repeated --paths, --keys\n"                \
     "  CKMON_SINKS              space-separated list, as repeated --sink\n"                        \
     "  CKMON_LOG, CKMON_SAMPLE, CKMON_SOCKET, CKMON_JOB, CKMON_STATE,\n"                           \
-    "  CKMON_LOG_MAX_BYTES, CKMON_LOG_KEEP\n"                                                       \
+    "  CKMON_LOG_MAX_BYTES, CKMON_LOG_KEEP\n"                                                      \
     "                           as the flags\n"
 
 static const char run_help[] =
@@ -112,8 +112,7 @@ static const char run_help[] =
     "      --socket PATH      use the collector answering on PATH, or start one\n"
     "                         there (default: a private socket in a new directory\n"
     "                         under $TMPDIR or /tmp, removed afterwards)\n" SERVING_HELP
-    "  -h, --help             show this help\n" ENV_HELP
-    "  CKMON_BUDGET             as --budget\n"
+    "  -h, --help             show this help\n" ENV_HELP "  CKMON_BUDGET             as --budget\n"
     "  CKMON_AGENT              the agent library (default: libckmon.so beside the\n"
     "                           ckmon binary, else ../lib/ckmon/libckmon.so from it)\n"
     "  LD_PRELOAD               kept; the agent is put in front of it\n";
@@ -172,9 +171,10 @@ static const char doctor_help[] =
     "Options:\n"
     "  -h, --help             show this help\n";
 
-static const char *const command_help[] = {
-    [COMMAND_RUN] = run_help, [COMMAND_COLLECT] = collect_help, [COMMAND_INSPECT] = inspect_help,
-    [COMMAND_DOCTOR] = doctor_help};
+static const char *const command_help[] = {[COMMAND_RUN] = run_help,
+                                           [COMMAND_COLLECT] = collect_help,
+                                           [COMMAND_INSPECT] = inspect_help,
+                                           [COMMAND_DOCTOR] = doctor_help};
 
 void show_help(enum command cmd)
 {
@@ -207,9 +207,10 @@ int cli_parse(struct options *o, enum command cmd, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    static int (*const commands[])(int, char **) = {
-        [COMMAND_RUN] = cmd_run, [COMMAND_COLLECT] = cmd_collect, [COMMAND_INSPECT] = cmd_inspect,
-        [COMMAND_DOCTOR] = cmd_doctor};
+    static int (*const commands[])(int, char **) = {[COMMAND_RUN] = cmd_run,
+                                                    [COMMAND_COLLECT] = cmd_collect,
+                                                    [COMMAND_INSPECT] = cmd_inspect,
+                                                    [COMMAND_DOCTOR] = cmd_doctor};
     const char *name = argc > 1 ? argv[1] : NULL;
     if (!name) {
         fputs(main_help, stderr);

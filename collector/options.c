@@ -211,7 +211,11 @@ static int set_size(unsigned long long *out, const char *value, const char *sour
     char *end;
     errno = 0;
     unsigned long long v = strtoull(value, &end, 10);
-    int shift = !*end ? 0 : !strcmp(end, "K") ? 10 : !strcmp(end, "M") ? 20 : !strcmp(end, "G") ? 30 : -1;
+    int shift = !*end               ? 0
+                : !strcmp(end, "K") ? 10
+                : !strcmp(end, "M") ? 20
+                : !strcmp(end, "G") ? 30
+                                    : -1;
     if (end == value || *value == '-' || errno || shift < 0 || v > (~0ULL >> shift)) {
         snprintf(err, err_size, "%s: '%s' is not a size (bytes, or a number with K, M or G)",
                  source, value);

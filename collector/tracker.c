@@ -443,9 +443,8 @@ static const struct {
     const char *kind;
     message_handler handle;
 } handlers[] = {
-    {"hello", on_hello}, {"open", on_open},     {"data", on_data},
-    {"close", on_close}, {"rename", on_rename}, {"adopt", on_adopt},
-    {"exec", on_exec},   {"exec_failed", on_exec_failed},
+    {"hello", on_hello},   {"open", on_open},   {"data", on_data}, {"close", on_close},
+    {"rename", on_rename}, {"adopt", on_adopt}, {"exec", on_exec}, {"exec_failed", on_exec_failed},
 };
 
 void tracker_message(struct tracker *t, struct tracker_conn *c, const char *data, size_t len,

@@ -72,10 +72,8 @@ static void render_items(struct strbuf *b, const struct pyvec *v, size_t step, i
 static void render_container(struct strbuf *b, const struct pyobj *o, int depth)
 {
     static const char *const brackets[][2] = {
-        [PY_LIST] = {"[", "]"},
-        [PY_TUPLE] = {"(", ")"},
-        [PY_SET] = {"{", "}"},
-        [PY_FROZENSET] = {"frozenset({", "})"},
+        [PY_LIST] = {"[", "]"}, [PY_TUPLE] = {"(", ")"},
+        [PY_SET] = {"{", "}"},  [PY_FROZENSET] = {"frozenset({", "})"},
         [PY_DICT] = {"{", "}"},
     };
     sb_addz(b, brackets[o->kind][0]);
@@ -101,23 +99,30 @@ static void render(struct strbuf *b, const struct pyobj *o, bool as_repr, int de
 {
     if (depth > RENDER_MAX_DEPTH) return sb_addz(b, "...");
     switch (o->kind) {
-    case PY_NONE: return sb_addz(b, "None");
-    case PY_BOOL: return sb_addz(b, o->u.boolean ? "True" : "False");
-    case PY_INT: return sb_addf(b, "%" PRId64, o->u.integer);
+    case PY_NONE:
+        return sb_addz(b, "None");
+    case PY_BOOL:
+        return sb_addz(b, o->u.boolean ? "True" : "False");
+    case PY_INT:
+        return sb_addf(b, "%" PRId64, o->u.integer);
     case PY_BIGINT: {
         char digits[400]; /* every digit of the largest double */
         if (!isfinite(o->u.number)) return render_float(b, o->u.number);
         snprintf(digits, sizeof(digits), "%.0f", o->u.number);
         return sb_addz(b, digits);
     }
-    case PY_FLOAT: return render_float(b, o->u.number);
-    case PY_STR: return render_str(b, o, as_repr);
-    case PY_BYTES: return render_bytes(b, o);
+    case PY_FLOAT:
+        return render_float(b, o->u.number);
+    case PY_STR:
+        return render_str(b, o, as_repr);
+    case PY_BYTES:
+        return render_bytes(b, o);
     case PY_LIST:
     case PY_TUPLE:
     case PY_SET:
     case PY_FROZENSET:
-    case PY_DICT: return render_container(b, o, depth);
+    case PY_DICT:
+        return render_container(b, o, depth);
     case PY_GLOBAL:
         sb_addz(b, o->u.global.module);
         sb_addz(b, ".");
@@ -125,9 +130,12 @@ static void render(struct strbuf *b, const struct pyobj *o, bool as_repr, int de
     case PY_OBJECT:
         if (o->u.object.callable) render(b, o->u.object.callable, false, depth + 1);
         return sb_addz(b, "(...)");
-    case PY_PID: return sb_addz(b, "persistent_id(...)");
-    case PY_DTYPE: return sb_addf(b, "dtype('%s')", o->u.dtype.code);
-    case PY_ARRAY: return sb_addz(b, "array(...)");
+    case PY_PID:
+        return sb_addz(b, "persistent_id(...)");
+    case PY_DTYPE:
+        return sb_addf(b, "dtype('%s')", o->u.dtype.code);
+    case PY_ARRAY:
+        return sb_addz(b, "array(...)");
     }
 }
 
@@ -137,7 +145,8 @@ static bool name_ok(struct flattener *f)
 {
     if (!f->name.overflow) return true;
     if (!f->said_too_long)
-        report_error(f->report, "flatten: a name longer than %d bytes was not reported", FLATTEN_MAX_NAME);
+        report_error(f->report, "flatten: a name longer than %d bytes was not reported",
+                     FLATTEN_MAX_NAME);
     f->said_too_long = true;
     return false;
 }
@@ -307,29 +316,40 @@ static void visit(struct flattener *f, const struct pyobj *o, int depth)
     if (f->report->findings > REPORT_MAX_FINDINGS) return; /* full, and it said so */
     if (f->hook && f->hook(f->ctx, f->report, f->name.s, o)) return;
     switch (o->kind) {
-    case PY_NONE: return report_null(f->report, f->name.s);
-    case PY_BOOL: return report_bool(f->report, f->name.s, o->u.boolean);
-    case PY_INT: return report_int(f->report, f->name.s, o->u.integer);
+    case PY_NONE:
+        return report_null(f->report, f->name.s);
+    case PY_BOOL:
+        return report_bool(f->report, f->name.s, o->u.boolean);
+    case PY_INT:
+        return report_int(f->report, f->name.s, o->u.integer);
     case PY_BIGINT:
-    case PY_FLOAT: return report_float(f->report, f->name.s, o->u.number);
+    case PY_FLOAT:
+        return report_float(f->report, f->name.s, o->u.number);
     case PY_STR:
         if (o->u.str.data) report_string(f->report, f->name.s, o->u.str.data, o->u.str.len);
         return;
-    case PY_BYTES: return;
+    case PY_BYTES:
+        return;
     case PY_LIST:
     case PY_TUPLE:
     case PY_SET:
-    case PY_FROZENSET: visit_items(f, &o->u.seq, depth); break;
-    case PY_DICT: visit_pairs(f, &o->u.map, depth); break;
+    case PY_FROZENSET:
+        visit_items(f, &o->u.seq, depth);
+        break;
+    case PY_DICT:
+        visit_pairs(f, &o->u.map, depth);
+        break;
     case PY_OBJECT:
         if (!has_content(o)) return report_described(f, o);
         visit_pairs(f, &o->u.object.map, depth);
         visit_items(f, &o->u.object.items, depth);
         break;
-    case PY_ARRAY: return report_array(f, &o->u.array);
+    case PY_ARRAY:
+        return report_array(f, &o->u.array);
     case PY_GLOBAL:
     case PY_PID:
-    case PY_DTYPE: return report_described(f, o);
+    case PY_DTYPE:
+        return report_described(f, o);
     }
     if (o->attrs) visit_pairs(f, &o->attrs->u.map, depth);
 }
@@ -339,13 +359,17 @@ static void visit(struct flattener *f, const struct pyobj *o, int depth)
 static bool is_single(const struct pyobj *o)
 {
     switch (o->kind) {
-    case PY_DICT: return false;
+    case PY_DICT:
+        return false;
     case PY_LIST:
     case PY_TUPLE:
     case PY_SET:
-    case PY_FROZENSET: return !o->attrs && is_tensor_list(&o->u.seq);
-    case PY_OBJECT: return !has_content(o);
-    default: return true;
+    case PY_FROZENSET:
+        return !o->attrs && is_tensor_list(&o->u.seq);
+    case PY_OBJECT:
+        return !has_content(o);
+    default:
+        return true;
     }
 }
 

@@ -41,8 +41,8 @@ struct json_parser {
 
 /* What the pre-pass found. */
 struct scan {
-    size_t values;    /* strings, numbers, literals and containers */
-    size_t nonfinite; /* NaN, Infinity, -Infinity tokens */
+    size_t values;         /* strings, numbers, literals and containers */
+    size_t nonfinite;      /* NaN, Infinity, -Infinity tokens */
     uint8_t *float_syntax; /* one bit per number token: written as a float */
     size_t numbers, bits_alloc;
     const char *problem; /* why the text is not JSON, or NULL */
@@ -57,7 +57,8 @@ static const struct {
 static size_t nonfinite_at(const char *s, size_t left)
 {
     for (size_t i = 0; i < sizeof(nonfinite_tokens) / sizeof(nonfinite_tokens[0]); i++)
-        if (left >= nonfinite_tokens[i].len && memcmp(s, nonfinite_tokens[i].token, nonfinite_tokens[i].len) == 0)
+        if (left >= nonfinite_tokens[i].len &&
+            memcmp(s, nonfinite_tokens[i].token, nonfinite_tokens[i].len) == 0)
             return nonfinite_tokens[i].len;
     return 0;
 }
@@ -179,8 +180,9 @@ static struct pyobj *convert_container(struct converter *c, const cJSON *item)
     if (!o) return NULL;
     struct pyvec *v = is_object ? &o->u.map : &o->u.seq;
     for (const cJSON *child = item->child; child; child = child->next) {
-        if (is_object && !pyvec_push(c->arena, v, pyobj_str(c->arena, PY_STR, child->string,
-                                                            strlen(child->string))))
+        if (is_object &&
+            !pyvec_push(c->arena, v,
+                        pyobj_str(c->arena, PY_STR, child->string, strlen(child->string))))
             return NULL;
         struct pyobj *value = convert(c, child);
         if (!value || !pyvec_push(c->arena, v, value)) return NULL;
@@ -228,7 +230,8 @@ static char *close_truncated(const char *in, size_t n, size_t *out_len)
         bool in_object = depth && stack[depth - 1] == '{';
         if (c == '"') {
             size_t k = i + 1;
-            while (k < n && in[k] != '"') k += in[k] == '\\' ? 2 : 1;
+            while (k < n && in[k] != '"')
+                k += in[k] == '\\' ? 2 : 1;
             if ((truncated = k >= n)) break;
             i = k + 1;
             if (!(in_object && expect_key)) cut = i, cut_depth = depth;
@@ -248,7 +251,8 @@ static char *close_truncated(const char *in, size_t n, size_t *out_len)
             i++;
         } else {
             size_t k = i;
-            while (k < n && in[k] && !strchr(" \t\r\n,:[]{}\"", in[k])) k++;
+            while (k < n && in[k] && !strchr(" \t\r\n,:[]{}\"", in[k]))
+                k++;
             if (k == i) break; /* a NUL byte: malformed, and scan() says where */
             if ((truncated = k >= n)) break;
             i = k;
@@ -258,7 +262,8 @@ static char *close_truncated(const char *in, size_t n, size_t *out_len)
     truncated = (truncated || i >= n) && depth > 0 && cut_depth <= depth;
     if (truncated && (out = malloc(cut + cut_depth + 1))) {
         memcpy(out, in, cut);
-        for (size_t d = cut_depth; d-- > 0;) out[cut++] = stack[d] == '{' ? '}' : ']';
+        for (size_t d = cut_depth; d-- > 0;)
+            out[cut++] = stack[d] == '{' ? '}' : ']';
         out[cut] = '\0';
         *out_len = cut;
     }
@@ -273,7 +278,8 @@ static void json_feed(struct parser *base, const uint8_t *data, size_t len)
     struct json_parser *p = (struct json_parser *)base;
     if (p->too_big) return;
     if (len > JSON_MAX_BYTES - p->len) {
-        report_error(p->report, "json: document exceeds the %u MiB cap; not parsed", JSON_MAX_BYTES >> 20);
+        report_error(p->report, "json: document exceeds the %u MiB cap; not parsed",
+                     JSON_MAX_BYTES >> 20);
         p->too_big = true;
         free(p->text);
         p->text = NULL;
@@ -338,7 +344,8 @@ static bool parse_text(struct json_parser *p, struct scan *sc)
     bool ok = doc != NULL;
     if (!doc) {
         size_t at = end ? (size_t)(end - text) : 0;
-        report_error(p->report, "json: malformed at byte %zu", rewritten ? original_offset(text, at) : at);
+        report_error(p->report, "json: malformed at byte %zu",
+                     rewritten ? original_offset(text, at) : at);
     } else {
         ok = report_tree(p, doc, sc);
         cJSON_Delete(doc);
@@ -357,8 +364,10 @@ static bool json_finish(struct parser *base)
     size_t repaired_len;
     char *repaired = close_truncated(p->text, p->len, &repaired_len);
     if (repaired) {
-        report_error(p->report, "json: the data ends inside the document, at byte %zu; the "
-                     "values before that point are reported", p->len);
+        report_error(p->report,
+                     "json: the data ends inside the document, at byte %zu; the "
+                     "values before that point are reported",
+                     p->len);
         free(p->text);
         p->text = repaired;
         p->len = repaired_len;

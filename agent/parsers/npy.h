@@ -38,7 +38,7 @@ struct npy_array {
     size_t preamble_len, preamble_need;
     char *header;
     size_t header_len, header_have;
-    struct tensor_head head; /* a Fortran-order array's head in C order */
+    struct tensor_head head;     /* a Fortran-order array's head in C order */
     struct tensor_reader tensor; /* last: it ends in a large buffer */
 };
 

@@ -32,7 +32,8 @@ static bool claims_json(const uint8_t *head, size_t n, const char *extension)
 {
     (void)extension;
     size_t i = 0;
-    while (i < n && strchr(" \t\r\n", head[i])) i++;
+    while (i < n && strchr(" \t\r\n", head[i]))
+        i++;
     return i < n && (head[i] == '{' || head[i] == '[');
 }
 
@@ -51,7 +52,8 @@ static bool claims_safetensors(const uint8_t *head, size_t n, const char *extens
     (void)extension;
     if (n < 9 || head[8] != '{') return false;
     uint64_t length = 0;
-    for (int i = 7; i >= 0; i--) length = length << 8 | head[i];
+    for (int i = 7; i >= 0; i--)
+        length = length << 8 | head[i];
     return length >= 2 && length <= SPEC_MAX_HEADER;
 }
 
@@ -111,9 +113,8 @@ static void decide(struct detect *d)
     d->decided = true;
     for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
         if (!formats[i].claims(d->head, d->head_len, d->extension)) continue;
-        d->inner = formats[i].create_named
-                       ? formats[i].create_named(d->report, d->options, d->stem)
-                       : formats[i].create(d->report, d->options);
+        d->inner = formats[i].create_named ? formats[i].create_named(d->report, d->options, d->stem)
+                                           : formats[i].create(d->report, d->options);
         if (!d->inner) {
             report_error(d->report, "%s: out of memory", formats[i].name);
             return;

@@ -147,11 +147,11 @@ struct pickle_walker {
 
     char *line; /* the current text line (malloc'd, at most line_limit bytes) */
     size_t line_len, line_alloc, line_limit;
-    uint64_t line_total; /* the whole line's length, retained or not */
+    uint64_t line_total;    /* the whole line's length, retained or not */
     const char *first_line; /* GLOBAL/INST module, copied into the arena */
 
     uint64_t payload_need, payload_have;
-    uint8_t *payload; /* where retained payload bytes go; NULL: counted down only */
+    uint8_t *payload;     /* where retained payload bytes go; NULL: counted down only */
     uint8_t payload_last; /* last byte seen (the sign of an over-long LONG4) */
     uint8_t long_bytes[PICKLE_MAX_LONG];
 
@@ -167,7 +167,8 @@ static const char *op_name(uint8_t op)
     return opcodes[op].name ? opcodes[op].name : "?";
 }
 
-static bool fail(struct pickle_walker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool fail(struct pickle_walker *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Reports why the walk gives up (with the offset of the opcode at fault); always false. */
 static bool fail(struct pickle_walker *w, const char *fmt, ...)
@@ -263,14 +264,15 @@ static bool memo_put(struct pickle_walker *w, uint64_t index)
 static bool memo_get(struct pickle_walker *w, uint64_t index)
 {
     if (index >= w->memo.len || !w->memo.at[index])
-        return fail(w, "%s of memo index %" PRIu64 " which was never stored", op_name(w->op), index);
+        return fail(w, "%s of memo index %" PRIu64 " which was never stored", op_name(w->op),
+                    index);
     return push(w, w->memo.at[index]);
 }
 
 /* ---- building nodes ---- */
 
-static struct pyobj *new_seq(struct pickle_walker *w, enum pyobj_kind kind, struct pyobj *const *items,
-                             size_t n)
+static struct pyobj *new_seq(struct pickle_walker *w, enum pyobj_kind kind,
+                             struct pyobj *const *items, size_t n)
 {
     struct pyobj *o = pyobj_new(w->arena, kind);
     if (!o || !pyvec_extend(w->arena, &o->u.seq, items, n)) return NULL;
@@ -293,7 +295,8 @@ static bool push_marked_seq(struct pickle_walker *w, enum pyobj_kind kind)
     return push(w, new_seq(w, kind, items, n));
 }
 
-static bool add_pairs(struct pickle_walker *w, struct pyobj *target, struct pyobj *const *items, size_t n)
+static bool add_pairs(struct pickle_walker *w, struct pyobj *target, struct pyobj *const *items,
+                      size_t n)
 {
     struct pyvec *map = pyobj_map(target);
     if (!map) return fail(w, "%s on something that is not a dict", op_name(w->op));
@@ -301,7 +304,8 @@ static bool add_pairs(struct pickle_walker *w, struct pyobj *target, struct pyob
     return pyvec_extend(w->arena, map, items, n) || fail_memory(w);
 }
 
-static bool add_items(struct pickle_walker *w, struct pyobj *target, struct pyobj *const *items, size_t n)
+static bool add_items(struct pickle_walker *w, struct pyobj *target, struct pyobj *const *items,
+                      size_t n)
 {
     struct pyvec *vec = pyobj_items(target);
     if (!vec) return fail(w, "%s on something that is not a list or set", op_name(w->op));
@@ -414,8 +418,8 @@ static void build_dtype(struct pyobj *dt, const struct pyobj *state)
         dt->u.dtype.byteorder = s[1]->u.str.data[0];
 }
 
-static const char *array_shape(struct pickle_walker *w, struct pyarray *arr, const struct pyobj *shape,
-                               uint64_t *count)
+static const char *array_shape(struct pickle_walker *w, struct pyarray *arr,
+                               const struct pyobj *shape, uint64_t *count)
 {
     size_t ndim;
     struct pyobj *const *dims = pyobj_tuple_items(shape, &ndim);
@@ -425,7 +429,8 @@ static const char *array_shape(struct pickle_walker *w, struct pyarray *arr, con
     if (ndim && !arr->shape) return "no memory left for the array's shape";
     *count = 1;
     for (size_t i = 0; i < ndim; i++) {
-        if (dims[i]->kind != PY_INT || dims[i]->u.integer < 0) return "unrecognised numpy array shape";
+        if (dims[i]->kind != PY_INT || dims[i]->u.integer < 0)
+            return "unrecognised numpy array shape";
         arr->shape[i] = dims[i]->u.integer;
         uint64_t d = (uint64_t)dims[i]->u.integer;
         *count = (d && *count > UINT64_MAX / 8 / d) ? UINT64_MAX / 8 : *count * d;
@@ -447,7 +452,8 @@ static const char *array_data(struct pyarray *arr, const struct pyobj *dt, const
         return "array data is not raw bytes (object arrays are not supported)";
     arr->nbytes = data->u.str.len;
     arr->data = (const uint8_t *)data->u.str.data;
-    if (arr->nbytes != count * dtype_size(arr->dtype)) return "array data size does not match its shape";
+    if (arr->nbytes != count * dtype_size(arr->dtype))
+        return "array data size does not match its shape";
     if (!arr->data) return "array data not retained (over the parser's memory limits)";
     return NULL;
 }
@@ -597,7 +603,8 @@ static struct pyobj *make_builtin(struct pickle_walker *w, const char *name, str
     if (strcmp(name, "dict") == 0) return make_dict(w, a, n);
     if (strcmp(name, "bytes") == 0 || strcmp(name, "bytearray") == 0) return make_bytes(w, a, n);
     for (size_t i = 0; i < sizeof(containers) / sizeof(containers[0]); i++)
-        if (strcmp(name, containers[i].name) == 0) return make_container(w, containers[i].kind, a, n);
+        if (strcmp(name, containers[i].name) == 0)
+            return make_container(w, containers[i].kind, a, n);
     return NOT_UNDERSTOOD;
 }
 
@@ -636,8 +643,8 @@ static bool push_call(struct pickle_walker *w, struct pyobj *callable, struct py
     return push(w, o);
 }
 
-static bool push_marked_call(struct pickle_walker *w, struct pyobj *callable, struct pyobj *const *args,
-                             size_t n)
+static bool push_marked_call(struct pickle_walker *w, struct pyobj *callable,
+                             struct pyobj *const *args, size_t n)
 {
     struct pyobj *tuple = new_seq(w, PY_TUPLE, args, n);
     if (!tuple) return fail_memory(w);
@@ -677,12 +684,12 @@ static bool set_state(struct pickle_walker *w, struct pyobj *inst, struct pyobj 
 static const char *kind_name(enum pyobj_kind kind)
 {
     static const char *const names[] = {
-        [PY_NONE] = "None",       [PY_BOOL] = "bool",       [PY_INT] = "int",
-        [PY_BIGINT] = "int",      [PY_FLOAT] = "float",     [PY_STR] = "str",
-        [PY_BYTES] = "bytes",     [PY_LIST] = "list",       [PY_TUPLE] = "tuple",
-        [PY_SET] = "set",         [PY_FROZENSET] = "frozenset", [PY_DICT] = "dict",
-        [PY_GLOBAL] = "global",   [PY_OBJECT] = "object",   [PY_PID] = "persistent id",
-        [PY_DTYPE] = "dtype",     [PY_ARRAY] = "array",
+        [PY_NONE] = "None",     [PY_BOOL] = "bool",           [PY_INT] = "int",
+        [PY_BIGINT] = "int",    [PY_FLOAT] = "float",         [PY_STR] = "str",
+        [PY_BYTES] = "bytes",   [PY_LIST] = "list",           [PY_TUPLE] = "tuple",
+        [PY_SET] = "set",       [PY_FROZENSET] = "frozenset", [PY_DICT] = "dict",
+        [PY_GLOBAL] = "global", [PY_OBJECT] = "object",       [PY_PID] = "persistent id",
+        [PY_DTYPE] = "dtype",   [PY_ARRAY] = "array",
     };
     return names[kind];
 }
@@ -889,7 +896,8 @@ static bool push_text_string(struct pickle_walker *w)
         return push(w, pyobj_str(w->arena, PY_STR, NULL, w->line_total));
     uint8_t *out = pyarena_alloc(w->arena, 2 * n + 1);
     if (!out) return fail_memory(w);
-    ptrdiff_t len = quoted_string ? decode_string_escapes(text, n, out) : decode_raw_unicode(text, n, out);
+    ptrdiff_t len =
+        quoted_string ? decode_string_escapes(text, n, out) : decode_raw_unicode(text, n, out);
     if (len < 0) return fail(w, "bad escape in %s argument", op_name(w->op));
     out[len] = '\0';
     return push(w, pyobj_str(w->arena, PY_STR, (const char *)out, (uint64_t)len));
@@ -901,7 +909,8 @@ static struct pyobj *decode_long(struct pickle_walker *w)
     uint64_t n = w->payload_need;
     const uint8_t *b = w->long_bytes;
     bool negative = n && (w->payload_last & 0x80);
-    if (n > PICKLE_MAX_LONG) return pyobj_float(w->arena, PY_BIGINT, negative ? -HUGE_VAL : HUGE_VAL);
+    if (n > PICKLE_MAX_LONG)
+        return pyobj_float(w->arena, PY_BIGINT, negative ? -HUGE_VAL : HUGE_VAL);
     uint8_t fill = negative ? 0xff : 0;
     bool fits = true;
     for (uint64_t i = 8; i < n; i++)
@@ -991,7 +1000,8 @@ static bool inst(struct pickle_walker *w)
     struct pyobj **args;
     size_t n;
     struct pyobj *name_str = pyobj_str_copy(w->arena, w->line, w->line_len);
-    struct pyobj *cls = name_str ? pyobj_global(w->arena, w->first_line, name_str->u.str.data) : NULL;
+    struct pyobj *cls =
+        name_str ? pyobj_global(w->arena, w->first_line, name_str->u.str.data) : NULL;
     if (!cls) return fail_memory(w);
     if (!pop_mark(w, &args, &n)) return false;
     return push_marked_call(w, cls, args, n);
@@ -1017,7 +1027,8 @@ static bool reduce(struct pickle_walker *w, unsigned nargs)
 
 static bool ext(struct pickle_walker *w)
 {
-    int64_t code = w->op == 0x84 ? (int32_t)le_uint(w->fixed, 4) : (int64_t)le_uint(w->fixed, w->fixed_need);
+    int64_t code =
+        w->op == 0x84 ? (int32_t)le_uint(w->fixed, 4) : (int64_t)le_uint(w->fixed, w->fixed_need);
     if (code <= 0) return fail(w, "%s code must be positive", op_name(w->op));
     char text[24];
     int len = snprintf(text, sizeof(text), "%" PRId64, code);
@@ -1035,7 +1046,8 @@ static bool persid(struct pickle_walker *w, struct pyobj *id)
 
 static bool proto(struct pickle_walker *w)
 {
-    if (w->fixed[0] > PICKLE_MAX_PROTOCOL) return fail(w, "unsupported pickle protocol %u", w->fixed[0]);
+    if (w->fixed[0] > PICKLE_MAX_PROTOCOL)
+        return fail(w, "unsupported pickle protocol %u", w->fixed[0]);
     return true;
 }
 
@@ -1054,27 +1066,40 @@ static bool execute(struct pickle_walker *w)
     struct pyobj *o;
     uint64_t index;
     switch (w->op) {
-    case '(': return push_mark(w);
-    case '.': return stop(w);
-    case '0': return pop_or_pop_mark(w);
+    case '(':
+        return push_mark(w);
+    case '.':
+        return stop(w);
+    case '0':
+        return pop_or_pop_mark(w);
     case '1': {
         struct pyobj **items;
         size_t n;
         return pop_mark(w, &items, &n);
     }
-    case '2': return (o = top(w)) && push(w, o);
-    case 'F': return push_text_float(w, w->line);
+    case '2':
+        return (o = top(w)) && push(w, o);
+    case 'F':
+        return push_text_float(w, w->line);
     case 'I':
-    case 'L': return push_text_int(w, w->line);
-    case 'J': return push(w, pyobj_int(w->arena, (int32_t)le_uint(w->fixed, 4)));
+    case 'L':
+        return push_text_int(w, w->line);
+    case 'J':
+        return push(w, pyobj_int(w->arena, (int32_t)le_uint(w->fixed, 4)));
     case 'K':
-    case 'M': return push(w, pyobj_int(w->arena, (int64_t)le_uint(w->fixed, w->fixed_need)));
-    case 'N': return push(w, &pyobj_none);
-    case 'P': return persid(w, pyobj_str_copy(w->arena, w->line, w->line_len));
-    case 'Q': return (o = pop(w)) && persid(w, o);
-    case 'R': return reduce(w, 2);
+    case 'M':
+        return push(w, pyobj_int(w->arena, (int64_t)le_uint(w->fixed, w->fixed_need)));
+    case 'N':
+        return push(w, &pyobj_none);
+    case 'P':
+        return persid(w, pyobj_str_copy(w->arena, w->line, w->line_len));
+    case 'Q':
+        return (o = pop(w)) && persid(w, o);
+    case 'R':
+        return reduce(w, 2);
     case 'S':
-    case 'V': return push_text_string(w);
+    case 'V':
+        return push_text_string(w);
     case 'T':
     case 'U':
     case 'X':
@@ -1085,51 +1110,85 @@ static bool execute(struct pickle_walker *w)
     case 0x8c:
     case 0x8d:
     case 0x8e:
-    case 0x96: return push_payload(w);
-    case 'a': return append(w, false);
-    case 'b': return build(w);
+    case 0x96:
+        return push_payload(w);
+    case 'a':
+        return append(w, false);
+    case 'b':
+        return build(w);
     case 'c': {
         struct pyobj *name = pyobj_str_copy(w->arena, w->line, w->line_len);
         return name ? push_global(w, w->first_line, name->u.str.data) : fail_memory(w);
     }
-    case 'd': return dict_from_mark(w);
-    case '}': return push(w, pyobj_new(w->arena, PY_DICT));
-    case 'e': return add_marked(w, false);
-    case 'g': return text_index(w, w->line, &index) && memo_get(w, index);
+    case 'd':
+        return dict_from_mark(w);
+    case '}':
+        return push(w, pyobj_new(w->arena, PY_DICT));
+    case 'e':
+        return add_marked(w, false);
+    case 'g':
+        return text_index(w, w->line, &index) && memo_get(w, index);
     case 'h':
-    case 'j': return memo_get(w, le_uint(w->fixed, w->fixed_need));
-    case 'i': return inst(w);
-    case 'l': return push_marked_seq(w, PY_LIST);
-    case ']': return push(w, pyobj_new(w->arena, PY_LIST));
-    case 'o': return obj(w);
-    case 'p': return text_index(w, w->line, &index) && memo_put(w, index);
+    case 'j':
+        return memo_get(w, le_uint(w->fixed, w->fixed_need));
+    case 'i':
+        return inst(w);
+    case 'l':
+        return push_marked_seq(w, PY_LIST);
+    case ']':
+        return push(w, pyobj_new(w->arena, PY_LIST));
+    case 'o':
+        return obj(w);
+    case 'p':
+        return text_index(w, w->line, &index) && memo_put(w, index);
     case 'q':
-    case 'r': return memo_put(w, le_uint(w->fixed, w->fixed_need));
-    case 's': return append(w, true);
-    case 't': return push_marked_seq(w, PY_TUPLE);
-    case ')': return push_seq(w, PY_TUPLE, 0);
-    case 'u': return add_marked(w, true);
-    case 'G': return push(w, pyobj_float(w->arena, PY_FLOAT, be_double(w->fixed)));
-    case 0x80: return proto(w);
-    case 0x81: return reduce(w, 2);
+    case 'r':
+        return memo_put(w, le_uint(w->fixed, w->fixed_need));
+    case 's':
+        return append(w, true);
+    case 't':
+        return push_marked_seq(w, PY_TUPLE);
+    case ')':
+        return push_seq(w, PY_TUPLE, 0);
+    case 'u':
+        return add_marked(w, true);
+    case 'G':
+        return push(w, pyobj_float(w->arena, PY_FLOAT, be_double(w->fixed)));
+    case 0x80:
+        return proto(w);
+    case 0x81:
+        return reduce(w, 2);
     case 0x82:
     case 0x83:
-    case 0x84: return ext(w);
+    case 0x84:
+        return ext(w);
     case 0x85:
     case 0x86:
-    case 0x87: return push_seq(w, PY_TUPLE, (size_t)(w->op - 0x84));
-    case 0x88: return push(w, &pyobj_true);
-    case 0x89: return push(w, &pyobj_false);
-    case 0x8f: return push(w, pyobj_new(w->arena, PY_SET));
-    case 0x90: return add_marked(w, false);
-    case 0x91: return push_marked_seq(w, PY_FROZENSET);
-    case 0x92: return reduce(w, 3);
-    case 0x93: return stack_global(w);
-    case 0x94: return memo_put(w, w->memo_count);
-    case 0x95: return true; /* FRAME: only a hint for readers that prefetch */
+    case 0x87:
+        return push_seq(w, PY_TUPLE, (size_t)(w->op - 0x84));
+    case 0x88:
+        return push(w, &pyobj_true);
+    case 0x89:
+        return push(w, &pyobj_false);
+    case 0x8f:
+        return push(w, pyobj_new(w->arena, PY_SET));
+    case 0x90:
+        return add_marked(w, false);
+    case 0x91:
+        return push_marked_seq(w, PY_FROZENSET);
+    case 0x92:
+        return reduce(w, 3);
+    case 0x93:
+        return stack_global(w);
+    case 0x94:
+        return memo_put(w, w->memo_count);
+    case 0x95:
+        return true; /* FRAME: only a hint for readers that prefetch */
     /* out-of-band buffers were not given to us: their contents are unknown */
-    case 0x97: return push(w, pyobj_str(w->arena, PY_BYTES, NULL, 0));
-    case 0x98: return top(w) != NULL;
+    case 0x97:
+        return push(w, pyobj_str(w->arena, PY_BYTES, NULL, 0));
+    case 0x98:
+        return top(w) != NULL;
     }
     return fail(w, "unknown opcode 0x%02x", w->op);
 }
@@ -1320,7 +1379,9 @@ bool pickle_walker_finish(struct pickle_walker *w)
         report_error(w->report, "pickle: data ended at byte %" PRIu64 " before STOP", w->offset);
         break;
     default:
-        report_error(w->report, "pickle: data ended at byte %" PRIu64 " inside %s (opcode at byte %" PRIu64 ")",
+        report_error(w->report,
+                     "pickle: data ended at byte %" PRIu64 " inside %s (opcode at byte %" PRIu64
+                     ")",
                      w->offset, op_name(w->op), w->op_offset);
         break;
     }

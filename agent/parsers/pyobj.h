@@ -63,15 +63,15 @@ struct pyvec {
 };
 
 struct pyarray {
-    const char *dtype_name;  /* as records spell it, or numpy's code when unsupported */
-    enum dtype dtype;        /* valid when supported */
-    bool supported;          /* dtype is one stats can read */
-    bool big_endian;         /* the data is big-endian and must be swapped to be read */
+    const char *dtype_name; /* as records spell it, or numpy's code when unsupported */
+    enum dtype dtype;       /* valid when supported */
+    bool supported;         /* dtype is one stats can read */
+    bool big_endian;        /* the data is big-endian and must be swapped to be read */
     int ndim;
-    int64_t *shape;          /* ndim entries (none for a 0-dimensional array) */
-    const uint8_t *data;     /* NULL when not retained */
-    uint64_t nbytes;         /* the element data's size, retained or not */
-    const char *problem;     /* why statistics cannot be computed, or NULL */
+    int64_t *shape;      /* ndim entries (none for a 0-dimensional array) */
+    const uint8_t *data; /* NULL when not retained */
+    uint64_t nbytes;     /* the element data's size, retained or not */
+    const char *problem; /* why statistics cannot be computed, or NULL */
 };
 
 struct pyobj {
@@ -99,7 +99,7 @@ struct pyobj {
         } object;
         struct pyobj *pid;
         struct {
-            char code[16]; /* numpy's dtype code: "f8", "i4", "b1", "U10"... */
+            char code[16];  /* numpy's dtype code: "f8", "i4", "b1", "U10"... */
             char byteorder; /* '<', '>', '|' or '=' */
         } dtype;
         struct pyarray array;

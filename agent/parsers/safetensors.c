@@ -32,11 +32,11 @@ static const struct {
     const char *tag;
     enum dtype dtype;
 } readable_dtypes[] = {
-    {"F64", DTYPE_F64},         {"F32", DTYPE_F32},         {"F16", DTYPE_F16},
-    {"BF16", DTYPE_BF16},       {"F8_E4M3", DTYPE_F8_E4M3}, {"F8_E5M2", DTYPE_F8_E5M2},
-    {"I64", DTYPE_I64},         {"I32", DTYPE_I32},         {"I16", DTYPE_I16},
-    {"I8", DTYPE_I8},           {"U64", DTYPE_U64},         {"U32", DTYPE_U32},
-    {"U16", DTYPE_U16},         {"U8", DTYPE_U8},           {"BOOL", DTYPE_BOOL},
+    {"F64", DTYPE_F64},   {"F32", DTYPE_F32},         {"F16", DTYPE_F16},
+    {"BF16", DTYPE_BF16}, {"F8_E4M3", DTYPE_F8_E4M3}, {"F8_E5M2", DTYPE_F8_E5M2},
+    {"I64", DTYPE_I64},   {"I32", DTYPE_I32},         {"I16", DTYPE_I16},
+    {"I8", DTYPE_I8},     {"U64", DTYPE_U64},         {"U32", DTYPE_U32},
+    {"U16", DTYPE_U16},   {"U8", DTYPE_U8},           {"BOOL", DTYPE_BOOL},
 };
 
 enum state { READ_LENGTH, READ_HEADER, READ_DATA, FAILED };
@@ -111,8 +111,8 @@ static const char *read_entry(const cJSON *item, uint64_t header_len, struct ten
         !json_count(offsets->child->next, &end) || end < begin)
         return "data_offsets is not [begin, end] with begin <= end";
     if (!tensor_shape_elements(e->shape, e->ndim, &elements)) return "shape's size overflows";
-    if (e->readable && (__builtin_mul_overflow(elements, dtype_size(e->dtype), &nbytes) ||
-                        nbytes != end - begin))
+    if (e->readable &&
+        (__builtin_mul_overflow(elements, dtype_size(e->dtype), &nbytes) || nbytes != end - begin))
         return "data_offsets disagree with dtype and shape";
     e->begin = 8 + header_len + begin;
     e->nbytes = end - begin;
@@ -222,7 +222,8 @@ static size_t take_length(struct safetensors *s, const uint8_t *data, size_t len
     s->length_have += n;
     s->offset += n;
     if (s->length_have < 8) return n;
-    for (int i = 7; i >= 0; i--) s->header_len = s->header_len << 8 | s->length_bytes[i];
+    for (int i = 7; i >= 0; i--)
+        s->header_len = s->header_len << 8 | s->length_bytes[i];
     if (s->header_len < 2 || s->header_len > SAFETENSORS_MAX_HEADER) {
         char why[96];
         snprintf(why, sizeof why, "header length %" PRIu64 " outside [2, %u]", s->header_len,

@@ -28,19 +28,19 @@
 #include "../stats.h"
 #include "report.h"
 
-#define TENSOR_MAX_DIMS 16
+#define TENSOR_MAX_DIMS     16
 #define TENSOR_SAMPLE_BLOCK (64 * 1024)
 
 struct tensor_reader {
     char name[512];
-    char dtype_name[24];  /* as reported; also for dtypes without statistics */
-    bool has_stats;       /* false: a dtype the statistics cannot read (quantized) */
+    char dtype_name[24]; /* as reported; also for dtypes without statistics */
+    bool has_stats;      /* false: a dtype the statistics cannot read (quantized) */
     int ndim;
     int64_t shape[TENSOR_MAX_DIMS];
-    uint64_t nbytes;      /* the data's total size */
-    uint64_t consumed;    /* bytes seen so far */
+    uint64_t nbytes;   /* the data's total size */
+    uint64_t consumed; /* bytes seen so far */
     double sample;
-    size_t block_read;    /* bytes of the current sampling block the statistics read */
+    size_t block_read; /* bytes of the current sampling block the statistics read */
     struct tensor_stats stats;
     /* Last, so that starting a tensor need not clear it: the current block's bytes so
      * far, when they came in pieces (offset consumed % TENSOR_SAMPLE_BLOCK). */

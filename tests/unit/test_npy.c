@@ -41,8 +41,7 @@ static void feed_split(struct parser *p, const uint8_t *bytes, size_t len, enum 
     }
 }
 
-static struct outcome run_path(const char *path, const uint8_t *bytes, size_t len,
-                               enum split split)
+static struct outcome run_path(const char *path, const uint8_t *bytes, size_t len, enum split split)
 {
     struct report r;
     struct parse_options o = {.sample = 1};
@@ -141,7 +140,8 @@ static size_t build_npy(uint8_t *out, int major, const char *dict, const void *d
     memcpy(out, "\x93NUMPY", 6);
     out[6] = (uint8_t)major;
     out[7] = 0;
-    for (size_t i = 0; i < preamble - 8; i++) out[8 + i] = (uint8_t)(header >> (8 * i));
+    for (size_t i = 0; i < preamble - 8; i++)
+        out[8 + i] = (uint8_t)(header >> (8 * i));
     memset(out + preamble, ' ', header);
     memcpy(out + preamble, dict, strlen(dict));
     out[preamble + header - 1] = '\n';
@@ -171,7 +171,8 @@ static void check_numpy_file(const struct npy_file *f, enum split split)
     assert_close(number(t, "sampled"), 1);
     const cJSON *head = cJSON_GetObjectItem(t, "head");
     assert_int_equal(cJSON_GetArraySize(head), f->nhead);
-    for (unsigned i = 0; i < f->nhead; i++) assert_head_item(cJSON_GetArrayItem(head, (int)i), f->head[i]);
+    for (unsigned i = 0; i < f->nhead; i++)
+        assert_head_item(cJSON_GetArrayItem(head, (int)i), f->head[i]);
     outcome_free(&o);
 }
 
@@ -202,8 +203,10 @@ static void test_v2_header_python2_dims_extra_key(void **state)
     int64_t shape[] = {2, 3};
     assert_shape(t, 2, shape);
     double sum = 0, sq = 0;
-    for (int i = 0; i < 6; i++) sum += data[i];
-    for (int i = 0; i < 6; i++) sq += (data[i] - sum / 6) * (data[i] - sum / 6);
+    for (int i = 0; i < 6; i++)
+        sum += data[i];
+    for (int i = 0; i < 6; i++)
+        sq += (data[i] - sum / 6) * (data[i] - sum / 6);
     assert_close(number(t, "mean"), sum / 6);
     assert_close(number(t, "std"), sqrt(sq / 6));
     assert_close(number(t, "min"), -5);
@@ -216,8 +219,8 @@ static void test_zero_d_array_is_also_a_value(void **state)
     (void)state;
     int16_t v = -1234;
     uint8_t file[256];
-    size_t n = build_npy(file, 1, "{'descr': '<i2', 'fortran_order': False, 'shape': (), }", &v,
-                         sizeof v);
+    size_t n =
+        build_npy(file, 1, "{'descr': '<i2', 'fortran_order': False, 'shape': (), }", &v, sizeof v);
     struct outcome o = run_path("/x/step.npy", file, n, ONE_BYTE);
     assert_true(o.complete);
     assert_shape(tensor_named(&o, "step"), 0, NULL);
@@ -231,8 +234,8 @@ static void test_empty_array(void **state)
 {
     (void)state;
     uint8_t file[256];
-    size_t n = build_npy(file, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 7), }",
-                         NULL, 0);
+    size_t n =
+        build_npy(file, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 7), }", NULL, 0);
     struct outcome o = run(file, n);
     assert_true(o.complete);
     const cJSON *t = tensor_named(&o, "x");
@@ -246,8 +249,8 @@ static void test_big_endian_is_reported_without_statistics(void **state)
     (void)state;
     uint8_t data[8] = {0x3f, 0x80, 0, 0, 0x40, 0, 0, 0}; /* 1.0f, 2.0f big-endian */
     uint8_t file[256];
-    size_t n = build_npy(file, 1, "{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }",
-                         data, sizeof data);
+    size_t n = build_npy(file, 1, "{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }", data,
+                         sizeof data);
     struct outcome o = run(file, n);
     assert_true(o.complete);
     const cJSON *t = tensor_named(&o, "x");
@@ -291,11 +294,14 @@ static void test_dtype_from_the_file_is_valid_utf8(void **state)
 {
     (void)state;
     uint8_t file[256], data[8] = {0};
-    size_t n = build_npy(file, 1, "{'descr': '\x94" "f8', 'fortran_order': False, 'shape': (1,), }",
+    size_t n = build_npy(file, 1,
+                         "{'descr': '\x94"
+                         "f8', 'fortran_order': False, 'shape': (1,), }",
                          data, sizeof data);
     struct outcome o = run(file, n);
     const cJSON *t = tensor_named(&o, "x");
-    assert_string_equal(cJSON_GetObjectItem(t, "dtype")->valuestring, "\xef\xbf\xbd" "f8");
+    assert_string_equal(cJSON_GetObjectItem(t, "dtype")->valuestring, "\xef\xbf\xbd"
+                                                                      "f8");
     outcome_free(&o);
 }
 
@@ -328,7 +334,8 @@ static void test_hostile_preambles(void **state)
 {
     (void)state;
     /* version 2 header length 0xffffffff; version 9; damaged magic */
-    static const uint8_t long_header[] = {0x93, 'N', 'U', 'M', 'P', 'Y', 2, 0, 0xff, 0xff, 0xff, 0xff, '{'};
+    static const uint8_t long_header[] = {0x93, 'N',  'U',  'M',  'P',  'Y', 2,
+                                          0,    0xff, 0xff, 0xff, 0xff, '{'};
     static const uint8_t bad_version[] = {0x93, 'N', 'U', 'M', 'P', 'Y', 9, 0, 10, 0, '{'};
     struct outcome o = run(long_header, sizeof long_header);
     assert_false(o.complete);
@@ -390,7 +397,8 @@ static void test_mutations_do_not_crash(void **state)
         const struct npy_file *f = &npy_files[round % (sizeof npy_files / sizeof npy_files[0])];
         size_t len = f->size < sizeof file ? f->size : sizeof file;
         memcpy(file, f->bytes, len);
-        for (int k = 0; k < 1 + round % 4; k++) file[rand() % len] = (uint8_t)rand();
+        for (int k = 0; k < 1 + round % 4; k++)
+            file[rand() % len] = (uint8_t)rand();
         struct outcome o = run_path("/m/x.npy", file, len, RANDOM);
         outcome_free(&o);
     }

@@ -11,10 +11,9 @@
 
 #include "collector/options.h"
 
-static const char *const variables[] = {"CKMON_PATHS", "CKMON_KEYS",   "CKMON_SINKS",
-                                        "CKMON_LOG",   "CKMON_SAMPLE", "CKMON_SOCKET",
-                                        "CKMON_JOB",   "CKMON_STATE",
-                                        "CKMON_LOG_MAX_BYTES", "CKMON_LOG_KEEP"};
+static const char *const variables[] = {
+    "CKMON_PATHS",  "CKMON_KEYS", "CKMON_SINKS", "CKMON_LOG",           "CKMON_SAMPLE",
+    "CKMON_SOCKET", "CKMON_JOB",  "CKMON_STATE", "CKMON_LOG_MAX_BYTES", "CKMON_LOG_KEEP"};
 
 static int clear_environment(void **state)
 {

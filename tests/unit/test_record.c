@@ -122,7 +122,8 @@ static void test_full_record_in_contract_order(void **state)
         "{\"schema\":1,\"event\":\"checkpoint\",\"time\":\"2026-11-23T21:42:00.123456Z\","
         "\"host\":\"node1\",\"pid\":123,\"program\":\"python3\",\"job\":\"train\",\"rank\":3,"
         "\"path\":\"/ck/model.pt\",\"format\":\"torch\",\"bytes\":823058,\"writes\":11,"
-        "\"seconds\":0.0123,\"complete\":true,\"parsed\":\"reread\",\"values\":{\"epoch\":4,\"lr\":0.001,\"step\":100},"
+        "\"seconds\":0.0123,\"complete\":true,\"parsed\":\"reread\",\"values\":{\"epoch\":4,\"lr\":"
+        "0.001,\"step\":100},"
         "\"tensors\":[{\"name\":\"a\"},{\"name\":\"b\"}],\"errors\":[\"bad 1\",\"bad 2\"]}\n");
     assert_true(tracker_next_due(f->tracker) == -1);
 }
@@ -286,7 +287,8 @@ static void test_torn_record_keeps_progress(void **state)
         "{\"schema\":1,\"event\":\"checkpoint\",\"time\":\"2026-11-23T21:42:02.500000Z\","
         "\"host\":\"node1\",\"pid\":77,\"program\":\"python3\",\"job\":\"train\","
         "\"path\":\"/nonexistent/ck.pt\",\"format\":\"torch\",\"bytes\":4096,\"writes\":3,"
-        "\"seconds\":2.5,\"complete\":false,\"parsed\":\"stream\",\"values\":{\"epoch\":1},\"tensors\":[],"
+        "\"seconds\":2.5,\"complete\":false,\"parsed\":\"stream\",\"values\":{\"epoch\":1},"
+        "\"tensors\":[],"
         "\"errors\":[\"process 77 ended while the file was open\"]}\n");
 }
 
