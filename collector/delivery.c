@@ -611,6 +611,11 @@ static bool add_sink(struct delivery *d, const struct sink_spec *spec, char *err
     *s = (struct sink_state){.d = d, .fd = -1, .type = sink_type_find(spec->format)};
     char stem[64];
     snprintf(stem, sizeof stem, "%s-%08lx", spec->format, fnv1a(spec->url));
+    for (size_t i = 0; i < d->count; i++)
+        if (!strcmp(d->sinks[i].id, stem)) { /* the same cursor file: refuse, not share */
+            snprintf(err, err_size, "sink %s given twice", d->sinks[i].spec);
+            return false;
+        }
     s->random = ((unsigned long long)getpid() << 32) ^ (unsigned long long)time(NULL) ^
                 fnv1a(spec->url) ^ (d->count + 1);
     char *shown = redact_url(spec->url);

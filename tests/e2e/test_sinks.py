@@ -421,6 +421,16 @@ def test_two_collectors_cannot_share_a_state_dir(work):
                        "(--state)\n"
 
 
+def test_one_sink_given_twice_is_refused(work):
+    """Two copies of one sink would move one cursor file from two threads."""
+    sink = f"ndjson=http://127.0.0.1:{free_port()}/"
+    p = subprocess.run(ckmon_args("collect", "--socket", work / "c.sock", "--log",
+                                  work / "ckmon.jsonl", "-s", sink, "-s", sink),
+                       cwd=work, env=clean_env(), capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1
+    assert p.stderr == f"ckmon: sink {sink} given twice\n"
+
+
 def test_url_password_is_sent_but_never_shown(work):
     sink = FaultySink([(200, {})])
     url = sink.url.replace("http://", "http://trainer:s3cret@")
