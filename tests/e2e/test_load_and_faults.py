@@ -159,21 +159,29 @@ def fill(path):
         os.close(fd)
 
 
+def collect_filling(sock, mount, *options):
+    """Starts `ckmon collect --socket sock OPTIONS`, waits for its socket, then fills
+    mount (its file is mount/filler: unlink it to give the space back)."""
+    p = subprocess.Popen(ckmon_args("collect", "--socket", sock, *options), env=clean_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while not sock.exists():
+        if p.poll() is not None or time.monotonic() > deadline:
+            p.kill()
+            pytest.fail(f"the collector did not start: {p.communicate()[1]}")
+        time.sleep(0.02)
+    fill(mount / "filler")
+    return p
+
+
 def test_full_disk_under_the_log_loses_nothing(work, small_tmpfs):
     log, sock = small_tmpfs / "log.jsonl", work / "d.sock"
-    p = subprocess.Popen(ckmon_args("collect", "--socket", sock, "--log", log), env=clean_env(),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = collect_filling(sock, small_tmpfs, "--log", log)
     try:
-        deadline = time.monotonic() + 10
-        while not sock.exists():
-            assert p.poll() is None and time.monotonic() < deadline, p.stderr
-            time.sleep(0.02)
-        filler = small_tmpfs / "filler"
-        fill(filler)
         wait_all(start_writers(work, sock, 2, 10, 0))
         time.sleep(1.5)  # records written by now, or held
         assert read_log(log) == []
-        filler.unlink()
+        (small_tmpfs / "filler").unlink()
         time.sleep(2.5)  # more than LOG_RETRY_US
         records = read_log(log)  # written while the collector still runs
     finally:
@@ -192,21 +200,13 @@ def test_full_disk_under_the_spool_loses_nothing(work, small_tmpfs):
     from sink_servers import FaultySink
 
     sink, sock = FaultySink([(200, {})]), work / "d.sock"
-    p = subprocess.Popen(ckmon_args("collect", "--socket", sock, "-o", "-", "--state",
-                                    small_tmpfs / "state", "-s", f"ndjson={sink.url}"),
-                         env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+    p = collect_filling(sock, small_tmpfs, "-o", "-", "--state", small_tmpfs / "state", "-s",
+                        f"ndjson={sink.url}")
     try:
-        deadline = time.monotonic() + 10
-        while not sock.exists():
-            assert p.poll() is None and time.monotonic() < deadline, p.stderr
-            time.sleep(0.02)
-        filler = small_tmpfs / "filler"
-        fill(filler)
         wait_all(start_writers(work, sock, 2, 5, 0))
         time.sleep(1.5)  # records printed by now, their spool lines held
         assert sink.delivered() == []
-        filler.unlink()
+        (small_tmpfs / "filler").unlink()
         time.sleep(2.5)  # more than LOG_RETRY_US
         delivered = sink.delivered()  # while the collector still runs
     finally:
