@@ -15,12 +15,6 @@
 #include "collector/metrics.h"
 #include "sink.h"
 
-struct encoding {
-    struct strbuf *body;
-    long long ts_ns;
-    unsigned long *skipped;
-};
-
 /* Backslash before each character of specials (measurement: ", "; tags: ",= ").
  * A newline ends a point and has no escape, so it is written as the text \n. */
 static void add_escaped(struct strbuf *b, const char *s, const char *specials)
@@ -39,7 +33,7 @@ static void add_escaped(struct strbuf *b, const char *s, const char *specials)
 
 static void add_point(void *ctx, const struct sample *s)
 {
-    struct encoding *e = ctx;
+    struct sink_points *e = ctx;
     if (!isfinite(s->value)) {
         (*e->skipped)++;
         return;
@@ -54,7 +48,7 @@ static void add_point(void *ctx, const struct sample *s)
     }
     sb_addz(e->body, " value=");
     prom_add_number(e->body, s->value);
-    sb_addf(e->body, " %lld\n", e->ts_ns);
+    sb_addf(e->body, " %lld\n", e->timestamp);
 }
 
 /* The write endpoint: the URL itself when it has a path, else URL/write?db=ckmon. */
@@ -74,18 +68,9 @@ static char *write_url(const char *url)
 static bool encode(const char *url, const struct sink_batch *batch, struct sink_output *out)
 {
     char *target = write_url(url);
-    struct sink_request *r =
-        target ? sink_add_request(out, "POST", target, "text/plain; charset=utf-8", 0, batch->count)
-               : NULL;
+    bool ok = sink_post_points(target, "text/plain; charset=utf-8", 1000, 1, add_point, batch, out);
     free(target);
-    if (!r) return false;
-    for (size_t i = 0; i < batch->count; i++) {
-        struct record_labels labels;
-        if (!record_labels_get(batch->records[i], &labels)) continue;
-        struct encoding e = {&r->body, (long long)labels.time_us * 1000, &out->skipped};
-        metrics_for_record(batch->records[i], &labels, add_point, &e);
-    }
-    return !r->body.overflow;
+    return ok;
 }
 
 const struct sink_type sink_influx = {.name = "influx", .gzip = true, .encode = encode};

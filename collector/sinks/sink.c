@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "collector/metrics.h"
+
 /* Bodies are built in memory; a batch is bounded long before this. */
 #define BODY_LIMIT (256u << 20)
 
@@ -66,4 +68,21 @@ enum sink_result sink_classify(long status)
     if (status >= 200 && status < 300) return SINK_OK;
     if (status == 0 || status == 408 || status == 429 || status >= 500) return SINK_RETRY;
     return SINK_ERROR;
+}
+
+bool sink_post_points(const char *target, const char *content_type, long long mul, long long div,
+                      void (*add)(void *points, const struct sample *s),
+                      const struct sink_batch *batch, struct sink_output *out)
+{
+    struct sink_request *r =
+        target ? sink_add_request(out, "POST", target, content_type, 0, batch->count) : NULL;
+    if (!r) return false;
+    for (size_t i = 0; i < batch->count; i++) {
+        struct record_labels labels;
+        if (!record_labels_get(batch->records[i], &labels)) continue;
+        struct sink_points points = {&r->body, (long long)labels.time_us * mul / div,
+                                     &out->skipped};
+        metrics_for_record(batch->records[i], &labels, add, &points);
+    }
+    return !r->body.overflow;
 }

@@ -15,6 +15,8 @@
 
 #include "agent/strbuf.h"
 
+struct sample;
+
 /* Records read back from the log: the line as written and its parse. */
 struct sink_batch {
     const char *const *lines; /* each ends in '\n' */
@@ -56,6 +58,20 @@ struct sink_request *sink_add_request(struct sink_output *out, const char *metho
 void sink_output_free(struct sink_output *out);
 /* url without its trailing slashes, followed by suffix; malloc'd, NULL when out of memory. */
 char *sink_join_url(const char *url, const char *suffix);
+
+/* What a time-series sink's sample printer gets for each sample (as its ctx). */
+struct sink_points {
+    struct strbuf *body;
+    long long timestamp; /* the record's close time, in the sink's unit */
+    unsigned long *skipped;
+};
+
+/* One POST to target carrying every record's samples, each handed to add with a
+ * struct sink_points whose timestamp is the close time in microseconds * mul / div.
+ * Returns false when out of memory. */
+bool sink_post_points(const char *target, const char *content_type, long long mul, long long div,
+                      void (*add)(void *points, const struct sample *s),
+                      const struct sink_batch *batch, struct sink_output *out);
 
 enum sink_result { SINK_OK, SINK_RETRY, SINK_ERROR };
 

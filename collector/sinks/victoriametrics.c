@@ -13,35 +13,21 @@
 #include "collector/metrics.h"
 #include "sink.h"
 
-struct encoding {
-    struct strbuf *body;
-    int64_t ts_ms;
-    unsigned long *skipped;
-};
-
 static void add_sample(void *ctx, const struct sample *s)
 {
-    struct encoding *e = ctx;
+    struct sink_points *e = ctx;
     if (isnan(s->value))
         (*e->skipped)++;
     else
-        prom_add_sample(e->body, s, e->ts_ms);
+        prom_add_sample(e->body, s, e->timestamp);
 }
 
 static bool encode(const char *url, const struct sink_batch *batch, struct sink_output *out)
 {
     char *target = sink_join_url(url, "/api/v1/import/prometheus");
-    struct sink_request *r =
-        target ? sink_add_request(out, "POST", target, "text/plain", 0, batch->count) : NULL;
+    bool ok = sink_post_points(target, "text/plain", 1, 1000, add_sample, batch, out);
     free(target);
-    if (!r) return false;
-    for (size_t i = 0; i < batch->count; i++) {
-        struct record_labels labels;
-        if (!record_labels_get(batch->records[i], &labels)) continue;
-        struct encoding e = {&r->body, labels.time_us / 1000, &out->skipped};
-        metrics_for_record(batch->records[i], &labels, add_sample, &e);
-    }
-    return !r->body.overflow;
+    return ok;
 }
 
 const struct sink_type sink_victoriametrics = {
