@@ -121,24 +121,32 @@ char *delivery_state_dir(const struct options *o)
 
 /* ---- the cursor ---- */
 
-static bool save_cursor(struct sink_state *s)
+/* Replaces path with len bytes of text all at once: written beside it (and synced, if
+ * asked), then renamed over it. False with errno set when it could not. */
+static bool replace_file(const char *path, const char *text, size_t len, bool sync)
 {
     char *tmp = NULL;
-    if (asprintf(&tmp, "%s.tmp", s->cursor_path) < 0) return false;
+    if (asprintf(&tmp, "%s.tmp", path) < 0) return false;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && write(fd, text, len) == (ssize_t)len && (!sync || fdatasync(fd) == 0);
+    if (fd >= 0 && close(fd) != 0) ok = false;
+    ok = ok && rename(tmp, path) == 0;
+    int saved = errno;
+    if (!ok) unlink(tmp);
+    free(tmp);
+    errno = saved;
+    return ok;
+}
+
+static bool save_cursor(struct sink_state *s)
+{
     char text[96];
     int len = snprintf(text, sizeof text, "%llu %llu %lld\n", (unsigned long long)s->dev,
                        (unsigned long long)s->ino, (long long)s->offset);
-    bool ok = fd >= 0 && write(fd, text, (size_t)len) == len && fdatasync(fd) == 0;
-    if (fd >= 0) close(fd);
-    ok = ok && rename(tmp, s->cursor_path) == 0;
-    if (!ok) {
-        fprintf(stderr, "ckmon: sink %s: cannot save its cursor %s: %s\n", s->spec, s->cursor_path,
-                strerror(errno));
-        unlink(tmp);
-    }
-    free(tmp);
-    return ok;
+    if (replace_file(s->cursor_path, text, (size_t)len, true)) return true;
+    fprintf(stderr, "ckmon: sink %s: cannot save its cursor %s: %s\n", s->spec, s->cursor_path,
+            strerror(errno));
+    return false;
 }
 
 /* Opens segment seq of the source at offset; false when it cannot be opened. */
@@ -582,14 +590,11 @@ static void write_stats(struct delivery *d, bool now)
     }
     pthread_mutex_unlock(&d->lock);
     cJSON_AddItemToObject(o, "sinks", sinks);
-    char *text = json_print(o), *path = join(d->state_dir, "stats.json", ""), *tmp = NULL;
+    char *text = json_print(o), *path = join(d->state_dir, "stats.json", ""), *line = NULL;
     cJSON_Delete(o);
-    FILE *f = path && asprintf(&tmp, "%s.tmp", path) >= 0 ? fopen(tmp, "we") : NULL;
-    if (f) {
-        bool ok = text && fprintf(f, "%s\n", text) > 0;
-        if (fclose(f) == 0 && ok) rename(tmp, path);
-    }
-    free(tmp);
+    if (text && path && asprintf(&line, "%s\n", text) >= 0)
+        replace_file(path, line, strlen(line), false);
+    free(line);
     free(path);
     free(text);
     pthread_mutex_unlock(&d->stats_lock);
