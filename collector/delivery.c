@@ -722,8 +722,9 @@ static unsigned long delivery_finish(struct delivery *d, double timeout);
 /* Starts one thread per sink. */
 static bool delivery_start(struct delivery *d)
 {
-    if (!http_global_init()) {
-        fprintf(stderr, "ckmon: cannot initialise libcurl\n");
+    char err[512];
+    if (!http_global_init(err, sizeof err)) {
+        fprintf(stderr, "ckmon: sinks: %s\n", err);
         return false;
     }
     /* Sink threads take no signals: SIGTERM/SIGINT/SIGHUP must reach the server loop,

@@ -1,6 +1,14 @@
-/* http.c — sending one request with libcurl (see http.h). */
+/* http.c — sending one request with libcurl (see http.h).
+ *
+ * libcurl is loaded with dlopen when the first sink starts rather than linked: linking it
+ * brings in about thirty libraries (TLS, Kerberos, LDAP, SSH, ...) whose loading and
+ * constructors took 9 ms of the start of every ckmon command — `inspect`, `run`, a
+ * collector with no sink — for a library that only sinks use. The headers still give
+ * each function its type, so a call through the table is checked like a direct one.
+ */
 #include "http.h"
 
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,20 +16,63 @@
 #include <curl/curl.h>
 #include <zlib.h>
 
+/* The soname of libcurl's ABI 4, which every libcurl since 7.16 keeps. */
+#define LIBCURL "libcurl.so.4"
+
+static struct {
+    __typeof__(curl_global_init) *global_init;
+    __typeof__(curl_easy_init) *easy_init;
+    __typeof__(curl_easy_cleanup) *easy_cleanup;
+    __typeof__(curl_easy_reset) *easy_reset;
+    __typeof__(curl_easy_setopt) *easy_setopt;
+    __typeof__(curl_easy_perform) *easy_perform;
+    __typeof__(curl_easy_getinfo) *easy_getinfo;
+    __typeof__(curl_easy_strerror) *easy_strerror;
+    __typeof__(curl_slist_append) *slist_append;
+    __typeof__(curl_slist_free_all) *slist_free_all;
+} libcurl;
+
 struct http_client {
     CURL *curl;
 };
 
-bool http_global_init(void)
+#define RESOLVE(handle, field, symbol) (*(void **)&libcurl.field = dlsym(handle, #symbol)) != NULL
+
+bool http_global_init(char *err, size_t err_size)
 {
-    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+    if (libcurl.global_init) return true; /* loaded by an earlier start */
+    void *lib = dlopen(LIBCURL, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        snprintf(err, err_size, "cannot load %s (%s): install libcurl4", LIBCURL, dlerror());
+        return false;
+    }
+    bool found =
+        RESOLVE(lib, easy_init, curl_easy_init) && RESOLVE(lib, easy_cleanup, curl_easy_cleanup) &&
+        RESOLVE(lib, easy_reset, curl_easy_reset) && RESOLVE(lib, easy_setopt, curl_easy_setopt) &&
+        RESOLVE(lib, easy_perform, curl_easy_perform) &&
+        RESOLVE(lib, easy_getinfo, curl_easy_getinfo) &&
+        RESOLVE(lib, easy_strerror, curl_easy_strerror) &&
+        RESOLVE(lib, slist_append, curl_slist_append) &&
+        RESOLVE(lib, slist_free_all, curl_slist_free_all) &&
+        RESOLVE(lib, global_init, curl_global_init);
+    if (!found) {
+        snprintf(err, err_size, "%s lacks a function ckmon uses (%s)", LIBCURL, dlerror());
+    } else if (libcurl.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        snprintf(err, err_size, "cannot initialise libcurl");
+        found = false;
+    }
+    if (!found) {
+        libcurl.global_init = NULL;
+        dlclose(lib);
+    }
+    return found;
 }
 
 struct http_client *http_client_new(void)
 {
     struct http_client *c = calloc(1, sizeof *c);
     if (!c) return NULL;
-    if (!(c->curl = curl_easy_init())) {
+    if (!(c->curl = libcurl.easy_init())) {
         free(c);
         return NULL;
     }
@@ -31,7 +82,7 @@ struct http_client *http_client_new(void)
 void http_client_free(struct http_client *c)
 {
     if (!c) return;
-    curl_easy_cleanup(c->curl);
+    libcurl.easy_cleanup(c->curl);
     free(c);
 }
 
@@ -83,39 +134,39 @@ void http_send(struct http_client *c, const char *method, const char *url, const
         }
         body = packed.s;
         len = packed.len;
-        headers = curl_slist_append(headers, "Content-Encoding: gzip");
+        headers = libcurl.slist_append(headers, "Content-Encoding: gzip");
     }
     snprintf(content_header, sizeof content_header, "Content-Type: %s", content_type);
-    headers = curl_slist_append(headers, content_header);
-    headers = curl_slist_append(headers, "Expect:"); /* no 100-continue round trip */
+    headers = libcurl.slist_append(headers, content_header);
+    headers = libcurl.slist_append(headers, "Expect:"); /* no 100-continue round trip */
 
-    curl_easy_reset(curl);
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body ? body : "");
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_USERAGENT, "ckmon");
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)(timeout * 1000 / 2 + 1));
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000 + 1));
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, keep_response);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &res->response);
+    libcurl.easy_reset(curl);
+    libcurl.easy_setopt(curl, CURLOPT_URL, url);
+    libcurl.easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+    libcurl.easy_setopt(curl, CURLOPT_POSTFIELDS, body ? body : "");
+    libcurl.easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    libcurl.easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    libcurl.easy_setopt(curl, CURLOPT_USERAGENT, "ckmon");
+    libcurl.easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    libcurl.easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)(timeout * 1000 / 2 + 1));
+    libcurl.easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000 + 1));
+    libcurl.easy_setopt(curl, CURLOPT_WRITEFUNCTION, keep_response);
+    libcurl.easy_setopt(curl, CURLOPT_WRITEDATA, &res->response);
     char curl_error[CURL_ERROR_SIZE] = "";
-    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_error);
+    libcurl.easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_error);
 
-    CURLcode rc = curl_easy_perform(curl);
+    CURLcode rc = libcurl.easy_perform(curl);
     if (rc != CURLE_OK) {
         snprintf(res->error, sizeof res->error, "%s",
-                 *curl_error ? curl_error : curl_easy_strerror(rc));
+                 *curl_error ? curl_error : libcurl.easy_strerror(rc));
     } else {
         curl_off_t retry_after = -1;
-        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &res->status);
-        if (curl_easy_getinfo(curl, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK &&
+        libcurl.easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &res->status);
+        if (libcurl.easy_getinfo(curl, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK &&
             retry_after > 0) /* 0: no header */
             res->retry_after = (double)retry_after;
     }
-    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, NULL);
-    curl_slist_free_all(headers);
+    libcurl.easy_setopt(curl, CURLOPT_ERRORBUFFER, NULL);
+    libcurl.slist_free_all(headers);
     free(packed.s);
 }

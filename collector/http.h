@@ -25,8 +25,9 @@ struct http_result {
     struct strbuf response;
 };
 
-/* Call once before any thread starts (libcurl's global state). */
-bool http_global_init(void);
+/* Loads libcurl and sets up its global state; call before any thread starts. Later
+ * calls do nothing. False, with the reason in err, when libcurl cannot be loaded. */
+bool http_global_init(char *err, size_t err_size);
 
 struct http_client *http_client_new(void);
 void http_client_free(struct http_client *c);

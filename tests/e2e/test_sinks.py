@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -456,3 +457,32 @@ def test_refusal_names_the_url_without_its_password(work):
     [letter] = [json.loads(line) for line in letter_file.read_text().splitlines()]
     assert letter["url"] == sink.url.replace("http://", "http://u:***@")
     assert letter["status"] == 401 and ":pw@" not in p.stderr
+
+
+def maps_libcurl(pid):
+    """Whether libcurl.so.4 (the file it links to, libcurl.so.4.8.0) is mapped in pid."""
+    return any(Path(line.split()[-1]).name.startswith("libcurl.so.4")
+               for line in Path(f"/proc/{pid}/maps").read_text().splitlines() if ".so" in line)
+
+
+def test_libcurl_is_loaded_only_when_a_sink_is_given(work):
+    """libcurl (and the thirty libraries it needs) costs every command's start-up, so it
+    is loaded when the first sink starts, and a sink still delivers through it."""
+    (work / "bare").mkdir()
+    bare = Collect(work / "bare", [])
+    try:
+        assert not maps_libcurl(bare.process.pid)
+    finally:
+        assert bare.stop()[0] == 0
+    sink = FaultySink([(200, {})])
+    try:
+        collect = Collect(work, [f"ndjson={sink.url}"])
+        try:
+            assert maps_libcurl(collect.process.pid)
+            collect.write(0, 1)
+            [record] = collect.records(1)
+            wait_for("the record at the sink", lambda: sink.delivered() == [record])
+        finally:
+            assert collect.stop()[0] == 0
+    finally:
+        sink.stop()
