@@ -92,7 +92,7 @@ static void send_hello(void)
     cJSON *keys = cJSON_AddArrayToObject(hello, "keys");
     for (size_t i = 0; keys && i < agent_config.keys.count; i++)
         cJSON_AddItemToArray(keys, cJSON_CreateString(agent_config.keys.patterns[i]));
-    char *text = json_print(hello);
+    char *text = json_print_wire(hello);
     if (text) send_packet(text, strlen(text));
     free(text);
     cJSON_Delete(hello);
@@ -158,7 +158,7 @@ static void enqueue(const char *data, size_t len)
 
 void channel_send(const cJSON *msg)
 {
-    char *text = json_print(msg);
+    char *text = json_print_wire(msg);
     if (!text) return;
     size_t len = strlen(text);
     int saved = errno;

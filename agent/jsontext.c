@@ -21,14 +21,20 @@ static bool round_trips(double v, int precision, char *out, size_t size)
     return strtod(out, NULL) == v;
 }
 
-/* The fewest digits that read back as v, found by bisection (more digits are never
- * further from v, so the property is monotonic but for binade edges, where the answer
- * may be a digit longer than the shortest, and still exact). Four or five conversions
- * instead of up to 17: a tensor's statistics are mostly 9- and 17-digit numbers, and
- * printing them was a visible part of a small checkpoint's cost. */
+/* The fewest digits that read back as v (more digits are never further from v, so the
+ * property is monotonic but for binade edges, where the answer may be a digit longer
+ * than the shortest, and still exact). Statistics of float data are mostly 16- and
+ * 17-digit numbers, so 16 and 15 are tried first: two or three conversions for those;
+ * a number that 15 digits already give is then bisected (values like 0.001). */
 int json_shortest_double(double v, char *out, size_t size)
 {
     int lo = 1, hi = 17; /* 17 digits always read back */
+    if (!round_trips(v, 16, out, size))
+        lo = 17;
+    else if (!round_trips(v, 15, out, size))
+        lo = hi = 16;
+    else
+        hi = 15;
     while (lo < hi) {
         int mid = (lo + hi) / 2;
         if (round_trips(v, mid, out, size))
@@ -39,13 +45,19 @@ int json_shortest_double(double v, char *out, size_t size)
     return snprintf(out, size, "%.*g", hi, v);
 }
 
-static void add_number(struct strbuf *t, double v)
+/* How numbers are printed: the shortest exact digits for what people read, or 17
+ * digits (exact, one conversion) for messages the collector reads back. */
+enum digits { SHORTEST, SEVENTEEN };
+
+static void add_number(struct strbuf *t, double v, enum digits digits)
 {
     char buf[40];
     if (!isfinite(v)) return sb_addz(t, "null");
     if (v == 0) return sb_addz(t, signbit(v) ? "-0.0" : "0");
     if (v == floor(v) && fabs(v) < EXACT_INTEGER_LIMIT)
-        snprintf(buf, sizeof buf, "%.0f", v);
+        snprintf(buf, sizeof buf, "%lld", (long long)v); /* %.0f: the slow float path */
+    else if (digits == SEVENTEEN)
+        snprintf(buf, sizeof buf, "%.17g", v);
     else
         json_shortest_double(v, buf, sizeof buf);
     sb_addz(t, buf);
@@ -95,7 +107,7 @@ static void add_string(struct strbuf *t, const char *s)
     sb_add(t, "\"", 1);
 }
 
-static void add_item(struct strbuf *t, const cJSON *item)
+static void add_item(struct strbuf *t, const cJSON *item, enum digits digits)
 {
     switch (item->type & 0xff) {
     case cJSON_False:
@@ -105,7 +117,7 @@ static void add_item(struct strbuf *t, const cJSON *item)
     case cJSON_NULL:
         return sb_addz(t, "null");
     case cJSON_Number:
-        return add_number(t, item->valuedouble);
+        return add_number(t, item->valuedouble, digits);
     case cJSON_String:
         return add_string(t, item->valuestring ? item->valuestring : "");
     case cJSON_Raw:
@@ -120,7 +132,7 @@ static void add_item(struct strbuf *t, const cJSON *item)
                 add_string(t, c->string ? c->string : "");
                 sb_add(t, ":", 1);
             }
-            add_item(t, c);
+            add_item(t, c, digits);
         }
         sb_add(t, object ? "}" : "]", 1);
         return;
@@ -130,16 +142,60 @@ static void add_item(struct strbuf *t, const cJSON *item)
     }
 }
 
-char *json_print(const cJSON *item)
+static char *print(const cJSON *item, enum digits digits)
 {
     struct strbuf t = {.limit = JSON_TEXT_LIMIT};
     locale_t c = pyobj_c_locale();
     locale_t previous = c ? uselocale(c) : (locale_t)0;
-    add_item(&t, item);
+    add_item(&t, item, digits);
     if (c) uselocale(previous);
     if (t.overflow || !t.s) {
         free(t.s);
         return NULL;
     }
     return t.s;
+}
+
+char *json_print(const cJSON *item)
+{
+    return print(item, SHORTEST);
+}
+
+char *json_print_wire(const cJSON *item)
+{
+    return print(item, SEVENTEEN);
+}
+
+/* Longest texts: a number ("-1.2345678901234567e-308"), and a string byte (\u00XX). */
+#define NUMBER_TEXT_MAX 24
+#define STRING_BYTE_MAX 6
+
+static size_t string_bound(const char *s)
+{
+    return 2 + (s ? strlen(s) : 0) * STRING_BYTE_MAX;
+}
+
+static size_t value_bound(const cJSON *item)
+{
+    switch (item->type & 0xff) {
+    case cJSON_Number:
+        return NUMBER_TEXT_MAX;
+    case cJSON_String:
+    case cJSON_Raw:
+        return string_bound(item->valuestring);
+    case cJSON_Array:
+    case cJSON_Object: {
+        size_t n = 2;
+        for (const cJSON *c = item->child; c; c = c->next)
+            n += 1 + json_text_bound(c);
+        return n;
+    }
+    default:
+        return sizeof "false" - 1;
+    }
+}
+
+size_t json_text_bound(const cJSON *item)
+{
+    return value_bound(item) + (item->string ? string_bound(item->string) + 1 : 0);
 }

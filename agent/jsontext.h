@@ -22,4 +22,14 @@ int json_shortest_double(double v, char *out, size_t size);
  * record never holds: they are strings there) print as null, as cJSON does. */
 char *json_print(const cJSON *item);
 
+/* The same with every non-integer number in 17 significant digits: exact too, but one
+ * conversion per number instead of several. For the agent's messages, which the
+ * collector reads back and prints again with json_print, so a monitored program does
+ * not spend its time looking for the shortest digits. */
+char *json_print_wire(const cJSON *item);
+
+/* At least the length of item's text from either printer, with its "key": when it has
+ * one (a member of an object), found without printing it. */
+size_t json_text_bound(const cJSON *item);
+
 #endif

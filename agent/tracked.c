@@ -99,10 +99,7 @@ static void send_findings(const struct tracked *t, cJSON *found)
         cJSON *from = cJSON_GetObjectItemCaseSensitive(found, parts[p]);
         while (from && from->child) {
             cJSON *item = cJSON_DetachItemViaPointer(from, from->child);
-            char *text = json_print(item);
-            size_t item_size =
-                (text ? strlen(text) : 0) + (item->string ? strlen(item->string) : 0) + 8;
-            free(text);
+            size_t item_size = json_text_bound(item) + 1;
             if (size > 0 && size + item_size > FINDINGS_PER_MESSAGE) {
                 channel_send(msg);
                 cJSON_Delete(msg);

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,12 +91,76 @@ static void test_decimal_values_come_out_as_written(void **unused)
     }
 }
 
+/* A tree of random doubles (any bit pattern), strings with characters that need
+ * escapes, and nesting, like a data message's findings. */
+static cJSON *random_tree(void)
+{
+    cJSON *root = cJSON_CreateObject(), *values = cJSON_AddObjectToObject(root, "values");
+    cJSON *list = cJSON_AddArrayToObject(root, "tensors");
+    for (int i = 0; i < 200; i++) {
+        uint64_t bits = next_random();
+        double v;
+        memcpy(&v, &bits, sizeof v);
+        char key[32];
+        snprintf(key, sizeof key, "k\"%d\n\x01", i);
+        cJSON_AddItemToObject(values, key, cJSON_CreateNumber(isfinite(v) ? v : i));
+        cJSON_AddItemToArray(list, cJSON_CreateNumber(isfinite((float)v) ? (float)v : 0.5f));
+        cJSON_AddItemToArray(list, cJSON_CreateString("\t\x02\"\\"));
+    }
+    cJSON_AddItemToObject(root, "flag", cJSON_CreateFalse());
+    return root;
+}
+
+/* The agent's messages: every number reads back exactly, and the whole tree parses
+ * back equal to what was printed. */
+static void test_wire_text_reads_back_exactly(void **unused)
+{
+    cJSON *tree = random_tree();
+    char *text = json_print_wire(tree);
+    assert_non_null(text);
+    cJSON *back = cJSON_Parse(text);
+    assert_non_null(back);
+    assert_true(cJSON_Compare(tree, back, true));
+    const cJSON *a = cJSON_GetObjectItem(tree, "values")->child;
+    const cJSON *b = cJSON_GetObjectItem(back, "values")->child;
+    for (; a && b; a = a->next, b = b->next)
+        if (a->valuedouble != b->valuedouble)
+            fail_msg("%.17g read back as %.17g", a->valuedouble, b->valuedouble);
+    assert_null(a);
+    assert_null(b);
+    cJSON_Delete(back);
+    free(text);
+    cJSON_Delete(tree);
+}
+
+/* The bound that splits the agent's findings into messages is never below the text. */
+static void test_text_bound_covers_both_printers(void **unused)
+{
+    cJSON *tree = random_tree();
+    for (const cJSON *part = tree->child; part; part = part->next) {
+        for (const cJSON *item = part->child; item; item = item->next) {
+            char *shortest = json_print(item), *wire = json_print_wire(item);
+            size_t key = item->string ? strlen(item->string) + 3 : 0; /* "key": unescaped */
+            assert_true(strlen(shortest) + key <= json_text_bound(item));
+            assert_true(strlen(wire) + key <= json_text_bound(item));
+            free(shortest);
+            free(wire);
+        }
+        char *text = json_print_wire(part);
+        assert_true(strlen(text) <= json_text_bound(part));
+        free(text);
+    }
+    cJSON_Delete(tree);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_bit_patterns),
         cmocka_unit_test(test_float32_values_and_statistics),
         cmocka_unit_test(test_decimal_values_come_out_as_written),
+        cmocka_unit_test(test_wire_text_reads_back_exactly),
+        cmocka_unit_test(test_text_bound_covers_both_printers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
