@@ -197,7 +197,7 @@ def test_full_disk_under_the_log_loses_nothing(work, small_tmpfs):
 def test_full_disk_under_the_spool_loses_nothing(work, small_tmpfs):
     """With the log on stdout the sinks read a spool in the state dir; held spool lines
     are written when space returns, without waiting for another record."""
-    from sink_servers import FaultySink
+    from sink_servers import FaultySink, wait_for
 
     sink, sock = FaultySink([(200, {})]), work / "d.sock"
     p = collect_filling(sock, small_tmpfs, "-o", "-", "--state", small_tmpfs / "state", "-s",
@@ -207,8 +207,9 @@ def test_full_disk_under_the_spool_loses_nothing(work, small_tmpfs):
         time.sleep(1.5)  # records printed by now, their spool lines held
         assert sink.delivered() == []
         (small_tmpfs / "filler").unlink()
-        time.sleep(2.5)  # more than LOG_RETRY_US
-        delivered = sink.delivered()  # while the collector still runs
+        # while the collector still runs: no record, no signal to wake it, only the retry
+        delivered = wait_for("the held records at the sink", lambda: (
+            lambda d: d if len(d) == 10 else None)(sink.delivered()))
     finally:
         p.terminate()
         out, err = p.communicate(timeout=30)
