@@ -471,14 +471,15 @@ def test_libcurl_is_loaded_only_when_a_sink_is_given(work):
     (work / "bare").mkdir()
     bare = Collect(work / "bare", [])
     try:
-        assert not maps_libcurl(bare.process.pid)
+        assert not maps_libcurl(bare.process.pid)  # linked, it would be there from exec
     finally:
         assert bare.stop()[0] == 0
     sink = FaultySink([(200, {})])
     try:
         collect = Collect(work, [f"ndjson={sink.url}"])
         try:
-            assert maps_libcurl(collect.process.pid)
+            # loaded when the sink threads start, just after the socket appears
+            wait_for("libcurl in the collector", lambda: maps_libcurl(collect.process.pid))
             collect.write(0, 1)
             [record] = collect.records(1)
             wait_for("the record at the sink", lambda: sink.delivered() == [record])
