@@ -8,7 +8,9 @@
 
 /* Each call is split in two so that the untracked path compiles to a bounds check, a
  * load, a branch and a jump to the real function, with no stack frame: the tracked
- * work lives in a separate function the wrapper tail-calls. */
+ * work lives in a separate function the wrapper tail-calls. The table's readiness is
+ * tested here rather than through REAL(), whose resolving call would give the common
+ * path a frame; before the table is ready, the separate function resolves it. */
 #define WRITE_WRAPPER(name, offset_type, OFFSET)                                                   \
     static __attribute__((noinline)) ssize_t tracked_##name(                                       \
         int fd, const void *buf, size_t count OFFSET_PARAM_##OFFSET(offset_type))                  \
@@ -21,8 +23,8 @@
     }                                                                                              \
     EXPORT ssize_t name(int fd, const void *buf, size_t count OFFSET_PARAM_##OFFSET(offset_type))  \
     {                                                                                              \
-        if (__builtin_expect(!fd_is_tracked(fd), 1))                                               \
-            return REAL(name)(fd, buf, count OFFSET_ARG_##OFFSET);                                 \
+        if (__builtin_expect(!fd_is_tracked(fd) && real_fn.ready, 1))                              \
+            return real_fn.name(fd, buf, count OFFSET_ARG_##OFFSET);                               \
         return tracked_##name(fd, buf, count OFFSET_ARG_##OFFSET);                                 \
     }
 
@@ -39,8 +41,8 @@
     EXPORT ssize_t name(int fd, const struct iovec *iov,                                           \
                         int iovcnt OFFSET_PARAM_##OFFSET(offset_type))                             \
     {                                                                                              \
-        if (__builtin_expect(!fd_is_tracked(fd), 1))                                               \
-            return REAL(name)(fd, iov, iovcnt OFFSET_ARG_##OFFSET);                                \
+        if (__builtin_expect(!fd_is_tracked(fd) && real_fn.ready, 1))                              \
+            return real_fn.name(fd, iov, iovcnt OFFSET_ARG_##OFFSET);                              \
         return tracked_##name(fd, iov, iovcnt OFFSET_ARG_##OFFSET);                                \
     }
 
