@@ -10,7 +10,6 @@
 #include "budget.h"
 
 #include <stdlib.h>
-#include <time.h>
 
 __thread struct budget *budget_active __attribute__((tls_model("initial-exec")));
 
@@ -22,13 +21,6 @@ bool budget_parse_percent(const char *text, double *percent)
     if (*end != '\0' || !(p > 0 && p <= 100)) return false;
     *percent = p;
     return true;
-}
-
-long long budget_monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 void budget_init(struct budget *b, double percent, budget_clock clock)

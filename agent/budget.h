@@ -40,7 +40,6 @@ extern __thread struct budget *budget_active;
 
 /* Parses "PERCENT" (a number in (0, 100]); false if it is not one. */
 bool budget_parse_percent(const char *text, double *percent);
-long long budget_monotonic_ns(void);
 
 void budget_init(struct budget *b, double percent, budget_clock clock);
 /* The program spent ns in a write of bytes; its bytes are fed next. */

@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "jsontext.h"
+#include "sys.h"
 #include "wire.h"
 
 #define RECONNECT_INTERVAL_NS 1000000000LL
@@ -35,18 +36,6 @@ static long long next_connect_ns; /* monotonic time before which no reconnect is
 static struct queued *queue_head, **queue_tail = &queue_head;
 static size_t queue_bytes;
 static unsigned long dropped;
-
-static long long monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static void raw_close(int fd)
-{
-    syscall(SYS_close, fd);
-}
 
 /* Whether conn_fd is still the socket the agent connected: a program can close it with
  * a raw system call and get the same number for a file of its own, which must never

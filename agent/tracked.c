@@ -22,6 +22,7 @@
 #include "config.h"
 #include "fdtable.h"
 #include "jsontext.h"
+#include "sys.h"
 #include "real.h"
 #include "wire.h"
 
@@ -43,13 +44,6 @@ static struct {
 static unsigned recent_next;
 static pthread_mutex_t recent_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static long long clock_us(clockid_t clock)
-{
-    struct timespec ts;
-    clock_gettime(clock, &ts);
-    return ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
-}
-
 /* A vfork child (posix_spawn, CPython's subprocess) runs in its parent's memory until it
  * execs: it must leave the parent's table alone, so whatever it does to a tracked
  * descriptor (close_range before exec, above all) goes straight to the real call. A
@@ -57,16 +51,6 @@ static long long clock_us(clockid_t clock)
 static bool foreign_process(void)
 {
     return syscall(SYS_getpid) != agent_pid;
-}
-
-static int raw_close(int fd)
-{
-    return (int)syscall(SYS_close, fd);
-}
-
-static int raw_dup(int fd)
-{
-    return (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0);
 }
 
 /* ---- messages ---------------------------------------------------------------------- */
@@ -136,7 +120,7 @@ static void send_pending_findings(struct tracked *t)
  * process killed mid-write (which the collector writes) says what the file was. */
 static void send_progress(struct tracked *t)
 {
-    long long now = clock_us(CLOCK_MONOTONIC) * 1000;
+    long long now = monotonic_ns();
     bool format_news = t->parser->format != t->format_sent;
     if (!format_news && !report_pending(&t->report) && now - t->progress_ns < PROGRESS_INTERVAL_NS)
         return;
@@ -162,8 +146,8 @@ static struct tracked *new_tracked(const char *abs_path, bool append)
     if (!t) return NULL;
     pthread_mutex_init(&t->lock, NULL);
     snprintf(t->path, sizeof t->path, "%s", abs_path);
-    t->open_us = clock_us(CLOCK_REALTIME);
-    t->open_ns = clock_us(CLOCK_MONOTONIC) * 1000;
+    t->open_us = realtime_us();
+    t->open_ns = monotonic_ns();
     t->append = append;
     report_init(&t->report, &agent_config.keys);
     t->parser = parser_detect_new(abs_path, &t->report, &agent_config.parse);
@@ -174,7 +158,7 @@ static struct tracked *new_tracked(const char *abs_path, bool append)
     }
     t->format_sent = t->parser->format;
     t->progress_ns = t->open_ns;
-    budget_init(&t->budget, agent_config.budget_percent, budget_monotonic_ns);
+    budget_init(&t->budget, agent_config.budget_percent, monotonic_ns);
     return t;
 }
 
@@ -255,7 +239,7 @@ static struct tracked *enter_acquired(struct tracked *t)
         return NULL;
     }
     pthread_mutex_lock(&t->lock);
-    if (agent_config.budget_percent > 0) t->enter_ns = budget_monotonic_ns();
+    if (agent_config.budget_percent > 0) t->enter_ns = monotonic_ns();
     return t;
 }
 
@@ -318,7 +302,7 @@ static void feed_at(struct tracked *t, unsigned long long offset, const void *bu
 static void budget_enter(struct tracked *t, size_t n)
 {
     if (agent_config.budget_percent <= 0) return;
-    budget_wrote(&t->budget, budget_monotonic_ns() - t->enter_ns, n);
+    budget_wrote(&t->budget, monotonic_ns() - t->enter_ns, n);
     budget_active = &t->budget;
 }
 
@@ -414,14 +398,14 @@ static void remember_closed(const char *path)
 {
     pthread_mutex_lock(&recent_lock);
     snprintf(recent[recent_next].path, PATH_MAX, "%s", path);
-    recent[recent_next].closed_ns = clock_us(CLOCK_MONOTONIC) * 1000;
+    recent[recent_next].closed_ns = monotonic_ns();
     recent_next = (recent_next + 1) % RECENT_CLOSED;
     pthread_mutex_unlock(&recent_lock);
 }
 
 static bool closed_recently(const char *path)
 {
-    long long now = clock_us(CLOCK_MONOTONIC) * 1000;
+    long long now = monotonic_ns();
     bool found = false;
     pthread_mutex_lock(&recent_lock);
     for (unsigned i = 0; i < RECENT_CLOSED && !found; i++)
@@ -478,15 +462,14 @@ static void finalize(struct tracked *t, int fd)
     send_pending_findings(t);
 
     cJSON *m = message("close", t);
-    cJSON_AddNumberToObject(m, "time_us", (double)clock_us(CLOCK_REALTIME));
+    cJSON_AddNumberToObject(m, "time_us", (double)realtime_us());
     cJSON_AddStringToObject(m, "path", t->path);
     if (t->written_as[0]) cJSON_AddStringToObject(m, "written_as", t->written_as);
     cJSON_AddStringToObject(m, "format", format);
     cJSON_AddNumberToObject(m, "bytes",
                             (double)(size >= 0 ? (unsigned long long)size : t->streamed));
     cJSON_AddNumberToObject(m, "writes", (double)t->writes);
-    cJSON_AddNumberToObject(m, "seconds",
-                            (double)(clock_us(CLOCK_MONOTONIC) * 1000 - t->open_ns) / 1e9);
+    cJSON_AddNumberToObject(m, "seconds", (double)(monotonic_ns() - t->open_ns) / 1e9);
     cJSON_AddBoolToObject(m, "complete", complete);
     cJSON_AddStringToObject(m, "parsed", reread ? "reread" : "stream");
     channel_send(m);
@@ -612,8 +595,7 @@ static void send_rename(const char *kind, const char *from, const char *to)
     cJSON_AddStringToObject(m, "t", kind);
     cJSON_AddStringToObject(m, "from", from);
     cJSON_AddStringToObject(m, "to", to);
-    if (!strcmp(kind, "adopt"))
-        cJSON_AddNumberToObject(m, "time_us", (double)clock_us(CLOCK_REALTIME));
+    if (!strcmp(kind, "adopt")) cJSON_AddNumberToObject(m, "time_us", (double)realtime_us());
     channel_send(m);
     cJSON_Delete(m);
 }
