@@ -120,17 +120,15 @@ def preloaded(collector, **extra):
 # ---- the benchmarks -----------------------------------------------------------------------
 
 # A save script defines save(path); SAVE_DRIVER saves to each path of argv[3:] in turn,
-# argv[2] rounds, and prints each path's wall and CPU times (of the saving thread: the
-# agent's work runs on it, the collector's in another process) as JSON.
+# argv[2] rounds, and prints each path's times as JSON.
 SAVE_DRIVER = """
 import json, sys, time
-times = {p: {"wall": [], "cpu": []} for p in sys.argv[3:]}
+times = {p: [] for p in sys.argv[3:]}
 for _ in range(int(sys.argv[2])):
     for p in times:
-        wall, cpu = time.perf_counter(), time.thread_time()
+        start = time.perf_counter()
         save(p)
-        times[p]["cpu"].append(time.thread_time() - cpu)
-        times[p]["wall"].append(time.perf_counter() - wall)
+        times[p].append(time.perf_counter() - start)
 print(json.dumps(times))
 """
 
@@ -186,7 +184,7 @@ def saves_side_by_side(work, collector, script_text, path):
     saves = save_script(work, script_text, path)
 
     def fastest(env):
-        return min(saves(env, SAVES_PER_PROCESS, path)[0]["wall"])
+        return min(saves(env, SAVES_PER_PROCESS, path)[0])
 
     return side_by_side(lambda: fastest(preloaded(collector)), lambda: fastest(clean_env()))
 
@@ -194,27 +192,19 @@ def saves_side_by_side(work, collector, script_text, path):
 def saves_in_one_process(work, collector, script_text, path):
     """One process under the agent saves to path (a checkpoint) and to a name no glob
     matches, alternately: the two sides share the process, its memory layout and the
-    moment, so what differs is only what the agent does for a checkpoint. Compared in
-    the saving thread's CPU time, which other tenants of the machine do not stretch;
-    returns that result and the wall-clock one."""
+    moment, so what differs is only what the agent does for a checkpoint."""
     untracked = path.with_name(path.name + ".untracked")
     tracked, plain = save_script(work, script_text, path)(
         preloaded(collector), ROUNDS_IN_ONE_PROCESS, path, untracked)
-
-    def compare(kind):
-        ratios = [a / b for a, b in zip(tracked[kind], plain[kind])]
-        return (statistics.median(ratios), min(ratios), max(ratios),
-                statistics.median(tracked[kind]), statistics.median(plain[kind]))
-
-    return compare("cpu"), compare("wall")
+    ratios = [a / b for a, b in zip(tracked, plain)]
+    return (statistics.median(ratios), min(ratios), max(ratios), statistics.median(tracked),
+            statistics.median(plain))
 
 
-def add_one_process_row(what, results):
-    cpu, wall = results
+def add_one_process_row(what, result):
     add_row(f"{what}, one process under the agent: to a checkpoint / to a name no glob "
-            "matches, CPU time of the saving thread", cpu, 1.03,
-            f"{cpu[4] * 1000:.0f} ms CPU untracked; wall time {wall[0]:.3f} "
-            f"({wall[1]:.3f}–{wall[2]:.3f}); {ROUNDS_IN_ONE_PROCESS} alternating rounds")
+            "matches", result, 1.03,
+            f"{result[4] * 1000:.0f} ms untracked; {ROUNDS_IN_ONE_PROCESS} alternating rounds")
 
 
 def bench_torch_save(work, collector):
