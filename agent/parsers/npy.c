@@ -22,6 +22,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 static const uint8_t NPY_MAGIC[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
@@ -248,7 +249,9 @@ static void fail(struct npy_array *a, const char *why)
 
 void npy_array_init(struct npy_array *a, struct report *r, double sample, const char *name)
 {
-    memset(a, 0, sizeof *a);
+    /* All but the tensor's block buffer (64 KiB, filled before it is read): an npz
+     * starts an array per member. */
+    memset(a, 0, offsetof(struct npy_array, tensor) + offsetof(struct tensor_reader, block));
     a->report = r;
     a->sample = sample;
     snprintf(a->name, sizeof a->name, "%s", name);
