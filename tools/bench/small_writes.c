@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ROUNDS 4
+#define ROUNDS 10 /* short rounds: more of them miss the other tenants */
 
 static double seconds(void)
 {
@@ -49,6 +49,7 @@ int main(int argc, char **argv)
         if (round == 0 || elapsed < best) best = elapsed;
     }
     close(fd);
-    printf("{\"seconds\": %.9f, \"ns_per_call\": %.2f}\n", total, best * 1e9 / per_round);
+    printf("{\"seconds\": %.9f, \"ns_per_call\": %.2f, \"rounds\": %d}\n", total,
+           best * 1e9 / per_round, ROUNDS);
     return 0;
 }
