@@ -119,19 +119,16 @@ def preloaded(collector, **extra):
 
 # ---- the benchmarks -----------------------------------------------------------------------
 
-# A save script defines save(path); SAVE_DRIVER saves to each path of argv[3:] in turn,
-# argv[2] rounds, and prints each path's times as JSON. Every other round goes through
-# the paths backwards: in one process the first save of a round was measured up to 8%
-# faster than the second even with both names untracked.
+# A save script defines save(path); SAVE_DRIVER saves to argv[3] argv[2] times and
+# prints the fastest save: on a shared machine the minimum is the stable estimate.
 SAVE_DRIVER = """
-import json, sys, time
-times = {p: [] for p in sys.argv[3:]}
-for i in range(int(sys.argv[2])):
-    for p in (list(times) if i % 2 == 0 else list(times)[::-1]):
-        start = time.perf_counter()
-        save(p)
-        times[p].append(time.perf_counter() - start)
-print(json.dumps(times))
+import sys, time
+times = []
+for _ in range(int(sys.argv[2])):
+    start = time.perf_counter()
+    save(sys.argv[3])
+    times.append(time.perf_counter() - start)
+print(min(times))
 """
 
 TORCH_SAVE = """
@@ -165,48 +162,19 @@ def save(path):
 """ + SAVE_DRIVER
 
 SAVES_PER_PROCESS = 6
-ROUNDS_IN_ONE_PROCESS = 4 if QUICK else 20
-
-
-def save_script(work, script_text, path):
-    script = work / f"{path.stem}_{path.suffix[1:]}_save.py"
-    script.write_text(script_text)
-
-    def saves(env, rounds, *paths):
-        out = timed([PYTHON, script, CHECKPOINT_BYTES, rounds, *paths], env)[1]
-        return [json.loads(out.splitlines()[-1])[str(p)] for p in paths]
-
-    return saves
 
 
 def saves_side_by_side(work, collector, script_text, path):
-    """A save script run monitored and not, alternately. Each process saves several times
-    and reports its fastest save: on a shared machine the minimum is the stable estimate
-    of what a save costs."""
-    saves = save_script(work, script_text, path)
+    """A save script run monitored and not, alternately, each process saving
+    SAVES_PER_PROCESS times."""
+    script = work / f"{path.stem}_{path.suffix[1:]}_save.py"
+    script.write_text(script_text)
 
     def fastest(env):
-        return min(saves(env, SAVES_PER_PROCESS, path)[0])
+        out = timed([PYTHON, script, CHECKPOINT_BYTES, SAVES_PER_PROCESS, path], env)[1]
+        return float(out.split()[-1])
 
     return side_by_side(lambda: fastest(preloaded(collector)), lambda: fastest(clean_env()))
-
-
-def saves_in_one_process(work, collector, script_text, path):
-    """One process under the agent saves to path (a checkpoint) and to a name no glob
-    matches, alternately: the two sides share the process, its memory layout and the
-    moment, so what differs is only what the agent does for a checkpoint."""
-    untracked = path.with_name(path.name + ".untracked")
-    tracked, plain = save_script(work, script_text, path)(
-        preloaded(collector), ROUNDS_IN_ONE_PROCESS, path, untracked)
-    ratios = [a / b for a, b in zip(tracked, plain)]
-    return (statistics.median(ratios), min(ratios), max(ratios), statistics.median(tracked),
-            statistics.median(plain))
-
-
-def add_one_process_row(what, result):
-    add_row(f"{what}, one process under the agent: to a checkpoint / to a name no glob "
-            "matches", result, 1.03,
-            f"{result[4] * 1000:.0f} ms untracked; {ROUNDS_IN_ONE_PROCESS} alternating rounds")
 
 
 def bench_torch_save(work, collector):
@@ -214,8 +182,6 @@ def bench_torch_save(work, collector):
     result = saves_side_by_side(work, collector, TORCH_SAVE, path)
     add_row(f"torch.save {CHECKPOINT_BYTES // MIB} MiB to tmpfs: monitored / unmonitored",
             result, 1.03, f"{result[4] * 1000:.0f} ms unmonitored")
-    add_one_process_row(f"torch.save {CHECKPOINT_BYTES // MIB} MiB",
-                        saves_in_one_process(work, collector, TORCH_SAVE, path))
 
 
 def bench_safetensors_save(work, collector):
@@ -230,8 +196,6 @@ def bench_safetensors_save(work, collector):
             "monitored (default budget) / unmonitored", result, 1.03,
             f"{result[4] * 1000:.0f} ms unmonitored; sampled per tensor "
             f"{min(sampled):.3f}–{max(sampled):.3f} over {len(records)} records")
-    add_one_process_row(f"safetensors {CHECKPOINT_BYTES // MIB} MiB",
-                        saves_in_one_process(work, collector, SAFETENSORS_SAVE, path))
 
 
 def bench_small_writes(work):
