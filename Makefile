@@ -17,7 +17,7 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -fPIC -fvisibility=hidden -fno-strict-aliasing $(WARN) -D_GNU_SOURCE
 CPPFLAGS += -I. -MMD -MP
 LDLIBS_AGENT     := -lcjson -lz -ldl -lpthread -lm
-LDLIBS_COLLECTOR := -lcjson -lz -lelf -lpthread -lm
+LDLIBS_COLLECTOR := -lcjson -lz -lelf -ldl -lpthread -lm
 
 # SANITIZE=1: ASan + UBSan in a build directory of its own (docs/security.md). UB stops
 # the program; NULL + 0 (a zero-length feed) is not counted as UB. The end-to-end suite

@@ -181,13 +181,15 @@ static size_t value_bound(const cJSON *item)
     case cJSON_Number:
         return NUMBER_TEXT_MAX;
     case cJSON_String:
-    case cJSON_Raw:
         return string_bound(item->valuestring);
+    case cJSON_Raw:
+        return item->valuestring ? strlen(item->valuestring) : sizeof "null" - 1;
     case cJSON_Array:
     case cJSON_Object: {
+        bool object = (item->type & 0xff) == cJSON_Object;
         size_t n = 2;
         for (const cJSON *c = item->child; c; c = c->next)
-            n += 1 + json_text_bound(c);
+            n += 1 + json_text_bound(c) + (object && !c->string ? sizeof "\"\":" - 1 : 0);
         return n;
     }
     default:

@@ -680,6 +680,12 @@ static bool open_spool(struct delivery *d, const struct options *o, char *err, s
 struct delivery *delivery_open(const struct options *o, struct log_writer *log, char *err,
                                size_t err_size)
 {
+    /* Before `run` starts the command: without libcurl the sinks could not deliver. */
+    char why[256];
+    if (!http_load(why, sizeof why)) {
+        snprintf(err, err_size, "sinks: %s", why);
+        return NULL;
+    }
     struct delivery *d = calloc(1, sizeof *d);
     if (!d || !(d->sinks = calloc(o->sink_count, sizeof *d->sinks)) ||
         !(d->state_dir = delivery_state_dir(o))) {
@@ -722,9 +728,8 @@ static unsigned long delivery_finish(struct delivery *d, double timeout);
 /* Starts one thread per sink. */
 static bool delivery_start(struct delivery *d)
 {
-    char err[512];
-    if (!http_global_init(err, sizeof err)) {
-        fprintf(stderr, "ckmon: sinks: %s\n", err);
+    if (!http_global_init()) {
+        fprintf(stderr, "ckmon: sinks: cannot initialise libcurl\n");
         return false;
     }
     /* Sink threads take no signals: SIGTERM/SIGINT/SIGHUP must reach the server loop,

@@ -3,8 +3,10 @@
  * libcurl is loaded with dlopen when the first sink starts rather than linked: linking it
  * brings in about thirty libraries (TLS, Kerberos, LDAP, SSH, ...) whose loading and
  * constructors took 9 ms of the start of every ckmon command — `inspect`, `run`, a
- * collector with no sink — for a library that only sinks use. The headers still give
- * each function its type, so a call through the table is checked like a direct one.
+ * collector with no sink — for a library that only sinks use. The table's pointers
+ * take their types from curl.h, but the option arguments of the variadic setopt and
+ * getinfo lose the checks curl.h's macros add to direct calls: each is passed as the
+ * exact type its option takes (long, curl_off_t, a pointer).
  */
 #include "http.h"
 
@@ -38,14 +40,15 @@ struct http_client {
 
 #define RESOLVE(handle, field, symbol) (*(void **)&libcurl.field = dlsym(handle, #symbol)) != NULL
 
-bool http_global_init(char *err, size_t err_size)
+bool http_load(char *err, size_t err_size)
 {
-    if (libcurl.global_init) return true; /* loaded by an earlier start */
+    if (libcurl.global_init) return true; /* loaded before */
     void *lib = dlopen(LIBCURL, RTLD_NOW | RTLD_LOCAL);
     if (!lib) {
         snprintf(err, err_size, "cannot load %s (%s): install libcurl4", LIBCURL, dlerror());
         return false;
     }
+    /* global_init last: it says the whole table is there. */
     bool found =
         RESOLVE(lib, easy_init, curl_easy_init) && RESOLVE(lib, easy_cleanup, curl_easy_cleanup) &&
         RESOLVE(lib, easy_reset, curl_easy_reset) && RESOLVE(lib, easy_setopt, curl_easy_setopt) &&
@@ -57,15 +60,15 @@ bool http_global_init(char *err, size_t err_size)
         RESOLVE(lib, global_init, curl_global_init);
     if (!found) {
         snprintf(err, err_size, "%s lacks a function ckmon uses (%s)", LIBCURL, dlerror());
-    } else if (libcurl.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        snprintf(err, err_size, "cannot initialise libcurl");
-        found = false;
-    }
-    if (!found) {
         libcurl.global_init = NULL;
         dlclose(lib);
     }
     return found;
+}
+
+bool http_global_init(void)
+{
+    return libcurl.global_init && libcurl.global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
 }
 
 struct http_client *http_client_new(void)

@@ -25,9 +25,11 @@ struct http_result {
     struct strbuf response;
 };
 
-/* Loads libcurl and sets up its global state; call before any thread starts. Later
- * calls do nothing. False, with the reason in err, when libcurl cannot be loaded. */
-bool http_global_init(char *err, size_t err_size);
+/* Loads libcurl (once; later calls do nothing). False, with the reason in err, when it
+ * cannot be loaded: call it where failing can still stop the command. */
+bool http_load(char *err, size_t err_size);
+/* Sets up libcurl's global state after http_load; call before any thread starts. */
+bool http_global_init(void);
 
 struct http_client *http_client_new(void);
 void http_client_free(struct http_client *c);

@@ -471,7 +471,9 @@ def test_libcurl_is_loaded_only_when_a_sink_is_given(work):
     (work / "bare").mkdir()
     bare = Collect(work / "bare", [])
     try:
-        assert not maps_libcurl(bare.process.pid)  # linked, it would be there from exec
+        bare.write(0, 1)
+        bare.records(1)  # serving: whatever it loads at start is loaded by now
+        assert not maps_libcurl(bare.process.pid)
     finally:
         assert bare.stop()[0] == 0
     sink = FaultySink([(200, {})])
@@ -487,3 +489,25 @@ def test_libcurl_is_loaded_only_when_a_sink_is_given(work):
             assert collect.stop()[0] == 0
     finally:
         sink.stop()
+
+
+def test_sinks_without_libcurl_stop_before_the_command(work):
+    """Sinks that could not deliver must not let a run go on unwatched: without a
+    loadable libcurl, `run` and `collect` refuse at start and `run` never starts the
+    command."""
+    libs = work / "libs"
+    libs.mkdir()
+    (libs / "libcurl.so.4").write_bytes(b"")  # found first, and not a library
+    env = clean_env(LD_LIBRARY_PATH=libs)
+    marker = work / "started"
+    sink = f"ndjson=http://127.0.0.1:{free_port()}/"
+    run = subprocess.run(ckmon_args("run", "-o", work / "run.jsonl", "-s", sink, "--", "touch",
+                                    marker), cwd=work, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode != 0 and not marker.exists()
+    assert "sinks: cannot load libcurl.so.4" in run.stderr, run.stderr
+    collect = subprocess.run(ckmon_args("collect", "--socket", work / "c.sock", "--log",
+                                        work / "c.jsonl", "-s", sink), cwd=work, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert collect.returncode == 1 and "sinks: cannot load libcurl.so.4" in collect.stderr
+    assert not (work / "c.sock").exists()

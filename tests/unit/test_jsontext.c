@@ -137,6 +137,8 @@ static void test_wire_text_reads_back_exactly(void **unused)
 static void test_text_bound_covers_both_printers(void **unused)
 {
     cJSON *tree = random_tree();
+    /* A member without a key prints as "": */
+    cJSON_AddItemToArray(cJSON_AddObjectToObject(tree, "keyless"), cJSON_CreateNumber(-0.0));
     for (const cJSON *part = tree->child; part; part = part->next) {
         for (const cJSON *item = part->child; item; item = item->next) {
             char *shortest = json_print(item), *wire = json_print_wire(item);
@@ -150,6 +152,9 @@ static void test_text_bound_covers_both_printers(void **unused)
         assert_true(strlen(text) <= json_text_bound(part));
         free(text);
     }
+    char *whole = json_print(tree);
+    assert_true(strlen(whole) <= json_text_bound(tree));
+    free(whole);
     cJSON_Delete(tree);
 }
 
