@@ -22,8 +22,8 @@
 #include "config.h"
 #include "fdtable.h"
 #include "jsontext.h"
-#include "sys.h"
 #include "real.h"
+#include "sys.h"
 #include "wire.h"
 
 #define FINDINGS_PER_MESSAGE (WIRE_MAX_MESSAGE / 2) /* serialised bytes, with headroom */
