@@ -46,17 +46,14 @@ int cmd_collect(int argc, char **argv)
     else
         default_socket_path(socket_path, sizeof socket_path);
 
+    /* The socket comes last, as in `run`: when it appears, the log, the sinks (libcurl,
+     * cursors, spool) and the state dir are ready, so a program that waits for it
+     * finds a collector that can take its records. */
     struct listener listener;
     struct log_writer log;
     struct delivery *delivery = NULL;
-    if (listener_open(&listener, socket_path, err, sizeof err) < 0) {
-        fprintf(stderr, "ckmon: %s\n", err);
-        options_free(&o);
-        return 1;
-    }
     if (log_open(&log, o.log, err, sizeof err) < 0) {
         fprintf(stderr, "ckmon: %s\n", err);
-        listener_close(&listener, true);
         options_free(&o);
         return 1;
     }
@@ -65,7 +62,9 @@ int cmd_collect(int argc, char **argv)
     rc = 1;
     if (o.sink_count && !(delivery = delivery_open(&o, &log, err, sizeof err))) {
         fprintf(stderr, "ckmon: %s\n", err);
-        listener_close(&listener, true);
+    } else if (listener_open(&listener, socket_path, err, sizeof err) < 0) {
+        fprintf(stderr, "ckmon: %s\n", err);
+        delivery_free(delivery);
     } else {
         fprintf(stderr, "ckmon: collecting on %s into %s\n", socket_path,
                 strcmp(o.log, "-") ? o.log : "stdout");
