@@ -123,6 +123,23 @@ bool record_set_parsed(struct record *r, const char *name)
     return false;
 }
 
+bool record_take_report(struct record *r, const struct stat *st, struct report *report,
+                        const char *format, bool complete)
+{
+    cJSON *findings = cJSON_CreateObject();
+    bool ok = findings && record_set_string(&r->format, format);
+    if (ok) {
+        r->time_us = (int64_t)st->st_mtim.tv_sec * 1000000 + st->st_mtim.tv_nsec / 1000;
+        r->bytes = st->st_size;
+        r->complete = complete;
+        r->parsed = PARSED_FILE;
+        report_take(report, findings);
+        record_take_findings(r, findings);
+    }
+    cJSON_Delete(findings);
+    return ok;
+}
+
 struct record *record_from_file(const struct identity *who, int fd, const char *path,
                                 const struct stat *st, const struct key_filter *keys,
                                 const struct parse_options *parse)
@@ -132,19 +149,10 @@ struct record *record_from_file(const struct identity *who, int fd, const char *
     report_init(&report, keys);
     bool complete = parse_fd_with(fd, path, &report, parse, &format, parse_feed_readahead);
     struct record *r = record_new(who, path);
-    cJSON *findings = cJSON_CreateObject();
-    if (r && findings && record_set_string(&r->format, format)) {
-        r->time_us = (int64_t)st->st_mtim.tv_sec * 1000000 + st->st_mtim.tv_nsec / 1000;
-        r->bytes = st->st_size;
-        r->complete = complete;
-        r->parsed = PARSED_FILE;
-        report_take(&report, findings);
-        record_take_findings(r, findings);
-    } else {
+    if (r && !record_take_report(r, st, &report, format, complete)) {
         record_free(r);
         r = NULL;
     }
-    cJSON_Delete(findings);
     report_free(&report);
     return r;
 }

@@ -72,8 +72,13 @@ bool record_set_parsed(struct record *r, const char *name);
 /* Forgets the values, tensors and errors found so far (the file is parsed again). */
 void record_clear_findings(struct record *r);
 
-/* A record for a finished file, parsed from fd (path names it in the record): its time
- * is the file's modification time, bytes its size. NULL when out of memory. */
+/* Completes r for a finished file the collector parsed (st: the file's), taking what
+ * report found: its time is the file's modification time, bytes its size. False when
+ * out of memory. */
+bool record_take_report(struct record *r, const struct stat *st, struct report *report,
+                        const char *format, bool complete);
+/* A record for a finished file, parsed from fd here and now (path names it in the
+ * record). NULL when out of memory. */
 struct record *record_from_file(const struct identity *who, int fd, const char *path,
                                 const struct stat *st, const struct key_filter *keys,
                                 const struct parse_options *parse);

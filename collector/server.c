@@ -326,6 +326,7 @@ static bool serve_once(struct server *s, const sigset_t *wait_mask)
         if (listener->revents) accept_all(s);
     }
     if (log_holding(s->cfg->log)) log_retry(s->cfg->log);
+    tracker_parse_adopted(s->tracker, now_us());
     tracker_expire(s->tracker, now_us());
     return true;
 }

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "agent/config.h"
-
+#include "agent/parsers/parser.h"
 #include "agent/wire.h"
 
 #define TORN_REPARSE_MAX_BYTES (256LL << 20)
@@ -47,14 +47,38 @@ struct pending {
     struct pending *next;
 };
 
+/* A file renamed in under a watched name: the collector parses it from disk, which for
+ * a large checkpoint takes seconds, so it does ADOPT_SLICE_BYTES per turn of the
+ * server's loop and other agents' messages are not kept waiting meanwhile. The agent's
+ * --sample and --keys are copied: its connection may end before the parse does. */
+#define ADOPT_SLICE_BYTES ((off_t)8 << 20)
+
+struct adoption {
+    struct record *record; /* who, and the names; the findings come at the end */
+    int64_t time_us;       /* when the agent saw the rename */
+    int fd;
+    off_t offset;
+    uint8_t *buf;
+    struct parse_options parse;
+    cJSON *key_list;
+    struct key_filter keys;
+    struct report report;
+    struct parser *parser;
+    struct adoption *next;
+};
+
 struct tracker {
     record_emit_fn emit;
     void *ctx;
     struct tracker_conn *conns;
     struct pending *pending;      /* oldest first */
     struct pending **pending_end; /* the last node's next, for appending */
+    struct adoption *adoptions;   /* in the order of their renames */
+    struct adoption **adoptions_end;
     struct tracker_counts counts;
 };
+
+static void adoption_free(struct adoption *a);
 
 struct tracker *tracker_new(record_emit_fn emit, void *ctx)
 {
@@ -63,6 +87,7 @@ struct tracker *tracker_new(record_emit_fn emit, void *ctx)
     t->emit = emit;
     t->ctx = ctx;
     t->pending_end = &t->pending;
+    t->adoptions_end = &t->adoptions;
     return t;
 }
 
@@ -115,6 +140,11 @@ void tracker_free(struct tracker *t)
         unlink_conn(t, t->conns);
     while (t->pending)
         record_free(unlink_pending(t, &t->pending));
+    while (t->adoptions) {
+        struct adoption *a = t->adoptions;
+        t->adoptions = a->next;
+        adoption_free(a);
+    }
     free(t);
 }
 
@@ -253,18 +283,26 @@ static void hold_for_rename(struct tracker *t, struct record *r, int64_t now_us)
 /* ---- the messages ---- */
 
 /* Keeps the hello's "keys" array (strings) as the connection's key filter. */
+/* keys from list, an array of strings, which must outlive them. */
+static bool filter_from(struct key_filter *keys, const cJSON *list)
+{
+    int n = cJSON_GetArraySize(list);
+    const cJSON *k;
+    if (n == 0) return true;
+    if (!(keys->patterns = malloc((size_t)n * sizeof *keys->patterns))) return false;
+    cJSON_ArrayForEach(k, list) keys->patterns[keys->count++] = k->valuestring;
+    return true;
+}
+
 static bool take_keys(struct tracker_conn *c, cJSON *msg)
 {
     cJSON *list = cJSON_GetObjectItemCaseSensitive(msg, "keys"), *k;
     if (!list) return true;
-    int n = cJSON_GetArraySize(list);
     if (!cJSON_IsArray(list) || c->key_list) return false;
     cJSON_ArrayForEach(k, list) if (!cJSON_IsString(k)) return false;
-    if (n == 0) return true;
-    if (!(c->keys.patterns = malloc((size_t)n * sizeof *c->keys.patterns))) return false;
+    if (cJSON_GetArraySize(list) == 0) return true;
     c->key_list = cJSON_DetachItemViaPointer(msg, list);
-    cJSON_ArrayForEach(k, c->key_list) c->keys.patterns[c->keys.count++] = k->valuestring;
-    return true;
+    return filter_from(&c->keys, c->key_list);
 }
 
 static bool on_hello(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
@@ -358,32 +396,84 @@ static bool on_close(struct tracker *t, struct tracker_conn *c, cJSON *msg, int6
     return ok;
 }
 
+static bool rename_record(struct record *r, const char *to)
+{
+    return (r->written_as || record_set_string(&r->written_as, r->path)) &&
+           record_set_string(&r->path, to);
+}
+
 static bool on_rename(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
 {
     (void)c, (void)now_us;
     const char *from = get_string(msg, "from"), *to = get_string(msg, "to");
     if (!from || !to) return false;
+    /* A file adopted under that name and still being parsed is the newest: its record
+     * takes the new name, and still waits for a rename once it is parsed. */
+    struct adoption *adopted = NULL;
+    for (struct adoption *a = t->adoptions; a; a = a->next)
+        if (!strcmp(a->record->path, from)) adopted = a;
+    if (adopted) return rename_record(adopted->record, to);
     struct pending **match = NULL; /* the newest record closed under that name */
     for (struct pending **p = &t->pending; *p; p = &(*p)->next)
         if (!strcmp((*p)->record->path, from)) match = p;
     if (!match) return true; /* its window has passed: the record was written as it was */
     struct record *r = unlink_pending(t, match);
-    bool ok = (r->written_as || record_set_string(&r->written_as, r->path)) &&
-              record_set_string(&r->path, to);
+    bool ok = rename_record(r, to);
     emit_and_free(t, r);
     return ok;
+}
+
+static void adoption_free(struct adoption *a)
+{
+    if (a->parser) a->parser->destroy(a->parser);
+    report_free(&a->report);
+    record_free(a->record);
+    cJSON_Delete(a->key_list);
+    free(a->keys.patterns);
+    free(a->buf);
+    if (a->fd >= 0) close(a->fd);
+    free(a);
 }
 
 static bool on_adopt(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
 {
     const char *from = get_string(msg, "from"), *to = get_string(msg, "to");
     if (!from || !to) return false;
-    struct record *r = parse_on_disk(c, to, INT64_MAX);
-    if (!r) return true; /* gone again, not a regular file, or no memory */
-    if (!get_int(msg, "time_us", &r->time_us)) r->time_us = now_us;
-    bool ok = record_set_string(&r->written_as, from);
-    hold_for_rename(t, r, now_us);
-    return ok;
+    struct adoption *a = calloc(1, sizeof *a);
+    if (!a) return true; /* no memory: as if the file were gone */
+    a->fd = open(to, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (!get_int(msg, "time_us", &a->time_us)) a->time_us = now_us;
+    a->parse = c->parse;
+    report_init(&a->report, &a->keys);
+    struct stat st;
+    bool started = a->fd >= 0 && fstat(a->fd, &st) == 0 && S_ISREG(st.st_mode) &&
+                   (a->record = record_new(&c->who, to)) &&
+                   record_set_string(&a->record->written_as, from) &&
+                   (!c->key_list || ((a->key_list = cJSON_Duplicate(c->key_list, true)) &&
+                                     filter_from(&a->keys, a->key_list))) &&
+                   (a->buf = parse_read_buffer()) &&
+                   (a->parser = parser_detect_new(to, &a->report, &a->parse));
+    if (!started) {
+        adoption_free(a); /* gone again, not a regular file, or no memory */
+        return true;
+    }
+    *t->adoptions_end = a;
+    t->adoptions_end = &a->next;
+    return true;
+}
+
+/* The adoption's file is parsed: its record waits for a rename like any other. */
+static void finish_adoption(struct tracker *t, struct adoption *a, bool read_ok, int64_t now_us)
+{
+    bool complete = a->parser->finish(a->parser) && read_ok;
+    struct stat st;
+    if (fstat(a->fd, &st) == 0 &&
+        record_take_report(a->record, &st, &a->report, a->parser->format, complete)) {
+        a->record->time_us = a->time_us;
+        hold_for_rename(t, a->record, now_us);
+        a->record = NULL;
+    }
+    adoption_free(a);
 }
 
 static bool on_exec(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
@@ -486,7 +576,21 @@ void tracker_disconnect(struct tracker *t, struct tracker_conn *c, int64_t now_u
 
 int64_t tracker_next_due(const struct tracker *t)
 {
+    if (t->adoptions) return 0; /* at once: the next slice */
     return t->pending ? t->pending->since_us + RENAME_WINDOW_US : -1;
+}
+
+bool tracker_parse_adopted(struct tracker *t, int64_t now_us)
+{
+    struct adoption *a = t->adoptions;
+    if (!a) return false;
+    enum parse_slice result = parse_feed_slice(a->fd, &a->offset, a->offset + ADOPT_SLICE_BYTES,
+                                               a->buf, a->parser, &a->report);
+    if (result != PARSE_MORE) {
+        if (!(t->adoptions = a->next)) t->adoptions_end = &t->adoptions;
+        finish_adoption(t, a, result == PARSE_AT_END, now_us);
+    }
+    return t->adoptions != NULL;
 }
 
 void tracker_expire(struct tracker *t, int64_t now_us)
@@ -501,6 +605,8 @@ void tracker_shutdown(struct tracker *t, int64_t now_us)
 {
     for (struct tracker_conn *c = t->conns; c; c = c->next)
         finish_open_files(t, c, now_us, "still open when the collector stopped");
+    while (tracker_parse_adopted(t, now_us))
+        ;
     while (t->pending)
         emit_and_free(t, unlink_pending(t, &t->pending));
 }

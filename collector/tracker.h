@@ -10,6 +10,7 @@
 #ifndef CKMON_TRACKER_H
 #define CKMON_TRACKER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,8 +39,13 @@ void tracker_message(struct tracker *t, struct tracker_conn *c, const char *data
 /* The connection ended: its open files become incomplete records. Frees c. */
 void tracker_disconnect(struct tracker *t, struct tracker_conn *c, int64_t now_us);
 
-/* When the oldest pending record is due (-1: none pending). */
+/* When the tracker next has work: 0 (at once) while an adopted file is being parsed,
+ * else when the oldest pending record is due (-1: none pending). */
 int64_t tracker_next_due(const struct tracker *t);
+/* Parses the next slice of a file adopted by a rename (parsed a slice per turn, so that
+ * a large one does not hold up other agents); its record then waits like any closed
+ * file's. Returns whether adopted files remain. */
+bool tracker_parse_adopted(struct tracker *t, int64_t now_us);
 /* Emits the pending records whose rename window has passed. */
 void tracker_expire(struct tracker *t, int64_t now_us);
 /* The collector stops: open files become incomplete records, then every pending

@@ -180,34 +180,46 @@ struct parser *parser_detect_new(const char *path, struct report *r, const struc
     return &d->base;
 }
 
-/* Small enough that each chunk is still in the L2 cache when the statistics read it:
- * with 1 MiB, inspect ran at half the speed (the copy and the reading both went to memory). */
-#define READ_CHUNK (1u << 17)
-
-bool parse_feed_pread(int fd, off_t from, struct parser *p, struct report *r)
+uint8_t *parse_read_buffer(void)
 {
     /* Page-aligned: the kernel's copy into a buffer 16 bytes into a page (what malloc
      * returns for this size) ran at a third of the speed. */
-    uint8_t *buf = aligned_alloc(4096, READ_CHUNK);
+    return aligned_alloc(4096, PARSE_READ_CHUNK);
+}
+
+enum parse_slice parse_feed_slice(int fd, off_t *offset, off_t stop, uint8_t *buf, struct parser *p,
+                                  struct report *r)
+{
+    while (*offset < stop) {
+        size_t want =
+            stop - *offset < PARSE_READ_CHUNK ? (size_t)(stop - *offset) : PARSE_READ_CHUNK;
+        ssize_t n = pread(fd, buf, want, *offset);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            report_error(r, "read failed at byte %lld: %s", (long long)*offset, strerror(errno));
+            return PARSE_READ_FAILED;
+        }
+        if (n == 0) return PARSE_AT_END;
+        p->feed(p, buf, (size_t)n);
+        *offset += n;
+    }
+    return PARSE_MORE;
+}
+
+bool parse_feed_pread(int fd, off_t from, struct parser *p, struct report *r)
+{
+    uint8_t *buf = parse_read_buffer();
     if (!buf) {
         report_error(r, "out of memory");
         return false;
     }
     off_t offset = from;
-    bool read_ok = true;
-    for (;;) {
-        ssize_t n = pread(fd, buf, READ_CHUNK, offset);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            report_error(r, "read failed at byte %lld: %s", (long long)offset, strerror(errno));
-            read_ok = false;
-        }
-        if (n <= 0) break;
-        p->feed(p, buf, (size_t)n);
-        offset += n;
-    }
+    enum parse_slice result;
+    do
+        result = parse_feed_slice(fd, &offset, INT64_MAX, buf, p, r);
+    while (result == PARSE_MORE);
     free(buf);
-    return read_ok;
+    return result == PARSE_AT_END;
 }
 
 bool parse_fd_with(int fd, const char *path, struct report *r, const struct parse_options *o,

@@ -62,6 +62,18 @@ typedef bool parse_source(int fd, off_t from, struct parser *p, struct report *r
 /* parse_fd's own source: pread into a buffer (safe anywhere, including in the agent). */
 bool parse_feed_pread(int fd, off_t from, struct parser *p, struct report *r);
 
+/* The pieces of parse_feed_pread, for a caller that parses a file a slice at a time.
+ * Reads are PARSE_READ_CHUNK bytes: small enough that each chunk is still in the L2
+ * cache when the statistics read it (with 1 MiB, inspect ran at half the speed). */
+#define PARSE_READ_CHUNK (1u << 17)
+/* A page-aligned buffer of PARSE_READ_CHUNK bytes (free it), or NULL. */
+uint8_t *parse_read_buffer(void);
+enum parse_slice { PARSE_MORE, PARSE_AT_END, PARSE_READ_FAILED };
+/* Feeds the file from *offset (advanced) up to stop; PARSE_AT_END when the file ended
+ * first, PARSE_READ_FAILED after reporting a read error. */
+enum parse_slice parse_feed_slice(int fd, off_t *offset, off_t stop, uint8_t *buf, struct parser *p,
+                                  struct report *r);
+
 /* parse_fd with another source (the collector's, collector/readahead.h). */
 bool parse_fd_with(int fd, const char *path, struct report *r, const struct parse_options *o,
                    const char **format, parse_source *source);

@@ -14,6 +14,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include "agent/wire.h"
 #include "collector/record.h"
 #include "collector/tracker.h"
@@ -352,6 +356,108 @@ static void test_bad_messages_are_counted_and_ignored(void **state)
     assert_int_equal(f->out.count, 0);
 }
 
+/* A .npy of count float32 values i * 0.25 - 1000 at path. */
+static void write_npy(const char *path, long count)
+{
+    char header[128];
+    int len = snprintf(header, sizeof header,
+                       "{'descr': '<f4', 'fortran_order': False, 'shape': (%ld,), }", count);
+    int padded = (10 + len + 1 + 63) / 64 * 64 - 10; /* data 64-aligned, header ends in \n */
+    memset(header + len, ' ', (size_t)(padded - len - 1));
+    header[padded - 1] = '\n';
+    FILE *out = fopen(path, "wb");
+    assert_non_null(out);
+    uint8_t preamble[10] = {
+        0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (uint8_t)padded, (uint8_t)(padded >> 8)};
+    assert_int_equal(fwrite(preamble, 1, 10, out), 10);
+    assert_int_equal(fwrite(header, 1, (size_t)padded, out), (size_t)padded);
+    for (long i = 0; i < count; i++) {
+        float v = (float)i * 0.25f - 1000;
+        assert_int_equal(fwrite(&v, sizeof v, 1, out), 1);
+    }
+    assert_int_equal(fclose(out), 0);
+}
+
+/* A member of a record line's JSON, printed, to compare two records by. */
+static char *member_text(const char *line, const char *name)
+{
+    cJSON *o = cJSON_Parse(line);
+    assert_non_null(o);
+    char *text = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(o, name));
+    cJSON_Delete(o);
+    return text;
+}
+
+/* A file renamed in is parsed from disk a slice per call, so that the collector's loop
+ * keeps serving other agents; the agent's --keys outlive its connection, a rename in the
+ * middle gives the record its new name, and the findings are those of a parse in one go. */
+static void test_adopted_file_is_parsed_a_slice_at_a_time(void **state)
+{
+    struct fixture *f = *state;
+    char dir[] = "/tmp/ckmon-adopt-XXXXXX", model[64], final[64], tmp[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(tmp, sizeof tmp, "%s/model.npy.tmp", dir);
+    snprintf(model, sizeof model, "%s/model.npy", dir);
+    snprintf(final, sizeof final, "%s/final.npy", dir);
+    write_npy(model, 6L << 20); /* 24 MiB: three slices and a bit */
+
+    struct tracker_conn *c = hello(f, "{\"t\":\"hello\",\"pid\":5,\"program\":\"python3\","
+                                      "\"host\":\"node1\",\"job\":\"train\",\"keys\":[\"mod*\"]}");
+    char msg[512];
+    snprintf(msg, sizeof msg, "{\"t\":\"adopt\",\"from\":\"%s\",\"to\":\"%s\",\"time_us\":%lld}",
+             tmp, model, T0);
+    send(f, c, T0, msg);
+    tracker_disconnect(f->tracker, c, T0);
+    assert_int_equal(f->out.count, 0);
+    assert_true(tracker_next_due(f->tracker) == 0);
+
+    struct tracker_conn *other = hello(f, HELLO_NO_RANK);
+    int slices = 1;
+    assert_true(tracker_parse_adopted(f->tracker, T0));
+    snprintf(msg, sizeof msg, "{\"t\":\"rename\",\"from\":\"%s\",\"to\":\"%s\"}", model, final);
+    send(f, other, T0, msg);
+    assert_int_equal(rename(model, final), 0);
+    while (tracker_parse_adopted(f->tracker, T0 + 1))
+        slices++;
+    assert_true(slices >= 3);
+    assert_int_equal(f->out.count, 0); /* held for a rename, like any closed file */
+    assert_true(tracker_next_due(f->tracker) == T0 + 1 + RENAME_WINDOW_US);
+    tracker_expire(f->tracker, T0 + 1 + RENAME_WINDOW_US);
+    assert_int_equal(f->out.count, 1);
+
+    const char *line = f->out.lines[0];
+    char expect[256];
+    snprintf(expect, sizeof expect, "\"path\":\"%s\",\"written_as\":\"%s\",\"format\":\"npy\"",
+             final, tmp);
+    assert_non_null(strstr(line, expect));
+    assert_non_null(strstr(line, "\"parsed\":\"file\""));
+    assert_non_null(strstr(line, "\"complete\":true"));
+
+    /* The same file parsed in one go, with the same --keys, under the name it was adopted
+     * by (a .npy's array is named after its file). */
+    int fd = open(final, O_RDONLY);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    char *patterns[] = {"mod*"};
+    struct key_filter keys = {.patterns = patterns, .count = 1};
+    struct parse_options parse = {.sample = 1};
+    struct identity who = {.pid = 5};
+    struct record *whole =
+        record_from_file(&who, fd, model, &st, &keys, &parse); /* its name then */
+    close(fd);
+    size_t len;
+    char *whole_line = record_to_line(whole, &len);
+    char *a = member_text(line, "tensors"), *b = member_text(whole_line, "tensors");
+    assert_string_equal(a, b);
+    assert_non_null(strstr(a, "\"name\":\"model\""));
+    free(a);
+    free(b);
+    free(whole_line);
+    record_free(whole);
+    unlink(final);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -369,6 +475,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_torn_record_takes_size_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_writes_everything_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_messages_are_counted_and_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adopted_file_is_parsed_a_slice_at_a_time, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
