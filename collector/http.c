@@ -1,6 +1,6 @@
 /* http.c — sending one request with libcurl (see http.h).
  *
- * libcurl is loaded with dlopen when the first sink starts rather than linked: linking it
+ * libcurl is loaded with dlopen when sinks are set up rather than linked: linking it
  * brings in about thirty libraries (TLS, Kerberos, LDAP, SSH, ...) whose loading and
  * constructors took 9 ms of the start of every ckmon command — `inspect`, `run`, a
  * collector with no sink — for a library that only sinks use. The table's pointers
