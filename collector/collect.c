@@ -52,6 +52,11 @@ int cmd_collect(int argc, char **argv)
     struct listener listener;
     struct log_writer log;
     struct delivery *delivery = NULL;
+    if (collector_answers(socket_path)) { /* before touching its log or state dir */
+        fprintf(stderr, "ckmon: a collector is already listening on %s\n", socket_path);
+        options_free(&o);
+        return 1;
+    }
     if (log_open(&log, o.log, err, sizeof err) < 0) {
         fprintf(stderr, "ckmon: %s\n", err);
         options_free(&o);

@@ -49,16 +49,17 @@ struct pending {
 
 /* A file renamed in under a watched name: the collector parses it from disk, which for
  * a large checkpoint takes seconds, so it does ADOPT_SLICE_BYTES per turn of the
- * server's loop and other agents' messages are not kept waiting meanwhile. The agent's
+ * server's loop and other agents' messages are not kept waiting meanwhile. Adoptions
+ * are parsed one at a time, in order; a file is opened when its turn comes (a sharded
+ * checkpoint renamed in at once must not hold a descriptor per shard). The agent's
  * --sample and --keys are copied: its connection may end before the parse does. */
 #define ADOPT_SLICE_BYTES ((off_t)8 << 20)
 
 struct adoption {
     struct record *record; /* who, and the names; the findings come at the end */
     int64_t time_us;       /* when the agent saw the rename */
-    int fd;
+    int fd;                /* -1 until its turn */
     off_t offset;
-    uint8_t *buf;
     struct parse_options parse;
     cJSON *key_list;
     struct key_filter keys;
@@ -75,6 +76,7 @@ struct tracker {
     struct pending **pending_end; /* the last node's next, for appending */
     struct adoption *adoptions;   /* in the order of their renames */
     struct adoption **adoptions_end;
+    uint8_t *read_buffer; /* for the adoption being parsed */
     struct tracker_counts counts;
 };
 
@@ -145,6 +147,7 @@ void tracker_free(struct tracker *t)
         t->adoptions = a->next;
         adoption_free(a);
     }
+    free(t->read_buffer);
     free(t);
 }
 
@@ -282,7 +285,6 @@ static void hold_for_rename(struct tracker *t, struct record *r, int64_t now_us)
 
 /* ---- the messages ---- */
 
-/* Keeps the hello's "keys" array (strings) as the connection's key filter. */
 /* keys from list, an array of strings, which must outlive them. */
 static bool filter_from(struct key_filter *keys, const cJSON *list)
 {
@@ -294,6 +296,7 @@ static bool filter_from(struct key_filter *keys, const cJSON *list)
     return true;
 }
 
+/* Keeps the hello's "keys" array (strings) as the connection's key filter. */
 static bool take_keys(struct tracker_conn *c, cJSON *msg)
 {
     cJSON *list = cJSON_GetObjectItemCaseSensitive(msg, "keys"), *k;
@@ -301,8 +304,9 @@ static bool take_keys(struct tracker_conn *c, cJSON *msg)
     if (!cJSON_IsArray(list) || c->key_list) return false;
     cJSON_ArrayForEach(k, list) if (!cJSON_IsString(k)) return false;
     if (cJSON_GetArraySize(list) == 0) return true;
-    c->key_list = cJSON_DetachItemViaPointer(msg, list);
-    return filter_from(&c->keys, c->key_list);
+    if (!filter_from(&c->keys, list)) return false;
+    c->key_list = cJSON_DetachItemViaPointer(msg, list); /* the strings stay where they are */
+    return true;
 }
 
 static bool on_hello(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
@@ -430,7 +434,6 @@ static void adoption_free(struct adoption *a)
     record_free(a->record);
     cJSON_Delete(a->key_list);
     free(a->keys.patterns);
-    free(a->buf);
     if (a->fd >= 0) close(a->fd);
     free(a);
 }
@@ -441,25 +444,32 @@ static bool on_adopt(struct tracker *t, struct tracker_conn *c, cJSON *msg, int6
     if (!from || !to) return false;
     struct adoption *a = calloc(1, sizeof *a);
     if (!a) return true; /* no memory: as if the file were gone */
-    a->fd = open(to, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    *a = (struct adoption){.fd = -1, .parse = c->parse};
     if (!get_int(msg, "time_us", &a->time_us)) a->time_us = now_us;
-    a->parse = c->parse;
     report_init(&a->report, &a->keys);
-    struct stat st;
-    bool started = a->fd >= 0 && fstat(a->fd, &st) == 0 && S_ISREG(st.st_mode) &&
-                   (a->record = record_new(&c->who, to)) &&
-                   record_set_string(&a->record->written_as, from) &&
-                   (!c->key_list || ((a->key_list = cJSON_Duplicate(c->key_list, true)) &&
-                                     filter_from(&a->keys, a->key_list))) &&
-                   (a->buf = parse_read_buffer()) &&
-                   (a->parser = parser_detect_new(to, &a->report, &a->parse));
-    if (!started) {
-        adoption_free(a); /* gone again, not a regular file, or no memory */
+    bool queued = (a->record = record_new(&c->who, to)) &&
+                  record_set_string(&a->record->written_as, from) &&
+                  (!c->key_list || ((a->key_list = cJSON_Duplicate(c->key_list, true)) &&
+                                    filter_from(&a->keys, a->key_list)));
+    if (!queued) {
+        adoption_free(a); /* no memory: as if the file were gone */
         return true;
     }
     *t->adoptions_end = a;
     t->adoptions_end = &a->next;
     return true;
+}
+
+/* The adoption's turn: opens its file (under the name it has now) and starts a parser.
+ * False when it is gone, not a regular file, or there is no memory. */
+static bool start_adoption(struct tracker *t, struct adoption *a)
+{
+    struct stat st;
+    const char *path = a->record->path;
+    a->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    return a->fd >= 0 && fstat(a->fd, &st) == 0 && S_ISREG(st.st_mode) &&
+           (t->read_buffer || (t->read_buffer = parse_read_buffer())) &&
+           (a->parser = parser_detect_new(path, &a->report, &a->parse));
 }
 
 /* The adoption's file is parsed: its record waits for a rename like any other. */
@@ -584,11 +594,17 @@ bool tracker_parse_adopted(struct tracker *t, int64_t now_us)
 {
     struct adoption *a = t->adoptions;
     if (!a) return false;
-    enum parse_slice result = parse_feed_slice(a->fd, &a->offset, a->offset + ADOPT_SLICE_BYTES,
-                                               a->buf, a->parser, &a->report);
+    bool started = a->parser || start_adoption(t, a);
+    enum parse_slice result =
+        started ? parse_feed_slice(a->fd, &a->offset, a->offset + ADOPT_SLICE_BYTES, t->read_buffer,
+                                   a->parser, &a->report)
+                : PARSE_READ_FAILED;
     if (result != PARSE_MORE) {
         if (!(t->adoptions = a->next)) t->adoptions_end = &t->adoptions;
-        finish_adoption(t, a, result == PARSE_AT_END, now_us);
+        if (started)
+            finish_adoption(t, a, result == PARSE_AT_END, now_us);
+        else
+            adoption_free(a); /* gone again, not a regular file, or no memory */
     }
     return t->adoptions != NULL;
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -43,6 +44,7 @@ static void capture_record(void *ctx, const struct record *r)
 struct fixture {
     struct capture out;
     struct tracker *tracker;
+    char dir[64]; /* a test's temporary directory, removed at teardown */
 };
 
 static int setup(void **state)
@@ -388,62 +390,97 @@ static char *member_text(const char *line, const char *name)
     return text;
 }
 
-/* A file renamed in is parsed from disk a slice per call, so that the collector's loop
- * keeps serving other agents; the agent's --keys outlive its connection, a rename in the
- * middle gives the record its new name, and the findings are those of a parse in one go. */
-static void test_adopted_file_is_parsed_a_slice_at_a_time(void **state)
+static void remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (e->d_name[0] != '.') unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static int teardown_dir(void **state)
 {
     struct fixture *f = *state;
-    char dir[] = "/tmp/ckmon-adopt-XXXXXX", model[64], final[64], tmp[64];
-    assert_non_null(mkdtemp(dir));
-    snprintf(tmp, sizeof tmp, "%s/model.npy.tmp", dir);
-    snprintf(model, sizeof model, "%s/model.npy", dir);
-    snprintf(final, sizeof final, "%s/final.npy", dir);
-    write_npy(model, 6L << 20); /* 24 MiB: three slices and a bit */
+    remove_dir(f->dir);
+    return teardown(state);
+}
 
-    struct tracker_conn *c = hello(f, "{\"t\":\"hello\",\"pid\":5,\"program\":\"python3\","
-                                      "\"host\":\"node1\",\"job\":\"train\",\"keys\":[\"mod*\"]}");
+static void adopt(struct fixture *f, const char *keys, const char *from, const char *to)
+{
     char msg[512];
+    snprintf(msg, sizeof msg,
+             "{\"t\":\"hello\",\"pid\":5,\"program\":\"python3\",\"host\":\"node1\","
+             "\"job\":\"train\",\"keys\":[\"%s\"]}",
+             keys);
+    struct tracker_conn *c = hello(f, msg);
     snprintf(msg, sizeof msg, "{\"t\":\"adopt\",\"from\":\"%s\",\"to\":\"%s\",\"time_us\":%lld}",
-             tmp, model, T0);
+             from, to, T0);
     send(f, c, T0, msg);
-    tracker_disconnect(f->tracker, c, T0);
+    tracker_disconnect(f->tracker, c, T0); /* before its file is parsed */
+}
+
+/* Files renamed in are parsed from disk a slice per call, so that the collector's loop
+ * keeps serving other agents: the agent's --keys outlive its connection, a rename in
+ * the middle gives the record its new name, a file gone by its turn leaves no record,
+ * and the findings are those of a parse in one go. */
+static void test_adopted_files_are_parsed_a_slice_at_a_time(void **state)
+{
+    struct fixture *f = *state;
+    snprintf(f->dir, sizeof f->dir, "/tmp/ckmon-adopt-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    char model[96], final[96], small[96], gone[96];
+    snprintf(model, sizeof model, "%s/model.npy", f->dir);
+    snprintf(final, sizeof final, "%s/final.npy", f->dir);
+    snprintf(small, sizeof small, "%s/small.npy", f->dir);
+    snprintf(gone, sizeof gone, "%s/gone.npy", f->dir);
+    write_npy(model, 6L << 20); /* 24 MiB: three slices and a bit */
+    write_npy(small, 100);
+
+    adopt(f, "mod*", "/tmp/model.npy.tmp", model);
+    adopt(f, "x*", "/tmp/small.npy.tmp", small); /* its one array is not in --keys */
+    adopt(f, "*", "/tmp/gone.npy.tmp", gone);
     assert_int_equal(f->out.count, 0);
     assert_true(tracker_next_due(f->tracker) == 0);
 
-    struct tracker_conn *other = hello(f, HELLO_NO_RANK);
     int slices = 1;
     assert_true(tracker_parse_adopted(f->tracker, T0));
+    char msg[512];
     snprintf(msg, sizeof msg, "{\"t\":\"rename\",\"from\":\"%s\",\"to\":\"%s\"}", model, final);
-    send(f, other, T0, msg);
+    send(f, hello(f, HELLO_NO_RANK), T0, msg);
     assert_int_equal(rename(model, final), 0);
     while (tracker_parse_adopted(f->tracker, T0 + 1))
         slices++;
-    assert_true(slices >= 3);
+    assert_true(slices >= 4);          /* model's three and more, small's, gone's */
     assert_int_equal(f->out.count, 0); /* held for a rename, like any closed file */
-    assert_true(tracker_next_due(f->tracker) == T0 + 1 + RENAME_WINDOW_US);
     tracker_expire(f->tracker, T0 + 1 + RENAME_WINDOW_US);
-    assert_int_equal(f->out.count, 1);
+    assert_int_equal(f->out.count, 2);
 
+    struct stat st;
+    assert_int_equal(stat(final, &st), 0);
     const char *line = f->out.lines[0];
-    char expect[256];
-    snprintf(expect, sizeof expect, "\"path\":\"%s\",\"written_as\":\"%s\",\"format\":\"npy\"",
-             final, tmp);
+    char expect[512];
+    snprintf(expect, sizeof expect,
+             "\"time\":\"2026-11-23T21:42:00.123456Z\",\"host\":\"node1\",\"pid\":5,\"program\":"
+             "\"python3\",\"job\":\"train\",\"path\":\"%s\",\"written_as\":\"/tmp/"
+             "model.npy.tmp\",\"format\":\"npy\",\"bytes\":%lld,\"writes\":0,",
+             final, (long long)st.st_size);
     assert_non_null(strstr(line, expect));
-    assert_non_null(strstr(line, "\"parsed\":\"file\""));
     assert_non_null(strstr(line, "\"complete\":true"));
+    assert_non_null(strstr(line, "\"parsed\":\"file\""));
 
     /* The same file parsed in one go, with the same --keys, under the name it was adopted
      * by (a .npy's array is named after its file). */
     int fd = open(final, O_RDONLY);
-    struct stat st;
-    assert_int_equal(fstat(fd, &st), 0);
     char *patterns[] = {"mod*"};
     struct key_filter keys = {.patterns = patterns, .count = 1};
     struct parse_options parse = {.sample = 1};
     struct identity who = {.pid = 5};
-    struct record *whole =
-        record_from_file(&who, fd, model, &st, &keys, &parse); /* its name then */
+    struct record *whole = record_from_file(&who, fd, model, &st, &keys, &parse);
     close(fd);
     size_t len;
     char *whole_line = record_to_line(whole, &len);
@@ -454,8 +491,14 @@ static void test_adopted_file_is_parsed_a_slice_at_a_time(void **state)
     free(b);
     free(whole_line);
     record_free(whole);
-    unlink(final);
-    rmdir(dir);
+
+    char *kept = member_text(f->out.lines[1], "tensors"),
+         *path = member_text(f->out.lines[1], "path");
+    assert_string_equal(kept, "[]");
+    snprintf(expect, sizeof expect, "\"%s\"", small);
+    assert_string_equal(path, expect);
+    free(kept);
+    free(path);
 }
 
 int main(void)
@@ -475,8 +518,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_torn_record_takes_size_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_writes_everything_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_messages_are_counted_and_ignored, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_adopted_file_is_parsed_a_slice_at_a_time, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_adopted_files_are_parsed_a_slice_at_a_time, setup,
+                                        teardown_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
