@@ -617,14 +617,22 @@ void tracker_expire(struct tracker *t, int64_t now_us)
         emit_and_free(t, unlink_pending(t, &t->pending));
 }
 
+static void emit_pending(struct tracker *t)
+{
+    while (t->pending)
+        emit_and_free(t, unlink_pending(t, &t->pending));
+}
+
 void tracker_shutdown(struct tracker *t, int64_t now_us)
 {
     for (struct tracker_conn *c = t->conns; c; c = c->next)
         finish_open_files(t, c, now_us, "still open when the collector stopped");
+    /* Everything known is written before the adopted files are parsed, which can take
+     * long enough for a service manager to lose patience and kill the collector. */
+    emit_pending(t);
     while (tracker_parse_adopted(t, now_us))
-        ;
-    while (t->pending)
-        emit_and_free(t, unlink_pending(t, &t->pending));
+        emit_pending(t);
+    emit_pending(t);
 }
 
 const struct tracker_counts *tracker_counts(const struct tracker *t)
