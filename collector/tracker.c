@@ -214,15 +214,27 @@ static struct open_file *file_for(struct tracker_conn *c, const cJSON *msg, int6
 
 /* ---- finishing records ---- */
 
+/* A file the collector parses itself, opened for reading (*st filled): -1 unless it is
+ * a regular file, reached without following a symbolic link. */
+static int open_regular(const char *path, struct stat *st)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0 && (fstat(fd, st) != 0 || !S_ISREG(st->st_mode))) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
 /* The record of a finished file at path, parsed by the collector with the agent's
  * options; NULL when it is not a regular file of at most max_bytes, or out of memory. */
 static struct record *parse_on_disk(const struct tracker_conn *c, const char *path,
                                     int64_t max_bytes)
 {
     struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = open_regular(path, &st);
     if (fd < 0) return NULL;
-    struct record *r = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= max_bytes
+    struct record *r = st.st_size <= max_bytes
                            ? record_from_file(&c->who, fd, path, &st, &c->keys, &c->parse)
                            : NULL;
     close(fd);
@@ -466,9 +478,8 @@ static bool start_adoption(struct tracker *t, struct adoption *a)
 {
     struct stat st;
     const char *path = a->record->path;
-    a->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    return a->fd >= 0 && fstat(a->fd, &st) == 0 && S_ISREG(st.st_mode) &&
-           (t->read_buffer || (t->read_buffer = parse_read_buffer())) &&
+    a->fd = open_regular(path, &st);
+    return a->fd >= 0 && (t->read_buffer || (t->read_buffer = parse_read_buffer())) &&
            (a->parser = parser_detect_new(path, &a->report, &a->parse));
 }
 
