@@ -1,10 +1,11 @@
 # ckmon — build, test, demo.  `make` builds build/libckmon.so and build/ckmon.
 #
 # Sources are picked up by directory so that a new parser or sink is one new file:
-#   agent/parsers/*.c, agent/stats.c   parsers and statistics, shared by agent and CLI
-#   agent/wrap_*.c                     interposed functions (only in libckmon.so)
-#   agent/*.c (the rest)               agent runtime: fd table, channel, config
+#   core/*.c core/parsers/*.c          the shared core: formats, statistics, findings, JSON
+#                                      text, paths, the wire protocol (agent and CLI both)
+#   agent/*.c                          the interposer (only in libckmon.so)
 #   collector/*.c collector/sinks/*.c  the ckmon CLI and collector
+# `make check-layout` (run by `make test`) fails when one side includes the other.
 
 CC       ?= gcc
 PYTHON   ?= /usr/bin/python3
@@ -35,9 +36,8 @@ E2E_ENV := ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0 UBSAN_OPTIONS=pr
 E2E_ARGS := --ignore=tests/e2e/test_processes.py
 endif
 
-PARSER_SRC    := $(wildcard agent/parsers/*.c) agent/stats.c
-WRAP_SRC      := $(wildcard agent/wrap_*.c)
-RUNTIME_SRC   := $(filter-out $(WRAP_SRC) agent/stats.c,$(wildcard agent/*.c))
+CORE_SRC      := $(wildcard core/*.c core/parsers/*.c)
+AGENT_SRC     := $(wildcard agent/*.c)
 COLLECTOR_SRC := $(wildcard collector/*.c collector/sinks/*.c)
 COLLECTOR_LIB_SRC := $(filter-out collector/main.c,$(COLLECTOR_SRC))
 UNIT_SRC      := $(wildcard tests/unit/test_*.c)
@@ -59,11 +59,11 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
-$(AGENT_SO): $(call obj,$(PARSER_SRC) $(RUNTIME_SRC) $(WRAP_SRC)) agent/exports.map
+$(AGENT_SO): $(call obj,$(CORE_SRC) $(AGENT_SRC)) agent/exports.map
 	$(CC) -shared $(LDFLAGS) -Wl,--version-script=agent/exports.map -Wl,-z,defs -o $@ \
-	    $(call obj,$(PARSER_SRC) $(RUNTIME_SRC) $(WRAP_SRC)) $(LDLIBS_AGENT)
+	    $(call obj,$(CORE_SRC) $(AGENT_SRC)) $(LDLIBS_AGENT)
 
-$(CORE_LIB): $(call obj,$(PARSER_SRC) $(RUNTIME_SRC))
+$(CORE_LIB): $(call obj,$(CORE_SRC))
 	@rm -f $@; ar rcs $@ $^
 
 $(COLL_LIB): $(call obj,$(COLLECTOR_LIB_SRC))

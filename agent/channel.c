@@ -14,9 +14,9 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "jsontext.h"
+#include "core/jsontext.h"
 #include "sys.h"
-#include "wire.h"
+#include "core/wire.h"
 
 #define RECONNECT_INTERVAL_NS 1000000000LL
 

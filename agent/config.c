@@ -1,4 +1,4 @@
-/* config.c — the agent's settings from the environment, and path naming. */
+/* config.c — the agent's settings from the environment, read once at load. */
 #include "config.h"
 
 #include <errno.h>
@@ -11,51 +11,10 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
-#include "budget.h"
+#include "core/budget.h"
+#include "core/paths.h"
 
 struct agent_config agent_config;
-
-/* The contract's default list; the *.json and *.bin globs only inside a directory whose
- * name contains "checkpoint" or "ckpt" ('*' crosses '/', so any ancestor counts). */
-static const char *const default_globs[] = {
-    "*.pt",
-    "*.pth",
-    "*.ckpt",
-    "*.safetensors",
-    "*.npy",
-    "*.npz",
-    "*.pkl",
-    "*.pickle",
-    "*.gguf",
-    "*checkpoint*/*.json",
-    "*checkpoint*/*.bin",
-    "*ckpt*/*.json",
-    "*ckpt*/*.bin",
-    NULL,
-};
-
-char **split_list(const char *list, size_t *count)
-{
-    size_t n = 1, len = strlen(list);
-    for (const char *p = list; *p; p++)
-        n += *p == ':';
-    char **items = malloc((n + 1) * sizeof(char *) + len + 1);
-    if (!items) {
-        *count = 0;
-        return NULL;
-    }
-    char *copy = (char *)(items + n + 1);
-    memcpy(copy, list, len + 1);
-    size_t kept = 0;
-    for (char *tok = copy, *end; tok; tok = end) {
-        end = strchr(tok, ':');
-        if (end) *end++ = '\0';
-        if (*tok) items[kept++] = tok;
-    }
-    items[kept] = NULL;
-    *count = kept;
-    return items;
-}
 
 /* Labels longer than the buffer are cut, not refused: a long job name is still a name. */
 static void copy_truncated(char *dst, size_t size, const char *src)
@@ -111,8 +70,8 @@ void config_load(void)
     const char *paths = getenv("CKMON_PATHS");
     if (paths && *paths) c->path_globs = split_list(paths, &c->path_glob_count);
     if (!c->path_globs) {
-        c->path_globs = (char **)default_globs;
-        c->path_glob_count = sizeof default_globs / sizeof default_globs[0] - 1;
+        c->path_globs = (char **)default_checkpoint_globs;
+        c->path_glob_count = default_checkpoint_glob_count;
     }
     const char *keys = getenv("CKMON_KEYS");
     if (keys && *keys) c->keys.patterns = split_list(keys, &c->keys.count);
@@ -141,65 +100,5 @@ void config_load(void)
 
 bool config_is_checkpoint(const char *abs_path)
 {
-    for (size_t i = 0; i < agent_config.path_glob_count; i++)
-        if (fnmatch(agent_config.path_globs[i], abs_path, 0) == 0) return true;
-    return false;
-}
-
-/* Removes "." and ".." components and repeated slashes in place; path starts with '/'. */
-static void normalize(char *path)
-{
-    char *out = path;
-    const char *in = path;
-    while (*in) {
-        while (*in == '/')
-            in++;
-        const char *end = strchrnul(in, '/');
-        size_t len = (size_t)(end - in);
-        if (len == 0 || (len == 1 && in[0] == '.')) {
-            /* nothing to add */
-        } else if (len == 2 && in[0] == '.' && in[1] == '.') {
-            while (out > path && *--out != '/') {
-            }
-        } else {
-            *out++ = '/';
-            memmove(out, in, len);
-            out += len;
-        }
-        in = end;
-    }
-    if (out == path) *out++ = '/';
-    *out = '\0';
-}
-
-static bool directory_of(int dirfd, char *out, size_t size)
-{
-    long n;
-    if (dirfd == AT_FDCWD) {
-        n = syscall(SYS_getcwd, out, size);
-        return n > 0;
-    }
-    char link[32];
-    snprintf(link, sizeof link, "/proc/self/fd/%d", dirfd);
-    n = syscall(SYS_readlinkat, AT_FDCWD, link, out, size - 1);
-    if (n <= 0 || out[0] != '/') return false;
-    out[n] = '\0';
-    return true;
-}
-
-bool absolute_path(int dirfd, const char *path, char *out, size_t out_size)
-{
-    size_t len = strlen(path);
-    if (path[0] == '/') {
-        if (len >= out_size) return false;
-        memcpy(out, path, len + 1);
-    } else {
-        if (!directory_of(dirfd, out, out_size)) return false;
-        size_t dir_len = strlen(out);
-        if (dir_len + 1 + len >= out_size) return false;
-        out[dir_len] = '/';
-        memcpy(out + dir_len + 1, path, len + 1);
-    }
-    normalize(out);
-    return true;
+    return paths_match(agent_config.path_globs, agent_config.path_glob_count, abs_path);
 }

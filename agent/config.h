@@ -17,9 +17,9 @@
 #include <stddef.h>
 #include <sys/un.h>
 
-#include "parsers/parser.h"
+#include "core/parsers/parser.h"
+#include "core/paths.h"
 
-#define DEFAULT_SAMPLE 1.0
 
 struct agent_config {
     char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -40,13 +40,5 @@ extern struct agent_config agent_config;
 void config_load(void);
 /* Whether an absolute path names a checkpoint. */
 bool config_is_checkpoint(const char *abs_path);
-
-/* Splits a ':'-separated list into a NULL-terminated array of strings (one allocation). */
-char **split_list(const char *list, size_t *count);
-
-/* Writes the absolute, lexically normalised form of path (relative to dirfd, or to the
- * working directory for AT_FDCWD) into out. Returns false if it does not fit or the
- * directory cannot be named. Uses raw system calls only. */
-bool absolute_path(int dirfd, const char *path, char *out, size_t out_size);
 
 #endif

@@ -21,10 +21,10 @@
 #include "channel.h"
 #include "config.h"
 #include "fdtable.h"
-#include "jsontext.h"
+#include "core/jsontext.h"
 #include "real.h"
 #include "sys.h"
-#include "wire.h"
+#include "core/wire.h"
 
 #define FINDINGS_PER_MESSAGE (WIRE_MAX_MESSAGE / 2) /* serialised bytes, with headroom */
 #define RECENT_CLOSED        32

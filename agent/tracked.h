@@ -21,9 +21,9 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-#include "budget.h"
+#include "core/budget.h"
 #include "fdtable.h"
-#include "parsers/parser.h"
+#include "core/parsers/parser.h"
 
 #define AT_POSITION (-1LL) /* a write at the descriptor's own offset */
 

@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/jsontext.h"
+#include "core/jsontext.h"
 #include "http.h"
 #include "record.h"
 #include "segments.h"

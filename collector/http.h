@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "agent/strbuf.h"
+#include "core/strbuf.h"
 
 /* How much of a response body is kept. */
 #define HTTP_RESPONSE_KEEP 4096

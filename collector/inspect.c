@@ -12,8 +12,8 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
-#include "agent/config.h"
-#include "agent/parsers/parser.h"
+#include "core/paths.h"
+#include "core/parsers/parser.h"
 #include "cli.h"
 #include "log.h"
 #include "record.h"

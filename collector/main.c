@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "agent/budget.h"
-#include "agent/config.h"
+#include "core/budget.h"
+#include "core/paths.h"
 #include "cli.h"
 
 static const char *const command_names[] = {[COMMAND_RUN] = "run",

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "agent/jsontext.h"
+#include "core/jsontext.h"
 
 static const char *const tensor_stats[] = {"min", "max", "mean", "std", "nan", "inf"};
 

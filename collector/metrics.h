@@ -14,7 +14,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "agent/strbuf.h"
+#include "core/strbuf.h"
 
 /* job, host, rank, file, and key or tensor+stat. */
 #define METRIC_MAX_LABELS 6

@@ -14,7 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "agent/budget.h"
+#include "core/budget.h"
 
 enum option_id {
     OPT_PATHS,

@@ -2,7 +2,7 @@
 #ifndef CKMON_READAHEAD_H
 #define CKMON_READAHEAD_H
 
-#include "agent/parsers/parser.h"
+#include "core/parsers/parser.h"
 
 /* A parse_source (parser.h) with the same result as parse_feed_pread, but a reader
  * thread preads the next chunks while this thread parses the previous ones. */

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "agent/jsontext.h"
+#include "core/jsontext.h"
 #include "readahead.h"
 
 bool record_set_string(char **slot, const char *value)

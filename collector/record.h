@@ -15,7 +15,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "agent/parsers/parser.h"
+#include "core/parsers/parser.h"
 
 /* Who wrote the file: what an agent's hello says, or inspect's own process. */
 struct identity {

@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/wire.h"
+#include "core/wire.h"
 #include "tracker.h"
 
 /* Packets read from one connection before the others get a turn. */

@@ -1,6 +1,6 @@
 /* server.h — the collector's socket and its poll loop.
  *
- * Agents connect to a Unix SOCK_SEQPACKET socket (agent/wire.h); one thread serves
+ * Agents connect to a Unix SOCK_SEQPACKET socket (core/wire.h); one thread serves
  * them all with poll() and non-blocking I/O, so a slow or dead agent never holds up
  * the others. The default socket is /tmp/ckmon-<uid>.sock (options.h).
  */

@@ -1,4 +1,4 @@
-/* tracker.c — turning agent messages (agent/wire.h) into finished records.
+/* tracker.c — turning agent messages (core/wire.h) into finished records.
  *
  * Lists rather than hash tables: a process has a handful of checkpoints open at a
  * time, and the pending list holds only what closed in the last second, in the order
@@ -13,9 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/config.h"
-#include "agent/parsers/parser.h"
-#include "agent/wire.h"
+#include "core/paths.h"
+#include "core/parsers/parser.h"
+#include "core/wire.h"
 
 #define TORN_REPARSE_MAX_BYTES (256LL << 20)
 

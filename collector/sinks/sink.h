@@ -13,7 +13,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "agent/strbuf.h"
+#include "core/strbuf.h"
 
 struct sample;
 

@@ -27,7 +27,7 @@ with open(path, "wb") as f:
 report(path=path)
 """
 
-# A client speaking the wire protocol by hand (agent/wire.h): hello, open, close.
+# A client speaking the wire protocol by hand (core/wire.h): hello, open, close.
 CLIENT = """
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -150,7 +150,7 @@ def test_malformed_messages_are_dropped_and_silent_clients_block_no_one(collecto
     hostile.close()
     records = collector.stop()
     silent.close()
-    # Data for ids never opened start records of their own (agent/wire.h: a replaced
+    # Data for ids never opened start records of their own (core/wire.h: a replaced
     # connection); they have no path and are not complete.
     strays = [r for r in records if r["path"] == ""]
     assert strays and all(r["complete"] is False for r in strays), strays

@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/parsers/npy.h"
-#include "agent/parsers/parser.h"
+#include "core/parsers/npy.h"
+#include "core/parsers/parser.h"
 #include "collector/record.h"
 
 #define CONSTRUCTOR_(f) parser_##f##_new

@@ -1,6 +1,6 @@
 /* fuzz_wire.c — the collector's message handling against arbitrary packets (libFuzzer).
  *
- * An agent's connection is a sequence of packets (agent/wire.h); here the input is cut
+ * An agent's connection is a sequence of packets (core/wire.h); here the input is cut
  * at NUL bytes into packets, delivered on two interleaved connections of one tracker,
  * which then disconnect and shut down — the paths a torn or hostile client takes. Every
  * record the tracker emits is serialised as the log would write it. The collector

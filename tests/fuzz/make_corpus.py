@@ -3,7 +3,7 @@
 
 Seeds come from the real writers (pickle, json, numpy.save and savez, torch.save in
 both its formats) and, for safetensors and GGUF (no writer library in Debian), from the layouts in
-their specifications. Wire seeds are agent message sequences as agent/wire.h describes
+their specifications. Wire seeds are agent message sequences as core/wire.h describes
 them, packets separated by NUL ('#' switches to the other connection). Small on purpose:
 libFuzzer mutates them, and `make regress` replays them on every `make test`.
 

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/parsers/parser.h"
+#include "core/parsers/parser.h"
 #include "collector/record.h"
 
 typedef struct parser *(*constructor)(struct report *, const struct parse_options *);

@@ -1,5 +1,5 @@
-/* test_budget.c — the overhead budget controller (agent/budget.c) and how the tensor
- * reader follows it (agent/parsers/tensor.c).
+/* test_budget.c — the overhead budget controller (core/budget.c) and how the tensor
+ * reader follows it (core/parsers/tensor.c).
  *
  * The clock is injected: every reading advances it by a fixed step, so each block of
  * statistics costs exactly one step and the controller's decisions are deterministic.
@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/budget.h"
-#include "agent/parsers/tensor.h"
+#include "core/budget.h"
+#include "core/parsers/tensor.h"
 #include "collector/options.h"
 
 #define MS           1000000LL

@@ -1,4 +1,4 @@
-/* test_jsontext.c — numbers as JSON text (agent/jsontext.c, json_shortest_double).
+/* test_jsontext.c — numbers as JSON text (core/jsontext.c, json_shortest_double).
  *
  * Every double must read back exactly; decimal-looking values must come out as
  * written; and the digits must be as few as a plain search from 1 to 17 finds (or, at
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/jsontext.h"
+#include "core/jsontext.h"
 #include "xorshift.h"
 
 static uint64_t state = 0x2545f4914f6cdd1dull;

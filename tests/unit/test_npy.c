@@ -1,4 +1,4 @@
-/* test_npy.c — NumPy .npy streams (agent/parsers/npy.c).
+/* test_npy.c — NumPy .npy streams (core/parsers/npy.c).
  *
  * Ground truth comes from two independent places: files written by numpy.save with
  * numpy's own statistics of them (fixtures/npy_files.h, made by make_npy.py), and
@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/parsers/npy.h"
-#include "agent/parsers/parser.h"
+#include "core/parsers/npy.h"
+#include "core/parsers/parser.h"
 #include "fixtures/npy_files.h"
 
 /* ---- Running a parser ------------------------------------------------------------ */

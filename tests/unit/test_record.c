@@ -19,7 +19,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include "agent/wire.h"
+#include "core/wire.h"
 #include "collector/record.h"
 #include "collector/tracker.h"
 

@@ -1,4 +1,4 @@
-/* test_stats.c — the statistics kernels (agent/stats.c) against a plain reference.
+/* test_stats.c — the statistics kernels (core/stats.c) against a plain reference.
  *
  * For each float dtype, random data with NaN, ±Inf, subnormals, zeros of both signs and
  * extreme values is encoded here (float16 through the compiler's _Float16, not the
@@ -27,7 +27,7 @@
 #include <pmmintrin.h> /* _MM_DENORMALS_ZERO_ON */
 #endif
 
-#include "agent/stats.h"
+#include "core/stats.h"
 #include "xorshift.h"
 
 #define COUNT 50021 /* several blocks and a ragged end */

@@ -1,5 +1,5 @@
 /* test_tensor.c — a tensor's bytes in any pieces give the same statistics
- * (agent/parsers/tensor.c).
+ * (core/parsers/tensor.c).
  *
  * `ckmon inspect` reads a file in large chunks while a program writes it in pieces of
  * its own choosing; the records must agree to the last bit. These tests feed the same
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/parsers/tensor.h"
+#include "core/parsers/tensor.h"
 
 #define ELEMENTS (5 * TENSOR_SAMPLE_BLOCK / 4 * 3 + 7) /* several blocks and a short last one */
 

@@ -19,7 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent/wire.h"
+#include "core/wire.h"
 #include "collector/record.h"
 #include "collector/tracker.h"
 

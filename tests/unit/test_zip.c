@@ -1,4 +1,4 @@
-/* test_zip.c — the streaming zip walker (agent/parsers/zip.c).
+/* test_zip.c — the streaming zip walker (core/parsers/zip.c).
  *
  * The archives are real writers' bytes (fixtures/zip_files.h, made by make_zip.py):
  * CPython's zipfile on a stream that cannot seek (data descriptors, 16 and 24 bytes),
@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/parsers/parser.h"
-#include "agent/parsers/zip.h"
+#include "core/parsers/parser.h"
+#include "core/parsers/zip.h"
 #include "fixtures/zip_files.h"
 
 #define NMEMBERS (sizeof fixture_members / sizeof fixture_members[0])

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "agent/stats.h"
+#include "core/stats.h"
 
 static double seconds(void)
 {

@@ -16,6 +16,8 @@
 
 #include "report.h"
 
+#define DEFAULT_SAMPLE 1.0 /* parse_options.sample when nobody says otherwise */
+
 struct parse_options {
     double sample; /* fraction of each tensor's bytes that statistics read, (0, 1] */
 };

@@ -1,0 +1,121 @@
+/* paths.c — which paths are checkpoints, and absolute path names, for both sides.
+ * Raw system calls only: the agent calls these from inside its wrappers. */
+#include "paths.h"
+
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* The contract's default list; the *.json and *.bin globs only inside a directory whose
+ * name contains "checkpoint" or "ckpt" ('*' crosses '/', so any ancestor counts). */
+const char *const default_checkpoint_globs[] = {
+    "*.pt",
+    "*.pth",
+    "*.ckpt",
+    "*.safetensors",
+    "*.npy",
+    "*.npz",
+    "*.pkl",
+    "*.pickle",
+    "*.gguf",
+    "*checkpoint*/*.json",
+    "*checkpoint*/*.bin",
+    "*ckpt*/*.json",
+    "*ckpt*/*.bin",
+    NULL,
+};
+
+const size_t default_checkpoint_glob_count =
+    sizeof default_checkpoint_globs / sizeof default_checkpoint_globs[0] - 1;
+
+bool paths_match(char *const *globs, size_t count, const char *abs_path)
+{
+    for (size_t i = 0; i < count; i++)
+        if (fnmatch(globs[i], abs_path, 0) == 0) return true;
+    return false;
+}
+
+char **split_list(const char *list, size_t *count)
+{
+    size_t n = 1, len = strlen(list);
+    for (const char *p = list; *p; p++)
+        n += *p == ':';
+    char **items = malloc((n + 1) * sizeof(char *) + len + 1);
+    if (!items) {
+        *count = 0;
+        return NULL;
+    }
+    char *copy = (char *)(items + n + 1);
+    memcpy(copy, list, len + 1);
+    size_t kept = 0;
+    for (char *tok = copy, *end; tok; tok = end) {
+        end = strchr(tok, ':');
+        if (end) *end++ = '\0';
+        if (*tok) items[kept++] = tok;
+    }
+    items[kept] = NULL;
+    *count = kept;
+    return items;
+}
+
+/* Removes "." and ".." components and repeated slashes in place; path starts with '/'. */
+static void normalize(char *path)
+{
+    char *out = path;
+    const char *in = path;
+    while (*in) {
+        while (*in == '/')
+            in++;
+        const char *end = strchrnul(in, '/');
+        size_t len = (size_t)(end - in);
+        if (len == 0 || (len == 1 && in[0] == '.')) {
+            /* nothing to add */
+        } else if (len == 2 && in[0] == '.' && in[1] == '.') {
+            while (out > path && *--out != '/') {
+            }
+        } else {
+            *out++ = '/';
+            memmove(out, in, len);
+            out += len;
+        }
+        in = end;
+    }
+    if (out == path) *out++ = '/';
+    *out = '\0';
+}
+
+static bool directory_of(int dirfd, char *out, size_t size)
+{
+    long n;
+    if (dirfd == AT_FDCWD) {
+        n = syscall(SYS_getcwd, out, size);
+        return n > 0;
+    }
+    char link[32];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", dirfd);
+    n = syscall(SYS_readlinkat, AT_FDCWD, link, out, size - 1);
+    if (n <= 0 || out[0] != '/') return false;
+    out[n] = '\0';
+    return true;
+}
+
+bool absolute_path(int dirfd, const char *path, char *out, size_t out_size)
+{
+    size_t len = strlen(path);
+    if (path[0] == '/') {
+        if (len >= out_size) return false;
+        memcpy(out, path, len + 1);
+    } else {
+        if (!directory_of(dirfd, out, out_size)) return false;
+        size_t dir_len = strlen(out);
+        if (dir_len + 1 + len >= out_size) return false;
+        out[dir_len] = '/';
+        memcpy(out + dir_len + 1, path, len + 1);
+    }
+    normalize(out);
+    return true;
+}
