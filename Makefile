@@ -52,7 +52,7 @@ COLL_LIB  := $(BUILD)/libckmon-collector.a
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 PROGRAMS  := $(patsubst tests/programs/%.c,$(BUILD)/programs/%,$(PROGRAM_SRC))
 
-.PHONY: all deps test unit e2e demo bench install clean format lint
+.PHONY: all deps test unit e2e demo bench install clean format lint check-layout
 all: $(AGENT_SO) $(CLI)
 
 $(BUILD)/obj/%.o: %.c
@@ -84,6 +84,10 @@ $(BUILD)/programs/%: tests/programs/%.c
 
 deps:
 	@tools/install-deps.sh
+
+# The layout rules of docs/architecture.md: which side may include which, no cycles.
+check-layout: all
+	@$(PYTHON) tools/check-layout.py $(BUILD)
 
 unit: all $(UNIT_BIN) fuzzers
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done

@@ -20,7 +20,6 @@
 #include "core/parsers/parser.h"
 #include "core/paths.h"
 
-
 struct agent_config {
     char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     char **path_globs;
