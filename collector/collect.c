@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "delivery.h"
+#include "metrics.h"
 #include "server.h"
 #include "state.h"
 
@@ -77,6 +78,7 @@ int cmd_collect(int argc, char **argv)
     }
     log.max_bytes = o.log_max_bytes;
     log.keep = o.log_keep;
+    metric_keys_set(o.metric_keys.items, o.metric_keys.count);
     rc = 1;
     if (o.sink_count && !(delivery = delivery_open(&o, &log, err, sizeof err))) {
         fprintf(stderr, "ckmon: %s\n", err);

@@ -20,6 +20,7 @@
 
 #include "cli.h"
 #include "delivery.h"
+#include "metrics.h"
 #include "server.h"
 
 #define EXIT_CANNOT_EXECUTE 126
@@ -169,6 +170,7 @@ static bool start_collector(const struct options *o, struct private_collector *p
     }
     log.max_bytes = o->log_max_bytes;
     log.keep = o->log_keep;
+    metric_keys_set(o->metric_keys.items, o->metric_keys.count);
     /* Cursors and the state dir's lock are set up here, so their errors stop ckmon
      * before COMMAND starts; the threads start in the collector child. */
     if (o->sink_count && !(delivery = delivery_open(o, &log, err, sizeof err))) {
