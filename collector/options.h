@@ -29,9 +29,10 @@ struct sink_spec {
 };
 
 struct options {
-    struct string_list paths; /* -p/--paths, CKMON_PATHS */
-    struct string_list keys;  /* --keys, CKMON_KEYS */
-    struct sink_spec *sinks;  /* -s/--sink, CKMON_SINKS */
+    struct string_list paths;       /* -p/--paths, CKMON_PATHS */
+    struct string_list keys;        /* --keys, CKMON_KEYS */
+    struct string_list metric_keys; /* --metric-keys, CKMON_METRIC_KEYS */
+    struct sink_spec *sinks;        /* -s/--sink, CKMON_SINKS */
     size_t sink_count;
     char *log;            /* -o/--log, CKMON_LOG; "-" is stdout */
     char *socket;         /* --socket, CKMON_SOCKET; NULL when neither was given */

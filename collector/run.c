@@ -20,6 +20,7 @@
 
 #include "cli.h"
 #include "delivery.h"
+#include "metrics.h"
 #include "server.h"
 
 #define EXIT_CANNOT_EXECUTE 126
@@ -146,7 +147,7 @@ static void become_collector(struct listener *listener, struct log_writer *log,
         signal(ignored[i], SIG_IGN);
     if (!freopen("/dev/null", "r", stdin)) close(STDIN_FILENO);
     struct server_config cfg = {.listener = listener, .log = log, .stop_fd = stop_fd};
-    int rc = serve_and_deliver(&cfg, delivery, flush_timeout);
+    int rc = collector_serve(&cfg, delivery, flush_timeout);
     delivery_free(delivery);
     if (log_close(log)) rc = 1;
     if (*dir) rmdir(dir);
@@ -169,6 +170,7 @@ static bool start_collector(const struct options *o, struct private_collector *p
     }
     log.max_bytes = o->log_max_bytes;
     log.keep = o->log_keep;
+    metric_keys_set(o->metric_keys.items, o->metric_keys.count);
     /* Cursors and the state dir's lock are set up here, so their errors stop ckmon
      * before COMMAND starts; the threads start in the collector child. */
     if (o->sink_count && !(delivery = delivery_open(o, &log, err, sizeof err))) {
