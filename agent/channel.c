@@ -69,6 +69,7 @@ static void send_hello(void)
     cJSON_AddStringToObject(hello, "program", agent_config.program);
     cJSON_AddStringToObject(hello, "host", agent_config.host);
     cJSON_AddStringToObject(hello, "job", agent_config.job);
+    if (agent_config.run[0]) cJSON_AddStringToObject(hello, "run", agent_config.run);
     if (agent_config.has_rank) cJSON_AddNumberToObject(hello, "rank", (double)agent_config.rank);
     if (agent_config.has_local_rank)
         cJSON_AddNumberToObject(hello, "local_rank", (double)agent_config.local_rank);

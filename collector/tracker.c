@@ -76,11 +76,17 @@ struct tracker {
     struct pending **pending_end; /* the last node's next, for appending */
     struct adoption *adoptions;   /* in the order of their renames */
     struct adoption **adoptions_end;
-    uint8_t *read_buffer; /* for the adoption being parsed */
+    uint8_t *read_buffer;    /* for the adoption being parsed */
+    const char *default_run; /* for agents whose hello names no run */
     struct tracker_counts counts;
 };
 
 static void adoption_free(struct adoption *a);
+
+void tracker_set_run(struct tracker *t, const char *run)
+{
+    t->default_run = run;
+}
 
 struct tracker *tracker_new(record_emit_fn emit, void *ctx)
 {
@@ -323,10 +329,11 @@ static bool take_keys(struct tracker_conn *c, cJSON *msg)
 
 static bool on_hello(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
 {
-    (void)t, (void)now_us;
+    (void)now_us;
     int64_t pid, rank, local_rank, world_size;
     const char *host = get_string(msg, "host"), *program = get_string(msg, "program"),
-               *job = get_string(msg, "job");
+               *job = get_string(msg, "job"), *run = get_string(msg, "run");
+    if (!run) run = t->default_run;
     if (get_int(msg, "pid", &pid)) c->who.pid = (long)pid;
     const cJSON *sample = cJSON_GetObjectItemCaseSensitive(msg, "sample");
     if (cJSON_IsNumber(sample) && sample->valuedouble > 0 && sample->valuedouble <= 1)
@@ -345,7 +352,8 @@ static bool on_hello(struct tracker *t, struct tracker_conn *c, cJSON *msg, int6
     c->who.world_size = c->who.has_world_size ? (long)world_size : 0;
     return (!host || record_set_string(&c->who.host, host)) &&
            (!program || record_set_string(&c->who.program, program)) &&
-           (!job || record_set_string(&c->who.job, job));
+           (!job || record_set_string(&c->who.job, job)) &&
+           (!run || record_set_string(&c->who.run, run));
 }
 
 static bool on_open(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
