@@ -1,4 +1,5 @@
-/* collect.c — `ckmon collect`: a foreground collector for any number of programs. */
+/* collect.c — `ckmon collect`: a foreground collector for any number of programs; and
+ * a collector's life once set up, which `run`'s private collector lives too. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,11 +9,12 @@
 #include "delivery.h"
 #include "metrics.h"
 #include "server.h"
+#include "state.h"
 
 /* --stats: what the last collector with this state dir counted (its stats.json). */
 static int print_stats(const struct options *o)
 {
-    char *dir = delivery_state_dir(o), *path = NULL;
+    char *dir = state_dir_path(o), *path = NULL;
     FILE *f = dir && asprintf(&path, "%s/stats.json", dir) >= 0 ? fopen(path, "re") : NULL;
     int rc = 0;
     if (!f) {
@@ -28,6 +30,17 @@ static int print_stats(const struct options *o)
     }
     free(path);
     free(dir);
+    return rc;
+}
+
+int collector_serve(const struct server_config *cfg, struct delivery *d, double timeout)
+{
+    if (d && !delivery_start(d)) {
+        listener_close(cfg->listener, true);
+        return 1;
+    }
+    int rc = server_run(cfg);
+    if (d && delivery_finish(d, timeout) > 0) rc = 1;
     return rc;
 }
 
@@ -77,7 +90,7 @@ int cmd_collect(int argc, char **argv)
                 strcmp(o.log, "-") ? o.log : "stdout");
         struct server_config cfg = {
             .listener = &listener, .log = &log, .stop_fd = -1, .run_id = o.run_id};
-        rc = serve_and_deliver(&cfg, delivery, o.flush_timeout);
+        rc = collector_serve(&cfg, delivery, o.flush_timeout);
         delivery_free(delivery);
     }
     if (log_close(&log)) rc = 1;

@@ -79,14 +79,18 @@ static void append_all(cJSON *to, cJSON *from)
         cJSON_AddItemToArray(to, cJSON_DetachItemViaPointer(from, item));
 }
 
-void record_take_findings(struct record *r, cJSON *findings)
+void record_append_findings(struct record *r, cJSON *values, cJSON *tensors, cJSON *errors)
 {
-    cJSON *values = cJSON_GetObjectItemCaseSensitive(findings, "values");
-    cJSON *tensors = cJSON_GetObjectItemCaseSensitive(findings, "tensors");
-    cJSON *errors = cJSON_GetObjectItemCaseSensitive(findings, "errors");
     if (cJSON_IsObject(values)) append_all(r->values, values);
     if (cJSON_IsArray(tensors)) append_all(r->tensors, tensors);
     if (cJSON_IsArray(errors)) append_all(r->errors, errors);
+}
+
+void record_take_findings(struct record *r, cJSON *findings)
+{
+    record_append_findings(r, cJSON_GetObjectItemCaseSensitive(findings, "values"),
+                           cJSON_GetObjectItemCaseSensitive(findings, "tensors"),
+                           cJSON_GetObjectItemCaseSensitive(findings, "errors"));
 }
 
 void record_settle(struct record *r)

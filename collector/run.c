@@ -149,7 +149,7 @@ static void become_collector(struct listener *listener, struct log_writer *log,
     if (!freopen("/dev/null", "r", stdin)) close(STDIN_FILENO);
     struct server_config cfg = {
         .listener = listener, .log = log, .stop_fd = stop_fd, .run_id = o->run_id};
-    int rc = serve_and_deliver(&cfg, delivery, o->flush_timeout);
+    int rc = collector_serve(&cfg, delivery, o->flush_timeout);
     delivery_free(delivery);
     if (log_close(log)) rc = 1;
     if (*dir) rmdir(dir);
