@@ -69,6 +69,7 @@ static void send_hello(void)
                   .program = c->program,
                   .host = c->host,
                   .job = c->job,
+                  .run = c->run[0] ? c->run : NULL,
                   .rank = c->has_rank ? c->rank : WIRE_ABSENT,
                   .local_rank = c->has_local_rank ? c->local_rank : WIRE_ABSENT,
                   .world_size = c->has_world_size ? c->world_size : WIRE_ABSENT,

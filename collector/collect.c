@@ -88,7 +88,8 @@ int cmd_collect(int argc, char **argv)
     } else {
         fprintf(stderr, "ckmon: collecting on %s into %s\n", socket_path,
                 strcmp(o.log, "-") ? o.log : "stdout");
-        struct server_config cfg = {.listener = &listener, .log = &log, .stop_fd = -1};
+        struct server_config cfg = {
+            .listener = &listener, .log = &log, .stop_fd = -1, .run_id = o.run_id};
         rc = collector_serve(&cfg, delivery, o.flush_timeout);
         delivery_free(delivery);
     }

@@ -37,6 +37,7 @@ struct options {
     char *log;            /* -o/--log, CKMON_LOG; "-" is stdout */
     char *socket;         /* --socket, CKMON_SOCKET; NULL when neither was given */
     char *job;            /* --job, CKMON_JOB; NULL when neither was given */
+    char *run_id;         /* --run-id, CKMON_RUN_ID; NULL when neither was given */
     char *state;          /* --state, CKMON_STATE; NULL: LOG.state/ beside the log */
     char *sample_text;    /* --sample, CKMON_SAMPLE as given, NULL: the agent's default */
     double sample;        /* its value when given */

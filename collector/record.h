@@ -22,6 +22,7 @@ struct identity {
     char *host;
     char *program;
     char *job;
+    char *run; /* NULL when unknown */
     long pid;
     bool has_rank, has_local_rank, has_world_size;
     long rank, local_rank, world_size;

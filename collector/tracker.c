@@ -76,11 +76,17 @@ struct tracker {
     struct pending **pending_end; /* the last node's next, for appending */
     struct adoption *adoptions;   /* in the order of their renames */
     struct adoption **adoptions_end;
-    uint8_t *read_buffer; /* for the adoption being parsed */
+    uint8_t *read_buffer;    /* for the adoption being parsed */
+    const char *default_run; /* for agents whose hello names no run */
     struct tracker_counts counts;
 };
 
 static void adoption_free(struct adoption *a);
+
+void tracker_set_run(struct tracker *t, const char *run)
+{
+    t->default_run = run;
+}
 
 struct tracker *tracker_new(record_emit_fn emit, void *ctx)
 {
@@ -291,8 +297,9 @@ static bool keys_copy(struct key_filter *keys, char *const *patterns, size_t cou
 static bool on_hello(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
                      int64_t now_us)
 {
-    (void)t, (void)now_us;
+    (void)now_us;
     const struct wire_hello *h = &m->hello;
+    const char *run = h->run ? h->run : t->default_run;
     if (h->pid != WIRE_ABSENT) c->who.pid = (long)h->pid;
     if (h->sample > 0 && h->sample <= 1) c->parse.sample = h->sample;
     if (h->key_count && (c->keys.patterns || !keys_copy(&c->keys, h->keys, h->key_count)))
@@ -309,7 +316,8 @@ static bool on_hello(struct tracker *t, struct tracker_conn *c, struct wire_mess
     c->who.world_size = c->who.has_world_size ? (long)h->world_size : 0;
     return (!h->host || record_set_string(&c->who.host, h->host)) &&
            (!h->program || record_set_string(&c->who.program, h->program)) &&
-           (!h->job || record_set_string(&c->who.job, h->job));
+           (!h->job || record_set_string(&c->who.job, h->job)) &&
+           (!run || record_set_string(&c->who.run, run));
 }
 
 static bool on_open(struct tracker *t, struct tracker_conn *c, struct wire_message *m,

@@ -77,6 +77,7 @@ static void encode_hello(const struct wire_message *m, struct strbuf *b)
     put_string(b, "program", h->program);
     put_string(b, "host", h->host);
     put_string(b, "job", h->job);
+    put_string(b, "run", h->run);
     put_int(b, "rank", h->rank);
     put_int(b, "local_rank", h->local_rank);
     put_int(b, "world_size", h->world_size);
@@ -184,6 +185,7 @@ static bool decode_hello(const cJSON *msg, struct wire_message *m)
         .program = get_string(msg, "program"),
         .host = get_string(msg, "host"),
         .job = get_string(msg, "job"),
+        .run = get_string(msg, "run"),
         .rank = get_int(msg, "rank"),
         .local_rank = get_int(msg, "local_rank"),
         .world_size = get_int(msg, "world_size"),

@@ -6,10 +6,10 @@
  * naming its kind. A process opens its connection lazily, at its first checkpoint, and
  * says hello first. File ids are unique within one connection.
  *
- *   hello   {"t":"hello","pid":123,"program":"python3","host":"h","job":"j",
+ *   hello   {"t":"hello","pid":123,"program":"python3","host":"h","job":"j","run":"r",
  *            "rank":3,"local_rank":1,"world_size":8,"sample":0.1,"keys":["epoch"]}
- *                                              rank, local_rank, world_size only when
- *                                              the launcher set them;
+ *                                              run, rank, local_rank, world_size only
+ *                                              when known (CKMON_RUN_ID, launchers);
  *                                              sample and keys (CKMON_SAMPLE, CKMON_KEYS)
  *                                              for the files the collector parses itself
  *                                              "dropped":N when N messages were lost (no
@@ -87,6 +87,7 @@ enum wire_kind {
 struct wire_hello {
     int64_t pid;
     const char *program, *host, *job;
+    const char *run;                      /* NULL: not known, not sent */
     int64_t rank, local_rank, world_size; /* WIRE_ABSENT unless the launcher set them */
     double sample;                        /* NaN: not sent */
     int64_t dropped;                      /* sent only when above 0 */

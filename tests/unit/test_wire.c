@@ -101,6 +101,7 @@ static void test_hello(void **state)
                                   .program = "a \"b\"\n",
                                   .host = "",
                                   .job = "\xc3\xa9t\xc3\xa9",
+                                  .run = "slurm 77",
                                   .rank = WIRE_ABSENT,
                                   .local_rank = WIRE_ABSENT,
                                   .world_size = WIRE_ABSENT,
@@ -111,6 +112,8 @@ static void test_hello(void **state)
     text = round_trip(&m, &out);
     assert_null(strstr(text, "rank"));
     assert_non_null(strstr(text, "\"dropped\":41"));
+    assert_non_null(strstr(text, "\"run\":\"slurm 77\""));
+    assert_string_equal(out.hello.run, "slurm 77");
     assert_same_hello(&m.hello, &out.hello);
     wire_message_free(&out);
     free(text);
