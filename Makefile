@@ -89,7 +89,7 @@ deps:
 check-layout: all
 	@$(PYTHON) tools/check-layout.py $(BUILD)
 
-unit: all $(UNIT_BIN) fuzzers
+unit: check-layout $(UNIT_BIN) fuzzers
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 	@$(MAKE) --no-print-directory regress
 
