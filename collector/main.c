@@ -54,16 +54,15 @@ static const char main_help[] =
 #define XSTRINGIFY(x) STRINGIFY(x)
 #define SAMPLE_HELP                                                                                \
     "      --sample FRACTION  fraction of each tensor's bytes that statistics\n"                   \
-    "                         read, in (0, 1]; 1 is exact. Default: " XSTRINGIFY(                  \
-        DEFAULT_SAMPLE) ", except\n"                                                               \
-                        "                         that monitored programs follow --budget\n"
+    "                         read, in (0, 1]; 1 is exact (tensors of at most\n"                   \
+    "                         64 KiB are always exact). Default: " XSTRINGIFY(DEFAULT_SAMPLE) "\n"
 
 #define BUDGET_HELP                                                                                \
-    "      --budget PERCENT   unless --sample is given, statistics may take at\n"                  \
-    "                         most PERCENT of the time the program spends in its\n"                \
-    "                         writes to each checkpoint; they sample to stay\n"                    \
-    "                         within it (each file's first 4 MiB of tensors are\n"                 \
-    "                         always read). Default: " XSTRINGIFY(DEFAULT_BUDGET_PERCENT) "\n"
+    "      --budget PERCENT   safety net, unless --sample is given: statistics\n"                  \
+    "                         over a checkpoint stop (and its record says so) once\n"              \
+    "                         they took PERCENT of the time since it was opened\n"                 \
+    "                         (its first 4 MiB read are free). Default: " XSTRINGIFY(              \
+        DEFAULT_BUDGET_PERCENT) "\n"
 
 #define SERVING_HELP                                                                               \
     "  -o, --log FILE         append records to FILE, '-' for stdout\n"                            \
