@@ -29,6 +29,7 @@
 #define FINDINGS_PER_MESSAGE (WIRE_MAX_MESSAGE / 2) /* serialised bytes, with headroom */
 #define RECENT_CLOSED        32
 #define PROGRESS_INTERVAL_NS 250000000LL
+#define EXEC_KEPT_MAX        128 /* more than the descriptor list of wrap_exec.c holds */
 
 static bool initialized;
 static pid_t agent_pid; /* the process whose files the tables describe */
@@ -55,28 +56,36 @@ static bool foreign_process(void)
 
 /* ---- messages ---------------------------------------------------------------------- */
 
-static cJSON *message(const char *type, const struct tracked *t)
+static struct wire_message data_message(const struct tracked *t)
 {
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "t", type);
-    cJSON_AddNumberToObject(m, "id", (double)t->id);
-    return m;
+    return (struct wire_message){.kind = WIRE_DATA,
+                                 .data = {.id = (int64_t)t->id,
+                                          .bytes = (int64_t)t->streamed,
+                                          .writes = (int64_t)t->writes,
+                                          .format = t->parser->format}};
 }
 
-static cJSON *data_message(const struct tracked *t)
+static void delete_children(cJSON *container)
 {
-    cJSON *m = message("data", t);
-    cJSON_AddNumberToObject(m, "bytes", (double)t->streamed);
-    cJSON_AddNumberToObject(m, "writes", (double)t->writes);
-    cJSON_AddStringToObject(m, "format", t->parser->format);
-    return m;
+    while (container && container->child)
+        cJSON_Delete(cJSON_DetachItemViaPointer(container, container->child));
+}
+
+/* Sends a data message and empties its findings' containers for the next one. */
+static void send_and_empty(struct wire_message *m)
+{
+    channel_send(m);
+    delete_children(m->data.values);
+    delete_children(m->data.tensors);
+    delete_children(m->data.errors);
 }
 
 /* Moves the items of found (values object, tensors and errors arrays) into data messages
  * small enough for one packet each. */
 static void send_findings(const struct tracked *t, cJSON *found)
 {
-    cJSON *msg = data_message(t);
+    struct wire_message msg = data_message(t);
+    cJSON **into[3] = {&msg.data.values, &msg.data.tensors, &msg.data.errors};
     size_t size = 0;
     static const char *const parts[] = {"values", "tensors", "errors"};
     for (size_t p = 0; p < 3; p++) {
@@ -85,25 +94,20 @@ static void send_findings(const struct tracked *t, cJSON *found)
             cJSON *item = cJSON_DetachItemViaPointer(from, from->child);
             size_t item_size = json_text_bound(item) + 1;
             if (size > 0 && size + item_size > FINDINGS_PER_MESSAGE) {
-                channel_send(msg);
-                cJSON_Delete(msg);
-                msg = data_message(t);
+                send_and_empty(&msg);
                 size = 0;
             }
-            cJSON *into = cJSON_GetObjectItemCaseSensitive(msg, parts[p]);
-            if (!into) {
-                into = p == 0 ? cJSON_CreateObject() : cJSON_CreateArray();
-                cJSON_AddItemToObject(msg, parts[p], into);
-            }
+            if (!*into[p]) *into[p] = p == 0 ? cJSON_CreateObject() : cJSON_CreateArray();
             if (p == 0)
-                cJSON_AddItemToObject(into, item->string, item);
+                cJSON_AddItemToObject(*into[p], item->string, item);
             else
-                cJSON_AddItemToArray(into, item);
+                cJSON_AddItemToArray(*into[p], item);
             size += item_size;
         }
     }
-    channel_send(msg);
-    cJSON_Delete(msg);
+    channel_send(&msg);
+    for (size_t p = 0; p < 3; p++)
+        cJSON_Delete(*into[p]);
 }
 
 static void send_pending_findings(struct tracked *t)
@@ -127,9 +131,8 @@ static void send_progress(struct tracked *t)
     t->progress_ns = now;
     t->format_sent = t->parser->format;
     if (report_pending(&t->report)) return send_pending_findings(t);
-    cJSON *m = data_message(t);
-    channel_send(m);
-    cJSON_Delete(m);
+    struct wire_message m = data_message(t);
+    channel_send(&m);
 }
 
 /* ---- open ---------------------------------------------------------------------------- */
@@ -167,11 +170,9 @@ static struct tracked *new_tracked(const char *abs_path, bool append)
 static void announce(struct tracked *t)
 {
     t->unannounced = false;
-    cJSON *m = message("open", t);
-    cJSON_AddStringToObject(m, "path", t->path);
-    cJSON_AddNumberToObject(m, "time_us", (double)t->open_us);
-    channel_send(m);
-    cJSON_Delete(m);
+    struct wire_message m = {
+        .kind = WIRE_OPEN, .open = {.id = (int64_t)t->id, .path = t->path, .time_us = t->open_us}};
+    channel_send(&m);
 }
 
 static struct tracked *track(int fd, const char *abs_path, bool append)
@@ -407,10 +408,9 @@ static bool closed_recently(const char *path)
  * file (it may be open write-only, or already unlinked). */
 static bool reparse(struct tracked *t, int fd, const char **format)
 {
-    cJSON *reset = data_message(t);
-    cJSON_AddBoolToObject(reset, "reset", true);
-    channel_send(reset);
-    cJSON_Delete(reset);
+    struct wire_message reset = data_message(t);
+    reset.data.reset = true;
+    channel_send(&reset);
 
     char link[40];
     int rfd = -1;
@@ -449,19 +449,18 @@ static void finalize(struct tracked *t, int fd)
     }
     send_pending_findings(t);
 
-    cJSON *m = message("close", t);
-    cJSON_AddNumberToObject(m, "time_us", (double)realtime_us());
-    cJSON_AddStringToObject(m, "path", t->path);
-    if (t->written_as[0]) cJSON_AddStringToObject(m, "written_as", t->written_as);
-    cJSON_AddStringToObject(m, "format", format);
-    cJSON_AddNumberToObject(m, "bytes",
-                            (double)(size >= 0 ? (unsigned long long)size : t->streamed));
-    cJSON_AddNumberToObject(m, "writes", (double)t->writes);
-    cJSON_AddNumberToObject(m, "seconds", (double)(monotonic_ns() - t->open_ns) / 1e9);
-    cJSON_AddBoolToObject(m, "complete", complete);
-    cJSON_AddStringToObject(m, "parsed", reread ? "reread" : "stream");
-    channel_send(m);
-    cJSON_Delete(m);
+    struct wire_message m = {.kind = WIRE_CLOSE,
+                             .close = {.id = (int64_t)t->id,
+                                       .time_us = realtime_us(),
+                                       .path = t->path,
+                                       .written_as = t->written_as[0] ? t->written_as : NULL,
+                                       .format = format,
+                                       .bytes = size >= 0 ? size : (int64_t)t->streamed,
+                                       .writes = (int64_t)t->writes,
+                                       .seconds = (double)(monotonic_ns() - t->open_ns) / 1e9,
+                                       .complete = complete,
+                                       .parsed = reread ? "reread" : "stream"}};
+    channel_send(&m);
     remember_closed(t->path);
 }
 
@@ -573,15 +572,13 @@ void tracked_close_range_end(struct closing *cs, size_t n, bool closed)
  * writes were not watched (its name matched no glob) became a checkpoint by this rename;
  * the collector parses it from disk (with the --sample and --keys of this process's
  * hello), so that the program does not pay for reading it back. */
-static void send_rename(const char *kind, const char *from, const char *to)
+static void send_rename(enum wire_kind kind, const char *from, const char *to)
 {
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "t", kind);
-    cJSON_AddStringToObject(m, "from", from);
-    cJSON_AddStringToObject(m, "to", to);
-    if (!strcmp(kind, "adopt")) cJSON_AddNumberToObject(m, "time_us", (double)realtime_us());
-    channel_send(m);
-    cJSON_Delete(m);
+    struct wire_message m = {
+        .kind = kind,
+        .rename = {
+            .from = from, .to = to, .time_us = kind == WIRE_ADOPT ? realtime_us() : WIRE_ABSENT}};
+    channel_send(&m);
 }
 
 void tracked_renamed(int olddirfd, const char *oldpath, int newdirfd, const char *newpath)
@@ -602,9 +599,9 @@ void tracked_renamed(int olddirfd, const char *oldpath, int newdirfd, const char
             }
         fdtable_unlock();
         if (!open_now && closed_recently(from))
-            send_rename("rename", from, to);
+            send_rename(WIRE_RENAME, from, to);
         else if (!open_now && !config_is_checkpoint(from) && config_is_checkpoint(to))
-            send_rename("adopt", from, to);
+            send_rename(WIRE_ADOPT, from, to);
     }
     agent_busy = false;
     errno = saved;
@@ -699,9 +696,8 @@ bool tracked_exec_begin(char *inherited, size_t size)
     if (!announced) return false;
     int saved = errno;
     agent_busy = true;
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "t", "exec");
-    cJSON *kept = cJSON_AddArrayToObject(m, "kept");
+    int64_t kept[EXEC_KEPT_MAX];
+    struct wire_message m = {.kind = WIRE_EXEC, .exec = {.kept = kept}};
     size_t len = 0;
     fdtable_lock();
     unsigned high = fd_high_water;
@@ -709,13 +705,12 @@ bool tracked_exec_begin(char *inherited, size_t size)
         struct tracked *t = fd_slots[fd];
         if (!t || t->unannounced || (syscall(SYS_fcntl, fd, F_GETFD) & FD_CLOEXEC)) continue;
         int n = snprintf(inherited + len, size - len, "%s%u", len ? "," : "", fd);
-        if (n < 0 || (size_t)n >= size - len) break;
+        if (n < 0 || (size_t)n >= size - len || m.exec.kept_count == EXEC_KEPT_MAX) break;
         len += (size_t)n;
-        cJSON_AddItemToArray(kept, cJSON_CreateNumber((double)t->id));
+        kept[m.exec.kept_count++] = (int64_t)t->id;
     }
     fdtable_unlock();
-    channel_send(m);
-    cJSON_Delete(m);
+    channel_send(&m);
     channel_flush(2000); /* the socket closes with the old program */
     agent_busy = false;
     errno = saved;
@@ -726,10 +721,8 @@ void tracked_exec_failed(void)
 {
     int saved = errno;
     agent_busy = true;
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "t", "exec_failed");
-    channel_send(m);
-    cJSON_Delete(m);
+    struct wire_message m = {.kind = WIRE_EXEC_FAILED};
+    channel_send(&m);
     agent_busy = false;
     errno = saved;
 }

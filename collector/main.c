@@ -82,7 +82,16 @@ static const char main_help[] =
     "                         reaches SIZE (bytes, or with K, M, G; default:\n"                    \
     "                         never)\n"                                                            \
     "      --log-keep N       rotated segments kept, besides those a sink has\n"                   \
-    "                         not delivered (default 5)\n"
+    "                         not delivered (default 5)\n"                                         \
+    "      --run-id ID        the run label of records and metrics (run: default\n"                \
+    "                         SLURM_JOB_ID, TORCHELASTIC_RUN_ID, else a new id;\n"                 \
+    "                         collect: for programs that name none)\n"                             \
+    "      --metric-keys PATTERN\n"                                                                \
+    "                         which values and tensors become metrics (the log\n"                  \
+    "                         keeps all); a leading '!' leaves out; repeatable.\n"                 \
+    "                         Default: all but optimizer parameter ids and\n"                      \
+    "                         per-parameter state (!*param_groups.*.params*\n"                     \
+    "                         !*state.[0-9]*)\n"
 
 #define ENV_HELP                                                                                   \
     "\n"                                                                                           \
@@ -90,7 +99,8 @@ static const char main_help[] =
     "  CKMON_PATHS, CKMON_KEYS  ':'-separated lists, as repeated --paths, --keys\n"                \
     "  CKMON_SINKS              space-separated list, as repeated --sink\n"                        \
     "  CKMON_LOG, CKMON_SAMPLE, CKMON_SOCKET, CKMON_JOB, CKMON_STATE,\n"                           \
-    "  CKMON_LOG_MAX_BYTES, CKMON_LOG_KEEP\n"                                                      \
+    "  CKMON_LOG_MAX_BYTES, CKMON_LOG_KEEP, CKMON_METRIC_KEYS (':'-separated),\n"                  \
+    "  CKMON_RUN_ID\n"                                                                             \
     "                           as the flags\n"
 
 static const char run_help[] =

@@ -25,7 +25,7 @@ PATTERNS = {"sequential": "stream", "bytes": "stream", "stdio": "stream",
 # 64 KiB are sampled (docs/formats.md, "Statistics and sampling").
 EXACT = ("--sample", "1")
 # Differ between a streamed and an inspected record by nature, not by parsing.
-CIRCUMSTANCE = ("time", "pid", "program", "job", "writes", "seconds", "parsed")
+CIRCUMSTANCE = ("time", "pid", "program", "job", "run", "writes", "seconds", "parsed")
 
 
 def inspect(*files, options=()):
