@@ -54,6 +54,42 @@ static bool foreign_process(void)
     return syscall(SYS_getpid) != agent_pid;
 }
 
+/* ---- references ---------------------------------------------------------------------- */
+
+/* A tracked file is referenced by each descriptor slot that leads to it and by each call
+ * between acquiring and releasing it; the counts change under the fd table's lock. */
+
+/* A new reference to the file behind fd, or NULL. Released with tracked_release. */
+static struct tracked *acquire(int fd)
+{
+    fdtable_lock();
+    struct tracked *t = fdtable_get(fd);
+    if (t) t->refs++;
+    fdtable_unlock();
+    return t;
+}
+
+/* Points fd at t with a new reference, and returns the reference that was in the slot
+ * (the caller releases it), or NULL. */
+static struct tracked *put(int fd, struct tracked *t)
+{
+    if ((unsigned)fd >= fd_capacity) return NULL;
+    fdtable_lock();
+    t->refs++;
+    struct tracked *old = fdtable_set(fd, t);
+    fdtable_unlock();
+    return old;
+}
+
+/* Empties fd's slot and hands its reference to the caller (NULL if it was empty). */
+static struct tracked *take(int fd)
+{
+    fdtable_lock();
+    struct tracked *t = fdtable_set(fd, NULL);
+    fdtable_unlock();
+    return t;
+}
+
 /* ---- messages ---------------------------------------------------------------------- */
 
 static struct wire_message data_message(const struct tracked *t)
@@ -185,7 +221,7 @@ static struct tracked *track(int fd, const char *abs_path, bool append)
     live = t;
     fdtable_unlock();
     announce(t);
-    struct tracked *stale = fdtable_put(fd, t);
+    struct tracked *stale = put(fd, t);
     if (stale) tracked_release(stale, -1);
     return t;
 }
@@ -249,7 +285,7 @@ struct tracked *tracked_enter_slow(int fd)
 {
     if (agent_busy || foreign_process()) return NULL;
     agent_busy = true;
-    return enter_acquired(fdtable_acquire(fd));
+    return enter_acquired(acquire(fd));
 }
 
 /* The stream whose FILE lock this thread took in tracked_enter_stream, until it leaves. */
@@ -371,9 +407,9 @@ void tracked_duplicated(int oldfd, int newfd)
     if (oldfd == newfd || agent_busy || !fd_is_tracked(oldfd) || foreign_process()) return;
     int saved = errno;
     agent_busy = true;
-    struct tracked *t = fdtable_acquire(oldfd);
+    struct tracked *t = acquire(oldfd);
     if (t) {
-        struct tracked *stale = fdtable_put(newfd, t);
+        struct tracked *stale = put(newfd, t);
         if (stale) tracked_release(stale, -1);
         tracked_release(t, -1);
     }
@@ -497,7 +533,7 @@ bool tracked_close_begin(int fd, struct closing *c)
     agent_busy = true;
     int saved = errno;
     c->fd = fd;
-    c->t = fdtable_take(fd);
+    c->t = take(fd);
     /* The last descriptor: keep a private one so that the file can be measured (and read
      * again if needed) after the program's close has flushed everything. */
     c->keep_fd = c->t && __atomic_load_n(&c->t->refs, __ATOMIC_RELAXED) == 1 ? raw_dup(fd) : -1;
@@ -513,7 +549,7 @@ void tracked_close_end(struct closing *c, bool closed)
     if (closed) {
         tracked_release(c->t, c->keep_fd);
     } else {
-        struct tracked *stale = fdtable_put(c->fd, c->t); /* the close failed: still open */
+        struct tracked *stale = put(c->fd, c->t); /* the close failed: still open */
         if (stale) tracked_release(stale, -1);
         tracked_release(c->t, -1);
     }
@@ -620,7 +656,7 @@ void tracked_report_all_open(bool flush_streams)
     agent_busy = true;
     unsigned high = __atomic_load_n(&fd_high_water, __ATOMIC_RELAXED);
     for (unsigned fd = 0; fd < high; fd++) {
-        struct tracked *t = fd_is_tracked((int)fd) ? fdtable_take((int)fd) : NULL;
+        struct tracked *t = fd_is_tracked((int)fd) ? take((int)fd) : NULL;
         if (!t) continue;
         /* exit() flushes stdio only after destructors. A file inherited through fork is the
          * parent's until this process writes it: its buffer is the parent's bytes too. */
@@ -660,21 +696,14 @@ static void after_fork_child(void)
     channel_after_fork_child();
     struct tracked *parents = live;
     live = NULL;
-    unsigned high = fd_high_water;
     for (struct tracked *p = parents; p; p = p->next_live) {
         struct tracked *t = inherit(p);
         if (t) {
             t->next_live = live;
             live = t;
         }
-        for (unsigned fd = 0; fd < high; fd++) {
-            if (fd_slots[fd] != p) continue;
-            fd_slots[fd] = t;
-            if (t)
-                t->refs++;
-            else
-                fd_tracked_count--;
-        }
+        unsigned slots = fdtable_repoint(p, t);
+        if (t) t->refs += slots;
     }
 }
 
@@ -702,7 +731,7 @@ bool tracked_exec_begin(char *inherited, size_t size)
     fdtable_lock();
     unsigned high = fd_high_water;
     for (unsigned fd = 0; fd < high; fd++) {
-        struct tracked *t = fd_slots[fd];
+        struct tracked *t = fdtable_get((int)fd);
         if (!t || t->unannounced || (syscall(SYS_fcntl, fd, F_GETFD) & FD_CLOEXEC)) continue;
         int n = snprintf(inherited + len, size - len, "%s%u", len ? "," : "", fd);
         if (n < 0 || (size_t)n >= size - len || m.exec.kept_count == EXEC_KEPT_MAX) break;

@@ -1,4 +1,5 @@
-/* main.c — the ckmon command line: dispatch to a subcommand, --help and --version.
+/* cli.c — what the subcommands share at the command line (cli.h): help texts, parsing
+ * a subcommand's words, usage errors.
  *
  * All help texts live here, next to each other, so that the options read the same in
  * every subcommand.
@@ -185,6 +186,16 @@ static const char *const command_help[] = {[COMMAND_RUN] = run_help,
                                            [COMMAND_INSPECT] = inspect_help,
                                            [COMMAND_DOCTOR] = doctor_help};
 
+const char *command_name(enum command cmd)
+{
+    return command_names[cmd];
+}
+
+void show_main_help(FILE *to)
+{
+    fputs(main_help, to);
+}
+
 void show_help(enum command cmd)
 {
     fputs(command_help[cmd], stdout);
@@ -212,30 +223,4 @@ int cli_parse(struct options *o, enum command cmd, int argc, char **argv)
     show_help(cmd);
     options_free(o);
     return 0;
-}
-
-int main(int argc, char **argv)
-{
-    static int (*const commands[])(int, char **) = {[COMMAND_RUN] = cmd_run,
-                                                    [COMMAND_COLLECT] = cmd_collect,
-                                                    [COMMAND_INSPECT] = cmd_inspect,
-                                                    [COMMAND_DOCTOR] = cmd_doctor};
-    const char *name = argc > 1 ? argv[1] : NULL;
-    if (!name) {
-        fputs(main_help, stderr);
-        return EXIT_USAGE;
-    }
-    if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
-        fputs(main_help, stdout);
-        return 0;
-    }
-    if (!strcmp(name, "--version")) {
-        puts("ckmon " CKMON_VERSION);
-        return 0;
-    }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(name, command_names[i])) return commands[i](argc - 2, argv + 2);
-    fprintf(stderr, "ckmon: %s '%s' (try 'ckmon --help')\n",
-            name[0] == '-' ? "unknown option" : "unknown command", name);
-    return EXIT_USAGE;
 }
