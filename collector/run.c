@@ -22,6 +22,7 @@
 #include "cli.h"
 #include "delivery.h"
 #include "metrics.h"
+#include "scrape.h"
 #include "server.h"
 
 #define EXIT_CANNOT_EXECUTE 126
@@ -140,16 +141,20 @@ static void remove_private_dir(struct private_collector *pc)
 /* The collector child; it also removes the private directory, in case ckmon run itself
  * was killed and cannot. After COMMAND ended it gives the sinks up to --flush-timeout. */
 static void become_collector(struct listener *listener, struct log_writer *log,
-                             struct delivery *delivery, int stop_fd, const char *dir,
-                             const struct options *o)
+                             struct delivery *delivery, struct scrape *scrape, int stop_fd,
+                             const char *dir, const struct options *o)
 {
     static const int ignored[] = {SIGINT, SIGQUIT, SIGHUP, SIGTERM, SIGTSTP};
     for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++)
         signal(ignored[i], SIG_IGN);
     if (!freopen("/dev/null", "r", stdin)) close(STDIN_FILENO);
-    struct server_config cfg = {
-        .listener = listener, .log = log, .stop_fd = stop_fd, .run_id = o->run_id};
+    struct server_config cfg = {.listener = listener,
+                                .log = log,
+                                .stop_fd = stop_fd,
+                                .run_id = o->run_id,
+                                .scrape = scrape};
     int rc = collector_serve(&cfg, delivery, o->flush_timeout);
+    scrape_close(scrape);
     delivery_free(delivery);
     if (log_close(log)) rc = 1;
     if (*dir) rmdir(dir);
@@ -163,6 +168,7 @@ static bool start_collector(const struct options *o, struct private_collector *p
     struct listener listener;
     struct log_writer log;
     struct delivery *delivery = NULL;
+    struct scrape *scrape = NULL;
     char err[512];
     int pipe_fds[2];
     if (!choose_socket(o, pc, socket, size)) return false;
@@ -180,8 +186,10 @@ static bool start_collector(const struct options *o, struct private_collector *p
         log_close(&log);
         return false;
     }
-    if (listener_open(&listener, socket, err, sizeof err) < 0) {
+    if ((o->listen && !(scrape = scrape_open(o->listen, err, sizeof err))) ||
+        listener_open(&listener, socket, err, sizeof err) < 0) {
         fprintf(stderr, "ckmon: %s\n", err);
+        scrape_close(scrape);
         delivery_free(delivery);
         log_close(&log);
         return false;
@@ -191,17 +199,19 @@ static bool start_collector(const struct options *o, struct private_collector *p
     if (pipe2(pipe_fds, O_CLOEXEC) < 0 || (pc->pid = fork()) < 0) {
         fprintf(stderr, "ckmon: cannot start the collector: %s\n", strerror(errno));
         listener_close(&listener, true);
+        scrape_close(scrape);
         delivery_free(delivery);
         log_close(&log);
         return false;
     }
     if (pc->pid == 0) {
         close(pipe_fds[1]);
-        become_collector(&listener, &log, delivery, pipe_fds[0], pc->dir, o);
+        become_collector(&listener, &log, delivery, scrape, pipe_fds[0], pc->dir, o);
     }
     close(pipe_fds[0]);
     pc->stop_fd = pipe_fds[1];
     listener_close(&listener, false);
+    scrape_close(scrape);
     delivery_free(delivery);
     log_close(&log);
     return true;
