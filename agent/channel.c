@@ -97,13 +97,17 @@ static bool collector_trusted(int fd)
            (cred.uid == geteuid() || cred.uid == 0);
 }
 
-static void connect_if_needed(void)
+/* Connects without ever blocking: a Unix socket's connect either completes at once or,
+ * with the collector's backlog full (a stopped or overwhelmed collector), fails with
+ * EAGAIN. Returns whether that was the failure, which is worth retrying at exit. */
+static bool connect_if_needed(void)
 {
-    if (conn_fd >= 0 || monotonic_ns() < next_connect_ns) return;
+    if (conn_fd >= 0 || monotonic_ns() < next_connect_ns) return false;
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     memcpy(addr.sun_path, agent_config.socket_path, sizeof addr.sun_path);
     int saved = errno;
-    int fd = (int)syscall(SYS_socket, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    bool busy = false;
+    int fd = (int)syscall(SYS_socket, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     struct stat st;
     if (fd >= 0 && syscall(SYS_connect, fd, &addr, sizeof addr) == 0 && collector_trusted(fd) &&
         syscall(SYS_fstat, fd, &st) == 0) {
@@ -113,10 +117,12 @@ static void connect_if_needed(void)
         conn_ino = st.st_ino;
         send_hello();
     } else {
+        busy = fd >= 0 && errno == EAGAIN;
         if (fd >= 0) raw_close(fd);
         next_connect_ns = monotonic_ns() + RECONNECT_INTERVAL_NS;
     }
     errno = saved;
+    return busy;
 }
 
 static void drain_queue(void)
@@ -178,21 +184,24 @@ void channel_yield_fds(unsigned first, unsigned last)
     pthread_mutex_unlock(&channel_lock);
 }
 
-void channel_flush(int timeout_ms)
+void channel_flush(void)
 {
-    long long deadline = monotonic_ns() + timeout_ms * 1000000LL;
+    long long deadline = monotonic_ns() + CHANNEL_EXIT_WAIT_MS * 1000000LL;
     int saved = errno;
     pthread_mutex_lock(&channel_lock);
-    if (queue_head) next_connect_ns = 0; /* one last try, whatever the backoff says */
-    connection_intact();
-    for (;;) {
-        connect_if_needed();
+    /* Nothing queued: nothing to say, so no connection (a process that wrote no
+     * checkpoint never touches the socket). */
+    for (bool first = true; queue_head; first = false) {
+        if (first || conn_fd < 0) next_connect_ns = 0; /* whatever the backoff says */
+        connection_intact();
+        bool busy = connect_if_needed();
         drain_queue();
         long long left_ms = (deadline - monotonic_ns()) / 1000000LL;
-        /* No collector: nothing to wait for, and the program must not linger. */
-        if (!queue_head || conn_fd < 0 || left_ms <= 0) break;
+        /* No collector: nothing to wait for, and the program must not linger. A full
+         * backlog is a collector that may still take us: retried until the bound. */
+        if (!queue_head || (conn_fd < 0 && !busy) || left_ms <= 0) break;
         struct pollfd p = {.fd = conn_fd, .events = POLLOUT};
-        syscall(SYS_poll, &p, 1, (int)(left_ms < 100 ? left_ms : 100));
+        syscall(SYS_poll, &p, conn_fd >= 0 ? 1 : 0, (int)(left_ms < 10 ? left_ms : 10));
     }
     pthread_mutex_unlock(&channel_lock);
     errno = saved;

@@ -20,8 +20,10 @@ void channel_send(const cJSON *msg);
 /* The program is about to close or replace descriptors first..last: if the channel's is
  * among them, forget it (the program closes it) and reconnect at the next message. */
 void channel_yield_fds(unsigned first, unsigned last);
-/* Waits up to timeout_ms for queued messages to leave (at process exit). */
-void channel_flush(int timeout_ms);
+/* At process exit (and before exec): waits at most CHANNEL_EXIT_WAIT_MS for queued
+ * messages to leave. With nothing queued it returns at once without connecting. */
+#define CHANNEL_EXIT_WAIT_MS 2000
+void channel_flush(void);
 /* In a forked child: the parent's connection and queue are the parent's. */
 void channel_after_fork_child(void);
 

@@ -646,7 +646,7 @@ void tracked_report_all_open(bool flush_streams)
         if (flush_streams && t->stream && !t->unannounced) REAL(fflush)(t->stream);
         tracked_release(t, (int)fd);
     }
-    channel_flush(2000);
+    channel_flush();
     agent_busy = false;
     errno = saved;
 }
@@ -732,7 +732,7 @@ bool tracked_exec_begin(char *inherited, size_t size)
     fdtable_unlock();
     channel_send(m);
     cJSON_Delete(m);
-    channel_flush(2000); /* the socket closes with the old program */
+    channel_flush(); /* the socket closes with the old program */
     agent_busy = false;
     errno = saved;
     return true;
