@@ -45,6 +45,7 @@ struct parser *parser_gguf_new(struct report *r, const struct parse_options *o);
 struct parser *parser_torch_new(struct report *r, const struct parse_options *o);
 struct parser *parser_torch_legacy_new(struct report *r, const struct parse_options *o);
 struct parser *parser_npz_new(struct report *r, const struct parse_options *o);
+struct parser *parser_joblib_new(struct report *r, const struct parse_options *o);
 
 /* A parser that looks at the first bytes (and the path's extension when the bytes do
  * not decide) and then hands everything to the right format's parser; its format is

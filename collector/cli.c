@@ -1,4 +1,5 @@
-/* main.c — the ckmon command line: dispatch to a subcommand, --help and --version.
+/* cli.c — what the subcommands share at the command line (cli.h): help texts, parsing
+ * a subcommand's words, usage errors.
  *
  * All help texts live here, next to each other, so that the options read the same in
  * every subcommand.
@@ -83,7 +84,16 @@ static const char main_help[] =
     "                         reaches SIZE (bytes, or with K, M, G; default:\n"                    \
     "                         never)\n"                                                            \
     "      --log-keep N       rotated segments kept, besides those a sink has\n"                   \
-    "                         not delivered (default 5)\n"
+    "                         not delivered (default 5)\n"                                         \
+    "      --run-id ID        the run label of records and metrics (run: default\n"                \
+    "                         SLURM_JOB_ID, TORCHELASTIC_RUN_ID, else a new id;\n"                 \
+    "                         collect: for programs that name none)\n"                             \
+    "      --metric-keys PATTERN\n"                                                                \
+    "                         which values and tensors become metrics (the log\n"                  \
+    "                         keeps all); a leading '!' leaves out; repeatable.\n"                 \
+    "                         Default: all but optimizer parameter ids and\n"                      \
+    "                         per-parameter state (!*param_groups.*.params*\n"                     \
+    "                         !*state.[0-9]*)\n"
 
 #define ENV_HELP                                                                                   \
     "\n"                                                                                           \
@@ -91,7 +101,8 @@ static const char main_help[] =
     "  CKMON_PATHS, CKMON_KEYS  ':'-separated lists, as repeated --paths, --keys\n"                \
     "  CKMON_SINKS              space-separated list, as repeated --sink\n"                        \
     "  CKMON_LOG, CKMON_SAMPLE, CKMON_SOCKET, CKMON_JOB, CKMON_STATE,\n"                           \
-    "  CKMON_LOG_MAX_BYTES, CKMON_LOG_KEEP\n"                                                      \
+    "  CKMON_LOG_MAX_BYTES, CKMON_LOG_KEEP, CKMON_METRIC_KEYS (':'-separated),\n"                  \
+    "  CKMON_RUN_ID\n"                                                                             \
     "                           as the flags\n"
 
 static const char run_help[] =
@@ -176,6 +187,16 @@ static const char *const command_help[] = {[COMMAND_RUN] = run_help,
                                            [COMMAND_INSPECT] = inspect_help,
                                            [COMMAND_DOCTOR] = doctor_help};
 
+const char *command_name(enum command cmd)
+{
+    return command_names[cmd];
+}
+
+void show_main_help(FILE *to)
+{
+    fputs(main_help, to);
+}
+
 void show_help(enum command cmd)
 {
     fputs(command_help[cmd], stdout);
@@ -203,30 +224,4 @@ int cli_parse(struct options *o, enum command cmd, int argc, char **argv)
     show_help(cmd);
     options_free(o);
     return 0;
-}
-
-int main(int argc, char **argv)
-{
-    static int (*const commands[])(int, char **) = {[COMMAND_RUN] = cmd_run,
-                                                    [COMMAND_COLLECT] = cmd_collect,
-                                                    [COMMAND_INSPECT] = cmd_inspect,
-                                                    [COMMAND_DOCTOR] = cmd_doctor};
-    const char *name = argc > 1 ? argv[1] : NULL;
-    if (!name) {
-        fputs(main_help, stderr);
-        return EXIT_USAGE;
-    }
-    if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
-        fputs(main_help, stdout);
-        return 0;
-    }
-    if (!strcmp(name, "--version")) {
-        puts("ckmon " CKMON_VERSION);
-        return 0;
-    }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(name, command_names[i])) return commands[i](argc - 2, argv + 2);
-    fprintf(stderr, "ckmon: %s '%s' (try 'ckmon --help')\n",
-            name[0] == '-' ? "unknown option" : "unknown command", name);
-    return EXIT_USAGE;
 }
