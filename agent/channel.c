@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -15,6 +16,7 @@
 
 #include "config.h"
 #include "core/wire.h"
+#include "signals.h"
 #include "sys.h"
 
 #define RECONNECT_INTERVAL_NS 1000000000LL
@@ -35,6 +37,9 @@ static long long next_connect_ns; /* monotonic time before which no reconnect is
 static struct queued *queue_head, **queue_tail = &queue_head;
 static size_t queue_bytes;
 static unsigned long dropped;
+/* The program needs every descriptor it may have (a small RLIMIT_NOFILE, or it ran out):
+ * the agent then connects only at exit and holds no descriptor while the program runs. */
+static bool fds_scarce;
 
 /* Whether conn_fd is still the socket the agent connected: a program can close it with
  * a raw system call and get the same number for a file of its own, which must never
@@ -95,17 +100,42 @@ static bool collector_trusted(int fd)
            (cred.uid == geteuid() || cred.uid == 0);
 }
 
+/* Moves the socket to the highest free number below the soft RLIMIT_NOFILE (at most
+ * CHANNEL_FD_CEILING), where the program's open() — which takes the lowest free number —
+ * does not reach until it has nearly every descriptor it may have. Notes a small limit. */
+static int place_high(int fd)
+{
+    struct rlimit lim;
+    if (syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &lim) != 0) return fd;
+    if (lim.rlim_cur < CHANNEL_SMALL_FD_LIMIT) fds_scarce = true;
+    rlim_t top = lim.rlim_cur < CHANNEL_FD_CEILING ? lim.rlim_cur : CHANNEL_FD_CEILING;
+    /* F_DUPFD takes the lowest free number at or above its argument: step down from the
+     * top until one is free (a few tries; the program rarely sits up there). */
+    for (rlim_t tries = 1; tries <= 8 && top > (rlim_t)fd + tries; tries++) {
+        int high = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, (int)(top - tries));
+        if (high < 0) continue;
+        raw_close(fd);
+        return high;
+    }
+    return fd;
+}
+
 /* Connects without ever blocking: a Unix socket's connect either completes at once or,
  * with the collector's backlog full (a stopped or overwhelmed collector), fails with
  * EAGAIN. Returns whether that was the failure, which is worth retrying at exit. */
-static bool connect_if_needed(void)
+static bool connect_if_needed(bool exiting)
 {
-    if (conn_fd >= 0 || monotonic_ns() < next_connect_ns) return false;
+    if (conn_fd >= 0 || monotonic_ns() < next_connect_ns || (fds_scarce && !exiting)) return false;
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     memcpy(addr.sun_path, agent_config.socket_path, sizeof addr.sun_path);
     int saved = errno;
     bool busy = false;
     int fd = (int)syscall(SYS_socket, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd >= 0) fd = place_high(fd);
+    if (fds_scarce && !exiting && fd >= 0) { /* a small limit: every number is the program's */
+        raw_close(fd);
+        fd = -1;
+    }
     struct stat st;
     if (fd >= 0 && syscall(SYS_connect, fd, &addr, sizeof addr) == 0 && collector_trusted(fd) &&
         syscall(SYS_fstat, fd, &st) == 0) {
@@ -156,7 +186,7 @@ void channel_send(const struct wire_message *m)
     int saved = errno;
     pthread_mutex_lock(&channel_lock);
     connection_intact();
-    connect_if_needed();
+    connect_if_needed(false);
     drain_queue();
     if (!encoded) /* over WIRE_MAX_MESSAGE, or no memory */
         dropped++;
@@ -176,9 +206,29 @@ static bool owned_in(unsigned first, unsigned last)
 void channel_yield_fds(unsigned first, unsigned last)
 {
     if (!owned_in(first, last) || syscall(SYS_getpid) != conn_pid) return;
+    if (in_signal_handler()) { /* no lock here; connection_intact checks it again */
+        __atomic_store_n(&conn_fd, -1, __ATOMIC_RELAXED);
+        return;
+    }
     pthread_mutex_lock(&channel_lock);
     if (owned_in(first, last)) conn_fd = -1;
     pthread_mutex_unlock(&channel_lock);
+}
+
+bool channel_release_fd(void)
+{
+    if (in_signal_handler()) return false;
+    int saved = errno;
+    pthread_mutex_lock(&channel_lock);
+    fds_scarce = true;
+    bool released = conn_fd >= 0 && syscall(SYS_getpid) == conn_pid && connection_intact();
+    if (released) {
+        raw_close(conn_fd);
+        conn_fd = -1;
+    }
+    pthread_mutex_unlock(&channel_lock);
+    errno = saved;
+    return released;
 }
 
 void channel_flush(void)
@@ -191,7 +241,7 @@ void channel_flush(void)
     for (bool first = true; queue_head; first = false) {
         if (first || conn_fd < 0) next_connect_ns = 0; /* whatever the backoff says */
         connection_intact();
-        bool busy = connect_if_needed();
+        bool busy = connect_if_needed(true);
         drain_queue();
         long long left_ms = (deadline - monotonic_ns()) / 1000000LL;
         /* No collector: nothing to wait for, and the program must not linger. A full
