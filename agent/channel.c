@@ -17,6 +17,7 @@
 #include "config.h"
 #include "core/wire.h"
 #include "signals.h"
+#include "spool.h"
 #include "sys.h"
 
 #define RECONNECT_INTERVAL_NS 1000000000LL
@@ -65,7 +66,8 @@ static bool send_packet(const char *data, size_t len)
     return false;
 }
 
-static void send_hello(void)
+/* The hello, with the count of messages lost so far. */
+static bool encode_hello(struct strbuf *text)
 {
     const struct agent_config *c = &agent_config;
     struct wire_message m = {
@@ -84,9 +86,14 @@ static void send_hello(void)
                   .dropped = (int64_t)dropped,
                   .keys = c->keys.patterns,
                   .key_count = c->keys.count}};
-    dropped = 0;
+    return wire_encode(&m, text);
+}
+
+static void send_hello(void)
+{
     struct strbuf text = {.limit = WIRE_MAX_MESSAGE};
-    if (wire_encode(&m, &text)) send_packet(text.s, text.len);
+    if (encode_hello(&text)) send_packet(text.s, text.len);
+    dropped = 0; /* said once */
     free(text.s);
 }
 
@@ -162,6 +169,36 @@ static void drain_queue(void)
         free(q);
     }
     if (!queue_head) queue_tail = &queue_head;
+}
+
+static void free_queue(void)
+{
+    while (queue_head) {
+        struct queued *q = queue_head;
+        queue_head = q->next;
+        free(q);
+    }
+    queue_tail = &queue_head;
+    queue_bytes = 0;
+}
+
+/* No collector took the queue within the exit bound: it goes to the agent spool for the
+ * next one (core/agent_spool.h), behind a hello of its own, since a collector reads each
+ * spool file as a connection. */
+static void spool_queue(void)
+{
+    struct strbuf hello = {.limit = WIRE_MAX_MESSAGE};
+    struct spool_file f;
+    if (encode_hello(&hello) && spool_begin(&f, agent_config.socket_path)) {
+        spool_packet(&f, hello.s, hello.len);
+        for (struct queued *q = queue_head; q; q = q->next)
+            spool_packet(&f, q->data, q->len);
+        if (spool_end(&f)) {
+            free_queue();
+            dropped = 0;
+        }
+    }
+    free(hello.s);
 }
 
 static void enqueue(const char *data, size_t len)
@@ -250,6 +287,7 @@ void channel_flush(void)
         struct pollfd p = {.fd = conn_fd, .events = POLLOUT};
         syscall(SYS_poll, &p, conn_fd >= 0 ? 1 : 0, (int)(left_ms < 10 ? left_ms : 10));
     }
+    if (queue_head) spool_queue();
     pthread_mutex_unlock(&channel_lock);
     errno = saved;
 }
@@ -260,11 +298,5 @@ void channel_after_fork_child(void)
     if (conn_fd >= 0) raw_close(conn_fd);
     conn_fd = -1;
     next_connect_ns = 0;
-    while (queue_head) {
-        struct queued *q = queue_head;
-        queue_head = q->next;
-        free(q);
-    }
-    queue_tail = &queue_head;
-    queue_bytes = 0;
+    free_queue();
 }
