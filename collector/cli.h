@@ -8,12 +8,14 @@
 
 #include "options.h"
 
-#define EXIT_USAGE 2 /* bad flags, unknown subcommand */
+#define EXIT_USAGE   2 /* bad flags, unknown subcommand */
+#define EXIT_FAIL_ON 3 /* an alert of a --fail-on rule fired */
 
 int cmd_run(int argc, char **argv);
 int cmd_collect(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
+int cmd_last_good(int argc, char **argv);
 
 /* As execvp searches: a name with a '/' is used as it is, else each PATH entry in turn.
  * Returns 0 (the path in out), ENOENT when found nowhere, or why a match cannot run. */

@@ -47,6 +47,13 @@ bool record_labels_get(const cJSON *record, struct record_labels *labels);
 /* The file label: the base name with each run of digits replaced by N. */
 void file_label(const char *path, char *out, size_t size);
 
+/* A scalar of values as a number: numbers, bools, and the strings of non-finite ones. */
+bool scalar_number(const cJSON *v, double *out);
+/* An alert record (CONTRACT.md "Alerts"): its one sample is ckmon_alerts_total. */
+bool record_is_alert(const cJSON *record);
+/* ckmon_checkpoint_healthy: complete, and no critical alert (nonfinite, incomplete). */
+bool record_healthy(const cJSON *record);
+
 /* Calls emit for every sample of the record, families in a fixed order (values,
  * tensors, checkpoint), so the samples of one family are contiguous. */
 typedef void (*sample_fn)(void *ctx, const struct sample *s);

@@ -115,7 +115,9 @@ static void test_pushgateway(void **state)
                         "# TYPE ckmon_checkpoint_complete gauge\n"
                         "ckmon_checkpoint_complete{" PROM_LABELS "} 1\n"
                         "# TYPE ckmon_checkpoint_time_seconds gauge\n"
-                        "ckmon_checkpoint_time_seconds{" PROM_LABELS "} 1795470120.123456\n");
+                        "ckmon_checkpoint_time_seconds{" PROM_LABELS "} 1795470120.123456\n"
+                        "# TYPE ckmon_checkpoint_healthy gauge\n"
+                        "ckmon_checkpoint_healthy{" PROM_LABELS "} 1\n");
     assert_int_equal(e.out.skipped, 0);
     encoded_free(&e);
 }
@@ -139,7 +141,8 @@ static void test_victoriametrics(void **state)
         "ckmon_checkpoint_bytes{" PROM_LABELS "} 1000 1795470120123\n"
         "ckmon_checkpoint_seconds{" PROM_LABELS "} 0.5 1795470120123\n"
         "ckmon_checkpoint_complete{" PROM_LABELS "} 1 1795470120123\n"
-        "ckmon_checkpoint_time_seconds{" PROM_LABELS "} 1795470120.123456 1795470120123\n");
+        "ckmon_checkpoint_time_seconds{" PROM_LABELS "} 1795470120.123456 1795470120123\n"
+        "ckmon_checkpoint_healthy{" PROM_LABELS "} 1 1795470120123\n");
     assert_int_equal(e.out.skipped, 1);
     encoded_free(&e);
 }
@@ -162,7 +165,8 @@ static void test_influx(void **state)
                         ",tensor=w\\ 0,stat=inf value=0" NS "ckmon_checkpoint_bytes," INFLUX_TAGS
                         " value=1000" NS "ckmon_checkpoint_seconds," INFLUX_TAGS " value=0.5" NS
                         "ckmon_checkpoint_complete," INFLUX_TAGS " value=1" NS
-                        "ckmon_checkpoint_time_seconds," INFLUX_TAGS " value=1795470120.123456" NS);
+                        "ckmon_checkpoint_time_seconds," INFLUX_TAGS " value=1795470120.123456" NS
+                        "ckmon_checkpoint_healthy," INFLUX_TAGS " value=1" NS);
     assert_int_equal(e.out.skipped, 2);
     encoded_free(&e);
 
