@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "alerts.h"
-#include "delivery.h"
+#include "state.h"
 #include "on_alert.h"
 #include "series.h"
 
@@ -60,7 +60,7 @@ struct alerting *alerting_new(const struct alerting_setup *setup)
 
 struct alerting *alerting_for_serving(const struct options *o, bool summary)
 {
-    char *dir = delivery_state_dir(o);
+    char *dir = state_dir_path(o);
     struct alerting_setup setup = {
         .options = o, .state_dir = dir, .tell = true, .summary = summary};
     struct alerting *a = dir ? alerting_new(&setup) : NULL;

@@ -34,11 +34,6 @@ const char *severity_name(enum severity s)
     return s == SEVERITY_CRITICAL ? "critical" : "warning";
 }
 
-bool rule_is_critical(const char *name)
-{
-    return !strcmp(name, "nonfinite") || !strcmp(name, "incomplete");
-}
-
 static bool is_builtin(const char *name)
 {
     for (size_t i = 0; i < sizeof builtin_rules / sizeof builtin_rules[0]; i++)

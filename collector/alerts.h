@@ -46,8 +46,6 @@ int rules_add(struct rule_set *rs, const char *text, char *err, size_t err_size)
 void rules_free(struct rule_set *rs);
 /* Whether name is a built-in rule or one of rs's user rules. */
 bool rules_known(const struct rule_set *rs, const char *name);
-/* Whether the rule called name is critical (the built-in nonfinite and incomplete). */
-bool rule_is_critical(const char *name);
 /* "nonfinite, incomplete, shrunk, frozen, exploding": for messages. */
 extern const char builtin_rule_list[];
 

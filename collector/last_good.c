@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "metrics.h"
+#include "health.h"
 #include "segments.h"
 
 struct entry {

@@ -87,7 +87,16 @@ static const char main_help[] =
     "                         reaches SIZE (bytes, or with K, M, G; default:\n"                    \
     "                         never)\n"                                                            \
     "      --log-keep N       rotated segments kept, besides those a sink has\n"                   \
-    "                         not delivered (default 5)\n"
+    "                         not delivered (default 5)\n"                                         \
+    "      --run-id ID        the run label of records and metrics (run: default\n"                \
+    "                         SLURM_JOB_ID, TORCHELASTIC_RUN_ID, else a new id;\n"                 \
+    "                         collect: for programs that name none)\n"                             \
+    "      --metric-keys PATTERN\n"                                                                \
+    "                         which values and tensors become metrics (the log\n"                  \
+    "                         keeps all); a leading '!' leaves out; repeatable.\n"                 \
+    "                         Default: all but optimizer parameter ids and\n"                      \
+    "                         per-parameter state (!*param_groups.*.params*\n"                     \
+    "                         !*state.[0-9]*)\n"
 
 #define ALERT_HELP                                                                                 \
     "      --alert '[NAME=]SUBJECT OP NUMBER'\n"                                                   \
@@ -109,7 +118,8 @@ static const char main_help[] =
     "  CKMON_PATHS, CKMON_KEYS  ':'-separated lists, as repeated --paths, --keys\n"                \
     "  CKMON_SINKS              space-separated list, as repeated --sink\n"                        \
     "  CKMON_LOG, CKMON_SAMPLE, CKMON_SOCKET, CKMON_JOB, CKMON_STATE,\n"                           \
-    "  CKMON_LOG_MAX_BYTES, CKMON_LOG_KEEP, CKMON_ON_ALERT, CKMON_ON_ALERT_TIMEOUT\n"              \
+    "  CKMON_LOG_MAX_BYTES, CKMON_LOG_KEEP, CKMON_METRIC_KEYS (':'-separated),\n"                  \
+    "  CKMON_RUN_ID, CKMON_ON_ALERT, CKMON_ON_ALERT_TIMEOUT\n"                                     \
     "                           as the flags\n"                                                    \
     "  CKMON_ALERTS             ';'-separated list, as repeated --alert\n"
 

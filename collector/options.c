@@ -30,6 +30,8 @@ enum option_id {
     OPT_LOG_MAX_BYTES,
     OPT_LOG_KEEP,
     OPT_STATS,
+    OPT_METRIC_KEYS,
+    OPT_RUN_ID,
     OPT_ALERT,
     OPT_ON_ALERT,
     OPT_ON_ALERT_TIMEOUT,
@@ -70,6 +72,8 @@ static const struct option_spec option_table[] = {
     {OPT_LOG_MAX_BYTES, 0, "log-max-bytes", "CKMON_LOG_MAX_BYTES", 0, true, FOR_SERVING},
     {OPT_LOG_KEEP, 0, "log-keep", "CKMON_LOG_KEEP", 0, true, FOR_SERVING},
     {OPT_STATS, 0, "stats", NULL, 0, false, FOR_COLLECT},
+    {OPT_METRIC_KEYS, 0, "metric-keys", "CKMON_METRIC_KEYS", ':', true, FOR_SERVING},
+    {OPT_RUN_ID, 0, "run-id", "CKMON_RUN_ID", 0, true, FOR_SERVING},
     {OPT_ALERT, 0, "alert", "CKMON_ALERTS", ';', true, FOR_ALL},
     {OPT_ON_ALERT, 0, "on-alert", "CKMON_ON_ALERT", 0, true, FOR_SERVING},
     {OPT_ON_ALERT_TIMEOUT, 0, "on-alert-timeout", "CKMON_ON_ALERT_TIMEOUT", 0, true, FOR_SERVING},
@@ -309,6 +313,12 @@ static int apply(struct options *o, const struct option_spec *spec, const char *
     case OPT_KEYS:
         rc = string_list_add(&o->keys, value);
         break;
+    case OPT_METRIC_KEYS:
+        rc = string_list_add(&o->metric_keys, value);
+        break;
+    case OPT_RUN_ID:
+        rc = set_string(&o->run_id, value);
+        break;
     case OPT_LOG:
         rc = set_string(&o->log, value);
         break;
@@ -500,6 +510,7 @@ void options_free(struct options *o)
 {
     string_list_free(&o->paths);
     string_list_free(&o->keys);
+    string_list_free(&o->metric_keys);
     for (size_t i = 0; i < o->sink_count; i++) {
         free(o->sinks[i].format);
         free(o->sinks[i].url);
@@ -508,6 +519,7 @@ void options_free(struct options *o)
     free(o->log);
     free(o->socket);
     free(o->job);
+    free(o->run_id);
     free(o->state);
     free(o->sample_text);
     free(o->budget_text);

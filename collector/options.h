@@ -32,13 +32,15 @@ struct sink_spec {
 };
 
 struct options {
-    struct string_list paths; /* -p/--paths, CKMON_PATHS */
-    struct string_list keys;  /* --keys, CKMON_KEYS */
-    struct sink_spec *sinks;  /* -s/--sink, CKMON_SINKS */
+    struct string_list paths;       /* -p/--paths, CKMON_PATHS */
+    struct string_list keys;        /* --keys, CKMON_KEYS */
+    struct string_list metric_keys; /* --metric-keys, CKMON_METRIC_KEYS */
+    struct sink_spec *sinks;        /* -s/--sink, CKMON_SINKS */
     size_t sink_count;
     char *log;            /* -o/--log, CKMON_LOG; "-" is stdout */
     char *socket;         /* --socket, CKMON_SOCKET; NULL when neither was given */
     char *job;            /* --job, CKMON_JOB; NULL when neither was given */
+    char *run_id;         /* --run-id, CKMON_RUN_ID; NULL when neither was given */
     char *state;          /* --state, CKMON_STATE; NULL: LOG.state/ beside the log */
     char *sample_text;    /* --sample, CKMON_SAMPLE as given, NULL: the agent's default */
     double sample;        /* its value when given */

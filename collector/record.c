@@ -26,9 +26,10 @@ bool record_set_string(char **slot, const char *value)
 bool identity_copy(struct identity *dst, const struct identity *src)
 {
     *dst = *src;
-    dst->host = dst->program = dst->job = NULL;
+    dst->host = dst->program = dst->job = dst->run = NULL;
     if (record_set_string(&dst->host, src->host) &&
-        record_set_string(&dst->program, src->program) && record_set_string(&dst->job, src->job))
+        record_set_string(&dst->program, src->program) && record_set_string(&dst->job, src->job) &&
+        record_set_string(&dst->run, src->run))
         return true;
     identity_free(dst);
     return false;
@@ -39,7 +40,8 @@ void identity_free(struct identity *id)
     free(id->host);
     free(id->program);
     free(id->job);
-    id->host = id->program = id->job = NULL;
+    free(id->run);
+    id->host = id->program = id->job = id->run = NULL;
 }
 
 struct record *record_new(const struct identity *who, const char *path)
@@ -77,14 +79,18 @@ static void append_all(cJSON *to, cJSON *from)
         cJSON_AddItemToArray(to, cJSON_DetachItemViaPointer(from, item));
 }
 
-void record_take_findings(struct record *r, cJSON *findings)
+void record_append_findings(struct record *r, cJSON *values, cJSON *tensors, cJSON *errors)
 {
-    cJSON *values = cJSON_GetObjectItemCaseSensitive(findings, "values");
-    cJSON *tensors = cJSON_GetObjectItemCaseSensitive(findings, "tensors");
-    cJSON *errors = cJSON_GetObjectItemCaseSensitive(findings, "errors");
     if (cJSON_IsObject(values)) append_all(r->values, values);
     if (cJSON_IsArray(tensors)) append_all(r->tensors, tensors);
     if (cJSON_IsArray(errors)) append_all(r->errors, errors);
+}
+
+void record_take_findings(struct record *r, cJSON *findings)
+{
+    record_append_findings(r, cJSON_GetObjectItemCaseSensitive(findings, "values"),
+                           cJSON_GetObjectItemCaseSensitive(findings, "tensors"),
+                           cJSON_GetObjectItemCaseSensitive(findings, "errors"));
 }
 
 void record_settle(struct record *r)
@@ -183,6 +189,7 @@ cJSON *record_to_json(const struct record *r)
     cJSON_AddNumberToObject(o, "pid", (double)r->who.pid);
     cJSON_AddStringToObject(o, "program", r->who.program ? r->who.program : "unknown");
     cJSON_AddStringToObject(o, "job", r->who.job ? r->who.job : "unknown");
+    if (r->who.run) cJSON_AddStringToObject(o, "run", r->who.run);
     if (r->who.has_rank) cJSON_AddNumberToObject(o, "rank", (double)r->who.rank);
     if (r->who.has_local_rank) cJSON_AddNumberToObject(o, "local_rank", (double)r->who.local_rank);
     if (r->who.has_world_size) cJSON_AddNumberToObject(o, "world_size", (double)r->who.world_size);

@@ -16,10 +16,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "delivery.h"
+#include "metrics.h"
 #include "server.h"
 
 #define EXIT_CANNOT_EXECUTE 126
@@ -139,15 +141,18 @@ static void remove_private_dir(struct private_collector *pc)
  * was killed and cannot. After COMMAND ended it gives the sinks up to --flush-timeout. */
 static void become_collector(struct listener *listener, struct log_writer *log,
                              struct delivery *delivery, struct alerting *alerting, int stop_fd,
-                             const char *dir, double flush_timeout)
+                             const char *dir, const struct options *o)
 {
     static const int ignored[] = {SIGINT, SIGQUIT, SIGHUP, SIGTERM, SIGTSTP};
     for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++)
         signal(ignored[i], SIG_IGN);
     if (!freopen("/dev/null", "r", stdin)) close(STDIN_FILENO);
-    struct server_config cfg = {
-        .listener = listener, .log = log, .alerting = alerting, .stop_fd = stop_fd};
-    int rc = serve_and_deliver(&cfg, delivery, flush_timeout);
+    struct server_config cfg = {.listener = listener,
+                                .log = log,
+                                .alerting = alerting,
+                                .stop_fd = stop_fd,
+                                .run_id = o->run_id};
+    int rc = collector_serve(&cfg, delivery, o->flush_timeout);
     delivery_free(delivery);
     if (log_close(log)) rc = 1;
     if (alerting_finish(alerting)) rc = EXIT_FAIL_ON;
@@ -172,6 +177,7 @@ static bool start_collector(const struct options *o, struct private_collector *p
     }
     log.max_bytes = o->log_max_bytes;
     log.keep = o->log_keep;
+    metric_keys_set(o->metric_keys.items, o->metric_keys.count);
     /* Cursors and the state dir's lock are set up here, so their errors stop ckmon
      * before COMMAND starts; the threads start in the collector child. */
     if (o->sink_count && !(delivery = delivery_open(o, &log, err, sizeof err))) {
@@ -203,8 +209,7 @@ static bool start_collector(const struct options *o, struct private_collector *p
     }
     if (pc->pid == 0) {
         close(pipe_fds[1]);
-        become_collector(&listener, &log, delivery, alerting, pipe_fds[0], pc->dir,
-                         o->flush_timeout);
+        become_collector(&listener, &log, delivery, alerting, pipe_fds[0], pc->dir, o);
     }
     close(pipe_fds[0]);
     pc->stop_fd = pipe_fds[1];
@@ -273,6 +278,7 @@ static void exec_command(const struct options *o, const char *exe, const char *a
     set_or_die("LD_PRELOAD", preload ? preload : agent);
     set_or_die("CKMON_SOCKET", socket);
     set_or_die("CKMON_JOB", job);
+    set_or_die("CKMON_RUN_ID", o->run_id);
     set_or_die("CKMON_PATHS", paths);
     set_or_die("CKMON_KEYS", keys);
     set_or_die("CKMON_SAMPLE", o->sample_text);
@@ -318,6 +324,24 @@ static int run_command(const struct options *o, const char *exe, const char *age
     return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
 }
 
+/* --run-id, else the launcher's job id, else a new one: the date and time, and this
+ * process's id, so that two runs started in one second still differ. */
+static bool choose_run_id(struct options *o)
+{
+    static const char *const launcher[] = {"SLURM_JOB_ID", "TORCHELASTIC_RUN_ID"};
+    for (size_t i = 0; !o->run_id && i < sizeof launcher / sizeof launcher[0]; i++) {
+        const char *v = getenv(launcher[i]);
+        if (v && *v && !(o->run_id = strdup(v))) return false;
+    }
+    if (o->run_id) return true;
+    char id[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(id, sizeof id, "%Y%m%dT%H%M%SZ", gmtime_r(&now, &tm));
+    snprintf(id + strlen(id), sizeof id - strlen(id), "-%ld", (long)getpid());
+    return (o->run_id = strdup(id)) != NULL;
+}
+
 /* Checks that needs no side effect, in the order a user fixes them. */
 static int check_can_run(const struct options *o, char *exe, char *agent)
 {
@@ -347,6 +371,11 @@ int cmd_run(int argc, char **argv)
     if ((rc = check_can_run(&o, exe, agent)) >= 0) {
         options_free(&o);
         return rc;
+    }
+    if (!choose_run_id(&o)) {
+        fprintf(stderr, "ckmon: out of memory\n");
+        options_free(&o);
+        return 1;
     }
     if (o.socket && collector_answers(o.socket)) {
         snprintf(socket, sizeof socket, "%s", o.socket);

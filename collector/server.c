@@ -406,6 +406,7 @@ int server_run(const struct server_config *cfg)
         return 1;
     }
     s->cfg = cfg;
+    tracker_set_run(s->tracker, cfg->run_id);
     sigset_t saved, wait_mask;
     bool by_signal = cfg->stop_fd < 0;
     if (by_signal) catch_stop_signals(&saved, &wait_mask);

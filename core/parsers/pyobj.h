@@ -117,6 +117,9 @@ struct pyobj *pyobj_str(struct pyarena *a, enum pyobj_kind kind, const char *dat
 /* Copies len bytes into the arena (NUL-terminated) and returns a str node. */
 struct pyobj *pyobj_str_copy(struct pyarena *a, const char *s, size_t len);
 struct pyobj *pyobj_global(struct pyarena *a, const char *module, const char *name);
+/* A list, tuple, set or frozenset node holding a copy of n items; NULL when out of budget. */
+struct pyobj *pyobj_seq(struct pyarena *a, enum pyobj_kind kind, struct pyobj *const *items,
+                        size_t n);
 
 bool pyvec_push(struct pyarena *a, struct pyvec *v, struct pyobj *o);
 /* Appends n items; false when out of budget. */
@@ -141,28 +144,5 @@ locale_t pyobj_c_locale(void);
  * int, float or bool node written into *out (no allocation: used for numpy scalars and
  * 0-dimensional arrays). */
 void pyobj_element(enum dtype t, const uint8_t *bytes, bool big_endian, struct pyobj *out);
-
-/* The pickle walker (pickle.c), for formats that embed pickles (torch's data.pkl).
- *
- * It unpickles protocols 0-5 from bytes fed in pieces of any size, without importing or
- * calling anything, and hands the root object to on_stop when it reaches STOP. The
- * root and every node reachable from it stay valid until pickle_walker_free. Errors
- * (malformed, truncated, over the memory cap) go to the report with their byte offset.
- */
-struct report;
-struct pickle_walker;
-typedef void (*pickle_on_stop)(void *ctx, struct pyobj *root);
-
-enum pickle_state { PICKLE_RUNNING, PICKLE_STOPPED, PICKLE_FAILED };
-
-struct pickle_walker *pickle_walker_new(struct report *r, pickle_on_stop on_stop, void *ctx);
-/* Returns how many bytes belong to the pickle: all of len, or fewer when STOP came
- * within them (the rest is whatever follows the pickle). After STOP or a failure it
- * takes nothing more (a failed walker claims all bytes, as they are ignored). */
-size_t pickle_walker_feed(struct pickle_walker *w, const uint8_t *data, size_t len);
-/* The data ended: true when the pickle was whole (reached STOP); otherwise reports why. */
-bool pickle_walker_finish(struct pickle_walker *w);
-enum pickle_state pickle_walker_state(const struct pickle_walker *w);
-void pickle_walker_free(struct pickle_walker *w);
 
 #endif

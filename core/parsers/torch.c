@@ -8,7 +8,7 @@
  * ignored. Local headers carry no sizes (zip.h), so a storage record's length comes
  * from data.pkl: the storage's numel times its element size.
  *
- * data.pkl is walked by the pickle walker (pyobj.h) and flattened (flatten.h) into
+ * data.pkl is walked by the pickle walker (pickle.h) and flattened (flatten.h) into
  * values; a hook recognizes the tensors on the way, by their rebuild call:
  *   torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks)
  *   torch._utils._rebuild_tensor_v3(..., hooks, dtype, ...)   untyped storage, sized in bytes
@@ -33,6 +33,7 @@
  */
 #include "parser.h"
 #include "flatten.h"
+#include "pickle.h"
 #include "pyobj.h"
 #include "tensor.h"
 #include "zip.h"

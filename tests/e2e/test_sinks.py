@@ -146,20 +146,6 @@ class Collect:
             self.process.communicate()
 
 
-@pytest.fixture
-def servers(work):
-    started = []
-
-    def start(kind, port=None):
-        server = kind(work, f"{kind.__name__.lower()}-{len(started)}", port).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-
-
 def test_pushgateway_keeps_each_files_latest_checkpoint(work, servers):
     pg = servers(Pushgateway)
     job = "run 1/a"  # a space and a slash: the grouping key needs base64

@@ -22,7 +22,7 @@ from expected import assert_tensors, assert_values, tensor
 PATTERNS = {"sequential": "stream", "bytes": "stream", "stdio": "stream",
             "backwards": "reread", "seekback": "reread"}
 # Differ between a streamed and an inspected record by nature, not by parsing.
-CIRCUMSTANCE = ("time", "pid", "program", "job", "writes", "seconds", "parsed")
+CIRCUMSTANCE = ("time", "pid", "program", "job", "run", "writes", "seconds", "parsed")
 
 
 def inspect(*files, options=()):

@@ -1,8 +1,9 @@
-/* parser.c — choosing a format from a file's first bytes, and parsing finished files.
+/* detect.c — choosing a format from a file's first bytes, and parsing finished files.
  *
  * The agent learns a file's format from what the program writes first: magic numbers
  * where the format has one, the extension where it does not (pickle protocols 0 and 1
- * have no header). Adding a format is one row in `formats` plus its own file.
+ * have no header). Adding a format is one row in `formats` plus its own file. A zip
+ * archive is one more step: its first member's name says which zip-based format it is.
  */
 #include "parser.h"
 #include "npy.h"
@@ -84,6 +85,95 @@ static bool claims_gguf(const uint8_t *head, size_t n, const char *extension)
     (void)extension;
     return n >= 4 && memcmp(head, "GGUF", 4) == 0;
 }
+
+/* ---- Zip archives: which format the first member's name says -------------------- */
+
+struct zip_dispatch {
+    struct parser base;
+    struct report *report;
+    const struct parse_options *options;
+    uint8_t head[ZIP_PEEK_BYTES];
+    size_t head_len;
+    bool decided;
+    struct parser *inner; /* NULL once decided: not a format ckmon reads */
+};
+
+static bool ends_with(const char *s, size_t len, const char *suffix)
+{
+    size_t n = strlen(suffix);
+    return len >= n && memcmp(s + len - n, suffix, n) == 0;
+}
+
+/* Decides once the first name is in (or the data ended); returns whether it has. */
+static bool zip_decide(struct zip_dispatch *z, bool ended)
+{
+    const char *name;
+    size_t name_len;
+    enum zip_peek peek = zip_peek_first_name(z->head, z->head_len, ended, &name, &name_len);
+    if (peek == ZIP_PEEK_MORE) return false;
+    z->decided = true;
+    if (peek == ZIP_PEEK_NONE) return true;
+    if ((name_len == 8 && memcmp(name, "data.pkl", 8) == 0) ||
+        ends_with(name, name_len, "/data.pkl"))
+        z->inner = parser_torch_new(z->report, z->options);
+    else if (ends_with(name, name_len, ".npy"))
+        z->inner = parser_npz_new(z->report, z->options);
+    else
+        return true;
+    if (!z->inner) {
+        report_error(z->report, "zip: out of memory");
+        return true;
+    }
+    z->base.format = z->inner->format;
+    z->inner->feed(z->inner, z->head, z->head_len);
+    return true;
+}
+
+static void zip_feed(struct parser *p, const uint8_t *data, size_t len)
+{
+    struct zip_dispatch *z = (struct zip_dispatch *)p;
+    if (!z->decided) {
+        size_t room = sizeof z->head - z->head_len;
+        size_t take = len < room ? len : room;
+        memcpy(z->head + z->head_len, data, take);
+        z->head_len += take;
+        data += take;
+        len -= take;
+        if (!zip_decide(z, z->head_len == sizeof z->head)) return;
+    }
+    if (z->inner && len > 0) z->inner->feed(z->inner, data, len);
+}
+
+static bool zip_finish(struct parser *p)
+{
+    struct zip_dispatch *z = (struct zip_dispatch *)p;
+    if (!z->decided) zip_decide(z, true);
+    return z->inner ? z->inner->finish(z->inner) : true;
+}
+
+static void zip_destroy(struct parser *p)
+{
+    struct zip_dispatch *z = (struct zip_dispatch *)p;
+    if (z->inner) z->inner->destroy(z->inner);
+    free(z);
+}
+
+static struct parser *parser_zip_new(struct report *r, const struct parse_options *o)
+{
+    struct zip_dispatch *z = calloc(1, sizeof *z);
+    if (!z) return NULL;
+    /* Both formats leave the local headers zipfile rewrites alone. */
+    z->base = (struct parser){.format = "unknown",
+                              .feed = zip_feed,
+                              .finish = zip_finish,
+                              .destroy = zip_destroy,
+                              .tolerates_rewrites = true};
+    z->report = r;
+    z->options = o;
+    return &z->base;
+}
+
+/* ---- The formats, in the order they are tried ----------------------------------- */
 
 /* Magic numbers first: they are more specific than JSON's '{' or the .pkl extension. */
 static const struct format formats[] = {
