@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "command_path.h"
 #include "delivery.h"
 #include "metrics.h"
 #include "server.h"
@@ -33,38 +34,7 @@ struct private_collector {
     char dir[PATH_MAX]; /* the temporary directory holding the socket, or "" */
 };
 
-/* ---- finding COMMAND and the agent ---- */
-
-/* 0 when path is an executable file (copied to out), else an errno. */
-static int check_executable(const char *path, char *out, size_t size)
-{
-    struct stat st;
-    if (stat(path, &st) < 0) return errno;
-    if (S_ISDIR(st.st_mode)) return EISDIR;
-    if (access(path, X_OK) < 0) return errno;
-    if (snprintf(out, size, "%s", path) >= (int)size) return ENAMETOOLONG;
-    return 0;
-}
-
-int find_command(const char *name, char *out, size_t size)
-{
-    if (!*name) return ENOENT;
-    if (strchr(name, '/')) return check_executable(name, out, size);
-    const char *search = getenv("PATH");
-    int result = ENOENT;
-    if (!search) search = "/usr/local/bin:/usr/bin:/bin";
-    for (const char *dir = search;; dir++) {
-        const char *end = strchrnul(dir, ':');
-        char candidate[PATH_MAX];
-        int len = (int)(end - dir);
-        snprintf(candidate, sizeof candidate, "%.*s%s%s", len, dir, len ? "/" : "", name);
-        int rc = check_executable(candidate, out, size);
-        if (rc == 0) return 0;
-        if (rc != ENOENT && rc != ENOTDIR) result = rc;
-        if (!*end) return result;
-        dir = end;
-    }
-}
+/* ---- finding the agent ---- */
 
 static bool readable_file(const char *path, char *out)
 {

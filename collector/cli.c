@@ -1,4 +1,5 @@
-/* main.c — the ckmon command line: dispatch to a subcommand, --help and --version.
+/* cli.c — what the subcommands share at the command line (cli.h): help texts, parsing
+ * a subcommand's words, usage errors.
  *
  * All help texts live here, next to each other, so that the options read the same in
  * every subcommand.
@@ -58,16 +59,15 @@ static const char main_help[] =
 #define XSTRINGIFY(x) STRINGIFY(x)
 #define SAMPLE_HELP                                                                                \
     "      --sample FRACTION  fraction of each tensor's bytes that statistics\n"                   \
-    "                         read, in (0, 1]; 1 is exact. Default: " XSTRINGIFY(                  \
-        DEFAULT_SAMPLE) ", except\n"                                                               \
-                        "                         that monitored programs follow --budget\n"
+    "                         read, in (0, 1]; 1 is exact (tensors of at most\n"                   \
+    "                         64 KiB are always exact). Default: " XSTRINGIFY(DEFAULT_SAMPLE) "\n"
 
 #define BUDGET_HELP                                                                                \
-    "      --budget PERCENT   unless --sample is given, statistics may take at\n"                  \
-    "                         most PERCENT of the time the program spends in its\n"                \
-    "                         writes to each checkpoint; they sample to stay\n"                    \
-    "                         within it (each file's first 4 MiB of tensors are\n"                 \
-    "                         always read). Default: " XSTRINGIFY(DEFAULT_BUDGET_PERCENT) "\n"
+    "      --budget PERCENT   safety net, unless --sample is given: statistics\n"                  \
+    "                         over a checkpoint stop (and its record says so) once\n"              \
+    "                         they took PERCENT of the time since it was opened\n"                 \
+    "                         (its first 4 MiB read are free). Default: " XSTRINGIFY(              \
+        DEFAULT_BUDGET_PERCENT) "\n"
 
 #define SERVING_HELP                                                                               \
     "  -o, --log FILE         append records to FILE, '-' for stdout\n"                            \
@@ -232,6 +232,16 @@ static const char *const command_help[] = {[COMMAND_RUN] = run_help,
                                            [COMMAND_DOCTOR] = doctor_help,
                                            [COMMAND_LAST_GOOD] = last_good_help};
 
+const char *command_name(enum command cmd)
+{
+    return command_names[cmd];
+}
+
+void show_main_help(FILE *to)
+{
+    fputs(main_help, to);
+}
+
 void show_help(enum command cmd)
 {
     fputs(command_help[cmd], stdout);
@@ -259,31 +269,4 @@ int cli_parse(struct options *o, enum command cmd, int argc, char **argv)
     show_help(cmd);
     options_free(o);
     return 0;
-}
-
-int main(int argc, char **argv)
-{
-    static int (*const commands[])(int, char **) = {[COMMAND_RUN] = cmd_run,
-                                                    [COMMAND_COLLECT] = cmd_collect,
-                                                    [COMMAND_INSPECT] = cmd_inspect,
-                                                    [COMMAND_DOCTOR] = cmd_doctor,
-                                                    [COMMAND_LAST_GOOD] = cmd_last_good};
-    const char *name = argc > 1 ? argv[1] : NULL;
-    if (!name) {
-        fputs(main_help, stderr);
-        return EXIT_USAGE;
-    }
-    if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
-        fputs(main_help, stdout);
-        return 0;
-    }
-    if (!strcmp(name, "--version")) {
-        puts("ckmon " CKMON_VERSION);
-        return 0;
-    }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(name, command_names[i])) return commands[i](argc - 2, argv + 2);
-    fprintf(stderr, "ckmon: %s '%s' (try 'ckmon --help')\n",
-            name[0] == '-' ? "unknown option" : "unknown command", name);
-    return EXIT_USAGE;
 }
