@@ -208,7 +208,10 @@ static struct tracked *new_tracked(const char *abs_path, bool append)
     t->open_ns = monotonic_ns();
     t->append = append;
     report_init(&t->report, &agent_config.keys);
-    t->parser = parser_detect_new(abs_path, &t->report, &agent_config.parse);
+    budget_init(&t->budget, agent_config.budget_percent, monotonic_ns);
+    t->parse = agent_config.parse;
+    if (agent_config.budget_percent > 0) t->parse.budget = &t->budget;
+    t->parser = parser_detect_new(abs_path, &t->report, &t->parse);
     if (!t->parser) {
         report_free(&t->report);
         free(t);
@@ -216,7 +219,6 @@ static struct tracked *new_tracked(const char *abs_path, bool append)
     }
     t->format_sent = t->parser->format;
     t->progress_ns = t->open_ns;
-    budget_init(&t->budget, agent_config.budget_percent, monotonic_ns);
     return t;
 }
 
@@ -295,7 +297,6 @@ static struct tracked *enter_acquired(struct tracked *t)
         return NULL;
     }
     pthread_mutex_lock(&t->lock);
-    if (agent_config.budget_percent > 0) t->enter_ns = monotonic_ns();
     return t;
 }
 
@@ -361,15 +362,6 @@ static void feed_at(struct tracked *t, unsigned long long offset, const void *bu
     t->streamed = end;
 }
 
-/* Under a budget, the write call's time (from tracked_enter) is what the statistics
- * of its n bytes may take a share of; the parsing that follows runs against it. */
-static void budget_enter(struct tracked *t, size_t n)
-{
-    if (agent_config.budget_percent <= 0) return;
-    budget_wrote(&t->budget, monotonic_ns() - t->enter_ns, n);
-    budget_active = &t->budget;
-}
-
 static unsigned long long write_offset(struct tracked *t, long long offset)
 {
     if (offset != AT_POSITION) return (unsigned long long)offset;
@@ -388,9 +380,7 @@ void tracked_wrote(struct tracked *t, long long offset, const void *buf, ssize_t
     if (t->unannounced) announce(t);
     t->writes++;
     if (n > 0) {
-        budget_enter(t, (size_t)n);
         feed_at(t, write_offset(t, offset), buf, (size_t)n);
-        budget_active = NULL;
         wrote_done(t, offset, n);
     }
     errno = saved;
@@ -406,14 +396,12 @@ void tracked_wrotev(struct tracked *t, long long offset, const struct iovec *iov
     if (n > 0) {
         unsigned long long at = write_offset(t, offset);
         size_t left = (size_t)n;
-        budget_enter(t, (size_t)n);
         for (int i = 0; i < iovcnt && left > 0; i++) {
             size_t len = iov[i].iov_len < left ? iov[i].iov_len : left;
             feed_at(t, at, iov[i].iov_base, len);
             at += len;
             left -= len;
         }
-        budget_active = NULL;
         wrote_done(t, offset, n);
     }
     errno = saved;
@@ -503,7 +491,7 @@ static bool reparse(struct tracked *t, int fd, const char **format)
                      strerror(errno));
         return false;
     }
-    bool complete = parse_fd(rfd, t->path, &t->report, &agent_config.parse, format);
+    bool complete = parse_fd(rfd, t->path, &t->report, &t->parse, format);
     raw_close(rfd);
     return complete;
 }
@@ -559,11 +547,7 @@ void tracked_release(struct tracked *t, int fd)
     if (!last) return;
     bool was_busy = agent_busy;
     agent_busy = true;
-    /* What is still parsed at close (the end, or the whole file read back) keeps to
-     * the file's budget too. */
-    if (agent_config.budget_percent > 0) budget_active = &t->budget;
     if (!t->unannounced) finalize(t, fd);
-    budget_active = NULL;
     t->parser->destroy(t->parser);
     report_free(&t->report);
     pthread_mutex_destroy(&t->lock);

@@ -66,6 +66,7 @@ int cmd_collect(int argc, char **argv)
     struct listener listener;
     struct log_writer log;
     struct delivery *delivery = NULL;
+    struct alerting *alerting = NULL;
     if (collector_answers(socket_path)) { /* before touching its log or state dir */
         fprintf(stderr, "ckmon: a collector is already listening on %s\n", socket_path);
         options_free(&o);
@@ -82,17 +83,23 @@ int cmd_collect(int argc, char **argv)
     rc = 1;
     if (o.sink_count && !(delivery = delivery_open(&o, &log, err, sizeof err))) {
         fprintf(stderr, "ckmon: %s\n", err);
+    } else if (!(alerting = alerting_for_serving(&o, false))) {
+        delivery_free(delivery);
     } else if (listener_open(&listener, socket_path, err, sizeof err) < 0) {
         fprintf(stderr, "ckmon: %s\n", err);
         delivery_free(delivery);
     } else {
         fprintf(stderr, "ckmon: collecting on %s into %s\n", socket_path,
                 strcmp(o.log, "-") ? o.log : "stdout");
-        struct server_config cfg = {
-            .listener = &listener, .log = &log, .stop_fd = -1, .run_id = o.run_id};
+        struct server_config cfg = {.listener = &listener,
+                                    .log = &log,
+                                    .alerting = alerting,
+                                    .stop_fd = -1,
+                                    .run_id = o.run_id};
         rc = collector_serve(&cfg, delivery, o.flush_timeout);
         delivery_free(delivery);
     }
+    alerting_finish(alerting);
     if (log_close(&log)) rc = 1;
     options_free(&o);
     return rc;

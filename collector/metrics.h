@@ -58,6 +58,11 @@ void name_label(const char *name, char *out, size_t size);
 void metric_keys_set(char *const *patterns, size_t count);
 bool metric_key_wanted(const char *name, const char *label);
 
+/* A scalar of values as a number: numbers, bools, and the strings of non-finite ones. */
+bool scalar_number(const cJSON *v, double *out);
+/* An alert record (CONTRACT.md "Alerts"): its one sample is ckmon_alerts_total. */
+bool record_is_alert(const cJSON *record);
+
 /* Calls emit for every sample of the record, families in a fixed order (values,
  * tensors, checkpoint), so the samples of one family are contiguous. Values and tensors
  * whose labels collide once digits became N give one sample each: the last one's.
