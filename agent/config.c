@@ -83,7 +83,8 @@ void config_load(void)
         double s = strtod(sample, &end);
         if (*end == '\0' && s > 0 && s <= 1) c->parse.sample = s;
     }
-    /* An explicit sample is what the user asked for; otherwise the budget decides. */
+    /* An explicit sample is what the user asked for; otherwise the budget is the safety
+     * net (budget.h). */
     c->budget_percent = 0;
     if (!sample || !*sample) {
         c->budget_percent = DEFAULT_BUDGET_PERCENT;

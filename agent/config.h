@@ -6,7 +6,7 @@
  * CKMON_JOB      the job label (default: this program's name)
  * CKMON_RUN_ID, SLURM_JOB_ID, TORCHELASTIC_RUN_ID   the run label: the first one set
  * CKMON_SAMPLE   fraction of each tensor's bytes statistics read (default below)
- * CKMON_BUDGET   overhead budget in percent (budget.h); ignored when CKMON_SAMPLE is set
+ * CKMON_BUDGET   the safety net, in percent (budget.h); ignored when CKMON_SAMPLE is set
  * RANK, SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK   the process's rank, first found
  * LOCAL_RANK, SLURM_LOCALID, OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID   its rank on this host
  * WORLD_SIZE, SLURM_NTASKS, OMPI_COMM_WORLD_SIZE, PMI_SIZE   how many ranks the job has

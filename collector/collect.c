@@ -68,6 +68,7 @@ int cmd_collect(int argc, char **argv)
     struct log_writer log;
     struct delivery *delivery = NULL;
     struct scrape *scrape = NULL;
+    struct alerting *alerting = NULL;
     if (collector_answers(socket_path)) { /* before touching its log or state dir */
         fprintf(stderr, "ckmon: a collector is already listening on %s\n", socket_path);
         options_free(&o);
@@ -87,6 +88,9 @@ int cmd_collect(int argc, char **argv)
     } else if (o.listen && !(scrape = scrape_open(o.listen, err, sizeof err))) {
         fprintf(stderr, "ckmon: %s\n", err);
         delivery_free(delivery);
+    } else if (!(alerting = alerting_for_serving(&o, false))) {
+        scrape_close(scrape);
+        delivery_free(delivery);
     } else if (listener_open(&listener, socket_path, err, sizeof err) < 0) {
         fprintf(stderr, "ckmon: %s\n", err);
         scrape_close(scrape);
@@ -96,6 +100,7 @@ int cmd_collect(int argc, char **argv)
                 strcmp(o.log, "-") ? o.log : "stdout");
         struct server_config cfg = {.listener = &listener,
                                     .log = &log,
+                                    .alerting = alerting,
                                     .stop_fd = -1,
                                     .run_id = o.run_id,
                                     .scrape = scrape};
@@ -103,6 +108,7 @@ int cmd_collect(int argc, char **argv)
         scrape_close(scrape);
         delivery_free(delivery);
     }
+    alerting_finish(alerting);
     if (log_close(&log)) rc = 1;
     options_free(&o);
     return rc;

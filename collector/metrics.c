@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "core/jsontext.h"
+#include "health.h"
 
 static const char *const tensor_stats[] = {"min", "max", "mean", "std", "nan", "inf"};
 
@@ -112,8 +113,7 @@ void metrics_common_labels(struct sample *s, const struct record_labels *l)
     s->labels[s->label_count++] = (struct label){"file", l->file};
 }
 
-/* A scalar of values as a number: numbers, bools, and the strings of non-finite ones. */
-static bool scalar_number(const cJSON *v, double *out)
+bool scalar_number(const cJSON *v, double *out)
 {
     if (cJSON_IsNumber(v))
         *out = v->valuedouble;
@@ -308,11 +308,42 @@ static void emit_checkpoint(const cJSON *record, const struct record_labels *l, 
     s.metric = "ckmon_checkpoint_nonfinite";
     s.value = nonfinite_count(record);
     emit(ctx, &s);
+    s.metric = "ckmon_checkpoint_healthy";
+    s.value = record_healthy(record) ? 1 : 0;
+    emit(ctx, &s);
+}
+
+/* An alert record: the running count of its rule (the record's "total"). */
+static void emit_alert(const cJSON *record, const struct record_labels *l, sample_fn emit,
+                       void *ctx)
+{
+    const cJSON *rule = cJSON_GetObjectItemCaseSensitive(record, "rule");
+    const cJSON *severity = cJSON_GetObjectItemCaseSensitive(record, "severity");
+    const cJSON *total = cJSON_GetObjectItemCaseSensitive(record, "total");
+    if (!cJSON_IsString(rule) || !cJSON_IsString(severity) || !cJSON_IsNumber(total)) return;
+    struct sample s = {.metric = "ckmon_alerts_total", .value = total->valuedouble};
+    s.labels[s.label_count++] = (struct label){"job", l->job};
+    s.labels[s.label_count++] = (struct label){"host", l->host};
+    if (l->run) s.labels[s.label_count++] = (struct label){"run", l->run};
+    if (l->rank) s.labels[s.label_count++] = (struct label){"rank", l->rank};
+    s.labels[s.label_count++] = (struct label){"rule", rule->valuestring};
+    s.labels[s.label_count++] = (struct label){"severity", severity->valuestring};
+    emit(ctx, &s);
+}
+
+bool record_is_alert(const cJSON *record)
+{
+    const cJSON *event = cJSON_GetObjectItemCaseSensitive(record, "event");
+    return cJSON_IsString(event) && !strcmp(event->valuestring, "alert");
 }
 
 void metrics_for_record(const cJSON *record, const struct record_labels *labels, sample_fn emit,
                         void *ctx)
 {
+    if (record_is_alert(record)) {
+        emit_alert(record, labels, emit, ctx);
+        return;
+    }
     emit_values(record, labels, emit, ctx);
     emit_tensors(record, labels, emit, ctx);
     emit_checkpoint(record, labels, emit, ctx);
@@ -410,6 +441,8 @@ const char *metric_help(const char *family, const char **type)
 void prom_add_type(struct strbuf *b, const struct sample *s, const char **last)
 {
     if (*last && !strcmp(*last, s->metric)) return;
-    sb_addf(b, "# TYPE %s gauge\n", s->metric);
+    size_t len = strlen(s->metric);
+    bool counter = len > 6 && !strcmp(s->metric + len - 6, "_total");
+    sb_addf(b, "# TYPE %s %s\n", s->metric, counter ? "counter" : "gauge");
     *last = s->metric;
 }

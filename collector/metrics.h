@@ -62,6 +62,11 @@ bool metric_key_wanted(const char *name, const char *label);
  * file, in that order). */
 void metrics_common_labels(struct sample *s, const struct record_labels *l);
 
+/* A scalar of values as a number: numbers, bools, and the strings of non-finite ones. */
+bool scalar_number(const cJSON *v, double *out);
+/* An alert record (CONTRACT.md "Alerts"): its one sample is ckmon_alerts_total. */
+bool record_is_alert(const cJSON *record);
+
 /* Calls emit for every sample of the record, families in a fixed order (values,
  * tensors, checkpoint), so the samples of one family are contiguous. Values and tensors
  * whose labels collide once digits became N give one sample each: the last one's.
