@@ -333,3 +333,30 @@ def test_inspect_compares_consecutive_files(work):
     # one file alone has nothing to be compared with
     alone = ckmon(work, "inspect", "--fail-on", "frozen", files[1])
     assert alone.returncode == 0 and parse_alerts(alone.stdout) == []
+
+
+WRONG_GLOB = """
+import numpy as np
+os.makedirs("out", exist_ok=True)
+np.save("out/weights.data", np.ones(10))  # np.save adds .npy
+with open("out/model.bin", "wb") as f:
+    f.write(bytes(100))
+with open("out/model.bin", "wb") as f:  # written twice, named once
+    f.write(bytes(100))
+with open("out/log.txt", "a") as f:  # appended to, not created anew: not named
+    f.write("step 1")
+"""
+
+
+def test_globs_matching_nothing_name_the_files_written(work):
+    script = python_script(work, WRONG_GLOB)
+    p = ckmon(work, "run", "-p", "*.ckpt", "--", *script)
+    assert p.returncode == 0, p.stderr
+    assert read_log(work / "ckmon.jsonl") == []
+    assert summary_line(p.stderr) == (
+        "ckmon: 0 checkpoints; no file matched the checkpoint globs (--paths), but it wrote "
+        f"{work}/out/weights.data.npy, {work}/out/model.bin")
+    # with a glob that matches, the summary counts checkpoints and names nothing else
+    p = ckmon(work, "run", "-p", "*.npy", "--", *script)
+    assert summary_line(p.stderr).startswith("ckmon: 1 checkpoint, ")
+    assert "no file matched" not in p.stderr
