@@ -309,6 +309,17 @@ def test_on_alert_time_limit(work):
     assert "still running after 0.5 s: terminated" in p.stderr
 
 
+def test_collect_tells_each_alert(work, collector):
+    script = python_script(work, NAN_LOSS)
+    p = collector.run(script, work, paths=["*.pkl"])
+    assert p.returncode == 0, p.stderr
+    collector.stop()
+    assert alert_lines(collector.stderr) == [
+        f"ckmon: alert nonfinite (critical) {work / 'ckpt_1.pkl'}: loss = nan"]
+    [alert] = read_alerts(collector.log)
+    assert alert["subject"] == "loss" and alert["total"] == 1
+
+
 def test_quiet(work):
     script = python_script(work, NAN_LOSS)
     loud = ckmon(work, "run", "--", *script)
