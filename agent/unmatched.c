@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "channel.h"
+#include "config.h"
 #include "core/wire.h"
 
 #define UNMATCHED_KEPT 4
@@ -37,7 +38,7 @@ static bool already_noted(const char *p)
 
 void unmatched_note(const char *abs_path)
 {
-    if (!worth_naming(abs_path) || already_noted(abs_path)) return;
+    if (!agent_config.note_unmatched || !worth_naming(abs_path) || already_noted(abs_path)) return;
     unsigned slot = __atomic_fetch_add(&noted, 1, __ATOMIC_RELAXED);
     if (slot >= UNMATCHED_KEPT || strlen(abs_path) >= PATH_MAX) return;
     memcpy(paths[slot], abs_path, strlen(abs_path) + 1);

@@ -1,8 +1,8 @@
 /* unmatched.h — the first files a process created that matched no checkpoint glob.
  *
  * When `ckmon run` records nothing, the likeliest reason is a glob that does not match
- * what the program writes. The agent notes, at open, the first few regular files a
- * process creates that no glob matches, and a process that wrote no checkpoint says
+ * what the program writes. Under `ckmon run` (CKMON_UNMATCHED=1, config.h) the agent
+ * notes, at open, the first few files a process creates that no glob matches, and a process that wrote no checkpoint says
  * them in one message at exit, so the collector can name them. Writes are untouched:
  * this costs a few comparisons per file created, and nothing once the slots are full
  * but a counter.

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "core/wire.h"
+#include "scrape.h"
 #include "tracker.h"
 
 /* Packets read from one connection before the others get a turn. */
@@ -415,8 +416,9 @@ int server_run(const struct server_config *cfg)
     raise_descriptor_limit();
     stop_requested = 0;
 
-    while (serve_once(s, by_signal ? &wait_mask : NULL)) {
-    }
+    do {
+        if (cfg->scrape) scrape_note_agents(cfg->scrape, tracker_counts(s->tracker));
+    } while (serve_once(s, by_signal ? &wait_mask : NULL));
     drain(s);
     report_dropped(s);
 

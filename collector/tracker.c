@@ -312,6 +312,7 @@ static bool on_hello(struct tracker *t, struct tracker_conn *c, struct wire_mess
     if (h->sample > 0 && h->sample <= 1) c->parse.sample = h->sample;
     if (h->key_count && (c->keys.patterns || !keys_copy(&c->keys, h->keys, h->key_count)))
         return false; /* keys once per connection */
+    if (h->dropped > 0) t->counts.dropped += (unsigned long)h->dropped;
     if (h->dropped > 0)
         fprintf(stderr,
                 "ckmon: process %ld lost %lld message(s) while it could not reach the collector\n",

@@ -25,6 +25,7 @@ typedef void (*record_emit_fn)(void *ctx, const struct record *r);
 struct tracker_counts {
     unsigned long malformed;    /* not JSON, or without the members its kind needs */
     unsigned long unknown_kind; /* a "t" this collector does not know: ignored */
+    unsigned long dropped;      /* messages agents lost, as their hellos said */
 };
 
 struct tracker *tracker_new(record_emit_fn emit, void *ctx);
