@@ -14,7 +14,8 @@ int main(int argc, char **argv)
     static int (*const commands[])(int, char **) = {[COMMAND_RUN] = cmd_run,
                                                     [COMMAND_COLLECT] = cmd_collect,
                                                     [COMMAND_INSPECT] = cmd_inspect,
-                                                    [COMMAND_DOCTOR] = cmd_doctor};
+                                                    [COMMAND_DOCTOR] = cmd_doctor,
+                                                    [COMMAND_LAST_GOOD] = cmd_last_good};
     const char *name = argc > 1 ? argv[1] : NULL;
     if (!name) {
         show_main_help(stderr);

@@ -8,12 +8,14 @@
 
 #include "options.h"
 
-#define EXIT_USAGE 2 /* bad flags, unknown subcommand */
+#define EXIT_USAGE   2 /* bad flags, unknown subcommand */
+#define EXIT_FAIL_ON 3 /* an alert of a --fail-on rule fired */
 
 int cmd_run(int argc, char **argv);
 int cmd_collect(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
+int cmd_last_good(int argc, char **argv);
 
 /* Whether the agent can monitor command (run with args): writes what the program is to
  * info (unless NULL) and each problem as one line, after prefix, to out. Returns the
