@@ -7,7 +7,6 @@
  * subtrees. Numbers are formatted in the C locale whatever the program's locale is.
  */
 #include "flatten.h"
-#include "../jsontext.h"
 #include "../strbuf.h"
 
 #include <inttypes.h>
@@ -31,28 +30,70 @@ struct flattener {
 
 /* ---- Python's str() and repr(), as far as keys and descriptions need them ---- */
 
-/* repr(float): the shortest text that reads back as the same double. */
+/* repr(float), as Python writes it: the shortest digits that read back as the same
+ * double, positional when the decimal exponent is in [-4, 16) ("10.0",
+ * "1000000000000000.0", "0.0001"), else scientific with a two-digit exponent at least
+ * ("1e+16", "1.5e-05"). */
 static void render_float(struct strbuf *b, double v)
 {
     if (isnan(v)) return sb_addz(b, "nan");
     if (isinf(v)) return sb_addz(b, v < 0 ? "-inf" : "inf");
-    char text[32];
-    json_shortest_double(v, text, sizeof text);
-    sb_addz(b, text);
-    if (!strpbrk(text, ".e")) sb_addz(b, ".0");
+    char sci[40];
+    for (int precision = 0; precision <= 17; precision++) {
+        snprintf(sci, sizeof sci, "%.*e", precision, v);
+        if (strtod(sci, NULL) == v) break;
+    }
+    /* sci is [-]D[.DDD]e[+-]XX: its digits and exponent */
+    const char *p = sci;
+    if (*p == '-') sb_addz(b, "-"), p++;
+    char digits[20];
+    size_t n = 0;
+    for (; *p && *p != 'e'; p++)
+        if (*p != '.' && n < sizeof digits) digits[n++] = *p;
+    int exponent = atoi(p + 1);
+    if (exponent >= -4 && exponent < 16) {
+        if (exponent < 0) {
+            sb_addz(b, "0.");
+            for (int i = -1; i > exponent; i--)
+                sb_addz(b, "0");
+            return sb_add(b, digits, n);
+        }
+        for (int i = 0; i <= exponent; i++)
+            sb_add(b, i < (int)n ? digits + i : "0", 1);
+        sb_addz(b, ".");
+        return (size_t)exponent + 1 < n ? sb_add(b, digits + exponent + 1, n - exponent - 1)
+                                        : sb_addz(b, "0");
+    }
+    sb_add(b, digits, 1);
+    if (n > 1) sb_addz(b, "."), sb_add(b, digits + 1, n - 1);
+    sb_addf(b, "e%c%02d", exponent < 0 ? '-' : '+', abs(exponent));
+}
+
+/* The quote repr() puts around text: ' unless the text holds ' and no ". */
+static char repr_quote(const char *s, uint64_t len)
+{
+    return memchr(s, '\'', len) && !memchr(s, '"', len) ? '"' : '\'';
+}
+
+/* One character of repr(): the escapes Python uses, \xNN for other control bytes. */
+static void render_escaped(struct strbuf *b, unsigned char c, char quote, bool is_bytes)
+{
+    static const char named[] = "\tt\nn\rr\\\\"; /* pairs: a byte, its escape letter */
+    const char *e = memchr(named, c, sizeof named - 1);
+    if (e && (e - named) % 2 == 0) return sb_addf(b, "\\%c", e[1]);
+    if (c == (unsigned char)quote) return sb_addf(b, "\\%c", c);
+    if (c < 0x20 || c == 0x7f || (is_bytes && c >= 0x80)) return sb_addf(b, "\\x%02x", c);
+    sb_add(b, (const char *)&c, 1);
 }
 
 static void render_bytes(struct strbuf *b, const struct pyobj *o)
 {
-    sb_addz(b, "b'");
-    for (uint64_t i = 0; o->u.str.data && i < o->u.str.len && !b->overflow; i++) {
-        unsigned char c = (unsigned char)o->u.str.data[i];
-        if (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\')
-            sb_add(b, (const char *)&c, 1);
-        else
-            sb_addf(b, "\\x%02x", c);
-    }
-    sb_addz(b, o->u.str.data ? "'" : "...'");
+    if (!o->u.str.data) return sb_addf(b, "<bytes of %" PRIu64 " bytes>", o->u.str.len);
+    char quote = repr_quote(o->u.str.data, o->u.str.len);
+    sb_addf(b, "b%c", quote);
+    for (uint64_t i = 0; i < o->u.str.len && !b->overflow; i++)
+        render_escaped(b, (unsigned char)o->u.str.data[i], quote, true);
+    sb_add(b, &quote, 1);
 }
 
 static void render(struct strbuf *b, const struct pyobj *o, bool as_repr, int depth);
@@ -76,6 +117,8 @@ static void render_container(struct strbuf *b, const struct pyobj *o, int depth)
         [PY_SET] = {"{", "}"},  [PY_FROZENSET] = {"frozenset({", "})"},
         [PY_DICT] = {"{", "}"},
     };
+    if ((o->kind == PY_SET || o->kind == PY_FROZENSET) && o->u.seq.len == 0)
+        return sb_addz(b, o->kind == PY_SET ? "set()" : "frozenset()");
     sb_addz(b, brackets[o->kind][0]);
     if (o->kind == PY_DICT) {
         render_items(b, &o->u.map, 2, depth);
@@ -89,9 +132,20 @@ static void render_container(struct strbuf *b, const struct pyobj *o, int depth)
 static void render_str(struct strbuf *b, const struct pyobj *o, bool as_repr)
 {
     if (!o->u.str.data) return sb_addf(b, "<str of %" PRIu64 " bytes>", o->u.str.len);
-    if (as_repr) sb_addz(b, "'");
-    sb_add(b, o->u.str.data, o->u.str.len);
-    if (as_repr) sb_addz(b, "'");
+    if (!as_repr) { /* str(): the text itself, but a record's names cannot hold a NUL */
+        for (const char *at = o->u.str.data, *end = at + o->u.str.len; at < end && !b->overflow;) {
+            const char *nul = memchr(at, '\0', (size_t)(end - at));
+            sb_add(b, at, (size_t)((nul ? nul : end) - at));
+            if (nul) sb_addz(b, "\\x00");
+            at = nul ? nul + 1 : end;
+        }
+        return;
+    }
+    char quote = repr_quote(o->u.str.data, o->u.str.len);
+    sb_add(b, &quote, 1);
+    for (uint64_t i = 0; i < o->u.str.len && !b->overflow; i++)
+        render_escaped(b, (unsigned char)o->u.str.data[i], quote, false);
+    sb_add(b, &quote, 1);
 }
 
 /* str(o), or repr(o) inside containers; objects by what builds them: "posix.system(...)". */

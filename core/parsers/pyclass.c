@@ -350,7 +350,6 @@ static size_t raw_element_size(const struct pyobj *dt, const struct pyarray *arr
     return size > 0 && size <= 1 << 20 ? (size_t)size : 0;
 }
 
-
 /* joblib.numpy_pickle.NumpyArrayWrapper after its BUILD (attributes subclass, shape,
  * order, dtype, allow_mmap and, since joblib 1.2, numpy_array_alignment_bytes): it
  * becomes the array it wraps, whose data follows in the file (pyobj.h). The data's
@@ -393,6 +392,17 @@ static bool built_joblib_array(struct pyarena *arena, struct pyobj *inst)
     return true;
 }
 
+/* dill._dill._create_array(f, args, state, npdict): dill's own call for f(*args) then
+ * BUILD(state), with numpy's _reconstruct as f; npdict (an array subclass's __dict__)
+ * is not data. */
+static struct pyobj *make_dill_array(struct pyarena *arena, struct pyobj *const *a, size_t n)
+{
+    if (n < 3 || !is_callable(a[0], "numpy.core.multiarray", "_reconstruct")) return NOT_UNDERSTOOD;
+    struct pyobj *node = new_pending_array(arena);
+    if (node) build_array(arena, node, a[2]);
+    return node;
+}
+
 /* ---- the table ---- */
 
 struct pyclass {
@@ -420,6 +430,7 @@ static const struct pyclass classes[] = {
     {"numpy.core.numeric", "_frombuffer", make_frombuffer},
     {"numpy", "dtype", make_dtype},
     {"joblib.numpy_pickle", "NumpyArrayWrapper", NULL, built_joblib_array},
+    {"dill._dill", "_create_array", make_dill_array},
 };
 
 static const struct pyclass *find_class(const struct pyobj *callable)

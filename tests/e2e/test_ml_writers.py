@@ -149,3 +149,19 @@ report(digest=hashlib.sha256(open(path, "rb").read()).hexdigest())
     assert strip(monitored) == strip(plain)
     assert (work / "m.joblib").read_bytes() == (plain_dir / "m.joblib").read_bytes()
     assert monitored.only_record(str(work / "m.joblib"))["format"] == "joblib"
+
+
+def test_dill_arrays_are_tensors(work):
+    """dill pickles an array as dill._dill._create_array(_reconstruct, args, state, dict)."""
+    import dill
+    obj = {"weights": np.arange(12.0).reshape(3, 4) - 5,
+           "fortran": np.asfortranarray(np.arange(6, dtype=np.int32).reshape(2, 3)),
+           "scalar": np.array(7), "mask": np.array([True, False, True]), "lr": 0.1}
+    path = work / "state.pkl"
+    path.write_bytes(dill.dumps(obj))
+    record = inspect(path)
+    assert record["format"] == "pickle" and record["complete"] is True, record
+    assert_findings(record, dill.loads(path.read_bytes()), numpy_tensor)
+    plain = work / "plain.pkl"
+    plain.write_bytes(pickle.dumps(obj))
+    assert findings(inspect(plain)) == findings(record)
