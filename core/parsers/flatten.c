@@ -7,6 +7,7 @@
  * subtrees. Numbers are formatted in the C locale whatever the program's locale is.
  */
 #include "flatten.h"
+#include "pandas.h"
 #include "../strbuf.h"
 
 #include <inttypes.h>
@@ -324,6 +325,110 @@ static void report_array(struct flattener *f, const struct pyarray *a)
     }
 }
 
+/* ---- pandas frames (pandas.h) ---- */
+
+/* One element of a block's column: little-endian into out. */
+static void copy_element(const struct pyarray *a, uint64_t at, size_t size, uint8_t *out)
+{
+    const uint8_t *from = a->data + at * size;
+    for (size_t k = 0; k < size; k++)
+        out[k] = a->big_endian ? from[size - 1 - k] : from[k];
+}
+
+/* Row `row` of a 2-D block (or all of a 1-D one, row -1) as a 1-D tensor, fed to the
+ * statistics in the blocks a tensor reader uses. A column joblib streamed can only be
+ * told when it is all of its block. Object (text) columns are not tensors. */
+static void report_column(struct flattener *f, const struct pyarray *a, int64_t row)
+{
+    int64_t n = a->ndim == 2 ? a->shape[1] : a->shape[0];
+    int64_t k = a->ndim == 2 ? a->shape[0] : 1;
+    if (!a->supported || a->problem || !report_wants(f->report, f->name.s)) return;
+    struct tensor_stats st;
+    stats_init(&st, a->dtype);
+    if (a->streamed && k == 1) {
+        st = *a->streamed;
+    } else if (!a->data) {
+        return;
+    } else {
+        size_t size = dtype_size(a->dtype), filled = 0;
+        uint8_t *block = malloc(TENSOR_SAMPLE_BLOCK);
+        if (!block) return report_error(f->report, "%s: out of memory", f->name.s);
+        for (int64_t r = 0; r < n; r++) {
+            uint64_t at = row < 0      ? (uint64_t)r
+                          : a->fortran ? (uint64_t)r * (uint64_t)k + (uint64_t)row
+                                       : (uint64_t)row * (uint64_t)n + (uint64_t)r;
+            copy_element(a, at, size, block + filled);
+            filled += size;
+            if (filled + size > TENSOR_SAMPLE_BLOCK || r + 1 == n) {
+                stats_feed(&st, block, filled);
+                filled = 0;
+            }
+        }
+        free(block);
+    }
+    report_tensor(f->report, f->name.s, a->dtype_name, &n, 1, &st, 1.0);
+}
+
+/* A RangeIndex as the int64 tensor it stands for. */
+static void report_range(struct flattener *f, int64_t start, int64_t step, int64_t n)
+{
+    if (!report_wants(f->report, f->name.s)) return;
+    struct tensor_stats st;
+    stats_init(&st, DTYPE_I64);
+    int64_t block[TENSOR_SAMPLE_BLOCK / 8 / 16];
+    for (int64_t i = 0; i < n;) {
+        size_t filled = 0;
+        for (; filled < sizeof block / sizeof block[0] && i < n; i++)
+            block[filled++] = start + i * step;
+        stats_feed(&st, block, filled * sizeof block[0]);
+    }
+    report_tensor(f->report, f->name.s, "int64", &n, 1, &st, 1.0);
+}
+
+/* NAME.SUFFIX for the duration of one report. */
+static size_t enter(struct flattener *f, const char *suffix, const struct pyobj *key)
+{
+    size_t saved = f->name.len;
+    if (saved) sb_addz(&f->name, ".");
+    if (suffix)
+        sb_addz(&f->name, suffix);
+    else
+        render(&f->name, key, false, 0);
+    return saved;
+}
+
+/* A DataFrame or Series: each numeric column as a tensor NAME.COLUMN (a Series's values
+ * as NAME.<its name>, or NAME.values), a numeric row index as NAME.index, the shape as
+ * NAME.shape.0 (rows) and NAME.shape.1 (columns). */
+static bool report_frame(struct flattener *f, const struct pyobj *o)
+{
+    struct pandas_frame frame;
+    if (!pandas_frame(o, &frame)) return false;
+    for (size_t i = 0; i < frame.ncolumns; i++) {
+        const struct pandas_column *c = &frame.columns[i];
+        if (!c->block) continue;
+        size_t saved = enter(f, NULL, c->label);
+        if (name_ok(f)) report_column(f, c->block, c->row);
+        sb_truncate(&f->name, saved);
+    }
+    size_t saved = enter(f, "index", NULL);
+    if (frame.index_is_range)
+        report_range(f, frame.index_start, frame.index_step, frame.nrows);
+    else if (frame.index)
+        report_array(f, frame.index);
+    sb_truncate(&f->name, saved);
+    saved = enter(f, "shape.0", NULL);
+    report_int(f->report, f->name.s, frame.nrows);
+    sb_truncate(&f->name, saved);
+    if (!frame.series) {
+        saved = enter(f, "shape.1", NULL);
+        report_int(f->report, f->name.s, (int64_t)frame.ncolumns);
+        sb_truncate(&f->name, saved);
+    }
+    pandas_frame_free(&frame);
+    return true;
+}
+
 static void report_described(struct flattener *f, const struct pyobj *o)
 {
     sb_truncate(&f->text, 0);
@@ -386,6 +491,7 @@ static void visit(struct flattener *f, const struct pyobj *o, int depth)
     }
     if (f->report->findings > REPORT_MAX_FINDINGS) return; /* full, and it said so */
     if (f->hook && f->hook(f->ctx, f->report, f->name.s, o)) return;
+    if (o->kind == PY_OBJECT && report_frame(f, o)) return;
     switch (o->kind) {
     case PY_NONE:
         return report_null(f->report, f->name.s);

@@ -17,6 +17,7 @@
  * elements in C order (a.flat[:8]), picked out of the column-major data as it passes.
  */
 #include "npy.h"
+#include "pickle.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -301,6 +302,9 @@ static void start_data(struct npy_array *a)
         tensor_reader_init_opaque(&a->tensor, a->name, e.name, h.shape, h.ndim, 0);
         tensor_reader_report(&a->tensor, a->report);
         a->state = NPY_UNSIZED;
+        /* np.save pickles an object array's items: the pickle's STOP is its end */
+        if (strcmp(e.name, "O") == 0 && (a->pickle = pickle_walker_new(a->report, NULL, NULL)))
+            a->state = NPY_PICKLED;
         return;
     } else {
         if (!tensor_shape_elements(h.shape, h.ndim, &elements) ||
@@ -362,6 +366,14 @@ size_t npy_array_feed(struct npy_array *a, const uint8_t *data, size_t len)
         case NPY_HEADER:
             n = take_header(a, data + used, len - used);
             break;
+        case NPY_PICKLED:
+            n = pickle_walker_feed(a->pickle, data + used, len - used);
+            if (pickle_walker_state(a->pickle) != PICKLE_RUNNING) {
+                a->state = pickle_walker_state(a->pickle) == PICKLE_STOPPED ? NPY_DONE : NPY_FAILED;
+                pickle_walker_free(a->pickle);
+                a->pickle = NULL;
+            }
+            break;
         case NPY_DATA:
             if (a->head.count)
                 tensor_head_catch(&a->head, dtype_size(a->tensor.stats.dtype), a->tensor.consumed,
@@ -392,6 +404,8 @@ bool npy_array_finish(struct npy_array *a)
         return true;
     case NPY_FAILED:
         return false;
+    case NPY_PICKLED:
+        return pickle_walker_finish(a->pickle); /* says where the data ended */
     case NPY_DATA:
         report_error(a->report,
                      "%s: data ended at byte %" PRIu64 ", %" PRIu64 " of %" PRIu64 " data bytes",
@@ -408,6 +422,8 @@ void npy_array_free(struct npy_array *a)
 {
     free(a->header);
     a->header = NULL;
+    pickle_walker_free(a->pickle);
+    a->pickle = NULL;
 }
 
 /* ---- The "npy" parser: one stream, nothing after it --------------------------------- */

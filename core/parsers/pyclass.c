@@ -132,6 +132,7 @@ static const char *array_data(struct pyarray *arr, const struct pyobj *dt, const
     arr->supported = numpy_dtype(dt->u.dtype.code, &arr->dtype);
     arr->dtype_name = arr->supported ? dtype_name(arr->dtype) : dt->u.dtype.code;
     arr->big_endian = dtype_big_endian(dt);
+    if (data->kind == PY_LIST) arr->objects = data; /* pandas labels */
     if (!arr->supported) return "numpy dtype not supported";
     /* bytes, or a str holding raw bytes in Python 2 pickles */
     if (data->kind != PY_BYTES && data->kind != PY_STR)
@@ -191,8 +192,8 @@ static void build_array(struct pyarena *arena, struct pyobj *node, const struct 
         return;
     }
     fill_array(arena, node, s[0], s[1], s[3]);
-    if (s[2] == &pyobj_true && !node->u.array.problem && node->u.array.ndim > 1)
-        plan_fortran_head(arena, &node->u.array);
+    node->u.array.fortran = s[2] == &pyobj_true && node->u.array.ndim > 1;
+    if (node->u.array.fortran && !node->u.array.problem) plan_fortran_head(arena, &node->u.array);
 }
 
 /* numpy.core.numeric._frombuffer(buffer, dtype, shape, order): arrays in protocol 5. */
@@ -202,8 +203,8 @@ static struct pyobj *make_frombuffer(struct pyarena *arena, struct pyobj *const 
     struct pyobj *node = new_pending_array(arena);
     if (!node) return NULL;
     fill_array(arena, node, a[2], a[1], a[0]);
-    if (pyobj_is_str(a[3], "F") && !node->u.array.problem && node->u.array.ndim > 1)
-        plan_fortran_head(arena, &node->u.array);
+    node->u.array.fortran = pyobj_is_str(a[3], "F") && node->u.array.ndim > 1;
+    if (node->u.array.fortran && !node->u.array.problem) plan_fortran_head(arena, &node->u.array);
     return node;
 }
 
