@@ -613,7 +613,7 @@ struct delivery *delivery_open(const struct options *o, struct log_writer *log, 
     pthread_condattr_setclock(&monotonic_clock, CLOCK_MONOTONIC);
     pthread_cond_init(&d->wake, &monotonic_clock);
     pthread_condattr_destroy(&monotonic_clock);
-    d->state.lock_fd = -1;
+    d->state = (struct state){.dir_fd = -1, .lock_fd = -1};
     d->log = log;
     log->still_needed = still_needed;
     log->needed_ctx = d;
