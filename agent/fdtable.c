@@ -1,4 +1,4 @@
-/* fdtable.c — the descriptor → tracked file table. */
+/* fdtable.c — the descriptor → tracked file table (see fdtable.h). */
 #include "fdtable.h"
 
 #include <pthread.h>
@@ -7,11 +7,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "tracked.h"
-
 #define MAX_SLOTS (1u << 20)
 
 struct tracked **fd_slots;
+static unsigned char *fd_marks; /* after the slots, in the same mapping */
 unsigned fd_capacity;
 unsigned fd_tracked_count;
 unsigned fd_high_water;
@@ -23,10 +22,11 @@ void fdtable_init(void)
     unsigned slots = MAX_SLOTS;
     if (syscall(SYS_getrlimit, RLIMIT_NOFILE, &lim) == 0 && lim.rlim_max < MAX_SLOTS)
         slots = (unsigned)lim.rlim_max;
-    void *mem = (void *)syscall(SYS_mmap, NULL, slots * sizeof(struct tracked *),
+    void *mem = (void *)syscall(SYS_mmap, NULL, slots * (sizeof(struct tracked *) + 1),
                                 PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) return; /* no tracking at all: the program runs untouched */
     fd_slots = mem;
+    fd_marks = (unsigned char *)(fd_slots + slots);
     __atomic_store_n(&fd_capacity, slots, __ATOMIC_RELEASE);
 }
 
@@ -40,43 +40,47 @@ void fdtable_unlock(void)
     pthread_mutex_unlock(&table_lock);
 }
 
-struct tracked *fdtable_acquire(int fd)
+void fdtable_mark(int fd, unsigned mark)
 {
-    if ((unsigned)fd >= fd_capacity) return NULL;
-    fdtable_lock();
-    struct tracked *t = fd_slots[fd];
-    if (t) t->refs++;
-    fdtable_unlock();
-    return t;
+    if ((unsigned)fd < fd_capacity)
+        __atomic_or_fetch(&fd_marks[fd], (unsigned char)mark, __ATOMIC_RELAXED);
 }
 
-struct tracked *fdtable_put(int fd, struct tracked *t)
+unsigned fdtable_marks(int fd)
+{
+    if ((unsigned)fd >= fd_capacity) return 0;
+    return __atomic_fetch_and(&fd_marks[fd], (unsigned char)~FD_TOUCHED, __ATOMIC_RELAXED);
+}
+
+struct tracked *fdtable_get(int fd)
+{
+    return (unsigned)fd < fd_capacity ? fd_slots[fd] : NULL;
+}
+
+struct tracked *fdtable_set(int fd, struct tracked *t)
 {
     if ((unsigned)fd >= fd_capacity) return NULL;
-    fdtable_lock();
     struct tracked *old = fd_slots[fd];
-    t->refs++;
-    if (!old) __atomic_add_fetch(&fd_tracked_count, 1, __ATOMIC_RELAXED);
-    if ((unsigned)fd >= fd_high_water) fd_high_water = (unsigned)fd + 1;
+    if (!old && t) __atomic_add_fetch(&fd_tracked_count, 1, __ATOMIC_RELAXED);
+    if (old && !t) __atomic_sub_fetch(&fd_tracked_count, 1, __ATOMIC_RELAXED);
+    if (t && (unsigned)fd >= fd_high_water) fd_high_water = (unsigned)fd + 1;
+    __atomic_store_n(&fd_marks[fd], 0, __ATOMIC_RELAXED);
     __atomic_store_n(&fd_slots[fd], t, __ATOMIC_RELEASE);
-    fdtable_unlock();
     return old;
-}
-
-struct tracked *fdtable_take(int fd)
-{
-    if ((unsigned)fd >= fd_capacity) return NULL;
-    fdtable_lock();
-    struct tracked *t = fd_slots[fd];
-    if (t) {
-        __atomic_store_n(&fd_slots[fd], NULL, __ATOMIC_RELEASE);
-        __atomic_sub_fetch(&fd_tracked_count, 1, __ATOMIC_RELAXED);
-    }
-    fdtable_unlock();
-    return t;
 }
 
 void fdtable_after_fork_child(void)
 {
     pthread_mutex_init(&table_lock, NULL);
+}
+
+unsigned fdtable_repoint(const struct tracked *from, struct tracked *to)
+{
+    unsigned n = 0;
+    for (unsigned fd = 0; fd < fd_high_water; fd++)
+        if (fd_slots[fd] == from) {
+            fdtable_set((int)fd, to);
+            n++;
+        }
+    return n;
 }

@@ -539,18 +539,24 @@ static void write_stats(struct delivery *d, bool now)
         return;
     }
     d->stats_at = monotonic();
+    struct collector_stats stats;
+    if (delivery_stats(d, &stats)) state_write_stats(&d->state, &stats);
+    free((void *)stats.sinks);
+    pthread_mutex_unlock(&d->stats_lock);
+}
+
+bool delivery_stats(struct delivery *d, struct collector_stats *stats)
+{
     struct sink_stats *sinks = calloc(d->count ? d->count : 1, sizeof *sinks);
-    struct collector_stats stats = {.log = d->log->name, .sinks = sinks};
+    *stats = (struct collector_stats){.log = d->log->name, .sinks = sinks};
     pthread_mutex_lock(&d->lock);
-    stats.written = d->log_written;
-    stats.write_failures = d->log_failed;
+    stats->written = d->log_written;
+    stats->write_failures = d->log_failed;
     for (size_t i = 0; sinks && i < d->count; i++)
-        sinks[stats.sink_count++] =
+        sinks[stats->sink_count++] =
             (struct sink_stats){d->sinks[i].spec, d->sinks[i].id, d->sinks[i].counts};
     pthread_mutex_unlock(&d->lock);
-    if (sinks) state_write_stats(&d->state, &stats);
-    free(sinks);
-    pthread_mutex_unlock(&d->stats_lock);
+    return sinks != NULL;
 }
 
 /* ---- setting up and finishing ---- */

@@ -185,13 +185,38 @@ static void add_item(struct strbuf *t, const cJSON *item, enum mode mode)
     }
 }
 
+locale_t json_c_locale_enter(void)
+{
+    locale_t c = pyobj_c_locale();
+    return c ? uselocale(c) : (locale_t)0;
+}
+
+void json_c_locale_leave(locale_t previous)
+{
+    if (previous) uselocale(previous);
+}
+
+void json_add_string(struct strbuf *t, const char *s)
+{
+    add_string(t, s, WIRE);
+}
+
+void json_add_wire_number(struct strbuf *t, double v)
+{
+    add_number(t, v, WIRE);
+}
+
+void json_add_wire_item(struct strbuf *t, const cJSON *item)
+{
+    add_item(t, item, WIRE);
+}
+
 static char *print(const cJSON *item, enum mode mode)
 {
     struct strbuf t = {.limit = JSON_TEXT_LIMIT};
-    locale_t c = pyobj_c_locale();
-    locale_t previous = c ? uselocale(c) : (locale_t)0;
+    locale_t previous = json_c_locale_enter();
     add_item(&t, item, mode);
-    if (c) uselocale(previous);
+    json_c_locale_leave(previous);
     if (t.overflow || !t.s) {
         free(t.s);
         return NULL;

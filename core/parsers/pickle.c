@@ -130,7 +130,18 @@ static const struct opinfo opcodes[256] = {
     [0x98] = {"READONLY_BUFFER", ARG_NONE, 0},
 };
 
-enum step { STEP_OPCODE, STEP_FIXED, STEP_LINE, STEP_PAYLOAD, STEP_STOPPED, STEP_FAILED };
+enum step {
+    STEP_OPCODE,
+    STEP_FIXED,
+    STEP_LINE,
+    STEP_PAYLOAD,
+    STEP_RAW_PAD_LENGTH, /* joblib: the byte that gives the pad's length */
+    STEP_RAW_PAD,
+    STEP_RAW_DATA,
+    STEP_RAW_PICKLE, /* joblib: an object array's own pickle */
+    STEP_STOPPED,
+    STEP_FAILED
+};
 
 struct pickle_walker {
     struct report *report;
@@ -162,6 +173,14 @@ struct pickle_walker {
     size_t nmarks, marks_cap;
     struct pyvec memo; /* by index; NULL entries are unset */
     size_t memo_count;
+
+    /* joblib arrays (pyobj.h, struct pyarray's `follows`) */
+    bool joblib;                  /* a NumpyArrayWrapper was seen */
+    bool inside_array;            /* this walker reads an object array's pickle: no arrays follow */
+    struct pyobj *raw;            /* the array whose data passes */
+    struct tensor_reader *reader; /* its statistics (large: allocated at the first array) */
+    uint64_t raw_left, raw_at;
+    struct pickle_walker *nested; /* STEP_RAW_PICKLE */
 };
 
 static const char *op_name(uint8_t op)
@@ -374,6 +393,103 @@ static bool set_state(struct pickle_walker *w, struct pyobj *inst, struct pyobj 
     return merge_attrs(w, inst, dict);
 }
 
+/* ---- joblib: an array's data in the file after its wrapper's BUILD ---- */
+
+static void end_raw(struct pickle_walker *w)
+{
+    struct pyarray *arr = &w->raw->u.array;
+    if (arr->streamed) *arr->streamed = w->reader->stats;
+    if (arr->head && arr->streamed) tensor_head_set(arr->head, arr->streamed);
+    w->raw = NULL;
+    w->step = STEP_OPCODE;
+}
+
+static void start_raw_data(struct pickle_walker *w)
+{
+    w->step = STEP_RAW_DATA;
+    w->raw_at = 0;
+    if (w->raw_left == 0) end_raw(w);
+}
+
+static bool start_raw(struct pickle_walker *w, struct pyobj *node)
+{
+    struct pyarray *arr = &node->u.array;
+    w->joblib = true;
+    if (w->inside_array) return fail(w, "joblib array inside an object array's pickle");
+    if (arr->follows == ARRAY_PICKLED) {
+        w->nested = pickle_walker_new(w->report, NULL, NULL);
+        if (!w->nested) return fail_memory(w);
+        w->nested->inside_array = true;
+        w->step = STEP_RAW_PICKLE;
+        return true;
+    }
+    if (!arr->elsize) return fail(w, "%s", arr->problem);
+    if (arr->supported && arr->big_endian) arr->problem = "big-endian joblib arrays are not read";
+    if (!arr->problem) {
+        arr->streamed = pyarena_alloc(w->arena, sizeof *arr->streamed);
+        if (!w->reader) w->reader = malloc(sizeof *w->reader);
+        if (!arr->streamed || !w->reader) return fail_memory(w);
+        /* Read whole, as arrays pickled inline are (the name is not known yet). */
+        static const int64_t no_dims[1];
+        static const struct parse_options whole = {.sample = 1};
+        if (!tensor_reader_init(w->reader, w->report, "joblib array", arr->dtype,
+                                arr->ndim ? arr->shape : no_dims, arr->ndim, &whole))
+            return fail(w, "joblib array of an invalid shape");
+        w->reader->wanted = true; /* --keys decides once the name is known */
+        /* a 0-dimensional array is also a value: its one element is kept */
+        if (arr->ndim == 0 && !(arr->data = pyarena_alloc(w->arena, arr->nbytes)))
+            return fail_memory(w);
+    }
+    w->raw = node;
+    w->raw_left = arr->nbytes;
+    w->raw_at = 0;
+    if (arr->follows == ARRAY_RAW_PADDED)
+        w->step = STEP_RAW_PAD_LENGTH;
+    else
+        start_raw_data(w);
+    return true;
+}
+
+static size_t take_raw(struct pickle_walker *w, const uint8_t *data, size_t len)
+{
+    struct pyarray *arr = &w->raw->u.array;
+    if (w->step == STEP_RAW_PAD_LENGTH) {
+        w->raw_at = data[0]; /* the pad's length, counted down */
+        w->step = STEP_RAW_PAD;
+        if (w->raw_at == 0) start_raw_data(w);
+        return 1;
+    }
+    if (w->step == STEP_RAW_PAD) {
+        size_t n = w->raw_at < len ? (size_t)w->raw_at : len;
+        w->raw_at -= n;
+        if (w->raw_at == 0) start_raw_data(w);
+        return n;
+    }
+    size_t n = w->raw_left < len ? (size_t)w->raw_left : len;
+    if (arr->streamed) {
+        tensor_reader_feed(w->reader, data, n);
+        if (arr->head) tensor_head_catch(arr->head, arr->elsize, w->raw_at, data, n);
+        if (arr->data) memcpy((uint8_t *)arr->data + w->raw_at, data, n);
+    }
+    w->raw_at += n;
+    w->raw_left -= n;
+    if (w->raw_left == 0) end_raw(w);
+    return n;
+}
+
+/* An object array's data: a whole pickle of its own (joblib writes it with pickle.dump). */
+static size_t take_raw_pickle(struct pickle_walker *w, const uint8_t *data, size_t len)
+{
+    size_t n = pickle_walker_feed(w->nested, data, len);
+    enum pickle_state state = pickle_walker_state(w->nested);
+    if (state == PICKLE_RUNNING) return n;
+    pickle_walker_free(w->nested);
+    w->nested = NULL;
+    if (state == PICKLE_FAILED) return fail(w, "an object array's pickle is malformed"), len;
+    w->step = STEP_OPCODE;
+    return n;
+}
+
 static const char *kind_name(enum pyobj_kind kind)
 {
     static const char *const names[] = {
@@ -395,6 +511,11 @@ static bool build(struct pickle_walker *w)
     if (pyclass_build(w->arena, inst, state)) return true;
     switch (inst->kind) {
     case PY_OBJECT:
+        if (!set_state(w, inst, state)) return false;
+        if (pyclass_built(w->arena, inst) && inst->kind == PY_ARRAY &&
+            inst->u.array.follows != ARRAY_INLINE)
+            return start_raw(w, inst);
+        return true;
     case PY_DICT:
     case PY_LIST:
     case PY_SET:
@@ -1049,6 +1170,14 @@ size_t pickle_walker_feed(struct pickle_walker *w, const uint8_t *data, size_t l
         case STEP_PAYLOAD:
             n = take_payload(w, data + at, len - at);
             break;
+        case STEP_RAW_PAD_LENGTH:
+        case STEP_RAW_PAD:
+        case STEP_RAW_DATA:
+            n = take_raw(w, data + at, len - at);
+            break;
+        case STEP_RAW_PICKLE:
+            n = take_raw_pickle(w, data + at, len - at);
+            break;
         }
         at += n;
         w->offset += n;
@@ -1066,6 +1195,15 @@ bool pickle_walker_finish(struct pickle_walker *w)
     case STEP_OPCODE:
         report_error(w->report, "pickle: data ended at byte %" PRIu64 " before STOP", w->offset);
         break;
+    case STEP_RAW_PAD_LENGTH:
+    case STEP_RAW_PAD:
+    case STEP_RAW_DATA:
+    case STEP_RAW_PICKLE:
+        report_error(w->report,
+                     "pickle: data ended at byte %" PRIu64
+                     " inside the data of a joblib array (its BUILD at byte %" PRIu64 ")",
+                     w->offset, w->op_offset);
+        break;
     default:
         report_error(w->report,
                      "pickle: data ended at byte %" PRIu64 " inside %s (opcode at byte %" PRIu64
@@ -1075,6 +1213,40 @@ bool pickle_walker_finish(struct pickle_walker *w)
     }
     w->step = STEP_FAILED;
     return false;
+}
+
+bool pickle_walker_joblib(const struct pickle_walker *w)
+{
+    return w->joblib;
+}
+
+/* Marked items go into the container below their mark, as APPENDS/SETITEMS would have
+ * done, or go (a tuple's items, a call's arguments, unfinished); false when out of memory. */
+static bool settle_mark(struct pickle_walker *w)
+{
+    size_t mark = w->marks[--w->nmarks];
+    struct pyobj *target = mark ? w->stack.at[mark - 1] : NULL;
+    struct pyvec *map = target ? pyobj_map(target) : NULL;
+    struct pyvec *items = target ? pyobj_items(target) : NULL;
+    size_t n = w->stack.len - mark;
+    bool ok = map     ? pyvec_extend(w->arena, map, w->stack.at + mark, n - n % 2)
+              : items ? pyvec_extend(w->arena, items, w->stack.at + mark, n)
+                      : true;
+    w->stack.len = mark;
+    return ok;
+}
+
+struct pyobj *pickle_walker_partial(struct pickle_walker *w)
+{
+    if (w->raw) w->raw->u.array.problem = "the data ended inside the array";
+    if (w->raw) w->raw->u.array.streamed = NULL;
+    while (w->nmarks)
+        if (!settle_mark(w)) return NULL;
+    /* an object and the state dict its BUILD did not reach */
+    if (w->stack.len == 2 && w->stack.at[0]->kind == PY_OBJECT && w->stack.at[1]->kind == PY_DICT &&
+        !set_state(w, w->stack.at[0], w->stack.at[1]))
+        return NULL;
+    return w->stack.len ? w->stack.at[0] : NULL;
 }
 
 enum pickle_state pickle_walker_state(const struct pickle_walker *w)
@@ -1103,6 +1275,8 @@ struct pickle_walker *pickle_walker_new(struct report *r, pickle_on_stop on_stop
 void pickle_walker_free(struct pickle_walker *w)
 {
     if (!w) return;
+    pickle_walker_free(w->nested);
+    free(w->reader);
     pyarena_free(w->arena);
     free(w->line);
     free(w);
@@ -1123,27 +1297,31 @@ static void flatten_root(void *ctx, struct pyobj *root)
     flatten(p->report, root, NULL, NULL);
 }
 
+/* The walk ended: whole, or cut short, when what was built before the break is still
+ * worth reporting (the hyperparameters pickled before a model's first array). */
+static void end_walk(struct pickle_parser *p)
+{
+    p->whole = pickle_walker_finish(p->walker);
+    struct pyobj *partial = p->whole ? NULL : pickle_walker_partial(p->walker);
+    if (partial) flatten(p->report, partial, NULL, NULL);
+    pickle_walker_free(p->walker);
+    p->walker = NULL;
+}
+
 /* Everything after STOP is ignored: the pickle ends there. */
 static void pickle_feed(struct parser *base, const uint8_t *data, size_t len)
 {
     struct pickle_parser *p = (struct pickle_parser *)base;
     if (!p->walker) return;
     pickle_walker_feed(p->walker, data, len);
-    if (pickle_walker_state(p->walker) != PICKLE_RUNNING) {
-        p->whole = pickle_walker_finish(p->walker);
-        pickle_walker_free(p->walker);
-        p->walker = NULL;
-    }
+    if (pickle_walker_joblib(p->walker)) base->format = "joblib";
+    if (pickle_walker_state(p->walker) != PICKLE_RUNNING) end_walk(p);
 }
 
 static bool pickle_finish(struct parser *base)
 {
     struct pickle_parser *p = (struct pickle_parser *)base;
-    if (p->walker) {
-        p->whole = pickle_walker_finish(p->walker);
-        pickle_walker_free(p->walker);
-        p->walker = NULL;
-    }
+    if (p->walker) end_walk(p);
     return p->whole;
 }
 

@@ -30,6 +30,12 @@ size_t pickle_walker_feed(struct pickle_walker *w, const uint8_t *data, size_t l
 /* The data ended: true when the pickle was whole (reached STOP); otherwise reports why. */
 bool pickle_walker_finish(struct pickle_walker *w);
 enum pickle_state pickle_walker_state(const struct pickle_walker *w);
+/* Whether the pickle holds joblib arrays (its format is then "joblib"). */
+bool pickle_walker_joblib(const struct pickle_walker *w);
+/* After a failure or a truncation: the root as far as it was built (items after an
+ * unfinished MARK put where they were going, an object given the state dict its BUILD
+ * did not reach), or NULL when nothing sensible is left. Valid until free. */
+struct pyobj *pickle_walker_partial(struct pickle_walker *w);
 void pickle_walker_free(struct pickle_walker *w);
 
 #endif

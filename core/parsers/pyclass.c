@@ -12,6 +12,7 @@
 #include "pyclass.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct pyobj pyclass_not_understood;
@@ -99,6 +100,8 @@ static void build_dtype(struct pyobj *dt, const struct pyobj *state)
     struct pyobj *const *s = pyobj_tuple_items(state, &n);
     if (n >= 2 && s[1]->kind == PY_STR && s[1]->u.str.len == 1 && s[1]->u.str.data)
         dt->u.dtype.byteorder = s[1]->u.str.data[0];
+    /* (version, byteorder, subarray, names, fields, elsize, alignment, flags) */
+    if (n >= 6 && s[5]->kind == PY_INT && s[5]->u.integer > 0) dt->u.dtype.elsize = s[5]->u.integer;
 }
 
 static const char *array_shape(struct pyarena *arena, struct pyarray *arr,
@@ -164,6 +167,18 @@ static struct pyobj *new_pending_array(struct pyarena *arena)
     return node;
 }
 
+/* A Fortran-order array's C-order head (tensor.h): its strides, in elements. */
+static void plan_fortran_head(struct pyarena *arena, struct pyarray *arr)
+{
+    int64_t stride[PYOBJ_MAX_DIMS], step = 1;
+    for (int d = 0; d < arr->ndim; d++) {
+        stride[d] = step;
+        step *= arr->shape[d] ? arr->shape[d] : 1;
+    }
+    arr->head = pyarena_alloc(arena, sizeof *arr->head);
+    if (arr->head) tensor_head_plan(arr->head, arr->shape, stride, arr->ndim);
+}
+
 /* BUILD state of numpy.core.multiarray._reconstruct(...): (version, shape, dtype,
  * fortran, data), or the same without the version in old pickles. */
 static void build_array(struct pyarena *arena, struct pyobj *node, const struct pyobj *state)
@@ -171,10 +186,13 @@ static void build_array(struct pyarena *arena, struct pyobj *node, const struct 
     size_t n;
     struct pyobj *const *s = pyobj_tuple_items(state, &n);
     if (n == 5) s++, n--;
-    if (n != 4)
+    if (n != 4) {
         node->u.array.problem = "unrecognised numpy array state";
-    else
-        fill_array(arena, node, s[0], s[1], s[3]);
+        return;
+    }
+    fill_array(arena, node, s[0], s[1], s[3]);
+    if (s[2] == &pyobj_true && !node->u.array.problem && node->u.array.ndim > 1)
+        plan_fortran_head(arena, &node->u.array);
 }
 
 /* numpy.core.numeric._frombuffer(buffer, dtype, shape, order): arrays in protocol 5. */
@@ -182,7 +200,10 @@ static struct pyobj *make_frombuffer(struct pyarena *arena, struct pyobj *const 
 {
     if (n != 4) return NOT_UNDERSTOOD;
     struct pyobj *node = new_pending_array(arena);
-    if (node) fill_array(arena, node, a[2], a[1], a[0]);
+    if (!node) return NULL;
+    fill_array(arena, node, a[2], a[1], a[0]);
+    if (pyobj_is_str(a[3], "F") && !node->u.array.problem && node->u.array.ndim > 1)
+        plan_fortran_head(arena, &node->u.array);
     return node;
 }
 
@@ -315,11 +336,71 @@ static struct pyobj *make_reconstruct(struct pyarena *arena, struct pyobj *const
     return new_pending_array(arena);
 }
 
+/* Bytes per element of a dtype whose data is raw: from the BUILD state for flexible
+ * types (U10, S5, V24), else the code's digits ("c16", "M8"); 0 when unknown. */
+static size_t raw_element_size(const struct pyobj *dt, const struct pyarray *arr)
+{
+    if (arr->supported) return dtype_size(arr->dtype);
+    if (dt->u.dtype.elsize > 0) return (size_t)dt->u.dtype.elsize;
+    const char *code = dt->u.dtype.code;
+    while (*code && strchr("<>|=", *code))
+        code++;
+    if (!*code || !strchr("biufcmMSV", *code)) return 0;
+    long size = strtol(code + 1, NULL, 10);
+    return size > 0 && size <= 1 << 20 ? (size_t)size : 0;
+}
+
+
+/* joblib.numpy_pickle.NumpyArrayWrapper after its BUILD (attributes subclass, shape,
+ * order, dtype, allow_mmap and, since joblib 1.2, numpy_array_alignment_bytes): it
+ * becomes the array it wraps, whose data follows in the file (pyobj.h). The data's
+ * size must be known, or nothing after it can be read: a wrapper without one keeps
+ * `problem` and follows = ARRAY_RAW with elsize 0, which the walker refuses. */
+static bool built_joblib_array(struct pyarena *arena, struct pyobj *inst)
+{
+    const struct pyobj *shape = inst->attrs ? pyobj_dict_get(inst->attrs, "shape") : NULL;
+    const struct pyobj *dt = inst->attrs ? pyobj_dict_get(inst->attrs, "dtype") : NULL;
+    const struct pyobj *order = inst->attrs ? pyobj_dict_get(inst->attrs, "order") : NULL;
+    bool padded = inst->attrs && pyobj_dict_get(inst->attrs, "numpy_array_alignment_bytes");
+    memset(&inst->u, 0, sizeof inst->u);
+    inst->kind = PY_ARRAY;
+    inst->attrs = NULL;
+    struct pyarray *arr = &inst->u.array;
+    arr->follows = padded ? ARRAY_RAW_PADDED : ARRAY_RAW;
+    uint64_t count = 0;
+    if (!shape || !dt || dt->kind != PY_DTYPE) {
+        arr->problem = "unrecognised joblib array wrapper";
+        return true;
+    }
+    if ((arr->problem = array_shape(arena, arr, shape, &count))) return true;
+    arr->supported = numpy_dtype(dt->u.dtype.code, &arr->dtype);
+    arr->dtype_name = arr->supported ? dtype_name(arr->dtype) : dt->u.dtype.code;
+    arr->big_endian = dtype_big_endian(dt);
+    if (strchr(dt->u.dtype.code, 'O')) {
+        arr->follows = ARRAY_PICKLED;
+        arr->problem = "array data is not raw bytes (object arrays are not supported)";
+        return true;
+    }
+    arr->elsize = raw_element_size(dt, arr);
+    if (!arr->elsize || __builtin_mul_overflow(count, arr->elsize, &arr->nbytes) ||
+        count >= UINT64_MAX / 8) {
+        arr->elsize = 0;
+        arr->problem = "joblib array of unknown size";
+        return true;
+    }
+    if (!arr->supported) arr->problem = "numpy dtype not supported";
+    if (order && pyobj_is_str(order, "F") && arr->ndim > 1) plan_fortran_head(arena, arr);
+    return true;
+}
+
 /* ---- the table ---- */
 
 struct pyclass {
     const char *module, *name; /* as canonical_module spells the module */
+    /* callable(*args); NULL: the call stays an inert object */
     struct pyobj *(*make)(struct pyarena *arena, struct pyobj *const *args, size_t n);
+    /* After BUILD gave such an object its attributes: what it becomes (pyclass.h). */
+    bool (*built)(struct pyarena *arena, struct pyobj *inst);
 };
 
 static const struct pyclass classes[] = {
@@ -338,7 +419,15 @@ static const struct pyclass classes[] = {
     {"numpy.core.multiarray", "scalar", make_scalar},
     {"numpy.core.numeric", "_frombuffer", make_frombuffer},
     {"numpy", "dtype", make_dtype},
+    {"joblib.numpy_pickle", "NumpyArrayWrapper", NULL, built_joblib_array},
 };
+
+static const struct pyclass *find_class(const struct pyobj *callable)
+{
+    for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
+        if (is_callable(callable, classes[i].module, classes[i].name)) return &classes[i];
+    return NULL;
+}
 
 struct pyobj *pyclass_call(struct pyarena *arena, const struct pyobj *callable,
                            const struct pyobj *args)
@@ -347,10 +436,15 @@ struct pyobj *pyclass_call(struct pyarena *arena, const struct pyobj *callable,
         return NOT_UNDERSTOOD;
     size_t n;
     struct pyobj *const *a = pyobj_tuple_items(args, &n);
-    for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
-        if (is_callable(callable, classes[i].module, classes[i].name))
-            return classes[i].make(arena, a, n);
-    return NOT_UNDERSTOOD;
+    const struct pyclass *c = find_class(callable);
+    return c && c->make ? c->make(arena, a, n) : NOT_UNDERSTOOD;
+}
+
+bool pyclass_built(struct pyarena *arena, struct pyobj *inst)
+{
+    if (inst->kind != PY_OBJECT || !inst->u.object.callable) return false;
+    const struct pyclass *c = find_class(inst->u.object.callable);
+    return c && c->built && c->built(arena, inst);
 }
 
 bool pyclass_build(struct pyarena *arena, struct pyobj *inst, const struct pyobj *state)

@@ -26,4 +26,10 @@ struct pyobj *pyclass_call(struct pyarena *arena, const struct pyobj *callable,
  * and dtypes). Returns false when inst is not one of them. */
 bool pyclass_build(struct pyarena *arena, struct pyobj *inst, const struct pyobj *state);
 
+/* After BUILD merged an object's state into its attributes: some classes' objects then
+ * become something else, in place (joblib's NumpyArrayWrapper becomes the array whose
+ * data follows in the file: pyobj.h, struct pyarray's `follows`). Returns whether inst
+ * changed. */
+bool pyclass_built(struct pyarena *arena, struct pyobj *inst);
+
 #endif

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "../stats.h"
+#include "tensor.h"
 
 #define PYOBJ_MEMORY_CAP (64u << 20) /* bytes one parse may hold in its arena */
 #define PYOBJ_KEEP_MAX   (16u << 20) /* largest str/bytes payload retained */
@@ -72,6 +73,14 @@ struct pyarray {
     const uint8_t *data; /* NULL when not retained */
     uint64_t nbytes;     /* the element data's size, retained or not */
     const char *problem; /* why statistics cannot be computed, or NULL */
+    /* joblib writes an array's data into the file right after the pickled wrapper that
+     * describes it, raw (after a pad) or, for object arrays, as a pickle of its own.
+     * The walker reads it as it passes, never retained: its statistics land in
+     * `streamed` (and, in Fortran order, its C-order head is caught by `head`). */
+    enum pyarray_data { ARRAY_INLINE, ARRAY_RAW, ARRAY_RAW_PADDED, ARRAY_PICKLED } follows;
+    size_t elsize;                 /* bytes per element, when follows != ARRAY_INLINE */
+    struct tensor_stats *streamed; /* NULL until the data passed */
+    struct tensor_head *head;      /* Fortran order only */
 };
 
 struct pyobj {
@@ -101,6 +110,7 @@ struct pyobj {
         struct {
             char code[16];  /* numpy's dtype code: "f8", "i4", "b1", "U10"... */
             char byteorder; /* '<', '>', '|' or '=' */
+            int64_t elsize; /* itemsize from the BUILD state (flexible dtypes), else 0 */
         } dtype;
         struct pyarray array;
     } u;

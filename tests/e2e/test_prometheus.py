@@ -8,11 +8,11 @@ the series it made are counted there as a user would (/api/v1/series).
 import json
 import math
 import re
-import socket
+import signal
 import subprocess
 import urllib.parse
 
-from ckmon_helpers import ckmon_args, clean_env, python_script, read_log
+from ckmon_helpers import ckmon_args, clean_env, python_script, read_log, run_preloaded
 from sink_servers import VictoriaMetrics, request, wait_for
 
 TRAIN = """
@@ -95,7 +95,7 @@ def test_series_do_not_grow_with_checkpoints_or_param_groups(work, servers):
     short_series = series(vm, '{job="short"}')
 
     def shape(found):
-        return sorted(tuple(sorted((k, v) for k, v in s.items() if k != "job"))
+        return sorted(tuple(sorted((k, v) for k, v in s.items() if k not in ("job", "run")))
                       for s in found)
     # The same series whatever the number of checkpoints and of parameter groups.
     assert shape(long_series) == shape(short_series)
@@ -154,3 +154,60 @@ def test_nonfinite_is_visible_in_victoriametrics(work, servers):
            wait_for("non-finite samples", points).items()}
     # The NaN loss (1) plus the three NaN elements of w; the loss itself is flagged.
     assert got == {("ckmon_checkpoint_nonfinite", None): 4, ("ckmon_value_nonfinite", "loss"): 1}
+
+
+PICKLES = """
+for i in range(2):
+    with open(f"epoch_{i}.pkl", "wb") as f:
+        pickle.dump({"epoch": i}, f)
+"""
+
+
+def runs_of(records):
+    return [r.get("run") for r in records]
+
+
+def test_run_id_from_the_flag_the_launcher_or_made_up(work, ckmon):
+    script = python_script(work, PICKLES)
+    given = ckmon.run(*script, options=["--run-id", "r42"], log=work / "a.jsonl")
+    assert given.returncode == 0, given.stderr
+    assert runs_of(given.records) == ["r42", "r42"]
+    slurm = ckmon.run(*script, log=work / "b.jsonl", env={"SLURM_JOB_ID": "777",
+                                                            "TORCHELASTIC_RUN_ID": "te"})
+    assert runs_of(slurm.records) == ["777", "777"]
+    elastic = ckmon.run(*script, log=work / "c.jsonl", env={"TORCHELASTIC_RUN_ID": "te"})
+    assert runs_of(elastic.records) == ["te", "te"]
+    made = [ckmon.run(*script, log=work / f"d{i}.jsonl") for i in range(2)]
+    first, second = (set(runs_of(m.records)) for m in made)
+    assert len(first) == 1 and len(second) == 1 and first != second and None not in first
+
+
+def test_run_label_on_every_metric(work, servers):
+    vm = servers(VictoriaMetrics)
+    script = python_script(work, PICKLES)
+    p = subprocess.run(ckmon_args("run", "-o", work / "l.jsonl", "--job", "lab", "--run-id",
+                                  "exp-1", "-s", f"victoriametrics={vm.url}", "--", *script),
+                       cwd=work, env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    found = wait_for("the checkpoint metrics", lambda: (
+        lambda s: len(s) >= 6 and s)(series(vm, '{job="lab"}')))
+    assert {s.get("run") for s in found} == {"exp-1"}
+
+
+def test_collect_run_id_is_for_agents_that_name_none(work):
+    socket_path = work / "r.sock"
+    proc = subprocess.Popen(ckmon_args("collect", "--socket", socket_path, "--log",
+                                       work / "r.jsonl", "--run-id", "node-run"),
+                            cwd=work, env=clean_env(), stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for("the socket", lambda: socket_path.exists())
+        script = python_script(work, PICKLES)
+        (work / "x").mkdir()
+        (work / "y").mkdir()
+        assert run_preloaded(script, work / "x", socket_path).returncode == 0
+        assert run_preloaded(script, work / "y", socket_path, CKMON_RUN_ID="own").returncode == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    runs = {r["path"].split("/")[-2]: r["run"] for r in read_log(work / "r.jsonl")}
+    assert runs == {"x": "node-run", "y": "own"}

@@ -120,7 +120,9 @@ static void test_pushgateway(void **state)
                         "# TYPE ckmon_checkpoint_time_seconds gauge\n"
                         "ckmon_checkpoint_time_seconds{" PROM_LABELS "} 1795470120.123456\n"
                         "# TYPE ckmon_checkpoint_nonfinite gauge\n"
-                        "ckmon_checkpoint_nonfinite{" PROM_LABELS "} 5\n");
+                        "ckmon_checkpoint_nonfinite{" PROM_LABELS "} 5\n"
+                        "# TYPE ckmon_checkpoint_healthy gauge\n"
+                        "ckmon_checkpoint_healthy{" PROM_LABELS "} 1\n");
     assert_int_equal(e.out.skipped, 0);
     encoded_free(&e);
 }
@@ -147,7 +149,8 @@ static void test_victoriametrics(void **state)
         "ckmon_checkpoint_seconds{" PROM_LABELS "} 0.5 1795470120123\n"
         "ckmon_checkpoint_complete{" PROM_LABELS "} 1 1795470120123\n"
         "ckmon_checkpoint_time_seconds{" PROM_LABELS "} 1795470120.123456 1795470120123\n"
-        "ckmon_checkpoint_nonfinite{" PROM_LABELS "} 5 1795470120123\n");
+        "ckmon_checkpoint_nonfinite{" PROM_LABELS "} 5 1795470120123\n"
+        "ckmon_checkpoint_healthy{" PROM_LABELS "} 1 1795470120123\n");
     assert_int_equal(e.out.skipped, 1);
     encoded_free(&e);
 }
@@ -173,7 +176,8 @@ static void test_influx(void **state)
         "ckmon_checkpoint_seconds," INFLUX_TAGS " value=0.5" NS
         "ckmon_checkpoint_complete," INFLUX_TAGS " value=1" NS
         "ckmon_checkpoint_time_seconds," INFLUX_TAGS " value=1795470120.123456" NS
-        "ckmon_checkpoint_nonfinite," INFLUX_TAGS " value=5" NS);
+        "ckmon_checkpoint_nonfinite," INFLUX_TAGS " value=5" NS
+        "ckmon_checkpoint_healthy," INFLUX_TAGS " value=1" NS);
     assert_int_equal(e.out.skipped, 2);
     encoded_free(&e);
 
@@ -283,7 +287,8 @@ static void test_bounded_labels(void **state)
                               "ckmon_checkpoint_seconds{" BL "} 0\n"
                               "ckmon_checkpoint_complete{" BL "} 1\n"
                               "ckmon_checkpoint_time_seconds{" BL "} 1795470120.123456\n"
-                              "ckmon_checkpoint_nonfinite{" BL "} 1\n");
+                              "ckmon_checkpoint_nonfinite{" BL "} 1\n"
+                              "ckmon_checkpoint_healthy{" BL "} 1\n");
     free(text);
 
     /* Chosen keys: by name or by label; '!' leaves out. */
