@@ -21,11 +21,11 @@
 #include "collector/metrics.h"
 #include "sink.h"
 
-/* Backslash before each character of specials (measurement: ", "; tags: ",= "). Two
- * characters have no escape in line protocol, so they are written as the text \xHH of
- * docs/records.md (names that are not UTF-8), which reads back as the same bytes: a
- * newline (it ends a point), and a backslash that ends the text (it would escape the
- * space or comma that follows, and InfluxDB refuses the line). */
+/* Backslash before each character of specials (measurement: ", "; tags: ",= "). A
+ * newline ends a point and has no escape, so it is written as the text \n. A backslash
+ * that ends the text would escape the space or comma after it (InfluxDB refuses the
+ * line, and "\\" too), so it is written as the text \x5c of docs/records.md (names
+ * that are not UTF-8), which reads back as a backslash. */
 static void add_escaped(struct strbuf *b, const char *s, const char *specials)
 {
     char stops[8] = "\n\\";
@@ -36,7 +36,7 @@ static void add_escaped(struct strbuf *b, const char *s, const char *specials)
         p += plain;
         if (!*p) return;
         if (*p == '\n')
-            sb_addz(b, "\\x0a");
+            sb_addz(b, "\\n");
         else if (*p == '\\')
             sb_addz(b, p[1] ? "\\" : "\\x5c");
         else {

@@ -22,7 +22,7 @@ def unescape(text):
     return ESCAPE.sub(lambda m: chr(int(m[1], 16)), text)
 
 
-KEYS = ["ends in a backslash\\", "a b,c=d", "new\nline", "two\\\\", "mid\\dle", "\\ x", "plain"]
+KEYS = ["ends in a backslash\\", "a b,c=d", "two\\\\", "mid\\dle", "\\ x", "plain"]
 
 WRITER = f"""
 keys = {KEYS!r}
