@@ -341,8 +341,8 @@ static enum outcome send_request(struct sink_state *s, const struct sink_request
             timeout = s->d->deadline - monotonic();
         pthread_mutex_unlock(&s->d->lock);
         if (timeout <= 0) return STOPPED;
-        http_send(s->http, r->method, r->url, r->content_type, r->body.s, r->body.len,
-                  s->type->gzip, timeout, res);
+        http_send(s->http, r->method, r->url, r->content_type, s->type->headers, r->body.s,
+                  r->body.len, s->type->gzip, timeout, res);
         enum sink_result result = sink_classify(res->status);
         if (result == SINK_OK) {
             if (s->failing) fprintf(stderr, "ckmon: sink %s: delivering again\n", s->spec);
@@ -592,6 +592,11 @@ static bool add_sink(struct delivery *d, const struct sink_spec *spec, char *err
     d->count++;
     if (!s->type || !s->spec || !s->url || !s->id || !s->cursor_name || !s->dead_name) {
         snprintf(err, err_size, "out of memory");
+        return false;
+    }
+    char why[256];
+    if (s->type->load && !s->type->load(why, sizeof why)) {
+        snprintf(err, err_size, "sink %s: %s", s->spec, why);
         return false;
     }
     return load_cursor(s, err, err_size);

@@ -372,6 +372,9 @@ int cmd_run(int argc, char **argv)
         options_free(&o);
         return 1;
     }
+    /* The summary of a private collector names the files written when no glob matched;
+     * only then do agents note them (agent/unmatched.h). */
+    if (pc.pid > 0 && !o.quiet) setenv("CKMON_UNMATCHED", "1", 1);
     rc = run_command(&o, exe, agent, socket);
     if (pc.pid > 0 && stop_collector(&pc) == EXIT_FAIL_ON && rc == 0) rc = EXIT_FAIL_ON;
     options_free(&o);

@@ -408,6 +408,7 @@ int server_run(const struct server_config *cfg)
     }
     s->cfg = cfg;
     tracker_set_run(s->tracker, cfg->run_id);
+    if (cfg->alerting) tracker_set_unmatched(s->tracker, alerting_unmatched_fn, cfg->alerting);
     sigset_t saved, wait_mask;
     bool by_signal = cfg->stop_fd < 0;
     if (by_signal) catch_stop_signals(&saved, &wait_mask);

@@ -31,6 +31,10 @@ struct tracker_counts {
 struct tracker *tracker_new(record_emit_fn emit, void *ctx);
 /* The run of agents whose hello names none (collect --run-id); run must outlive t. */
 void tracker_set_run(struct tracker *t, const char *run);
+/* Called with each path an agent created that matched no checkpoint glob (the first
+ * few per process, said at its exit). */
+typedef void (*unmatched_fn)(void *ctx, const char *path);
+void tracker_set_unmatched(struct tracker *t, unmatched_fn fn, void *ctx);
 /* Finishes nothing: call tracker_shutdown first to keep what is in progress. */
 void tracker_free(struct tracker *t);
 
