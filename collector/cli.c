@@ -73,7 +73,8 @@ static const char main_help[] =
     "  -o, --log FILE         append records to FILE, '-' for stdout\n"                            \
     "                         (default ./ckmon.jsonl)\n"                                           \
     "  -s, --sink FORMAT=URL  push records to a remote sink (ndjson, pushgateway,\n"               \
-    "                         victoriametrics, influx); repeatable. See\n"                         \
+    "                         victoriametrics, influx, prometheus: remote\n"                       \
+    "                         write); repeatable. See\n"                                           \
     "                         docs/sinks.md\n"                                                     \
     "      --state DIR        where the collector keeps what it must not lose:\n"                  \
     "                         sink cursors, dead letters, stats.json, the spool\n"                 \

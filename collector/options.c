@@ -86,7 +86,8 @@ static const struct option_spec option_table[] = {
 
 #define OPTION_COUNT (sizeof option_table / sizeof option_table[0])
 
-static const char *const sink_formats[] = {"ndjson", "pushgateway", "victoriametrics", "influx"};
+static const char *const sink_formats[] = {"ndjson", "pushgateway", "victoriametrics", "influx",
+                                           "prometheus"};
 
 void default_socket_path(char *out, size_t size)
 {
@@ -163,7 +164,8 @@ static int add_sink(struct options *o, const char *spec, const char *source, cha
             format = sink_formats[i];
     if (!format) {
         snprintf(err, err_size,
-                 "%s: unknown sink format '%.*s' (ndjson, pushgateway, victoriametrics, influx)",
+                 "%s: unknown sink format '%.*s' (ndjson, pushgateway, victoriametrics, influx, "
+                 "prometheus)",
                  source, (int)format_len, spec);
         return -1;
     }
