@@ -83,12 +83,16 @@ void config_load(void)
         double s = strtod(sample, &end);
         if (*end == '\0' && s > 0 && s <= 1) c->parse.sample = s;
     }
-    /* An explicit sample is what the user asked for; otherwise the budget decides. */
+    /* An explicit sample is what the user asked for; otherwise the budget is the safety
+     * net (budget.h). */
     c->budget_percent = 0;
     if (!sample || !*sample) {
         c->budget_percent = DEFAULT_BUDGET_PERCENT;
         budget_parse_percent(getenv("CKMON_BUDGET"), &c->budget_percent);
     }
+
+    const char *unmatched = getenv("CKMON_UNMATCHED");
+    c->note_unmatched = unmatched && !strcmp(unmatched, "1");
 
     extern char *program_invocation_short_name;
     copy_truncated(c->program, sizeof c->program, program_invocation_short_name);

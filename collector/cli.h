@@ -1,5 +1,5 @@
 /* cli.h — the subcommands of the ckmon binary and what they share at the surface:
- * option parsing with --help and usage errors, and exit statuses.
+ * option parsing with --help and usage errors (cli.c), and exit statuses.
  */
 #ifndef CKMON_CLI_H
 #define CKMON_CLI_H
@@ -8,16 +8,15 @@
 
 #include "options.h"
 
-#define EXIT_USAGE 2 /* bad flags, unknown subcommand */
+#define EXIT_USAGE   2 /* bad flags, unknown subcommand */
+#define EXIT_FAIL_ON 3 /* an alert of a --fail-on rule fired */
 
 int cmd_run(int argc, char **argv);
 int cmd_collect(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
+int cmd_last_good(int argc, char **argv);
 
-/* As execvp searches: a name with a '/' is used as it is, else each PATH entry in turn.
- * Returns 0 (the path in out), ENOENT when found nowhere, or why a match cannot run. */
-int find_command(const char *name, char *out, size_t size);
 /* Whether the agent can monitor command (run with args): writes what the program is to
  * info (unless NULL) and each problem as one line, after prefix, to out. Returns the
  * number of problems (collector/doctor.c). */
@@ -34,6 +33,10 @@ int collector_serve(const struct server_config *cfg, struct delivery *d, double 
 /* Parses a subcommand's words. Returns -1 to carry on; otherwise the parse printed the
  * help (0) or a usage error (EXIT_USAGE), and that is the exit status. */
 int cli_parse(struct options *o, enum command cmd, int argc, char **argv);
+/* The command's name on the command line ("run"). */
+const char *command_name(enum command cmd);
+/* Prints ckmon's own usage (the list of commands) to to. */
+void show_main_help(FILE *to);
 /* Prints a command's --help text to stdout. */
 void show_help(enum command cmd);
 /* "ckmon CMD: MESSAGE (try 'ckmon CMD --help')", one line on stderr; returns EXIT_USAGE. */

@@ -14,6 +14,7 @@
 
 #include "core/paths.h"
 #include "core/parsers/parser.h"
+#include "alerting.h"
 #include "cli.h"
 #include "log.h"
 #include "record.h"
@@ -23,6 +24,7 @@ struct inspection {
     struct key_filter keys;
     struct parse_options parse;
     struct log_writer out;
+    struct alerting *alerting;
 };
 
 /* Returns false when the file could not be read or its record not written. */
@@ -34,7 +36,7 @@ static bool inspect_file(struct inspection *in, const char *file)
         fprintf(stderr, "ckmon: %s: cannot make an absolute path\n", file);
         return false;
     }
-    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO: no wait */
     if (fd < 0 || fstat(fd, &st) < 0) {
         fprintf(stderr, "ckmon: %s: %s\n", file, strerror(errno));
         if (fd >= 0) close(fd);
@@ -46,7 +48,7 @@ static bool inspect_file(struct inspection *in, const char *file)
     } else {
         struct record *r = record_from_file(&in->who, fd, path, &st, &in->keys, &in->parse);
         if (!r) fprintf(stderr, "ckmon: %s: out of memory\n", file);
-        ok = r && log_record(&in->out, r);
+        ok = r && alerting_record(in->alerting, &in->out, r);
         record_free(r);
     }
     close(fd);
@@ -77,9 +79,18 @@ int cmd_inspect(int argc, char **argv)
         options_free(&o);
         return 1;
     }
+    /* Files given one after the other are a series: each is compared with the one
+     * before it, so `inspect a.pt b.pt` shows what changed. */
+    struct alerting_setup setup = {.options = &o, .one_series = true};
+    if (!(in.alerting = alerting_new(&setup))) {
+        log_close(&in.out);
+        options_free(&o);
+        return 1;
+    }
     rc = 0;
     for (int i = 0; i < o.arg_count; i++)
         if (!inspect_file(&in, o.args[i])) rc = 1;
+    if (alerting_finish(in.alerting) && rc == 0) rc = EXIT_FAIL_ON;
     log_close(&in.out);
     options_free(&o);
     return rc;

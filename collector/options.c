@@ -32,15 +32,22 @@ enum option_id {
     OPT_STATS,
     OPT_METRIC_KEYS,
     OPT_RUN_ID,
+    OPT_LISTEN,
+    OPT_ALERT,
+    OPT_ON_ALERT,
+    OPT_ON_ALERT_TIMEOUT,
+    OPT_FAIL_ON,
+    OPT_QUIET,
     OPT_HELP,
     OPT_COUNT
 };
 
-#define FOR_RUN     (1u << COMMAND_RUN)
-#define FOR_COLLECT (1u << COMMAND_COLLECT)
-#define FOR_INSPECT (1u << COMMAND_INSPECT)
-#define FOR_SERVING (FOR_RUN | FOR_COLLECT)
-#define FOR_ALL     (FOR_SERVING | FOR_INSPECT)
+#define FOR_RUN       (1u << COMMAND_RUN)
+#define FOR_COLLECT   (1u << COMMAND_COLLECT)
+#define FOR_INSPECT   (1u << COMMAND_INSPECT)
+#define FOR_LAST_GOOD (1u << COMMAND_LAST_GOOD)
+#define FOR_SERVING   (FOR_RUN | FOR_COLLECT)
+#define FOR_ALL       (FOR_SERVING | FOR_INSPECT)
 
 struct option_spec {
     enum option_id id;
@@ -54,13 +61,13 @@ struct option_spec {
 
 static const struct option_spec option_table[] = {
     {OPT_PATHS, 'p', "paths", "CKMON_PATHS", ':', true, FOR_SERVING},
-    {OPT_LOG, 'o', "log", "CKMON_LOG", 0, true, FOR_SERVING},
+    {OPT_LOG, 'o', "log", "CKMON_LOG", 0, true, FOR_SERVING | FOR_LAST_GOOD},
     {OPT_SINK, 's', "sink", "CKMON_SINKS", ' ', true, FOR_SERVING},
     {OPT_SAMPLE, 0, "sample", "CKMON_SAMPLE", 0, true, FOR_ALL},
     {OPT_BUDGET, 0, "budget", "CKMON_BUDGET", 0, true, FOR_RUN},
     {OPT_KEYS, 0, "keys", "CKMON_KEYS", ':', true, FOR_ALL},
     {OPT_SOCKET, 0, "socket", "CKMON_SOCKET", 0, true, FOR_SERVING},
-    {OPT_JOB, 0, "job", "CKMON_JOB", 0, true, FOR_ALL},
+    {OPT_JOB, 0, "job", "CKMON_JOB", 0, true, FOR_ALL | FOR_LAST_GOOD},
     {OPT_STATE, 0, "state", "CKMON_STATE", 0, true, FOR_SERVING},
     {OPT_FLUSH_TIMEOUT, 0, "flush-timeout", NULL, 0, true, FOR_SERVING},
     {OPT_LOG_MAX_BYTES, 0, "log-max-bytes", "CKMON_LOG_MAX_BYTES", 0, true, FOR_SERVING},
@@ -68,12 +75,19 @@ static const struct option_spec option_table[] = {
     {OPT_STATS, 0, "stats", NULL, 0, false, FOR_COLLECT},
     {OPT_METRIC_KEYS, 0, "metric-keys", "CKMON_METRIC_KEYS", ':', true, FOR_SERVING},
     {OPT_RUN_ID, 0, "run-id", "CKMON_RUN_ID", 0, true, FOR_SERVING},
-    {OPT_HELP, 'h', "help", NULL, 0, false, FOR_ALL},
+    {OPT_LISTEN, 0, "listen", "CKMON_LISTEN", 0, true, FOR_SERVING},
+    {OPT_ALERT, 0, "alert", "CKMON_ALERTS", ';', true, FOR_ALL},
+    {OPT_ON_ALERT, 0, "on-alert", "CKMON_ON_ALERT", 0, true, FOR_SERVING},
+    {OPT_ON_ALERT_TIMEOUT, 0, "on-alert-timeout", "CKMON_ON_ALERT_TIMEOUT", 0, true, FOR_SERVING},
+    {OPT_FAIL_ON, 0, "fail-on", NULL, 0, true, FOR_RUN | FOR_INSPECT},
+    {OPT_QUIET, 'q', "quiet", NULL, 0, false, FOR_SERVING},
+    {OPT_HELP, 'h', "help", NULL, 0, false, FOR_ALL | FOR_LAST_GOOD},
 };
 
 #define OPTION_COUNT (sizeof option_table / sizeof option_table[0])
 
-static const char *const sink_formats[] = {"ndjson", "pushgateway", "victoriametrics", "influx"};
+static const char *const sink_formats[] = {"ndjson", "pushgateway", "victoriametrics", "influx",
+                                           "prometheus"};
 
 void default_socket_path(char *out, size_t size)
 {
@@ -150,7 +164,8 @@ static int add_sink(struct options *o, const char *spec, const char *source, cha
             format = sink_formats[i];
     if (!format) {
         snprintf(err, err_size,
-                 "%s: unknown sink format '%.*s' (ndjson, pushgateway, victoriametrics, influx)",
+                 "%s: unknown sink format '%.*s' (ndjson, pushgateway, victoriametrics, influx, "
+                 "prometheus)",
                  source, (int)format_len, spec);
         return -1;
     }
@@ -196,16 +211,48 @@ static int set_budget(struct options *o, const char *value, const char *source, 
     return set_string(&o->budget_text, value);
 }
 
-static int set_flush_timeout(struct options *o, const char *value, const char *source, char *err,
-                             size_t err_size)
+static int set_seconds(double *out, const char *value, const char *source, char *err,
+                       size_t err_size)
 {
     double v;
     if (!parse_number(value, &v) || v < 0) {
         snprintf(err, err_size, "%s: '%s' is not a number of seconds", source, value);
         return -1;
     }
-    o->flush_timeout = v;
+    *out = v;
     return 0;
+}
+
+static int add_rule(struct options *o, const char *value, const char *source, char *err,
+                    size_t err_size)
+{
+    char problem[400];
+    if (rules_add(&o->rules, value, problem, sizeof problem) == 0) return 0;
+    snprintf(err, err_size, "%s: %s", source, problem);
+    return -1;
+}
+
+/* --fail-on's names, each a built-in rule or a --alert NAME (checked once all rules are in). */
+static int check_fail_on(struct options *o, char *err, size_t err_size)
+{
+    for (size_t i = 0; i < o->fail_on.count; i++)
+        if (!rules_known(&o->rules, o->fail_on.items[i])) {
+            snprintf(err, err_size, "--fail-on: unknown rule '%s' (%s, or a --alert NAME)",
+                     o->fail_on.items[i], builtin_rule_list);
+            return -1;
+        }
+    return 0;
+}
+
+static int add_fail_on(struct options *o, const char *value)
+{
+    char *copy = strdup(value), *save = NULL;
+    int rc = copy ? 0 : -1;
+    for (char *name = copy ? strtok_r(copy, ", ", &save) : NULL; name && rc == 0;
+         name = strtok_r(NULL, ", ", &save))
+        rc = string_list_add(&o->fail_on, name);
+    free(copy);
+    return rc;
 }
 
 /* A count of bytes, with an optional K, M or G (powers of 1024). */
@@ -254,6 +301,27 @@ static int set_socket(struct options *o, const char *value, const char *source, 
     return set_string(&o->socket, value);
 }
 
+/* ADDR:PORT, [ADDR6]:PORT, or PORT alone (scrape.c binds it). */
+static int set_listen(struct options *o, const char *value, const char *source, char *err,
+                      size_t err_size)
+{
+    const char *colon = strrchr(value, ':');
+    const char *port = colon ? colon + 1 : value;
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(port, &end, 10);
+    if (end == port || *end || errno || n > 65535 || *port == '-' || *port == '+' ||
+        (value[0] == '[' && (!colon || colon[-1] != ']'))) {
+        snprintf(err, err_size, "%s: '%s' is not ADDR:PORT", source, value);
+        return -1;
+    }
+    if (set_string(&o->listen, value) < 0) {
+        snprintf(err, err_size, "%s: out of memory", source);
+        return -1;
+    }
+    return 0;
+}
+
 /* Applies one value of an option; source names the flag or variable in messages. */
 static int apply(struct options *o, const struct option_spec *spec, const char *value,
                  const char *source, char *err, size_t err_size)
@@ -273,6 +341,8 @@ static int apply(struct options *o, const struct option_spec *spec, const char *
     case OPT_METRIC_KEYS:
         rc = string_list_add(&o->metric_keys, value);
         break;
+    case OPT_LISTEN:
+        return set_listen(o, value, source, err, err_size);
     case OPT_RUN_ID:
         rc = set_string(&o->run_id, value);
         break;
@@ -294,7 +364,20 @@ static int apply(struct options *o, const struct option_spec *spec, const char *
     case OPT_BUDGET:
         return set_budget(o, value, source, err, err_size);
     case OPT_FLUSH_TIMEOUT:
-        return set_flush_timeout(o, value, source, err, err_size);
+        return set_seconds(&o->flush_timeout, value, source, err, err_size);
+    case OPT_ON_ALERT_TIMEOUT:
+        return set_seconds(&o->on_alert_timeout, value, source, err, err_size);
+    case OPT_ALERT:
+        return add_rule(o, value, source, err, err_size);
+    case OPT_ON_ALERT:
+        rc = set_string(&o->on_alert, value);
+        break;
+    case OPT_FAIL_ON:
+        rc = add_fail_on(o, value);
+        break;
+    case OPT_QUIET:
+        o->quiet = true;
+        return 0;
     case OPT_LOG_MAX_BYTES:
         return set_size(&o->log_max_bytes, value, source, err, err_size);
     case OPT_LOG_KEEP:
@@ -430,6 +513,7 @@ int options_parse(struct options *o, enum command cmd, int argc, char **argv, ch
     memset(o, 0, sizeof *o);
     o->flush_timeout = DEFAULT_FLUSH_SEC;
     o->log_keep = DEFAULT_LOG_KEEP;
+    o->on_alert_timeout = DEFAULT_ON_ALERT_TIMEOUT;
     bool given[OPT_COUNT] = {false};
     if (parse_words(o, cmd, argc, argv, given, err, err_size) < 0) return -1;
     if (o->help) return 0;
@@ -441,6 +525,7 @@ int options_parse(struct options *o, enum command cmd, int argc, char **argv, ch
             apply_env(o, spec, err, err_size) < 0)
             return -1;
     }
+    if (check_fail_on(o, err, err_size) < 0) return -1;
     if (!o->log && cmd != COMMAND_INSPECT && set_string(&o->log, DEFAULT_LOG) < 0) {
         snprintf(err, err_size, "out of memory");
         return -1;
@@ -462,9 +547,13 @@ void options_free(struct options *o)
     free(o->socket);
     free(o->job);
     free(o->run_id);
+    free(o->listen);
     free(o->state);
     free(o->sample_text);
     free(o->budget_text);
+    rules_free(&o->rules);
+    free(o->on_alert);
+    string_list_free(&o->fail_on);
     free(o->args);
     memset(o, 0, sizeof *o);
 }

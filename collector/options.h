@@ -11,12 +11,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define CKMON_VERSION     "0.1.0"
-#define DEFAULT_LOG       "./ckmon.jsonl"
-#define DEFAULT_FLUSH_SEC 10.0
-#define DEFAULT_LOG_KEEP  5
+#include "alerts.h"
 
-enum command { COMMAND_RUN, COMMAND_COLLECT, COMMAND_INSPECT, COMMAND_DOCTOR };
+#define CKMON_VERSION            "0.1.0"
+#define DEFAULT_LOG              "./ckmon.jsonl"
+#define DEFAULT_FLUSH_SEC        10.0
+#define DEFAULT_LOG_KEEP         5
+#define DEFAULT_ON_ALERT_TIMEOUT 30.0
+
+enum command { COMMAND_RUN, COMMAND_COLLECT, COMMAND_INSPECT, COMMAND_DOCTOR, COMMAND_LAST_GOOD };
 
 struct string_list {
     char **items;
@@ -38,6 +41,7 @@ struct options {
     char *socket;         /* --socket, CKMON_SOCKET; NULL when neither was given */
     char *job;            /* --job, CKMON_JOB; NULL when neither was given */
     char *run_id;         /* --run-id, CKMON_RUN_ID; NULL when neither was given */
+    char *listen;         /* --listen ADDR:PORT, CKMON_LISTEN; NULL: no /metrics */
     char *state;          /* --state, CKMON_STATE; NULL: LOG.state/ beside the log */
     char *sample_text;    /* --sample, CKMON_SAMPLE as given, NULL: the agent's default */
     double sample;        /* its value when given */
@@ -46,8 +50,13 @@ struct options {
     unsigned long long log_max_bytes; /* --log-max-bytes, CKMON_LOG_MAX_BYTES; 0: never rotate */
     unsigned long log_keep;           /* --log-keep, CKMON_LOG_KEEP: rotated segments kept */
     bool stats;                       /* collect --stats: print the state dir's stats.json */
+    struct rule_set rules;            /* --alert, CKMON_ALERTS: the user's alert rules */
+    char *on_alert;                   /* --on-alert, CKMON_ON_ALERT: a shell command, or NULL */
+    double on_alert_timeout;          /* --on-alert-timeout, CKMON_ON_ALERT_TIMEOUT, seconds */
+    struct string_list fail_on;       /* --fail-on: rule names */
+    bool quiet;                       /* -q: no alert lines, no summary */
     bool help;
-    char **args; /* run: COMMAND and its arguments; inspect: the files */
+    char **args; /* run: COMMAND and its arguments; inspect: the files; last-good: GLOB */
     int arg_count;
 };
 

@@ -209,11 +209,9 @@ cJSON *record_to_json(const struct record *r)
     return o;
 }
 
-char *record_to_line(const struct record *r, size_t *len)
+char *json_line(const cJSON *o, size_t *len)
 {
-    cJSON *o = record_to_json(r);
     char *text = o ? json_print(o) : NULL;
-    cJSON_Delete(o);
     if (!text) return NULL;
     size_t n = strlen(text);
     char *line = realloc(text, n + 2);
@@ -225,4 +223,34 @@ char *record_to_line(const struct record *r, size_t *len)
     line[n + 1] = '\0';
     *len = n + 1;
     return line;
+}
+
+char *record_to_line(const struct record *r, size_t *len)
+{
+    cJSON *o = record_to_json(r);
+    char *line = json_line(o, len);
+    cJSON_Delete(o);
+    return line;
+}
+
+void record_json_add_alerts(cJSON *o, cJSON *names)
+{
+    cJSON *tensors = cJSON_GetObjectItemCaseSensitive(o, "tensors");
+    if (!tensors) {
+        cJSON_AddItemToObject(o, "alerts", names);
+        return;
+    }
+    if (!(names->string = strdup("alerts"))) {
+        cJSON_Delete(names);
+        return;
+    }
+    /* Spliced in by hand: Debian's cJSON refuses cJSON_InsertItemInArray on objects.
+     * cJSON keeps the last member in the first one's prev. */
+    names->prev = tensors;
+    names->next = tensors->next;
+    if (tensors->next)
+        tensors->next->prev = names;
+    else
+        o->child->prev = names;
+    tensors->next = names;
 }

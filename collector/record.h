@@ -94,5 +94,10 @@ void format_rfc3339(int64_t time_us, char *out, size_t size);
 cJSON *record_to_json(const struct record *r);
 /* The record as one line, JSON + '\n', malloc'd; *len gets its length. */
 char *record_to_line(const struct record *r, size_t *len);
+/* Any JSON object as such a line. */
+char *json_line(const cJSON *o, size_t *len);
+/* Adds names (an array of rule names, taken over) to a record's JSON as its "alerts",
+ * where the contract puts them: right after "tensors". */
+void record_json_add_alerts(cJSON *o, cJSON *names);
 
 #endif

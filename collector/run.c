@@ -20,8 +20,10 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "command_path.h"
 #include "delivery.h"
 #include "metrics.h"
+#include "scrape.h"
 #include "server.h"
 
 #define EXIT_CANNOT_EXECUTE 126
@@ -33,38 +35,7 @@ struct private_collector {
     char dir[PATH_MAX]; /* the temporary directory holding the socket, or "" */
 };
 
-/* ---- finding COMMAND and the agent ---- */
-
-/* 0 when path is an executable file (copied to out), else an errno. */
-static int check_executable(const char *path, char *out, size_t size)
-{
-    struct stat st;
-    if (stat(path, &st) < 0) return errno;
-    if (S_ISDIR(st.st_mode)) return EISDIR;
-    if (access(path, X_OK) < 0) return errno;
-    if (snprintf(out, size, "%s", path) >= (int)size) return ENAMETOOLONG;
-    return 0;
-}
-
-int find_command(const char *name, char *out, size_t size)
-{
-    if (!*name) return ENOENT;
-    if (strchr(name, '/')) return check_executable(name, out, size);
-    const char *search = getenv("PATH");
-    int result = ENOENT;
-    if (!search) search = "/usr/local/bin:/usr/bin:/bin";
-    for (const char *dir = search;; dir++) {
-        const char *end = strchrnul(dir, ':');
-        char candidate[PATH_MAX];
-        int len = (int)(end - dir);
-        snprintf(candidate, sizeof candidate, "%.*s%s%s", len, dir, len ? "/" : "", name);
-        int rc = check_executable(candidate, out, size);
-        if (rc == 0) return 0;
-        if (rc != ENOENT && rc != ENOTDIR) result = rc;
-        if (!*end) return result;
-        dir = end;
-    }
-}
+/* ---- finding the agent ---- */
 
 static bool readable_file(const char *path, char *out)
 {
@@ -140,18 +111,25 @@ static void remove_private_dir(struct private_collector *pc)
 /* The collector child; it also removes the private directory, in case ckmon run itself
  * was killed and cannot. After COMMAND ended it gives the sinks up to --flush-timeout. */
 static void become_collector(struct listener *listener, struct log_writer *log,
-                             struct delivery *delivery, int stop_fd, const char *dir,
+                             struct delivery *delivery, struct alerting *alerting,
+                             struct scrape *scrape, int stop_fd, const char *dir,
                              const struct options *o)
 {
     static const int ignored[] = {SIGINT, SIGQUIT, SIGHUP, SIGTERM, SIGTSTP};
     for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++)
         signal(ignored[i], SIG_IGN);
     if (!freopen("/dev/null", "r", stdin)) close(STDIN_FILENO);
-    struct server_config cfg = {
-        .listener = listener, .log = log, .stop_fd = stop_fd, .run_id = o->run_id};
+    struct server_config cfg = {.listener = listener,
+                                .log = log,
+                                .alerting = alerting,
+                                .stop_fd = stop_fd,
+                                .run_id = o->run_id,
+                                .scrape = scrape};
     int rc = collector_serve(&cfg, delivery, o->flush_timeout);
+    scrape_close(scrape);
     delivery_free(delivery);
     if (log_close(log)) rc = 1;
+    if (alerting_finish(alerting)) rc = EXIT_FAIL_ON;
     if (*dir) rmdir(dir);
     fflush(NULL);
     _exit(rc);
@@ -163,6 +141,8 @@ static bool start_collector(const struct options *o, struct private_collector *p
     struct listener listener;
     struct log_writer log;
     struct delivery *delivery = NULL;
+    struct scrape *scrape = NULL;
+    struct alerting *alerting;
     char err[512];
     int pipe_fds[2];
     if (!choose_socket(o, pc, socket, size)) return false;
@@ -180,8 +160,16 @@ static bool start_collector(const struct options *o, struct private_collector *p
         log_close(&log);
         return false;
     }
-    if (listener_open(&listener, socket, err, sizeof err) < 0) {
+    if (!(alerting = alerting_for_serving(o, true))) {
+        delivery_free(delivery);
+        log_close(&log);
+        return false;
+    }
+    if ((o->listen && !(scrape = scrape_open(o->listen, err, sizeof err))) ||
+        listener_open(&listener, socket, err, sizeof err) < 0) {
         fprintf(stderr, "ckmon: %s\n", err);
+        scrape_close(scrape);
+        alerting_free(alerting);
         delivery_free(delivery);
         log_close(&log);
         return false;
@@ -191,31 +179,37 @@ static bool start_collector(const struct options *o, struct private_collector *p
     if (pipe2(pipe_fds, O_CLOEXEC) < 0 || (pc->pid = fork()) < 0) {
         fprintf(stderr, "ckmon: cannot start the collector: %s\n", strerror(errno));
         listener_close(&listener, true);
+        scrape_close(scrape);
+        alerting_free(alerting);
         delivery_free(delivery);
         log_close(&log);
         return false;
     }
     if (pc->pid == 0) {
         close(pipe_fds[1]);
-        become_collector(&listener, &log, delivery, pipe_fds[0], pc->dir, o);
+        become_collector(&listener, &log, delivery, alerting, scrape, pipe_fds[0], pc->dir, o);
     }
     close(pipe_fds[0]);
     pc->stop_fd = pipe_fds[1];
     listener_close(&listener, false);
+    scrape_close(scrape);
+    alerting_free(alerting);
     delivery_free(delivery);
     log_close(&log);
     return true;
 }
 
 /* Waits until the collector has written every record and the sinks delivered them
- * (or --flush-timeout passed). */
-static void stop_collector(struct private_collector *pc)
+ * (or --flush-timeout passed); returns its exit status (EXIT_FAIL_ON: a --fail-on rule
+ * fired). */
+static int stop_collector(struct private_collector *pc)
 {
-    int status;
+    int status = 0;
     close(pc->stop_fd);
     while (waitpid(pc->pid, &status, 0) < 0 && errno == EINTR) {
     }
     remove_private_dir(pc);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 }
 
 /* ---- COMMAND ---- */
@@ -368,13 +362,21 @@ int cmd_run(int argc, char **argv)
             fprintf(stderr,
                     "ckmon: --sink ignored: the collector on %s delivers to its own sinks\n",
                     socket);
+        if (o.rules.user_count || o.on_alert || o.fail_on.count)
+            fprintf(stderr,
+                    "ckmon: --alert, --on-alert and --fail-on ignored: the collector on %s "
+                    "judges with its own\n",
+                    socket);
     } else if (!start_collector(&o, &pc, socket, sizeof socket)) {
         remove_private_dir(&pc);
         options_free(&o);
         return 1;
     }
+    /* The summary of a private collector names the files written when no glob matched;
+     * only then do agents note them (agent/unmatched.h). */
+    if (pc.pid > 0 && !o.quiet) setenv("CKMON_UNMATCHED", "1", 1);
     rc = run_command(&o, exe, agent, socket);
-    if (pc.pid > 0) stop_collector(&pc);
+    if (pc.pid > 0 && stop_collector(&pc) == EXIT_FAIL_ON && rc == 0) rc = EXIT_FAIL_ON;
     options_free(&o);
     return rc;
 }

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "core/wire.h"
+#include "scrape.h"
 #include "tracker.h"
 
 /* Packets read from one connection before the others get a turn. */
@@ -177,7 +178,11 @@ void listener_close(struct listener *l, bool remove)
 
 static void emit_to_log(void *ctx, const struct record *r)
 {
-    log_record(ctx, r);
+    const struct server_config *cfg = ctx;
+    if (cfg->alerting)
+        alerting_record(cfg->alerting, cfg->log, r);
+    else
+        log_record(cfg->log, r);
 }
 
 /* The peer's credentials, or false (with a line on stderr) when it is not our own user:
@@ -393,7 +398,7 @@ static void raise_descriptor_limit(void)
 int server_run(const struct server_config *cfg)
 {
     struct server *s = calloc(1, sizeof *s);
-    if (!s || !(s->tracker = tracker_new(emit_to_log, cfg->log)) ||
+    if (!s || !(s->tracker = tracker_new(emit_to_log, (void *)cfg)) ||
         !(s->polls = malloc(2 * sizeof *s->polls))) {
         fprintf(stderr, "ckmon: out of memory\n");
         if (s) tracker_free(s->tracker);
@@ -403,6 +408,7 @@ int server_run(const struct server_config *cfg)
     }
     s->cfg = cfg;
     tracker_set_run(s->tracker, cfg->run_id);
+    if (cfg->alerting) tracker_set_unmatched(s->tracker, alerting_unmatched_fn, cfg->alerting);
     sigset_t saved, wait_mask;
     bool by_signal = cfg->stop_fd < 0;
     if (by_signal) catch_stop_signals(&saved, &wait_mask);
@@ -410,8 +416,9 @@ int server_run(const struct server_config *cfg)
     raise_descriptor_limit();
     stop_requested = 0;
 
-    while (serve_once(s, by_signal ? &wait_mask : NULL)) {
-    }
+    do {
+        if (cfg->scrape) scrape_note_agents(cfg->scrape, tracker_counts(s->tracker));
+    } while (serve_once(s, by_signal ? &wait_mask : NULL));
     drain(s);
     report_dropped(s);
 

@@ -1,4 +1,4 @@
-/* sink.c — what the sinks share: the table of types, requests, response classes. */
+/* sink.c — what the sinks share: requests, response classes. */
 #include "sink.h"
 
 #include <stdlib.h>
@@ -8,16 +8,6 @@
 
 /* Bodies are built in memory; a batch is bounded long before this. */
 #define BODY_LIMIT (256u << 20)
-
-static const struct sink_type *const sink_types[] = {&sink_ndjson, &sink_pushgateway,
-                                                     &sink_victoriametrics, &sink_influx};
-
-const struct sink_type *sink_type_find(const char *name)
-{
-    for (size_t i = 0; i < sizeof sink_types / sizeof sink_types[0]; i++)
-        if (!strcmp(sink_types[i]->name, name)) return sink_types[i];
-    return NULL;
-}
 
 struct sink_request *sink_add_request(struct sink_output *out, const char *method, const char *url,
                                       const char *content_type, size_t first, size_t count)
@@ -46,6 +36,7 @@ void sink_output_free(struct sink_output *out)
     for (size_t i = 0; i < out->count; i++) {
         free(out->requests[i].url);
         free(out->requests[i].body.s);
+        free(out->requests[i].ends);
     }
     free(out->requests);
     *out = (struct sink_output){0};
@@ -76,13 +67,15 @@ bool sink_post_points(const char *target, const char *content_type, long long mu
 {
     struct sink_request *r =
         target ? sink_add_request(out, "POST", target, content_type, 0, batch->count) : NULL;
-    if (!r) return false;
+    if (!r || !(r->ends = calloc(batch->count ? batch->count : 1, sizeof *r->ends))) return false;
     for (size_t i = 0; i < batch->count; i++) {
         struct record_labels labels;
-        if (!record_labels_get(batch->records[i], &labels)) continue;
-        struct sink_points points = {&r->body, (long long)labels.time_us * mul / div,
-                                     &out->skipped};
-        metrics_for_record(batch->records[i], &labels, add, &points);
+        if (record_labels_get(batch->records[i], &labels)) {
+            struct sink_points points = {&r->body, (long long)labels.time_us * mul / div,
+                                         &out->skipped};
+            metrics_for_record(batch->records[i], &labels, add, &points);
+        }
+        r->ends[i] = r->body.len;
     }
     return !r->body.overflow;
 }

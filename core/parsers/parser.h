@@ -16,10 +16,17 @@
 
 #include "report.h"
 
-#define DEFAULT_SAMPLE 1.0 /* parse_options.sample when nobody says otherwise */
+/* parse_options.sample when nobody says otherwise: the agent, `inspect` and the
+ * collector alike, so that a file gives the same record however it is parsed. */
+#define DEFAULT_SAMPLE 0.0625
+
+struct budget;
 
 struct parse_options {
-    double sample; /* fraction of each tensor's bytes that statistics read, (0, 1] */
+    double sample; /* the sampling plan's fraction (tensor.h), (0, 1]; 1 = exact */
+    /* The agent's safety net for this file (../budget.h), NULL: none. Only ever cuts
+     * when the machine is overloaded; a cut is reported. */
+    struct budget *budget;
 };
 
 struct parser {

@@ -431,10 +431,11 @@ static bool start_raw(struct pickle_walker *w, struct pyobj *node)
         if (!arr->streamed || !w->reader) return fail_memory(w);
         /* Read whole, as arrays pickled inline are (the name is not known yet). */
         static const int64_t no_dims[1];
+        static const struct parse_options whole = {.sample = 1};
         if (!tensor_reader_init(w->reader, w->report, "joblib array", arr->dtype,
-                                arr->ndim ? arr->shape : no_dims, arr->ndim, 1))
+                                arr->ndim ? arr->shape : no_dims, arr->ndim, &whole))
             return fail(w, "joblib array of an invalid shape");
-        w->reader->sample = 1;
+        w->reader->wanted = true; /* --keys decides once the name is known */
         /* a 0-dimensional array is also a value: its one element is kept */
         if (arr->ndim == 0 && !(arr->data = pyarena_alloc(w->arena, arr->nbytes)))
             return fail_memory(w);

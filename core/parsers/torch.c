@@ -108,7 +108,7 @@ enum legacy_part { L_MAGIC, L_PROTOCOL, L_SYS_INFO, L_OBJECT, L_KEYS, L_STORAGES
 struct torch {
     struct parser base;
     struct report *report;
-    double sample;
+    const struct parse_options *options;
     struct zip_walker *zip;
     struct pickle_walker *pickle;
     bool pickled; /* data.pkl reached STOP and was flattened */
@@ -507,7 +507,7 @@ static bool take_reader(struct torch *t, struct view *v)
     }
     /* the shape was checked when the view was made */
     return tensor_reader_init(v->reader, t->report, v->name, v->dtype, v->shape, v->ndim,
-                              t->sample);
+                              t->options);
 }
 
 static void give_back_reader(struct torch *t, struct view *v)
@@ -773,7 +773,7 @@ static struct torch *torch_new(struct report *r, const struct parse_options *o)
     if (!t) return NULL;
     t->base = (struct parser){.format = "torch", .destroy = torch_destroy};
     t->report = r;
-    t->sample = o->sample;
+    t->options = o;
     return t;
 }
 
