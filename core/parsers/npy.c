@@ -304,8 +304,10 @@ static void start_data(struct npy_array *a)
         tensor_reader_report(&a->tensor, a->report);
         a->state = NPY_UNSIZED;
         /* np.save pickles an object array's items: the pickle's STOP is its end */
-        if (strcmp(e.name, "O") == 0 && (a->pickle = pickle_walker_new(a->report, NULL, NULL)))
-            a->state = NPY_PICKLED;
+        if (strcmp(e.name, "O") == 0) {
+            report_init(&a->quiet, NULL);
+            if ((a->pickle = pickle_walker_new(&a->quiet, NULL, NULL))) a->state = NPY_PICKLED;
+        }
         return;
     } else {
         if (!tensor_shape_elements(h.shape, h.ndim, &elements) ||
@@ -355,6 +357,13 @@ static size_t take_header(struct npy_array *a, const uint8_t *data, size_t len)
     return n;
 }
 
+static void end_pickle(struct npy_array *a)
+{
+    pickle_walker_free(a->pickle);
+    a->pickle = NULL;
+    report_free(&a->quiet);
+}
+
 size_t npy_array_feed(struct npy_array *a, const uint8_t *data, size_t len)
 {
     size_t used = 0;
@@ -370,9 +379,10 @@ size_t npy_array_feed(struct npy_array *a, const uint8_t *data, size_t len)
         case NPY_PICKLED:
             n = pickle_walker_feed(a->pickle, data + used, len - used);
             if (pickle_walker_state(a->pickle) != PICKLE_RUNNING) {
-                a->state = pickle_walker_state(a->pickle) == PICKLE_STOPPED ? NPY_DONE : NPY_FAILED;
-                pickle_walker_free(a->pickle);
-                a->pickle = NULL;
+                /* not a pickle after all: the rest is the array's, as for other dtypes */
+                a->state =
+                    pickle_walker_state(a->pickle) == PICKLE_STOPPED ? NPY_DONE : NPY_UNSIZED;
+                end_pickle(a);
             }
             break;
         case NPY_DATA:
@@ -402,11 +412,10 @@ bool npy_array_finish(struct npy_array *a)
     switch (a->state) {
     case NPY_DONE:
     case NPY_UNSIZED:
+    case NPY_PICKLED: /* ended before the pickle's STOP: taken as UNSIZED data would be */
         return true;
     case NPY_FAILED:
         return false;
-    case NPY_PICKLED:
-        return pickle_walker_finish(a->pickle); /* says where the data ended */
     case NPY_DATA:
         report_error(a->report,
                      "%s: data ended at byte %" PRIu64 ", %" PRIu64 " of %" PRIu64 " data bytes",
@@ -423,8 +432,7 @@ void npy_array_free(struct npy_array *a)
 {
     free(a->header);
     a->header = NULL;
-    pickle_walker_free(a->pickle);
-    a->pickle = NULL;
+    if (a->pickle) end_pickle(a);
 }
 
 /* ---- The "npy" parser: one stream, nothing after it --------------------------------- */

@@ -24,7 +24,7 @@ enum npy_state {
     NPY_HEADER,
     NPY_DATA,
     NPY_DONE,
-    NPY_PICKLED, /* an object array's data: a pickle, which ends at its STOP */
+    NPY_PICKLED, /* an object array's data: a pickle, which ends at its STOP (else as UNSIZED) */
     NPY_UNSIZED, /* data of a size the header does not give (structured): take the rest */
     NPY_FAILED,  /* reported why; takes the rest */
 };
@@ -43,6 +43,7 @@ struct npy_array {
     size_t header_len, header_have;
     struct tensor_head head;      /* a Fortran-order array's head in C order */
     struct pickle_walker *pickle; /* NPY_PICKLED */
+    struct report quiet;          /* where its findings go: they are not the record's */
     struct tensor_reader tensor;  /* last: it ends in a large buffer */
 };
 
