@@ -122,6 +122,42 @@ static bool raise_alert(struct alerting *a, struct log_writer *log, const cJSON 
     return ok;
 }
 
+/* Writes record o with the names of the alerts that fired, then their alert records. */
+static bool write_judged(struct alerting *a, struct log_writer *log, cJSON *o,
+                         const struct alert_list *alerts, long pid)
+{
+    if (alerts->count) {
+        cJSON *names = cJSON_CreateArray();
+        for (size_t i = 0; names && i < alerts->count; i++)
+            cJSON_AddItemToArray(names, cJSON_CreateString(alerts->items[i].rule));
+        if (names) record_json_add_alerts(o, names);
+    }
+    size_t len;
+    char *line = json_line(o, &len);
+    bool ok = line && log_write(log, line, len);
+    free(line);
+    for (size_t i = 0; i < alerts->count; i++)
+        ok = raise_alert(a, log, o, &alerts->items[i], pid) && ok;
+    return ok;
+}
+
+bool alerting_set(struct alerting *a, struct log_writer *log, const cJSON *set, long pid)
+{
+    cJSON *o = cJSON_Duplicate(set, true);
+    struct snapshot now = {0};
+    struct alert_list alerts = {0};
+    if (!o || !snapshot_from_record(o, &now)) {
+        cJSON_Delete(o);
+        return false;
+    }
+    alerts_evaluate(a->rules, o, &now, NULL, &alerts);
+    bool ok = write_judged(a, log, o, &alerts, pid);
+    snapshot_free(&now);
+    alert_list_free(&alerts);
+    cJSON_Delete(o);
+    return ok;
+}
+
 bool alerting_record(struct alerting *a, struct log_writer *log, const struct record *r)
 {
     cJSON *o = record_to_json(r);
@@ -135,18 +171,7 @@ bool alerting_record(struct alerting *a, struct log_writer *log, const struct re
     bool keyed =
         a->one_series ? snprintf(key, sizeof key, "inspect") > 0 : series_key(o, key, sizeof key);
     alerts_evaluate(a->rules, o, &now, keyed ? series_previous(a->series, key) : NULL, &alerts);
-    if (alerts.count) {
-        cJSON *names = cJSON_CreateArray();
-        for (size_t i = 0; names && i < alerts.count; i++)
-            cJSON_AddItemToArray(names, cJSON_CreateString(alerts.items[i].rule));
-        if (names) record_json_add_alerts(o, names);
-    }
-    size_t len;
-    char *line = json_line(o, &len);
-    bool ok = line && log_write(log, line, len);
-    free(line);
-    for (size_t i = 0; i < alerts.count; i++)
-        ok = raise_alert(a, log, o, &alerts.items[i], r->who.pid) && ok;
+    bool ok = write_judged(a, log, o, &alerts, r->who.pid);
     a->checkpoints++;
     a->incomplete += !r->complete;
     a->bytes += (double)r->bytes;

@@ -34,6 +34,9 @@ struct alerting *alerting_for_serving(const struct options *o, bool summary);
 /* Judges r and writes it, and its alerts, to log. Returns false when a line could not
  * be written. */
 bool alerting_record(struct alerting *a, struct log_writer *log, const struct record *r);
+/* Judges a set record (sets.h; no series: a set is compared with nothing) and writes it
+ * and its alerts to log. False when a line could not be written. */
+bool alerting_set(struct alerting *a, struct log_writer *log, const cJSON *set, long pid);
 /* A program wrote path, which matched no checkpoint glob (for the summary); as a
  * tracker's unmatched_fn, ctx is the alerting. */
 void alerting_unmatched_fn(void *ctx, const char *path);

@@ -281,9 +281,14 @@ static void rule_incomplete(const cJSON *record, struct alert_list *out)
 {
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(record, "complete"))) return;
     const cJSON *error = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(record, "errors"), 0);
+    const cJSON *missing = cJSON_GetObjectItemCaseSensitive(record, "missing"); /* a set's */
+    const cJSON *first = cJSON_GetArrayItem(missing, 0);
     double bytes = member_number(record, "bytes");
     char *message =
-        cJSON_IsString(error)
+        cJSON_IsString(first)
+            ? with_more(format("set incomplete: %.*s", 2 * NAME_SHOWN, first->valuestring),
+                        cJSON_GetArraySize(missing) - 1, "file")
+        : cJSON_IsString(error)
             ? format("incomplete at %.0f bytes: %.*s", bytes, 2 * NAME_SHOWN, error->valuestring)
             : format("incomplete at %.0f bytes: the writer stopped before the data ended", bytes);
     add_alert(out, "incomplete", SEVERITY_CRITICAL, NULL, 1, message);

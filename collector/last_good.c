@@ -5,7 +5,8 @@
  * holds what its newest record describes, so an older healthy record of that path
  * says nothing about what is on disk now. Of those, the newest that is complete,
  * carries no critical alert (nonfinite, incomplete) and whose file still has the
- * recorded size is printed. Exit 1 when there is none, so that a resume or rotation
+ * recorded size is printed. The files of a set (docs/sets.md) are judged by their set's
+ * record, never on their own. Exit 1 when there is none, so that a resume or rotation
  * script can test it: `ckpt=$(ckmon last-good) || start_from_scratch`.
  */
 #include <errno.h>
@@ -107,6 +108,26 @@ static bool intact(const struct entry *e)
     return S_ISREG(st.st_mode) && (e->bytes < 0 || (double)st.st_size == e->bytes);
 }
 
+/* Whether a file's record is one of a set's files (in its directory, or DeepSpeed's
+ * `latest` beside it): the set's verdict stands for it, good or torn. */
+static bool part_of_set(const struct scan *s, const struct entry *e)
+{
+    const char *slash = strrchr(e->path, '/');
+    size_t dir_len = slash ? (size_t)(slash - e->path) : 0;
+    bool latest = slash && !strcmp(slash + 1, "latest");
+    for (size_t i = 0; i < s->count && !e->is_set; i++) {
+        const struct entry *set = &s->entries[i];
+        size_t n = strlen(set->path);
+        const char *set_slash = strrchr(set->path, '/');
+        if (!set->is_set) continue;
+        if (!strncmp(e->path, set->path, n) && e->path[n] == '/') return true;
+        if (latest && set_slash && (size_t)(set_slash - set->path) == dir_len &&
+            !strncmp(e->path, set->path, dir_len))
+            return true;
+    }
+    return false;
+}
+
 static const struct entry *newest_good(struct scan *s)
 {
     const struct entry *best = NULL;
@@ -114,7 +135,7 @@ static const struct entry *newest_good(struct scan *s)
     for (size_t i = 0; i < s->count; i++) {
         const struct entry *e = &s->entries[i];
         bool last_of_path = i + 1 == s->count || strcmp(e->path, s->entries[i + 1].path);
-        if (!last_of_path || !e->good || !intact(e)) continue;
+        if (!last_of_path || !e->good || !intact(e) || part_of_set(s, e)) continue;
         int c = best ? strcmp(e->time, best->time) : 1;
         if (c > 0 || (c == 0 && e->order > best->order)) best = e;
     }

@@ -236,6 +236,7 @@ char *record_to_line(const struct record *r, size_t *len)
 void record_json_add_alerts(cJSON *o, cJSON *names)
 {
     cJSON *tensors = cJSON_GetObjectItemCaseSensitive(o, "tensors");
+    if (!tensors) tensors = cJSON_GetObjectItemCaseSensitive(o, "values"); /* a set record */
     if (!tensors) {
         cJSON_AddItemToObject(o, "alerts", names);
         return;

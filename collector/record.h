@@ -97,7 +97,7 @@ char *record_to_line(const struct record *r, size_t *len);
 /* Any JSON object as such a line. */
 char *json_line(const cJSON *o, size_t *len);
 /* Adds names (an array of rule names, taken over) to a record's JSON as its "alerts",
- * where the contract puts them: right after "tensors". */
+ * where the contract puts them: right after "tensors" (a set record's "values"). */
 void record_json_add_alerts(cJSON *o, cJSON *names);
 
 #endif

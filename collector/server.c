@@ -185,6 +185,18 @@ static void emit_to_log(void *ctx, const struct record *r)
         log_record(cfg->log, r);
 }
 
+static void emit_set_to_log(void *ctx, const cJSON *set, long pid)
+{
+    const struct server_config *cfg = ctx;
+    size_t len;
+    char *line = cfg->alerting ? NULL : json_line(set, &len);
+    if (cfg->alerting)
+        alerting_set(cfg->alerting, cfg->log, set, pid);
+    else if (line)
+        log_write(cfg->log, line, len);
+    free(line);
+}
+
 /* The peer's credentials, or false (with a line on stderr) when it is not our own user:
  * its records would land in our log under our name. */
 static bool peer_trusted(struct server *s, int fd, struct ucred *cred)
@@ -399,6 +411,7 @@ int server_run(const struct server_config *cfg)
 {
     struct server *s = calloc(1, sizeof *s);
     if (!s || !(s->tracker = tracker_new(emit_to_log, (void *)cfg)) ||
+        !tracker_set_sets(s->tracker, emit_set_to_log, (void *)cfg) ||
         !(s->polls = malloc(2 * sizeof *s->polls))) {
         fprintf(stderr, "ckmon: out of memory\n");
         if (s) tracker_free(s->tracker);

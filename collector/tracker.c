@@ -17,6 +17,7 @@
 #include "core/paths.h"
 #include "core/parsers/parser.h"
 #include "core/wire.h"
+#include "sets.h"
 
 #define TORN_REPARSE_MAX_BYTES (256LL << 20)
 
@@ -79,6 +80,8 @@ struct tracker {
     uint8_t *read_buffer;    /* for the adoption being parsed */
     const char *default_run; /* for agents whose hello names no run */
     unmatched_fn unmatched;  /* told of the files agents created that matched no glob */
+    struct sets *sets;       /* multi-file checkpoints (sets.h), or NULL */
+    int64_t now_us;          /* the time of the message or turn being handled */
     void *unmatched_ctx;
     struct tracker_counts counts;
 };
@@ -96,6 +99,11 @@ void tracker_set_unmatched(struct tracker *t, unmatched_fn fn, void *ctx)
     t->unmatched_ctx = ctx;
 }
 
+bool tracker_set_sets(struct tracker *t, set_emit_fn emit, void *ctx)
+{
+    return (t->sets = sets_new(emit, ctx)) != NULL;
+}
+
 struct tracker *tracker_new(record_emit_fn emit, void *ctx)
 {
     struct tracker *t = calloc(1, sizeof *t);
@@ -111,6 +119,7 @@ static void emit_and_free(struct tracker *t, struct record *r)
 {
     record_settle(r);
     t->emit(t->ctx, r);
+    sets_note(t->sets, r, t->now_us);
     record_free(r);
 }
 
@@ -161,6 +170,7 @@ void tracker_free(struct tracker *t)
         adoption_free(a);
     }
     free(t->read_buffer);
+    sets_free(t->sets);
     free(t);
 }
 
@@ -551,6 +561,7 @@ void tracker_message(struct tracker *t, struct tracker_conn *c, const char *data
                      int64_t now_us)
 {
     struct wire_message m;
+    t->now_us = now_us;
     enum wire_status status = wire_decode(data, len, &m);
     if (status == WIRE_OK && !handlers[m.kind](t, c, &m, now_us)) status = WIRE_MALFORMED;
     if (status == WIRE_MALFORMED)
@@ -575,18 +586,23 @@ void tracker_disconnect(struct tracker *t, struct tracker_conn *c, int64_t now_u
     char why[96];
     snprintf(why, sizeof why, "process %ld ended while the file was open", c->who.pid);
     if (c->exec_kept) finish_exec(t, c, now_us);
+    t->now_us = now_us;
     finish_open_files(t, c, now_us, why);
+    sets_process_ended(t->sets, c->who.pid, now_us);
     unlink_conn(t, c);
 }
 
 int64_t tracker_next_due(const struct tracker *t)
 {
     if (t->adoptions) return 0; /* at once: the next slice */
-    return t->pending ? t->pending->since_us + RENAME_WINDOW_US : -1;
+    int64_t pending = t->pending ? t->pending->since_us + RENAME_WINDOW_US : -1;
+    int64_t set = sets_next_due(t->sets);
+    return pending < 0 || (set >= 0 && set < pending) ? set : pending;
 }
 
 bool tracker_parse_adopted(struct tracker *t, int64_t now_us)
 {
+    t->now_us = now_us;
     struct adoption *a = t->adoptions;
     if (!a) return false;
     bool started = a->parser || start_adoption(t, a);
@@ -606,10 +622,12 @@ bool tracker_parse_adopted(struct tracker *t, int64_t now_us)
 
 void tracker_expire(struct tracker *t, int64_t now_us)
 {
+    t->now_us = now_us;
     /* A clock set back must not hold a record for longer than its window. */
     while (t->pending &&
            (now_us >= t->pending->since_us + RENAME_WINDOW_US || now_us < t->pending->since_us))
         emit_and_free(t, unlink_pending(t, &t->pending));
+    sets_expire(t->sets, now_us);
 }
 
 static void emit_pending(struct tracker *t)
@@ -620,6 +638,7 @@ static void emit_pending(struct tracker *t)
 
 void tracker_shutdown(struct tracker *t, int64_t now_us)
 {
+    t->now_us = now_us;
     for (struct tracker_conn *c = t->conns; c; c = c->next)
         finish_open_files(t, c, now_us, "still open when the collector stopped");
     /* Everything known is written before the adopted files are parsed, which can take
@@ -628,6 +647,7 @@ void tracker_shutdown(struct tracker *t, int64_t now_us)
     while (tracker_parse_adopted(t, now_us))
         emit_pending(t);
     emit_pending(t);
+    sets_shutdown(t->sets, now_us);
 }
 
 const struct tracker_counts *tracker_counts(const struct tracker *t)

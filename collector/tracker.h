@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "record.h"
+#include "sets.h"
 
 struct tracker;
 struct tracker_conn;
@@ -35,6 +36,9 @@ void tracker_set_run(struct tracker *t, const char *run);
  * few per process, said at its exit). */
 typedef void (*unmatched_fn)(void *ctx, const char *path);
 void tracker_set_unmatched(struct tracker *t, unmatched_fn fn, void *ctx);
+/* Groups the records into sets (sets.h), each finished set handed to emit; false when
+ * out of memory. */
+bool tracker_set_sets(struct tracker *t, set_emit_fn emit, void *ctx);
 /* Finishes nothing: call tracker_shutdown first to keep what is in progress. */
 void tracker_free(struct tracker *t);
 

@@ -27,6 +27,15 @@ const char *const default_checkpoint_globs[] = {
     "*checkpoint*/*.bin",
     "*ckpt*/*.json",
     "*ckpt*/*.bin",
+    /* multi-file checkpoints (docs/sets.md): DCP's shards and commit, HF indexes and
+     * the trainer's checkpoint-N/, DeepSpeed's global_stepN/ and its `latest` */
+    "*.distcp",
+    "*/.metadata",
+    "*.safetensors.index.json",
+    "*.bin.index.json",
+    "*/checkpoint-[0-9]*/*",
+    "*/global_step[0-9]*/*",
+    "*/latest",
     NULL,
 };
 
