@@ -164,7 +164,8 @@ void latest_add_line(struct latest *l, const char *line, size_t len)
     }
     struct record_labels labels;
     struct keeping counts = {l, NULL}; /* an alert's count: of its rule, not of a file */
-    if (cJSON_IsString(event) && !strcmp(event->valuestring, "checkpoint"))
+    if ((cJSON_IsString(event) && !strcmp(event->valuestring, "checkpoint")) ||
+        record_is_set(record))
         keep_checkpoint(l, record);
     else if (record_is_alert(record) && record_labels_get(record, &labels))
         metrics_for_record(record, &labels, keep_sample, &counts);

@@ -331,6 +331,41 @@ static void emit_alert(const cJSON *record, const struct record_labels *l, sampl
     emit(ctx, &s);
 }
 
+/* A set record (docs/sets.md): four samples labelled by its kind and its directory's
+ * name, digits replaced as in the file label. */
+static void emit_set(const cJSON *record, const struct record_labels *l, sample_fn emit, void *ctx)
+{
+    static const struct {
+        const char *metric, *member;
+    } numbers[] = {{"ckmon_set_bytes", "bytes"},
+                   {"ckmon_set_seconds", "seconds"},
+                   {"ckmon_set_files", "files"}};
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(record, "kind");
+    if (!cJSON_IsString(kind)) return;
+    struct sample s = {0};
+    s.labels[s.label_count++] = (struct label){"job", l->job};
+    s.labels[s.label_count++] = (struct label){"host", l->host};
+    if (l->run) s.labels[s.label_count++] = (struct label){"run", l->run};
+    s.labels[s.label_count++] = (struct label){"kind", kind->valuestring};
+    s.labels[s.label_count++] = (struct label){"set", l->file};
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(record, numbers[i].member);
+        if (!cJSON_IsNumber(v)) continue;
+        s.metric = numbers[i].metric;
+        s.value = v->valuedouble;
+        emit(ctx, &s);
+    }
+    s.metric = "ckmon_set_complete";
+    s.value = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(record, "complete")) ? 1 : 0;
+    emit(ctx, &s);
+}
+
+bool record_is_set(const cJSON *record)
+{
+    const cJSON *event = cJSON_GetObjectItemCaseSensitive(record, "event");
+    return cJSON_IsString(event) && !strcmp(event->valuestring, "set");
+}
+
 bool record_is_alert(const cJSON *record)
 {
     const cJSON *event = cJSON_GetObjectItemCaseSensitive(record, "event");
@@ -342,6 +377,10 @@ void metrics_for_record(const cJSON *record, const struct record_labels *labels,
 {
     if (record_is_alert(record)) {
         emit_alert(record, labels, emit, ctx);
+        return;
+    }
+    if (record_is_set(record)) {
+        emit_set(record, labels, emit, ctx);
         return;
     }
     emit_values(record, labels, emit, ctx);

@@ -64,6 +64,8 @@ void metrics_common_labels(struct sample *s, const struct record_labels *l);
 
 /* A scalar of values as a number: numbers, bools, and the strings of non-finite ones. */
 bool scalar_number(const cJSON *v, double *out);
+/* Whether a record is a set's (docs/sets.md); its samples are ckmon_set_*. */
+bool record_is_set(const cJSON *record);
 /* An alert record (CONTRACT.md "Alerts"): its one sample is ckmon_alerts_total. */
 bool record_is_alert(const cJSON *record);
 

@@ -52,6 +52,10 @@ with open(log) as f:
         if r["event"] == "alert":
             print(f"    ALERT {r['rule']} ({r['severity']}): {r['message']}")
             continue
+        if r["event"] == "set":
+            ok = "complete" if r["complete"] else "INCOMPLETE: " + "; ".join(r["missing"])
+            print(f"    set {os.path.relpath(r['path'], demo)} ({r['kind']}, {r['files']} files): {ok}")
+            continue
         v = r["values"]
         path = os.path.relpath(r["path"], demo)
         loss = v.get("loss", last_logged(v, "loss"))

@@ -52,8 +52,13 @@ def parse_lines(text):
 
 
 def parse_records(text):
-    """Every record but alerts, which follow the checkpoints they are about (parse_alerts)."""
-    return [r for r in parse_lines(text) if r.get("event") != "alert"]
+    """Every record but alerts, which follow the checkpoints they are about (parse_alerts),
+    and sets, which follow the files they consist of (parse_sets)."""
+    return [r for r in parse_lines(text) if r.get("event") not in ("alert", "set")]
+
+
+def parse_sets(text):
+    return [r for r in parse_lines(text) if r.get("event") == "set"]
 
 
 def parse_alerts(text):
@@ -68,6 +73,11 @@ def read_log(path):
 def read_alerts(path):
     path = Path(path)
     return parse_alerts(path.read_text()) if path.exists() else []
+
+
+def read_sets(path):
+    path = Path(path)
+    return parse_sets(path.read_text()) if path.exists() else []
 
 
 def now():

@@ -14,8 +14,12 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from ckmon_helpers import PYTHON, Collector, ckmon_args, clean_env, read_alerts
+from ckmon_helpers import (
+    AGENT, PYTHON, Collector, ckmon_args, clean_env, read_alerts, read_log, read_sets,
+)
+from sink_servers import free_port, request, wait_for
 
 DCP_WRITER = Path(__file__).with_name("dcp_writer.py")
 
@@ -36,8 +40,7 @@ def launcher(work):
     return [PYTHON, str(script)]
 
 
-def sets_in(records):
-    return [r for r in records if r["event"] == "set"]
+sets_in = read_sets
 
 
 def disk(directory):
@@ -69,7 +72,7 @@ def run_dcp(ckmon, work, world, *modes, env=None):
 def test_dcp_set_committed(ckmon, work):
     run, directory, side = run_dcp(ckmon, work, 3)
     assert run.returncode == 0, run.stderr
-    (s,) = sets_in(run.records)
+    (s,) = sets_in(work / "ckmon.jsonl")
     files, size = disk(directory)
     assert (s["path"], s["kind"], s["files"], s["bytes"]) == (str(directory), "dcp", 4, size)
     assert files == 4 and s["ranks"] == [0, 1, 2]
@@ -81,7 +84,7 @@ def test_dcp_set_committed(ckmon, work):
 
 def test_dcp_shard_truncated(ckmon, work):
     run, directory, side = run_dcp(ckmon, work, 3, "1=truncate")
-    (s,) = sets_in(run.records)
+    (s,) = sets_in(work / "ckmon.jsonl")
     short = (directory / "__1_0.distcp").stat().st_size
     needed = referenced_end(side, 1)
     assert short < needed
@@ -98,7 +101,7 @@ def test_dcp_rank_killed_mid_write(ckmon, work):
     run, directory, side = run_dcp(ckmon, work, 3, "2=die", env={"WAIT": "2"})
     assert run.returncode != 0
     assert not (directory / ".metadata").exists()
-    (s,) = sets_in(run.records)
+    (s,) = sets_in(work / "ckmon.jsonl")
     assert s["complete"] is False and s["alerts"] == ["incomplete"]
     assert s["ranks"] == [0, 1, 2]
     missing = " | ".join(s["missing"])
@@ -118,17 +121,17 @@ def test_two_hosts_share_the_directory(work):
         hosts.append(Collector(work / name))
     try:
         other = subprocess.Popen(launcher(work) + [str(directory), str(side), "4", "2,3", "3=truncate"],
-                                 env=clean_env(LD_PRELOAD=str(Path(ckmon_args()[0]).parent / "libckmon.so"),
-                                               CKMON_SOCKET=str(hosts[1].socket)))
+                                 env=clean_env(LD_PRELOAD=AGENT, CKMON_SOCKET=str(hosts[1].socket)))
         first = hosts[0].run(launcher(work) + [directory, side, "4", "0,1"], work)
         assert other.wait(timeout=120) == 0 and first.returncode == 0, first.stderr
         a, b = hosts[0].stop(), hosts[1].stop()
     finally:
         for h in hosts:
             h.kill()
-    assert sets_in(b) == []
+    assert sets_in(hosts[1].log) == []
     assert {r["rank"] for r in b if r["event"] == "checkpoint"} == {2, 3}
-    (s,) = sets_in(a)
+    (s,) = sets_in(hosts[0].log)
+    assert {r["rank"] for r in a if r["event"] == "checkpoint"} == {0, 1}
     files, size = disk(directory)
     assert s["ranks"] == [0, 1, 2, 3] and s["files"] == files == 5 and s["bytes"] == size
     short = (directory / "__3_0.distcp").stat().st_size
@@ -154,6 +157,7 @@ def write_safetensors(path, tensors):
 HF_WRITER = """
 import json, os, struct, sys
 import numpy as np
+import pytest
 sys.path.insert(0, %r)
 from test_sets import write_safetensors
 directory, shards, written = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -176,17 +180,13 @@ def test_hf_sharded(ckmon, work):
     good, torn = work / "models" / "good", work / "models" / "torn"
     assert ckmon.run(PYTHON, script, good, 3, 3).returncode == 0
     assert ckmon.run(PYTHON, script, torn, 3, 2).returncode == 0
-    sets = {s["path"]: s for s in sets_in(ckmon_records(work))}
+    sets = {s["path"]: s for s in sets_in(work / "ckmon.jsonl")}
     files, size = disk(good)
     assert sets[str(good)]["kind"] == "hf-sharded" and sets[str(good)]["complete"] is True
     assert (sets[str(good)]["files"], sets[str(good)]["bytes"]) == (files, size) == (4, size)
     assert sets[str(torn)]["complete"] is False
     assert sets[str(torn)]["missing"] == ["model-00003-of-00003.safetensors: absent"]
     assert last_good(work / "ckmon.jsonl") == (0, str(good))
-
-
-def ckmon_records(work):
-    return [json.loads(line) for line in (work / "ckmon.jsonl").read_text().splitlines()]
 
 
 DEEPSPEED = """
@@ -219,7 +219,7 @@ def test_deepspeed(ckmon, work):
     base = work / "run"
     run = ckmon.run(PYTHON, script, base)
     assert run.returncode == 0, run.stderr
-    (s,) = sets_in(run.records)
+    (s,) = sets_in(work / "ckmon.jsonl")
     files, size = disk(base / "global_step10")
     assert (s["path"], s["kind"], s["files"], s["bytes"]) == (str(base / "global_step10"), "deepspeed", 3, size)
     assert s["ranks"] == [0, 1] and s["complete"] is True and s["values"]["step"] == 10
@@ -229,6 +229,7 @@ TRAINER = """
 import json, os, sys, torch
 sys.path.insert(0, %r)
 import numpy as np
+import pytest
 from test_sets import write_safetensors
 d = os.path.join(sys.argv[1], "checkpoint-5")
 os.makedirs(d, exist_ok=True)
@@ -244,10 +245,42 @@ def test_hf_trainer(ckmon, work):
     script = work / "trainer.py"
     script.write_text(TRAINER)
     run = ckmon.run(PYTHON, script, work / "out", "commit")
-    (s,) = sets_in(run.records)
+    (s,) = sets_in(work / "ckmon.jsonl")
     assert s["kind"] == "hf-trainer" and s["complete"] is True, s
     assert s["values"]["global_step"] == 5 and s["files"] == 3
     run = ckmon.run(PYTHON, script, work / "died", "no")
-    s = sets_in(run.records)[-1]
+    s = sets_in(work / "ckmon.jsonl")[-1]
     assert s["path"] == str(work / "died" / "checkpoint-5")
     assert s["complete"] is False and s["missing"] == ["trainer_state.json: absent (the set was never committed)"]
+
+
+def test_set_metrics_scraped(work):
+    """/metrics carries ckmon_set_* for each set, labelled by kind and directory name."""
+    script = work / "hf.py"
+    script.write_text(HF_WRITER)
+    port, socket_path = free_port(), work / "c.sock"
+    collect = subprocess.Popen(
+        ckmon_args("collect", "--socket", socket_path, "--log", work / "ckmon.jsonl",
+                   "--listen", f"127.0.0.1:{port}"), cwd=work, env=clean_env(),
+        stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for("the collector", lambda: socket_path.exists() or collect.poll() is not None)
+        p = subprocess.run([PYTHON, str(script), str(work / "models" / "run7"), "2", "1"],
+                           env=clean_env(LD_PRELOAD=AGENT, CKMON_SOCKET=socket_path, CKMON_JOB="t"))
+        assert p.returncode == 0
+        wait_for("the set record", lambda: sets_in(work / "ckmon.jsonl"))
+        status, text = request("GET", f"http://127.0.0.1:{port}/metrics")
+    finally:
+        collect.terminate()
+        collect.communicate(timeout=60)
+    assert status == 200
+    files, size = disk(work / "models" / "run7")
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+               for line in text.splitlines() if line.startswith("ckmon_set_")}
+    labels = 'job="t",host="%s",kind="hf-sharded",set="runN"' % __import__("socket").gethostname()
+    run = read_log(work / "ckmon.jsonl")[0].get("run")
+    labels = labels.replace(',kind', f',run="{run}",kind') if run else labels
+    (s,) = sets_in(work / "ckmon.jsonl")
+    assert samples == {f"ckmon_set_bytes{{{labels}}}": size, f"ckmon_set_files{{{labels}}}": files,
+                       f"ckmon_set_complete{{{labels}}}": 0,
+                       f"ckmon_set_seconds{{{labels}}}": pytest.approx(s["seconds"], abs=1e-6)}
