@@ -14,7 +14,8 @@
 static const char *const command_names[] = {[COMMAND_RUN] = "run",
                                             [COMMAND_COLLECT] = "collect",
                                             [COMMAND_INSPECT] = "inspect",
-                                            [COMMAND_DOCTOR] = "doctor"};
+                                            [COMMAND_DOCTOR] = "doctor",
+                                            [COMMAND_TAIL] = "tail"};
 
 static const char main_help[] =
     "Usage: ckmon COMMAND [OPTIONS]\n"
@@ -28,11 +29,13 @@ static const char main_help[] =
     "                    run COMMAND with the agent and a collector, wait until\n"
     "                    every record is written, exit with COMMAND's status\n"
     "  collect [OPTIONS] run a collector in the foreground, for many programs\n"
-    "  inspect [OPTIONS] FILE...\n"
+    "  inspect [OPTIONS] FILE|DIR...\n"
     "                    parse existing files, print one record per file\n"
     "  doctor COMMAND [ARGS...]\n"
     "                    say whether the agent can monitor COMMAND, and if\n"
     "                    not, why (static, Go, setuid, ...)\n"
+    "  tail [--log FILE] [-f]\n"
+    "                    the log as a readable table; -f follows it\n"
     "\n"
     "  ckmon COMMAND --help   the options of one command\n"
     "  ckmon --version        print the version\n";
@@ -145,13 +148,18 @@ static const char collect_help[] =
     "  -h, --help             show this help\n" ENV_HELP;
 
 static const char inspect_help[] =
-    "Usage: ckmon inspect [OPTIONS] FILE...\n"
+    "Usage: ckmon inspect [OPTIONS] FILE|DIR...\n"
     "\n"
     "Parse existing checkpoint files with the agent's parsers and print one record\n"
     "per file to stdout (JSONL); a record's time is the file's modification time.\n"
-    "Exits 1 if a file could not be read. The environment is not consulted.\n"
+    "A directory stands for the files under it (recursively, in name order) that\n"
+    "the default --paths globs match. Exits 1 if a file could not be read. The\n"
+    "environment is not consulted.\n"
     "\n"
     "Options:\n" KEYS_HELP SAMPLE_HELP
+    "      --all              in a directory, every regular file, not only those\n"
+    "                         the default globs match\n"
+    "      --pretty           print the table of 'ckmon tail' instead of JSONL\n"
     "      --job NAME         the label in the records (default: inspect)\n"
     "  -h, --help             show this help\n";
 
@@ -171,10 +179,26 @@ static const char doctor_help[] =
     "Options:\n"
     "  -h, --help             show this help\n";
 
+static const char tail_help[] =
+    "Usage: ckmon tail [--log FILE] [-f]\n"
+    "\n"
+    "Print the log as a readable table: per checkpoint its path, format, whether it\n"
+    "is complete, its key values (step, epoch, loss, lr) and its tensors'\n"
+    "statistics; alert, set and load records one line each. On a terminal, alerts\n"
+    "and non-finite numbers are in colour unless NO_COLOR is set. With -f, keep\n"
+    "reading as the log grows; a log truncated or replaced (rotated) is read again\n"
+    "from its start. See docs/views.md.\n"
+    "\n"
+    "Options:\n"
+    "  -o, --log FILE         the log (default ./ckmon.jsonl, or CKMON_LOG)\n"
+    "  -f, --follow           wait for new records (the log may not exist yet)\n"
+    "  -h, --help             show this help\n";
+
 static const char *const command_help[] = {[COMMAND_RUN] = run_help,
                                            [COMMAND_COLLECT] = collect_help,
                                            [COMMAND_INSPECT] = inspect_help,
-                                           [COMMAND_DOCTOR] = doctor_help};
+                                           [COMMAND_DOCTOR] = doctor_help,
+                                           [COMMAND_TAIL] = tail_help};
 
 void show_help(enum command cmd)
 {
@@ -210,7 +234,8 @@ int main(int argc, char **argv)
     static int (*const commands[])(int, char **) = {[COMMAND_RUN] = cmd_run,
                                                     [COMMAND_COLLECT] = cmd_collect,
                                                     [COMMAND_INSPECT] = cmd_inspect,
-                                                    [COMMAND_DOCTOR] = cmd_doctor};
+                                                    [COMMAND_DOCTOR] = cmd_doctor,
+                                                    [COMMAND_TAIL] = cmd_tail};
     const char *name = argc > 1 ? argv[1] : NULL;
     if (!name) {
         fputs(main_help, stderr);

@@ -16,7 +16,15 @@
 #define DEFAULT_FLUSH_SEC 10.0
 #define DEFAULT_LOG_KEEP  5
 
-enum command { COMMAND_RUN, COMMAND_COLLECT, COMMAND_INSPECT, COMMAND_DOCTOR };
+enum command {
+    COMMAND_RUN,
+    COMMAND_COLLECT,
+    COMMAND_INSPECT,
+    COMMAND_DOCTOR,
+    COMMAND_TAIL,
+    COMMAND_DIFF,
+    COMMAND_REPORT
+};
 
 struct string_list {
     char **items;
@@ -44,8 +52,13 @@ struct options {
     unsigned long long log_max_bytes; /* --log-max-bytes, CKMON_LOG_MAX_BYTES; 0: never rotate */
     unsigned long log_keep;           /* --log-keep, CKMON_LOG_KEEP: rotated segments kept */
     bool stats;                       /* collect --stats: print the state dir's stats.json */
+    bool follow;                      /* tail -f/--follow */
+    bool pretty;                      /* inspect --pretty: the tail table instead of JSONL */
+    bool all_files;                   /* inspect --all: every file of a directory */
+    bool json;                        /* diff --json */
+    char *output;                     /* report -o/--output */
     bool help;
-    char **args; /* run: COMMAND and its arguments; inspect: the files */
+    char **args; /* run: COMMAND and its arguments; inspect, diff: the files */
     int arg_count;
 };
 
