@@ -11,11 +11,9 @@
 #include "core/paths.h"
 #include "cli.h"
 
-static const char *const command_names[] = {[COMMAND_RUN] = "run",
-                                            [COMMAND_COLLECT] = "collect",
-                                            [COMMAND_INSPECT] = "inspect",
-                                            [COMMAND_DOCTOR] = "doctor",
-                                            [COMMAND_TAIL] = "tail"};
+static const char *const command_names[] = {
+    [COMMAND_RUN] = "run",       [COMMAND_COLLECT] = "collect", [COMMAND_INSPECT] = "inspect",
+    [COMMAND_DOCTOR] = "doctor", [COMMAND_TAIL] = "tail",       [COMMAND_DIFF] = "diff"};
 
 static const char main_help[] =
     "Usage: ckmon COMMAND [OPTIONS]\n"
@@ -36,6 +34,8 @@ static const char main_help[] =
     "                    not, why (static, Go, setuid, ...)\n"
     "  tail [--log FILE] [-f]\n"
     "                    the log as a readable table; -f follows it\n"
+    "  diff [OPTIONS] A B\n"
+    "                    compare two checkpoint files tensor by tensor\n"
     "\n"
     "  ckmon COMMAND --help   the options of one command\n"
     "  ckmon --version        print the version\n";
@@ -194,11 +194,27 @@ static const char tail_help[] =
     "  -f, --follow           wait for new records (the log may not exist yet)\n"
     "  -h, --help             show this help\n";
 
-static const char *const command_help[] = {[COMMAND_RUN] = run_help,
-                                           [COMMAND_COLLECT] = collect_help,
-                                           [COMMAND_INSPECT] = inspect_help,
-                                           [COMMAND_DOCTOR] = doctor_help,
-                                           [COMMAND_TAIL] = tail_help};
+static const char diff_help[] =
+    "Usage: ckmon diff [OPTIONS] A B\n"
+    "\n"
+    "Compare two checkpoint files, of any formats ckmon reads, tensor by tensor:\n"
+    "tensors added or removed, shape and dtype changes, and for each common tensor\n"
+    "the largest absolute difference, the relative L2 difference |a-b|/|a| and how\n"
+    "many elements differ; values added, removed or changed. Memory stays bounded\n"
+    "whatever the files' sizes. Exits 0 when they hold the same, 1 when they\n"
+    "differ, 2 on trouble (a file unreadable or incomplete). See docs/views.md.\n"
+    "\n"
+    "Options:\n" KEYS_HELP
+    "      --sample FRACTION  compare only this fraction of each tensor, the blocks\n"
+    "                         the statistics read with the same --sample\n"
+    "                         (default 1: every element)\n"
+    "      --json             one JSON object instead of the table\n"
+    "  -h, --help             show this help\n";
+
+static const char *const command_help[] = {
+    [COMMAND_RUN] = run_help,         [COMMAND_COLLECT] = collect_help,
+    [COMMAND_INSPECT] = inspect_help, [COMMAND_DOCTOR] = doctor_help,
+    [COMMAND_TAIL] = tail_help,       [COMMAND_DIFF] = diff_help};
 
 void show_help(enum command cmd)
 {
@@ -231,11 +247,10 @@ int cli_parse(struct options *o, enum command cmd, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    static int (*const commands[])(int, char **) = {[COMMAND_RUN] = cmd_run,
-                                                    [COMMAND_COLLECT] = cmd_collect,
-                                                    [COMMAND_INSPECT] = cmd_inspect,
-                                                    [COMMAND_DOCTOR] = cmd_doctor,
-                                                    [COMMAND_TAIL] = cmd_tail};
+    static int (*const commands[])(int, char **) = {
+        [COMMAND_RUN] = cmd_run,         [COMMAND_COLLECT] = cmd_collect,
+        [COMMAND_INSPECT] = cmd_inspect, [COMMAND_DOCTOR] = cmd_doctor,
+        [COMMAND_TAIL] = cmd_tail,       [COMMAND_DIFF] = cmd_diff};
     const char *name = argc > 1 ? argv[1] : NULL;
     if (!name) {
         fputs(main_help, stderr);

@@ -61,6 +61,7 @@ bool tensor_reader_init(struct tensor_reader *tr, struct report *r, const char *
         return false;
     }
     tr->has_stats = true;
+    tr->taps = r->tap ? r : NULL;
     /* Outside (0, 1] (or NaN) the option means nothing sensible: read everything. */
     tr->sample = sample > 0 && sample < 1 ? sample : 1;
     if (!report_wants(r, name)) tr->sample = 0;
@@ -77,7 +78,7 @@ void tensor_reader_init_opaque(struct tensor_reader *tr, const char *name, const
 
 /* tensor.h's rule: block i is read when floor((i+1)*s) > floor(i*s), and block 0
  * always, because it holds the head. */
-static bool block_sampled(uint64_t block, double sample)
+bool tensor_block_sampled(uint64_t block, double sample)
 {
     if (sample >= 1) return true;
     if (sample <= 0) return false;
@@ -91,7 +92,7 @@ static bool block_sampled(uint64_t block, double sample)
 static size_t block_read_bytes(const struct tensor_reader *tr, uint64_t block)
 {
     if (!tr->has_stats || tr->sample <= 0) return 0;
-    if (!budget_active) return block_sampled(block, tr->sample) ? TENSOR_SAMPLE_BLOCK : 0;
+    if (!budget_active) return tensor_block_sampled(block, tr->sample) ? TENSOR_SAMPLE_BLOCK : 0;
     if (budget_allows(budget_active)) return TENSOR_SAMPLE_BLOCK;
     return block == 0 ? STATS_HEAD * dtype_size(tr->stats.dtype) : 0;
 }
@@ -110,6 +111,7 @@ size_t tensor_reader_feed(struct tensor_reader *tr, const uint8_t *data, size_t 
     uint64_t left = tr->nbytes - tr->consumed;
     size_t take = len < left ? len : (size_t)left;
     size_t done = 0;
+    if (tr->taps && take) tr->taps->tap(tr->taps->tap_ctx, tr, tr->consumed, data, take);
 
     while (done < take) {
         uint64_t block = tr->consumed / TENSOR_SAMPLE_BLOCK;

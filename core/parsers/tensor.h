@@ -42,6 +42,8 @@ struct tensor_reader {
     double sample;
     size_t block_read; /* bytes of the current sampling block the statistics read */
     struct tensor_stats stats;
+
+    const struct report *taps; /* the report whose tap sees the data, or NULL */
     /* Last, so that starting a tensor need not clear it: the current block's bytes so
      * far, when they came in pieces (offset consumed % TENSOR_SAMPLE_BLOCK). */
     uint8_t block[TENSOR_SAMPLE_BLOCK];
@@ -63,6 +65,8 @@ static inline bool tensor_reader_done(const struct tensor_reader *tr)
 {
     return tr->consumed >= tr->nbytes;
 }
+/* tensor.h's sampling rule: whether block i of a tensor's data is read with fraction s. */
+bool tensor_block_sampled(uint64_t block, double sample);
 /* Reports the tensor (and, for a 0-d tensor, its value under the same name). */
 void tensor_reader_report(const struct tensor_reader *tr, struct report *r);
 
