@@ -16,6 +16,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_tail(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 /* As execvp searches: a name with a '/' is used as it is, else each PATH entry in turn.
  * Returns 0 (the path in out), ENOENT when found nowhere, or why a match cannot run. */

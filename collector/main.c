@@ -13,7 +13,8 @@
 
 static const char *const command_names[] = {
     [COMMAND_RUN] = "run",       [COMMAND_COLLECT] = "collect", [COMMAND_INSPECT] = "inspect",
-    [COMMAND_DOCTOR] = "doctor", [COMMAND_TAIL] = "tail",       [COMMAND_DIFF] = "diff"};
+    [COMMAND_DOCTOR] = "doctor", [COMMAND_TAIL] = "tail",       [COMMAND_DIFF] = "diff",
+    [COMMAND_REPORT] = "report"};
 
 static const char main_help[] =
     "Usage: ckmon COMMAND [OPTIONS]\n"
@@ -36,6 +37,8 @@ static const char main_help[] =
     "                    the log as a readable table; -f follows it\n"
     "  diff [OPTIONS] A B\n"
     "                    compare two checkpoint files tensor by tensor\n"
+    "  report [--log FILE] [--job NAME] [-o FILE.html]\n"
+    "                    a self-contained HTML page of a run\n"
     "\n"
     "  ckmon COMMAND --help   the options of one command\n"
     "  ckmon --version        print the version\n";
@@ -211,10 +214,25 @@ static const char diff_help[] =
     "      --json             one JSON object instead of the table\n"
     "  -h, --help             show this help\n";
 
+static const char report_help[] =
+    "Usage: ckmon report [--log FILE] [--job NAME] [-o FILE.html]\n"
+    "\n"
+    "Write one self-contained HTML page about the run in the log: jobs, hosts and\n"
+    "ranks, values over steps, tensor statistics over the checkpoints with NaN/Inf\n"
+    "marked, sizes and write times, alerts. Charts are inline SVG drawn by ckmon;\n"
+    "the page loads nothing from elsewhere. See docs/views.md.\n"
+    "\n"
+    "Options:\n"
+    "      --log FILE         the log (default ./ckmon.jsonl, or CKMON_LOG)\n"
+    "      --job NAME         only the records of this job\n"
+    "  -o, --output FILE      the page (default ckmon-report.html; '-' is stdout)\n"
+    "  -h, --help             show this help\n";
+
 static const char *const command_help[] = {
     [COMMAND_RUN] = run_help,         [COMMAND_COLLECT] = collect_help,
     [COMMAND_INSPECT] = inspect_help, [COMMAND_DOCTOR] = doctor_help,
-    [COMMAND_TAIL] = tail_help,       [COMMAND_DIFF] = diff_help};
+    [COMMAND_TAIL] = tail_help,       [COMMAND_DIFF] = diff_help,
+    [COMMAND_REPORT] = report_help};
 
 void show_help(enum command cmd)
 {
@@ -250,7 +268,8 @@ int main(int argc, char **argv)
     static int (*const commands[])(int, char **) = {
         [COMMAND_RUN] = cmd_run,         [COMMAND_COLLECT] = cmd_collect,
         [COMMAND_INSPECT] = cmd_inspect, [COMMAND_DOCTOR] = cmd_doctor,
-        [COMMAND_TAIL] = cmd_tail,       [COMMAND_DIFF] = cmd_diff};
+        [COMMAND_TAIL] = cmd_tail,       [COMMAND_DIFF] = cmd_diff,
+        [COMMAND_REPORT] = cmd_report};
     const char *name = argc > 1 ? argv[1] : NULL;
     if (!name) {
         fputs(main_help, stderr);

@@ -92,8 +92,7 @@ static const char *text(const cJSON *obj, const char *name)
     return t ? t : "?";
 }
 
-/* The value for a key name: the exact key, else the last key ending in ".NAME". */
-static const cJSON *key_value(const cJSON *values, const char *name)
+const cJSON *table_key_value(const cJSON *values, const char *name)
 {
     const cJSON *found = NULL;
     size_t n = strlen(name);
@@ -114,7 +113,7 @@ static void print_values(FILE *out, const cJSON *values)
     for (size_t i = 0; i < KEY_COUNT; i++) {
         bool is_lr = !strcmp(key_names[i], "lr") || !strcmp(key_names[i], "learning_rate");
         if (is_lr && lr_shown) continue;
-        const cJSON *v = key_value(values, key_names[i]);
+        const cJSON *v = table_key_value(values, key_names[i]);
         if (!v || cJSON_IsObject(v) || cJSON_IsArray(v)) continue;
         fprintf(out, "  %s=%s", key_names[i], show(v, buf, sizeof buf));
         shown++;

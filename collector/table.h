@@ -23,6 +23,9 @@ struct table_style {
 
 /* Whether out should get colour: a terminal, and NO_COLOR unset or empty. */
 bool table_wants_color(FILE *out);
+/* The value for a key name in a record's values: the key itself, else the last key
+ * ending in ".NAME" (`optim.param_groups.0.lr`, a Trainer's newest `log_history.N.loss`). */
+const cJSON *table_key_value(const cJSON *values, const char *name);
 /* Prints one record (any event) to out. */
 void table_print(FILE *out, const cJSON *record, const struct table_style *style);
 

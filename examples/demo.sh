@@ -4,7 +4,7 @@
 # Runs examples/train.py (an ordinary training loop with no ckmon in it) under
 # `build/ckmon run` in a scratch directory, never the repository, then shows the log with
 # `ckmon tail`: one line per checkpoint (path, format, epoch, loss, learning rate) and each
-# tensor's statistics.
+# tensor's statistics; `ckmon report` writes the run's charts to report.html beside the log.
 # Usage: examples/demo.sh [DIR]   (default: a new directory under $TMPDIR or /tmp)
 # Exits non-zero when training fails or no record was written.
 set -eu
@@ -28,6 +28,10 @@ fi
 echo
 echo "== what ckmon recorded"
 (cd "$demo" && "$repo/build/ckmon" tail --log "$log")
+
+echo
+"$repo/build/ckmon" report --log "$log" -o "$demo/report.html"
+echo "== a page with charts of the run: $demo/report.html"
 
 echo
 echo "== the full records: $log"

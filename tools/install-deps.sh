@@ -7,7 +7,8 @@ PACKAGES="gcc make pkg-config libelf-dev libcurl4-openssl-dev libcjson-dev zlib1
 libcmocka-dev python3 python3-pytest python3-numpy python3-torch
 musl-tools libcap2-bin dataurl golang-petname
 prometheus-pushgateway victoria-metrics influxdb
-strace valgrind util-linux"
+strace valgrind util-linux
+chromium"
 # `make fuzz` sets FUZZING=1: clang and libFuzzer only then, not for every `make test`.
 [ -n "$FUZZING" ] && PACKAGES="$PACKAGES clang libclang-rt-14-dev"
 missing=""
