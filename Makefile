@@ -39,7 +39,7 @@ endif
 CORE_SRC      := $(wildcard core/*.c core/parsers/*.c)
 AGENT_SRC     := $(wildcard agent/*.c)
 COLLECTOR_SRC := $(wildcard collector/*.c collector/sinks/*.c)
-COLLECTOR_LIB_SRC := $(filter-out collector/main.c,$(COLLECTOR_SRC))
+COLLECTOR_LIB_SRC := $(filter-out collector/ckmon.c,$(COLLECTOR_SRC))
 UNIT_SRC      := $(wildcard tests/unit/test_*.c)
 PROGRAM_SRC   := $(wildcard tests/programs/*.c)
 
@@ -69,7 +69,7 @@ $(CORE_LIB): $(call obj,$(CORE_SRC))
 $(COLL_LIB): $(call obj,$(COLLECTOR_LIB_SRC))
 	@rm -f $@; ar rcs $@ $^
 
-$(CLI): $(call obj,collector/main.c) $(COLL_LIB) $(CORE_LIB)
+$(CLI): $(call obj,collector/ckmon.c) $(COLL_LIB) $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_COLLECTOR)
 
 $(BUILD)/tests/%: tests/unit/%.c $(COLL_LIB) $(CORE_LIB)
@@ -89,7 +89,7 @@ deps:
 check-layout: all
 	@$(PYTHON) tools/check-layout.py $(BUILD)
 
-unit: all $(UNIT_BIN) fuzzers
+unit: check-layout $(UNIT_BIN) fuzzers
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 	@$(MAKE) --no-print-directory regress
 

@@ -14,9 +14,8 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "core/jsontext.h"
-#include "sys.h"
 #include "core/wire.h"
+#include "sys.h"
 
 #define RECONNECT_INTERVAL_NS 1000000000LL
 
@@ -63,28 +62,27 @@ static bool send_packet(const char *data, size_t len)
 
 static void send_hello(void)
 {
-    cJSON *hello = cJSON_CreateObject();
-    cJSON_AddStringToObject(hello, "t", "hello");
-    cJSON_AddNumberToObject(hello, "pid", (double)getpid());
-    cJSON_AddStringToObject(hello, "program", agent_config.program);
-    cJSON_AddStringToObject(hello, "host", agent_config.host);
-    cJSON_AddStringToObject(hello, "job", agent_config.job);
-    if (agent_config.has_rank) cJSON_AddNumberToObject(hello, "rank", (double)agent_config.rank);
-    if (agent_config.has_local_rank)
-        cJSON_AddNumberToObject(hello, "local_rank", (double)agent_config.local_rank);
-    if (agent_config.has_world_size)
-        cJSON_AddNumberToObject(hello, "world_size", (double)agent_config.world_size);
-    cJSON_AddNumberToObject(hello, "sample", agent_config.parse.sample);
-    /* Messages lost while no collector listened or the queue was full: said once. */
-    if (dropped) cJSON_AddNumberToObject(hello, "dropped", (double)dropped);
+    const struct agent_config *c = &agent_config;
+    struct wire_message m = {
+        .kind = WIRE_HELLO,
+        .hello = {.pid = getpid(),
+                  .program = c->program,
+                  .host = c->host,
+                  .job = c->job,
+                  .run = c->run[0] ? c->run : NULL,
+                  .rank = c->has_rank ? c->rank : WIRE_ABSENT,
+                  .local_rank = c->has_local_rank ? c->local_rank : WIRE_ABSENT,
+                  .world_size = c->has_world_size ? c->world_size : WIRE_ABSENT,
+                  .sample = c->parse.sample,
+                  /* Messages lost while no collector listened or the queue was full:
+                   * said once. */
+                  .dropped = (int64_t)dropped,
+                  .keys = c->keys.patterns,
+                  .key_count = c->keys.count}};
     dropped = 0;
-    cJSON *keys = cJSON_AddArrayToObject(hello, "keys");
-    for (size_t i = 0; keys && i < agent_config.keys.count; i++)
-        cJSON_AddItemToArray(keys, cJSON_CreateString(agent_config.keys.patterns[i]));
-    char *text = json_print_wire(hello);
-    if (text) send_packet(text, strlen(text));
-    free(text);
-    cJSON_Delete(hello);
+    struct strbuf text = {.limit = WIRE_MAX_MESSAGE};
+    if (wire_encode(&m, &text)) send_packet(text.s, text.len);
+    free(text.s);
 }
 
 /* Only a collector run by our own user (or root) gets the program's findings: another
@@ -145,23 +143,22 @@ static void enqueue(const char *data, size_t len)
     queue_bytes += len;
 }
 
-void channel_send(const cJSON *msg)
+void channel_send(const struct wire_message *m)
 {
-    char *text = json_print_wire(msg);
-    if (!text) return;
-    size_t len = strlen(text);
+    struct strbuf text = {.limit = WIRE_MAX_MESSAGE};
+    bool encoded = wire_encode(m, &text);
     int saved = errno;
     pthread_mutex_lock(&channel_lock);
     connection_intact();
     connect_if_needed();
     drain_queue();
-    if (len > WIRE_MAX_MESSAGE)
+    if (!encoded) /* over WIRE_MAX_MESSAGE, or no memory */
         dropped++;
-    else if (queue_head || conn_fd < 0 || !send_packet(text, len))
-        enqueue(text, len);
+    else if (queue_head || conn_fd < 0 || !send_packet(text.s, text.len))
+        enqueue(text.s, text.len);
     pthread_mutex_unlock(&channel_lock);
     errno = saved;
-    free(text);
+    free(text.s);
 }
 
 static bool owned_in(unsigned first, unsigned last)

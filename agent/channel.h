@@ -11,12 +11,12 @@
 
 #include <stdbool.h>
 
-#include <cjson/cJSON.h>
+#include "core/wire.h"
 
 #define CHANNEL_QUEUE_BYTES (4u << 20)
 
-/* Serialises and sends one message (the caller keeps ownership of msg). */
-void channel_send(const cJSON *msg);
+/* Encodes and sends one message (core/wire.h); the caller keeps what m points to. */
+void channel_send(const struct wire_message *m);
 /* The program is about to close or replace descriptors first..last: if the channel's is
  * among them, forget it (the program closes it) and reconnect at the next message. */
 void channel_yield_fds(unsigned first, unsigned last);

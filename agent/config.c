@@ -83,7 +83,8 @@ void config_load(void)
         double s = strtod(sample, &end);
         if (*end == '\0' && s > 0 && s <= 1) c->parse.sample = s;
     }
-    /* An explicit sample is what the user asked for; otherwise the budget decides. */
+    /* An explicit sample is what the user asked for; otherwise the budget is the safety
+     * net (budget.h). */
     c->budget_percent = 0;
     if (!sample || !*sample) {
         c->budget_percent = DEFAULT_BUDGET_PERCENT;
@@ -93,6 +94,10 @@ void config_load(void)
     extern char *program_invocation_short_name;
     copy_truncated(c->program, sizeof c->program, program_invocation_short_name);
     copy_env(c->job, sizeof c->job, "CKMON_JOB", c->program);
+    /* The run: what ckmon run or the user chose, else the launcher's id of this job. */
+    static const char *const run_names[] = {"CKMON_RUN_ID", "SLURM_JOB_ID", "TORCHELASTIC_RUN_ID"};
+    for (size_t i = 0; i < sizeof run_names / sizeof run_names[0] && !c->run[0]; i++)
+        copy_env(c->run, sizeof c->run, run_names[i], "");
     struct utsname u;
     snprintf(c->host, sizeof c->host, "%s", uname(&u) == 0 ? u.nodename : "unknown");
     load_rank();

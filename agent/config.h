@@ -4,8 +4,9 @@
  * CKMON_KEYS     ':'-separated fnmatch globs for value/tensor names (default: all)
  * CKMON_SOCKET   the collector's socket (default /tmp/ckmon-<uid>.sock)
  * CKMON_JOB      the job label (default: this program's name)
+ * CKMON_RUN_ID, SLURM_JOB_ID, TORCHELASTIC_RUN_ID   the run label: the first one set
  * CKMON_SAMPLE   fraction of each tensor's bytes statistics read (default below)
- * CKMON_BUDGET   overhead budget in percent (budget.h); ignored when CKMON_SAMPLE is set
+ * CKMON_BUDGET   the safety net, in percent (budget.h); ignored when CKMON_SAMPLE is set
  * RANK, SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK   the process's rank, first found
  * LOCAL_RANK, SLURM_LOCALID, OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID   its rank on this host
  * WORLD_SIZE, SLURM_NTASKS, OMPI_COMM_WORLD_SIZE, PMI_SIZE   how many ranks the job has
@@ -29,6 +30,7 @@ struct agent_config {
     double budget_percent; /* 0: no budget (an explicit sample was given) */
     char program[256];
     char job[256];
+    char run[256]; /* "" when no launcher named the run */
     char host[256];
     bool has_rank, has_local_rank, has_world_size;
     long rank, local_rank, world_size;

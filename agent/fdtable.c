@@ -1,4 +1,4 @@
-/* fdtable.c — the descriptor → tracked file table. */
+/* fdtable.c — the descriptor → tracked file table (see fdtable.h). */
 #include "fdtable.h"
 
 #include <pthread.h>
@@ -6,8 +6,6 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#include "tracked.h"
 
 #define MAX_SLOTS (1u << 20)
 
@@ -40,43 +38,34 @@ void fdtable_unlock(void)
     pthread_mutex_unlock(&table_lock);
 }
 
-struct tracked *fdtable_acquire(int fd)
+struct tracked *fdtable_get(int fd)
 {
-    if ((unsigned)fd >= fd_capacity) return NULL;
-    fdtable_lock();
-    struct tracked *t = fd_slots[fd];
-    if (t) t->refs++;
-    fdtable_unlock();
-    return t;
+    return (unsigned)fd < fd_capacity ? fd_slots[fd] : NULL;
 }
 
-struct tracked *fdtable_put(int fd, struct tracked *t)
+struct tracked *fdtable_set(int fd, struct tracked *t)
 {
     if ((unsigned)fd >= fd_capacity) return NULL;
-    fdtable_lock();
     struct tracked *old = fd_slots[fd];
-    t->refs++;
-    if (!old) __atomic_add_fetch(&fd_tracked_count, 1, __ATOMIC_RELAXED);
-    if ((unsigned)fd >= fd_high_water) fd_high_water = (unsigned)fd + 1;
+    if (!old && t) __atomic_add_fetch(&fd_tracked_count, 1, __ATOMIC_RELAXED);
+    if (old && !t) __atomic_sub_fetch(&fd_tracked_count, 1, __ATOMIC_RELAXED);
+    if (t && (unsigned)fd >= fd_high_water) fd_high_water = (unsigned)fd + 1;
     __atomic_store_n(&fd_slots[fd], t, __ATOMIC_RELEASE);
-    fdtable_unlock();
     return old;
-}
-
-struct tracked *fdtable_take(int fd)
-{
-    if ((unsigned)fd >= fd_capacity) return NULL;
-    fdtable_lock();
-    struct tracked *t = fd_slots[fd];
-    if (t) {
-        __atomic_store_n(&fd_slots[fd], NULL, __ATOMIC_RELEASE);
-        __atomic_sub_fetch(&fd_tracked_count, 1, __ATOMIC_RELAXED);
-    }
-    fdtable_unlock();
-    return t;
 }
 
 void fdtable_after_fork_child(void)
 {
     pthread_mutex_init(&table_lock, NULL);
+}
+
+unsigned fdtable_repoint(const struct tracked *from, struct tracked *to)
+{
+    unsigned n = 0;
+    for (unsigned fd = 0; fd < fd_high_water; fd++)
+        if (fd_slots[fd] == from) {
+            fdtable_set((int)fd, to);
+            n++;
+        }
+    return n;
 }

@@ -2,8 +2,9 @@
  *
  * One slot per possible descriptor (up to the process's hard RLIMIT_NOFILE, capped),
  * in an anonymous mapping so untouched pages cost nothing. A write to a descriptor
- * that is not tracked costs a bounds check and one load — the whole fast path. Slots
- * hold a counted reference to the tracked file; descriptors made by dup share one.
+ * that is not tracked costs a bounds check and one load — the whole fast path. The table
+ * only maps descriptors to files; descriptors made by dup share one file, and what a
+ * slot's reference means (counting, releasing) is tracked.c's.
  */
 #ifndef CKMON_FDTABLE_H
 #define CKMON_FDTABLE_H
@@ -24,17 +25,19 @@ static inline bool fd_is_tracked(int fd)
 }
 
 void fdtable_init(void);
-/* A new reference to the file behind fd, or NULL. Callers release it with tracked_release. */
-struct tracked *fdtable_acquire(int fd);
-/* Points fd at t (taking a new reference) and returns the reference that was in the
- * slot (the caller releases it), or NULL. */
-struct tracked *fdtable_put(int fd, struct tracked *t);
-/* Empties the slot and hands its reference to the caller (NULL if it was empty). */
-struct tracked *fdtable_take(int fd);
-/* The lock that guards slot changes and reference counts. */
+/* The lock that guards slot changes (and, for tracked.c, reference counts). */
 void fdtable_lock(void);
 void fdtable_unlock(void);
-/* After fork in the child: a fresh lock; the slots stay as the parent left them. */
+/* With the lock held: the file behind fd, or NULL. */
+struct tracked *fdtable_get(int fd);
+/* With the lock held: points fd at t (NULL empties the slot) and returns what the slot
+ * held. A descriptor beyond the table is never tracked: NULL, and nothing changes. */
+struct tracked *fdtable_set(int fd, struct tracked *t);
+/* After fork in the child, before anything else runs: a fresh lock; the slots stay as
+ * the parent left them. */
 void fdtable_after_fork_child(void);
+/* Then: every slot that leads to from leads to to instead (NULL empties it); returns
+ * how many did, the references to's owner must count. */
+unsigned fdtable_repoint(const struct tracked *from, struct tracked *to);
 
 #endif

@@ -29,6 +29,7 @@
 #define FINDINGS_PER_MESSAGE (WIRE_MAX_MESSAGE / 2) /* serialised bytes, with headroom */
 #define RECENT_CLOSED        32
 #define PROGRESS_INTERVAL_NS 250000000LL
+#define EXEC_KEPT_MAX        128 /* more than the descriptor list of wrap_exec.c holds */
 
 static bool initialized;
 static pid_t agent_pid; /* the process whose files the tables describe */
@@ -53,30 +54,74 @@ static bool foreign_process(void)
     return syscall(SYS_getpid) != agent_pid;
 }
 
-/* ---- messages ---------------------------------------------------------------------- */
+/* ---- references ---------------------------------------------------------------------- */
 
-static cJSON *message(const char *type, const struct tracked *t)
+/* A tracked file is referenced by each descriptor slot that leads to it and by each call
+ * between acquiring and releasing it; the counts change under the fd table's lock. */
+
+/* A new reference to the file behind fd, or NULL. Released with tracked_release. */
+static struct tracked *acquire(int fd)
 {
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "t", type);
-    cJSON_AddNumberToObject(m, "id", (double)t->id);
-    return m;
+    fdtable_lock();
+    struct tracked *t = fdtable_get(fd);
+    if (t) t->refs++;
+    fdtable_unlock();
+    return t;
 }
 
-static cJSON *data_message(const struct tracked *t)
+/* Points fd at t with a new reference, and returns the reference that was in the slot
+ * (the caller releases it), or NULL. */
+static struct tracked *put(int fd, struct tracked *t)
 {
-    cJSON *m = message("data", t);
-    cJSON_AddNumberToObject(m, "bytes", (double)t->streamed);
-    cJSON_AddNumberToObject(m, "writes", (double)t->writes);
-    cJSON_AddStringToObject(m, "format", t->parser->format);
-    return m;
+    if ((unsigned)fd >= fd_capacity) return NULL;
+    fdtable_lock();
+    t->refs++;
+    struct tracked *old = fdtable_set(fd, t);
+    fdtable_unlock();
+    return old;
+}
+
+/* Empties fd's slot and hands its reference to the caller (NULL if it was empty). */
+static struct tracked *take(int fd)
+{
+    fdtable_lock();
+    struct tracked *t = fdtable_set(fd, NULL);
+    fdtable_unlock();
+    return t;
+}
+
+/* ---- messages ---------------------------------------------------------------------- */
+
+static struct wire_message data_message(const struct tracked *t)
+{
+    return (struct wire_message){.kind = WIRE_DATA,
+                                 .data = {.id = (int64_t)t->id,
+                                          .bytes = (int64_t)t->streamed,
+                                          .writes = (int64_t)t->writes,
+                                          .format = t->parser->format}};
+}
+
+static void delete_children(cJSON *container)
+{
+    while (container && container->child)
+        cJSON_Delete(cJSON_DetachItemViaPointer(container, container->child));
+}
+
+/* Sends a data message and empties its findings' containers for the next one. */
+static void send_and_empty(struct wire_message *m)
+{
+    channel_send(m);
+    delete_children(m->data.values);
+    delete_children(m->data.tensors);
+    delete_children(m->data.errors);
 }
 
 /* Moves the items of found (values object, tensors and errors arrays) into data messages
  * small enough for one packet each. */
 static void send_findings(const struct tracked *t, cJSON *found)
 {
-    cJSON *msg = data_message(t);
+    struct wire_message msg = data_message(t);
+    cJSON **into[3] = {&msg.data.values, &msg.data.tensors, &msg.data.errors};
     size_t size = 0;
     static const char *const parts[] = {"values", "tensors", "errors"};
     for (size_t p = 0; p < 3; p++) {
@@ -85,25 +130,20 @@ static void send_findings(const struct tracked *t, cJSON *found)
             cJSON *item = cJSON_DetachItemViaPointer(from, from->child);
             size_t item_size = json_text_bound(item) + 1;
             if (size > 0 && size + item_size > FINDINGS_PER_MESSAGE) {
-                channel_send(msg);
-                cJSON_Delete(msg);
-                msg = data_message(t);
+                send_and_empty(&msg);
                 size = 0;
             }
-            cJSON *into = cJSON_GetObjectItemCaseSensitive(msg, parts[p]);
-            if (!into) {
-                into = p == 0 ? cJSON_CreateObject() : cJSON_CreateArray();
-                cJSON_AddItemToObject(msg, parts[p], into);
-            }
+            if (!*into[p]) *into[p] = p == 0 ? cJSON_CreateObject() : cJSON_CreateArray();
             if (p == 0)
-                cJSON_AddItemToObject(into, item->string, item);
+                cJSON_AddItemToObject(*into[p], item->string, item);
             else
-                cJSON_AddItemToArray(into, item);
+                cJSON_AddItemToArray(*into[p], item);
             size += item_size;
         }
     }
-    channel_send(msg);
-    cJSON_Delete(msg);
+    channel_send(&msg);
+    for (size_t p = 0; p < 3; p++)
+        cJSON_Delete(*into[p]);
 }
 
 static void send_pending_findings(struct tracked *t)
@@ -127,9 +167,8 @@ static void send_progress(struct tracked *t)
     t->progress_ns = now;
     t->format_sent = t->parser->format;
     if (report_pending(&t->report)) return send_pending_findings(t);
-    cJSON *m = data_message(t);
-    channel_send(m);
-    cJSON_Delete(m);
+    struct wire_message m = data_message(t);
+    channel_send(&m);
 }
 
 /* ---- open ---------------------------------------------------------------------------- */
@@ -150,7 +189,10 @@ static struct tracked *new_tracked(const char *abs_path, bool append)
     t->open_ns = monotonic_ns();
     t->append = append;
     report_init(&t->report, &agent_config.keys);
-    t->parser = parser_detect_new(abs_path, &t->report, &agent_config.parse);
+    budget_init(&t->budget, agent_config.budget_percent, monotonic_ns);
+    t->parse = agent_config.parse;
+    if (agent_config.budget_percent > 0) t->parse.budget = &t->budget;
+    t->parser = parser_detect_new(abs_path, &t->report, &t->parse);
     if (!t->parser) {
         report_free(&t->report);
         free(t);
@@ -158,18 +200,15 @@ static struct tracked *new_tracked(const char *abs_path, bool append)
     }
     t->format_sent = t->parser->format;
     t->progress_ns = t->open_ns;
-    budget_init(&t->budget, agent_config.budget_percent, monotonic_ns);
     return t;
 }
 
 static void announce(struct tracked *t)
 {
     t->unannounced = false;
-    cJSON *m = message("open", t);
-    cJSON_AddStringToObject(m, "path", t->path);
-    cJSON_AddNumberToObject(m, "time_us", (double)t->open_us);
-    channel_send(m);
-    cJSON_Delete(m);
+    struct wire_message m = {
+        .kind = WIRE_OPEN, .open = {.id = (int64_t)t->id, .path = t->path, .time_us = t->open_us}};
+    channel_send(&m);
 }
 
 static struct tracked *track(int fd, const char *abs_path, bool append)
@@ -182,7 +221,7 @@ static struct tracked *track(int fd, const char *abs_path, bool append)
     live = t;
     fdtable_unlock();
     announce(t);
-    struct tracked *stale = fdtable_put(fd, t);
+    struct tracked *stale = put(fd, t);
     if (stale) tracked_release(stale, -1);
     return t;
 }
@@ -239,7 +278,6 @@ static struct tracked *enter_acquired(struct tracked *t)
         return NULL;
     }
     pthread_mutex_lock(&t->lock);
-    if (agent_config.budget_percent > 0) t->enter_ns = monotonic_ns();
     return t;
 }
 
@@ -247,7 +285,7 @@ struct tracked *tracked_enter_slow(int fd)
 {
     if (agent_busy || foreign_process()) return NULL;
     agent_busy = true;
-    return enter_acquired(fdtable_acquire(fd));
+    return enter_acquired(acquire(fd));
 }
 
 /* The stream whose FILE lock this thread took in tracked_enter_stream, until it leaves. */
@@ -297,15 +335,6 @@ static void feed_at(struct tracked *t, unsigned long long offset, const void *bu
     t->streamed = end;
 }
 
-/* Under a budget, the write call's time (from tracked_enter) is what the statistics
- * of its n bytes may take a share of; the parsing that follows runs against it. */
-static void budget_enter(struct tracked *t, size_t n)
-{
-    if (agent_config.budget_percent <= 0) return;
-    budget_wrote(&t->budget, monotonic_ns() - t->enter_ns, n);
-    budget_active = &t->budget;
-}
-
 static unsigned long long write_offset(struct tracked *t, long long offset)
 {
     if (offset != AT_POSITION) return (unsigned long long)offset;
@@ -324,9 +353,7 @@ void tracked_wrote(struct tracked *t, long long offset, const void *buf, ssize_t
     if (t->unannounced) announce(t);
     t->writes++;
     if (n > 0) {
-        budget_enter(t, (size_t)n);
         feed_at(t, write_offset(t, offset), buf, (size_t)n);
-        budget_active = NULL;
         wrote_done(t, offset, n);
     }
     errno = saved;
@@ -342,14 +369,12 @@ void tracked_wrotev(struct tracked *t, long long offset, const struct iovec *iov
     if (n > 0) {
         unsigned long long at = write_offset(t, offset);
         size_t left = (size_t)n;
-        budget_enter(t, (size_t)n);
         for (int i = 0; i < iovcnt && left > 0; i++) {
             size_t len = iov[i].iov_len < left ? iov[i].iov_len : left;
             feed_at(t, at, iov[i].iov_base, len);
             at += len;
             left -= len;
         }
-        budget_active = NULL;
         wrote_done(t, offset, n);
     }
     errno = saved;
@@ -382,9 +407,9 @@ void tracked_duplicated(int oldfd, int newfd)
     if (oldfd == newfd || agent_busy || !fd_is_tracked(oldfd) || foreign_process()) return;
     int saved = errno;
     agent_busy = true;
-    struct tracked *t = fdtable_acquire(oldfd);
+    struct tracked *t = acquire(oldfd);
     if (t) {
-        struct tracked *stale = fdtable_put(newfd, t);
+        struct tracked *stale = put(newfd, t);
         if (stale) tracked_release(stale, -1);
         tracked_release(t, -1);
     }
@@ -419,10 +444,9 @@ static bool closed_recently(const char *path)
  * file (it may be open write-only, or already unlinked). */
 static bool reparse(struct tracked *t, int fd, const char **format)
 {
-    cJSON *reset = data_message(t);
-    cJSON_AddBoolToObject(reset, "reset", true);
-    channel_send(reset);
-    cJSON_Delete(reset);
+    struct wire_message reset = data_message(t);
+    reset.data.reset = true;
+    channel_send(&reset);
 
     char link[40];
     int rfd = -1;
@@ -438,7 +462,7 @@ static bool reparse(struct tracked *t, int fd, const char **format)
                      strerror(errno));
         return false;
     }
-    bool complete = parse_fd(rfd, t->path, &t->report, &agent_config.parse, format);
+    bool complete = parse_fd(rfd, t->path, &t->report, &t->parse, format);
     raw_close(rfd);
     return complete;
 }
@@ -461,19 +485,18 @@ static void finalize(struct tracked *t, int fd)
     }
     send_pending_findings(t);
 
-    cJSON *m = message("close", t);
-    cJSON_AddNumberToObject(m, "time_us", (double)realtime_us());
-    cJSON_AddStringToObject(m, "path", t->path);
-    if (t->written_as[0]) cJSON_AddStringToObject(m, "written_as", t->written_as);
-    cJSON_AddStringToObject(m, "format", format);
-    cJSON_AddNumberToObject(m, "bytes",
-                            (double)(size >= 0 ? (unsigned long long)size : t->streamed));
-    cJSON_AddNumberToObject(m, "writes", (double)t->writes);
-    cJSON_AddNumberToObject(m, "seconds", (double)(monotonic_ns() - t->open_ns) / 1e9);
-    cJSON_AddBoolToObject(m, "complete", complete);
-    cJSON_AddStringToObject(m, "parsed", reread ? "reread" : "stream");
-    channel_send(m);
-    cJSON_Delete(m);
+    struct wire_message m = {.kind = WIRE_CLOSE,
+                             .close = {.id = (int64_t)t->id,
+                                       .time_us = realtime_us(),
+                                       .path = t->path,
+                                       .written_as = t->written_as[0] ? t->written_as : NULL,
+                                       .format = format,
+                                       .bytes = size >= 0 ? size : (int64_t)t->streamed,
+                                       .writes = (int64_t)t->writes,
+                                       .seconds = (double)(monotonic_ns() - t->open_ns) / 1e9,
+                                       .complete = complete,
+                                       .parsed = reread ? "reread" : "stream"}};
+    channel_send(&m);
     remember_closed(t->path);
 }
 
@@ -495,11 +518,7 @@ void tracked_release(struct tracked *t, int fd)
     if (!last) return;
     bool was_busy = agent_busy;
     agent_busy = true;
-    /* What is still parsed at close (the end, or the whole file read back) keeps to
-     * the file's budget too. */
-    if (agent_config.budget_percent > 0) budget_active = &t->budget;
     if (!t->unannounced) finalize(t, fd);
-    budget_active = NULL;
     t->parser->destroy(t->parser);
     report_free(&t->report);
     pthread_mutex_destroy(&t->lock);
@@ -514,7 +533,7 @@ bool tracked_close_begin(int fd, struct closing *c)
     agent_busy = true;
     int saved = errno;
     c->fd = fd;
-    c->t = fdtable_take(fd);
+    c->t = take(fd);
     /* The last descriptor: keep a private one so that the file can be measured (and read
      * again if needed) after the program's close has flushed everything. */
     c->keep_fd = c->t && __atomic_load_n(&c->t->refs, __ATOMIC_RELAXED) == 1 ? raw_dup(fd) : -1;
@@ -530,7 +549,7 @@ void tracked_close_end(struct closing *c, bool closed)
     if (closed) {
         tracked_release(c->t, c->keep_fd);
     } else {
-        struct tracked *stale = fdtable_put(c->fd, c->t); /* the close failed: still open */
+        struct tracked *stale = put(c->fd, c->t); /* the close failed: still open */
         if (stale) tracked_release(stale, -1);
         tracked_release(c->t, -1);
     }
@@ -589,15 +608,13 @@ void tracked_close_range_end(struct closing *cs, size_t n, bool closed)
  * writes were not watched (its name matched no glob) became a checkpoint by this rename;
  * the collector parses it from disk (with the --sample and --keys of this process's
  * hello), so that the program does not pay for reading it back. */
-static void send_rename(const char *kind, const char *from, const char *to)
+static void send_rename(enum wire_kind kind, const char *from, const char *to)
 {
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "t", kind);
-    cJSON_AddStringToObject(m, "from", from);
-    cJSON_AddStringToObject(m, "to", to);
-    if (!strcmp(kind, "adopt")) cJSON_AddNumberToObject(m, "time_us", (double)realtime_us());
-    channel_send(m);
-    cJSON_Delete(m);
+    struct wire_message m = {
+        .kind = kind,
+        .rename = {
+            .from = from, .to = to, .time_us = kind == WIRE_ADOPT ? realtime_us() : WIRE_ABSENT}};
+    channel_send(&m);
 }
 
 void tracked_renamed(int olddirfd, const char *oldpath, int newdirfd, const char *newpath)
@@ -618,9 +635,9 @@ void tracked_renamed(int olddirfd, const char *oldpath, int newdirfd, const char
             }
         fdtable_unlock();
         if (!open_now && closed_recently(from))
-            send_rename("rename", from, to);
+            send_rename(WIRE_RENAME, from, to);
         else if (!open_now && !config_is_checkpoint(from) && config_is_checkpoint(to))
-            send_rename("adopt", from, to);
+            send_rename(WIRE_ADOPT, from, to);
     }
     agent_busy = false;
     errno = saved;
@@ -639,7 +656,7 @@ void tracked_report_all_open(bool flush_streams)
     agent_busy = true;
     unsigned high = __atomic_load_n(&fd_high_water, __ATOMIC_RELAXED);
     for (unsigned fd = 0; fd < high; fd++) {
-        struct tracked *t = fd_is_tracked((int)fd) ? fdtable_take((int)fd) : NULL;
+        struct tracked *t = fd_is_tracked((int)fd) ? take((int)fd) : NULL;
         if (!t) continue;
         /* exit() flushes stdio only after destructors. A file inherited through fork is the
          * parent's until this process writes it: its buffer is the parent's bytes too. */
@@ -679,21 +696,14 @@ static void after_fork_child(void)
     channel_after_fork_child();
     struct tracked *parents = live;
     live = NULL;
-    unsigned high = fd_high_water;
     for (struct tracked *p = parents; p; p = p->next_live) {
         struct tracked *t = inherit(p);
         if (t) {
             t->next_live = live;
             live = t;
         }
-        for (unsigned fd = 0; fd < high; fd++) {
-            if (fd_slots[fd] != p) continue;
-            fd_slots[fd] = t;
-            if (t)
-                t->refs++;
-            else
-                fd_tracked_count--;
-        }
+        unsigned slots = fdtable_repoint(p, t);
+        if (t) t->refs += slots;
     }
 }
 
@@ -715,23 +725,21 @@ bool tracked_exec_begin(char *inherited, size_t size)
     if (!announced) return false;
     int saved = errno;
     agent_busy = true;
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "t", "exec");
-    cJSON *kept = cJSON_AddArrayToObject(m, "kept");
+    int64_t kept[EXEC_KEPT_MAX];
+    struct wire_message m = {.kind = WIRE_EXEC, .exec = {.kept = kept}};
     size_t len = 0;
     fdtable_lock();
     unsigned high = fd_high_water;
     for (unsigned fd = 0; fd < high; fd++) {
-        struct tracked *t = fd_slots[fd];
+        struct tracked *t = fdtable_get((int)fd);
         if (!t || t->unannounced || (syscall(SYS_fcntl, fd, F_GETFD) & FD_CLOEXEC)) continue;
         int n = snprintf(inherited + len, size - len, "%s%u", len ? "," : "", fd);
-        if (n < 0 || (size_t)n >= size - len) break;
+        if (n < 0 || (size_t)n >= size - len || m.exec.kept_count == EXEC_KEPT_MAX) break;
         len += (size_t)n;
-        cJSON_AddItemToArray(kept, cJSON_CreateNumber((double)t->id));
+        kept[m.exec.kept_count++] = (int64_t)t->id;
     }
     fdtable_unlock();
-    channel_send(m);
-    cJSON_Delete(m);
+    channel_send(&m);
     channel_flush(2000); /* the socket closes with the old program */
     agent_busy = false;
     errno = saved;
@@ -742,10 +750,8 @@ void tracked_exec_failed(void)
 {
     int saved = errno;
     agent_busy = true;
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "t", "exec_failed");
-    channel_send(m);
-    cJSON_Delete(m);
+    struct wire_message m = {.kind = WIRE_EXEC_FAILED};
+    channel_send(&m);
     agent_busy = false;
     errno = saved;
 }

@@ -40,13 +40,13 @@ struct tracked {
     unsigned long long streamed; /* bytes fed to the parser, in file order */
     unsigned long long writes;
     bool append;
-    bool reread;             /* parse the finished file at close instead */
-    bool unannounced;        /* inherited through fork: reported only once this process writes */
-    const char *format_sent; /* the format the collector was last told */
-    long long progress_ns;   /* monotonic time of the last data message */
-    FILE *stream;            /* the stdio stream over it, flushed before an exit report */
-    struct budget budget;    /* statistics time against write time (budget.h) */
-    long long enter_ns;      /* when the current write call was entered, under a budget */
+    bool reread;                /* parse the finished file at close instead */
+    bool unannounced;           /* inherited through fork: reported only once this process writes */
+    const char *format_sent;    /* the format the collector was last told */
+    long long progress_ns;      /* monotonic time of the last data message */
+    FILE *stream;               /* the stdio stream over it, flushed before an exit report */
+    struct budget budget;       /* the statistics' safety net (budget.h) */
+    struct parse_options parse; /* the agent's, with this file's budget when it has one */
     struct report report;
     struct parser *parser;
 };

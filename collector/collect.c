@@ -1,4 +1,5 @@
-/* collect.c — `ckmon collect`: a foreground collector for any number of programs. */
+/* collect.c — `ckmon collect`: a foreground collector for any number of programs; and
+ * a collector's life once set up, which `run`'s private collector lives too. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,12 +7,14 @@
 
 #include "cli.h"
 #include "delivery.h"
+#include "metrics.h"
 #include "server.h"
+#include "state.h"
 
 /* --stats: what the last collector with this state dir counted (its stats.json). */
 static int print_stats(const struct options *o)
 {
-    char *dir = delivery_state_dir(o), *path = NULL;
+    char *dir = state_dir_path(o), *path = NULL;
     FILE *f = dir && asprintf(&path, "%s/stats.json", dir) >= 0 ? fopen(path, "re") : NULL;
     int rc = 0;
     if (!f) {
@@ -27,6 +30,17 @@ static int print_stats(const struct options *o)
     }
     free(path);
     free(dir);
+    return rc;
+}
+
+int collector_serve(const struct server_config *cfg, struct delivery *d, double timeout)
+{
+    if (d && !delivery_start(d)) {
+        listener_close(cfg->listener, true);
+        return 1;
+    }
+    int rc = server_run(cfg);
+    if (d && delivery_finish(d, timeout) > 0) rc = 1;
     return rc;
 }
 
@@ -52,6 +66,7 @@ int cmd_collect(int argc, char **argv)
     struct listener listener;
     struct log_writer log;
     struct delivery *delivery = NULL;
+    struct alerting *alerting = NULL;
     if (collector_answers(socket_path)) { /* before touching its log or state dir */
         fprintf(stderr, "ckmon: a collector is already listening on %s\n", socket_path);
         options_free(&o);
@@ -64,19 +79,27 @@ int cmd_collect(int argc, char **argv)
     }
     log.max_bytes = o.log_max_bytes;
     log.keep = o.log_keep;
+    metric_keys_set(o.metric_keys.items, o.metric_keys.count);
     rc = 1;
     if (o.sink_count && !(delivery = delivery_open(&o, &log, err, sizeof err))) {
         fprintf(stderr, "ckmon: %s\n", err);
+    } else if (!(alerting = alerting_for_serving(&o, false))) {
+        delivery_free(delivery);
     } else if (listener_open(&listener, socket_path, err, sizeof err) < 0) {
         fprintf(stderr, "ckmon: %s\n", err);
         delivery_free(delivery);
     } else {
         fprintf(stderr, "ckmon: collecting on %s into %s\n", socket_path,
                 strcmp(o.log, "-") ? o.log : "stdout");
-        struct server_config cfg = {.listener = &listener, .log = &log, .stop_fd = -1};
-        rc = serve_and_deliver(&cfg, delivery, o.flush_timeout);
+        struct server_config cfg = {.listener = &listener,
+                                    .log = &log,
+                                    .alerting = alerting,
+                                    .stop_fd = -1,
+                                    .run_id = o.run_id};
+        rc = collector_serve(&cfg, delivery, o.flush_timeout);
         delivery_free(delivery);
     }
+    alerting_finish(alerting);
     if (log_close(&log)) rc = 1;
     options_free(&o);
     return rc;

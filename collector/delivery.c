@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,8 +24,8 @@
 #include "http.h"
 #include "record.h"
 #include "segments.h"
-#include "server.h"
 #include "sinks/sink.h"
+#include "state.h"
 
 #define BATCH_RECORDS   500
 #define BATCH_BYTES     (1u << 20)
@@ -39,30 +38,24 @@
 #define SPOOL_MAX_BYTES (64ull << 20)
 #define LINE_LIMIT      (256u << 20) /* a longer line cannot be a record */
 
-struct counts {
-    unsigned long received, sent, retried, dead_lettered, dropped, skipped, undelivered;
-};
-
 struct sink_state {
     struct delivery *d;
     const struct sink_type *type;
     char *spec; /* FORMAT=URL, for messages */
     char *url;
-    char *id; /* FORMAT-HASH: the stem of its files in the state dir */
-    char *cursor_path, *dead_path;
+    char *id;                      /* FORMAT-HASH: the stem of its files in the state dir */
+    char *cursor_name, *dead_name; /* its files in the state dir */
     pthread_t thread;
     bool started, failing;
     unsigned long long random;
     /* where the cursor is: a file of the source, by identity, and an offset in it */
     int fd;
-    dev_t dev;
-    ino_t ino;
+    struct cursor at;
     unsigned long seq;
-    off_t offset;
     char *buf; /* bytes read from offset on, not yet delivered */
     size_t buf_len, buf_cap;
     struct http_client *http;
-    struct counts counts; /* under d->lock */
+    struct sink_counts counts; /* under d->lock */
 };
 
 struct delivery {
@@ -72,9 +65,8 @@ struct delivery {
     unsigned long log_written, log_failed; /* the log's counters, copied under the lock */
     bool stopping;
     double deadline; /* monotonic seconds, once stopping */
-    char *state_dir;
+    struct state state;
     char *source; /* the file the sinks read: the log, or the spool */
-    int lock_fd;
     struct log_writer *log;
     struct log_writer spool;
     bool has_spool;
@@ -91,12 +83,6 @@ static double monotonic(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static char *join(const char *dir, const char *name, const char *suffix)
-{
-    char *out = NULL;
-    return asprintf(&out, "%s/%s%s", dir, name, suffix) < 0 ? NULL : out;
-}
-
 /* url for messages, stats.json and dead letters, with a password in it (libcurl sends
  * http://user:password@host/ as basic authentication) shown as "***"; malloc'd. */
 static char *redact_url(const char *url)
@@ -111,41 +97,13 @@ static char *redact_url(const char *url)
     return rc < 0 ? NULL : out;
 }
 
-char *delivery_state_dir(const struct options *o)
-{
-    if (o->state) return strdup(o->state);
-    if (!strcmp(o->log, "-")) return strdup("ckmon-stdout.state");
-    char *out = NULL;
-    return asprintf(&out, "%s.state", o->log) < 0 ? NULL : out;
-}
-
 /* ---- the cursor ---- */
-
-/* Replaces path with len bytes of text all at once: written beside it (and synced, if
- * asked), then renamed over it. False with errno set when it could not. */
-static bool replace_file(const char *path, const char *text, size_t len, bool sync)
-{
-    char *tmp = NULL;
-    if (asprintf(&tmp, "%s.tmp", path) < 0) return false;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    bool ok = fd >= 0 && write(fd, text, len) == (ssize_t)len && (!sync || fdatasync(fd) == 0);
-    if (fd >= 0 && close(fd) != 0) ok = false;
-    ok = ok && rename(tmp, path) == 0;
-    int saved = errno;
-    if (!ok) unlink(tmp);
-    free(tmp);
-    errno = saved;
-    return ok;
-}
 
 static bool save_cursor(struct sink_state *s)
 {
-    char text[96];
-    int len = snprintf(text, sizeof text, "%llu %llu %lld\n", (unsigned long long)s->dev,
-                       (unsigned long long)s->ino, (long long)s->offset);
-    if (replace_file(s->cursor_path, text, (size_t)len, true)) return true;
-    fprintf(stderr, "ckmon: sink %s: cannot save its cursor %s: %s\n", s->spec, s->cursor_path,
-            strerror(errno));
+    if (state_save_cursor(&s->d->state, s->cursor_name, &s->at)) return true;
+    fprintf(stderr, "ckmon: sink %s: cannot save its cursor %s/%s: %s\n", s->spec, s->d->state.dir,
+            s->cursor_name, strerror(errno));
     return false;
 }
 
@@ -163,10 +121,8 @@ static bool open_segment(struct sink_state *s, unsigned long seq, off_t offset)
     pthread_mutex_lock(&s->d->lock); /* still_needed() reads where the sink is */
     if (s->fd >= 0) close(s->fd);
     s->fd = fd;
-    s->dev = st.st_dev;
-    s->ino = st.st_ino;
+    s->at = (struct cursor){.dev = st.st_dev, .ino = st.st_ino, .offset = offset};
     s->seq = seq;
-    s->offset = offset;
     s->buf_len = 0;
     pthread_mutex_unlock(&s->d->lock);
     return true;
@@ -175,22 +131,21 @@ static bool open_segment(struct sink_state *s, unsigned long seq, off_t offset)
 /* Where the saved cursor points; a new sink starts at the end of the active file. */
 static bool load_cursor(struct sink_state *s, char *err, size_t err_size)
 {
-    FILE *f = fopen(s->cursor_path, "re");
-    unsigned long long dev, ino;
-    long long offset;
+    struct cursor saved;
+    bool exists;
     unsigned long seq;
-    if (!f) {
+    bool loaded = state_load_cursor(&s->d->state, s->cursor_name, &saved, &exists);
+    if (!exists) {
         struct stat st;
-        bool ok = errno == ENOENT && stat(s->d->source, &st) == 0 &&
-                  open_segment(s, SEGMENT_ACTIVE, st.st_size) && save_cursor(s);
+        bool ok = stat(s->d->source, &st) == 0 && open_segment(s, SEGMENT_ACTIVE, st.st_size) &&
+                  save_cursor(s);
         if (!ok)
-            snprintf(err, err_size, "sink %s: cannot start its cursor %s", s->spec, s->cursor_path);
+            snprintf(err, err_size, "sink %s: cannot start its cursor %s/%s", s->spec,
+                     s->d->state.dir, s->cursor_name);
         return ok;
     }
-    int n = fscanf(f, "%llu %llu %lld", &dev, &ino, &offset);
-    fclose(f);
-    if (n == 3 && segment_find(s->d->source, (dev_t)dev, (ino_t)ino, &seq))
-        return open_segment(s, seq, (off_t)offset);
+    if (loaded && segment_find(s->d->source, saved.dev, saved.ino, &seq))
+        return open_segment(s, seq, saved.offset);
     /* The file it pointed at is gone (removed by hand): start at the oldest there is. */
     struct segment_list l;
     segment_list(s->d->source, &l);
@@ -223,7 +178,7 @@ static size_t fill(struct sink_state *s)
     size_t total = 0;
     while (s->buf_len < s->buf_cap) {
         ssize_t n = pread(s->fd, s->buf + s->buf_len, s->buf_cap - s->buf_len,
-                          s->offset + (off_t)s->buf_len);
+                          s->at.offset + (off_t)s->buf_len);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         s->buf_len += (size_t)n;
@@ -251,7 +206,7 @@ static void consume(struct sink_state *s, size_t bytes)
 {
     memmove(s->buf, s->buf + bytes, s->buf_len - bytes);
     s->buf_len -= bytes;
-    s->offset += (off_t)bytes;
+    s->at.offset += (off_t)bytes;
 }
 
 static void count(struct sink_state *s, unsigned long *counter, unsigned long n)
@@ -269,8 +224,8 @@ static bool move_on(struct sink_state *s)
     if (seq == SEGMENT_ACTIVE) {
         struct stat st;
         if (stat(s->d->source, &st) < 0) return false;
-        if (st.st_dev == s->dev && st.st_ino == s->ino) {
-            if (st.st_size >= s->offset + (off_t)s->buf_len) return false;
+        if (st.st_dev == s->at.dev && st.st_ino == s->at.ino) {
+            if (st.st_size >= s->at.offset + (off_t)s->buf_len) return false;
             /* Shorter than what was read: someone truncated it. Start it again. */
             fprintf(stderr, "ckmon: sink %s: %s was truncated; delivering it from its start\n",
                     s->spec, s->d->source);
@@ -278,7 +233,7 @@ static bool move_on(struct sink_state *s)
         }
         /* Rotated: lines written before the rename may have arrived since the last read. */
         if (fill(s) > 0) return true;
-        if (!segment_find(s->d->source, s->dev, s->ino, &seq)) seq = SEGMENT_ACTIVE;
+        if (!segment_find(s->d->source, s->at.dev, s->at.ino, &seq)) seq = SEGMENT_ACTIVE;
     }
     unsigned long next = segment_next(s->d->source, seq);
     if (s->buf_len > 0) /* a torn last line: no writer will finish it */
@@ -344,11 +299,11 @@ static bool dead_letter(struct sink_state *s, const struct sink_request *r,
     for (size_t i = r->first; i < r->first + r->count; i++)
         cJSON_AddItemToArray(records, cJSON_Duplicate(batch->records[i], true));
     cJSON_AddItemToObject(o, "records", records);
-    char *text = json_print(o);
+    char *text = json_print(o), *line = NULL;
     cJSON_Delete(o);
-    FILE *f = fopen(s->dead_path, "ae");
-    bool ok = f && text && fprintf(f, "%s\n", text) > 0;
-    if (f && fclose(f) != 0) ok = false;
+    bool ok = text && asprintf(&line, "%s\n", text) >= 0 &&
+              state_append(&s->d->state, s->dead_name, line, strlen(line));
+    free(line);
     free(text);
     fprintf(stderr, "ckmon: sink %s: %s %s answered %ld; %zu record(s) %s\n", s->spec, r->method,
             url ? url : "", res->status, r->count,
@@ -510,7 +465,7 @@ static unsigned long count_lines(int fd, off_t from)
 static unsigned long where(const struct sink_state *s)
 {
     unsigned long at = s->seq;
-    if (at == SEGMENT_ACTIVE && !segment_find(s->d->source, s->dev, s->ino, &at))
+    if (at == SEGMENT_ACTIVE && !segment_find(s->d->source, s->at.dev, s->at.ino, &at))
         at = SEGMENT_ACTIVE;
     return at;
 }
@@ -518,7 +473,7 @@ static unsigned long where(const struct sink_state *s)
 /* Lines from the cursor to the end of the source: what this sink has not delivered. */
 static unsigned long pending(struct sink_state *s)
 {
-    unsigned long lines = count_lines(s->fd, s->offset);
+    unsigned long lines = count_lines(s->fd, s->at.offset);
     for (unsigned long seq = where(s); seq != SEGMENT_ACTIVE;) {
         seq = segment_next(s->d->source, seq);
         char *path = segment_path(s->d->source, seq);
@@ -569,34 +524,17 @@ static void write_stats(struct delivery *d, bool now)
         return;
     }
     d->stats_at = monotonic();
-    cJSON *o = cJSON_CreateObject(), *sinks = cJSON_CreateArray();
-    cJSON_AddStringToObject(o, "log", d->log->name);
+    struct sink_stats *sinks = calloc(d->count ? d->count : 1, sizeof *sinks);
+    struct collector_stats stats = {.log = d->log->name, .sinks = sinks};
     pthread_mutex_lock(&d->lock);
-    cJSON_AddNumberToObject(o, "written", (double)d->log_written);
-    cJSON_AddNumberToObject(o, "write_failures", (double)d->log_failed);
-    for (size_t i = 0; i < d->count; i++) {
-        const struct sink_state *s = &d->sinks[i];
-        cJSON *c = cJSON_CreateObject();
-        cJSON_AddStringToObject(c, "sink", s->spec);
-        cJSON_AddStringToObject(c, "id", s->id);
-        cJSON_AddNumberToObject(c, "received", (double)s->counts.received);
-        cJSON_AddNumberToObject(c, "sent", (double)s->counts.sent);
-        cJSON_AddNumberToObject(c, "retried", (double)s->counts.retried);
-        cJSON_AddNumberToObject(c, "dead_lettered", (double)s->counts.dead_lettered);
-        cJSON_AddNumberToObject(c, "dropped", (double)s->counts.dropped);
-        cJSON_AddNumberToObject(c, "skipped_samples", (double)s->counts.skipped);
-        cJSON_AddNumberToObject(c, "undelivered", (double)s->counts.undelivered);
-        cJSON_AddItemToArray(sinks, c);
-    }
+    stats.written = d->log_written;
+    stats.write_failures = d->log_failed;
+    for (size_t i = 0; sinks && i < d->count; i++)
+        sinks[stats.sink_count++] =
+            (struct sink_stats){d->sinks[i].spec, d->sinks[i].id, d->sinks[i].counts};
     pthread_mutex_unlock(&d->lock);
-    cJSON_AddItemToObject(o, "sinks", sinks);
-    char *text = json_print(o), *path = join(d->state_dir, "stats.json", ""), *line = NULL;
-    cJSON_Delete(o);
-    if (text && path && asprintf(&line, "%s\n", text) >= 0)
-        replace_file(path, line, strlen(line), false);
-    free(line);
-    free(path);
-    free(text);
+    if (sinks) state_write_stats(&d->state, &stats);
+    free(sinks);
     pthread_mutex_unlock(&d->stats_lock);
 }
 
@@ -628,53 +566,28 @@ static bool add_sink(struct delivery *d, const struct sink_spec *spec, char *err
     free(shown);
     s->url = strdup(spec->url);
     s->id = strdup(stem);
-    s->cursor_path = join(d->state_dir, stem, ".cursor");
-    s->dead_path = join(d->state_dir, stem, ".dead.jsonl");
+    if (asprintf(&s->cursor_name, "%s.cursor", stem) < 0) s->cursor_name = NULL;
+    if (asprintf(&s->dead_name, "%s.dead.jsonl", stem) < 0) s->dead_name = NULL;
     d->count++;
-    if (!s->type || !s->spec || !s->url || !s->id || !s->cursor_path || !s->dead_path) {
+    if (!s->type || !s->spec || !s->url || !s->id || !s->cursor_name || !s->dead_name) {
         snprintf(err, err_size, "out of memory");
         return false;
     }
     return load_cursor(s, err, err_size);
 }
 
-/* Creates and locks the state dir: two collectors moving the same cursors would each
- * believe the other's deliveries. */
-static bool claim_state_dir(struct delivery *d, char *err, size_t err_size)
-{
-    char *lock_path = join(d->state_dir, "lock", "");
-    if (mkdir(d->state_dir, 0700) < 0 && errno != EEXIST) {
-        snprintf(err, err_size, "cannot create state dir %s: %s", d->state_dir, strerror(errno));
-    } else if (!lock_path ||
-               (d->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
-        snprintf(err, err_size, "cannot use state dir %s: %s", d->state_dir, strerror(errno));
-    } else if (flock(d->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        snprintf(err, err_size, "state dir %s is in use by another collector (--state)",
-                 d->state_dir);
-    } else {
-        free(lock_path);
-        return true;
-    }
-    free(lock_path);
-    return false;
-}
-
 /* With the log on stdout, a spool in the state dir is what the sinks read. */
 static bool open_spool(struct delivery *d, const struct options *o, char *err, size_t err_size)
 {
-    char *path = join(d->state_dir, "spool.jsonl", "");
-    if (!path || log_open(&d->spool, path, err, err_size) < 0) {
-        free(path);
+    if (!state_open_spool(&d->state, &d->spool,
+                          o->log_max_bytes ? o->log_max_bytes : SPOOL_MAX_BYTES, err, err_size))
         return false;
-    }
     d->has_spool = true;
-    d->spool.max_bytes = o->log_max_bytes ? o->log_max_bytes : SPOOL_MAX_BYTES;
-    d->spool.keep = 0; /* only what a sink still needs */
     d->spool.still_needed = still_needed;
     d->spool.needed_ctx = d;
     d->log->copy = &d->spool;
-    d->source = path;
-    return true;
+    if (!(d->source = strdup(d->spool.name))) snprintf(err, err_size, "out of memory");
+    return d->source != NULL;
 }
 
 struct delivery *delivery_open(const struct options *o, struct log_writer *log, char *err,
@@ -687,8 +600,7 @@ struct delivery *delivery_open(const struct options *o, struct log_writer *log, 
         return NULL;
     }
     struct delivery *d = calloc(1, sizeof *d);
-    if (!d || !(d->sinks = calloc(o->sink_count, sizeof *d->sinks)) ||
-        !(d->state_dir = delivery_state_dir(o))) {
+    if (!d || !(d->sinks = calloc(o->sink_count, sizeof *d->sinks))) {
         snprintf(err, err_size, "out of memory");
         delivery_free(d);
         return NULL;
@@ -701,13 +613,13 @@ struct delivery *delivery_open(const struct options *o, struct log_writer *log, 
     pthread_condattr_setclock(&monotonic_clock, CLOCK_MONOTONIC);
     pthread_cond_init(&d->wake, &monotonic_clock);
     pthread_condattr_destroy(&monotonic_clock);
-    d->lock_fd = -1;
+    d->state.lock_fd = -1;
     d->log = log;
     log->still_needed = still_needed;
     log->needed_ctx = d;
     log->after_write = wake_sinks;
     log->after_ctx = d;
-    bool ok = claim_state_dir(d, err, err_size);
+    bool ok = state_open(&d->state, o, err, err_size);
     if (ok && !log->owns_fd)
         ok = open_spool(d, o, err, err_size);
     else if (ok && !(d->source = strdup(log->name))) {
@@ -723,10 +635,7 @@ struct delivery *delivery_open(const struct options *o, struct log_writer *log, 
     return d;
 }
 
-static unsigned long delivery_finish(struct delivery *d, double timeout);
-
-/* Starts one thread per sink. */
-static bool delivery_start(struct delivery *d)
+bool delivery_start(struct delivery *d)
 {
     if (!http_global_init()) {
         fprintf(stderr, "ckmon: sinks: cannot initialise libcurl\n");
@@ -752,10 +661,7 @@ static bool delivery_start(struct delivery *d)
     return started;
 }
 
-/* Lets the sinks deliver what the log holds, for up to timeout seconds; then stops
- * them, prints each sink's counters on stderr, says what was not delivered, and writes
- * stats.json. Returns the number of records some sink has not delivered. */
-static unsigned long delivery_finish(struct delivery *d, double timeout)
+unsigned long delivery_finish(struct delivery *d, double timeout)
 {
     pthread_mutex_lock(&d->lock);
     d->stopping = true;
@@ -770,7 +676,7 @@ static unsigned long delivery_finish(struct delivery *d, double timeout)
         unsigned long left = s->fd >= 0 ? pending(s) : 0;
         pthread_mutex_lock(&d->lock);
         s->counts.undelivered = left;
-        struct counts c = s->counts;
+        struct sink_counts c = s->counts;
         pthread_mutex_unlock(&d->lock);
         fprintf(stderr,
                 "ckmon: sink %s: %lu received, %lu sent, %lu retried, %lu dead-lettered, %lu "
@@ -797,8 +703,8 @@ void delivery_free(struct delivery *d)
         free(s->spec);
         free(s->url);
         free(s->id);
-        free(s->cursor_path);
-        free(s->dead_path);
+        free(s->cursor_name);
+        free(s->dead_name);
         free(s->buf);
     }
     if (d->log) {
@@ -807,23 +713,11 @@ void delivery_free(struct delivery *d)
         d->log->after_write = NULL;
     }
     if (d->has_spool) log_close(&d->spool);
-    if (d->lock_fd >= 0) close(d->lock_fd);
+    state_close(&d->state);
     pthread_cond_destroy(&d->wake);
     pthread_mutex_destroy(&d->stats_lock);
     pthread_mutex_destroy(&d->lock);
     free(d->sinks);
-    free(d->state_dir);
     free(d->source);
     free(d);
-}
-
-int serve_and_deliver(const struct server_config *cfg, struct delivery *d, double timeout)
-{
-    if (d && !delivery_start(d)) {
-        listener_close(cfg->listener, true);
-        return 1;
-    }
-    int rc = server_run(cfg);
-    if (d && delivery_finish(d, timeout) > 0) rc = 1;
-    return rc;
 }

@@ -6,10 +6,8 @@
  * after the sink acknowledged with a 2xx. So whatever the collector dies of, a
  * collector started again with the same log and state sends what was not
  * acknowledged (perhaps twice, never not at all). Agents never wait for any of this:
- * the server only appends to the log and wakes the threads.
- *
- * State dir layout (docs/sinks.md): lock, stats.json, spool.jsonl[.N] for a stdout
- * log, and per sink FORMAT-HASH.cursor and FORMAT-HASH.dead.jsonl.
+ * the server only appends to the log and wakes the threads. The cursors and the rest
+ * of what must survive a restart are in the state dir (state.h).
  */
 #ifndef CKMON_DELIVERY_H
 #define CKMON_DELIVERY_H
@@ -22,23 +20,20 @@
 
 struct delivery;
 
-/* The state dir: --state, else LOG.state beside the log, else (stdout)
- * ./ckmon-stdout.state; malloc'd. */
-char *delivery_state_dir(const struct options *o);
-
 /* Prepares delivery from log to o's sinks: creates and locks the state dir, opens the
  * spool when the log is stdout, and sets up each sink's cursor (a new sink starts at
  * the log's end). No thread runs yet, so this may precede a fork. Returns NULL with a
  * one-line message in err on failure. */
 struct delivery *delivery_open(const struct options *o, struct log_writer *log, char *err,
                                size_t err_size);
-struct server_config;
-/* The collector's life after its set-up: starts d's threads (d may be NULL: no
- * sinks), serves agents until told to stop, then lets the sinks finish for up to
- * timeout seconds. Returns 0, or 1 when records could not be written or delivered. */
-int serve_and_deliver(const struct server_config *cfg, struct delivery *d, double timeout);
+/* Starts one thread per sink; false (with a message on stderr) when it could not. */
+bool delivery_start(struct delivery *d);
+/* Lets the sinks deliver what the log holds, for up to timeout seconds; then stops
+ * them, prints each sink's counters on stderr, says what was not delivered, and writes
+ * stats.json. Returns the number of records some sink has not delivered. */
+unsigned long delivery_finish(struct delivery *d, double timeout);
 
-/* Frees everything (after serve_and_deliver, or instead of it). */
+/* Frees everything (after delivery_finish, or instead of starting). */
 void delivery_free(struct delivery *d);
 
 #endif

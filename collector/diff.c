@@ -13,8 +13,8 @@
  * file and float16 in the other compare by value). An element differs unless both are
  * equal or both NaN. The largest absolute difference is over the pairs without a NaN;
  * the relative L2 difference ‖a−b‖/‖a‖ sums (a−b)² over the pairs where both are finite
- * and a² over A's finite elements. With --sample s, only the 64 KiB blocks of B's data
- * that the statistics read with --sample s are compared (tensor.h's rule).
+ * and a² over A's finite elements. With --sample s, only the lines of B's data that the
+ * statistics read with --sample s are compared (tensor.h's sampling plan).
  *
  * Tensors that no tensor reader streams (numpy arrays inside a pickle, long numeric
  * lists) are compared by their record entries: statistics and head. Values are compared
@@ -37,7 +37,7 @@
 
 #define DIFF_TROUBLE  2
 #define DIFF_ELEMENTS 16384 /* elements read from A and compared per step */
-/* The sample the parsers' own statistics use: one block per tensor, they are not shown. */
+/* The sample the parsers' own statistics use: the plan's least, they are not shown. */
 #define STATS_SAMPLE 1e-12
 
 /* A tensor whose data passed the tap. */
@@ -55,6 +55,8 @@ struct located {
     double max_abs, sum_d2, sum_a2;
     uint8_t carry[8]; /* the bytes of an element split between two pieces */
     unsigned ncarry;
+    struct sample_plan plan; /* --sample: the lines of B's data compared */
+    uint64_t pick, pick_at;  /* the next planned line, and its byte offset */
 };
 
 struct tensors {
@@ -368,26 +370,47 @@ static void compare_bytes(struct diff *d, struct located *b, uint64_t at, const 
     memcpy(b->carry, data + whole * size, b->ncarry);
 }
 
+/* The planned line after b->pick (its offset, or the data's end after the last). */
+static void next_pick(struct located *b)
+{
+    b->pick_at =
+        b->pick < b->plan.picks ? sample_plan_line(&b->plan, b->pick) * TENSOR_LINE : b->nbytes;
+}
+
 static void compare(void *ctx, const struct tensor_reader *tr, uint64_t at, const uint8_t *data,
                     size_t len)
 {
     struct diff *d = ctx;
     struct located *b = tensor_of(d, &d->b, tr, at);
     if (!b) return;
-    if (at == 0) b->pair = find_tensor(&d->a, b->name);
+    if (at == 0) {
+        b->pair = find_tensor(&d->a, b->name);
+        sample_plan_init(&b->plan, b->nbytes, d->sample);
+        next_pick(b);
+    }
     if (!comparable(b) || !report_wants(&d->b.report, b->name)) return;
-    while (len > 0) {
-        /* one sampling block at a time */
-        uint64_t block = at / TENSOR_SAMPLE_BLOCK;
-        size_t n = (size_t)((block + 1) * TENSOR_SAMPLE_BLOCK - at);
-        if (n > len) n = len;
-        if (d->sample >= 1 || tensor_block_sampled(block, d->sample))
-            compare_bytes(d, b, at, data, n);
-        else
-            b->ncarry = 0; /* elements never straddle blocks: their sizes divide 64 KiB */
+    if (sample_plan_exact(&b->plan)) return compare_bytes(d, b, at, data, len);
+    /* only the planned lines, as the statistics read them (elements never straddle
+     * lines: every element size divides TENSOR_LINE) */
+    while (len > 0 && b->pick < b->plan.picks) {
+        if (at + len <= b->pick_at) return;
+        if (at < b->pick_at) {
+            size_t skip = (size_t)(b->pick_at - at);
+            data += skip;
+            len -= skip;
+            at += skip;
+        }
+        uint64_t line_end =
+            b->pick_at + TENSOR_LINE < b->nbytes ? b->pick_at + TENSOR_LINE : b->nbytes;
+        size_t n = line_end - at < len ? (size_t)(line_end - at) : len;
+        compare_bytes(d, b, at, data, n);
         data += n;
         len -= n;
         at += n;
+        if (at == line_end) {
+            b->pick++;
+            next_pick(b);
+        }
     }
 }
 

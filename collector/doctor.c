@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "command_path.h"
 
 #define MAX_HOPS     4 /* the kernel allows a few levels of #! too */
 #define MAX_IMPORTS  24

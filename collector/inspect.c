@@ -14,12 +14,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include "core/paths.h"
 #include "core/parsers/parser.h"
+#include "alerting.h"
 #include "cli.h"
 #include "log.h"
 #include "record.h"
@@ -30,18 +32,38 @@ struct inspection {
     struct key_filter keys;
     struct parse_options parse;
     struct log_writer out;
+    struct alerting *alerting;
     bool all_files;
-    bool pretty;
+    /* --pretty: the lines go to a memory file, and from there to the table */
+    int pretty_fd; /* -1: JSONL to stdout */
+    off_t pretty_at;
     struct table_style style;
 };
 
+/* Judges and writes r with its alert records; with --pretty, prints those lines as the
+ * table. */
 static bool print_record(struct inspection *in, const struct record *r)
 {
-    if (!in->pretty) return log_record(&in->out, r);
-    cJSON *json = record_to_json(r);
-    if (json) table_print(stdout, json, &in->style);
-    cJSON_Delete(json);
-    return json != NULL;
+    bool ok = alerting_record(in->alerting, &in->out, r);
+    if (in->pretty_fd < 0) return ok;
+    struct stat st;
+    if (fstat(in->pretty_fd, &st) < 0) return false;
+    size_t n = (size_t)(st.st_size - in->pretty_at);
+    char *text = malloc(n + 1);
+    if (!text || pread(in->pretty_fd, text, n, in->pretty_at) != (ssize_t)n) {
+        free(text);
+        return false;
+    }
+    in->pretty_at = st.st_size;
+    text[n] = '\0';
+    for (char *line = text, *end; *line; line = end + 1) {
+        if (!(end = strchr(line, '\n'))) break;
+        cJSON *json = cJSON_ParseWithLength(line, (size_t)(end - line));
+        if (json) table_print(stdout, json, &in->style);
+        cJSON_Delete(json);
+    }
+    free(text);
+    return ok;
 }
 
 /* Returns false when the file could not be read or its record not written. */
@@ -135,21 +157,32 @@ int cmd_inspect(int argc, char **argv)
         .keys = {.patterns = o.keys.items, .count = o.keys.count},
         .parse = {.sample = o.sample_text ? o.sample : DEFAULT_SAMPLE},
         .all_files = o.all_files,
-        .pretty = o.pretty,
+        .pretty_fd = o.pretty ? memfd_create("ckmon-inspect", MFD_CLOEXEC) : -1,
     };
-    char cwd[PATH_MAX];
+    char cwd[PATH_MAX], out[64] = "-", err[512];
     in.style.color = table_wants_color(stdout);
     in.style.base = getcwd(cwd, sizeof cwd);
-    char err[512];
-    if (log_open(&in.out, "-", err, sizeof err) < 0) {
-        fprintf(stderr, "ckmon: %s\n", err);
+    if (in.pretty_fd >= 0) snprintf(out, sizeof out, "/proc/self/fd/%d", in.pretty_fd);
+    if ((o.pretty && in.pretty_fd < 0) || log_open(&in.out, out, err, sizeof err) < 0) {
+        fprintf(stderr, "ckmon: %s\n", o.pretty && in.pretty_fd < 0 ? strerror(errno) : err);
+        if (in.pretty_fd >= 0) close(in.pretty_fd);
+        options_free(&o);
+        return 1;
+    }
+    /* Files given one after the other are a series: each is compared with the one
+     * before it, so `inspect a.pt b.pt` shows what changed. */
+    struct alerting_setup setup = {.options = &o, .one_series = true};
+    if (!(in.alerting = alerting_new(&setup))) {
+        log_close(&in.out);
         options_free(&o);
         return 1;
     }
     rc = 0;
     for (int i = 0; i < o.arg_count; i++)
         if (!inspect_path(&in, o.args[i], true)) rc = 1;
+    if (alerting_finish(in.alerting) && rc == 0) rc = EXIT_FAIL_ON;
     log_close(&in.out);
+    if (in.pretty_fd >= 0) close(in.pretty_fd);
     options_free(&o);
     return rc;
 }

@@ -6,21 +6,22 @@
 #include "metrics.h"
 
 #include <ctype.h>
+#include <fnmatch.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "core/jsontext.h"
+#include "health.h"
 
 static const char *const tensor_stats[] = {"min", "max", "mean", "std", "nan", "inf"};
 
-void file_label(const char *path, char *out, size_t size)
+void name_label(const char *name, char *out, size_t size)
 {
-    const char *slash = strrchr(path, '/');
-    const char *p = slash ? slash + 1 : path;
     size_t n = 0;
-    while (*p && n + 1 < size) {
+    for (const char *p = name; *p && n + 1 < size;) {
         if (isdigit((unsigned char)*p)) {
             out[n++] = 'N';
             while (isdigit((unsigned char)*p))
@@ -30,6 +31,38 @@ void file_label(const char *path, char *out, size_t size)
         }
     }
     out[n] = '\0';
+}
+
+void file_label(const char *path, char *out, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+    name_label(slash ? slash + 1 : path, out, size);
+}
+
+/* ---- --metric-keys ---- */
+
+static char *const default_keys[] = {METRIC_KEYS_DEFAULT};
+static char *const *metric_keys = default_keys;
+static size_t metric_key_count = sizeof default_keys / sizeof default_keys[0];
+
+void metric_keys_set(char *const *patterns, size_t count)
+{
+    metric_keys = count ? patterns : default_keys;
+    metric_key_count = count ? count : sizeof default_keys / sizeof default_keys[0];
+}
+
+bool metric_key_wanted(const char *name, const char *label)
+{
+    bool any_include = false, included = false;
+    for (size_t i = 0; i < metric_key_count; i++) {
+        const char *p = metric_keys[i];
+        bool exclude = *p == '!';
+        bool hit = !fnmatch(p + exclude, name, 0) || !fnmatch(p + exclude, label, 0);
+        if (exclude && hit) return false;
+        if (!exclude) any_include = true;
+        if (!exclude && hit) included = true;
+    }
+    return included || !any_include;
 }
 
 /* "2026-11-23T21:42:00.123456Z" → microseconds since the epoch. */
@@ -54,12 +87,14 @@ bool record_labels_get(const cJSON *record, struct record_labels *l)
     const cJSON *path = cJSON_GetObjectItemCaseSensitive(record, "path");
     const cJSON *time = cJSON_GetObjectItemCaseSensitive(record, "time");
     const cJSON *rank = cJSON_GetObjectItemCaseSensitive(record, "rank");
+    const cJSON *run = cJSON_GetObjectItemCaseSensitive(record, "run");
     if (!cJSON_IsString(job) || !cJSON_IsString(host) || !cJSON_IsString(path) ||
         !cJSON_IsString(time) || !parse_time(time->valuestring, &l->time_us))
         return false;
     l->job = job->valuestring;
     l->host = host->valuestring;
     file_label(path->valuestring, l->file, sizeof l->file);
+    l->run = cJSON_IsString(run) ? run->valuestring : NULL;
     l->rank = NULL;
     if (cJSON_IsNumber(rank)) {
         snprintf(l->rank_text, sizeof l->rank_text, "%.0f", rank->valuedouble);
@@ -74,12 +109,12 @@ static void common_labels(struct sample *s, const struct record_labels *l)
     s->label_count = 0;
     s->labels[s->label_count++] = (struct label){"job", l->job};
     s->labels[s->label_count++] = (struct label){"host", l->host};
+    if (l->run) s->labels[s->label_count++] = (struct label){"run", l->run};
     if (l->rank) s->labels[s->label_count++] = (struct label){"rank", l->rank};
     s->labels[s->label_count++] = (struct label){"file", l->file};
 }
 
-/* A scalar of values as a number: numbers, bools, and the strings of non-finite ones. */
-static bool scalar_number(const cJSON *v, double *out)
+bool scalar_number(const cJSON *v, double *out)
 {
     if (cJSON_IsNumber(v))
         *out = v->valuedouble;
@@ -96,42 +131,158 @@ static bool scalar_number(const cJSON *v, double *out)
     return true;
 }
 
+/* The members of a family that become samples: wanted, and the last of each label. */
+struct named {
+    char *label;
+    const cJSON *item;
+    size_t order;
+};
+
+static int by_label_then_order(const void *a, const void *b)
+{
+    const struct named *x = a, *y = b;
+    int c = strcmp(x->label, y->label);
+    return c ? c : (x->order > y->order) - (x->order < y->order);
+}
+
+static int by_order(const void *a, const void *b)
+{
+    const struct named *x = a, *y = b;
+    return (x->order > y->order) - (x->order < y->order);
+}
+
+static void named_free(struct named *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(list[i].label);
+    free(list);
+}
+
+/* The wanted items of container (name_of gives each one's name, NULL: not a metric), one
+ * per label, in the order of the last of each; *n is their number. NULL when there are
+ * none or no memory (then there are no samples of the family either). */
+static struct named *select_named(const cJSON *container, const char *(*name_of)(const cJSON *),
+                                  size_t *n)
+{
+    const cJSON *item;
+    size_t cap = (size_t)cJSON_GetArraySize(container);
+    struct named *list = cap ? malloc(cap * sizeof *list) : NULL;
+    *n = 0;
+    if (!list) return NULL;
+    size_t order = 0;
+    cJSON_ArrayForEach(item, container)
+    {
+        const char *name = name_of(item);
+        order++;
+        if (!name) continue;
+        size_t size = strlen(name) + 1;
+        char *label = malloc(size);
+        if (!label) {
+            named_free(list, *n);
+            *n = 0;
+            return NULL;
+        }
+        name_label(name, label, size);
+        if (!metric_key_wanted(name, label)) {
+            free(label);
+            continue;
+        }
+        list[(*n)++] = (struct named){label, item, order};
+    }
+    qsort(list, *n, sizeof *list, by_label_then_order);
+    size_t kept = 0;
+    for (size_t i = 0; i < *n; i++) {
+        if (i + 1 < *n && !strcmp(list[i].label, list[i + 1].label)) {
+            free(list[i].label); /* a later one has the same label: it wins */
+            continue;
+        }
+        list[kept++] = list[i];
+    }
+    *n = kept;
+    qsort(list, *n, sizeof *list, by_order);
+    return list;
+}
+
+static const char *value_name(const cJSON *item)
+{
+    double v;
+    return item->string && scalar_number(item, &v) ? item->string : NULL;
+}
+
+static const char *tensor_name(const cJSON *tensor)
+{
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(tensor, "name");
+    return cJSON_IsString(name) ? name->valuestring : NULL;
+}
+
 static void emit_values(const cJSON *record, const struct record_labels *l, sample_fn emit,
                         void *ctx)
 {
-    const cJSON *item;
+    size_t n;
+    struct named *list =
+        select_named(cJSON_GetObjectItemCaseSensitive(record, "values"), value_name, &n);
     struct sample s = {.metric = "ckmon_value"};
     common_labels(&s, l);
     s.labels[s.label_count++] = (struct label){"key", NULL};
-    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(record, "values"))
-    {
-        if (!item->string || !scalar_number(item, &s.value)) continue;
-        s.labels[s.label_count - 1].value = item->string;
+    size_t nonfinite = 0;
+    for (size_t i = 0; i < n; i++) {
+        scalar_number(list[i].item, &s.value);
+        s.labels[s.label_count - 1].value = list[i].label;
+        emit(ctx, &s);
+        if (!isfinite(s.value)) nonfinite++;
+    }
+    s.metric = "ckmon_value_nonfinite"; /* a family of its own, after ckmon_value's */
+    s.value = 1;
+    for (size_t i = 0; i < n && nonfinite; i++) {
+        double v;
+        scalar_number(list[i].item, &v);
+        if (isfinite(v)) continue;
+        s.labels[s.label_count - 1].value = list[i].label;
         emit(ctx, &s);
     }
+    named_free(list, n);
 }
 
 static void emit_tensors(const cJSON *record, const struct record_labels *l, sample_fn emit,
                          void *ctx)
 {
-    const cJSON *tensor;
+    size_t n;
+    struct named *list =
+        select_named(cJSON_GetObjectItemCaseSensitive(record, "tensors"), tensor_name, &n);
     struct sample s = {.metric = "ckmon_tensor"};
     common_labels(&s, l);
     size_t name_at = s.label_count;
     s.label_count += 2;
-    cJSON_ArrayForEach(tensor, cJSON_GetObjectItemCaseSensitive(record, "tensors"))
-    {
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(tensor, "name");
-        if (!cJSON_IsString(name)) continue;
-        s.labels[name_at] = (struct label){"tensor", name->valuestring};
+    for (size_t t = 0; t < n; t++) {
+        s.labels[name_at] = (struct label){"tensor", list[t].label};
         for (size_t i = 0; i < sizeof tensor_stats / sizeof tensor_stats[0]; i++) {
-            const cJSON *v = cJSON_GetObjectItemCaseSensitive(tensor, tensor_stats[i]);
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(list[t].item, tensor_stats[i]);
             if (!cJSON_IsNumber(v)) continue; /* null: no finite element */
             s.labels[name_at + 1] = (struct label){"stat", tensor_stats[i]};
             s.value = v->valuedouble;
             emit(ctx, &s);
         }
     }
+    named_free(list, n);
+}
+
+/* NaN and infinite elements of every tensor plus non-finite values, wanted or not. */
+static double nonfinite_count(const cJSON *record)
+{
+    const cJSON *item;
+    double count = 0, v;
+    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(record, "values"))
+    {
+        if (scalar_number(item, &v) && !isfinite(v)) count++;
+    }
+    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(record, "tensors"))
+    {
+        const cJSON *nan = cJSON_GetObjectItemCaseSensitive(item, "nan");
+        const cJSON *inf = cJSON_GetObjectItemCaseSensitive(item, "inf");
+        if (cJSON_IsNumber(nan)) count += nan->valuedouble;
+        if (cJSON_IsNumber(inf)) count += inf->valuedouble;
+    }
+    return count;
 }
 
 static void emit_checkpoint(const cJSON *record, const struct record_labels *l, sample_fn emit,
@@ -155,11 +306,45 @@ static void emit_checkpoint(const cJSON *record, const struct record_labels *l, 
     s.metric = "ckmon_checkpoint_time_seconds";
     s.value = (double)l->time_us / 1e6;
     emit(ctx, &s);
+    s.metric = "ckmon_checkpoint_nonfinite";
+    s.value = nonfinite_count(record);
+    emit(ctx, &s);
+    s.metric = "ckmon_checkpoint_healthy";
+    s.value = record_healthy(record) ? 1 : 0;
+    emit(ctx, &s);
+}
+
+/* An alert record: the running count of its rule (the record's "total"). */
+static void emit_alert(const cJSON *record, const struct record_labels *l, sample_fn emit,
+                       void *ctx)
+{
+    const cJSON *rule = cJSON_GetObjectItemCaseSensitive(record, "rule");
+    const cJSON *severity = cJSON_GetObjectItemCaseSensitive(record, "severity");
+    const cJSON *total = cJSON_GetObjectItemCaseSensitive(record, "total");
+    if (!cJSON_IsString(rule) || !cJSON_IsString(severity) || !cJSON_IsNumber(total)) return;
+    struct sample s = {.metric = "ckmon_alerts_total", .value = total->valuedouble};
+    s.labels[s.label_count++] = (struct label){"job", l->job};
+    s.labels[s.label_count++] = (struct label){"host", l->host};
+    if (l->run) s.labels[s.label_count++] = (struct label){"run", l->run};
+    if (l->rank) s.labels[s.label_count++] = (struct label){"rank", l->rank};
+    s.labels[s.label_count++] = (struct label){"rule", rule->valuestring};
+    s.labels[s.label_count++] = (struct label){"severity", severity->valuestring};
+    emit(ctx, &s);
+}
+
+bool record_is_alert(const cJSON *record)
+{
+    const cJSON *event = cJSON_GetObjectItemCaseSensitive(record, "event");
+    return cJSON_IsString(event) && !strcmp(event->valuestring, "alert");
 }
 
 void metrics_for_record(const cJSON *record, const struct record_labels *labels, sample_fn emit,
                         void *ctx)
 {
+    if (record_is_alert(record)) {
+        emit_alert(record, labels, emit, ctx);
+        return;
+    }
     emit_values(record, labels, emit, ctx);
     emit_tensors(record, labels, emit, ctx);
     emit_checkpoint(record, labels, emit, ctx);
@@ -208,6 +393,8 @@ void prom_add_sample(struct strbuf *b, const struct sample *s, int64_t ts_ms)
 void prom_add_type(struct strbuf *b, const struct sample *s, const char **last)
 {
     if (*last && !strcmp(*last, s->metric)) return;
-    sb_addf(b, "# TYPE %s gauge\n", s->metric);
+    size_t len = strlen(s->metric);
+    bool counter = len > 6 && !strcmp(s->metric + len - 6, "_total");
+    sb_addf(b, "# TYPE %s %s\n", s->metric, counter ? "counter" : "gauge");
     *last = s->metric;
 }

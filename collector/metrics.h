@@ -16,8 +16,8 @@
 
 #include "core/strbuf.h"
 
-/* job, host, rank, file, and key or tensor+stat. */
-#define METRIC_MAX_LABELS 6
+/* job, host, run, rank, file, and key or tensor+stat. */
+#define METRIC_MAX_LABELS 7
 #define FILE_LABEL_SIZE   256
 
 struct label {
@@ -36,6 +36,7 @@ struct sample {
  * file/rank, so the record must outlive it. */
 struct record_labels {
     const char *job, *host, *rank; /* rank is NULL when the record has none */
+    const char *run;               /* NULL when the record has none */
     char file[FILE_LABEL_SIZE];
     char rank_text[24];
     int64_t time_us; /* when the file was closed */
@@ -46,9 +47,27 @@ bool record_labels_get(const cJSON *record, struct record_labels *labels);
 
 /* The file label: the base name with each run of digits replaced by N. */
 void file_label(const char *path, char *out, size_t size);
+/* A key or tensor label: name with each run of digits replaced by N. */
+void name_label(const char *name, char *out, size_t size);
+
+/* Which values and tensors become metrics (--metric-keys): a name is in when it, or its
+ * label, matches one of the patterns without a leading '!' (or there are none) and no
+ * pattern with one. NULL or no patterns: METRIC_KEYS_DEFAULT. Call before any sink thread
+ * starts; the patterns must outlive the process's use of metrics. */
+#define METRIC_KEYS_DEFAULT "!*param_groups.*.params*", "!*state.[0-9]*"
+void metric_keys_set(char *const *patterns, size_t count);
+bool metric_key_wanted(const char *name, const char *label);
+
+/* A scalar of values as a number: numbers, bools, and the strings of non-finite ones. */
+bool scalar_number(const cJSON *v, double *out);
+/* An alert record (CONTRACT.md "Alerts"): its one sample is ckmon_alerts_total. */
+bool record_is_alert(const cJSON *record);
 
 /* Calls emit for every sample of the record, families in a fixed order (values,
- * tensors, checkpoint), so the samples of one family are contiguous. */
+ * tensors, checkpoint), so the samples of one family are contiguous. Values and tensors
+ * whose labels collide once digits became N give one sample each: the last one's.
+ * ckmon_value_nonfinite{key} (1) is emitted beside each NaN or infinite value, as the
+ * one sign of it that every sink stores (VictoriaMetrics drops NaN, InfluxDB refuses it). */
 typedef void (*sample_fn)(void *ctx, const struct sample *s);
 void metrics_for_record(const cJSON *record, const struct record_labels *labels, sample_fn emit,
                         void *ctx);

@@ -30,6 +30,13 @@ enum option_id {
     OPT_LOG_MAX_BYTES,
     OPT_LOG_KEEP,
     OPT_STATS,
+    OPT_METRIC_KEYS,
+    OPT_RUN_ID,
+    OPT_ALERT,
+    OPT_ON_ALERT,
+    OPT_ON_ALERT_TIMEOUT,
+    OPT_FAIL_ON,
+    OPT_QUIET,
     OPT_FOLLOW,
     OPT_PRETTY,
     OPT_ALL,
@@ -39,15 +46,16 @@ enum option_id {
     OPT_COUNT
 };
 
-#define FOR_RUN     (1u << COMMAND_RUN)
-#define FOR_COLLECT (1u << COMMAND_COLLECT)
-#define FOR_INSPECT (1u << COMMAND_INSPECT)
-#define FOR_TAIL    (1u << COMMAND_TAIL)
-#define FOR_DIFF    (1u << COMMAND_DIFF)
-#define FOR_REPORT  (1u << COMMAND_REPORT)
-#define FOR_SERVING (FOR_RUN | FOR_COLLECT)
-#define FOR_ALL     (FOR_SERVING | FOR_INSPECT)
-#define FOR_VIEWS   (FOR_TAIL | FOR_DIFF | FOR_REPORT)
+#define FOR_RUN       (1u << COMMAND_RUN)
+#define FOR_COLLECT   (1u << COMMAND_COLLECT)
+#define FOR_INSPECT   (1u << COMMAND_INSPECT)
+#define FOR_LAST_GOOD (1u << COMMAND_LAST_GOOD)
+#define FOR_TAIL      (1u << COMMAND_TAIL)
+#define FOR_DIFF      (1u << COMMAND_DIFF)
+#define FOR_REPORT    (1u << COMMAND_REPORT)
+#define FOR_SERVING   (FOR_RUN | FOR_COLLECT)
+#define FOR_ALL       (FOR_SERVING | FOR_INSPECT)
+#define FOR_VIEWS     (FOR_TAIL | FOR_DIFF | FOR_REPORT)
 
 struct option_spec {
     enum option_id id;
@@ -61,26 +69,33 @@ struct option_spec {
 
 static const struct option_spec option_table[] = {
     {OPT_PATHS, 'p', "paths", "CKMON_PATHS", ':', true, FOR_SERVING},
-    {OPT_LOG, 'o', "log", "CKMON_LOG", 0, true, FOR_SERVING | FOR_TAIL},
+    {OPT_LOG, 'o', "log", "CKMON_LOG", 0, true, FOR_SERVING | FOR_LAST_GOOD | FOR_TAIL},
     {OPT_LOG, 0, "log", "CKMON_LOG", 0, true, FOR_REPORT}, /* report's -o is its page */
     {OPT_SINK, 's', "sink", "CKMON_SINKS", ' ', true, FOR_SERVING},
     {OPT_SAMPLE, 0, "sample", "CKMON_SAMPLE", 0, true, FOR_ALL | FOR_DIFF},
     {OPT_BUDGET, 0, "budget", "CKMON_BUDGET", 0, true, FOR_RUN},
     {OPT_KEYS, 0, "keys", "CKMON_KEYS", ':', true, FOR_ALL | FOR_DIFF},
     {OPT_SOCKET, 0, "socket", "CKMON_SOCKET", 0, true, FOR_SERVING},
-    {OPT_JOB, 0, "job", "CKMON_JOB", 0, true, FOR_ALL},
+    {OPT_JOB, 0, "job", "CKMON_JOB", 0, true, FOR_ALL | FOR_LAST_GOOD},
     {OPT_JOB, 0, "job", NULL, 0, true, FOR_REPORT}, /* a filter, not this process's label */
     {OPT_STATE, 0, "state", "CKMON_STATE", 0, true, FOR_SERVING},
     {OPT_FLUSH_TIMEOUT, 0, "flush-timeout", NULL, 0, true, FOR_SERVING},
     {OPT_LOG_MAX_BYTES, 0, "log-max-bytes", "CKMON_LOG_MAX_BYTES", 0, true, FOR_SERVING},
     {OPT_LOG_KEEP, 0, "log-keep", "CKMON_LOG_KEEP", 0, true, FOR_SERVING},
     {OPT_STATS, 0, "stats", NULL, 0, false, FOR_COLLECT},
+    {OPT_METRIC_KEYS, 0, "metric-keys", "CKMON_METRIC_KEYS", ':', true, FOR_SERVING},
+    {OPT_RUN_ID, 0, "run-id", "CKMON_RUN_ID", 0, true, FOR_SERVING},
+    {OPT_ALERT, 0, "alert", "CKMON_ALERTS", ';', true, FOR_ALL},
+    {OPT_ON_ALERT, 0, "on-alert", "CKMON_ON_ALERT", 0, true, FOR_SERVING},
+    {OPT_ON_ALERT_TIMEOUT, 0, "on-alert-timeout", "CKMON_ON_ALERT_TIMEOUT", 0, true, FOR_SERVING},
+    {OPT_FAIL_ON, 0, "fail-on", NULL, 0, true, FOR_RUN | FOR_INSPECT},
+    {OPT_QUIET, 'q', "quiet", NULL, 0, false, FOR_SERVING},
     {OPT_FOLLOW, 'f', "follow", NULL, 0, false, FOR_TAIL},
     {OPT_PRETTY, 0, "pretty", NULL, 0, false, FOR_INSPECT},
     {OPT_ALL, 0, "all", NULL, 0, false, FOR_INSPECT},
     {OPT_JSON, 0, "json", NULL, 0, false, FOR_DIFF},
     {OPT_OUTPUT, 'o', "output", NULL, 0, true, FOR_REPORT},
-    {OPT_HELP, 'h', "help", NULL, 0, false, FOR_ALL | FOR_VIEWS},
+    {OPT_HELP, 'h', "help", NULL, 0, false, FOR_ALL | FOR_LAST_GOOD | FOR_VIEWS},
 };
 
 #define OPTION_COUNT (sizeof option_table / sizeof option_table[0])
@@ -208,16 +223,48 @@ static int set_budget(struct options *o, const char *value, const char *source, 
     return set_string(&o->budget_text, value);
 }
 
-static int set_flush_timeout(struct options *o, const char *value, const char *source, char *err,
-                             size_t err_size)
+static int set_seconds(double *out, const char *value, const char *source, char *err,
+                       size_t err_size)
 {
     double v;
     if (!parse_number(value, &v) || v < 0) {
         snprintf(err, err_size, "%s: '%s' is not a number of seconds", source, value);
         return -1;
     }
-    o->flush_timeout = v;
+    *out = v;
     return 0;
+}
+
+static int add_rule(struct options *o, const char *value, const char *source, char *err,
+                    size_t err_size)
+{
+    char problem[400];
+    if (rules_add(&o->rules, value, problem, sizeof problem) == 0) return 0;
+    snprintf(err, err_size, "%s: %s", source, problem);
+    return -1;
+}
+
+/* --fail-on's names, each a built-in rule or a --alert NAME (checked once all rules are in). */
+static int check_fail_on(struct options *o, char *err, size_t err_size)
+{
+    for (size_t i = 0; i < o->fail_on.count; i++)
+        if (!rules_known(&o->rules, o->fail_on.items[i])) {
+            snprintf(err, err_size, "--fail-on: unknown rule '%s' (%s, or a --alert NAME)",
+                     o->fail_on.items[i], builtin_rule_list);
+            return -1;
+        }
+    return 0;
+}
+
+static int add_fail_on(struct options *o, const char *value)
+{
+    char *copy = strdup(value), *save = NULL;
+    int rc = copy ? 0 : -1;
+    for (char *name = copy ? strtok_r(copy, ", ", &save) : NULL; name && rc == 0;
+         name = strtok_r(NULL, ", ", &save))
+        rc = string_list_add(&o->fail_on, name);
+    free(copy);
+    return rc;
 }
 
 /* A count of bytes, with an optional K, M or G (powers of 1024). */
@@ -282,6 +329,12 @@ static int apply(struct options *o, const struct option_spec *spec, const char *
     case OPT_KEYS:
         rc = string_list_add(&o->keys, value);
         break;
+    case OPT_METRIC_KEYS:
+        rc = string_list_add(&o->metric_keys, value);
+        break;
+    case OPT_RUN_ID:
+        rc = set_string(&o->run_id, value);
+        break;
     case OPT_LOG:
         rc = set_string(&o->log, value);
         break;
@@ -303,7 +356,20 @@ static int apply(struct options *o, const struct option_spec *spec, const char *
     case OPT_BUDGET:
         return set_budget(o, value, source, err, err_size);
     case OPT_FLUSH_TIMEOUT:
-        return set_flush_timeout(o, value, source, err, err_size);
+        return set_seconds(&o->flush_timeout, value, source, err, err_size);
+    case OPT_ON_ALERT_TIMEOUT:
+        return set_seconds(&o->on_alert_timeout, value, source, err, err_size);
+    case OPT_ALERT:
+        return add_rule(o, value, source, err, err_size);
+    case OPT_ON_ALERT:
+        rc = set_string(&o->on_alert, value);
+        break;
+    case OPT_FAIL_ON:
+        rc = add_fail_on(o, value);
+        break;
+    case OPT_QUIET:
+        o->quiet = true;
+        return 0;
     case OPT_LOG_MAX_BYTES:
         return set_size(&o->log_max_bytes, value, source, err, err_size);
     case OPT_LOG_KEEP:
@@ -453,6 +519,7 @@ int options_parse(struct options *o, enum command cmd, int argc, char **argv, ch
     memset(o, 0, sizeof *o);
     o->flush_timeout = DEFAULT_FLUSH_SEC;
     o->log_keep = DEFAULT_LOG_KEEP;
+    o->on_alert_timeout = DEFAULT_ON_ALERT_TIMEOUT;
     bool given[OPT_COUNT] = {false};
     if (parse_words(o, cmd, argc, argv, given, err, err_size) < 0) return -1;
     if (o->help) return 0;
@@ -464,9 +531,9 @@ int options_parse(struct options *o, enum command cmd, int argc, char **argv, ch
             apply_env(o, spec, err, err_size) < 0)
             return -1;
     }
-    bool has_log = cmd == COMMAND_RUN || cmd == COMMAND_COLLECT || cmd == COMMAND_TAIL ||
-                   cmd == COMMAND_REPORT;
-    if (!o->log && has_log && set_string(&o->log, DEFAULT_LOG) < 0) {
+    if (check_fail_on(o, err, err_size) < 0) return -1;
+    if (!o->log && cmd != COMMAND_INSPECT && cmd != COMMAND_DIFF &&
+        set_string(&o->log, DEFAULT_LOG) < 0) {
         snprintf(err, err_size, "out of memory");
         return -1;
     }
@@ -477,6 +544,7 @@ void options_free(struct options *o)
 {
     string_list_free(&o->paths);
     string_list_free(&o->keys);
+    string_list_free(&o->metric_keys);
     for (size_t i = 0; i < o->sink_count; i++) {
         free(o->sinks[i].format);
         free(o->sinks[i].url);
@@ -485,10 +553,14 @@ void options_free(struct options *o)
     free(o->log);
     free(o->socket);
     free(o->job);
+    free(o->run_id);
     free(o->state);
     free(o->output);
     free(o->sample_text);
     free(o->budget_text);
+    rules_free(&o->rules);
+    free(o->on_alert);
+    string_list_free(&o->fail_on);
     free(o->args);
     memset(o, 0, sizeof *o);
 }

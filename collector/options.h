@@ -11,16 +11,20 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define CKMON_VERSION     "0.1.0"
-#define DEFAULT_LOG       "./ckmon.jsonl"
-#define DEFAULT_FLUSH_SEC 10.0
-#define DEFAULT_LOG_KEEP  5
+#include "alerts.h"
+
+#define CKMON_VERSION            "0.1.0"
+#define DEFAULT_LOG              "./ckmon.jsonl"
+#define DEFAULT_FLUSH_SEC        10.0
+#define DEFAULT_LOG_KEEP         5
+#define DEFAULT_ON_ALERT_TIMEOUT 30.0
 
 enum command {
     COMMAND_RUN,
     COMMAND_COLLECT,
     COMMAND_INSPECT,
     COMMAND_DOCTOR,
+    COMMAND_LAST_GOOD,
     COMMAND_TAIL,
     COMMAND_DIFF,
     COMMAND_REPORT
@@ -37,13 +41,15 @@ struct sink_spec {
 };
 
 struct options {
-    struct string_list paths; /* -p/--paths, CKMON_PATHS */
-    struct string_list keys;  /* --keys, CKMON_KEYS */
-    struct sink_spec *sinks;  /* -s/--sink, CKMON_SINKS */
+    struct string_list paths;       /* -p/--paths, CKMON_PATHS */
+    struct string_list keys;        /* --keys, CKMON_KEYS */
+    struct string_list metric_keys; /* --metric-keys, CKMON_METRIC_KEYS */
+    struct sink_spec *sinks;        /* -s/--sink, CKMON_SINKS */
     size_t sink_count;
     char *log;            /* -o/--log, CKMON_LOG; "-" is stdout */
     char *socket;         /* --socket, CKMON_SOCKET; NULL when neither was given */
     char *job;            /* --job, CKMON_JOB; NULL when neither was given */
+    char *run_id;         /* --run-id, CKMON_RUN_ID; NULL when neither was given */
     char *state;          /* --state, CKMON_STATE; NULL: LOG.state/ beside the log */
     char *sample_text;    /* --sample, CKMON_SAMPLE as given, NULL: the agent's default */
     double sample;        /* its value when given */
@@ -52,13 +58,18 @@ struct options {
     unsigned long long log_max_bytes; /* --log-max-bytes, CKMON_LOG_MAX_BYTES; 0: never rotate */
     unsigned long log_keep;           /* --log-keep, CKMON_LOG_KEEP: rotated segments kept */
     bool stats;                       /* collect --stats: print the state dir's stats.json */
+    struct rule_set rules;            /* --alert, CKMON_ALERTS: the user's alert rules */
+    char *on_alert;                   /* --on-alert, CKMON_ON_ALERT: a shell command, or NULL */
+    double on_alert_timeout;          /* --on-alert-timeout, CKMON_ON_ALERT_TIMEOUT, seconds */
+    struct string_list fail_on;       /* --fail-on: rule names */
+    bool quiet;                       /* -q: no alert lines, no summary */
     bool follow;                      /* tail -f/--follow */
     bool pretty;                      /* inspect --pretty: the tail table instead of JSONL */
     bool all_files;                   /* inspect --all: every file of a directory */
     bool json;                        /* diff --json */
     char *output;                     /* report -o/--output */
     bool help;
-    char **args; /* run: COMMAND and its arguments; inspect, diff: the files */
+    char **args; /* run: COMMAND and its arguments; inspect, diff: the files; last-good: GLOB */
     int arg_count;
 };
 

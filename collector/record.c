@@ -26,9 +26,10 @@ bool record_set_string(char **slot, const char *value)
 bool identity_copy(struct identity *dst, const struct identity *src)
 {
     *dst = *src;
-    dst->host = dst->program = dst->job = NULL;
+    dst->host = dst->program = dst->job = dst->run = NULL;
     if (record_set_string(&dst->host, src->host) &&
-        record_set_string(&dst->program, src->program) && record_set_string(&dst->job, src->job))
+        record_set_string(&dst->program, src->program) && record_set_string(&dst->job, src->job) &&
+        record_set_string(&dst->run, src->run))
         return true;
     identity_free(dst);
     return false;
@@ -39,7 +40,8 @@ void identity_free(struct identity *id)
     free(id->host);
     free(id->program);
     free(id->job);
-    id->host = id->program = id->job = NULL;
+    free(id->run);
+    id->host = id->program = id->job = id->run = NULL;
 }
 
 struct record *record_new(const struct identity *who, const char *path)
@@ -77,14 +79,18 @@ static void append_all(cJSON *to, cJSON *from)
         cJSON_AddItemToArray(to, cJSON_DetachItemViaPointer(from, item));
 }
 
-void record_take_findings(struct record *r, cJSON *findings)
+void record_append_findings(struct record *r, cJSON *values, cJSON *tensors, cJSON *errors)
 {
-    cJSON *values = cJSON_GetObjectItemCaseSensitive(findings, "values");
-    cJSON *tensors = cJSON_GetObjectItemCaseSensitive(findings, "tensors");
-    cJSON *errors = cJSON_GetObjectItemCaseSensitive(findings, "errors");
     if (cJSON_IsObject(values)) append_all(r->values, values);
     if (cJSON_IsArray(tensors)) append_all(r->tensors, tensors);
     if (cJSON_IsArray(errors)) append_all(r->errors, errors);
+}
+
+void record_take_findings(struct record *r, cJSON *findings)
+{
+    record_append_findings(r, cJSON_GetObjectItemCaseSensitive(findings, "values"),
+                           cJSON_GetObjectItemCaseSensitive(findings, "tensors"),
+                           cJSON_GetObjectItemCaseSensitive(findings, "errors"));
 }
 
 void record_settle(struct record *r)
@@ -183,6 +189,7 @@ cJSON *record_to_json(const struct record *r)
     cJSON_AddNumberToObject(o, "pid", (double)r->who.pid);
     cJSON_AddStringToObject(o, "program", r->who.program ? r->who.program : "unknown");
     cJSON_AddStringToObject(o, "job", r->who.job ? r->who.job : "unknown");
+    if (r->who.run) cJSON_AddStringToObject(o, "run", r->who.run);
     if (r->who.has_rank) cJSON_AddNumberToObject(o, "rank", (double)r->who.rank);
     if (r->who.has_local_rank) cJSON_AddNumberToObject(o, "local_rank", (double)r->who.local_rank);
     if (r->who.has_world_size) cJSON_AddNumberToObject(o, "world_size", (double)r->who.world_size);
@@ -202,11 +209,9 @@ cJSON *record_to_json(const struct record *r)
     return o;
 }
 
-char *record_to_line(const struct record *r, size_t *len)
+char *json_line(const cJSON *o, size_t *len)
 {
-    cJSON *o = record_to_json(r);
     char *text = o ? json_print(o) : NULL;
-    cJSON_Delete(o);
     if (!text) return NULL;
     size_t n = strlen(text);
     char *line = realloc(text, n + 2);
@@ -218,4 +223,34 @@ char *record_to_line(const struct record *r, size_t *len)
     line[n + 1] = '\0';
     *len = n + 1;
     return line;
+}
+
+char *record_to_line(const struct record *r, size_t *len)
+{
+    cJSON *o = record_to_json(r);
+    char *line = json_line(o, len);
+    cJSON_Delete(o);
+    return line;
+}
+
+void record_json_add_alerts(cJSON *o, cJSON *names)
+{
+    cJSON *tensors = cJSON_GetObjectItemCaseSensitive(o, "tensors");
+    if (!tensors) {
+        cJSON_AddItemToObject(o, "alerts", names);
+        return;
+    }
+    if (!(names->string = strdup("alerts"))) {
+        cJSON_Delete(names);
+        return;
+    }
+    /* Spliced in by hand: Debian's cJSON refuses cJSON_InsertItemInArray on objects.
+     * cJSON keeps the last member in the first one's prev. */
+    names->prev = tensors;
+    names->next = tensors->next;
+    if (tensors->next)
+        tensors->next->prev = names;
+    else
+        o->child->prev = names;
+    tensors->next = names;
 }

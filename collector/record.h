@@ -22,6 +22,7 @@ struct identity {
     char *host;
     char *program;
     char *job;
+    char *run; /* NULL when unknown */
     long pid;
     bool has_rank, has_local_rank, has_world_size;
     long rank, local_rank, world_size;
@@ -63,6 +64,8 @@ bool record_set_string(char **slot, const char *value);
  * one when the record is settled: merging by lookup here would cost time quadratic in
  * the number of values, which a hostile file makes large. */
 void record_take_findings(struct record *r, cJSON *findings);
+/* The same from the containers themselves (any may be NULL), emptied. */
+void record_append_findings(struct record *r, cJSON *values, cJSON *tensors, cJSON *errors);
 /* Resolves values reported more than once: the latest wins, in the first one's place.
  * Once, before the record is written. */
 void record_settle(struct record *r);
@@ -91,5 +94,10 @@ void format_rfc3339(int64_t time_us, char *out, size_t size);
 cJSON *record_to_json(const struct record *r);
 /* The record as one line, JSON + '\n', malloc'd; *len gets its length. */
 char *record_to_line(const struct record *r, size_t *len);
+/* Any JSON object as such a line. */
+char *json_line(const cJSON *o, size_t *len);
+/* Adds names (an array of rule names, taken over) to a record's JSON as its "alerts",
+ * where the contract puts them: right after "tensors". */
+void record_json_add_alerts(cJSON *o, cJSON *names);
 
 #endif

@@ -74,7 +74,7 @@ struct series {
     double score;
 };
 
-struct alert {
+struct alert_row {
     double time;
     char *rule, *severity, *path, *message;
     long ckpt; /* the checkpoint it is about, or -1 */
@@ -86,7 +86,7 @@ struct run {
     size_t nckpts, ckpt_cap;
     struct series *values, *tensors;
     size_t nvalues, value_cap, ntensors, tensor_cap;
-    struct alert *alerts;
+    struct alert_row *alerts;
     size_t nalerts, alert_cap;
     /* a hash of "label\x1fname" to series index, one per kind */
     long *value_slots, *tensor_slots;
@@ -302,13 +302,13 @@ static void take_checkpoint(struct run *run, const cJSON *rec, double time)
 static void take_alert(struct run *run, const cJSON *rec, double time)
 {
     run->alerts = grow(run->alerts, &run->alert_cap, run->nalerts, sizeof *run->alerts);
-    struct alert *a = &run->alerts[run->nalerts++];
-    *a = (struct alert){.time = time,
-                        .rule = copy(member_text(rec, "rule")),
-                        .severity = copy(member_text(rec, "severity")),
-                        .path = copy(member_text(rec, "path")),
-                        .message = copy(member_text(rec, "message")),
-                        .ckpt = -1};
+    struct alert_row *a = &run->alerts[run->nalerts++];
+    *a = (struct alert_row){.time = time,
+                            .rule = copy(member_text(rec, "rule")),
+                            .severity = copy(member_text(rec, "severity")),
+                            .path = copy(member_text(rec, "path")),
+                            .message = copy(member_text(rec, "message")),
+                            .ckpt = -1};
     count_in(run->rules, a->rule);
     /* the newest checkpoint of that path so far: alerts follow their checkpoint */
     for (size_t i = run->nckpts; i-- > 0;)
@@ -973,7 +973,7 @@ static void alerts_section(FILE *out, struct run *run)
     fputs("<svg class=\"timeline\" viewBox=\"0 0 720 60\" width=\"720\" height=\"60\">", out);
     fprintf(out, "<line x1=\"%d\" y1=\"30\" x2=\"%d\" y2=\"30\" class=\"axis\"/>", ML, 720 - MR);
     for (size_t i = 0; i < run->nalerts; i++) {
-        const struct alert *al = &run->alerts[i];
+        const struct alert_row *al = &run->alerts[i];
         double x = ML + (f.x1 > f.x0 ? (al->time - f.x0) / (f.x1 - f.x0) : 0.5) * (720 - ML - MR);
         if (al->ckpt >= 0) fprintf(out, "<a href=\"#c%ld\">", al->ckpt);
         fprintf(out, "<circle class=\"%s\" cx=\"%.1f\" cy=\"30\" r=\"6\"><title>",
@@ -993,7 +993,7 @@ static void alerts_section(FILE *out, struct run *run)
           "<th>severity</th><th>checkpoint</th><th>message</th></tr>",
           out);
     for (size_t i = first; i < run->nalerts; i++) {
-        const struct alert *al = &run->alerts[i];
+        const struct alert_row *al = &run->alerts[i];
         fprintf(out, "<tr class=\"alert %s\"><td>%s</td><td class=\"rule\">",
                 strcmp(al->severity, "critical") ? "warn" : "bad",
                 time_text(al->time, a, sizeof a));

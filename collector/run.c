@@ -16,10 +16,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "command_path.h"
 #include "delivery.h"
+#include "metrics.h"
 #include "server.h"
 
 #define EXIT_CANNOT_EXECUTE 126
@@ -31,38 +34,7 @@ struct private_collector {
     char dir[PATH_MAX]; /* the temporary directory holding the socket, or "" */
 };
 
-/* ---- finding COMMAND and the agent ---- */
-
-/* 0 when path is an executable file (copied to out), else an errno. */
-static int check_executable(const char *path, char *out, size_t size)
-{
-    struct stat st;
-    if (stat(path, &st) < 0) return errno;
-    if (S_ISDIR(st.st_mode)) return EISDIR;
-    if (access(path, X_OK) < 0) return errno;
-    if (snprintf(out, size, "%s", path) >= (int)size) return ENAMETOOLONG;
-    return 0;
-}
-
-int find_command(const char *name, char *out, size_t size)
-{
-    if (!*name) return ENOENT;
-    if (strchr(name, '/')) return check_executable(name, out, size);
-    const char *search = getenv("PATH");
-    int result = ENOENT;
-    if (!search) search = "/usr/local/bin:/usr/bin:/bin";
-    for (const char *dir = search;; dir++) {
-        const char *end = strchrnul(dir, ':');
-        char candidate[PATH_MAX];
-        int len = (int)(end - dir);
-        snprintf(candidate, sizeof candidate, "%.*s%s%s", len, dir, len ? "/" : "", name);
-        int rc = check_executable(candidate, out, size);
-        if (rc == 0) return 0;
-        if (rc != ENOENT && rc != ENOTDIR) result = rc;
-        if (!*end) return result;
-        dir = end;
-    }
-}
+/* ---- finding the agent ---- */
 
 static bool readable_file(const char *path, char *out)
 {
@@ -138,17 +110,22 @@ static void remove_private_dir(struct private_collector *pc)
 /* The collector child; it also removes the private directory, in case ckmon run itself
  * was killed and cannot. After COMMAND ended it gives the sinks up to --flush-timeout. */
 static void become_collector(struct listener *listener, struct log_writer *log,
-                             struct delivery *delivery, int stop_fd, const char *dir,
-                             double flush_timeout)
+                             struct delivery *delivery, struct alerting *alerting, int stop_fd,
+                             const char *dir, const struct options *o)
 {
     static const int ignored[] = {SIGINT, SIGQUIT, SIGHUP, SIGTERM, SIGTSTP};
     for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++)
         signal(ignored[i], SIG_IGN);
     if (!freopen("/dev/null", "r", stdin)) close(STDIN_FILENO);
-    struct server_config cfg = {.listener = listener, .log = log, .stop_fd = stop_fd};
-    int rc = serve_and_deliver(&cfg, delivery, flush_timeout);
+    struct server_config cfg = {.listener = listener,
+                                .log = log,
+                                .alerting = alerting,
+                                .stop_fd = stop_fd,
+                                .run_id = o->run_id};
+    int rc = collector_serve(&cfg, delivery, o->flush_timeout);
     delivery_free(delivery);
     if (log_close(log)) rc = 1;
+    if (alerting_finish(alerting)) rc = EXIT_FAIL_ON;
     if (*dir) rmdir(dir);
     fflush(NULL);
     _exit(rc);
@@ -160,6 +137,7 @@ static bool start_collector(const struct options *o, struct private_collector *p
     struct listener listener;
     struct log_writer log;
     struct delivery *delivery = NULL;
+    struct alerting *alerting;
     char err[512];
     int pipe_fds[2];
     if (!choose_socket(o, pc, socket, size)) return false;
@@ -169,6 +147,7 @@ static bool start_collector(const struct options *o, struct private_collector *p
     }
     log.max_bytes = o->log_max_bytes;
     log.keep = o->log_keep;
+    metric_keys_set(o->metric_keys.items, o->metric_keys.count);
     /* Cursors and the state dir's lock are set up here, so their errors stop ckmon
      * before COMMAND starts; the threads start in the collector child. */
     if (o->sink_count && !(delivery = delivery_open(o, &log, err, sizeof err))) {
@@ -176,8 +155,14 @@ static bool start_collector(const struct options *o, struct private_collector *p
         log_close(&log);
         return false;
     }
+    if (!(alerting = alerting_for_serving(o, true))) {
+        delivery_free(delivery);
+        log_close(&log);
+        return false;
+    }
     if (listener_open(&listener, socket, err, sizeof err) < 0) {
         fprintf(stderr, "ckmon: %s\n", err);
+        alerting_free(alerting);
         delivery_free(delivery);
         log_close(&log);
         return false;
@@ -187,31 +172,35 @@ static bool start_collector(const struct options *o, struct private_collector *p
     if (pipe2(pipe_fds, O_CLOEXEC) < 0 || (pc->pid = fork()) < 0) {
         fprintf(stderr, "ckmon: cannot start the collector: %s\n", strerror(errno));
         listener_close(&listener, true);
+        alerting_free(alerting);
         delivery_free(delivery);
         log_close(&log);
         return false;
     }
     if (pc->pid == 0) {
         close(pipe_fds[1]);
-        become_collector(&listener, &log, delivery, pipe_fds[0], pc->dir, o->flush_timeout);
+        become_collector(&listener, &log, delivery, alerting, pipe_fds[0], pc->dir, o);
     }
     close(pipe_fds[0]);
     pc->stop_fd = pipe_fds[1];
     listener_close(&listener, false);
+    alerting_free(alerting);
     delivery_free(delivery);
     log_close(&log);
     return true;
 }
 
 /* Waits until the collector has written every record and the sinks delivered them
- * (or --flush-timeout passed). */
-static void stop_collector(struct private_collector *pc)
+ * (or --flush-timeout passed); returns its exit status (EXIT_FAIL_ON: a --fail-on rule
+ * fired). */
+static int stop_collector(struct private_collector *pc)
 {
-    int status;
+    int status = 0;
     close(pc->stop_fd);
     while (waitpid(pc->pid, &status, 0) < 0 && errno == EINTR) {
     }
     remove_private_dir(pc);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 }
 
 /* ---- COMMAND ---- */
@@ -259,6 +248,7 @@ static void exec_command(const struct options *o, const char *exe, const char *a
     set_or_die("LD_PRELOAD", preload ? preload : agent);
     set_or_die("CKMON_SOCKET", socket);
     set_or_die("CKMON_JOB", job);
+    set_or_die("CKMON_RUN_ID", o->run_id);
     set_or_die("CKMON_PATHS", paths);
     set_or_die("CKMON_KEYS", keys);
     set_or_die("CKMON_SAMPLE", o->sample_text);
@@ -304,6 +294,24 @@ static int run_command(const struct options *o, const char *exe, const char *age
     return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
 }
 
+/* --run-id, else the launcher's job id, else a new one: the date and time, and this
+ * process's id, so that two runs started in one second still differ. */
+static bool choose_run_id(struct options *o)
+{
+    static const char *const launcher[] = {"SLURM_JOB_ID", "TORCHELASTIC_RUN_ID"};
+    for (size_t i = 0; !o->run_id && i < sizeof launcher / sizeof launcher[0]; i++) {
+        const char *v = getenv(launcher[i]);
+        if (v && *v && !(o->run_id = strdup(v))) return false;
+    }
+    if (o->run_id) return true;
+    char id[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(id, sizeof id, "%Y%m%dT%H%M%SZ", gmtime_r(&now, &tm));
+    snprintf(id + strlen(id), sizeof id - strlen(id), "-%ld", (long)getpid());
+    return (o->run_id = strdup(id)) != NULL;
+}
+
 /* Checks that needs no side effect, in the order a user fixes them. */
 static int check_can_run(const struct options *o, char *exe, char *agent)
 {
@@ -334,11 +342,21 @@ int cmd_run(int argc, char **argv)
         options_free(&o);
         return rc;
     }
+    if (!choose_run_id(&o)) {
+        fprintf(stderr, "ckmon: out of memory\n");
+        options_free(&o);
+        return 1;
+    }
     if (o.socket && collector_answers(o.socket)) {
         snprintf(socket, sizeof socket, "%s", o.socket);
         if (o.sink_count)
             fprintf(stderr,
                     "ckmon: --sink ignored: the collector on %s delivers to its own sinks\n",
+                    socket);
+        if (o.rules.user_count || o.on_alert || o.fail_on.count)
+            fprintf(stderr,
+                    "ckmon: --alert, --on-alert and --fail-on ignored: the collector on %s "
+                    "judges with its own\n",
                     socket);
     } else if (!start_collector(&o, &pc, socket, sizeof socket)) {
         remove_private_dir(&pc);
@@ -346,7 +364,7 @@ int cmd_run(int argc, char **argv)
         return 1;
     }
     rc = run_command(&o, exe, agent, socket);
-    if (pc.pid > 0) stop_collector(&pc);
+    if (pc.pid > 0 && stop_collector(&pc) == EXIT_FAIL_ON && rc == 0) rc = EXIT_FAIL_ON;
     options_free(&o);
     return rc;
 }

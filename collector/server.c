@@ -177,7 +177,11 @@ void listener_close(struct listener *l, bool remove)
 
 static void emit_to_log(void *ctx, const struct record *r)
 {
-    log_record(ctx, r);
+    const struct server_config *cfg = ctx;
+    if (cfg->alerting)
+        alerting_record(cfg->alerting, cfg->log, r);
+    else
+        log_record(cfg->log, r);
 }
 
 /* The peer's credentials, or false (with a line on stderr) when it is not our own user:
@@ -393,7 +397,7 @@ static void raise_descriptor_limit(void)
 int server_run(const struct server_config *cfg)
 {
     struct server *s = calloc(1, sizeof *s);
-    if (!s || !(s->tracker = tracker_new(emit_to_log, cfg->log)) ||
+    if (!s || !(s->tracker = tracker_new(emit_to_log, (void *)cfg)) ||
         !(s->polls = malloc(2 * sizeof *s->polls))) {
         fprintf(stderr, "ckmon: out of memory\n");
         if (s) tracker_free(s->tracker);
@@ -402,6 +406,7 @@ int server_run(const struct server_config *cfg)
         return 1;
     }
     s->cfg = cfg;
+    tracker_set_run(s->tracker, cfg->run_id);
     sigset_t saved, wait_mask;
     bool by_signal = cfg->stop_fd < 0;
     if (by_signal) catch_stop_signals(&saved, &wait_mask);

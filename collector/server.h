@@ -12,6 +12,7 @@
 #include <sys/types.h>
 #include <sys/un.h>
 
+#include "alerting.h"
 #include "log.h"
 
 struct listener {
@@ -34,9 +35,11 @@ void listener_close(struct listener *l, bool remove);
 struct server_config {
     struct listener *listener; /* closed and removed when server_run returns */
     struct log_writer *log;
+    struct alerting *alerting; /* judges each record before it is written; NULL: none */
     /* -1: stop on SIGTERM or SIGINT (SIGHUP reopens the log). Otherwise stop when this descriptor
      * becomes readable or reaches EOF (`ckmon run` closes its end of a pipe). */
     int stop_fd;
+    const char *run_id; /* the run of agents that name none (--run-id), or NULL */
 };
 
 /* Serves agents until asked to stop, then drains every connection, finishes what is

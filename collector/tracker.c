@@ -6,6 +6,7 @@
  */
 #include "tracker.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,12 +33,12 @@ struct tracker_conn {
     /* The agent's --sample and --keys (from its hello), for files the collector parses
      * from disk itself: adopted by a rename, or torn before the agent found anything. */
     struct parse_options parse;
-    cJSON *key_list;
-    struct key_filter keys;
+    struct key_filter keys; /* its patterns in one allocation (keys_copy) */
     struct open_file *files;
     /* After an "exec": the ids the new program keeps open (its agent reports them); the
-     * connection's other files are closed by the exec. NULL otherwise. */
-    cJSON *exec_kept;
+     * connection's other files are closed by the exec. exec_kept NULL otherwise. */
+    int64_t *exec_kept;
+    size_t exec_kept_count;
     struct tracker_conn *prev, *next;
 };
 
@@ -61,7 +62,6 @@ struct adoption {
     int fd;                /* -1 until its turn */
     off_t offset;
     struct parse_options parse;
-    cJSON *key_list;
     struct key_filter keys;
     struct report report;
     struct parser *parser;
@@ -76,11 +76,17 @@ struct tracker {
     struct pending **pending_end; /* the last node's next, for appending */
     struct adoption *adoptions;   /* in the order of their renames */
     struct adoption **adoptions_end;
-    uint8_t *read_buffer; /* for the adoption being parsed */
+    uint8_t *read_buffer;    /* for the adoption being parsed */
+    const char *default_run; /* for agents whose hello names no run */
     struct tracker_counts counts;
 };
 
 static void adoption_free(struct adoption *a);
+
+void tracker_set_run(struct tracker *t, const char *run)
+{
+    t->default_run = run;
+}
 
 struct tracker *tracker_new(record_emit_fn emit, void *ctx)
 {
@@ -119,8 +125,7 @@ static void unlink_conn(struct tracker *t, struct tracker_conn *c)
     if (c->next) c->next->prev = c->prev;
     free_files(c->files);
     identity_free(&c->who);
-    cJSON_Delete(c->key_list);
-    cJSON_Delete(c->exec_kept);
+    free(c->exec_kept);
     free(c->keys.patterns);
     free(c);
 }
@@ -163,22 +168,7 @@ struct tracker_conn *tracker_connect(struct tracker *t, long peer_pid)
     return c;
 }
 
-/* ---- reading message members ---- */
-
-static const char *get_string(const cJSON *msg, const char *name)
-{
-    return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, name));
-}
-
-/* An integral member within int64 range; cJSON keeps every number as a double. */
-static bool get_int(const cJSON *msg, const char *name, int64_t *out)
-{
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(msg, name);
-    if (!cJSON_IsNumber(item) || !(item->valuedouble >= -9.2e18 && item->valuedouble <= 9.2e18))
-        return false;
-    *out = (int64_t)item->valuedouble;
-    return true;
-}
+/* ---- files ---- */
 
 static struct open_file *find_file(struct tracker_conn *c, int64_t id, struct open_file ***link)
 {
@@ -193,11 +183,9 @@ static struct open_file *find_file(struct tracker_conn *c, int64_t id, struct op
 /* The file a data or close message is about. One never seen opened (the connection was
  * replaced while it was open, wire.h) starts a record from what the message carries;
  * *link is then the list slot that points at the returned file. */
-static struct open_file *file_for(struct tracker_conn *c, const cJSON *msg, int64_t now_us,
+static struct open_file *file_for(struct tracker_conn *c, int64_t id, int64_t now_us,
                                   struct open_file ***link)
 {
-    int64_t id;
-    if (!get_int(msg, "id", &id)) return NULL;
     struct open_file *f = find_file(c, id, link);
     if (f) return f;
     if (!(f = calloc(1, sizeof *f)) || !(f->record = record_new(&c->who, ""))) {
@@ -249,18 +237,9 @@ static void take_findings_from_disk(const struct tracker_conn *c, struct record 
     if (r->values->child || r->tensors->child) return;
     struct record *disk = parse_on_disk(c, r->path, TORN_REPARSE_MAX_BYTES);
     if (!disk) return;
-    cJSON *findings = cJSON_CreateObject();
-    if (findings) {
-        /* The findings object takes the members over; disk keeps NULLs. */
-        cJSON_AddItemToObject(findings, "values", disk->values);
-        cJSON_AddItemToObject(findings, "tensors", disk->tensors);
-        cJSON_AddItemToObject(findings, "errors", disk->errors);
-        disk->values = disk->tensors = disk->errors = NULL;
-        record_take_findings(r, findings);
-        r->parsed = PARSED_FILE;
-        if (strcmp(disk->format, "unknown")) record_set_string(&r->format, disk->format);
-    }
-    cJSON_Delete(findings);
+    record_append_findings(r, disk->values, disk->tensors, disk->errors);
+    r->parsed = PARSED_FILE;
+    if (strcmp(disk->format, "unknown")) record_set_string(&r->format, disk->format);
     record_free(disk);
 }
 
@@ -297,74 +276,66 @@ static void hold_for_rename(struct tracker *t, struct record *r, int64_t now_us)
 
 /* ---- the messages ---- */
 
-/* keys from list, an array of strings, which must outlive them. */
-static bool filter_from(struct key_filter *keys, const cJSON *list)
+/* A copy of count patterns as *keys, pointers and strings in one allocation. */
+static bool keys_copy(struct key_filter *keys, char *const *patterns, size_t count)
 {
-    int n = cJSON_GetArraySize(list);
-    const cJSON *k;
-    if (n == 0) return true;
-    if (!(keys->patterns = malloc((size_t)n * sizeof *keys->patterns))) return false;
-    cJSON_ArrayForEach(k, list) keys->patterns[keys->count++] = k->valuestring;
+    size_t size = count * sizeof *keys->patterns;
+    for (size_t i = 0; i < count; i++)
+        size += strlen(patterns[i]) + 1;
+    if (count == 0) return true;
+    char **copy = malloc(size);
+    if (!copy) return false;
+    char *text = (char *)(copy + count);
+    for (size_t i = 0; i < count; i++) {
+        copy[i] = text;
+        text = stpcpy(text, patterns[i]) + 1;
+    }
+    *keys = (struct key_filter){.patterns = copy, .count = count};
     return true;
 }
 
-/* Keeps the hello's "keys" array (strings) as the connection's key filter. */
-static bool take_keys(struct tracker_conn *c, cJSON *msg)
+static bool on_hello(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
+                     int64_t now_us)
 {
-    cJSON *list = cJSON_GetObjectItemCaseSensitive(msg, "keys"), *k;
-    if (!list) return true;
-    if (!cJSON_IsArray(list) || c->key_list) return false;
-    cJSON_ArrayForEach(k, list) if (!cJSON_IsString(k)) return false;
-    if (cJSON_GetArraySize(list) == 0) return true;
-    if (!filter_from(&c->keys, list)) return false;
-    c->key_list = cJSON_DetachItemViaPointer(msg, list); /* the strings stay where they are */
-    return true;
-}
-
-static bool on_hello(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
-{
-    (void)t, (void)now_us;
-    int64_t pid, rank, local_rank, world_size;
-    const char *host = get_string(msg, "host"), *program = get_string(msg, "program"),
-               *job = get_string(msg, "job");
-    if (get_int(msg, "pid", &pid)) c->who.pid = (long)pid;
-    const cJSON *sample = cJSON_GetObjectItemCaseSensitive(msg, "sample");
-    if (cJSON_IsNumber(sample) && sample->valuedouble > 0 && sample->valuedouble <= 1)
-        c->parse.sample = sample->valuedouble;
-    if (!take_keys(c, msg)) return false;
-    int64_t dropped;
-    if (get_int(msg, "dropped", &dropped) && dropped > 0)
+    (void)now_us;
+    const struct wire_hello *h = &m->hello;
+    const char *run = h->run ? h->run : t->default_run;
+    if (h->pid != WIRE_ABSENT) c->who.pid = (long)h->pid;
+    if (h->sample > 0 && h->sample <= 1) c->parse.sample = h->sample;
+    if (h->key_count && (c->keys.patterns || !keys_copy(&c->keys, h->keys, h->key_count)))
+        return false; /* keys once per connection */
+    if (h->dropped > 0)
         fprintf(stderr,
                 "ckmon: process %ld lost %lld message(s) while it could not reach the collector\n",
-                c->who.pid, (long long)dropped);
-    c->who.has_rank = get_int(msg, "rank", &rank);
-    c->who.rank = c->who.has_rank ? (long)rank : 0;
-    c->who.has_local_rank = get_int(msg, "local_rank", &local_rank);
-    c->who.local_rank = c->who.has_local_rank ? (long)local_rank : 0;
-    c->who.has_world_size = get_int(msg, "world_size", &world_size);
-    c->who.world_size = c->who.has_world_size ? (long)world_size : 0;
-    return (!host || record_set_string(&c->who.host, host)) &&
-           (!program || record_set_string(&c->who.program, program)) &&
-           (!job || record_set_string(&c->who.job, job));
+                c->who.pid, (long long)h->dropped);
+    c->who.has_rank = h->rank != WIRE_ABSENT;
+    c->who.rank = c->who.has_rank ? (long)h->rank : 0;
+    c->who.has_local_rank = h->local_rank != WIRE_ABSENT;
+    c->who.local_rank = c->who.has_local_rank ? (long)h->local_rank : 0;
+    c->who.has_world_size = h->world_size != WIRE_ABSENT;
+    c->who.world_size = c->who.has_world_size ? (long)h->world_size : 0;
+    return (!h->host || record_set_string(&c->who.host, h->host)) &&
+           (!h->program || record_set_string(&c->who.program, h->program)) &&
+           (!h->job || record_set_string(&c->who.job, h->job)) &&
+           (!run || record_set_string(&c->who.run, run));
 }
 
-static bool on_open(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
+static bool on_open(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
+                    int64_t now_us)
 {
-    int64_t id, open_us;
-    const char *path = get_string(msg, "path");
-    if (!get_int(msg, "id", &id) || !path) return false;
-    if (!get_int(msg, "time_us", &open_us)) open_us = now_us;
-    struct open_file **link, *old = find_file(c, id, &link);
+    const struct wire_open *o = &m->open;
+    int64_t open_us = o->time_us != WIRE_ABSENT ? o->time_us : now_us;
+    struct open_file **link, *old = find_file(c, o->id, &link);
     if (old) {
         *link = old->next;
         finish_incomplete(t, c, old, now_us, "the agent reused the file's id before closing it");
     }
     struct open_file *f = calloc(1, sizeof *f);
-    if (!f || !(f->record = record_new(&c->who, path))) {
+    if (!f || !(f->record = record_new(&c->who, o->path))) {
         free(f);
         return false;
     }
-    f->id = id;
+    f->id = o->id;
     f->open_us = open_us;
     f->record->time_us = open_us;
     f->next = c->files;
@@ -372,41 +343,38 @@ static bool on_open(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64
     return true;
 }
 
-static bool on_data(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
+static bool on_data(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
+                    int64_t now_us)
 {
     (void)t;
-    struct open_file *f = file_for(c, msg, now_us, NULL);
+    struct wire_data *d = &m->data;
+    struct open_file *f = file_for(c, d->id, now_us, NULL);
     if (!f) return false;
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(msg, "reset")))
-        record_clear_findings(f->record);
-    const char *format = get_string(msg, "format");
-    get_int(msg, "bytes", &f->progress_bytes);
-    get_int(msg, "writes", &f->record->writes);
-    if (format && !record_set_string(&f->record->format, format)) return false;
-    record_take_findings(f->record, msg);
+    if (d->reset) record_clear_findings(f->record);
+    if (d->bytes != WIRE_ABSENT) f->progress_bytes = d->bytes;
+    if (d->writes != WIRE_ABSENT) f->record->writes = d->writes;
+    if (d->format && !record_set_string(&f->record->format, d->format)) return false;
+    record_append_findings(f->record, d->values, d->tensors, d->errors);
     return true;
 }
 
-static bool on_close(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
+static bool on_close(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
+                     int64_t now_us)
 {
-    struct open_file **link, *f = file_for(c, msg, now_us, &link);
+    struct wire_close *d = &m->close;
+    struct open_file **link, *f = file_for(c, d->id, now_us, &link);
     if (!f) return false;
     *link = f->next;
     struct record *r = f->record;
-    const char *path = get_string(msg, "path"), *written_as = get_string(msg, "written_as"),
-               *format = get_string(msg, "format"), *parsed = get_string(msg, "parsed");
-    const cJSON *seconds = cJSON_GetObjectItemCaseSensitive(msg, "seconds");
-    if (!get_int(msg, "time_us", &r->time_us)) r->time_us = now_us;
-    if (!get_int(msg, "bytes", &r->bytes)) r->bytes = f->progress_bytes;
-    get_int(msg, "writes", &r->writes);
-    r->seconds =
-        cJSON_IsNumber(seconds) ? seconds->valuedouble : (double)(r->time_us - f->open_us) / 1e6;
-    r->complete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(msg, "complete"));
-    bool ok = (!path || record_set_string(&r->path, path)) &&
-              (!written_as || record_set_string(&r->written_as, written_as)) &&
-              (!format || record_set_string(&r->format, format)) &&
-              (!parsed || record_set_parsed(r, parsed));
-    record_take_findings(r, msg);
+    r->time_us = d->time_us != WIRE_ABSENT ? d->time_us : now_us;
+    r->bytes = d->bytes != WIRE_ABSENT ? d->bytes : f->progress_bytes;
+    if (d->writes != WIRE_ABSENT) r->writes = d->writes;
+    r->seconds = !isnan(d->seconds) ? d->seconds : (double)(r->time_us - f->open_us) / 1e6;
+    r->complete = d->complete;
+    bool ok = (!d->path || record_set_string(&r->path, d->path)) &&
+              (!d->written_as || record_set_string(&r->written_as, d->written_as)) &&
+              (!d->format || record_set_string(&r->format, d->format)) &&
+              (!d->parsed || record_set_parsed(r, d->parsed));
     free(f);
     hold_for_rename(t, r, now_us);
     return ok;
@@ -418,11 +386,11 @@ static bool rename_record(struct record *r, const char *to)
            record_set_string(&r->path, to);
 }
 
-static bool on_rename(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
+static bool on_rename(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
+                      int64_t now_us)
 {
     (void)c, (void)now_us;
-    const char *from = get_string(msg, "from"), *to = get_string(msg, "to");
-    if (!from || !to) return false;
+    const char *from = m->rename.from, *to = m->rename.to;
     /* A file adopted under that name and still being parsed is the newest: its record
      * takes the new name, and still waits for a rename once it is parsed. */
     struct adoption *adopted = NULL;
@@ -444,25 +412,23 @@ static void adoption_free(struct adoption *a)
     if (a->parser) a->parser->destroy(a->parser);
     report_free(&a->report);
     record_free(a->record);
-    cJSON_Delete(a->key_list);
     free(a->keys.patterns);
     if (a->fd >= 0) close(a->fd);
     free(a);
 }
 
-static bool on_adopt(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
+static bool on_adopt(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
+                     int64_t now_us)
 {
-    const char *from = get_string(msg, "from"), *to = get_string(msg, "to");
-    if (!from || !to) return false;
+    const struct wire_rename *r = &m->rename;
     struct adoption *a = calloc(1, sizeof *a);
     if (!a) return true; /* no memory: as if the file were gone */
     *a = (struct adoption){.fd = -1, .parse = c->parse};
-    if (!get_int(msg, "time_us", &a->time_us)) a->time_us = now_us;
+    a->time_us = r->time_us != WIRE_ABSENT ? r->time_us : now_us;
     report_init(&a->report, &a->keys);
-    bool queued = (a->record = record_new(&c->who, to)) &&
-                  record_set_string(&a->record->written_as, from) &&
-                  (!c->key_list || ((a->key_list = cJSON_Duplicate(c->key_list, true)) &&
-                                    filter_from(&a->keys, a->key_list)));
+    bool queued = (a->record = record_new(&c->who, r->to)) &&
+                  record_set_string(&a->record->written_as, r->from) &&
+                  keys_copy(&a->keys, c->keys.patterns, c->keys.count);
     if (!queued) {
         adoption_free(a); /* no memory: as if the file were gone */
         return true;
@@ -497,29 +463,33 @@ static void finish_adoption(struct tracker *t, struct adoption *a, bool read_ok,
     adoption_free(a);
 }
 
-static bool on_exec(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
+static bool on_exec(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
+                    int64_t now_us)
 {
     (void)t, (void)now_us;
-    cJSON *kept = cJSON_GetObjectItemCaseSensitive(msg, "kept");
-    if (!cJSON_IsArray(kept)) return false;
-    cJSON_Delete(c->exec_kept);
-    c->exec_kept = cJSON_DetachItemViaPointer(msg, kept);
+    const struct wire_exec *e = &m->exec;
+    int64_t *kept = malloc(e->kept_count * sizeof *kept + 1);
+    if (!kept) return false;
+    if (e->kept_count) memcpy(kept, e->kept, e->kept_count * sizeof *kept);
+    free(c->exec_kept);
+    c->exec_kept = kept;
+    c->exec_kept_count = e->kept_count;
     return true;
 }
 
-static bool on_exec_failed(struct tracker *t, struct tracker_conn *c, cJSON *msg, int64_t now_us)
+static bool on_exec_failed(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
+                           int64_t now_us)
 {
-    (void)t, (void)msg, (void)now_us;
-    cJSON_Delete(c->exec_kept);
+    (void)t, (void)m, (void)now_us;
+    free(c->exec_kept);
     c->exec_kept = NULL;
     return true;
 }
 
 static bool kept_by_exec(const struct tracker_conn *c, int64_t id)
 {
-    const cJSON *k;
-    cJSON_ArrayForEach(k, c->exec_kept) if (cJSON_IsNumber(k) &&
-                                            k->valuedouble == (double)id) return true;
+    for (size_t i = 0; i < c->exec_kept_count; i++)
+        if (c->exec_kept[i] == id) return true;
     return false;
 }
 
@@ -547,33 +517,27 @@ static void finish_exec(struct tracker *t, struct tracker_conn *c, int64_t now_u
     }
 }
 
-typedef bool (*message_handler)(struct tracker *t, struct tracker_conn *c, cJSON *msg,
+typedef bool (*message_handler)(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
                                 int64_t now_us);
 
-static const struct {
-    const char *kind;
-    message_handler handle;
-} handlers[] = {
-    {"hello", on_hello},   {"open", on_open},   {"data", on_data}, {"close", on_close},
-    {"rename", on_rename}, {"adopt", on_adopt}, {"exec", on_exec}, {"exec_failed", on_exec_failed},
+static const message_handler handlers[WIRE_KINDS] = {
+    [WIRE_HELLO] = on_hello,   [WIRE_OPEN] = on_open,
+    [WIRE_DATA] = on_data,     [WIRE_CLOSE] = on_close,
+    [WIRE_RENAME] = on_rename, [WIRE_ADOPT] = on_adopt,
+    [WIRE_EXEC] = on_exec,     [WIRE_EXEC_FAILED] = on_exec_failed,
 };
 
 void tracker_message(struct tracker *t, struct tracker_conn *c, const char *data, size_t len,
                      int64_t now_us)
 {
-    cJSON *msg = cJSON_ParseWithLength(data, len);
-    const char *kind = get_string(msg, "t");
-    bool known = false, ok = kind != NULL;
-    for (size_t i = 0; ok && i < sizeof handlers / sizeof handlers[0]; i++)
-        if (!strcmp(kind, handlers[i].kind)) {
-            known = true;
-            ok = handlers[i].handle(t, c, msg, now_us);
-        }
-    if (!ok)
+    struct wire_message m;
+    enum wire_status status = wire_decode(data, len, &m);
+    if (status == WIRE_OK && !handlers[m.kind](t, c, &m, now_us)) status = WIRE_MALFORMED;
+    if (status == WIRE_MALFORMED)
         t->counts.malformed++;
-    else if (!known)
+    else if (status == WIRE_UNKNOWN)
         t->counts.unknown_kind++;
-    cJSON_Delete(msg);
+    wire_message_free(&m);
 }
 
 static void finish_open_files(struct tracker *t, struct tracker_conn *c, int64_t now_us,

@@ -28,6 +28,8 @@ struct tracker_counts {
 };
 
 struct tracker *tracker_new(record_emit_fn emit, void *ctx);
+/* The run of agents whose hello names none (collect --run-id); run must outlive t. */
+void tracker_set_run(struct tracker *t, const char *run);
 /* Finishes nothing: call tracker_shutdown first to keep what is in progress. */
 void tracker_free(struct tracker *t);
 

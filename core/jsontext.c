@@ -63,7 +63,7 @@ static void add_number(struct strbuf *t, double v, enum digits digits)
     sb_addz(t, buf);
 }
 
-static void add_string(struct strbuf *t, const char *s)
+void json_add_string(struct strbuf *t, const char *s)
 {
     sb_add(t, "\"", 1);
     const char *run = s;
@@ -119,7 +119,7 @@ static void add_item(struct strbuf *t, const cJSON *item, enum digits digits)
     case cJSON_Number:
         return add_number(t, item->valuedouble, digits);
     case cJSON_String:
-        return add_string(t, item->valuestring ? item->valuestring : "");
+        return json_add_string(t, item->valuestring ? item->valuestring : "");
     case cJSON_Raw:
         return sb_addz(t, item->valuestring ? item->valuestring : "null");
     case cJSON_Array:
@@ -129,7 +129,7 @@ static void add_item(struct strbuf *t, const cJSON *item, enum digits digits)
         for (const cJSON *c = item->child; c; c = c->next) {
             if (c != item->child) sb_add(t, ",", 1);
             if (object) {
-                add_string(t, c->string ? c->string : "");
+                json_add_string(t, c->string ? c->string : "");
                 sb_add(t, ":", 1);
             }
             add_item(t, c, digits);
@@ -142,13 +142,33 @@ static void add_item(struct strbuf *t, const cJSON *item, enum digits digits)
     }
 }
 
+locale_t json_c_locale_enter(void)
+{
+    locale_t c = pyobj_c_locale();
+    return c ? uselocale(c) : (locale_t)0;
+}
+
+void json_c_locale_leave(locale_t previous)
+{
+    if (previous) uselocale(previous);
+}
+
+void json_add_wire_number(struct strbuf *t, double v)
+{
+    add_number(t, v, SEVENTEEN);
+}
+
+void json_add_wire_item(struct strbuf *t, const cJSON *item)
+{
+    add_item(t, item, SEVENTEEN);
+}
+
 static char *print(const cJSON *item, enum digits digits)
 {
     struct strbuf t = {.limit = JSON_TEXT_LIMIT};
-    locale_t c = pyobj_c_locale();
-    locale_t previous = c ? uselocale(c) : (locale_t)0;
+    locale_t previous = json_c_locale_enter();
     add_item(&t, item, digits);
-    if (c) uselocale(previous);
+    json_c_locale_leave(previous);
     if (t.overflow || !t.s) {
         free(t.s);
         return NULL;

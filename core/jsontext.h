@@ -10,9 +10,12 @@
 #ifndef CKMON_JSONTEXT_H
 #define CKMON_JSONTEXT_H
 
+#include <locale.h>
 #include <stddef.h>
 
 #include <cjson/cJSON.h>
+
+#include "strbuf.h"
 
 /* The shortest "%.Ng" text of v (finite) that strtod reads back as v; returns its
  * length. size must be at least 32. The caller must be in the C locale. */
@@ -27,6 +30,15 @@ char *json_print(const cJSON *item);
  * collector reads back and prints again with json_print, so a monitored program does
  * not spend its time looking for the shortest digits. */
 char *json_print_wire(const cJSON *item);
+
+/* The same printers, appending to a buffer, for text built piece by piece (core/wire.c);
+ * numbers need the C locale, which json_c_locale_enter sets for this thread until
+ * json_c_locale_leave(what it returned). */
+locale_t json_c_locale_enter(void);
+void json_c_locale_leave(locale_t previous);
+void json_add_string(struct strbuf *t, const char *s);
+void json_add_wire_number(struct strbuf *t, double v);
+void json_add_wire_item(struct strbuf *t, const cJSON *item);
 
 /* At least the length of item's text from either printer, with its "key": when it has
  * one (a member of an object), found without printing it. */

@@ -21,6 +21,7 @@ const char *const default_checkpoint_globs[] = {
     "*.npz",
     "*.pkl",
     "*.pickle",
+    "*.joblib",
     "*.gguf",
     "*checkpoint*/*.json",
     "*checkpoint*/*.bin",

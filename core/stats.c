@@ -445,12 +445,63 @@ static HOT void merge_moments(struct tensor_stats *s, const struct moments *b)
     s->finite += b->count;
 }
 
+/* A cluster's finite count and sums of d, d^2 around shift: four chains each, so that the
+ * additions overlap; a NaN or Inf makes a sum non-finite, and only then are the
+ * elements looked at one by one. */
+static HOT void cluster_sums(const double *x, size_t n, double shift, double *m, double *a,
+                             double *b)
+{
+    double a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+    size_t body = n / 4 * 4;
+    for (size_t i = 0; i < body; i += 4) {
+        double d0 = x[i] - shift, d1 = x[i + 1] - shift, d2 = x[i + 2] - shift,
+               d3 = x[i + 3] - shift;
+        a0 += d0, a1 += d1, a2 += d2, a3 += d3;
+        b0 += d0 * d0, b1 += d1 * d1, b2 += d2 * d2, b3 += d3 * d3;
+    }
+    for (size_t i = body; i < n; i++) {
+        double d = x[i] - shift;
+        a0 += d, b0 += d * d;
+    }
+    *a = (a0 + a1) + (a2 + a3);
+    *b = (b0 + b1) + (b2 + b3);
+    *m = (double)n;
+    if (isfinite(*a) && isfinite(*b)) return;
+    *a = *b = *m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = x[i] - shift;
+        if (!(x[i] - x[i] == 0)) continue;
+        *a += d, *b += d * d, *m += 1;
+    }
+}
+
+/* Adds the clusters of n decoded values (stats.h, struct cluster_sums). */
+static HOT void add_clusters(struct tensor_stats *s, const double *x, size_t n)
+{
+    struct cluster_sums *c = &s->clusters;
+    if (!c->ready) {
+        double sum = 0, count = 0;
+        for (size_t i = 0; i < n; i++)
+            if (x[i] - x[i] == 0) sum += x[i], count++;
+        c->shift = count > 0 ? sum / count : 0;
+        c->ready = true;
+    }
+    for (size_t i = 0; i < n; i += s->cluster) {
+        double m, a, b;
+        cluster_sums(x + i, n - i < s->cluster ? n - i : s->cluster, c->shift, &m, &a, &b);
+        c->count++;
+        c->mm += m * m, c->ma += m * a, c->mb += m * b;
+        c->aa += a * a, c->ab += a * b, c->bb += b * b;
+    }
+}
+
 /* Accounts for n decoded values (n <= BLOCK); x may be reordered. */
 static HOT void add_block(struct tensor_stats *s, double *x, size_t n)
 {
     for (size_t i = 0; i < n && s->nhead < STATS_HEAD; i++)
         s->head[s->nhead++] = x[i];
     s->elements += n;
+    if (s->cluster) add_clusters(s, x, n);
 
     struct moments m = block_moments(x, n, s->finite ? s->mean : x[0]);
     if (!isfinite(m.mean)) {
@@ -565,4 +616,26 @@ void stats_feed(struct tensor_stats *s, const void *bytes, size_t len)
 double stats_std(const struct tensor_stats *s)
 {
     return s->finite ? sqrt(s->m2 / (double)s->finite) : 0;
+}
+
+void stats_set_cluster(struct tensor_stats *s, unsigned elements)
+{
+    s->cluster = elements;
+}
+
+bool stats_ci95(const struct tensor_stats *s, double fraction, double *mean_half, double *std_half)
+{
+    const struct cluster_sums *c = &s->clusters;
+    if (!s->cluster || c->count < 2 || s->finite == 0) return false;
+    double n = (double)s->finite, k = (double)c->count;
+    double a = s->mean - c->shift, var = s->m2 / n, b = a * a - var, sd = sqrt(var);
+    double f = fraction > 0 && fraction < 1 ? fraction : 1;
+    double scale = (1 - f) * k / (k - 1) / (n * n);
+    /* sum r_j^2 and sum z_j^2 (stats.h), r_j = A_j - a m_j, z_j = B_j - 2a A_j + b m_j */
+    double rr = c->aa - 2 * a * c->ma + a * a * c->mm;
+    double zz = c->bb + 4 * a * a * c->aa + b * b * c->mm - 4 * a * c->ab + 2 * b * c->mb -
+                4 * a * b * c->ma;
+    *mean_half = STATS_CI_Z * sqrt(fmax(rr * scale, 0));
+    *std_half = sd > 0 ? STATS_CI_Z * sqrt(fmax(zz * scale, 0)) / (2 * sd) : 0;
+    return true;
 }

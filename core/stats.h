@@ -36,6 +36,17 @@ enum dtype {
 
 #define STATS_HEAD 8
 
+/* Sums over the clusters of a sample (runs of `cluster` consecutive elements fed: the
+ * lines a sampled tensor reads), for the confidence intervals: per cluster j its finite
+ * count m_j and the sums A_j, B_j of d and d^2, d = x - shift, over its finite elements;
+ * accumulated here as the cross products the interval needs. */
+struct cluster_sums {
+    bool ready;   /* shift is set (at the first block) */
+    double shift; /* the first block's mean of finite values */
+    uint64_t count;
+    double mm, ma, mb, aa, ab, bb; /* sums of m^2, mA, mB, A^2, AB, B^2 */
+};
+
 struct tensor_stats {
     enum dtype dtype;
     uint64_t elements; /* every element fed: finite + nan + inf */
@@ -49,6 +60,8 @@ struct tensor_stats {
     unsigned nhead;
     uint8_t carry[8]; /* bytes of an element split across two feeds */
     unsigned ncarry;
+    unsigned cluster; /* elements per cluster, 0: none kept (exact statistics) */
+    struct cluster_sums clusters;
 };
 
 /* Name as records spell it ("float32", "bfloat16", "bool", ...), and size in bytes. */
@@ -63,6 +76,22 @@ void stats_init(struct tensor_stats *s, enum dtype t);
 void stats_feed(struct tensor_stats *s, const void *bytes, size_t len);
 /* Population standard deviation of the finite elements (0 when finite == 0). */
 double stats_std(const struct tensor_stats *s);
+
+/* The elements fed from now on form clusters of `elements` each (a sample of whole lines;
+ * feeds must keep to cluster boundaries except at the very end). */
+void stats_set_cluster(struct tensor_stats *s, unsigned elements);
+/* Half-widths of confidence intervals for the mean and the population std of the whole
+ * tensor from which the clusters fed were drawn, `fraction` of it (the finite population
+ * correction). The clusters are treated as a simple random sample of lines (the plan's
+ * strata only make the true error smaller), the ratio estimator's variance by
+ * linearization: for the mean from r_j = sum(x - mean), for the variance from
+ * z_j = sum((x - mean)^2) - m_j var, i.e. the sample's own fourth moment when clusters
+ * are single elements; the std's by the delta method. Each interval is at level 97.5%
+ * (z = STATS_CI_Z), so that both hold together at least 95% of the time (Bonferroni).
+ * False when there is no such sample (exact statistics, fewer than two clusters, no
+ * finite element). */
+#define STATS_CI_Z 2.2414
+bool stats_ci95(const struct tensor_stats *s, double fraction, double *mean_half, double *std_half);
 
 /* Which compiled kernel stats_feed uses: chosen from the CPU at first use (AUTO), or
  * forced, so that the tests and the benchmark can compare the two. Returns the one now

@@ -1,4 +1,4 @@
-/* wire.h — the messages an agent sends to its collector.
+/* wire.h — the messages an agent sends to its collector, as types.
  *
  * Transport: a Unix-domain SOCK_SEQPACKET connection, so every message is one packet
  * (no framing to get wrong) and the collector sees EOF when a process dies, which is
@@ -6,10 +6,10 @@
  * naming its kind. A process opens its connection lazily, at its first checkpoint, and
  * says hello first. File ids are unique within one connection.
  *
- *   hello   {"t":"hello","pid":123,"program":"python3","host":"h","job":"j",
+ *   hello   {"t":"hello","pid":123,"program":"python3","host":"h","job":"j","run":"r",
  *            "rank":3,"local_rank":1,"world_size":8,"sample":0.1,"keys":["epoch"]}
- *                                              rank, local_rank, world_size only when
- *                                              the launcher set them;
+ *                                              run, rank, local_rank, world_size only
+ *                                              when known (CKMON_RUN_ID, launchers);
  *                                              sample and keys (CKMON_SAMPLE, CKMON_KEYS)
  *                                              for the files the collector parses itself
  *                                              "dropped":N when N messages were lost (no
@@ -51,11 +51,120 @@
  *
  * The collector holds a closed record for RENAME_WINDOW_US so that a rename (from any
  * process) can still give it its final path, then writes it.
+ *
+ * Each kind is a struct below, written by wire_encode and read by wire_decode (wire.c),
+ * which both sides use: the member names live in one file. An optional member that is
+ * absent is NULL (strings), WIRE_ABSENT (integers) or NaN (fractions); the encoder
+ * leaves those out, the decoder sets them so for members missing or of the wrong type.
  */
 #ifndef CKMON_WIRE_H
 #define CKMON_WIRE_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "strbuf.h"
+
 #define WIRE_MAX_MESSAGE (64 * 1024) /* a data message is split to stay under this */
 #define RENAME_WINDOW_US 1000000LL   /* the contract: "after a rename within 1 s of close" */
+#define WIRE_ABSENT      INT64_MIN   /* an integer member not sent (never a decoded value) */
+
+enum wire_kind {
+    WIRE_HELLO,
+    WIRE_OPEN,
+    WIRE_DATA,
+    WIRE_CLOSE,
+    WIRE_RENAME,
+    WIRE_EXEC,
+    WIRE_EXEC_FAILED,
+    WIRE_ADOPT,
+    WIRE_KINDS
+};
+
+struct wire_hello {
+    int64_t pid;
+    const char *program, *host, *job;
+    const char *run;                      /* NULL: not known, not sent */
+    int64_t rank, local_rank, world_size; /* WIRE_ABSENT unless the launcher set them */
+    double sample;                        /* NaN: not sent */
+    int64_t dropped;                      /* sent only when above 0 */
+    char *const *keys;                    /* key_count strings; "keys" is always sent */
+    size_t key_count;
+};
+
+struct wire_open {
+    int64_t id;       /* required */
+    const char *path; /* required */
+    int64_t time_us;
+};
+
+struct wire_data {
+    int64_t id; /* required */
+    int64_t bytes, writes;
+    const char *format;
+    bool reset;
+    /* Findings, each NULL or a container whose children are sent: an object of values,
+     * arrays of tensors and of errors. Decoded ones belong to the message; a taker may
+     * move their children out. */
+    cJSON *values, *tensors, *errors;
+};
+
+struct wire_close {
+    int64_t id; /* required */
+    int64_t time_us, bytes, writes;
+    const char *path, *written_as, *format;
+    const char *parsed; /* "stream" or "reread" */
+    double seconds;
+    bool complete;
+};
+
+/* rename and adopt: from and to required. */
+struct wire_rename {
+    const char *from, *to;
+    int64_t time_us; /* adopt only */
+};
+
+struct wire_exec {
+    const int64_t *kept; /* ids of files the new program keeps; decoded: integers only */
+    size_t kept_count;
+};
+
+struct wire_message {
+    enum wire_kind kind;
+    union {
+        struct wire_hello hello;
+        struct wire_open open;
+        struct wire_data data;
+        struct wire_close close;
+        struct wire_rename rename; /* WIRE_RENAME and WIRE_ADOPT */
+        struct wire_exec exec;
+        /* WIRE_EXEC_FAILED: no members */
+    };
+    /* A decoded message's own: the parsed packet and the list its keys or kept point
+     * to, which its other pointers lead into (wire_message_free). */
+    cJSON *tree;
+    void *list;
+};
+
+/* The kind's name, the "t" of its packets. */
+const char *wire_kind_name(enum wire_kind kind);
+
+/* Appends m as one packet's text to out; false when out overflowed (its limit, which
+ * should be WIRE_MAX_MESSAGE, or memory). */
+bool wire_encode(const struct wire_message *m, struct strbuf *out);
+
+enum wire_status {
+    WIRE_OK,
+    WIRE_MALFORMED, /* not JSON, no "t", or without the members its kind needs */
+    WIRE_UNKNOWN    /* a "t" this side does not know: to be ignored */
+};
+
+/* Reads one packet into m. Unless WIRE_OK, m holds nothing; otherwise its strings and
+ * findings live until wire_message_free(m). */
+enum wire_status wire_decode(const char *data, size_t len, struct wire_message *m);
+void wire_message_free(struct wire_message *m);
 
 #endif

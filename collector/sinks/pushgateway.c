@@ -72,7 +72,13 @@ static bool encode(const char *url, const struct sink_batch *batch, struct sink_
         add_segment(&path, "job", labels.job);
         add_segment(&path, "instance", labels.host);
         if (labels.rank) add_segment(&path, "rank", labels.rank);
-        add_segment(&path, "file", labels.file);
+        /* An alert's counter has a group per rule: in its file's group, it would
+         * replace that checkpoint's samples. */
+        const cJSON *rule = cJSON_GetObjectItemCaseSensitive(batch->records[i], "rule");
+        if (record_is_alert(batch->records[i]) && cJSON_IsString(rule))
+            add_segment(&path, "rule", rule->valuestring);
+        else
+            add_segment(&path, "file", labels.file);
         char *target = path.overflow ? NULL : sink_join_url(url, path.s);
         free(path.s);
         struct sink_request *r =

@@ -1,4 +1,4 @@
-/* sink.c — what the sinks share: the table of types, requests, response classes. */
+/* sink.c — what the sinks share: requests, response classes. */
 #include "sink.h"
 
 #include <stdlib.h>
@@ -8,16 +8,6 @@
 
 /* Bodies are built in memory; a batch is bounded long before this. */
 #define BODY_LIMIT (256u << 20)
-
-static const struct sink_type *const sink_types[] = {&sink_ndjson, &sink_pushgateway,
-                                                     &sink_victoriametrics, &sink_influx};
-
-const struct sink_type *sink_type_find(const char *name)
-{
-    for (size_t i = 0; i < sizeof sink_types / sizeof sink_types[0]; i++)
-        if (!strcmp(sink_types[i]->name, name)) return sink_types[i];
-    return NULL;
-}
 
 struct sink_request *sink_add_request(struct sink_output *out, const char *method, const char *url,
                                       const char *content_type, size_t first, size_t count)

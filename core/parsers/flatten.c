@@ -215,7 +215,14 @@ static void report_numbers(struct flattener *f, const struct pyvec *v)
 /* Array data as little-endian elements, swapping big-endian ones through a block. */
 static void feed_array(struct tensor_stats *st, const struct pyarray *a)
 {
-    if (!a->big_endian) return stats_feed(st, a->data, a->nbytes);
+    /* In the blocks a tensor_reader feeds (tensor.h, "Determinism"), so that the same
+     * array gives the same numbers pickled inline and streamed by joblib. */
+    if (!a->big_endian) {
+        for (uint64_t at = 0; at < a->nbytes; at += TENSOR_SAMPLE_BLOCK)
+            stats_feed(st, a->data + at,
+                       a->nbytes - at < TENSOR_SAMPLE_BLOCK ? a->nbytes - at : TENSOR_SAMPLE_BLOCK);
+        return;
+    }
     size_t size = dtype_size(a->dtype);
     uint8_t block[4096];
     for (uint64_t at = 0; at < a->nbytes;) {
@@ -242,9 +249,19 @@ static void report_array(struct flattener *f, const struct pyarray *a)
     stats_init(&st, a->supported ? a->dtype : DTYPE_U8);
     if (a->problem)
         report_error(f->report, "%s: statistics not computed: %s", name, a->problem);
+    else if (a->streamed)
+        st = *a->streamed; /* its head is in C order already */
     else
         feed_array(&st, a);
-    report_tensor(f->report, name, a->dtype_name, a->shape, a->ndim, &st, a->problem ? 0.0 : 1.0);
+    if (!a->problem && !a->streamed && a->head) { /* Fortran order: the head in C order */
+        tensor_head_catch(a->head, dtype_size(a->dtype), 0, a->data, a->nbytes);
+        tensor_head_set(a->head, &st);
+    }
+    uint64_t elements = a->supported ? a->nbytes / dtype_size(a->dtype) : 0;
+    double sampled = a->problem                ? 0.0
+                     : a->streamed && elements ? (double)st.elements / (double)elements
+                                               : 1.0;
+    report_tensor(f->report, name, a->dtype_name, a->shape, a->ndim, &st, sampled);
     if (!a->problem && a->ndim == 0) {
         /* the contract: a 0-dimensional tensor is also a scalar value */
         struct pyobj element;

@@ -152,7 +152,7 @@ struct nest_level {
 struct gguf {
     struct parser base;
     struct report *report;
-    double sample;
+    const struct parse_options *options;
     enum state state;
     uint64_t offset;             /* file offset of the next byte */
     uint64_t field_offset;       /* where the field being read began, for errors */
@@ -413,7 +413,7 @@ static void array_head_read(struct gguf *g)
     if (count > INT64_MAX) return fail(g, "array %s of %" PRIu64 " items", g->key, count);
     int64_t shape[1] = {(int64_t)count};
     if (!tensor_reader_init(&g->array, g->report, g->key, value_types[t].dtype, shape, 1,
-                            g->sample))
+                            g->options))
         return fail(g, "array %s is too large", g->key);
     g->state = ARRAY_TENSOR;
 }
@@ -556,7 +556,7 @@ static void header_read(struct gguf *g)
 
 static void feed_data(struct gguf *g, const uint8_t *data, size_t len)
 {
-    tensor_sequence_feed(&g->tensors, g->report, g->sample, &g->offset, data, len);
+    tensor_sequence_feed(&g->tensors, g->report, g->options, &g->offset, data, len);
 }
 
 static void start_data(struct gguf *g)
@@ -668,7 +668,7 @@ struct parser *parser_gguf_new(struct report *r, const struct parse_options *o)
     g->base = (struct parser){
         .format = "gguf", .feed = gguf_feed, .finish = gguf_finish, .destroy = gguf_destroy};
     g->report = r;
-    g->sample = o->sample;
+    g->options = o;
     g->alignment = GGUF_DEFAULT_ALIGNMENT;
     return &g->base;
 }

@@ -247,13 +247,14 @@ static void fail(struct npy_array *a, const char *why)
     a->state = NPY_FAILED;
 }
 
-void npy_array_init(struct npy_array *a, struct report *r, double sample, const char *name)
+void npy_array_init(struct npy_array *a, struct report *r, const struct parse_options *o,
+                    const char *name)
 {
     /* All but the tensor's block buffer (64 KiB, filled before it is read): an npz
      * starts an array per member. */
     memset(a, 0, offsetof(struct npy_array, tensor) + offsetof(struct tensor_reader, block));
     a->report = r;
-    a->sample = sample;
+    a->options = o;
     snprintf(a->name, sizeof a->name, "%s", name);
     a->state = NPY_PREAMBLE;
     a->preamble_need = 8; /* until the major version says how long the length is */
@@ -294,7 +295,7 @@ static void start_data(struct npy_array *a)
     if (e.problem) report_error(a->report, "%s: %s: %s", a->name, e.name, e.problem);
     if (e.readable) {
         if (!tensor_reader_init(&a->tensor, a->report, a->name, e.dtype, h.shape, h.ndim,
-                                a->sample))
+                                a->options))
             return fail(a, "unusable shape");
         if (h.fortran_order) plan_fortran_head(a, &h);
     } else if (e.size == 0) {
@@ -451,7 +452,7 @@ struct parser *parser_npy_named_new(struct report *r, const struct parse_options
     if (!n) return NULL;
     n->base = (struct parser){
         .format = "npy", .feed = npy_feed, .finish = npy_finish, .destroy = npy_destroy};
-    npy_array_init(&n->array, r, o->sample, name[0] ? name : NPY_DEFAULT_NAME);
+    npy_array_init(&n->array, r, o, name[0] ? name : NPY_DEFAULT_NAME);
     return &n->base;
 }
 

@@ -30,7 +30,7 @@ enum npy_state {
 
 struct npy_array {
     struct report *report;
-    double sample;
+    const struct parse_options *options;
     char name[sizeof((struct tensor_reader *)0)->name];
     enum npy_state state;
     uint64_t offset; /* bytes taken since the stream's start, for error messages */
@@ -42,7 +42,8 @@ struct npy_array {
     struct tensor_reader tensor; /* last: it ends in a large buffer */
 };
 
-void npy_array_init(struct npy_array *a, struct report *r, double sample, const char *name);
+void npy_array_init(struct npy_array *a, struct report *r, const struct parse_options *o,
+                    const char *name);
 /* Takes the next bytes of the stream; returns how many belong to it. Fewer than len
  * means the array ended (npy_array_done). After a failure, or for an array whose data
  * size the header does not give (object or structured dtypes), it takes everything. */

@@ -17,7 +17,7 @@
 struct npz {
     struct parser base;
     struct report *report;
-    double sample;
+    const struct parse_options *options;
     struct zip_walker *zip;
     bool in_array;
     bool broken; /* a member was not whole */
@@ -32,7 +32,7 @@ static bool npz_begin(void *ctx, const struct zip_member *m)
     char key[ZIP_MAX_NAME + 1];
     memcpy(key, m->name, len - 4);
     key[len - 4] = '\0';
-    npy_array_init(&z->array, z->report, z->sample, key);
+    npy_array_init(&z->array, z->report, z->options, key);
     z->in_array = true;
     return true;
 }
@@ -84,7 +84,7 @@ struct parser *parser_npz_new(struct report *r, const struct parse_options *o)
                               .destroy = npz_destroy,
                               .tolerates_rewrites = true};
     z->report = r;
-    z->sample = o->sample;
+    z->options = o;
     z->zip = zip_walker_new(r, "npz", &npz_handler, z);
     if (!z->zip) {
         free(z);

@@ -16,10 +16,17 @@
 
 #include "report.h"
 
-#define DEFAULT_SAMPLE 1.0 /* parse_options.sample when nobody says otherwise */
+/* parse_options.sample when nobody says otherwise: the agent, `inspect` and the
+ * collector alike, so that a file gives the same record however it is parsed. */
+#define DEFAULT_SAMPLE 0.0625
+
+struct budget;
 
 struct parse_options {
-    double sample; /* fraction of each tensor's bytes that statistics read, (0, 1] */
+    double sample; /* the sampling plan's fraction (tensor.h), (0, 1]; 1 = exact */
+    /* The agent's safety net for this file (../budget.h), NULL: none. Only ever cuts
+     * when the machine is overloaded; a cut is reported. */
+    struct budget *budget;
 };
 
 struct parser {
@@ -45,6 +52,7 @@ struct parser *parser_gguf_new(struct report *r, const struct parse_options *o);
 struct parser *parser_torch_new(struct report *r, const struct parse_options *o);
 struct parser *parser_torch_legacy_new(struct report *r, const struct parse_options *o);
 struct parser *parser_npz_new(struct report *r, const struct parse_options *o);
+struct parser *parser_joblib_new(struct report *r, const struct parse_options *o);
 
 /* A parser that looks at the first bytes (and the path's extension when the bytes do
  * not decide) and then hands everything to the right format's parser; its format is

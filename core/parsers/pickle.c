@@ -3,10 +3,10 @@
  * Unpickling a file means running the program it contains: GLOBAL names a callable,
  * REDUCE calls it. This walker executes the opcodes on a model of the objects
  * (pyobj.h) instead, so a call becomes a node that names its callable and keeps its
- * arguments, and nothing is ever imported or called. A few well-known callables are
- * understood as the plain data they build (OrderedDict, set, bytes via _codecs.encode,
- * copyreg._reconstructor, numpy arrays, dtypes and scalars); everything else stays an
- * inert object, which flatten.c describes as "module.name(...)".
+ * arguments, and nothing is ever imported or called. The callables listed in pyclass.c
+ * are understood as the plain data they build (OrderedDict, set, bytes via
+ * _codecs.encode, copyreg._reconstructor, numpy arrays, dtypes and scalars); everything
+ * else stays an inert object, which flatten.c describes as "module.name(...)".
  *
  * Bytes arrive in pieces of any size. The walker reads one opcode, then its argument
  * (a fixed number of bytes, a text line, or a length followed by a payload), then
@@ -24,9 +24,11 @@
  * "__state__" (reported as NAME.__state__...). numpy arrays and dtypes take their own
  * state. Data after STOP is not part of the pickle and is ignored.
  */
-#include "parser.h"
-#include "pyobj.h"
+#include "pickle.h"
 #include "flatten.h"
+#include "parser.h"
+#include "pyclass.h"
+#include "pyobj.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -128,7 +130,18 @@ static const struct opinfo opcodes[256] = {
     [0x98] = {"READONLY_BUFFER", ARG_NONE, 0},
 };
 
-enum step { STEP_OPCODE, STEP_FIXED, STEP_LINE, STEP_PAYLOAD, STEP_STOPPED, STEP_FAILED };
+enum step {
+    STEP_OPCODE,
+    STEP_FIXED,
+    STEP_LINE,
+    STEP_PAYLOAD,
+    STEP_RAW_PAD_LENGTH, /* joblib: the byte that gives the pad's length */
+    STEP_RAW_PAD,
+    STEP_RAW_DATA,
+    STEP_RAW_PICKLE, /* joblib: an object array's own pickle */
+    STEP_STOPPED,
+    STEP_FAILED
+};
 
 struct pickle_walker {
     struct report *report;
@@ -160,6 +173,14 @@ struct pickle_walker {
     size_t nmarks, marks_cap;
     struct pyvec memo; /* by index; NULL entries are unset */
     size_t memo_count;
+
+    /* joblib arrays (pyobj.h, struct pyarray's `follows`) */
+    bool joblib;                  /* a NumpyArrayWrapper was seen */
+    bool inside_array;            /* this walker reads an object array's pickle: no arrays follow */
+    struct pyobj *raw;            /* the array whose data passes */
+    struct tensor_reader *reader; /* its statistics (large: allocated at the first array) */
+    uint64_t raw_left, raw_at;
+    struct pickle_walker *nested; /* STEP_RAW_PICKLE */
 };
 
 static const char *op_name(uint8_t op)
@@ -271,20 +292,12 @@ static bool memo_get(struct pickle_walker *w, uint64_t index)
 
 /* ---- building nodes ---- */
 
-static struct pyobj *new_seq(struct pickle_walker *w, enum pyobj_kind kind,
-                             struct pyobj *const *items, size_t n)
-{
-    struct pyobj *o = pyobj_new(w->arena, kind);
-    if (!o || !pyvec_extend(w->arena, &o->u.seq, items, n)) return NULL;
-    return o;
-}
-
 static bool push_seq(struct pickle_walker *w, enum pyobj_kind kind, size_t n_from_stack)
 {
     if (w->stack.len - stack_floor(w) < n_from_stack)
         return fail(w, "stack underflow in %s", op_name(w->op));
     w->stack.len -= n_from_stack;
-    return push(w, new_seq(w, kind, w->stack.at + w->stack.len, n_from_stack));
+    return push(w, pyobj_seq(w->arena, kind, w->stack.at + w->stack.len, n_from_stack));
 }
 
 static bool push_marked_seq(struct pickle_walker *w, enum pyobj_kind kind)
@@ -292,7 +305,7 @@ static bool push_marked_seq(struct pickle_walker *w, enum pyobj_kind kind)
     struct pyobj **items;
     size_t n;
     if (!pop_mark(w, &items, &n)) return false;
-    return push(w, new_seq(w, kind, items, n));
+    return push(w, pyobj_seq(w->arena, kind, items, n));
 }
 
 static bool add_pairs(struct pickle_walker *w, struct pyobj *target, struct pyobj *const *items,
@@ -328,312 +341,11 @@ static bool push_global(struct pickle_walker *w, const char *module, const char 
     return push(w, pyobj_global(w->arena, module, name));
 }
 
-/* ---- calls that build plain data ---- */
-
-/* The makers below return the node a well-known call builds, NOT_UNDERSTOOD when the
- * call or its arguments are not what they know (it then stays an inert object), or
- * NULL when memory ran out. */
-static struct pyobj not_understood;
-#define NOT_UNDERSTOOD (&not_understood)
-
-/* Python 2 names (which Python 3 writes for protocols < 3) and numpy 2's private modules
- * are spelled the modern way before matching. */
-static const char *canonical_module(const char *module)
-{
-    static const char *const aliases[][2] = {
-        {"__builtin__", "builtins"},
-        {"copy_reg", "copyreg"},
-        {"numpy._core.multiarray", "numpy.core.multiarray"},
-        {"numpy._core.numeric", "numpy.core.numeric"},
-    };
-    for (size_t i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++)
-        if (strcmp(module, aliases[i][0]) == 0) return aliases[i][1];
-    return module;
-}
-
-static bool is_callable(const struct pyobj *o, const char *module, const char *name)
-{
-    return o->kind == PY_GLOBAL && strcmp(canonical_module(o->u.global.module), module) == 0 &&
-           strcmp(o->u.global.name, name) == 0;
-}
-
-/* Items of any list, tuple, set or frozenset. */
-static struct pyobj *const *seq_items(const struct pyobj *o, size_t *n)
-{
-    switch (o->kind) {
-    case PY_LIST:
-    case PY_TUPLE:
-    case PY_SET:
-    case PY_FROZENSET:
-        *n = o->u.seq.len;
-        return o->u.seq.at;
-    default:
-        *n = 0;
-        return NULL;
-    }
-}
-
-/* numpy's dtype codes ("f8", "<i4", "b1") for the element types statistics can read. */
-static bool numpy_dtype(const char *code, enum dtype *out)
-{
-    static const struct {
-        const char *code;
-        enum dtype dtype;
-    } known[] = {
-        {"f8", DTYPE_F64}, {"f4", DTYPE_F32}, {"f2", DTYPE_F16}, {"i8", DTYPE_I64},
-        {"i4", DTYPE_I32}, {"i2", DTYPE_I16}, {"i1", DTYPE_I8},  {"u8", DTYPE_U64},
-        {"u4", DTYPE_U32}, {"u2", DTYPE_U16}, {"u1", DTYPE_U8},  {"b1", DTYPE_BOOL},
-    };
-    if (code[0] && strchr("<>|=", code[0])) code++;
-    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
-        if (strcmp(code, known[i].code) == 0) {
-            *out = known[i].dtype;
-            return true;
-        }
-    }
-    return false;
-}
-
-static bool dtype_big_endian(const struct pyobj *dt)
-{
-    return dt->u.dtype.byteorder == '>' || dt->u.dtype.code[0] == '>';
-}
-
-/* numpy.dtype(code, align, copy); its BUILD state then gives the byte order. */
-static struct pyobj *make_dtype(struct pickle_walker *w, struct pyobj *const *a, size_t n)
-{
-    if (n < 1 || a[0]->kind != PY_STR || !a[0]->u.str.data) return NOT_UNDERSTOOD;
-    struct pyobj *dt = pyobj_new(w->arena, PY_DTYPE);
-    if (!dt) return NULL;
-    snprintf(dt->u.dtype.code, sizeof(dt->u.dtype.code), "%s", a[0]->u.str.data);
-    dt->u.dtype.byteorder = '=';
-    return dt;
-}
-
-static void build_dtype(struct pyobj *dt, const struct pyobj *state)
-{
-    size_t n;
-    struct pyobj *const *s = pyobj_tuple_items(state, &n);
-    if (n >= 2 && s[1]->kind == PY_STR && s[1]->u.str.len == 1 && s[1]->u.str.data)
-        dt->u.dtype.byteorder = s[1]->u.str.data[0];
-}
-
-static const char *array_shape(struct pickle_walker *w, struct pyarray *arr,
-                               const struct pyobj *shape, uint64_t *count)
-{
-    size_t ndim;
-    struct pyobj *const *dims = pyobj_tuple_items(shape, &ndim);
-    if (shape->kind != PY_TUPLE && shape->kind != PY_LIST) return "unrecognised numpy array shape";
-    if (ndim > PYOBJ_MAX_DIMS) return "numpy array with too many dimensions";
-    arr->shape = ndim ? pyarena_alloc(w->arena, ndim * sizeof(int64_t)) : NULL;
-    if (ndim && !arr->shape) return "no memory left for the array's shape";
-    *count = 1;
-    for (size_t i = 0; i < ndim; i++) {
-        if (dims[i]->kind != PY_INT || dims[i]->u.integer < 0)
-            return "unrecognised numpy array shape";
-        arr->shape[i] = dims[i]->u.integer;
-        uint64_t d = (uint64_t)dims[i]->u.integer;
-        *count = (d && *count > UINT64_MAX / 8 / d) ? UINT64_MAX / 8 : *count * d;
-    }
-    arr->ndim = (int)ndim;
-    return NULL;
-}
-
-/* What keeps an array's statistics from being computed, or NULL. */
-static const char *array_data(struct pyarray *arr, const struct pyobj *dt, const struct pyobj *data,
-                              uint64_t count)
-{
-    arr->supported = numpy_dtype(dt->u.dtype.code, &arr->dtype);
-    arr->dtype_name = arr->supported ? dtype_name(arr->dtype) : dt->u.dtype.code;
-    arr->big_endian = dtype_big_endian(dt);
-    if (!arr->supported) return "numpy dtype not supported";
-    /* bytes, or a str holding raw bytes in Python 2 pickles */
-    if (data->kind != PY_BYTES && data->kind != PY_STR)
-        return "array data is not raw bytes (object arrays are not supported)";
-    arr->nbytes = data->u.str.len;
-    arr->data = (const uint8_t *)data->u.str.data;
-    if (arr->nbytes != count * dtype_size(arr->dtype))
-        return "array data size does not match its shape";
-    if (!arr->data) return "array data not retained (over the parser's memory limits)";
-    return NULL;
-}
-
-/* Fills an array node from what numpy's __setstate__ and _frombuffer receive. A problem
- * is recorded on the node instead of failing the walk: an odd array is still a tensor
- * worth naming. */
-static void fill_array(struct pickle_walker *w, struct pyobj *node, const struct pyobj *shape,
-                       const struct pyobj *dt, const struct pyobj *data)
-{
-    struct pyarray *arr = &node->u.array;
-    uint64_t count = 0;
-    if (dt->kind != PY_DTYPE) {
-        arr->problem = "unrecognised numpy array dtype";
-        return;
-    }
-    arr->problem = array_shape(w, arr, shape, &count);
-    if (!arr->problem) arr->problem = array_data(arr, dt, data, count);
-}
-
-static struct pyobj *new_pending_array(struct pickle_walker *w)
-{
-    struct pyobj *node = pyobj_new(w->arena, PY_ARRAY);
-    if (node) node->u.array.problem = "no array state followed";
-    return node;
-}
-
-/* BUILD state of numpy.core.multiarray._reconstruct(...): (version, shape, dtype,
- * fortran, data), or the same without the version in old pickles. */
-static void build_array(struct pickle_walker *w, struct pyobj *node, const struct pyobj *state)
-{
-    size_t n;
-    struct pyobj *const *s = pyobj_tuple_items(state, &n);
-    if (n == 5) s++, n--;
-    if (n != 4)
-        node->u.array.problem = "unrecognised numpy array state";
-    else
-        fill_array(w, node, s[0], s[1], s[3]);
-}
-
-/* numpy.core.numeric._frombuffer(buffer, dtype, shape, order): arrays in protocol 5. */
-static struct pyobj *make_frombuffer(struct pickle_walker *w, struct pyobj *const *a, size_t n)
-{
-    if (n != 4) return NOT_UNDERSTOOD;
-    struct pyobj *node = new_pending_array(w);
-    if (node) fill_array(w, node, a[2], a[1], a[0]);
-    return node;
-}
-
-/* numpy.core.multiarray.scalar(dtype, bytes): the number itself. */
-static struct pyobj *make_scalar(struct pickle_walker *w, struct pyobj *const *a, size_t n)
-{
-    enum dtype t;
-    if (n != 2 || a[0]->kind != PY_DTYPE || !numpy_dtype(a[0]->u.dtype.code, &t) ||
-        (a[1]->kind != PY_BYTES && a[1]->kind != PY_STR) || !a[1]->u.str.data ||
-        a[1]->u.str.len != dtype_size(t))
-        return NOT_UNDERSTOOD;
-    struct pyobj *o = pyobj_new(w->arena, PY_FLOAT);
-    if (o) pyobj_element(t, (const uint8_t *)a[1]->u.str.data, dtype_big_endian(a[0]), o);
-    return o;
-}
-
-/* dict(mapping) or dict(pairs), as OrderedDict and dict are rebuilt. */
-static struct pyobj *make_dict(struct pickle_walker *w, struct pyobj *const *a, size_t n)
-{
-    struct pyobj *d = pyobj_new(w->arena, PY_DICT);
-    if (!d || n == 0) return d;
-    if (a[0]->kind == PY_DICT)
-        return pyvec_extend(w->arena, &d->u.map, a[0]->u.map.at, a[0]->u.map.len) ? d : NULL;
-    size_t count;
-    struct pyobj *const *pairs = seq_items(a[0], &count);
-    for (size_t i = 0; i < count; i++) {
-        size_t two;
-        struct pyobj *const *kv = pyobj_tuple_items(pairs[i], &two);
-        if (two == 2 && !pyvec_extend(w->arena, &d->u.map, kv, 2)) return NULL;
-    }
-    return d;
-}
-
-/* A str encoded as latin-1 (one byte per code point below 256): Python 3 pickles bytes
- * this way for protocols < 3, as _codecs.encode(str, 'latin1'). */
-static struct pyobj *latin1_bytes(struct pickle_walker *w, const struct pyobj *s)
-{
-    if (s->kind != PY_STR) return NOT_UNDERSTOOD;
-    if (!s->u.str.data || !pyarena_may_keep(w->arena, s->u.str.len))
-        return pyobj_str(w->arena, PY_BYTES, NULL, s->u.str.len);
-    uint8_t *out = pyarena_alloc(w->arena, s->u.str.len + 1);
-    if (!out) return NULL;
-    const uint8_t *in = (const uint8_t *)s->u.str.data;
-    size_t n = 0;
-    for (uint64_t i = 0; i < s->u.str.len; i++) {
-        if ((in[i] == 0xc2 || in[i] == 0xc3) && i + 1 < s->u.str.len) {
-            out[n++] = (uint8_t)(((in[i] & 0x03) << 6) | (in[i + 1] & 0x3f));
-            i++;
-        } else {
-            out[n++] = in[i];
-        }
-    }
-    return pyobj_str(w->arena, PY_BYTES, (const char *)out, n);
-}
-
-/* bytes() / bytearray(bytes) / bytearray(str, 'latin-1') */
-static struct pyobj *make_bytes(struct pickle_walker *w, struct pyobj *const *a, size_t n)
-{
-    if (n == 0) return pyobj_str(w->arena, PY_BYTES, "", 0);
-    if (a[0]->kind == PY_BYTES) return a[0];
-    if (n == 2) return latin1_bytes(w, a[0]);
-    return NOT_UNDERSTOOD;
-}
-
-/* copyreg._reconstructor(cls, base, state): instances in protocols 0 and 1. For a
- * builtin base (a dict or list subclass) state is the base's value. */
-static struct pyobj *make_reconstructed(struct pickle_walker *w, struct pyobj *const *a, size_t n)
-{
-    if (n != 3) return NOT_UNDERSTOOD;
-    struct pyobj *o = pyobj_new(w->arena, PY_OBJECT);
-    if (!o) return NULL;
-    o->u.object.callable = a[0];
-    bool ok = true;
-    if (a[2]->kind == PY_DICT)
-        ok = pyvec_extend(w->arena, &o->u.object.map, a[2]->u.map.at, a[2]->u.map.len);
-    else if (a[2]->kind == PY_LIST)
-        ok = pyvec_extend(w->arena, &o->u.object.items, a[2]->u.seq.at, a[2]->u.seq.len);
-    return ok ? o : NULL;
-}
-
-/* list(x), tuple(x), set(x), frozenset(x) with x a sequence, or without x. */
-static struct pyobj *make_container(struct pickle_walker *w, enum pyobj_kind kind,
-                                    struct pyobj *const *a, size_t n)
-{
-    size_t len = 0;
-    struct pyobj *const *items = n ? seq_items(a[0], &len) : NULL;
-    if (n && !items && a[0]->kind != PY_LIST && a[0]->kind != PY_TUPLE && a[0]->kind != PY_SET &&
-        a[0]->kind != PY_FROZENSET)
-        return NOT_UNDERSTOOD;
-    return new_seq(w, kind, items, len);
-}
-
-static struct pyobj *make_builtin(struct pickle_walker *w, const char *name, struct pyobj *const *a,
-                                  size_t n)
-{
-    static const struct {
-        const char *name;
-        enum pyobj_kind kind;
-    } containers[] = {
-        {"list", PY_LIST}, {"tuple", PY_TUPLE}, {"set", PY_SET}, {"frozenset", PY_FROZENSET}};
-    if (strcmp(name, "dict") == 0) return make_dict(w, a, n);
-    if (strcmp(name, "bytes") == 0 || strcmp(name, "bytearray") == 0) return make_bytes(w, a, n);
-    for (size_t i = 0; i < sizeof(containers) / sizeof(containers[0]); i++)
-        if (strcmp(name, containers[i].name) == 0)
-            return make_container(w, containers[i].kind, a, n);
-    return NOT_UNDERSTOOD;
-}
-
-static struct pyobj *make_known(struct pickle_walker *w, const struct pyobj *callable,
-                                const struct pyobj *args)
-{
-    if (callable->kind != PY_GLOBAL || (args->kind != PY_TUPLE && args->kind != PY_LIST))
-        return NOT_UNDERSTOOD;
-    size_t n;
-    struct pyobj *const *a = pyobj_tuple_items(args, &n);
-    if (strcmp(canonical_module(callable->u.global.module), "builtins") == 0)
-        return make_builtin(w, callable->u.global.name, a, n);
-    if (is_callable(callable, "collections", "OrderedDict")) return make_dict(w, a, n);
-    /* defaultdict(factory): the factory is not data */
-    if (is_callable(callable, "collections", "defaultdict")) return pyobj_new(w->arena, PY_DICT);
-    if (is_callable(callable, "_codecs", "encode") && n == 2) return latin1_bytes(w, a[0]);
-    if (is_callable(callable, "copyreg", "_reconstructor")) return make_reconstructed(w, a, n);
-    if (is_callable(callable, "numpy.core.multiarray", "_reconstruct")) return new_pending_array(w);
-    if (is_callable(callable, "numpy.core.multiarray", "scalar")) return make_scalar(w, a, n);
-    if (is_callable(callable, "numpy.core.numeric", "_frombuffer")) return make_frombuffer(w, a, n);
-    if (is_callable(callable, "numpy", "dtype")) return make_dtype(w, a, n);
-    return NOT_UNDERSTOOD;
-}
-
 /* REDUCE, NEWOBJ, NEWOBJ_EX, OBJ and INST: callable(*args), never performed. */
 static bool push_call(struct pickle_walker *w, struct pyobj *callable, struct pyobj *args)
 {
-    struct pyobj *o = make_known(w, callable, args);
-    if (o == NOT_UNDERSTOOD) {
+    struct pyobj *o = pyclass_call(w->arena, callable, args);
+    if (o == PYCLASS_NOT_UNDERSTOOD) {
         o = pyobj_new(w->arena, PY_OBJECT);
         if (o) {
             o->u.object.callable = callable;
@@ -646,7 +358,7 @@ static bool push_call(struct pickle_walker *w, struct pyobj *callable, struct py
 static bool push_marked_call(struct pickle_walker *w, struct pyobj *callable,
                              struct pyobj *const *args, size_t n)
 {
-    struct pyobj *tuple = new_seq(w, PY_TUPLE, args, n);
+    struct pyobj *tuple = pyobj_seq(w->arena, PY_TUPLE, args, n);
     if (!tuple) return fail_memory(w);
     return push_call(w, callable, tuple);
 }
@@ -681,6 +393,103 @@ static bool set_state(struct pickle_walker *w, struct pyobj *inst, struct pyobj 
     return merge_attrs(w, inst, dict);
 }
 
+/* ---- joblib: an array's data in the file after its wrapper's BUILD ---- */
+
+static void end_raw(struct pickle_walker *w)
+{
+    struct pyarray *arr = &w->raw->u.array;
+    if (arr->streamed) *arr->streamed = w->reader->stats;
+    if (arr->head && arr->streamed) tensor_head_set(arr->head, arr->streamed);
+    w->raw = NULL;
+    w->step = STEP_OPCODE;
+}
+
+static void start_raw_data(struct pickle_walker *w)
+{
+    w->step = STEP_RAW_DATA;
+    w->raw_at = 0;
+    if (w->raw_left == 0) end_raw(w);
+}
+
+static bool start_raw(struct pickle_walker *w, struct pyobj *node)
+{
+    struct pyarray *arr = &node->u.array;
+    w->joblib = true;
+    if (w->inside_array) return fail(w, "joblib array inside an object array's pickle");
+    if (arr->follows == ARRAY_PICKLED) {
+        w->nested = pickle_walker_new(w->report, NULL, NULL);
+        if (!w->nested) return fail_memory(w);
+        w->nested->inside_array = true;
+        w->step = STEP_RAW_PICKLE;
+        return true;
+    }
+    if (!arr->elsize) return fail(w, "%s", arr->problem);
+    if (arr->supported && arr->big_endian) arr->problem = "big-endian joblib arrays are not read";
+    if (!arr->problem) {
+        arr->streamed = pyarena_alloc(w->arena, sizeof *arr->streamed);
+        if (!w->reader) w->reader = malloc(sizeof *w->reader);
+        if (!arr->streamed || !w->reader) return fail_memory(w);
+        /* Read whole, as arrays pickled inline are (the name is not known yet). */
+        static const int64_t no_dims[1];
+        static const struct parse_options whole = {.sample = 1};
+        if (!tensor_reader_init(w->reader, w->report, "joblib array", arr->dtype,
+                                arr->ndim ? arr->shape : no_dims, arr->ndim, &whole))
+            return fail(w, "joblib array of an invalid shape");
+        w->reader->wanted = true; /* --keys decides once the name is known */
+        /* a 0-dimensional array is also a value: its one element is kept */
+        if (arr->ndim == 0 && !(arr->data = pyarena_alloc(w->arena, arr->nbytes)))
+            return fail_memory(w);
+    }
+    w->raw = node;
+    w->raw_left = arr->nbytes;
+    w->raw_at = 0;
+    if (arr->follows == ARRAY_RAW_PADDED)
+        w->step = STEP_RAW_PAD_LENGTH;
+    else
+        start_raw_data(w);
+    return true;
+}
+
+static size_t take_raw(struct pickle_walker *w, const uint8_t *data, size_t len)
+{
+    struct pyarray *arr = &w->raw->u.array;
+    if (w->step == STEP_RAW_PAD_LENGTH) {
+        w->raw_at = data[0]; /* the pad's length, counted down */
+        w->step = STEP_RAW_PAD;
+        if (w->raw_at == 0) start_raw_data(w);
+        return 1;
+    }
+    if (w->step == STEP_RAW_PAD) {
+        size_t n = w->raw_at < len ? (size_t)w->raw_at : len;
+        w->raw_at -= n;
+        if (w->raw_at == 0) start_raw_data(w);
+        return n;
+    }
+    size_t n = w->raw_left < len ? (size_t)w->raw_left : len;
+    if (arr->streamed) {
+        tensor_reader_feed(w->reader, data, n);
+        if (arr->head) tensor_head_catch(arr->head, arr->elsize, w->raw_at, data, n);
+        if (arr->data) memcpy((uint8_t *)arr->data + w->raw_at, data, n);
+    }
+    w->raw_at += n;
+    w->raw_left -= n;
+    if (w->raw_left == 0) end_raw(w);
+    return n;
+}
+
+/* An object array's data: a whole pickle of its own (joblib writes it with pickle.dump). */
+static size_t take_raw_pickle(struct pickle_walker *w, const uint8_t *data, size_t len)
+{
+    size_t n = pickle_walker_feed(w->nested, data, len);
+    enum pickle_state state = pickle_walker_state(w->nested);
+    if (state == PICKLE_RUNNING) return n;
+    pickle_walker_free(w->nested);
+    w->nested = NULL;
+    if (state == PICKLE_FAILED) return fail(w, "an object array's pickle is malformed"), len;
+    w->step = STEP_OPCODE;
+    return n;
+}
+
 static const char *kind_name(enum pyobj_kind kind)
 {
     static const char *const names[] = {
@@ -699,14 +508,14 @@ static bool build(struct pickle_walker *w)
     struct pyobj *state = pop(w);
     struct pyobj *inst = state ? top(w) : NULL;
     if (!inst) return false;
+    if (pyclass_build(w->arena, inst, state)) return true;
     switch (inst->kind) {
-    case PY_ARRAY:
-        build_array(w, inst, state);
-        return true;
-    case PY_DTYPE:
-        build_dtype(inst, state);
-        return true;
     case PY_OBJECT:
+        if (!set_state(w, inst, state)) return false;
+        if (pyclass_built(w->arena, inst) && inst->kind == PY_ARRAY &&
+            inst->u.array.follows != ARRAY_INLINE)
+            return start_raw(w, inst);
+        return true;
     case PY_DICT:
     case PY_LIST:
     case PY_SET:
@@ -1361,6 +1170,14 @@ size_t pickle_walker_feed(struct pickle_walker *w, const uint8_t *data, size_t l
         case STEP_PAYLOAD:
             n = take_payload(w, data + at, len - at);
             break;
+        case STEP_RAW_PAD_LENGTH:
+        case STEP_RAW_PAD:
+        case STEP_RAW_DATA:
+            n = take_raw(w, data + at, len - at);
+            break;
+        case STEP_RAW_PICKLE:
+            n = take_raw_pickle(w, data + at, len - at);
+            break;
         }
         at += n;
         w->offset += n;
@@ -1378,6 +1195,15 @@ bool pickle_walker_finish(struct pickle_walker *w)
     case STEP_OPCODE:
         report_error(w->report, "pickle: data ended at byte %" PRIu64 " before STOP", w->offset);
         break;
+    case STEP_RAW_PAD_LENGTH:
+    case STEP_RAW_PAD:
+    case STEP_RAW_DATA:
+    case STEP_RAW_PICKLE:
+        report_error(w->report,
+                     "pickle: data ended at byte %" PRIu64
+                     " inside the data of a joblib array (its BUILD at byte %" PRIu64 ")",
+                     w->offset, w->op_offset);
+        break;
     default:
         report_error(w->report,
                      "pickle: data ended at byte %" PRIu64 " inside %s (opcode at byte %" PRIu64
@@ -1387,6 +1213,40 @@ bool pickle_walker_finish(struct pickle_walker *w)
     }
     w->step = STEP_FAILED;
     return false;
+}
+
+bool pickle_walker_joblib(const struct pickle_walker *w)
+{
+    return w->joblib;
+}
+
+/* Marked items go into the container below their mark, as APPENDS/SETITEMS would have
+ * done, or go (a tuple's items, a call's arguments, unfinished); false when out of memory. */
+static bool settle_mark(struct pickle_walker *w)
+{
+    size_t mark = w->marks[--w->nmarks];
+    struct pyobj *target = mark ? w->stack.at[mark - 1] : NULL;
+    struct pyvec *map = target ? pyobj_map(target) : NULL;
+    struct pyvec *items = target ? pyobj_items(target) : NULL;
+    size_t n = w->stack.len - mark;
+    bool ok = map     ? pyvec_extend(w->arena, map, w->stack.at + mark, n - n % 2)
+              : items ? pyvec_extend(w->arena, items, w->stack.at + mark, n)
+                      : true;
+    w->stack.len = mark;
+    return ok;
+}
+
+struct pyobj *pickle_walker_partial(struct pickle_walker *w)
+{
+    if (w->raw) w->raw->u.array.problem = "the data ended inside the array";
+    if (w->raw) w->raw->u.array.streamed = NULL;
+    while (w->nmarks)
+        if (!settle_mark(w)) return NULL;
+    /* an object and the state dict its BUILD did not reach */
+    if (w->stack.len == 2 && w->stack.at[0]->kind == PY_OBJECT && w->stack.at[1]->kind == PY_DICT &&
+        !set_state(w, w->stack.at[0], w->stack.at[1]))
+        return NULL;
+    return w->stack.len ? w->stack.at[0] : NULL;
 }
 
 enum pickle_state pickle_walker_state(const struct pickle_walker *w)
@@ -1415,6 +1275,8 @@ struct pickle_walker *pickle_walker_new(struct report *r, pickle_on_stop on_stop
 void pickle_walker_free(struct pickle_walker *w)
 {
     if (!w) return;
+    pickle_walker_free(w->nested);
+    free(w->reader);
     pyarena_free(w->arena);
     free(w->line);
     free(w);
@@ -1435,27 +1297,31 @@ static void flatten_root(void *ctx, struct pyobj *root)
     flatten(p->report, root, NULL, NULL);
 }
 
+/* The walk ended: whole, or cut short, when what was built before the break is still
+ * worth reporting (the hyperparameters pickled before a model's first array). */
+static void end_walk(struct pickle_parser *p)
+{
+    p->whole = pickle_walker_finish(p->walker);
+    struct pyobj *partial = p->whole ? NULL : pickle_walker_partial(p->walker);
+    if (partial) flatten(p->report, partial, NULL, NULL);
+    pickle_walker_free(p->walker);
+    p->walker = NULL;
+}
+
 /* Everything after STOP is ignored: the pickle ends there. */
 static void pickle_feed(struct parser *base, const uint8_t *data, size_t len)
 {
     struct pickle_parser *p = (struct pickle_parser *)base;
     if (!p->walker) return;
     pickle_walker_feed(p->walker, data, len);
-    if (pickle_walker_state(p->walker) != PICKLE_RUNNING) {
-        p->whole = pickle_walker_finish(p->walker);
-        pickle_walker_free(p->walker);
-        p->walker = NULL;
-    }
+    if (pickle_walker_joblib(p->walker)) base->format = "joblib";
+    if (pickle_walker_state(p->walker) != PICKLE_RUNNING) end_walk(p);
 }
 
 static bool pickle_finish(struct parser *base)
 {
     struct pickle_parser *p = (struct pickle_parser *)base;
-    if (p->walker) {
-        p->whole = pickle_walker_finish(p->walker);
-        pickle_walker_free(p->walker);
-        p->walker = NULL;
-    }
+    if (p->walker) end_walk(p);
     return p->whole;
 }
 

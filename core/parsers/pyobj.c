@@ -175,6 +175,14 @@ struct pyobj *pyobj_global(struct pyarena *a, const char *module, const char *na
     return o;
 }
 
+struct pyobj *pyobj_seq(struct pyarena *a, enum pyobj_kind kind, struct pyobj *const *items,
+                        size_t n)
+{
+    struct pyobj *o = pyobj_new(a, kind);
+    if (!o || !pyvec_extend(a, &o->u.seq, items, n)) return NULL;
+    return o;
+}
+
 static bool pyvec_reserve(struct pyarena *a, struct pyvec *v, size_t extra)
 {
     if (extra <= v->cap - v->len) return true;

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "../stats.h"
+#include "tensor.h"
 
 #define PYOBJ_MEMORY_CAP (64u << 20) /* bytes one parse may hold in its arena */
 #define PYOBJ_KEEP_MAX   (16u << 20) /* largest str/bytes payload retained */
@@ -72,6 +73,14 @@ struct pyarray {
     const uint8_t *data; /* NULL when not retained */
     uint64_t nbytes;     /* the element data's size, retained or not */
     const char *problem; /* why statistics cannot be computed, or NULL */
+    /* joblib writes an array's data into the file right after the pickled wrapper that
+     * describes it, raw (after a pad) or, for object arrays, as a pickle of its own.
+     * The walker reads it as it passes, never retained: its statistics land in
+     * `streamed` (and, in Fortran order, its C-order head is caught by `head`). */
+    enum pyarray_data { ARRAY_INLINE, ARRAY_RAW, ARRAY_RAW_PADDED, ARRAY_PICKLED } follows;
+    size_t elsize;                 /* bytes per element, when follows != ARRAY_INLINE */
+    struct tensor_stats *streamed; /* NULL until the data passed */
+    struct tensor_head *head;      /* Fortran order only */
 };
 
 struct pyobj {
@@ -101,6 +110,7 @@ struct pyobj {
         struct {
             char code[16];  /* numpy's dtype code: "f8", "i4", "b1", "U10"... */
             char byteorder; /* '<', '>', '|' or '=' */
+            int64_t elsize; /* itemsize from the BUILD state (flexible dtypes), else 0 */
         } dtype;
         struct pyarray array;
     } u;
@@ -117,6 +127,9 @@ struct pyobj *pyobj_str(struct pyarena *a, enum pyobj_kind kind, const char *dat
 /* Copies len bytes into the arena (NUL-terminated) and returns a str node. */
 struct pyobj *pyobj_str_copy(struct pyarena *a, const char *s, size_t len);
 struct pyobj *pyobj_global(struct pyarena *a, const char *module, const char *name);
+/* A list, tuple, set or frozenset node holding a copy of n items; NULL when out of budget. */
+struct pyobj *pyobj_seq(struct pyarena *a, enum pyobj_kind kind, struct pyobj *const *items,
+                        size_t n);
 
 bool pyvec_push(struct pyarena *a, struct pyvec *v, struct pyobj *o);
 /* Appends n items; false when out of budget. */
@@ -141,28 +154,5 @@ locale_t pyobj_c_locale(void);
  * int, float or bool node written into *out (no allocation: used for numpy scalars and
  * 0-dimensional arrays). */
 void pyobj_element(enum dtype t, const uint8_t *bytes, bool big_endian, struct pyobj *out);
-
-/* The pickle walker (pickle.c), for formats that embed pickles (torch's data.pkl).
- *
- * It unpickles protocols 0-5 from bytes fed in pieces of any size, without importing or
- * calling anything, and hands the root object to on_stop when it reaches STOP. The
- * root and every node reachable from it stay valid until pickle_walker_free. Errors
- * (malformed, truncated, over the memory cap) go to the report with their byte offset.
- */
-struct report;
-struct pickle_walker;
-typedef void (*pickle_on_stop)(void *ctx, struct pyobj *root);
-
-enum pickle_state { PICKLE_RUNNING, PICKLE_STOPPED, PICKLE_FAILED };
-
-struct pickle_walker *pickle_walker_new(struct report *r, pickle_on_stop on_stop, void *ctx);
-/* Returns how many bytes belong to the pickle: all of len, or fewer when STOP came
- * within them (the rest is whatever follows the pickle). After STOP or a failure it
- * takes nothing more (a failed walker claims all bytes, as they are ignored). */
-size_t pickle_walker_feed(struct pickle_walker *w, const uint8_t *data, size_t len);
-/* The data ended: true when the pickle was whole (reached STOP); otherwise reports why. */
-bool pickle_walker_finish(struct pickle_walker *w);
-enum pickle_state pickle_walker_state(const struct pickle_walker *w);
-void pickle_walker_free(struct pickle_walker *w);
 
 #endif

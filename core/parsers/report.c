@@ -224,6 +224,19 @@ static cJSON *finite_stat(const struct tensor_stats *st, double v)
     return st->finite ? json_number(v) : cJSON_CreateNull();
 }
 
+/* A sampled tensor's confidence half-widths (stats_ci95); null where the sample cannot
+ * say (nothing read, or reading cut short before the second line). */
+static cJSON *ci95_object(const struct tensor_stats *st, double sampled)
+{
+    double mean_half, std_half;
+    bool known = stats_ci95(st, sampled, &mean_half, &std_half);
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    add_member(o, "mean", known ? json_number(mean_half) : cJSON_CreateNull());
+    add_member(o, "std", known ? json_number(std_half) : cJSON_CreateNull());
+    return o;
+}
+
 void report_tensor(struct report *r, const char *name, const char *dtype, const int64_t *shape,
                    int ndim, const struct tensor_stats *st, double sampled)
 {
@@ -253,6 +266,7 @@ void report_tensor(struct report *r, const char *name, const char *dtype, const 
     add_member(t, "nan", cJSON_CreateNumber((double)st->nan));
     add_member(t, "inf", cJSON_CreateNumber((double)st->inf));
     add_member(t, "sampled", cJSON_CreateNumber(sampled));
+    if (sampled < 1) add_member(t, "ci95", ci95_object(st, sampled));
     add_member(t, "head", head_array(st));
 }
 

@@ -44,7 +44,7 @@ enum state { READ_LENGTH, READ_HEADER, READ_DATA, FAILED };
 struct safetensors {
     struct parser base;
     struct report *report;
-    double sample;
+    const struct parse_options *options;
     enum state state;
     uint64_t offset; /* file offset of the next byte */
     uint8_t length_bytes[8];
@@ -196,7 +196,7 @@ static bool collect_entries(struct safetensors *s, const cJSON *root)
 
 static void feed_data(struct safetensors *s, const uint8_t *data, size_t len)
 {
-    tensor_sequence_feed(&s->tensors, s->report, s->sample, &s->offset, data, len);
+    tensor_sequence_feed(&s->tensors, s->report, s->options, &s->offset, data, len);
 }
 
 static void parse_header(struct safetensors *s)
@@ -314,6 +314,6 @@ struct parser *parser_safetensors_new(struct report *r, const struct parse_optio
                               .finish = safetensors_finish,
                               .destroy = safetensors_destroy};
     s->report = r;
-    s->sample = o->sample;
+    s->options = o;
     return &s->base;
 }

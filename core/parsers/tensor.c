@@ -1,10 +1,10 @@
 /* tensor.c — the shared end of every tensor format (see tensor.h).
  *
  * Formats know where a tensor's bytes are; this file decides which of them the
- * statistics read (block sampling), and turns the result into one record entry. A
+ * statistics read (the sampling plan), and turns the result into one record entry. A
  * tensor whose name --keys filters out is still walked through (its bytes must be
- * consumed to find the next one) but nothing is decoded: the reader's sample is set
- * to 0, meaning "no block", and the report drops the entry by name anyway.
+ * consumed to find the next one) but nothing is decoded, and the report drops the entry
+ * by name anyway.
  *
  * Formats with a table of contents (safetensors, GGUF) hand it over as a
  * tensor_sequence and let this file walk the data section in file order.
@@ -42,8 +42,42 @@ bool tensor_shape_elements(const int64_t *shape, int ndim, uint64_t *elements)
     return true;
 }
 
+/* ---- The sampling plan ------------------------------------------------------------ */
+
+void sample_plan_init(struct sample_plan *p, uint64_t nbytes, double sample)
+{
+    const uint64_t floor_lines = TENSOR_EXACT_BYTES / TENSOR_LINE;
+    p->lines = nbytes / TENSOR_LINE + (nbytes % TENSOR_LINE != 0);
+    p->picks = p->lines;
+    if (!(sample > 0 && sample < 1) || p->lines <= floor_lines) return;
+    double want = ceil(sample * (double)p->lines);
+    uint64_t picks = want < (double)p->lines ? (uint64_t)want : p->lines;
+    p->picks = picks > floor_lines ? picks : floor_lines;
+}
+
+/* splitmix64's finalizer: a fixed, well-mixed hash of the stratum number (the "seed" is
+ * the constant added first), the same on every machine. */
+static uint64_t stratum_hash(uint64_t j)
+{
+    uint64_t x = j + 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+uint64_t sample_plan_line(const struct sample_plan *p, uint64_t j)
+{
+    if (sample_plan_exact(p)) return j;
+    uint64_t lo = (uint64_t)((unsigned __int128)j * p->lines / p->picks);
+    uint64_t hi = (uint64_t)((unsigned __int128)(j + 1) * p->lines / p->picks);
+    return j == 0 ? 0 : lo + stratum_hash(j) % (hi - lo);
+}
+
+/* ---- Reading ------------------------------------------------------------------------ */
+
 bool tensor_reader_init(struct tensor_reader *tr, struct report *r, const char *name,
-                        enum dtype dtype, const int64_t *shape, int ndim, double sample)
+                        enum dtype dtype, const int64_t *shape, int ndim,
+                        const struct parse_options *o)
 {
     uint64_t elements;
     if (dtype_size(dtype) == 0) {
@@ -61,11 +95,14 @@ bool tensor_reader_init(struct tensor_reader *tr, struct report *r, const char *
         return false;
     }
     tr->has_stats = true;
+    tr->wanted = report_wants(r, name);
+    tr->budget = o->budget;
     tr->taps = r->tap ? r : NULL;
-    /* Outside (0, 1] (or NaN) the option means nothing sensible: read everything. */
-    tr->sample = sample > 0 && sample < 1 ? sample : 1;
-    if (!report_wants(r, name)) tr->sample = 0;
+    /* Outside (0, 1] (or NaN) the option means nothing sensible: the plan reads all. */
+    sample_plan_init(&tr->plan, tr->nbytes, o->sample);
     stats_init(&tr->stats, dtype);
+    if (!sample_plan_exact(&tr->plan))
+        stats_set_cluster(&tr->stats, TENSOR_LINE / dtype_size(dtype));
     return true;
 }
 
@@ -76,43 +113,31 @@ void tensor_reader_init_opaque(struct tensor_reader *tr, const char *name, const
     tr->nbytes = nbytes;
 }
 
-/* tensor.h's rule: block i is read when floor((i+1)*s) > floor(i*s), and block 0
- * always, because it holds the head. */
-bool tensor_block_sampled(uint64_t block, double sample)
+/* Whether the next chunk may be read: always without a budget, and the tensor's first
+ * line always (it holds the head); otherwise as long as the budget allows. */
+static bool chunk_allowed(struct tensor_reader *tr, bool first)
 {
-    if (sample >= 1) return true;
-    if (sample <= 0) return false;
-    if (block == 0) return true;
-    double i = (double)block;
-    return floor((i + 1) * sample) > floor(i * sample);
+    if (!tr->budget || first) return true;
+    if (budget_allows(tr->budget)) return true;
+    tr->cut = true;
+    return false;
 }
 
-/* How many bytes of a block the statistics read: all of it, none, or, when a budget
- * refuses block 0, the elements of the head. */
-static size_t block_read_bytes(const struct tensor_reader *tr, uint64_t block)
+static void chunk_begin(struct tensor_reader *tr)
 {
-    if (!tr->has_stats || tr->sample <= 0) return 0;
-    if (!budget_active) return tensor_block_sampled(block, tr->sample) ? TENSOR_SAMPLE_BLOCK : 0;
-    if (budget_allows(budget_active)) return TENSOR_SAMPLE_BLOCK;
-    return block == 0 ? STATS_HEAD * dtype_size(tr->stats.dtype) : 0;
+    if (tr->budget) tr->chunk_ns = tr->budget->clock();
 }
 
 static void read_stats(struct tensor_reader *tr, const uint8_t *data, size_t len)
 {
-    struct budget *b = budget_active;
-    if (!b) return stats_feed(&tr->stats, data, len);
-    long long start = b->clock();
     stats_feed(&tr->stats, data, len);
-    budget_charge(b, start, len);
+    if (tr->budget) budget_charge(tr->budget, tr->chunk_ns, len);
 }
 
-size_t tensor_reader_feed(struct tensor_reader *tr, const uint8_t *data, size_t len)
+/* Exact: every block whole, one statistics call per block (tensor.h, "Determinism"). */
+static void feed_exact(struct tensor_reader *tr, const uint8_t *data, size_t take)
 {
-    uint64_t left = tr->nbytes - tr->consumed;
-    size_t take = len < left ? len : (size_t)left;
     size_t done = 0;
-    if (tr->taps && take) tr->taps->tap(tr->taps->tap_ctx, tr, tr->consumed, data, take);
-
     while (done < take) {
         uint64_t block = tr->consumed / TENSOR_SAMPLE_BLOCK;
         size_t at = (size_t)(tr->consumed % TENSOR_SAMPLE_BLOCK);
@@ -121,11 +146,13 @@ size_t tensor_reader_feed(struct tensor_reader *tr, const uint8_t *data, size_t 
             block_end < TENSOR_SAMPLE_BLOCK ? (size_t)block_end : TENSOR_SAMPLE_BLOCK;
         size_t chunk = take - done < block_len - at ? take - done : block_len - at;
         if (at == 0) {
-            size_t want = block_read_bytes(tr, block);
-            tr->block_read = want < block_len ? want : block_len;
+            /* A block the budget refuses: nothing of it, or of block 0 the head. */
+            bool allowed = !tr->cut && chunk_allowed(tr, false);
+            size_t head = block == 0 ? STATS_HEAD * dtype_size(tr->stats.dtype) : 0;
+            tr->block_read = allowed ? block_len : head < block_len ? head : block_len;
+            chunk_begin(tr);
         }
         if (at < tr->block_read) {
-            /* One statistics call per block (tensor.h, "Determinism"). */
             size_t n = chunk < tr->block_read - at ? chunk : tr->block_read - at;
             if (at == 0 && n == tr->block_read) {
                 read_stats(tr, data + done, n);
@@ -134,10 +161,68 @@ size_t tensor_reader_feed(struct tensor_reader *tr, const uint8_t *data, size_t 
                 if (at + n == tr->block_read) read_stats(tr, tr->block, tr->block_read);
             }
         }
-        if (budget_active) budget_fed(budget_active, chunk);
         tr->consumed += chunk;
         done += chunk;
     }
+}
+
+static void flush_gathered(struct tensor_reader *tr)
+{
+    if (tr->gathered == 0) return;
+    read_stats(tr, tr->block, tr->gathered);
+    tr->gathered = 0;
+}
+
+/* Moves to the next stratum's line, or past the end when there is none. */
+static void next_pick(struct tensor_reader *tr)
+{
+    tr->pick++;
+    tr->pick_at = tr->pick < tr->plan.picks && !tr->cut
+                      ? sample_plan_line(&tr->plan, tr->pick) * TENSOR_LINE
+                      : tr->nbytes;
+}
+
+/* Sampled: the planned lines are copied out as they pass and handed to the statistics
+ * TENSOR_GATHER bytes at a time; everything else is skipped without a look. */
+static void feed_sampled(struct tensor_reader *tr, const uint8_t *data, size_t take)
+{
+    uint64_t from = tr->consumed, to = from + take;
+    while (tr->pick_at < to) {
+        uint64_t line_end =
+            tr->pick_at + TENSOR_LINE < tr->nbytes ? tr->pick_at + TENSOR_LINE : tr->nbytes;
+        uint64_t lo = tr->pick_at > from ? tr->pick_at : from;
+        uint64_t hi = line_end < to ? line_end : to;
+        if (lo == tr->pick_at) {
+            /* A line starts: first the budget's word, at the start of a chunk. */
+            if (tr->gathered == 0) {
+                if (!chunk_allowed(tr, tr->pick == 0)) {
+                    tr->pick_at = tr->nbytes;
+                    break;
+                }
+                chunk_begin(tr);
+            }
+        }
+        memcpy(tr->block + tr->gathered + (lo - tr->pick_at), data + (lo - from), hi - lo);
+        if (hi < line_end) break; /* the line goes on in the next piece */
+        tr->gathered += line_end - tr->pick_at;
+        if (tr->gathered + TENSOR_LINE > TENSOR_GATHER) flush_gathered(tr);
+        next_pick(tr);
+    }
+    tr->consumed = to;
+    if (tr->consumed == tr->nbytes) flush_gathered(tr);
+}
+
+size_t tensor_reader_feed(struct tensor_reader *tr, const uint8_t *data, size_t len)
+{
+    uint64_t left = tr->nbytes - tr->consumed;
+    size_t take = len < left ? len : (size_t)left;
+    if (tr->taps && take) tr->taps->tap(tr->taps->tap_ctx, tr, tr->consumed, data, take);
+    if (!tr->has_stats || !tr->wanted)
+        tr->consumed += take;
+    else if (sample_plan_exact(&tr->plan))
+        feed_exact(tr, data, take);
+    else
+        feed_sampled(tr, data, take);
     return take;
 }
 
@@ -187,6 +272,12 @@ void tensor_reader_report(const struct tensor_reader *tr, struct report *r)
     double sampled = elements ? (double)tr->stats.elements / (double)elements : 1.0;
     report_tensor(r, tr->name, tr->dtype_name, tr->shape, tr->ndim, &tr->stats, sampled);
     if (tr->ndim == 0) report_scalar(tr, r);
+    if (tr->cut && tr->wanted)
+        report_error(r,
+                     "%s: statistics cut short by the overhead budget (--budget): %.3g of the "
+                     "elements read instead of the plan's %.3g",
+                     tr->name, sampled,
+                     elements ? (double)tr->plan.picks / (double)tr->plan.lines : 1.0);
 }
 
 /* ---- A head in C order ------------------------------------------------------------ */
@@ -284,17 +375,17 @@ void tensor_sequence_sort(struct tensor_sequence *q, struct report *r, const cha
     q->count = kept;
 }
 
-static void start_entry(struct tensor_sequence *q, struct report *r, double sample)
+static void start_entry(struct tensor_sequence *q, struct report *r, const struct parse_options *o)
 {
     const struct tensor_entry *e = &q->entries[q->next];
-    if (!e->readable ||
-        !tensor_reader_init(&q->reader, r, e->name, e->dtype, e->shape, e->ndim, sample))
+    if (!e->readable || !tensor_reader_init(&q->reader, r, e->name, e->dtype, e->shape, e->ndim, o))
         tensor_reader_init_opaque(&q->reader, e->name, e->dtype_name, e->shape, e->ndim, e->nbytes);
     q->reading = true;
 }
 
-void tensor_sequence_feed(struct tensor_sequence *q, struct report *r, double sample,
-                          uint64_t *offset, const uint8_t *data, size_t len)
+void tensor_sequence_feed(struct tensor_sequence *q, struct report *r,
+                          const struct parse_options *o, uint64_t *offset, const uint8_t *data,
+                          size_t len)
 {
     while (q->next < q->count) {
         const struct tensor_entry *e = &q->entries[q->next];
@@ -306,7 +397,7 @@ void tensor_sequence_feed(struct tensor_sequence *q, struct report *r, double sa
             *offset += skip;
             continue;
         }
-        if (!q->reading) start_entry(q, r, sample);
+        if (!q->reading) start_entry(q, r, o);
         size_t n = tensor_reader_feed(&q->reader, data, len);
         data += n;
         len -= n;

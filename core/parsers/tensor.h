@@ -4,19 +4,29 @@
  * the same way: a known number of bytes of one dtype pass by, in order, and become one
  * entry of the record's "tensors". This is that shared end.
  *
- * Sampling: the data is cut into blocks of TENSOR_SAMPLE_BLOCK bytes; with fraction s,
- * block i is read when floor((i+1)*s) > floor(i*s) — evenly spaced blocks, deterministic,
- * the first block always (it holds `head`). s = 1 reads everything (exact statistics).
- * `sampled` in the record is the fraction of elements actually read.
+ * The sampling plan (--sample s, parse_options.sample): which bytes the statistics read
+ * depends only on the tensor's byte size and on s, never on timing or on how the bytes
+ * arrive. The data is cut into lines of TENSOR_LINE bytes (a cache line; every dtype's
+ * elements fit whole). A tensor of at most TENSOR_EXACT_BYTES, or any tensor when s = 1,
+ * is read whole. A larger one of T lines reads K = max(ceil(s T), TENSOR_EXACT_BYTES /
+ * TENSOR_LINE) of them (all when that is T): line stratum j = [floor(jT/K),
+ * floor((j+1)T/K)) contributes one line, at a position inside it drawn by a fixed hash of
+ * j (jittered systematic sampling), and stratum 0 its first line, which holds `head`.
+ * So the lines read are spread evenly over the whole tensor without falling into step
+ * with a layout's period. `sampled` in the record is the fraction of elements read, and
+ * the statistics' per-line sums (stats.h, clusters) give its ci95.
  *
- * Determinism: a block is handed to the statistics in one call, whatever the writes
- * that carried it (a block that arrives in pieces is gathered first). The statistics'
- * rounding then depends only on the bytes, so a file streamed in any pieces and the
- * same file read by `ckmon inspect` give bit-identical numbers.
+ * Determinism: the read lines are gathered and handed to the statistics TENSOR_GATHER
+ * bytes at a time, an exact tensor's data TENSOR_SAMPLE_BLOCK bytes at a time (a block
+ * that arrives in pieces is put together first), whatever the writes that carried them.
+ * The statistics' rounding then depends only on the bytes, so a file streamed in any
+ * pieces and the same file read by `ckmon inspect` give bit-identical numbers.
  *
- * Under an overhead budget (../budget.h, set for the thread in budget_active), the
- * budget decides instead, block by block, and a block 0 it refuses still gives the
- * head; the numbers then depend on timing, as sampled statistics may.
+ * The safety net (parse_options.budget, ../budget.h; the agent's, absent elsewhere):
+ * before each gathered chunk or exact block after a tensor's first line, the reader asks
+ * the budget; once it refuses, the rest of the tensor is skipped and the tensor is marked
+ * cut (tensor_reader_report then says so in the record's errors). Under normal load the
+ * budget never refuses, so it never changes what is read.
  */
 #ifndef CKMON_TENSOR_H
 #define CKMON_TENSOR_H
@@ -26,10 +36,26 @@
 #include <stdint.h>
 
 #include "../stats.h"
+#include "parser.h"
 #include "report.h"
 
 #define TENSOR_MAX_DIMS     16
-#define TENSOR_SAMPLE_BLOCK (64 * 1024)
+#define TENSOR_SAMPLE_BLOCK (64 * 1024) /* an exact tensor's bytes per statistics call */
+#define TENSOR_LINE         64          /* the sampling unit */
+#define TENSOR_EXACT_BYTES  (64 * 1024) /* at most this: read whole; more: at least this */
+#define TENSOR_GATHER       (8 * 1024)  /* gathered line bytes per statistics call */
+
+/* Which lines a tensor's statistics read (see above): K of T, K == T when exact. */
+struct sample_plan {
+    uint64_t lines, picks;
+};
+void sample_plan_init(struct sample_plan *p, uint64_t nbytes, double sample);
+static inline bool sample_plan_exact(const struct sample_plan *p)
+{
+    return p->picks >= p->lines;
+}
+/* The line stratum j (< picks) contributes. */
+uint64_t sample_plan_line(const struct sample_plan *p, uint64_t j);
 
 struct tensor_reader {
     char name[512];
@@ -39,13 +65,20 @@ struct tensor_reader {
     int64_t shape[TENSOR_MAX_DIMS];
     uint64_t nbytes;   /* the data's total size */
     uint64_t consumed; /* bytes seen so far */
-    double sample;
-    size_t block_read; /* bytes of the current sampling block the statistics read */
+    bool wanted;       /* false: --keys leaves it out, nothing is decoded */
+    bool cut;          /* the budget stopped the reading early */
+    struct budget *budget;
+    struct sample_plan plan;
+    uint64_t pick;      /* sampled: the stratum whose line comes next */
+    uint64_t pick_at;   /* its byte offset in the data */
+    size_t gathered;    /* sampled: bytes in block waiting for the statistics */
+    size_t block_read;  /* exact: bytes of the current block the statistics read */
+    long long chunk_ns; /* under a budget: when the current chunk's reading began */
     struct tensor_stats stats;
 
     const struct report *taps; /* the report whose tap sees the data, or NULL */
-    /* Last, so that starting a tensor need not clear it: the current block's bytes so
-     * far, when they came in pieces (offset consumed % TENSOR_SAMPLE_BLOCK). */
+    /* Last, so that starting a tensor need not clear it: the gathered lines, or the
+     * current exact block's bytes when they came in pieces. */
     uint8_t block[TENSOR_SAMPLE_BLOCK];
 };
 
@@ -55,7 +88,8 @@ bool tensor_shape_elements(const int64_t *shape, int ndim, uint64_t *elements);
 /* Prepares for a tensor of the given dtype and shape. Returns false (and reports an
  * error naming the tensor) when the shape is invalid or its byte size overflows. */
 bool tensor_reader_init(struct tensor_reader *tr, struct report *r, const char *name,
-                        enum dtype dtype, const int64_t *shape, int ndim, double sample);
+                        enum dtype dtype, const int64_t *shape, int ndim,
+                        const struct parse_options *o);
 /* For a dtype without statistics (e.g. GGUF Q8_0): dtype and shape only, nbytes given. */
 void tensor_reader_init_opaque(struct tensor_reader *tr, const char *name, const char *dtype_name,
                                const int64_t *shape, int ndim, uint64_t nbytes);
@@ -65,9 +99,8 @@ static inline bool tensor_reader_done(const struct tensor_reader *tr)
 {
     return tr->consumed >= tr->nbytes;
 }
-/* tensor.h's sampling rule: whether block i of a tensor's data is read with fraction s. */
-bool tensor_block_sampled(uint64_t block, double sample);
-/* Reports the tensor (and, for a 0-d tensor, its value under the same name). */
+/* Reports the tensor (and, for a 0-d tensor, its value under the same name), and an
+ * error when the budget cut its reading short. */
 void tensor_reader_report(const struct tensor_reader *tr, struct report *r);
 
 /* ---- A head in C order for data stored in another order ----------------------------
@@ -120,8 +153,9 @@ void tensor_sequence_sort(struct tensor_sequence *q, struct report *r, const cha
 /* Takes bytes at stream offset *offset (advanced over all of them): skips gaps, feeds
  * the tensors and reports each one as it completes. len == 0 reports the empty tensors
  * that are due; bytes after the last tensor are ignored. */
-void tensor_sequence_feed(struct tensor_sequence *q, struct report *r, double sample,
-                          uint64_t *offset, const uint8_t *data, size_t len);
+void tensor_sequence_feed(struct tensor_sequence *q, struct report *r,
+                          const struct parse_options *o, uint64_t *offset, const uint8_t *data,
+                          size_t len);
 static inline bool tensor_sequence_done(const struct tensor_sequence *q)
 {
     return q->next == q->count;

@@ -8,7 +8,7 @@
  * ignored. Local headers carry no sizes (zip.h), so a storage record's length comes
  * from data.pkl: the storage's numel times its element size.
  *
- * data.pkl is walked by the pickle walker (pyobj.h) and flattened (flatten.h) into
+ * data.pkl is walked by the pickle walker (pickle.h) and flattened (flatten.h) into
  * values; a hook recognizes the tensors on the way, by their rebuild call:
  *   torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks)
  *   torch._utils._rebuild_tensor_v3(..., hooks, dtype, ...)   untyped storage, sized in bytes
@@ -33,6 +33,7 @@
  */
 #include "parser.h"
 #include "flatten.h"
+#include "pickle.h"
 #include "pyobj.h"
 #include "tensor.h"
 #include "zip.h"
@@ -97,7 +98,7 @@ enum legacy_part { L_MAGIC, L_PROTOCOL, L_SYS_INFO, L_OBJECT, L_KEYS, L_STORAGES
 struct torch {
     struct parser base;
     struct report *report;
-    double sample;
+    const struct parse_options *options;
     struct zip_walker *zip;
     struct pickle_walker *pickle;
     bool pickled; /* data.pkl reached STOP and was flattened */
@@ -413,7 +414,7 @@ static bool take_reader(struct torch *t, struct view *v)
     }
     /* the shape was checked when the view was made */
     return tensor_reader_init(v->reader, t->report, v->name, v->dtype, v->shape, v->ndim,
-                              t->sample);
+                              t->options);
 }
 
 static void give_back_reader(struct torch *t, struct view *v)
@@ -666,7 +667,7 @@ static struct torch *torch_new(struct report *r, const struct parse_options *o)
     if (!t) return NULL;
     t->base = (struct parser){.format = "torch", .destroy = torch_destroy};
     t->report = r;
-    t->sample = o->sample;
+    t->options = o;
     return t;
 }
 

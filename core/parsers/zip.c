@@ -1,4 +1,4 @@
-/* zip.c — the streaming local-entry walker (zip.h) and the zip format dispatcher.
+/* zip.c — the streaming local-entry walker (zip.h).
  *
  * The walker is a state machine over the archive's bytes: a 4-byte signature, the
  * 26 fixed bytes of a local header, its name and extra field, the member's data, an
@@ -12,7 +12,6 @@
  * those 16 are not a zip signature (zip64 sizes).
  */
 #include "zip.h"
-#include "parser.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -475,89 +474,16 @@ void zip_walker_free(struct zip_walker *w)
     free(w);
 }
 
-/* ---- The dispatcher: which format the first member's name says ------------------- */
+/* ---- The first member's name, for format detection (zip.h) ---------------------- */
 
-struct zip_parser {
-    struct parser base;
-    struct report *report;
-    const struct parse_options *options;
-    uint8_t head[4 + LOCAL_FIXED + ZIP_MAX_NAME];
-    size_t head_len;
-    bool decided;
-    struct parser *inner; /* NULL once decided: not a format ckmon reads */
-};
-
-static bool ends_with(const char *s, size_t len, const char *suffix)
-{
-    size_t n = strlen(suffix);
-    return len >= n && memcmp(s + len - n, suffix, n) == 0;
-}
-
-/* Decides once the first name is in (or the data ended); returns whether it has. */
-static bool decide(struct zip_parser *z, bool ended)
+enum zip_peek zip_peek_first_name(const uint8_t *head, size_t len, bool ended, const char **name,
+                                  size_t *name_len)
 {
     size_t fixed = 4 + LOCAL_FIXED;
-    size_t name_len = z->head_len >= fixed ? le16(z->head + 4 + 22) : 0;
-    if (!ended && (z->head_len < fixed || z->head_len < fixed + name_len)) return false;
-    z->decided = true;
-    if (z->head_len < fixed + name_len || le32(z->head) != SIG_LOCAL) return true;
-    const char *name = (const char *)z->head + fixed;
-    if ((name_len == 8 && memcmp(name, "data.pkl", 8) == 0) ||
-        ends_with(name, name_len, "/data.pkl"))
-        z->inner = parser_torch_new(z->report, z->options);
-    else if (ends_with(name, name_len, ".npy"))
-        z->inner = parser_npz_new(z->report, z->options);
-    else
-        return true;
-    if (!z->inner) {
-        report_error(z->report, "zip: out of memory");
-        return true;
-    }
-    z->base.format = z->inner->format;
-    z->inner->feed(z->inner, z->head, z->head_len);
-    return true;
-}
-
-static void zip_feed(struct parser *p, const uint8_t *data, size_t len)
-{
-    struct zip_parser *z = (struct zip_parser *)p;
-    if (!z->decided) {
-        size_t room = sizeof z->head - z->head_len;
-        size_t take = len < room ? len : room;
-        memcpy(z->head + z->head_len, data, take);
-        z->head_len += take;
-        data += take;
-        len -= take;
-        if (!decide(z, z->head_len == sizeof z->head)) return;
-    }
-    if (z->inner && len > 0) z->inner->feed(z->inner, data, len);
-}
-
-static bool zip_finish(struct parser *p)
-{
-    struct zip_parser *z = (struct zip_parser *)p;
-    if (!z->decided) decide(z, true);
-    return z->inner ? z->inner->finish(z->inner) : true;
-}
-
-static void zip_destroy(struct parser *p)
-{
-    struct zip_parser *z = (struct zip_parser *)p;
-    if (z->inner) z->inner->destroy(z->inner);
-    free(z);
-}
-
-struct parser *parser_zip_new(struct report *r, const struct parse_options *o)
-{
-    struct zip_parser *z = calloc(1, sizeof *z);
-    if (!z) return NULL;
-    /* Both formats leave the local headers zipfile rewrites alone. */
-    z->base = (struct parser){.format = "unknown",
-                              .feed = zip_feed,
-                              .finish = zip_finish,
-                              .destroy = zip_destroy,
-                              .tolerates_rewrites = true};
-    z->report = r;
-    z->options = o;
-    return &z->base;
+    size_t n = len >= fixed ? le16(head + 4 + 22) : 0;
+    if (!ended && (len < fixed || len < fixed + n)) return ZIP_PEEK_MORE;
+    if (len < fixed + n || le32(head) != SIG_LOCAL) return ZIP_PEEK_NONE;
+    *name = (const char *)head + fixed;
+    *name_len = n;
+    return ZIP_PEEK_NAME;
 }

@@ -56,10 +56,13 @@ void zip_walker_feed(struct zip_walker *w, const uint8_t *data, size_t len);
 bool zip_walker_finish(struct zip_walker *w);
 void zip_walker_free(struct zip_walker *w);
 
-/* The parser for files that start with a zip local header: it reads the first member's
- * name and hands the archive to the format that name belongs to — torch for
- * ".../data.pkl", npz for "*.npy" — or to none (format "unknown"). */
-struct parse_options;
-struct parser *parser_zip_new(struct report *r, const struct parse_options *o);
+/* The first member's name, from the archive's first bytes (head, len of them; ended:
+ * there are no more). ZIP_PEEK_MORE: more bytes are needed (at most ZIP_PEEK_BYTES in
+ * all); ZIP_PEEK_NONE: not a local header; ZIP_PEEK_NAME: *name (not NUL-terminated,
+ * inside head) and *name_len are set. Format detection uses it (detect.c). */
+#define ZIP_PEEK_BYTES (30 + ZIP_MAX_NAME)
+enum zip_peek { ZIP_PEEK_MORE, ZIP_PEEK_NONE, ZIP_PEEK_NAME };
+enum zip_peek zip_peek_first_name(const uint8_t *head, size_t len, bool ended, const char **name,
+                                  size_t *name_len);
 
 #endif

@@ -47,13 +47,27 @@ def strict_json(line):
     return json.loads(line, parse_constant=refuse)
 
 
-def parse_records(text):
+def parse_lines(text):
     return [strict_json(line) for line in text.splitlines() if line.strip()]
+
+
+def parse_records(text):
+    """Every record but alerts, which follow the checkpoints they are about (parse_alerts)."""
+    return [r for r in parse_lines(text) if r.get("event") != "alert"]
+
+
+def parse_alerts(text):
+    return [r for r in parse_lines(text) if r.get("event") == "alert"]
 
 
 def read_log(path):
     path = Path(path)
     return parse_records(path.read_text()) if path.exists() else []
+
+
+def read_alerts(path):
+    path = Path(path)
+    return parse_alerts(path.read_text()) if path.exists() else []
 
 
 def now():

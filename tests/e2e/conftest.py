@@ -28,3 +28,18 @@ def collector(work):
     c = Collector(work)
     yield c
     c.kill()
+
+
+@pytest.fixture
+def servers(work):
+    """start(kind[, port]): a metric server of sink_servers.py, stopped after the test."""
+    started = []
+
+    def start(kind, port=None, **options):
+        server = kind(work, f"{kind.__name__.lower()}-{len(started)}", port, **options).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

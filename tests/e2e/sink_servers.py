@@ -206,10 +206,14 @@ class FaultySink:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def delivered(self):
-        """The records in the bodies the sink acknowledged (2xx)."""
+    def delivered_lines(self):
+        """Every record in the bodies the sink acknowledged (2xx), alerts too."""
         return [json.loads(line) for status, _, body in self.requests if 200 <= status < 300
                 for line in body.decode().splitlines()]
+
+    def delivered(self):
+        """The records the sink acknowledged, without alerts (as read_log reads the log)."""
+        return [r for r in self.delivered_lines() if r.get("event") != "alert"]
 
     def stop(self):
         self.server.shutdown()

@@ -179,24 +179,27 @@ def test_changed_tensors_across_formats(work):
     assert t["wide"]["max_abs_diff"] == pytest.approx(expected["max_abs_diff"], rel=1e-12)
 
 
-def test_sample_compares_the_blocks_the_statistics_read(work):
+def test_sample_compares_what_the_statistics_read(work):
+    """--sample s compares the elements the statistics read with --sample s: as many as the
+    record's `sampled` fraction says (every element differs here, so all compared differ)."""
     import torch
 
-    n = 16 * 65536 // 4  # sixteen 64 KiB blocks of float32
-    a = np.zeros(n, dtype=np.float32)
-    b = a.copy()
-    per_block = 65536 // 4
-    for block in range(16):
-        b[block * per_block + 1] = 1.0  # one difference in every block
-    torch.save({"x": torch.from_numpy(a)}, work / "a.pt")
-    torch.save({"x": torch.from_numpy(b)}, work / "b.pt")
-    s = 0.25
-    read = [i for i in range(16) if i == 0 or np.floor((i + 1) * s) > np.floor(i * s)]
-    status, r = diff_json(work, "a.pt", "b.pt", "--sample", str(s), status=1)
+    n = 1 << 20
+    torch.save({"x": torch.zeros(n)}, work / "a.pt")
+    torch.save({"x": torch.ones(n)}, work / "b.pt")
+    s = "0.25"
+    p = subprocess.run(ckmon_args("inspect", "--sample", s, "b.pt"), cwd=work, env=clean_env(),
+                       capture_output=True, text=True, check=True)
+    [record] = [json.loads(l) for l in p.stdout.splitlines()
+                if json.loads(l).get("event") == "checkpoint"]
+    sampled = record["tensors"][0]["sampled"]
+    assert 0.25 <= sampled < 0.3
+    status, r = diff_json(work, "a.pt", "b.pt", "--sample", s, status=1)
     [x] = r["tensors"]
-    assert x["compared"] == len(read) * per_block and x["differ"] == len(read)
+    assert x["elements"] == n and x["compared"] == round(sampled * n)
+    assert x["differ"] == x["compared"] and r["sample"] == 0.25
     status, r = diff_json(work, "a.pt", "b.pt", status=1)
-    assert r["tensors"][0]["differ"] == 16
+    assert r["tensors"][0]["compared"] == r["tensors"][0]["differ"] == n
 
 
 def test_keys_limit_what_is_compared(work):

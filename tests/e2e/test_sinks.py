@@ -33,6 +33,16 @@ def state(i):
             "loss": float("nan") if i == 1 else 1 / (i + 1), "weights": w}
 """
 
+# Epochs 1 (NaN loss) and 2 (NaN and Inf weights) each also get a nonfinite alert record,
+# which the log and the sinks carry after the checkpoint's record.
+ALERTED = (1, 2)
+
+
+def lines_for(epochs):
+    """Log lines (records and their alerts) that checkpoints of these epochs make."""
+    return sum(1 + (i in ALERTED) for i in epochs)
+
+
 WRITER = STATE + """
 first, count = int(sys.argv[1]), int(sys.argv[2])
 for i in range(first, first + count):
@@ -136,30 +146,20 @@ class Collect:
             self.process.communicate()
 
 
-@pytest.fixture
-def servers(work):
-    started = []
-
-    def start(kind, port=None):
-        server = kind(work, f"{kind.__name__.lower()}-{len(started)}", port).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-
-
 def test_pushgateway_keeps_each_files_latest_checkpoint(work, servers):
     pg = servers(Pushgateway)
     job = "run 1/a"  # a space and a slash: the grouping key needs base64
     p, reports = ckmon_run(work, [f"pushgateway={pg.url}"], count=3, job=job)
     host = socket.gethostname()
-    got = {}
+    got, alerts = {}, {}
     for name, labels, value in pg.samples():
         assert labels["job"] == job and labels["host"] == host and labels["instance"] == host
+        if name == "ckmon_alerts_total":
+            alerts[(labels["rule"], labels["severity"])] = value
+            continue
         assert labels["file"] == "epoch_N.pkl"
         got[sample_key(name, labels)] = value
+    assert alerts == {("nonfinite", "critical"): len(ALERTED)}
     last = reports[-1]
     expected = expected_samples(last["i"], last["size"])
     for key, value in expected.items():
@@ -169,8 +169,9 @@ def test_pushgateway_keeps_each_files_latest_checkpoint(work, servers):
     assert got[("ckmon_checkpoint_time_seconds", None, None)] == pytest.approx(
         parse_time(records[-1]["time"]).timestamp(), abs=1e-6)
     [counts] = stats(work)
-    assert (counts["received"], counts["sent"], counts["dead_lettered"]) == (3, 3, 0)
-    assert "3 received, 3 sent" in p.stderr
+    lines = lines_for(range(3))
+    assert (counts["received"], counts["sent"], counts["dead_lettered"]) == (lines, lines, 0)
+    assert f"{lines} received, {lines} sent" in p.stderr
 
 
 def test_pushgateway_groups_ranks_apart(work, servers):
@@ -205,7 +206,7 @@ def test_victoriametrics_keeps_every_checkpoint(work, servers):
         for (t, value), (t2, expected) in zip(got[key], sorted(points)):
             assert same(value, expected, rel=1e-11), (key, t, value, expected)
     [counts] = stats(work)
-    assert counts["sent"] == 4 and counts["skipped_samples"] == 1  # loss at epoch 1
+    assert counts["sent"] == lines_for(range(4)) and counts["skipped_samples"] == 1  # epoch 1 loss
 
 
 def test_influx_select(work, servers):
@@ -227,7 +228,7 @@ def test_influx_select(work, servers):
         skipped += sum(math.isnan(v) for v in expected.values())
         assert got == {k: v for k, v in expected.items() if not math.isnan(v)}
     [counts] = stats(work)
-    assert counts["sent"] == 3 and counts["skipped_samples"] == skipped == 1  # NaN loss
+    assert counts["sent"] == lines_for(range(3)) and counts["skipped_samples"] == skipped == 1
 
 
 def test_sink_down_while_writing_then_started(work, servers):
@@ -245,9 +246,10 @@ def test_sink_down_while_writing_then_started(work, servers):
     assert segments, "the log did not rotate"
     records = [r for path in segments + [work / "ckmon.jsonl"] for r in read_log(path)]
     assert sorted(r["values"]["epoch"] for r in records) == list(range(6))
-    assert rc == 1 and "6 record(s) not delivered" in err, err
+    lines = lines_for(range(6))
+    assert rc == 1 and f"{lines} record(s) not delivered" in err, err
     [counts] = stats(work)
-    assert counts["retried"] >= 1 and counts["sent"] == 0 and counts["undelivered"] == 6
+    assert counts["retried"] >= 1 and counts["sent"] == 0 and counts["undelivered"] == lines
 
     vm = servers(VictoriaMetrics, port)
     collect = Collect(work, [sink], options)
@@ -261,7 +263,7 @@ def test_sink_down_while_writing_then_started(work, servers):
         rc, err = collect.stop()
     assert rc == 0, err
     [counts] = stats(work)
-    assert counts["sent"] == 1 + 6 and counts["undelivered"] == 0
+    assert counts["sent"] == 1 + lines and counts["undelivered"] == 0
 
 
 def test_collector_killed_before_pushing(work, servers):
@@ -307,7 +309,7 @@ def test_busy_sink_is_retried(work, answers):
     assert set(statuses[len(answers):]) <= {200}
     assert all(h.get("Content-Encoding") == "gzip" for _, h, _ in sink.requests)
     [counts] = stats(work)
-    assert counts["retried"] == len(answers) - 1 and counts["sent"] == 3
+    assert counts["retried"] == len(answers) - 1 and counts["sent"] == lines_for(range(3))
 
 
 def test_refused_batch_is_dead_lettered(work):
@@ -319,20 +321,22 @@ def test_refused_batch_is_dead_lettered(work):
     log = read_log(work / "ckmon.jsonl")
     [dead_file] = state_dir(work).glob("ndjson-*.dead.jsonl")
     letters = [json.loads(line) for line in dead_file.read_text().splitlines()]
-    assert [r for letter in letters for r in letter["records"]] == log
+    assert [r for letter in letters for r in letter["records"]
+            if r["event"] != "alert"] == log
     assert all(l["status"] == 400 and l["response"] == '{"status": 400}' for l in letters)
     assert len(sink.requests) == len(letters)  # refused for good: never sent again
     [counts] = stats(work)
-    assert counts["dead_lettered"] == 2 and counts["sent"] == 0 and counts["undelivered"] == 0
+    assert counts["dead_lettered"] == lines_for(range(2)) and counts["sent"] == 0
+    assert counts["undelivered"] == 0
     assert "dead-letter" in p.stderr
 
 
 def test_flush_timeout_says_what_was_not_delivered(work):
     sink = f"ndjson=http://127.0.0.1:{free_port()}/"
     p, _ = ckmon_run(work, [sink], count=2, options=["--flush-timeout", "0.5"])
-    assert "2 record(s) not delivered" in p.stderr
+    assert f"{lines_for(range(2))} record(s) not delivered" in p.stderr
     [counts] = stats(work)
-    assert counts["undelivered"] == 2 and counts["sent"] == 0
+    assert counts["undelivered"] == lines_for(range(2)) and counts["sent"] == 0
 
 
 def test_stdout_log_is_spooled(work):
@@ -346,8 +350,9 @@ def test_stdout_log_is_spooled(work):
         sink.stop()
     assert p.returncode == 0, p.stderr
     printed = [json.loads(l) for l in p.stdout.splitlines() if l.startswith('{"schema"')]
-    assert len(printed) == 2 and sink.delivered() == printed
-    assert read_log(work / "ckmon-stdout.state" / "spool.jsonl") == printed
+    assert len(printed) == lines_for(range(2)) and sink.delivered_lines() == printed
+    spooled = (work / "ckmon-stdout.state" / "spool.jsonl").read_text().splitlines()
+    assert [json.loads(l) for l in spooled] == printed
 
 
 def test_sighup_reopens_the_log_and_sinks_follow(work):
@@ -374,7 +379,7 @@ def test_sighup_reopens_the_log_and_sinks_follow(work):
                        env=clean_env(), capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
     [counts] = json.loads(p.stdout)["sinks"]
-    assert counts["sink"] == f"ndjson={sink.url}" and counts["sent"] == 4
+    assert counts["sink"] == f"ndjson={sink.url}" and counts["sent"] == lines_for(range(4))
 
 
 def test_log_rotation_keeps_the_newest_segments(work):
@@ -385,11 +390,14 @@ def test_log_rotation_keeps_the_newest_segments(work):
                                   "--", *script, "0", "5"),
                        cwd=work, env=clean_env(), capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
-    # every record takes the log past 100 bytes: five rotations, the last two kept
-    assert sorted(x.name for x in work.glob("ckmon.jsonl*")) == [
-        "ckmon.jsonl", "ckmon.jsonl.4", "ckmon.jsonl.5"]
+    # every line takes the log past 100 bytes: a rotation per record and per alert (the
+    # state dir beside them is not a segment), the last two kept
+    last = lines_for(range(5))
+    assert sorted(x.name for x in work.glob("ckmon.jsonl*") if x.is_file()) == [
+        "ckmon.jsonl", f"ckmon.jsonl.{last - 1}", f"ckmon.jsonl.{last}"]
     assert read_log(log) == []
-    assert [r["values"]["epoch"] for n in (4, 5) for r in read_log(f"{log}.{n}")] == [3, 4]
+    assert [r["values"]["epoch"] for n in (last - 1, last)
+            for r in read_log(f"{log}.{n}")] == [3, 4]
 
 
 def test_truncated_log_is_delivered_from_its_start(work):

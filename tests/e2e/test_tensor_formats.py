@@ -21,8 +21,11 @@ from expected import assert_tensors, assert_values, tensor
 
 PATTERNS = {"sequential": "stream", "bytes": "stream", "stdio": "stream",
             "backwards": "reread", "seekback": "reread"}
+# The tests that compare with exact statistics ask for them: by default tensors over
+# 64 KiB are sampled (docs/formats.md, "Statistics and sampling").
+EXACT = ("--sample", "1")
 # Differ between a streamed and an inspected record by nature, not by parsing.
-CIRCUMSTANCE = ("time", "pid", "program", "job", "writes", "seconds", "parsed")
+CIRCUMSTANCE = ("time", "pid", "program", "job", "run", "writes", "seconds", "parsed")
 
 
 def inspect(*files, options=()):
@@ -79,7 +82,7 @@ def same_record(inspected, streamed):
 def test_safetensors_in_every_write_order(ckmon, work, pattern):
     entries = tf.safetensors_entries()
     data = tf.safetensors_bytes(entries)
-    run, dest, record = copy_under_ckmon(ckmon, work, pattern, data, "model.safetensors")
+    run, dest, record = copy_under_ckmon(ckmon, work, pattern, data, "model.safetensors", EXACT)
     check_record(record, run, path=dest, fmt="safetensors", size=len(data))
     assert record["parsed"] == PATTERNS[pattern]
     values, tensors = tf.safetensors_expected(entries)
@@ -112,7 +115,7 @@ def test_gguf_in_every_write_order(ckmon, work, pattern, alignment):
     if alignment and pattern not in ("sequential", "backwards"):
         pytest.skip("one streamed and one re-read run cover the alignment")
     data, values, tensors, described = tf.gguf_expected(alignment)
-    run, dest, record = copy_under_ckmon(ckmon, work, pattern, data, "model.gguf")
+    run, dest, record = copy_under_ckmon(ckmon, work, pattern, data, "model.gguf", EXACT)
     # errors name the quantized tensors (assert_opaque); the rest is as for any record
     check_record({k: v for k, v in record.items() if k != "errors"}, run, path=dest, fmt="gguf",
                  size=len(data))
@@ -172,7 +175,7 @@ for name, a in arrays.items():
         with open("v3.npy", "wb") as f:
             np.lib.format.write_array(f, a, version=(3, 0))
 """
-    run = ckmon.run(*python_script(work, script))
+    run = ckmon.run(*python_script(work, script), options=EXACT)
     assert run.returncode == 0, run.stderr
     arrays = npy_arrays()
     arrays["v2"] = arrays["v3"] = arrays["f32"]
@@ -190,7 +193,7 @@ for name, a in arrays.items():
 def test_npy_in_every_write_order(ckmon, work, pattern):
     a = npy_arrays()["big"]
     data = npy_bytes(a)
-    run, dest, record = copy_under_ckmon(ckmon, work, pattern, data, "weights.npy")
+    run, dest, record = copy_under_ckmon(ckmon, work, pattern, data, "weights.npy", EXACT)
     check_record(record, run, path=dest, fmt="npy", size=len(data))
     assert record["parsed"] == PATTERNS[pattern]
     assert_tensors(record["tensors"], {"weights": npy_expected("weights", a)})
@@ -241,7 +244,7 @@ def test_every_bit_pattern_of_the_small_floats(work):
     ]
     path = work / "all.safetensors"
     path.write_bytes(tf.safetensors_bytes(entries, metadata=None))
-    [record] = inspect(path)
+    [record] = inspect(path, options=EXACT)
     assert record["complete"] and "errors" not in record, record.get("errors")
     assert_tensors(record["tensors"], {e.name: e.expected() for e in entries})
 
@@ -253,7 +256,7 @@ def test_killed_while_writing_safetensors_keeps_the_finished_tensors(ckmon, work
     data = tf.safetensors_bytes(entries)
     source, dest = work / "source.dat", work / "torn.safetensors"
     source.write_bytes(data)
-    run = ckmon.run(program("order_writer"), "killed", source, dest)
+    run = ckmon.run(program("order_writer"), "killed", source, dest, options=EXACT)
     assert run.returncode == 137, run.stderr
     written = len(data) - 100  # order_writer's KILLED_SHORT
     record = run.only_record(dest)

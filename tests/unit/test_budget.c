@@ -1,7 +1,7 @@
-/* test_budget.c — the overhead budget controller (core/budget.c) and how the tensor
- * reader follows it (core/parsers/tensor.c).
+/* test_budget.c — the safety net's controller (core/budget.c) and how the tensor reader
+ * follows it (core/parsers/tensor.c).
  *
- * The clock is injected: every reading advances it by a fixed step, so each block of
+ * The clock is injected: every reading advances it by a fixed step, so each chunk of
  * statistics costs exactly one step and the controller's decisions are deterministic.
  * Tensors are built from one block of values repeated, so whichever blocks the budget
  * lets through, the statistics must equal that block's (computed here with a plain
@@ -32,38 +32,30 @@ static long long fake_clock(void)
     return fake_now;
 }
 
-static void test_floor_then_write_time(void **state)
+static void test_floor_then_open_time(void **state)
 {
     struct budget b;
     fake_now = 0;
     fake_step = MS;
-    budget_init(&b, 10, fake_clock);
-    assert_true(budget_allows(&b)); /* nothing written yet: the floor */
+    budget_init(&b, 10, fake_clock); /* opened at 1 ms */
+    assert_int_equal(b.start_ns, MS);
+    assert_true(budget_allows(&b)); /* the floor */
     budget_charge(&b, fake_clock(), BUDGET_FLOOR_BYTES - 1);
     assert_true(budget_allows(&b));
     budget_charge(&b, fake_clock(), 1);
     assert_int_equal(b.stats_ns, 0); /* the floor's time is not counted */
-    assert_true(budget_allows(&b));  /* 0 spent, 0 allowed: a block may start */
     budget_charge(&b, fake_clock(), 65536);
     assert_int_equal(b.stats_ns, MS);
+    /* 10% of the time since the open: each look at the clock is 1 ms later */
+    fake_now = 5 * MS;
+    assert_false(budget_allows(&b)); /* 1 ms spent, 10% of 5 ms allowed */
+    fake_now = 10 * MS;
+    assert_true(budget_allows(&b)); /* 10% of 10 ms */
+    b.stats_ns = 2 * MS;
+    fake_now = 15 * MS;
     assert_false(budget_allows(&b));
-
-    budget_wrote(&b, 100 * MS, 1000); /* 10% of it: 10 ms, credited as its bytes pass */
-    assert_false(budget_allows(&b));
-    budget_fed(&b, 500);
-    assert_true(budget_allows(&b)); /* 5 ms */
-    b.stats_ns = 5 * MS + 1;
-    assert_false(budget_allows(&b));
-    budget_fed(&b, 5000); /* more than the write: capped at its size */
+    fake_now = 100 * MS;
     assert_true(budget_allows(&b));
-    b.stats_ns = 10 * MS + 1;
-    assert_false(budget_allows(&b));
-
-    budget_wrote(&b, 30 * MS, 10); /* the earlier write is now wholly credited */
-    assert_false(budget_allows(&b));
-    budget_fed(&b, 10);
-    assert_true(budget_allows(&b));
-    assert_int_equal(b.written_ns, 100 * MS);
 }
 
 static void test_parse_percent(void **state)
@@ -121,12 +113,15 @@ static void make_block(void)
     ref_std = sqrt(sq / (double)ref_finite);
 }
 
-/* A reader over a float32 tensor of `blocks` copies of the block. */
-static void start_reader(struct tensor_reader *tr, struct report *r, size_t blocks)
+/* A reader over a float32 tensor of `blocks` copies of the block, with budget b (or
+ * none) and the plan of `sample`. */
+static void start_reader(struct tensor_reader *tr, struct report *r, size_t blocks,
+                         struct budget *b, double sample)
 {
     int64_t shape[1] = {(int64_t)(blocks * BLOCK_FLOATS)};
+    struct parse_options o = {.sample = sample, .budget = b};
     report_init(r, NULL);
-    assert_true(tensor_reader_init(tr, r, "w", DTYPE_F32, shape, 1, 1.0));
+    assert_true(tensor_reader_init(tr, r, "w", DTYPE_F32, shape, 1, &o));
 }
 
 static void feed_blocks(struct tensor_reader *tr, size_t blocks)
@@ -134,6 +129,15 @@ static void feed_blocks(struct tensor_reader *tr, size_t blocks)
     for (size_t i = 0; i < blocks; i++)
         assert_int_equal(tensor_reader_feed(tr, (const uint8_t *)block_values, sizeof block_values),
                          sizeof block_values);
+}
+
+/* Whether the record's errors say the reading was cut short. */
+static bool says_cut(struct report *r)
+{
+    char *text = r->errors ? cJSON_PrintUnformatted(r->errors) : NULL;
+    bool cut = text && strstr(text, "w: statistics cut short by the overhead budget");
+    free(text);
+    return cut;
 }
 
 /* Every block read must leave the statistics of one block, and whole blocks. */
@@ -157,7 +161,8 @@ static void assert_head(const struct tensor_stats *s)
         assert_true(s->head[i] == block_values[i] || (isnan(s->head[i]) && isnan(block_values[i])));
 }
 
-static void test_reader_samples_evenly_within_budget(void **state)
+/* Exact reading: blocks while the budget allows, then nothing, and the record says so. */
+static void test_reader_stops_when_the_budget_refuses(void **state)
 {
     enum { BLOCKS = 256 };
     struct budget b;
@@ -165,24 +170,19 @@ static void test_reader_samples_evenly_within_budget(void **state)
     struct tensor_reader tr;
     make_block();
     fake_now = 0;
-    fake_step = MS; /* each block read costs 1 ms */
+    fake_step = MS;
     budget_init(&b, 1, fake_clock);
-    budget_wrote(&b, 1000 * MS, (unsigned long long)BLOCKS * sizeof block_values);
-    budget_active = &b;
-    start_reader(&tr, &r, BLOCKS);
-
-    feed_blocks(&tr, BLOCKS / 2);
-    uint64_t first_half = blocks_read(&tr.stats);
-    feed_blocks(&tr, BLOCKS / 2);
-    budget_active = NULL;
-    uint64_t all = blocks_read(&tr.stats);
-
-    /* The first 4 MiB (64 blocks) are the floor. Then 1% of 1 s is 10 ms, credited as
-     * the blocks pass: at the start of block i, 10 ms * i / 256, and each read costs
-     * 1 ms, so reads come at blocks 64, 65, 66, 77, 103 | 128, 154, 180, 205, 231. */
-    assert_int_equal(all, 74);
-    assert_int_equal(first_half, 69);
-    assert_true(b.stats_ns <= 11 * MS);
+    start_reader(&tr, &r, BLOCKS, &b, 1);
+    /* The floor (4 MiB: 64 blocks) is read whatever the clock says. Every look at the
+     * clock is 1 ms later, and a block read looks twice (its start and its charge), so
+     * its counted time is 1 ms and the clock is near 130 ms after the floor: 1% of it
+     * lets block 64 (0 ms spent) and block 65 (1 ms spent, 1.3 ms allowed) through, and
+     * refuses block 66 (2 ms spent). */
+    feed_blocks(&tr, BLOCKS);
+    assert_int_equal(blocks_read(&tr.stats), 66);
+    assert_true(tr.cut);
+    tensor_reader_report(&tr, &r);
+    assert_true(says_cut(&r));
     assert_head(&tr.stats);
     report_free(&r);
 }
@@ -198,13 +198,43 @@ static void test_refused_first_block_keeps_the_head(void **state)
     budget_init(&b, 1, fake_clock);
     b.floor_left = 0;     /* spent on earlier tensors, */
     b.stats_ns = 50 * MS; /* with time over the budget */
-    budget_wrote(&b, 10 * MS, 4 * sizeof block_values);
-    budget_active = &b;
-    start_reader(&tr, &r, 4);
+    start_reader(&tr, &r, 4, &b, 1);
     feed_blocks(&tr, 4);
-    budget_active = NULL;
     assert_int_equal(tr.stats.elements, STATS_HEAD);
     assert_head(&tr.stats);
+    report_free(&r);
+}
+
+/* Sampled reading: a tensor's first chunk of lines is read whatever the budget says,
+ * the rest only while it allows. */
+static void test_sampled_reader_keeps_its_first_chunk(void **state)
+{
+    enum { BLOCKS = 64 };
+    struct budget b;
+    struct report r;
+    struct tensor_reader tr;
+    make_block();
+    fake_now = 0;
+    fake_step = MS;
+    budget_init(&b, 1, fake_clock);
+    b.floor_left = 0;
+    b.stats_ns = 50 * MS;
+    start_reader(&tr, &r, BLOCKS, &b, 0.0625);
+    feed_blocks(&tr, BLOCKS);
+    assert_int_equal(tr.stats.elements, TENSOR_GATHER / sizeof(float));
+    assert_true(tr.cut);
+    tensor_reader_report(&tr, &r);
+    assert_true(says_cut(&r));
+    assert_head(&tr.stats);
+    report_free(&r);
+
+    /* The same without a budget: the whole plan, and no error. */
+    start_reader(&tr, &r, BLOCKS, NULL, 0.0625);
+    feed_blocks(&tr, BLOCKS);
+    assert_int_equal(tr.stats.elements, tr.plan.picks * TENSOR_LINE / sizeof(float));
+    assert_false(tr.cut);
+    tensor_reader_report(&tr, &r);
+    assert_false(says_cut(&r));
     report_free(&r);
 }
 
@@ -213,8 +243,7 @@ static void test_without_budget_every_block(void **state)
     struct report r;
     struct tensor_reader tr;
     make_block();
-    budget_active = NULL;
-    start_reader(&tr, &r, 8);
+    start_reader(&tr, &r, 8, NULL, 1);
     feed_blocks(&tr, 8);
     assert_int_equal(blocks_read(&tr.stats), 8);
     report_free(&r);
@@ -258,10 +287,11 @@ static void test_budget_option(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_floor_then_write_time),
+        cmocka_unit_test(test_floor_then_open_time),
         cmocka_unit_test(test_parse_percent),
-        cmocka_unit_test(test_reader_samples_evenly_within_budget),
+        cmocka_unit_test(test_reader_stops_when_the_budget_refuses),
         cmocka_unit_test(test_refused_first_block_keeps_the_head),
+        cmocka_unit_test(test_sampled_reader_keeps_its_first_chunk),
         cmocka_unit_test(test_without_budget_every_block),
         cmocka_unit_test(test_budget_option),
     };

@@ -415,7 +415,7 @@ static void test_stream_takes_only_its_bytes(void **state)
     struct report r;
     struct npy_array a;
     report_init(&r, NULL);
-    npy_array_init(&a, &r, 1, "member");
+    npy_array_init(&a, &r, &(struct parse_options){.sample = 1}, "member");
     size_t taken = 0;
     for (size_t at = 0; at < f->size + 4; at += 3) {
         size_t n = f->size + 4 - at < 3 ? f->size + 4 - at : 3;

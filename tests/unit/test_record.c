@@ -478,7 +478,7 @@ static void test_adopted_files_are_parsed_a_slice_at_a_time(void **state)
     int fd = open(final, O_RDONLY);
     char *patterns[] = {"mod*"};
     struct key_filter keys = {.patterns = patterns, .count = 1};
-    struct parse_options parse = {.sample = 1};
+    struct parse_options parse = {.sample = DEFAULT_SAMPLE}; /* the collector's own */
     struct identity who = {.pid = 5};
     struct record *whole = record_from_file(&who, fd, model, &st, &keys, &parse);
     close(fd);

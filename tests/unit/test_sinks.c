@@ -105,9 +105,12 @@ static void test_pushgateway(void **state)
                         "ckmon_value{" PROM_LABELS ",key=\"ok\"} 1\n"
                         "ckmon_value{" PROM_LABELS ",key=\"loss\"} NaN\n"
                         "ckmon_value{" PROM_LABELS ",key=\"big\"} -Inf\n"
+                        "# TYPE ckmon_value_nonfinite gauge\n"
+                        "ckmon_value_nonfinite{" PROM_LABELS ",key=\"loss\"} 1\n"
+                        "ckmon_value_nonfinite{" PROM_LABELS ",key=\"big\"} 1\n"
                         "# TYPE ckmon_tensor gauge\n"
-                        "ckmon_tensor{" PROM_LABELS ",tensor=\"w 0\",stat=\"nan\"} 3\n"
-                        "ckmon_tensor{" PROM_LABELS ",tensor=\"w 0\",stat=\"inf\"} 0\n"
+                        "ckmon_tensor{" PROM_LABELS ",tensor=\"w N\",stat=\"nan\"} 3\n"
+                        "ckmon_tensor{" PROM_LABELS ",tensor=\"w N\",stat=\"inf\"} 0\n"
                         "# TYPE ckmon_checkpoint_bytes gauge\n"
                         "ckmon_checkpoint_bytes{" PROM_LABELS "} 1000\n"
                         "# TYPE ckmon_checkpoint_seconds gauge\n"
@@ -115,7 +118,11 @@ static void test_pushgateway(void **state)
                         "# TYPE ckmon_checkpoint_complete gauge\n"
                         "ckmon_checkpoint_complete{" PROM_LABELS "} 1\n"
                         "# TYPE ckmon_checkpoint_time_seconds gauge\n"
-                        "ckmon_checkpoint_time_seconds{" PROM_LABELS "} 1795470120.123456\n");
+                        "ckmon_checkpoint_time_seconds{" PROM_LABELS "} 1795470120.123456\n"
+                        "# TYPE ckmon_checkpoint_nonfinite gauge\n"
+                        "ckmon_checkpoint_nonfinite{" PROM_LABELS "} 5\n"
+                        "# TYPE ckmon_checkpoint_healthy gauge\n"
+                        "ckmon_checkpoint_healthy{" PROM_LABELS "} 1\n");
     assert_int_equal(e.out.skipped, 0);
     encoded_free(&e);
 }
@@ -134,12 +141,16 @@ static void test_victoriametrics(void **state)
         "ckmon_value{" PROM_LABELS ",key=\"lr\"} 0.001 1795470120123\n"
         "ckmon_value{" PROM_LABELS ",key=\"ok\"} 1 1795470120123\n"
         "ckmon_value{" PROM_LABELS ",key=\"big\"} -Inf 1795470120123\n"
-        "ckmon_tensor{" PROM_LABELS ",tensor=\"w 0\",stat=\"nan\"} 3 1795470120123\n"
-        "ckmon_tensor{" PROM_LABELS ",tensor=\"w 0\",stat=\"inf\"} 0 1795470120123\n"
+        "ckmon_value_nonfinite{" PROM_LABELS ",key=\"loss\"} 1 1795470120123\n"
+        "ckmon_value_nonfinite{" PROM_LABELS ",key=\"big\"} 1 1795470120123\n"
+        "ckmon_tensor{" PROM_LABELS ",tensor=\"w N\",stat=\"nan\"} 3 1795470120123\n"
+        "ckmon_tensor{" PROM_LABELS ",tensor=\"w N\",stat=\"inf\"} 0 1795470120123\n"
         "ckmon_checkpoint_bytes{" PROM_LABELS "} 1000 1795470120123\n"
         "ckmon_checkpoint_seconds{" PROM_LABELS "} 0.5 1795470120123\n"
         "ckmon_checkpoint_complete{" PROM_LABELS "} 1 1795470120123\n"
-        "ckmon_checkpoint_time_seconds{" PROM_LABELS "} 1795470120.123456 1795470120123\n");
+        "ckmon_checkpoint_time_seconds{" PROM_LABELS "} 1795470120.123456 1795470120123\n"
+        "ckmon_checkpoint_nonfinite{" PROM_LABELS "} 5 1795470120123\n"
+        "ckmon_checkpoint_healthy{" PROM_LABELS "} 1 1795470120123\n");
     assert_int_equal(e.out.skipped, 1);
     encoded_free(&e);
 }
@@ -155,14 +166,18 @@ static void test_influx(void **state)
     const struct sink_request *r = &e.out.requests[0];
     assert_string_equal(r->url, "http://db:8086/write?db=x");
     /* NaN and -Inf are left out and counted: InfluxDB refuses the whole write for one */
-    assert_string_equal(r->body.s,
-                        "ckmon_value," INFLUX_TAGS ",key=lr value=0.001" NS
-                        "ckmon_value," INFLUX_TAGS ",key=ok value=1" NS "ckmon_tensor," INFLUX_TAGS
-                        ",tensor=w\\ 0,stat=nan value=3" NS "ckmon_tensor," INFLUX_TAGS
-                        ",tensor=w\\ 0,stat=inf value=0" NS "ckmon_checkpoint_bytes," INFLUX_TAGS
-                        " value=1000" NS "ckmon_checkpoint_seconds," INFLUX_TAGS " value=0.5" NS
-                        "ckmon_checkpoint_complete," INFLUX_TAGS " value=1" NS
-                        "ckmon_checkpoint_time_seconds," INFLUX_TAGS " value=1795470120.123456" NS);
+    assert_string_equal(
+        r->body.s,
+        "ckmon_value," INFLUX_TAGS ",key=lr value=0.001" NS "ckmon_value," INFLUX_TAGS
+        ",key=ok value=1" NS "ckmon_value_nonfinite," INFLUX_TAGS ",key=loss value=1" NS
+        "ckmon_value_nonfinite," INFLUX_TAGS ",key=big value=1" NS "ckmon_tensor," INFLUX_TAGS
+        ",tensor=w\\ N,stat=nan value=3" NS "ckmon_tensor," INFLUX_TAGS
+        ",tensor=w\\ N,stat=inf value=0" NS "ckmon_checkpoint_bytes," INFLUX_TAGS " value=1000" NS
+        "ckmon_checkpoint_seconds," INFLUX_TAGS " value=0.5" NS
+        "ckmon_checkpoint_complete," INFLUX_TAGS " value=1" NS
+        "ckmon_checkpoint_time_seconds," INFLUX_TAGS " value=1795470120.123456" NS
+        "ckmon_checkpoint_nonfinite," INFLUX_TAGS " value=5" NS
+        "ckmon_checkpoint_healthy," INFLUX_TAGS " value=1" NS);
     assert_int_equal(e.out.skipped, 2);
     encoded_free(&e);
 
@@ -222,13 +237,84 @@ static void test_gzip(void **state)
     free(packed.s);
 }
 
+/* Collects the exposition lines of a record's samples, without timestamps. */
+static void add_line(void *ctx, const struct sample *s)
+{
+    prom_add_sample(ctx, s, -1);
+}
+
+static char *exposition(const char *line)
+{
+    cJSON *r = cJSON_Parse(line);
+    struct record_labels l;
+    struct strbuf b = {.limit = 1 << 20};
+    assert_true(record_labels_get(r, &l));
+    metrics_for_record(r, &l, add_line, &b);
+    cJSON_Delete(r);
+    return b.s;
+}
+
+#define BOUNDED_RECORD                                                                             \
+    "{\"time\":\"" TIME_TEXT "\",\"host\":\"h\",\"job\":\"j\",\"run\":\"r7\","                     \
+    "\"path\":\"/c/step_3.pt\",\"bytes\":1,\"seconds\":0,\"complete\":true,"                       \
+    "\"values\":{\"log_history.0.loss\":2.5,\"log_history.1.loss\":1.5,"                           \
+    "\"optimizer.param_groups.0.lr\":0.1,\"optimizer.param_groups.1.lr\":0.2,"                     \
+    "\"optimizer.param_groups.0.params.3\":3,\"optimizer.state.0.step\":50},"                      \
+    "\"tensors\":[{\"name\":\"layers.0.w\",\"min\":1,\"max\":1,\"mean\":1,\"std\":0,\"nan\":0,"    \
+    "\"inf\":0},{\"name\":\"layers.1.w\",\"min\":2,\"max\":2,\"mean\":2,\"std\":0,\"nan\":0,"      \
+    "\"inf\":1},{\"name\":\"optimizer.state.1.exp_avg\",\"min\":0,\"max\":0,\"mean\":0,"           \
+    "\"std\":0,\"nan\":0,\"inf\":0}]}"
+#define BL "job=\"j\",host=\"h\",run=\"r7\",file=\"step_N.pt\""
+
+/* Digit runs become N in key and tensor labels, the last of a label wins, and the
+ * default --metric-keys leaves out the optimizer's parameter ids and per-parameter state. */
+static void test_bounded_labels(void **state)
+{
+    char out[64];
+    name_label("optimizer.param_groups.12.lr", out, sizeof out);
+    assert_string_equal(out, "optimizer.param_groups.N.lr");
+    metric_keys_set(NULL, 0);
+    char *text = exposition(BOUNDED_RECORD);
+    assert_string_equal(text, "ckmon_value{" BL ",key=\"log_history.N.loss\"} 1.5\n"
+                              "ckmon_value{" BL ",key=\"optimizer.param_groups.N.lr\"} 0.2\n"
+                              "ckmon_tensor{" BL ",tensor=\"layers.N.w\",stat=\"min\"} 2\n"
+                              "ckmon_tensor{" BL ",tensor=\"layers.N.w\",stat=\"max\"} 2\n"
+                              "ckmon_tensor{" BL ",tensor=\"layers.N.w\",stat=\"mean\"} 2\n"
+                              "ckmon_tensor{" BL ",tensor=\"layers.N.w\",stat=\"std\"} 0\n"
+                              "ckmon_tensor{" BL ",tensor=\"layers.N.w\",stat=\"nan\"} 0\n"
+                              "ckmon_tensor{" BL ",tensor=\"layers.N.w\",stat=\"inf\"} 1\n"
+                              "ckmon_checkpoint_bytes{" BL "} 1\n"
+                              "ckmon_checkpoint_seconds{" BL "} 0\n"
+                              "ckmon_checkpoint_complete{" BL "} 1\n"
+                              "ckmon_checkpoint_time_seconds{" BL "} 1795470120.123456\n"
+                              "ckmon_checkpoint_nonfinite{" BL "} 1\n"
+                              "ckmon_checkpoint_healthy{" BL "} 1\n");
+    free(text);
+
+    /* Chosen keys: by name or by label; '!' leaves out. */
+    char *chosen[] = {"*.lr", "log_history.N.*", "!*param_groups.1.*"};
+    metric_keys_set(chosen, 3);
+    text = exposition(BOUNDED_RECORD);
+    assert_non_null(strstr(text, "key=\"log_history.N.loss\"} 1.5\n"));
+    assert_non_null(strstr(text, "key=\"optimizer.param_groups.N.lr\"} 0.1\n"));
+    assert_null(strstr(text, "ckmon_tensor"));
+    assert_null(strstr(text, "state"));
+    free(text);
+    metric_keys_set(NULL, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_file_label),  cmocka_unit_test(test_labels),
-        cmocka_unit_test(test_pushgateway), cmocka_unit_test(test_victoriametrics),
-        cmocka_unit_test(test_influx),      cmocka_unit_test(test_ndjson),
-        cmocka_unit_test(test_classify),    cmocka_unit_test(test_gzip),
+        cmocka_unit_test(test_file_label),
+        cmocka_unit_test(test_bounded_labels),
+        cmocka_unit_test(test_labels),
+        cmocka_unit_test(test_pushgateway),
+        cmocka_unit_test(test_victoriametrics),
+        cmocka_unit_test(test_influx),
+        cmocka_unit_test(test_ndjson),
+        cmocka_unit_test(test_classify),
+        cmocka_unit_test(test_gzip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,9 @@
  * on its own and checked for its exact value; float16's again with the SSE unit set to
  * treat denormals as zero (DAZ, FTZ), as some programs run, since a decoder that passes
  * a half's subnormals through float denormals would then lose them.
+ *
+ * The confidence half-widths of a clustered sample (stats_ci95) are checked against the
+ * textbook computation done here from each cluster's own values, in long double.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -358,6 +361,65 @@ static void test_nothing_finite(void **unused)
     assert_true(stats_std(&s) == 0);
 }
 
+/* Clusters of 16 float32 values with an offset of their own (so that clusters differ
+ * more than elements within them), a long tail, a NaN and an Inf. */
+static void test_confidence_of_a_clustered_sample(void **unused)
+{
+    enum { CLUSTERS = 3001, L = 16 }; /* whole clusters, then a short last one below */
+    static float x[CLUSTERS * L];
+    for (size_t c = 0; c < CLUSTERS; c++) {
+        double offset = uniform() - 0.5;
+        for (size_t i = 0; i < L; i++) {
+            double u = uniform();
+            x[c * L + i] = (float)(3 + offset + 0.2 * (u - 0.5) + (u > 0.995 ? 40 * u : 0));
+        }
+    }
+    x[100] = NAN;
+    x[2000] = INFINITY;
+    const size_t n = CLUSTERS * L - 5;
+    const double fraction = 0.0625;
+    for (int k = STATS_KERNEL_PORTABLE; k <= STATS_KERNEL_AVX2; k++) {
+        stats_select_kernel((enum stats_kernel)k);
+        struct tensor_stats s;
+        stats_init(&s, DTYPE_F32);
+        double mean_half, std_half;
+        stats_feed(&s, x, 8 * 1024);
+        assert_false(stats_ci95(&s, fraction, &mean_half, &std_half)); /* not clustered */
+        stats_init(&s, DTYPE_F32);
+        stats_set_cluster(&s, L);
+        stats_feed(&s, x, L * sizeof *x);
+        assert_false(stats_ci95(&s, fraction, &mean_half, &std_half)); /* one cluster */
+        for (size_t at = L; at < n; at += 8 * 1024 / sizeof *x)        /* as the reader gathers */
+            stats_feed(&s, x + at, (n - at < 2048 ? n - at : 2048) * sizeof *x);
+        assert_true(stats_ci95(&s, fraction, &mean_half, &std_half));
+
+        long double sum = 0, count = 0, sq = 0, rr = 0, zz = 0;
+        for (size_t i = 0; i < n; i++)
+            if (isfinite(x[i])) sum += x[i], count++;
+        long double mean = sum / count;
+        for (size_t i = 0; i < n; i++)
+            if (isfinite(x[i])) sq += (x[i] - mean) * (x[i] - mean);
+        long double var = sq / count;
+        for (size_t c = 0; c * L < n; c++) {
+            long double r = 0, z = 0;
+            for (size_t i = c * L; i < (c + 1) * L && i < n; i++) {
+                if (!isfinite(x[i])) continue;
+                r += x[i] - mean;
+                z += (x[i] - mean) * (x[i] - mean) - var;
+            }
+            rr += r * r;
+            zz += z * z;
+        }
+        long double scale = (1 - fraction) * CLUSTERS / (CLUSTERS - 1.0L) / (count * count);
+        double want_mean = (double)(STATS_CI_Z * sqrtl(rr * scale));
+        double want_std = (double)(STATS_CI_Z * sqrtl(zz * scale) / (2 * sqrtl(var)));
+        assert_true(fabs(mean_half - want_mean) <= 1e-9 * want_mean);
+        assert_true(fabs(std_half - want_std) <= 1e-9 * want_std);
+        assert_true(want_mean > 0 && want_std > 0);
+    }
+    stats_select_kernel(STATS_KERNEL_AUTO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -369,6 +431,7 @@ int main(void)
         cmocka_unit_test(test_large_mean_small_spread),
         cmocka_unit_test(test_sorted_ramp),
         cmocka_unit_test(test_nothing_finite),
+        cmocka_unit_test(test_confidence_of_a_clustered_sample),
         cmocka_unit_test(test_each_float16),
         cmocka_unit_test(test_each_bfloat16),
 #ifdef __SSE__

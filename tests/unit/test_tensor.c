@@ -43,7 +43,8 @@ static struct tensor_stats read_split(const float *x, double sample, enum split 
     size_t len = ELEMENTS * sizeof *x, at = 0;
 
     report_init(&r, NULL);
-    assert_true(tensor_reader_init(&tr, &r, "x", DTYPE_F32, shape, 1, sample));
+    assert_true(tensor_reader_init(&tr, &r, "x", DTYPE_F32, shape, 1,
+                                   &(struct parse_options){.sample = sample}));
     while (at < len) {
         size_t n = split == WHOLE ? len : split == ONE_BYTE ? 1 : (size_t)(rand() % 70000) + 1;
         if (n > len - at) n = len - at;
@@ -126,25 +127,80 @@ static void test_exact_statistics_match_a_plain_loop(void **state)
     free(x);
 }
 
-/* The documented rule: with fraction s, block i is read when floor((i+1)s) > floor(is),
- * and block 0 always; `sampled` is the share of elements read. */
-static void test_sampling_reads_the_documented_blocks(void **state)
+/* The documented plan (tensor.h): K = max(ceil(sT), 1024) of T lines, one per stratum
+ * [floor(jT/K), floor((j+1)T/K)), line 0 first; exact up to 64 KiB or at s = 1. */
+static void test_the_plan_is_the_documented_one(void **state)
+{
+    (void)state;
+    struct sample_plan p;
+    sample_plan_init(&p, TENSOR_EXACT_BYTES, 0.01);
+    assert_true(sample_plan_exact(&p));
+    sample_plan_init(&p, 100 << 20, 1);
+    assert_true(sample_plan_exact(&p));
+    sample_plan_init(&p, TENSOR_EXACT_BYTES + 1, 0.01); /* 1025 lines, the last one short */
+    assert_int_equal(p.lines, 1025);
+    assert_int_equal(p.picks, 1024);
+    sample_plan_init(&p, 100 << 20, 0.0625);
+    assert_int_equal(p.lines, (100 << 20) / 64);
+    assert_int_equal(p.picks, (100 << 20) / 64 / 16);
+    uint64_t previous = 0;
+    for (uint64_t j = 0; j < p.picks; j++) {
+        uint64_t line = sample_plan_line(&p, j);
+        assert_true(line >= j * p.lines / p.picks && line < (j + 1) * p.lines / p.picks);
+        assert_true(j == 0 ? line == 0 : line > previous);
+        previous = line;
+    }
+    /* The same lines on every machine: the hash is fixed (these pin it). */
+    assert_int_equal(sample_plan_line(&p, 1), 16 + 1);
+    assert_int_equal(sample_plan_line(&p, 2), 32 + 14);
+    assert_int_equal(sample_plan_line(&p, 1000), 16000 + 8);
+}
+
+/* A sampled tensor's statistics are those of exactly the planned lines (a plain loop
+ * over them here), `sampled` is their share, and the head is the tensor's. */
+static void test_sampled_statistics_are_the_planned_lines(void **state)
 {
     (void)state;
     float *x = make_data();
-    const double s = 0.25;
-    uint64_t per_block = TENSOR_SAMPLE_BLOCK / sizeof(float),
-             blocks = (ELEMENTS + per_block - 1) / per_block;
-    uint64_t expect = 0;
-    for (uint64_t i = 0; i < blocks; i++) {
-        bool read = i == 0 || floor((double)(i + 1) * s) > floor((double)i * s);
-        uint64_t n = i + 1 < blocks ? per_block : ELEMENTS - i * per_block;
-        if (read) expect += n;
+    const double s = 0.1;
+    struct sample_plan p;
+    sample_plan_init(&p, ELEMENTS * sizeof(float), s);
+    assert_false(sample_plan_exact(&p));
+    uint64_t n = 0, finite = 0, nonfinite = 0;
+    double sum = 0, sq = 0, min = INFINITY, max = -INFINITY;
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint64_t j = 0; j < p.picks; j++) {
+            uint64_t first = sample_plan_line(&p, j) * (TENSOR_LINE / sizeof(float));
+            for (uint64_t i = first; i < first + TENSOR_LINE / sizeof(float) && i < ELEMENTS; i++) {
+                double v = x[i];
+                if (pass == 1) {
+                    if (isfinite(v)) sq += (v - sum / (double)finite) * (v - sum / (double)finite);
+                    continue;
+                }
+                n++;
+                if (!isfinite(v)) {
+                    nonfinite++;
+                    continue;
+                }
+                finite++;
+                sum += v;
+                min = fmin(min, v);
+                max = fmax(max, v);
+            }
+        }
     }
     double sampled;
-    struct tensor_stats st = read_split(x, s, WHOLE, &sampled);
-    assert_int_equal(st.elements, expect);
-    assert_true(sampled < 1 && sampled > 0);
+    struct tensor_stats st = read_split(x, s, RANDOM, &sampled);
+    assert_int_equal(st.elements, n);
+    assert_int_equal(st.nan + st.inf, nonfinite);
+    assert_true(st.min == min && st.max == max);
+    assert_true(fabs(st.mean - sum / (double)finite) <= 1e-12 * fabs(st.mean));
+    assert_true(fabs(stats_std(&st) - sqrt(sq / (double)finite)) <=
+                1e-9 * sqrt(sq / (double)finite));
+    assert_true(sampled == (double)n / ELEMENTS && sampled < 0.2);
+    assert_int_equal(st.nhead, STATS_HEAD);
+    for (unsigned i = 0; i < STATS_HEAD; i++)
+        assert_true(st.head[i] == x[i] || (isnan(st.head[i]) && isnan(x[i])));
     free(x);
 }
 
@@ -154,7 +210,8 @@ int main(void)
         cmocka_unit_test(test_exact_statistics_do_not_depend_on_pieces),
         cmocka_unit_test(test_sampled_statistics_do_not_depend_on_pieces),
         cmocka_unit_test(test_exact_statistics_match_a_plain_loop),
-        cmocka_unit_test(test_sampling_reads_the_documented_blocks),
+        cmocka_unit_test(test_the_plan_is_the_documented_one),
+        cmocka_unit_test(test_sampled_statistics_are_the_planned_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

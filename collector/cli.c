@@ -1,4 +1,5 @@
-/* main.c — the ckmon command line: dispatch to a subcommand, --help and --version.
+/* cli.c — what the subcommands share at the command line (cli.h): help texts, parsing
+ * a subcommand's words, usage errors.
  *
  * All help texts live here, next to each other, so that the options read the same in
  * every subcommand.
@@ -12,9 +13,9 @@
 #include "cli.h"
 
 static const char *const command_names[] = {
-    [COMMAND_RUN] = "run",       [COMMAND_COLLECT] = "collect", [COMMAND_INSPECT] = "inspect",
-    [COMMAND_DOCTOR] = "doctor", [COMMAND_TAIL] = "tail",       [COMMAND_DIFF] = "diff",
-    [COMMAND_REPORT] = "report"};
+    [COMMAND_RUN] = "run",       [COMMAND_COLLECT] = "collect",     [COMMAND_INSPECT] = "inspect",
+    [COMMAND_DOCTOR] = "doctor", [COMMAND_LAST_GOOD] = "last-good", [COMMAND_TAIL] = "tail",
+    [COMMAND_DIFF] = "diff",     [COMMAND_REPORT] = "report"};
 
 static const char main_help[] =
     "Usage: ckmon COMMAND [OPTIONS]\n"
@@ -33,6 +34,9 @@ static const char main_help[] =
     "  doctor COMMAND [ARGS...]\n"
     "                    say whether the agent can monitor COMMAND, and if\n"
     "                    not, why (static, Go, setuid, ...)\n"
+    "  last-good [--log FILE] [--job NAME] [GLOB]\n"
+    "                    print the newest checkpoint that is complete, without\n"
+    "                    critical alerts and intact on disk; exit 1 if none\n"
     "  tail [--log FILE] [-f]\n"
     "                    the log as a readable table; -f follows it\n"
     "  diff [OPTIONS] A B\n"
@@ -60,16 +64,15 @@ static const char main_help[] =
 #define XSTRINGIFY(x) STRINGIFY(x)
 #define SAMPLE_HELP                                                                                \
     "      --sample FRACTION  fraction of each tensor's bytes that statistics\n"                   \
-    "                         read, in (0, 1]; 1 is exact. Default: " XSTRINGIFY(                  \
-        DEFAULT_SAMPLE) ", except\n"                                                               \
-                        "                         that monitored programs follow --budget\n"
+    "                         read, in (0, 1]; 1 is exact (tensors of at most\n"                   \
+    "                         64 KiB are always exact). Default: " XSTRINGIFY(DEFAULT_SAMPLE) "\n"
 
 #define BUDGET_HELP                                                                                \
-    "      --budget PERCENT   unless --sample is given, statistics may take at\n"                  \
-    "                         most PERCENT of the time the program spends in its\n"                \
-    "                         writes to each checkpoint; they sample to stay\n"                    \
-    "                         within it (each file's first 4 MiB of tensors are\n"                 \
-    "                         always read). Default: " XSTRINGIFY(DEFAULT_BUDGET_PERCENT) "\n"
+    "      --budget PERCENT   safety net, unless --sample is given: statistics\n"                  \
+    "                         over a checkpoint stop (and its record says so) once\n"              \
+    "                         they took PERCENT of the time since it was opened\n"                 \
+    "                         (its first 4 MiB read are free). Default: " XSTRINGIFY(              \
+        DEFAULT_BUDGET_PERCENT) "\n"
 
 #define SERVING_HELP                                                                               \
     "  -o, --log FILE         append records to FILE, '-' for stdout\n"                            \
@@ -89,7 +92,30 @@ static const char main_help[] =
     "                         reaches SIZE (bytes, or with K, M, G; default:\n"                    \
     "                         never)\n"                                                            \
     "      --log-keep N       rotated segments kept, besides those a sink has\n"                   \
-    "                         not delivered (default 5)\n"
+    "                         not delivered (default 5)\n"                                         \
+    "      --run-id ID        the run label of records and metrics (run: default\n"                \
+    "                         SLURM_JOB_ID, TORCHELASTIC_RUN_ID, else a new id;\n"                 \
+    "                         collect: for programs that name none)\n"                             \
+    "      --metric-keys PATTERN\n"                                                                \
+    "                         which values and tensors become metrics (the log\n"                  \
+    "                         keeps all); a leading '!' leaves out; repeatable.\n"                 \
+    "                         Default: all but optimizer parameter ids and\n"                      \
+    "                         per-parameter state (!*param_groups.*.params*\n"                     \
+    "                         !*state.[0-9]*)\n"
+
+#define ALERT_HELP                                                                                 \
+    "      --alert '[NAME=]SUBJECT OP NUMBER'\n"                                                   \
+    "                         a user alert rule: SUBJECT a values key pattern\n"                   \
+    "                         or TENSORPATTERN:STAT (min max mean std nan inf\n"                   \
+    "                         rms), OP < <= > >= == !=; repeatable. See\n"                         \
+    "                         docs/alerts.md\n"
+
+#define ACT_HELP                                                                                   \
+    "      --on-alert CMD     run /bin/sh -c CMD per alert, the alert record on\n"                 \
+    "                         stdin, CKMON_ALERT_RULE, _SEVERITY, _PATH, _PID set\n"               \
+    "      --on-alert-timeout SECONDS\n"                                                           \
+    "                         time limit of one --on-alert command (default 30)\n"                 \
+    "  -q, --quiet            no alert lines (and no summary) on stderr\n"
 
 #define ENV_HELP                                                                                   \
     "\n"                                                                                           \
@@ -97,8 +123,10 @@ static const char main_help[] =
     "  CKMON_PATHS, CKMON_KEYS  ':'-separated lists, as repeated --paths, --keys\n"                \
     "  CKMON_SINKS              space-separated list, as repeated --sink\n"                        \
     "  CKMON_LOG, CKMON_SAMPLE, CKMON_SOCKET, CKMON_JOB, CKMON_STATE,\n"                           \
-    "  CKMON_LOG_MAX_BYTES, CKMON_LOG_KEEP\n"                                                      \
-    "                           as the flags\n"
+    "  CKMON_LOG_MAX_BYTES, CKMON_LOG_KEEP, CKMON_METRIC_KEYS (':'-separated),\n"                  \
+    "  CKMON_RUN_ID, CKMON_ON_ALERT, CKMON_ON_ALERT_TIMEOUT\n"                                     \
+    "                           as the flags\n"                                                    \
+    "  CKMON_ALERTS             ';'-separated list, as repeated --alert\n"
 
 static const char run_help[] =
     "Usage: ckmon run [OPTIONS] [--] COMMAND [ARGS...]\n"
@@ -109,15 +137,19 @@ static const char run_help[] =
     "stopped after it, once every record is in the log.\n"
     "\n"
     "Exits with COMMAND's status: 128+N if signal N killed it, 127 if COMMAND is not\n"
-    "found, 126 if it cannot be executed. While COMMAND runs, SIGINT and SIGQUIT are\n"
-    "left to it and SIGTERM and SIGHUP are passed on to it.\n"
+    "found, 126 if it cannot be executed, 3 if it succeeded but a --fail-on alert\n"
+    "fired. While COMMAND runs, SIGINT and SIGQUIT are left to it and SIGTERM and\n"
+    "SIGHUP are passed on to it. Each alert is one line on stderr, and a summary\n"
+    "line ends the run.\n"
     "\n"
     "Options:\n" PATHS_HELP KEYS_HELP SAMPLE_HELP BUDGET_HELP
     "      --job NAME         the label in every record (default: COMMAND's base\n"
     "                         name)\n"
     "      --socket PATH      use the collector answering on PATH, or start one\n"
     "                         there (default: a private socket in a new directory\n"
-    "                         under $TMPDIR or /tmp, removed afterwards)\n" SERVING_HELP
+    "                         under $TMPDIR or /tmp, removed afterwards)\n" SERVING_HELP ALERT_HELP
+        ACT_HELP "      --fail-on RULE,... exit 3 when COMMAND succeeded but an alert of a\n"
+    "                         listed rule fired\n"
     "  -h, --help             show this help\n" ENV_HELP "  CKMON_BUDGET             as --budget\n"
     "  CKMON_AGENT              the agent library (default: libckmon.so beside the\n"
     "                           ckmon binary, else ../lib/ckmon/libckmon.so from it)\n"
@@ -143,7 +175,7 @@ static const char collect_help[] =
     "                         stale socket file is replaced, one a collector\n"
     "                         answers on is not\n" SERVING_HELP
     "      --stats            print the counters of the last collector with this\n"
-    "                         --log/--state (its stats.json) and exit\n"
+    "                         --log/--state (its stats.json) and exit\n" ALERT_HELP ACT_HELP
     "  -p, --paths, --keys, --sample, --job\n"
     "                         accepted as in 'ckmon run'; programs started by hand\n"
     "                         take them from their own CKMON_PATHS, CKMON_KEYS,\n"
@@ -156,10 +188,13 @@ static const char inspect_help[] =
     "Parse existing checkpoint files with the agent's parsers and print one record\n"
     "per file to stdout (JSONL); a record's time is the file's modification time.\n"
     "A directory stands for the files under it (recursively, in name order) that\n"
-    "the default --paths globs match. Exits 1 if a file could not be read. The\n"
-    "environment is not consulted.\n"
+    "the default --paths globs match. Files given one after the other are a series\n"
+    "for the alert rules; alert records follow the record they are about. Exits 1\n"
+    "if a file could not be read, 3 if a --fail-on rule fired. The environment is\n"
+    "not consulted.\n"
     "\n"
-    "Options:\n" KEYS_HELP SAMPLE_HELP
+    "Options:\n" KEYS_HELP SAMPLE_HELP ALERT_HELP
+    "      --fail-on RULE,... exit 3 when an alert of a listed rule fired\n"
     "      --all              in a directory, every regular file, not only those\n"
     "                         the default globs match\n"
     "      --pretty           print the table of 'ckmon tail' instead of JSONL\n"
@@ -181,6 +216,25 @@ static const char doctor_help[] =
     "\n"
     "Options:\n"
     "  -h, --help             show this help\n";
+
+static const char last_good_help[] =
+    "Usage: ckmon last-good [--log FILE] [--job NAME] [GLOB]\n"
+    "\n"
+    "Print the path of the newest checkpoint in the log (and its rotated segments)\n"
+    "whose record is complete, carries no critical alert (nonfinite, incomplete),\n"
+    "and whose file still exists with the recorded size. A path saved more than\n"
+    "once counts by its newest record. Exits 1 when there is none. For example:\n"
+    "\n"
+    "  ckpt=$(ckmon last-good --log run.jsonl 'ckpt/*.pt') && resume \"$ckpt\"\n"
+    "\n"
+    "Options:\n"
+    "  -o, --log FILE         the log to read (default ./ckmon.jsonl)\n"
+    "      --job NAME         only checkpoints of this job\n"
+    "  GLOB                   only paths it matches (fnmatch, '*' crosses '/'; a\n"
+    "                         relative GLOB is taken from the current directory)\n"
+    "  -h, --help             show this help\n"
+    "\n"
+    "Environment: CKMON_LOG, CKMON_JOB as the flags.\n";
 
 static const char tail_help[] =
     "Usage: ckmon tail [--log FILE] [-f]\n"
@@ -228,11 +282,24 @@ static const char report_help[] =
     "  -o, --output FILE      the page (default ckmon-report.html; '-' is stdout)\n"
     "  -h, --help             show this help\n";
 
-static const char *const command_help[] = {
-    [COMMAND_RUN] = run_help,         [COMMAND_COLLECT] = collect_help,
-    [COMMAND_INSPECT] = inspect_help, [COMMAND_DOCTOR] = doctor_help,
-    [COMMAND_TAIL] = tail_help,       [COMMAND_DIFF] = diff_help,
-    [COMMAND_REPORT] = report_help};
+static const char *const command_help[] = {[COMMAND_RUN] = run_help,
+                                           [COMMAND_COLLECT] = collect_help,
+                                           [COMMAND_INSPECT] = inspect_help,
+                                           [COMMAND_DOCTOR] = doctor_help,
+                                           [COMMAND_LAST_GOOD] = last_good_help,
+                                           [COMMAND_TAIL] = tail_help,
+                                           [COMMAND_DIFF] = diff_help,
+                                           [COMMAND_REPORT] = report_help};
+
+const char *command_name(enum command cmd)
+{
+    return command_names[cmd];
+}
+
+void show_main_help(FILE *to)
+{
+    fputs(main_help, to);
+}
 
 void show_help(enum command cmd)
 {
@@ -261,31 +328,4 @@ int cli_parse(struct options *o, enum command cmd, int argc, char **argv)
     show_help(cmd);
     options_free(o);
     return 0;
-}
-
-int main(int argc, char **argv)
-{
-    static int (*const commands[])(int, char **) = {
-        [COMMAND_RUN] = cmd_run,         [COMMAND_COLLECT] = cmd_collect,
-        [COMMAND_INSPECT] = cmd_inspect, [COMMAND_DOCTOR] = cmd_doctor,
-        [COMMAND_TAIL] = cmd_tail,       [COMMAND_DIFF] = cmd_diff,
-        [COMMAND_REPORT] = cmd_report};
-    const char *name = argc > 1 ? argv[1] : NULL;
-    if (!name) {
-        fputs(main_help, stderr);
-        return EXIT_USAGE;
-    }
-    if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
-        fputs(main_help, stdout);
-        return 0;
-    }
-    if (!strcmp(name, "--version")) {
-        puts("ckmon " CKMON_VERSION);
-        return 0;
-    }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(name, command_names[i])) return commands[i](argc - 2, argv + 2);
-    fprintf(stderr, "ckmon: %s '%s' (try 'ckmon --help')\n",
-            name[0] == '-' ? "unknown option" : "unknown command", name);
-    return EXIT_USAGE;
 }

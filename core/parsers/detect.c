@@ -1,8 +1,9 @@
-/* parser.c — choosing a format from a file's first bytes, and parsing finished files.
+/* detect.c — choosing a format from a file's first bytes, and parsing finished files.
  *
  * The agent learns a file's format from what the program writes first: magic numbers
  * where the format has one, the extension where it does not (pickle protocols 0 and 1
- * have no header). Adding a format is one row in `formats` plus its own file.
+ * have no header). Adding a format is one row in `formats` plus its own file. A zip
+ * archive is one more step: its first member's name says which zip-based format it is.
  */
 #include "parser.h"
 #include "npy.h"
@@ -14,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DETECT_BYTES 16 /* enough for every format's signature */
+#define DETECT_BYTES 32 /* enough for every format's signature */
 
 struct format {
     const char *name;
@@ -28,13 +29,19 @@ struct format {
                                    const char *stem);
 };
 
+/* '{' or '[' and then what JSON can hold there: UBJSON (xgboost's .ubj) also starts with
+ * '{' but continues with a type marker. */
 static bool claims_json(const uint8_t *head, size_t n, const char *extension)
 {
     (void)extension;
     size_t i = 0;
-    while (i < n && strchr(" \t\r\n", head[i]))
+    while (i < n && head[i] && strchr(" \t\r\n", head[i]))
         i++;
-    return i < n && (head[i] == '{' || head[i] == '[');
+    if (i == n || (head[i] != '{' && head[i] != '[')) return false;
+    const char *next = head[i] == '{' ? "\"}" : "\"{[]-0123456789tfn";
+    for (i++; i < n && head[i] && strchr(" \t\r\n", head[i]); i++)
+        ;
+    return i == n || (head[i] && strchr(next, head[i]));
 }
 
 static bool claims_pickle(const uint8_t *head, size_t n, const char *extension)
@@ -45,16 +52,16 @@ static bool claims_pickle(const uint8_t *head, size_t n, const char *extension)
 }
 
 /* safetensors: a little-endian u64 header length within the specification's limit,
- * then the JSON header's '{'. */
+ * then the JSON header's '{'. A file named .safetensors with any length before the '{'
+ * claims to be one, and the parser says what is wrong with it. */
 static bool claims_safetensors(const uint8_t *head, size_t n, const char *extension)
 {
     const uint64_t SPEC_MAX_HEADER = 100000000;
-    (void)extension;
     if (n < 9 || head[8] != '{') return false;
     uint64_t length = 0;
     for (int i = 7; i >= 0; i--)
         length = length << 8 | head[i];
-    return length >= 2 && length <= SPEC_MAX_HEADER;
+    return (length >= 2 && length <= SPEC_MAX_HEADER) || strcmp(extension, "safetensors") == 0;
 }
 
 static bool claims_npy(const uint8_t *head, size_t n, const char *extension)
@@ -63,13 +70,26 @@ static bool claims_npy(const uint8_t *head, size_t n, const char *extension)
     return n >= 6 && memcmp(head, "\x93NUMPY", 6) == 0;
 }
 
-/* torch.save's legacy format: a protocol 2 pickle of torch's magic number (a LONG1). */
+/* torch.save's legacy format: a pickle (protocol 2 to 5, the latter two in a FRAME) of
+ * torch's magic number, a LONG1. */
 static bool claims_torch_legacy(const uint8_t *head, size_t n, const char *extension)
 {
-    static const uint8_t MAGIC[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c,
-                                    0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+    static const uint8_t MAGIC[] = {0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
+                                    0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+    const uint8_t PROTO = 0x80, FRAME = 0x95, FRAME_BYTES = 9;
     (void)extension;
-    return n >= sizeof MAGIC && memcmp(head, MAGIC, sizeof MAGIC) == 0;
+    if (n < 2 || head[0] != PROTO || head[1] < 2 || head[1] > 5) return false;
+    size_t at = head[1] >= 4 && n > 2 && head[2] == FRAME ? 2 + FRAME_BYTES : 2;
+    return n >= at + sizeof MAGIC && memcmp(head + at, MAGIC, sizeof MAGIC) == 0;
+}
+
+/* joblib.dump(..., compress=...): a zlib header (its check bits right) or gzip's magic;
+ * the parser then looks for a pickle inside (joblib.c). */
+static bool claims_joblib(const uint8_t *head, size_t n, const char *extension)
+{
+    (void)extension;
+    if (n >= 3 && head[0] == 0x1f && head[1] == 0x8b && head[2] == 8) return true;
+    return n >= 2 && head[0] == 0x78 && (head[0] << 8 | head[1]) % 31 == 0 && !(head[1] & 0x20);
 }
 
 /* A zip archive: which format (torch, npz) its first member's name says. */
@@ -85,6 +105,95 @@ static bool claims_gguf(const uint8_t *head, size_t n, const char *extension)
     return n >= 4 && memcmp(head, "GGUF", 4) == 0;
 }
 
+/* ---- Zip archives: which format the first member's name says -------------------- */
+
+struct zip_dispatch {
+    struct parser base;
+    struct report *report;
+    const struct parse_options *options;
+    uint8_t head[ZIP_PEEK_BYTES];
+    size_t head_len;
+    bool decided;
+    struct parser *inner; /* NULL once decided: not a format ckmon reads */
+};
+
+static bool ends_with(const char *s, size_t len, const char *suffix)
+{
+    size_t n = strlen(suffix);
+    return len >= n && memcmp(s + len - n, suffix, n) == 0;
+}
+
+/* Decides once the first name is in (or the data ended); returns whether it has. */
+static bool zip_decide(struct zip_dispatch *z, bool ended)
+{
+    const char *name;
+    size_t name_len;
+    enum zip_peek peek = zip_peek_first_name(z->head, z->head_len, ended, &name, &name_len);
+    if (peek == ZIP_PEEK_MORE) return false;
+    z->decided = true;
+    if (peek == ZIP_PEEK_NONE) return true;
+    if ((name_len == 8 && memcmp(name, "data.pkl", 8) == 0) ||
+        ends_with(name, name_len, "/data.pkl"))
+        z->inner = parser_torch_new(z->report, z->options);
+    else if (ends_with(name, name_len, ".npy"))
+        z->inner = parser_npz_new(z->report, z->options);
+    else
+        return true;
+    if (!z->inner) {
+        report_error(z->report, "zip: out of memory");
+        return true;
+    }
+    z->base.format = z->inner->format;
+    z->inner->feed(z->inner, z->head, z->head_len);
+    return true;
+}
+
+static void zip_feed(struct parser *p, const uint8_t *data, size_t len)
+{
+    struct zip_dispatch *z = (struct zip_dispatch *)p;
+    if (!z->decided) {
+        size_t room = sizeof z->head - z->head_len;
+        size_t take = len < room ? len : room;
+        memcpy(z->head + z->head_len, data, take);
+        z->head_len += take;
+        data += take;
+        len -= take;
+        if (!zip_decide(z, z->head_len == sizeof z->head)) return;
+    }
+    if (z->inner && len > 0) z->inner->feed(z->inner, data, len);
+}
+
+static bool zip_finish(struct parser *p)
+{
+    struct zip_dispatch *z = (struct zip_dispatch *)p;
+    if (!z->decided) zip_decide(z, true);
+    return z->inner ? z->inner->finish(z->inner) : true;
+}
+
+static void zip_destroy(struct parser *p)
+{
+    struct zip_dispatch *z = (struct zip_dispatch *)p;
+    if (z->inner) z->inner->destroy(z->inner);
+    free(z);
+}
+
+static struct parser *parser_zip_new(struct report *r, const struct parse_options *o)
+{
+    struct zip_dispatch *z = calloc(1, sizeof *z);
+    if (!z) return NULL;
+    /* Both formats leave the local headers zipfile rewrites alone. */
+    z->base = (struct parser){.format = "unknown",
+                              .feed = zip_feed,
+                              .finish = zip_finish,
+                              .destroy = zip_destroy,
+                              .tolerates_rewrites = true};
+    z->report = r;
+    z->options = o;
+    return &z->base;
+}
+
+/* ---- The formats, in the order they are tried ----------------------------------- */
+
 /* Magic numbers first: they are more specific than JSON's '{' or the .pkl extension. */
 static const struct format formats[] = {
     {"safetensors", claims_safetensors, parser_safetensors_new, NULL},
@@ -92,6 +201,7 @@ static const struct format formats[] = {
     {"gguf", claims_gguf, parser_gguf_new, NULL},
     {"zip", claims_zip, parser_zip_new, NULL},
     {"torch", claims_torch_legacy, parser_torch_legacy_new, NULL},
+    {"joblib", claims_joblib, parser_joblib_new, NULL},
     {"json", claims_json, parser_json_new},
     {"pickle", claims_pickle, parser_pickle_new},
 };

@@ -1,0 +1,373 @@
+/* series.c — per-series snapshots of the previous checkpoint, in memory and on disk.
+ *
+ * A collector serving many ranks of a large model would hold ranks × tensors summaries
+ * if it kept every series in memory, so with a state dir only the SERIES_CACHED most
+ * recently used stay; the others are read back from their file when their next
+ * checkpoint comes, which is rare next to the work of writing it.
+ */
+#include "series.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/jsontext.h"
+#include "metrics.h"
+
+#define SERIES_CACHED   64
+#define SERIES_FILE_MAX (256u << 20)
+
+const char *const tensor_stat_names[STAT_COUNT] = {"min", "max", "mean", "std", "nan", "inf"};
+
+bool dtype_is_floating(const char *dtype)
+{
+    return !strncmp(dtype, "float", 5) || !strncmp(dtype, "bfloat", 6) || !strcmp(dtype, "half") ||
+           !strcmp(dtype, "double");
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const struct tensor_summary *)a)->name,
+                  ((const struct tensor_summary *)b)->name);
+}
+
+static double number_or_nan(const cJSON *item)
+{
+    return cJSON_IsNumber(item) ? item->valuedouble : NAN;
+}
+
+static bool summary_from_tensor(const cJSON *t, struct tensor_summary *out)
+{
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(t, "name");
+    const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(t, "dtype");
+    const cJSON *dim;
+    if (!cJSON_IsString(name)) return false;
+    out->floating = cJSON_IsString(dtype) && dtype_is_floating(dtype->valuestring);
+    out->elements = 1;
+    cJSON_ArrayForEach(dim, cJSON_GetObjectItemCaseSensitive(t, "shape")) out->elements *=
+        cJSON_IsNumber(dim) ? dim->valuedouble : 0;
+    for (int i = 0; i < STAT_COUNT; i++)
+        out->stat[i] = number_or_nan(cJSON_GetObjectItemCaseSensitive(t, tensor_stat_names[i]));
+    out->name = strdup(name->valuestring);
+    return out->name != NULL;
+}
+
+/* Sorts the summaries and keeps one of each name: a file that repeats a name (a
+ * hostile one) must not make a lookup ambiguous. */
+static void sort_unique(struct snapshot *s)
+{
+    if (s->count < 2) return;
+    qsort(s->tensors, s->count, sizeof *s->tensors, by_name);
+    size_t kept = 0;
+    for (size_t i = 0; i < s->count; i++) {
+        if (kept && !strcmp(s->tensors[kept - 1].name, s->tensors[i].name)) {
+            free(s->tensors[i].name);
+            continue;
+        }
+        s->tensors[kept++] = s->tensors[i];
+    }
+    s->count = kept;
+}
+
+bool snapshot_from_record(const cJSON *record, struct snapshot *out)
+{
+    const cJSON *tensors = cJSON_GetObjectItemCaseSensitive(record, "tensors");
+    const cJSON *t;
+    size_t n = (size_t)cJSON_GetArraySize(tensors);
+    *out = (struct snapshot){
+        .bytes = (int64_t)number_or_nan(cJSON_GetObjectItemCaseSensitive(record, "bytes"))};
+    if (n && !(out->tensors = calloc(n, sizeof *out->tensors))) return false;
+    cJSON_ArrayForEach(t, tensors)
+    {
+        if (out->count == n) break;
+        if (summary_from_tensor(t, &out->tensors[out->count]))
+            out->count++;
+        else if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(t, "name"))) {
+            snapshot_free(out);
+            return false;
+        }
+    }
+    sort_unique(out);
+    return true;
+}
+
+void snapshot_free(struct snapshot *s)
+{
+    for (size_t i = 0; i < s->count; i++)
+        free(s->tensors[i].name);
+    free(s->tensors);
+    *s = (struct snapshot){0};
+}
+
+const struct tensor_summary *snapshot_find(const struct snapshot *s, const char *name)
+{
+    struct tensor_summary key = {.name = (char *)name};
+    return s->count ? bsearch(&key, s->tensors, s->count, sizeof key, by_name) : NULL;
+}
+
+bool summary_same_stats(const struct tensor_summary *a, const struct tensor_summary *b)
+{
+    for (int i = 0; i < STAT_COUNT; i++)
+        if (!(a->stat[i] == b->stat[i] || (isnan(a->stat[i]) && isnan(b->stat[i])))) return false;
+    return true;
+}
+
+bool series_key(const cJSON *record, char *key, size_t size)
+{
+    struct record_labels l;
+    if (!record_labels_get(record, &l)) return false;
+    int n =
+        snprintf(key, size, "%s\x1f%s\x1f%s\x1f%s", l.job, l.host, l.rank ? l.rank : "", l.file);
+    return n > 0 && (size_t)n < size;
+}
+
+/* ---- the store ---- */
+
+struct series {
+    char *key;
+    struct snapshot snap;
+    struct series *next; /* most recently used first */
+};
+
+struct series_store {
+    char *base; /* the state dir, or NULL: memory only */
+    char *dir;  /* base/series */
+    struct series *list;
+    size_t count;
+    cJSON *totals; /* "job\x1fhost\x1frank\x1frule": alerts so far; NULL until needed */
+    bool failed;   /* said once on stderr that snapshots cannot be saved */
+};
+
+struct series_store *series_open(const char *dir)
+{
+    struct series_store *st = calloc(1, sizeof *st);
+    if (st && dir && (!(st->base = strdup(dir)) || asprintf(&st->dir, "%s/series", dir) < 0)) {
+        free(st->base);
+        free(st);
+        return NULL;
+    }
+    return st;
+}
+
+static void series_free(struct series *s)
+{
+    free(s->key);
+    snapshot_free(&s->snap);
+    free(s);
+}
+
+void series_close(struct series_store *st)
+{
+    if (!st) return;
+    for (struct series *s = st->list, *next; s; s = next) {
+        next = s->next;
+        series_free(s);
+    }
+    cJSON_Delete(st->totals);
+    free(st->base);
+    free(st->dir);
+    free(st);
+}
+
+/* FNV-1a: a file name for the key that no key's characters can break. */
+static char *series_path(const struct series_store *st, const char *key)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    char *path = NULL;
+    return asprintf(&path, "%s/%016llx.json", st->dir, (unsigned long long)h) < 0 ? NULL : path;
+}
+
+static char *read_small_file(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    char *text = NULL;
+    if (fd < 0) return NULL;
+    if (fstat(fd, &sb) == 0 && sb.st_size < SERIES_FILE_MAX &&
+        (text = malloc((size_t)sb.st_size + 1))) {
+        ssize_t n = read(fd, text, (size_t)sb.st_size);
+        if (n != sb.st_size) {
+            free(text);
+            text = NULL;
+        } else {
+            text[n] = '\0';
+        }
+    }
+    close(fd);
+    return text;
+}
+
+/* The snapshot saved for key, when its file holds one for this very key. */
+static bool load_snapshot(const struct series_store *st, const char *key, struct snapshot *out)
+{
+    char *path = series_path(st, key), *text = path ? read_small_file(path) : NULL;
+    cJSON *saved = text ? cJSON_Parse(text) : NULL;
+    const cJSON *saved_key = cJSON_GetObjectItemCaseSensitive(saved, "series");
+    bool ok = cJSON_IsString(saved_key) && !strcmp(saved_key->valuestring, key) &&
+              snapshot_from_record(saved, out);
+    cJSON_Delete(saved);
+    free(text);
+    free(path);
+    return ok;
+}
+
+/* The snapshot as a record-like object (bytes, tensors) that snapshot_from_record reads. */
+static cJSON *snapshot_to_json(const char *key, const struct snapshot *s)
+{
+    cJSON *o = cJSON_CreateObject(), *tensors = cJSON_AddArrayToObject(o, "tensors");
+    cJSON_AddStringToObject(o, "series", key);
+    cJSON_AddNumberToObject(o, "bytes", (double)s->bytes);
+    for (size_t i = 0; tensors && i < s->count; i++) {
+        const struct tensor_summary *t = &s->tensors[i];
+        cJSON *item = cJSON_CreateObject(), *shape = cJSON_CreateArray();
+        cJSON_AddItemToArray(tensors, item);
+        cJSON_AddStringToObject(item, "name", t->name);
+        cJSON_AddStringToObject(item, "dtype", t->floating ? "float" : "other");
+        cJSON_AddItemToArray(shape, cJSON_CreateNumber(t->elements));
+        cJSON_AddItemToObject(item, "shape", shape);
+        for (int k = 0; k < STAT_COUNT; k++)
+            cJSON_AddItemToObject(item, tensor_stat_names[k],
+                                  isnan(t->stat[k]) ? cJSON_CreateNull()
+                                                    : cJSON_CreateNumber(t->stat[k]));
+    }
+    return o;
+}
+
+static bool write_all(int fd, const char *text, size_t len)
+{
+    while (len) {
+        ssize_t n = write(fd, text, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        text += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+/* Replaces path's contents with o's text (by a rename, so a reader never sees half). */
+static void save_json(struct series_store *st, const char *path, const cJSON *o)
+{
+    char *text = o ? json_print(o) : NULL, *tmp = NULL;
+    bool ok = false;
+    mkdir(st->base, 0700);
+    mkdir(st->dir, 0700);
+    if (text && path && asprintf(&tmp, "%s.tmp", path) >= 0) {
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        ok = fd >= 0 && write_all(fd, text, strlen(text));
+        if (fd >= 0 && close(fd) < 0) ok = false;
+        ok = ok && rename(tmp, path) == 0;
+        if (!ok) unlink(tmp);
+    }
+    if (!ok && !st->failed) {
+        st->failed = true;
+        fprintf(stderr, "ckmon: cannot save series state in %s: %s\n", st->dir, strerror(errno));
+    }
+    free(tmp);
+    free(text);
+}
+
+static void save_snapshot(struct series_store *st, const char *key, const struct snapshot *s)
+{
+    cJSON *o = snapshot_to_json(key, s);
+    char *path = series_path(st, key);
+    save_json(st, path, o);
+    cJSON_Delete(o);
+    free(path);
+}
+
+/* The series called key, moved to the front; NULL when it is not in memory. */
+static struct series *find_cached(struct series_store *st, const char *key)
+{
+    for (struct series **at = &st->list; *at; at = &(*at)->next)
+        if (!strcmp((*at)->key, key)) {
+            struct series *s = *at;
+            *at = s->next;
+            s->next = st->list;
+            st->list = s;
+            return s;
+        }
+    return NULL;
+}
+
+/* A new series at the front, dropping the least recently used beyond the cache. */
+static struct series *add_series(struct series_store *st, const char *key)
+{
+    struct series *s = calloc(1, sizeof *s);
+    if (!s || !(s->key = strdup(key))) {
+        free(s);
+        return NULL;
+    }
+    s->next = st->list;
+    st->list = s;
+    if (++st->count > SERIES_CACHED && st->dir) {
+        struct series **at = &st->list;
+        while ((*at)->next)
+            at = &(*at)->next;
+        series_free(*at);
+        *at = NULL;
+        st->count--;
+    }
+    return s;
+}
+
+const struct snapshot *series_previous(struct series_store *st, const char *key)
+{
+    struct series *s = find_cached(st, key);
+    if (s) return &s->snap;
+    struct snapshot snap;
+    if (!st->dir || !load_snapshot(st, key, &snap)) return NULL;
+    if (!(s = add_series(st, key))) {
+        snapshot_free(&snap);
+        return NULL;
+    }
+    s->snap = snap;
+    return &s->snap;
+}
+
+void series_update(struct series_store *st, const char *key, struct snapshot *snap)
+{
+    struct series *s = find_cached(st, key);
+    if (!s && !(s = add_series(st, key))) {
+        snapshot_free(snap);
+        return;
+    }
+    snapshot_free(&s->snap);
+    s->snap = *snap;
+    *snap = (struct snapshot){0};
+    if (st->dir) save_snapshot(st, key, &s->snap);
+}
+
+double series_count_alert(struct series_store *st, const cJSON *record, const char *rule)
+{
+    char key[SERIES_KEY_SIZE], *path = NULL;
+    struct record_labels l;
+    if (!record_labels_get(record, &l)) return 0;
+    snprintf(key, sizeof key, "%s\x1f%s\x1f%s\x1f%s", l.job, l.host, l.rank ? l.rank : "", rule);
+    if (st->dir && asprintf(&path, "%s/alerts.json", st->dir) < 0) path = NULL;
+    if (!st->totals) {
+        char *text = path ? read_small_file(path) : NULL;
+        st->totals = text ? cJSON_Parse(text) : NULL;
+        free(text);
+        if (!cJSON_IsObject(st->totals)) {
+            cJSON_Delete(st->totals);
+            st->totals = cJSON_CreateObject();
+        }
+    }
+    cJSON *n = cJSON_GetObjectItemCaseSensitive(st->totals, key);
+    double total = (cJSON_IsNumber(n) ? n->valuedouble : 0) + 1;
+    if (cJSON_IsNumber(n))
+        cJSON_SetNumberValue(n, total);
+    else
+        cJSON_AddNumberToObject(st->totals, key, total);
+    if (path) save_json(st, path, st->totals);
+    free(path);
+    return total;
+}

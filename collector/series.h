@@ -1,0 +1,70 @@
+/* series.h — what the collector remembers of the previous checkpoint of each series.
+ *
+ * A series is the checkpoints of one job, host and rank with the same `file` label
+ * (the base name with digit runs as N, as for metrics): epoch_1.pt, epoch_2.pt, ...
+ * The rules that compare (shrunk, frozen, exploding: alerts.h) need only the previous
+ * checkpoint's size and each tensor's statistics, so that is what a snapshot holds,
+ * its tensors sorted by name so that a record of thousands is matched in n log n.
+ *
+ * The store writes each series' snapshot to a file of its own in the state dir
+ * (series/<hash>.json, replaced by rename), so a collector started again compares a
+ * checkpoint with the one written before the restart, and the alert counters in
+ * series/alerts.json; `inspect` keeps them in memory.
+ */
+#ifndef CKMON_SERIES_H
+#define CKMON_SERIES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+/* The statistics of tensor summaries, in this order; NaN where the record has null. */
+enum tensor_stat { STAT_MIN, STAT_MAX, STAT_MEAN, STAT_STD, STAT_NAN, STAT_INF, STAT_COUNT };
+extern const char *const tensor_stat_names[STAT_COUNT];
+
+struct tensor_summary {
+    char *name;
+    bool floating;   /* a floating-point dtype */
+    double elements; /* the product of its shape */
+    double stat[STAT_COUNT];
+};
+
+struct snapshot {
+    int64_t bytes;
+    struct tensor_summary *tensors; /* sorted by name */
+    size_t count;
+};
+
+/* The summary of a checkpoint record's tensors and size; false when out of memory. */
+bool snapshot_from_record(const cJSON *record, struct snapshot *out);
+void snapshot_free(struct snapshot *s);
+/* The tensor called name, or NULL. */
+const struct tensor_summary *snapshot_find(const struct snapshot *s, const char *name);
+/* Whether two summaries have the same statistics (null equal to null). */
+bool summary_same_stats(const struct tensor_summary *a, const struct tensor_summary *b);
+/* Whether a dtype name is a floating-point one (float32, bfloat16, float8_e4m3fn, ...). */
+bool dtype_is_floating(const char *dtype);
+
+/* The series a checkpoint record belongs to: job, host, rank and file label joined
+ * with '\x1f' into key; false when the record lacks them. */
+bool series_key(const cJSON *record, char *key, size_t size);
+#define SERIES_KEY_SIZE 1024
+
+struct series_store;
+
+/* A store keeping its snapshots in dir/series/ (created when first needed), or only in
+ * memory when dir is NULL. NULL when out of memory. */
+struct series_store *series_open(const char *dir);
+void series_close(struct series_store *st);
+/* The previous snapshot of the series, or NULL when there is none. */
+const struct snapshot *series_previous(struct series_store *st, const char *key);
+/* Makes snap (taken over) the series' previous snapshot, and saves it. */
+void series_update(struct series_store *st, const char *key, struct snapshot *snap);
+/* Counts one more alert of rule for the record's job, host and rank (the counter
+ * ckmon_alerts_total, which must not start again at 0 when the collector does: it is
+ * saved in the state dir too); returns the new total. */
+double series_count_alert(struct series_store *st, const cJSON *record, const char *rule);
+
+#endif

@@ -1,0 +1,151 @@
+"""test_ml_writers.py — the files people save with scikit-learn/joblib and legacy torch.
+
+Every file is written by the real library (Debian's python3-sklearn, python3-joblib,
+python3-torch) under `ckmon run`; ground truth is what that library loads back, flattened by
+expected.py, and the same object written by pickle.dump must give the same findings.
+`ckmon inspect` of each finished file must agree with the streamed record.
+"""
+import hashlib
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+
+from ckmon_helpers import check_record, python_script, run_plain
+from expected import assert_findings
+from test_npz import as_tensor as numpy_tensor
+from test_torch import TRAINING, assert_parity, inspect, save_and_check
+
+ARRAYS = """
+import numpy as np, joblib
+from sklearn.linear_model import LogisticRegression
+rng = np.random.default_rng(5)
+X = rng.standard_normal((60, 4))
+model = LogisticRegression(C=0.25, max_iter=91).fit(X, (X[:, 0] > 0).astype(int))
+state = {
+    "model": model,
+    "big": rng.standard_normal(300_000),          # 2.4 MB: many writes, many inflate rounds
+    "f32": rng.standard_normal((33, 7)).astype(np.float32),
+    "fortran": np.asfortranarray(np.arange(12, dtype=np.int32).reshape(3, 4)),
+    "mask": rng.random(11) > 0.5,
+    "bad": np.array([1.0, np.nan, np.inf, -7.5, -np.inf]),
+    "step": np.array(12.5),
+    "nothing": np.zeros((0, 4)),
+    "u16": np.arange(70, dtype=np.uint16),
+    "epoch": 3, "name": "run-a",
+}
+"""
+
+COMPRESSIONS = {"plain": "0", "zlib": "3", "gzip": "('gzip', 3)"}
+
+
+def estimator_state(x):
+    """What pickle records of a fitted estimator: its __getstate__ (with _sklearn_version)."""
+    return x.__getstate__() if hasattr(x, "_get_param_names") else x
+
+
+def loaded_state(obj):
+    return {k: estimator_state(v) for k, v in obj.items()}
+
+
+def findings(record):
+    return {k: record[k] for k in ("values", "tensors")}
+
+
+@pytest.mark.parametrize("compress", list(COMPRESSIONS))
+def test_joblib_dump_equals_pickle(ckmon, work, compress):
+    script = ARRAYS + f"""
+import pickle
+sizes, digests = {{}}, {{}}
+for name in ("state.joblib", "state.pkl"):
+    path = os.path.abspath(name)
+    joblib.dump(state, path, compress={COMPRESSIONS[compress]})
+    sizes[path] = os.path.getsize(path)
+plain = os.path.abspath("plain.pickle")
+with open(plain, "wb") as f:
+    pickle.dump(state, f)
+report(sizes=sizes, plain=plain, plain_size=os.path.getsize(plain))
+"""
+    run = ckmon.run(*python_script(work, script), options=["--sample", "1"])
+    assert run.returncode == 0, run.stderr
+    out = run.last_json()
+    plain = run.only_record(out["plain"])
+    check_record(plain, run, path=out["plain"], fmt="pickle", size=out["plain_size"],
+                 pid=out["pid"])
+    for path, size in out["sizes"].items():
+        record = run.only_record(path)
+        check_record(record, run, path=path, fmt="joblib", size=size, pid=out["pid"])
+        loaded = loaded_state(joblib.load(path))
+        assert_parity(record, path, loaded, numpy_tensor)
+        assert findings(record) == findings(plain)
+    values = plain["values"]
+    assert values["model.C"] == 0.25 and values["model.max_iter"] == 91
+    assert values["epoch"] == 3 and values["step"] == 12.5
+
+
+def write_model(path, **dump):
+    from sklearn.linear_model import LogisticRegression
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((40, 3))
+    model = LogisticRegression(C=0.5, max_iter=77).fit(X, (X[:, 1] > 0).astype(int))
+    joblib.dump(model, path, **dump)
+    return model
+
+
+@pytest.mark.parametrize("compress", [0, 3])
+def test_values_before_a_break_are_kept(work, compress):
+    """A model cut inside its first array: the hyperparameters pickled before it stay."""
+    whole = work / "whole.joblib"
+    write_model(whole, compress=compress)
+    data = whole.read_bytes()
+    at = data.index(b"NumpyArrayWrapper") + 200 if compress == 0 else len(data) * 2 // 3
+    cut = work / "cut.joblib"
+    cut.write_bytes(data[:at])
+    record = inspect(cut)
+    assert record["format"] == "joblib" and record["complete"] is False, record
+    assert record["errors"], record
+    assert record["values"]["C"] == 0.5 and record["values"]["max_iter"] == 77, record
+
+
+def test_object_array_in_joblib(work):
+    """joblib pickles an object array's data as a pickle of its own; what follows it is read."""
+    path = work / "mixed.joblib"
+    obj = {"labels": np.array(["a", None, 3], dtype=object), "after": np.arange(10.0)}
+    joblib.dump(obj, path)
+    record = inspect(path)
+    assert record["format"] == "joblib", record
+    names = {t["name"]: t for t in record["tensors"]}
+    assert names["labels"]["dtype"] == "O8" and names["labels"]["shape"] == [3]
+    assert names["after"]["mean"] == 4.5 and names["after"]["head"] == list(range(8))
+    # the same as pickle.dump of the same object says
+    other = work / "mixed.pkl"
+    other.write_bytes(pickle.dumps(obj))
+    assert findings(inspect(other)) == findings(record)
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_legacy_torch_every_protocol(ckmon, work, protocol):
+    save_and_check(ckmon, work, TRAINING, {
+        f"legacy{protocol}.pt": "torch.save(state, path, _use_new_zipfile_serialization=False, "
+                                f"pickle_protocol={protocol})",
+    })
+
+
+def test_program_sees_nothing(ckmon, work):
+    """The bytes joblib writes and what the program prints are the same with the agent."""
+    script = ARRAYS + """
+import hashlib
+path = os.path.abspath("m.joblib")
+joblib.dump(state, path, compress=3)
+report(digest=hashlib.sha256(open(path, "rb").read()).hexdigest())
+"""
+    plain_dir = work / "plain"
+    plain_dir.mkdir()
+    plain = run_plain(python_script(plain_dir, script), plain_dir)
+    monitored = ckmon.run(*python_script(work, script))
+    assert plain.returncode == monitored.returncode == 0, monitored.stderr
+    strip = lambda run: {k: v for k, v in run.last_json().items() if k != "pid"}
+    assert strip(monitored) == strip(plain)
+    assert (work / "m.joblib").read_bytes() == (plain_dir / "m.joblib").read_bytes()
+    assert monitored.only_record(str(work / "m.joblib"))["format"] == "joblib"
