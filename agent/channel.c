@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -15,6 +16,8 @@
 
 #include "config.h"
 #include "core/wire.h"
+#include "signals.h"
+#include "spool.h"
 #include "sys.h"
 
 #define RECONNECT_INTERVAL_NS 1000000000LL
@@ -35,6 +38,9 @@ static long long next_connect_ns; /* monotonic time before which no reconnect is
 static struct queued *queue_head, **queue_tail = &queue_head;
 static size_t queue_bytes;
 static unsigned long dropped;
+/* The program needs every descriptor it may have (a small RLIMIT_NOFILE, or it ran out):
+ * the agent then connects only at exit and holds no descriptor while the program runs. */
+static bool fds_scarce;
 
 /* Whether conn_fd is still the socket the agent connected: a program can close it with
  * a raw system call and get the same number for a file of its own, which must never
@@ -60,7 +66,8 @@ static bool send_packet(const char *data, size_t len)
     return false;
 }
 
-static void send_hello(void)
+/* The hello, with the count of messages lost so far. */
+static bool encode_hello(struct strbuf *text)
 {
     const struct agent_config *c = &agent_config;
     struct wire_message m = {
@@ -79,9 +86,14 @@ static void send_hello(void)
                   .dropped = (int64_t)dropped,
                   .keys = c->keys.patterns,
                   .key_count = c->keys.count}};
-    dropped = 0;
+    return wire_encode(&m, text);
+}
+
+static void send_hello(void)
+{
     struct strbuf text = {.limit = WIRE_MAX_MESSAGE};
-    if (wire_encode(&m, &text)) send_packet(text.s, text.len);
+    if (encode_hello(&text)) send_packet(text.s, text.len);
+    dropped = 0; /* said once */
     free(text.s);
 }
 
@@ -95,13 +107,42 @@ static bool collector_trusted(int fd)
            (cred.uid == geteuid() || cred.uid == 0);
 }
 
-static void connect_if_needed(void)
+/* Moves the socket to the highest free number below the soft RLIMIT_NOFILE (at most
+ * CHANNEL_FD_CEILING), where the program's open() — which takes the lowest free number —
+ * does not reach until it has nearly every descriptor it may have. Notes a small limit. */
+static int place_high(int fd)
 {
-    if (conn_fd >= 0 || monotonic_ns() < next_connect_ns) return;
+    struct rlimit lim;
+    if (syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &lim) != 0) return fd;
+    if (lim.rlim_cur < CHANNEL_SMALL_FD_LIMIT) fds_scarce = true;
+    rlim_t top = lim.rlim_cur < CHANNEL_FD_CEILING ? lim.rlim_cur : CHANNEL_FD_CEILING;
+    /* F_DUPFD takes the lowest free number at or above its argument: step down from the
+     * top until one is free (a few tries; the program rarely sits up there). */
+    for (rlim_t tries = 1; tries <= 8 && top > (rlim_t)fd + tries; tries++) {
+        int high = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, (int)(top - tries));
+        if (high < 0) continue;
+        raw_close(fd);
+        return high;
+    }
+    return fd;
+}
+
+/* Connects without ever blocking: a Unix socket's connect either completes at once or,
+ * with the collector's backlog full (a stopped or overwhelmed collector), fails with
+ * EAGAIN. Returns whether that was the failure, which is worth retrying at exit. */
+static bool connect_if_needed(bool exiting)
+{
+    if (conn_fd >= 0 || monotonic_ns() < next_connect_ns || (fds_scarce && !exiting)) return false;
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     memcpy(addr.sun_path, agent_config.socket_path, sizeof addr.sun_path);
     int saved = errno;
-    int fd = (int)syscall(SYS_socket, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    bool busy = false;
+    int fd = (int)syscall(SYS_socket, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd >= 0) fd = place_high(fd);
+    if (fds_scarce && !exiting && fd >= 0) { /* a small limit: every number is the program's */
+        raw_close(fd);
+        fd = -1;
+    }
     struct stat st;
     if (fd >= 0 && syscall(SYS_connect, fd, &addr, sizeof addr) == 0 && collector_trusted(fd) &&
         syscall(SYS_fstat, fd, &st) == 0) {
@@ -111,10 +152,12 @@ static void connect_if_needed(void)
         conn_ino = st.st_ino;
         send_hello();
     } else {
+        busy = fd >= 0 && errno == EAGAIN;
         if (fd >= 0) raw_close(fd);
         next_connect_ns = monotonic_ns() + RECONNECT_INTERVAL_NS;
     }
     errno = saved;
+    return busy;
 }
 
 static void drain_queue(void)
@@ -126,6 +169,36 @@ static void drain_queue(void)
         free(q);
     }
     if (!queue_head) queue_tail = &queue_head;
+}
+
+static void free_queue(void)
+{
+    while (queue_head) {
+        struct queued *q = queue_head;
+        queue_head = q->next;
+        free(q);
+    }
+    queue_tail = &queue_head;
+    queue_bytes = 0;
+}
+
+/* No collector took the queue within the exit bound: it goes to the agent spool for the
+ * next one (core/agent_spool.h), behind a hello of its own, since a collector reads each
+ * spool file as a connection. */
+static void spool_queue(void)
+{
+    struct strbuf hello = {.limit = WIRE_MAX_MESSAGE};
+    struct spool_file f;
+    if (encode_hello(&hello) && spool_begin(&f, agent_config.socket_path)) {
+        spool_packet(&f, hello.s, hello.len);
+        for (struct queued *q = queue_head; q; q = q->next)
+            spool_packet(&f, q->data, q->len);
+        if (spool_end(&f)) {
+            free_queue();
+            dropped = 0;
+        }
+    }
+    free(hello.s);
 }
 
 static void enqueue(const char *data, size_t len)
@@ -150,7 +223,7 @@ void channel_send(const struct wire_message *m)
     int saved = errno;
     pthread_mutex_lock(&channel_lock);
     connection_intact();
-    connect_if_needed();
+    connect_if_needed(false);
     drain_queue();
     if (!encoded) /* over WIRE_MAX_MESSAGE, or no memory */
         dropped++;
@@ -170,27 +243,51 @@ static bool owned_in(unsigned first, unsigned last)
 void channel_yield_fds(unsigned first, unsigned last)
 {
     if (!owned_in(first, last) || syscall(SYS_getpid) != conn_pid) return;
+    if (in_signal_handler()) { /* no lock here; connection_intact checks it again */
+        __atomic_store_n(&conn_fd, -1, __ATOMIC_RELAXED);
+        return;
+    }
     pthread_mutex_lock(&channel_lock);
     if (owned_in(first, last)) conn_fd = -1;
     pthread_mutex_unlock(&channel_lock);
 }
 
-void channel_flush(int timeout_ms)
+bool channel_release_fd(void)
 {
-    long long deadline = monotonic_ns() + timeout_ms * 1000000LL;
+    if (in_signal_handler()) return false;
     int saved = errno;
     pthread_mutex_lock(&channel_lock);
-    if (queue_head) next_connect_ns = 0; /* one last try, whatever the backoff says */
-    connection_intact();
-    for (;;) {
-        connect_if_needed();
+    fds_scarce = true;
+    bool released = conn_fd >= 0 && syscall(SYS_getpid) == conn_pid && connection_intact();
+    if (released) {
+        raw_close(conn_fd);
+        conn_fd = -1;
+    }
+    pthread_mutex_unlock(&channel_lock);
+    errno = saved;
+    return released;
+}
+
+void channel_flush(void)
+{
+    long long deadline = monotonic_ns() + CHANNEL_EXIT_WAIT_MS * 1000000LL;
+    int saved = errno;
+    pthread_mutex_lock(&channel_lock);
+    /* Nothing queued: nothing to say, so no connection (a process that wrote no
+     * checkpoint never touches the socket). */
+    for (bool first = true; queue_head; first = false) {
+        if (first || conn_fd < 0) next_connect_ns = 0; /* whatever the backoff says */
+        connection_intact();
+        bool busy = connect_if_needed(true);
         drain_queue();
         long long left_ms = (deadline - monotonic_ns()) / 1000000LL;
-        /* No collector: nothing to wait for, and the program must not linger. */
-        if (!queue_head || conn_fd < 0 || left_ms <= 0) break;
+        /* No collector: nothing to wait for, and the program must not linger. A full
+         * backlog is a collector that may still take us: retried until the bound. */
+        if (!queue_head || (conn_fd < 0 && !busy) || left_ms <= 0) break;
         struct pollfd p = {.fd = conn_fd, .events = POLLOUT};
-        syscall(SYS_poll, &p, 1, (int)(left_ms < 100 ? left_ms : 100));
+        syscall(SYS_poll, &p, conn_fd >= 0 ? 1 : 0, (int)(left_ms < 10 ? left_ms : 10));
     }
+    if (queue_head) spool_queue();
     pthread_mutex_unlock(&channel_lock);
     errno = saved;
 }
@@ -201,11 +298,5 @@ void channel_after_fork_child(void)
     if (conn_fd >= 0) raw_close(conn_fd);
     conn_fd = -1;
     next_connect_ns = 0;
-    while (queue_head) {
-        struct queued *q = queue_head;
-        queue_head = q->next;
-        free(q);
-    }
-    queue_tail = &queue_head;
-    queue_bytes = 0;
+    free_queue();
 }

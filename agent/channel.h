@@ -17,11 +17,21 @@
 
 /* Encodes and sends one message (core/wire.h); the caller keeps what m points to. */
 void channel_send(const struct wire_message *m);
+/* Where the socket's descriptor goes: the highest free number below the soft
+ * RLIMIT_NOFILE, capped so that the kernel's descriptor table stays small (8 bytes a
+ * slot). Under CHANNEL_SMALL_FD_LIMIT the agent holds no socket until exit. */
+#define CHANNEL_FD_CEILING     4096
+#define CHANNEL_SMALL_FD_LIMIT 64
+/* The program ran out of descriptors (EMFILE): closes the socket if there is one (true:
+ * the program may try again) and holds none until exit. */
+bool channel_release_fd(void);
 /* The program is about to close or replace descriptors first..last: if the channel's is
  * among them, forget it (the program closes it) and reconnect at the next message. */
 void channel_yield_fds(unsigned first, unsigned last);
-/* Waits up to timeout_ms for queued messages to leave (at process exit). */
-void channel_flush(int timeout_ms);
+/* At process exit (and before exec): waits at most CHANNEL_EXIT_WAIT_MS for queued
+ * messages to leave. With nothing queued it returns at once without connecting. */
+#define CHANNEL_EXIT_WAIT_MS 2000
+void channel_flush(void);
 /* In a forked child: the parent's connection and queue are the parent's. */
 void channel_after_fork_child(void);
 

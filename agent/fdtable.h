@@ -4,7 +4,8 @@
  * in an anonymous mapping so untouched pages cost nothing. A write to a descriptor
  * that is not tracked costs a bounds check and one load — the whole fast path. The table
  * only maps descriptors to files; descriptors made by dup share one file, and what a
- * slot's reference means (counting, releasing) is tracked.c's.
+ * slot's reference means (counting, releasing) is tracked.c's. A byte per slot beside
+ * them holds the marks a signal handler leaves (fdtable_mark).
  */
 #ifndef CKMON_FDTABLE_H
 #define CKMON_FDTABLE_H
@@ -25,13 +26,22 @@ static inline bool fd_is_tracked(int fd)
 }
 
 void fdtable_init(void);
+/* What a signal handler did to a tracked descriptor: noted without the lock (the handler
+ * may have interrupted a thread that holds it), settled by the next call that takes it. */
+#define FD_TOUCHED 1u /* written, moved or truncated: the file is read back at its close */
+#define FD_CLOSED  2u /* closed: the slot no longer describes the descriptor */
+void fdtable_mark(int fd, unsigned mark);
+/* With the lock held: the marks on fd's slot; FD_TOUCHED is cleared (it is settled once),
+ * FD_CLOSED stays until the slot is set. */
+unsigned fdtable_marks(int fd);
 /* The lock that guards slot changes (and, for tracked.c, reference counts). */
 void fdtable_lock(void);
 void fdtable_unlock(void);
 /* With the lock held: the file behind fd, or NULL. */
 struct tracked *fdtable_get(int fd);
-/* With the lock held: points fd at t (NULL empties the slot) and returns what the slot
- * held. A descriptor beyond the table is never tracked: NULL, and nothing changes. */
+/* With the lock held: points fd at t (NULL empties the slot), clears its marks, and
+ * returns what the slot held. A descriptor beyond the table is never tracked: NULL, and nothing
+ * changes. */
 struct tracked *fdtable_set(int fd, struct tracked *t);
 /* After fork in the child, before anything else runs: a fresh lock; the slots stay as
  * the parent left them. */

@@ -10,6 +10,7 @@
 #define CKMON_REAL_H
 
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -29,17 +30,18 @@ int __vfprintf_chk(FILE *stream, int flag, const char *format, va_list ap);
 
 #define REAL_FUNCTIONS(X)                                                                          \
     X(open)                                                                                        \
-    X(open64) X(__open_2) X(__open64_2) X(openat) X(openat64) X(__openat_2) X(__openat64_2)        \
-        X(creat) X(creat64) X(fopen) X(fopen64) X(freopen) X(freopen64) X(fdopen) X(write)         \
-            X(pwrite) X(pwrite64) X(writev) X(pwritev) X(pwritev64) X(pwritev2) X(fwrite)          \
-                X(fwrite_unlocked) X(fputs) X(fputs_unlocked) X(fputc) X(fputc_unlocked) X(putc)   \
-                    X(putc_unlocked) X(vfprintf) X(__vfprintf_chk) X(vdprintf) X(lseek) X(lseek64) \
-                        X(fseek) X(fseeko) X(fseeko64) X(rewind) X(fsetpos) X(fsetpos64)           \
-                            X(ftruncate) X(ftruncate64) X(dup) X(dup2) X(dup3) X(fcntl) X(fcntl64) \
-                                X(close) X(close_range) X(closefrom) X(fclose) X(rename)           \
-                                    X(renameat) X(renameat2) X(_exit) X(_Exit) X(fflush) X(fsync)  \
-                                        X(fdatasync) X(execve) X(execvpe) X(fexecve)               \
-                                            X(posix_spawn) X(posix_spawnp)
+    X(open64)                                                                                      \
+    X(__open_2) X(__open64_2) X(openat) X(openat64) X(__openat_2) X(__openat64_2) X(creat)         \
+        X(creat64) X(fopen) X(fopen64) X(freopen) X(freopen64) X(fdopen) X(write) X(pwrite)        \
+            X(pwrite64) X(writev) X(pwritev) X(pwritev64) X(pwritev2) X(fwrite) X(fwrite_unlocked) \
+                X(fputs) X(fputs_unlocked) X(fputc) X(fputc_unlocked) X(putc) X(putc_unlocked)     \
+                    X(vfprintf) X(__vfprintf_chk) X(vdprintf) X(lseek) X(lseek64) X(fseek)         \
+                        X(fseeko) X(fseeko64) X(rewind) X(fsetpos) X(fsetpos64) X(ftruncate)       \
+                            X(ftruncate64) X(dup) X(dup2) X(dup3) X(fcntl) X(fcntl64) X(close)     \
+                                X(close_range) X(closefrom) X(fclose) X(rename) X(renameat)        \
+                                    X(renameat2) X(_exit) X(_Exit) X(fflush) X(fsync) X(fdatasync) \
+                                        X(execve) X(execvpe) X(fexecve) X(posix_spawn)             \
+                                            X(posix_spawnp) X(sigaction) X(signal)
 
 struct real_functions {
 #define REAL_POINTER(name) __typeof__(name) *name;

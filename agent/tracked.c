@@ -6,6 +6,8 @@
  *         when the writes were not in order; a "close" message with the totals
  * The agent's own work runs with agent_busy set, so that nothing it calls, and no
  * signal handler that interrupts it, is tracked; errno is preserved across all of it.
+ * Inside one of the program's signal handlers (signals.h) the agent does no work at all:
+ * it only marks the descriptor (fdtable_mark), and the file is read back at its close.
  */
 #include "tracked.h"
 
@@ -23,7 +25,9 @@
 #include "fdtable.h"
 #include "core/jsontext.h"
 #include "real.h"
+#include "signals.h"
 #include "sys.h"
+#include "unmatched.h"
 #include "core/wire.h"
 
 #define FINDINGS_PER_MESSAGE (WIRE_MAX_MESSAGE / 2) /* serialised bytes, with headroom */
@@ -59,11 +63,21 @@ static bool foreign_process(void)
 /* A tracked file is referenced by each descriptor slot that leads to it and by each call
  * between acquiring and releasing it; the counts change under the fd table's lock. */
 
+/* With the lock held and t in fd's slot: what a signal handler did to fd. A write means
+ * the file is read back at close; returns whether it closed fd (the slot is stale). */
+static bool settle_marks(int fd, struct tracked *t)
+{
+    unsigned marks = fdtable_marks(fd);
+    if (marks & FD_TOUCHED) __atomic_store_n(&t->reread, true, __ATOMIC_RELAXED);
+    return marks & FD_CLOSED;
+}
+
 /* A new reference to the file behind fd, or NULL. Released with tracked_release. */
 static struct tracked *acquire(int fd)
 {
     fdtable_lock();
     struct tracked *t = fdtable_get(fd);
+    if (t && settle_marks(fd, t)) t = NULL; /* fd is another file now */
     if (t) t->refs++;
     fdtable_unlock();
     return t;
@@ -76,16 +90,22 @@ static struct tracked *put(int fd, struct tracked *t)
     if ((unsigned)fd >= fd_capacity) return NULL;
     fdtable_lock();
     t->refs++;
-    struct tracked *old = fdtable_set(fd, t);
+    struct tracked *old = fdtable_get(fd);
+    if (old) settle_marks(fd, old);
+    fdtable_set(fd, t);
     fdtable_unlock();
     return old;
 }
 
-/* Empties fd's slot and hands its reference to the caller (NULL if it was empty). */
-static struct tracked *take(int fd)
+/* Empties fd's slot and hands its reference to the caller (NULL if it was empty);
+ * *closed: a signal handler closed fd, so fd is not the file's any more. */
+static struct tracked *take(int fd, bool *closed)
 {
+    *closed = false;
     fdtable_lock();
-    struct tracked *t = fdtable_set(fd, NULL);
+    struct tracked *t = fdtable_get(fd);
+    if (t) *closed = settle_marks(fd, t);
+    fdtable_set(fd, NULL);
     fdtable_unlock();
     return t;
 }
@@ -231,31 +251,38 @@ static bool write_intent(int flags)
     return (flags & O_ACCMODE) != O_RDONLY;
 }
 
-static struct tracked *maybe_track(int fd, int dirfd, const char *path, bool append)
+/* creates: the open makes a new file or empties one (noted when no glob matches it). */
+static struct tracked *maybe_track(int fd, int dirfd, const char *path, bool append, bool creates)
 {
     char abs_path[PATH_MAX];
     if (!initialized || fd < 0 || !path || !absolute_path(dirfd, path, abs_path, sizeof abs_path))
         return NULL;
-    if (!config_is_checkpoint(abs_path) || !is_regular_file(fd) || foreign_process()) return NULL;
+    if (!config_is_checkpoint(abs_path)) {
+        if (creates && !foreign_process()) unmatched_note(abs_path);
+        return NULL;
+    }
+    if (!is_regular_file(fd) || foreign_process()) return NULL;
     return track(fd, abs_path, append);
 }
 
 void tracked_opened(int fd, int dirfd, const char *path, int flags)
 {
-    if (fd < 0 || !write_intent(flags) || agent_busy) return;
+    if (fd < 0 || !write_intent(flags) || agent_busy || in_signal_handler()) return;
     int saved = errno;
     agent_busy = true;
-    maybe_track(fd, dirfd, path, flags & O_APPEND);
+    bool creates = (flags & O_TRUNC) || ((flags & O_CREAT) && !(flags & O_APPEND));
+    maybe_track(fd, dirfd, path, flags & O_APPEND, creates);
     agent_busy = false;
     errno = saved;
 }
 
 void tracked_opened_stream(FILE *stream, const char *path, const char *mode)
 {
-    if (!stream || !mode || !strpbrk(mode, "wa+") || agent_busy) return;
+    if (!stream || !mode || !strpbrk(mode, "wa+") || agent_busy || in_signal_handler()) return;
     int saved = errno;
     agent_busy = true;
-    struct tracked *t = maybe_track(fileno(stream), AT_FDCWD, path, strchr(mode, 'a'));
+    struct tracked *t =
+        maybe_track(fileno(stream), AT_FDCWD, path, strchr(mode, 'a'), strpbrk(mode, "wx") != NULL);
     if (t) t->stream = stream;
     agent_busy = false;
     errno = saved;
@@ -283,6 +310,10 @@ static struct tracked *enter_acquired(struct tracked *t)
 
 struct tracked *tracked_enter_slow(int fd)
 {
+    if (in_signal_handler()) {
+        fdtable_mark(fd, FD_TOUCHED);
+        return NULL;
+    }
     if (agent_busy || foreign_process()) return NULL;
     agent_busy = true;
     return enter_acquired(acquire(fd));
@@ -296,6 +327,10 @@ struct tracked *tracked_enter_stream(FILE *stream)
     if (__builtin_expect(__atomic_load_n(&fd_tracked_count, __ATOMIC_RELAXED) == 0, 1) ||
         agent_busy || !stream || !fd_is_tracked(fileno(stream)))
         return NULL;
+    if (in_signal_handler()) { /* not even the FILE lock: the handler may hold it */
+        fdtable_mark(fileno(stream), FD_TOUCHED);
+        return NULL;
+    }
     /* The FILE lock before the file's: a thread holding flockfile(stream) that calls
      * fwrite_unlocked takes them in that order, so every stdio wrapper must too. */
     flockfile(stream);
@@ -404,7 +439,9 @@ void tracked_truncated(struct tracked *t, long long length)
 
 void tracked_duplicated(int oldfd, int newfd)
 {
-    if (oldfd == newfd || agent_busy || !fd_is_tracked(oldfd) || foreign_process()) return;
+    if (oldfd == newfd || agent_busy || !fd_is_tracked(oldfd) || in_signal_handler() ||
+        foreign_process())
+        return;
     int saved = errno;
     agent_busy = true;
     struct tracked *t = acquire(oldfd);
@@ -529,11 +566,21 @@ void tracked_release(struct tracked *t, int fd)
 bool tracked_close_begin(int fd, struct closing *c)
 {
     c->t = NULL;
-    if (!fd_is_tracked(fd) || agent_busy || foreign_process()) return false;
+    if (!fd_is_tracked(fd)) return false;
+    if (in_signal_handler()) {
+        fdtable_mark(fd, FD_CLOSED); /* reported when the slot is next taken or reused */
+        return false;
+    }
+    if (agent_busy || foreign_process()) return false;
     agent_busy = true;
     int saved = errno;
     c->fd = fd;
-    c->t = take(fd);
+    bool closed;
+    c->t = take(fd, &closed);
+    if (c->t && closed) { /* a handler closed the file's descriptor; fd is another file */
+        tracked_release(c->t, -1);
+        c->t = NULL;
+    }
     /* The last descriptor: keep a private one so that the file can be measured (and read
      * again if needed) after the program's close has flushed everything. */
     c->keep_fd = c->t && __atomic_load_n(&c->t->refs, __ATOMIC_RELAXED) == 1 ? raw_dup(fd) : -1;
@@ -580,6 +627,11 @@ size_t tracked_close_range_begin(unsigned first, unsigned last, struct closing *
         foreign_process()) /* a vfork child (subprocess) must not allocate */
         return 0;
     if (last >= high) last = high - 1;
+    if (in_signal_handler()) {
+        for (unsigned fd = first; fd <= last; fd++)
+            if (fd_is_tracked((int)fd)) fdtable_mark((int)fd, FD_CLOSED);
+        return 0;
+    }
     size_t n = 0;
     for (unsigned fd = first; fd <= last; fd++)
         n += fd_is_tracked((int)fd);
@@ -619,7 +671,7 @@ static void send_rename(enum wire_kind kind, const char *from, const char *to)
 
 void tracked_renamed(int olddirfd, const char *oldpath, int newdirfd, const char *newpath)
 {
-    if (!initialized || agent_busy || foreign_process()) return;
+    if (!initialized || agent_busy || in_signal_handler() || foreign_process()) return;
     int saved = errno;
     agent_busy = true;
     char from[PATH_MAX], to[PATH_MAX];
@@ -649,21 +701,27 @@ void tracked_report_all_open(bool flush_streams)
 {
     /* A vfork child (posix_spawn, Python's subprocess) shares the parent's memory and
      * leaves through _exit: the files are the parent's to report, not its. */
-    /* Busy: _exit from a signal handler that interrupted the agent, which may hold the
-     * fd table or channel lock; the collector records those files as torn instead. */
-    if (!initialized || agent_busy || foreign_process()) return;
+    /* Busy or in a handler: _exit from a signal handler, which may have interrupted the
+     * agent or malloc; the collector records those files as torn instead. */
+    if (!initialized || agent_busy || in_signal_handler() || foreign_process()) return;
     int saved = errno;
     agent_busy = true;
     unsigned high = __atomic_load_n(&fd_high_water, __ATOMIC_RELAXED);
     for (unsigned fd = 0; fd < high; fd++) {
-        struct tracked *t = fd_is_tracked((int)fd) ? take((int)fd) : NULL;
+        bool closed = false;
+        struct tracked *t = fd_is_tracked((int)fd) ? take((int)fd, &closed) : NULL;
         if (!t) continue;
+        if (closed) {
+            tracked_release(t, -1);
+            continue;
+        }
         /* exit() flushes stdio only after destructors. A file inherited through fork is the
          * parent's until this process writes it: its buffer is the parent's bytes too. */
         if (flush_streams && t->stream && !t->unannounced) REAL(fflush)(t->stream);
         tracked_release(t, (int)fd);
     }
-    channel_flush(2000);
+    if (next_id == 0) unmatched_report(); /* no checkpoint here: perhaps a wrong glob */
+    channel_flush();
     agent_busy = false;
     errno = saved;
 }
@@ -694,6 +752,7 @@ static void after_fork_child(void)
     fdtable_after_fork_child();
     pthread_mutex_init(&recent_lock, NULL);
     channel_after_fork_child();
+    unmatched_after_fork_child();
     struct tracked *parents = live;
     live = NULL;
     for (struct tracked *p = parents; p; p = p->next_live) {
@@ -713,7 +772,7 @@ bool tracked_exec_begin(char *inherited, size_t size)
 {
     inherited[0] = '\0';
     if (!initialized || agent_busy || __atomic_load_n(&fd_tracked_count, __ATOMIC_RELAXED) == 0 ||
-        foreign_process())
+        in_signal_handler() || foreign_process())
         return false;
     /* Files inherited through fork and never written here are the parent's to report:
      * with only those, the collector has nothing to hear (and no connection to make). */
@@ -740,7 +799,7 @@ bool tracked_exec_begin(char *inherited, size_t size)
     }
     fdtable_unlock();
     channel_send(&m);
-    channel_flush(2000); /* the socket closes with the old program */
+    channel_flush(); /* the socket closes with the old program */
     agent_busy = false;
     errno = saved;
     return true;
@@ -771,7 +830,7 @@ static void adopt_inherited(void)
         int flags = (int)syscall(SYS_fcntl, fd, F_GETFL);
         if (n <= 0 || flags < 0 || !write_intent(flags)) continue;
         path[n] = '\0';
-        struct tracked *t = maybe_track(fd, AT_FDCWD, path, flags & O_APPEND);
+        struct tracked *t = maybe_track(fd, AT_FDCWD, path, flags & O_APPEND, false);
         if (t) t->reread = true;
     }
     if (list) unsetenv(INHERITED_VARIABLE);

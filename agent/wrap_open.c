@@ -1,11 +1,15 @@
 /* wrap_open.c — the calls that create descriptors and streams for a path.
  *
  * Each wrapper makes the real call first, then offers the result to tracked_opened,
- * which looks only at opens for writing, so reads pay one flags test.
+ * which looks only at opens for writing, so reads pay one flags test. A call that fails
+ * for want of a descriptor (EMFILE) while the agent holds its socket gets that number
+ * back and is made once more (channel_release_fd), so the program can open as many
+ * files as without the agent.
  */
 #include <errno.h>
 #include <fcntl.h>
 
+#include "channel.h"
 #include "real.h"
 #include "tracked.h"
 
@@ -20,11 +24,14 @@
         va_end(ap);                                                                                \
     }
 
+#define OUT_OF_DESCRIPTORS(failed) ((failed) && errno == EMFILE && channel_release_fd())
+
 #define OPEN_WRAPPER(name)                                                                         \
     EXPORT int name(const char *path, int flags, ...)                                              \
     {                                                                                              \
         MODE_ARG(flags, flags)                                                                     \
         int fd = REAL(name)(path, flags, mode);                                                    \
+        if (OUT_OF_DESCRIPTORS(fd < 0)) fd = REAL(name)(path, flags, mode);                        \
         tracked_opened(fd, AT_FDCWD, path, flags);                                                 \
         return fd;                                                                                 \
     }
@@ -34,6 +41,7 @@
     {                                                                                              \
         MODE_ARG(flags, flags)                                                                     \
         int fd = REAL(name)(dirfd, path, flags, mode);                                             \
+        if (OUT_OF_DESCRIPTORS(fd < 0)) fd = REAL(name)(dirfd, path, flags, mode);                 \
         tracked_opened(fd, dirfd, path, flags);                                                    \
         return fd;                                                                                 \
     }
@@ -42,6 +50,7 @@
     EXPORT int name(const char *path, int flags)                                                   \
     {                                                                                              \
         int fd = REAL(name)(path, flags);                                                          \
+        if (OUT_OF_DESCRIPTORS(fd < 0)) fd = REAL(name)(path, flags);                              \
         tracked_opened(fd, AT_FDCWD, path, flags);                                                 \
         return fd;                                                                                 \
     }
@@ -50,6 +59,7 @@
     EXPORT int name(int dirfd, const char *path, int flags)                                        \
     {                                                                                              \
         int fd = REAL(name)(dirfd, path, flags);                                                   \
+        if (OUT_OF_DESCRIPTORS(fd < 0)) fd = REAL(name)(dirfd, path, flags);                       \
         tracked_opened(fd, dirfd, path, flags);                                                    \
         return fd;                                                                                 \
     }
@@ -58,6 +68,7 @@
     EXPORT int name(const char *path, mode_t mode)                                                 \
     {                                                                                              \
         int fd = REAL(name)(path, mode);                                                           \
+        if (OUT_OF_DESCRIPTORS(fd < 0)) fd = REAL(name)(path, mode);                               \
         tracked_opened(fd, AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC);                          \
         return fd;                                                                                 \
     }
@@ -66,6 +77,7 @@
     EXPORT FILE *name(const char *path, const char *mode)                                          \
     {                                                                                              \
         FILE *stream = REAL(name)(path, mode);                                                     \
+        if (OUT_OF_DESCRIPTORS(!stream)) stream = REAL(name)(path, mode);                          \
         tracked_opened_stream(stream, path, mode);                                                 \
         return stream;                                                                             \
     }

@@ -78,7 +78,8 @@ static const char main_help[] =
     "  -o, --log FILE         append records to FILE, '-' for stdout\n"                            \
     "                         (default ./ckmon.jsonl)\n"                                           \
     "  -s, --sink FORMAT=URL  push records to a remote sink (ndjson, pushgateway,\n"               \
-    "                         victoriametrics, influx); repeatable. See\n"                         \
+    "                         victoriametrics, influx, prometheus: remote\n"                       \
+    "                         write); repeatable. See\n"                                           \
     "                         docs/sinks.md\n"                                                     \
     "      --state DIR        where the collector keeps what it must not lose:\n"                  \
     "                         sink cursors, dead letters, stats.json, the spool\n"                 \
@@ -93,6 +94,8 @@ static const char main_help[] =
     "                         never)\n"                                                            \
     "      --log-keep N       rotated segments kept, besides those a sink has\n"                   \
     "                         not delivered (default 5)\n"                                         \
+    "      --listen ADDR:PORT serve /metrics (Prometheus) and /healthz there;\n"                   \
+    "                         PORT alone: 127.0.0.1\n"                                             \
     "      --run-id ID        the run label of records and metrics (run: default\n"                \
     "                         SLURM_JOB_ID, TORCHELASTIC_RUN_ID, else a new id;\n"                 \
     "                         collect: for programs that name none)\n"                             \
@@ -124,7 +127,7 @@ static const char main_help[] =
     "  CKMON_SINKS              space-separated list, as repeated --sink\n"                        \
     "  CKMON_LOG, CKMON_SAMPLE, CKMON_SOCKET, CKMON_JOB, CKMON_STATE,\n"                           \
     "  CKMON_LOG_MAX_BYTES, CKMON_LOG_KEEP, CKMON_METRIC_KEYS (':'-separated),\n"                  \
-    "  CKMON_RUN_ID, CKMON_ON_ALERT, CKMON_ON_ALERT_TIMEOUT\n"                                     \
+    "  CKMON_RUN_ID, CKMON_LISTEN, CKMON_ON_ALERT, CKMON_ON_ALERT_TIMEOUT\n"                       \
     "                           as the flags\n"                                                    \
     "  CKMON_ALERTS             ';'-separated list, as repeated --alert\n"
 

@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "delivery.h"
 #include "metrics.h"
+#include "scrape.h"
 #include "server.h"
 #include "state.h"
 
@@ -35,7 +36,7 @@ static int print_stats(const struct options *o)
 
 int collector_serve(const struct server_config *cfg, struct delivery *d, double timeout)
 {
-    if (d && !delivery_start(d)) {
+    if ((cfg->scrape && !scrape_start(cfg->scrape, cfg->log, d)) || (d && !delivery_start(d))) {
         listener_close(cfg->listener, true);
         return 1;
     }
@@ -66,6 +67,7 @@ int cmd_collect(int argc, char **argv)
     struct listener listener;
     struct log_writer log;
     struct delivery *delivery = NULL;
+    struct scrape *scrape = NULL;
     struct alerting *alerting = NULL;
     if (collector_answers(socket_path)) { /* before touching its log or state dir */
         fprintf(stderr, "ckmon: a collector is already listening on %s\n", socket_path);
@@ -83,10 +85,15 @@ int cmd_collect(int argc, char **argv)
     rc = 1;
     if (o.sink_count && !(delivery = delivery_open(&o, &log, err, sizeof err))) {
         fprintf(stderr, "ckmon: %s\n", err);
+    } else if (o.listen && !(scrape = scrape_open(o.listen, err, sizeof err))) {
+        fprintf(stderr, "ckmon: %s\n", err);
+        delivery_free(delivery);
     } else if (!(alerting = alerting_for_serving(&o, false))) {
+        scrape_close(scrape);
         delivery_free(delivery);
     } else if (listener_open(&listener, socket_path, err, sizeof err) < 0) {
         fprintf(stderr, "ckmon: %s\n", err);
+        scrape_close(scrape);
         delivery_free(delivery);
     } else {
         fprintf(stderr, "ckmon: collecting on %s into %s\n", socket_path,
@@ -95,8 +102,10 @@ int cmd_collect(int argc, char **argv)
                                     .log = &log,
                                     .alerting = alerting,
                                     .stop_fd = -1,
-                                    .run_id = o.run_id};
+                                    .run_id = o.run_id,
+                                    .scrape = scrape};
         rc = collector_serve(&cfg, delivery, o.flush_timeout);
+        scrape_close(scrape);
         delivery_free(delivery);
     }
     alerting_finish(alerting);

@@ -327,8 +327,8 @@ static enum outcome send_request(struct sink_state *s, const struct sink_request
             timeout = s->d->deadline - monotonic();
         pthread_mutex_unlock(&s->d->lock);
         if (timeout <= 0) return STOPPED;
-        http_send(s->http, r->method, r->url, r->content_type, r->body.s, r->body.len,
-                  s->type->gzip, timeout, res);
+        http_send(s->http, r->method, r->url, r->content_type, s->type->headers, r->body.s,
+                  r->body.len, s->type->gzip, timeout, res);
         enum sink_result result = sink_classify(res->status);
         if (result == SINK_OK) {
             if (s->failing) fprintf(stderr, "ckmon: sink %s: delivering again\n", s->spec);
@@ -524,18 +524,24 @@ static void write_stats(struct delivery *d, bool now)
         return;
     }
     d->stats_at = monotonic();
+    struct collector_stats stats;
+    if (delivery_stats(d, &stats)) state_write_stats(&d->state, &stats);
+    free((void *)stats.sinks);
+    pthread_mutex_unlock(&d->stats_lock);
+}
+
+bool delivery_stats(struct delivery *d, struct collector_stats *stats)
+{
     struct sink_stats *sinks = calloc(d->count ? d->count : 1, sizeof *sinks);
-    struct collector_stats stats = {.log = d->log->name, .sinks = sinks};
+    *stats = (struct collector_stats){.log = d->log->name, .sinks = sinks};
     pthread_mutex_lock(&d->lock);
-    stats.written = d->log_written;
-    stats.write_failures = d->log_failed;
+    stats->written = d->log_written;
+    stats->write_failures = d->log_failed;
     for (size_t i = 0; sinks && i < d->count; i++)
-        sinks[stats.sink_count++] =
+        sinks[stats->sink_count++] =
             (struct sink_stats){d->sinks[i].spec, d->sinks[i].id, d->sinks[i].counts};
     pthread_mutex_unlock(&d->lock);
-    if (sinks) state_write_stats(&d->state, &stats);
-    free(sinks);
-    pthread_mutex_unlock(&d->stats_lock);
+    return sinks != NULL;
 }
 
 /* ---- setting up and finishing ---- */
@@ -571,6 +577,11 @@ static bool add_sink(struct delivery *d, const struct sink_spec *spec, char *err
     d->count++;
     if (!s->type || !s->spec || !s->url || !s->id || !s->cursor_name || !s->dead_name) {
         snprintf(err, err_size, "out of memory");
+        return false;
+    }
+    char why[256];
+    if (s->type->load && !s->type->load(why, sizeof why)) {
+        snprintf(err, err_size, "sink %s: %s", s->spec, why);
         return false;
     }
     return load_cursor(s, err, err_size);

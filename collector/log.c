@@ -172,6 +172,7 @@ bool log_write(struct log_writer *w, const char *line, size_t len)
     if (!ok && w->failed++ == 0)
         fprintf(stderr, "ckmon: cannot write to log %s: %s\n", w->name, strerror(errno));
     if (w->copy) log_write(w->copy, line, len);
+    if (w->observe) w->observe(w->observe_ctx, line, len);
     if (w->after_write) w->after_write(w->after_ctx);
     return ok;
 }

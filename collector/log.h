@@ -38,6 +38,8 @@ struct log_writer {
     struct log_writer *copy;        /* every line also goes there (the sinks' spool), or NULL */
     void (*after_write)(void *ctx); /* called after each line: the sinks' wake-up */
     void *after_ctx;
+    void (*observe)(void *ctx, const char *line, size_t len); /* each line: /metrics */
+    void *observe_ctx;
     struct held_line *held, **held_tail; /* waiting for space, oldest first */
     size_t held_bytes;
 };

@@ -32,6 +32,7 @@ enum option_id {
     OPT_STATS,
     OPT_METRIC_KEYS,
     OPT_RUN_ID,
+    OPT_LISTEN,
     OPT_ALERT,
     OPT_ON_ALERT,
     OPT_ON_ALERT_TIMEOUT,
@@ -85,6 +86,7 @@ static const struct option_spec option_table[] = {
     {OPT_STATS, 0, "stats", NULL, 0, false, FOR_COLLECT},
     {OPT_METRIC_KEYS, 0, "metric-keys", "CKMON_METRIC_KEYS", ':', true, FOR_SERVING},
     {OPT_RUN_ID, 0, "run-id", "CKMON_RUN_ID", 0, true, FOR_SERVING},
+    {OPT_LISTEN, 0, "listen", "CKMON_LISTEN", 0, true, FOR_SERVING},
     {OPT_ALERT, 0, "alert", "CKMON_ALERTS", ';', true, FOR_ALL},
     {OPT_ON_ALERT, 0, "on-alert", "CKMON_ON_ALERT", 0, true, FOR_SERVING},
     {OPT_ON_ALERT_TIMEOUT, 0, "on-alert-timeout", "CKMON_ON_ALERT_TIMEOUT", 0, true, FOR_SERVING},
@@ -100,7 +102,8 @@ static const struct option_spec option_table[] = {
 
 #define OPTION_COUNT (sizeof option_table / sizeof option_table[0])
 
-static const char *const sink_formats[] = {"ndjson", "pushgateway", "victoriametrics", "influx"};
+static const char *const sink_formats[] = {"ndjson", "pushgateway", "victoriametrics", "influx",
+                                           "prometheus"};
 
 void default_socket_path(char *out, size_t size)
 {
@@ -177,7 +180,8 @@ static int add_sink(struct options *o, const char *spec, const char *source, cha
             format = sink_formats[i];
     if (!format) {
         snprintf(err, err_size,
-                 "%s: unknown sink format '%.*s' (ndjson, pushgateway, victoriametrics, influx)",
+                 "%s: unknown sink format '%.*s' (ndjson, pushgateway, victoriametrics, influx, "
+                 "prometheus)",
                  source, (int)format_len, spec);
         return -1;
     }
@@ -313,6 +317,27 @@ static int set_socket(struct options *o, const char *value, const char *source, 
     return set_string(&o->socket, value);
 }
 
+/* ADDR:PORT, [ADDR6]:PORT, or PORT alone (scrape.c binds it). */
+static int set_listen(struct options *o, const char *value, const char *source, char *err,
+                      size_t err_size)
+{
+    const char *colon = strrchr(value, ':');
+    const char *port = colon ? colon + 1 : value;
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(port, &end, 10);
+    if (end == port || *end || errno || n > 65535 || *port == '-' || *port == '+' ||
+        (value[0] == '[' && (!colon || colon[-1] != ']'))) {
+        snprintf(err, err_size, "%s: '%s' is not ADDR:PORT", source, value);
+        return -1;
+    }
+    if (set_string(&o->listen, value) < 0) {
+        snprintf(err, err_size, "%s: out of memory", source);
+        return -1;
+    }
+    return 0;
+}
+
 /* Applies one value of an option; source names the flag or variable in messages. */
 static int apply(struct options *o, const struct option_spec *spec, const char *value,
                  const char *source, char *err, size_t err_size)
@@ -332,6 +357,8 @@ static int apply(struct options *o, const struct option_spec *spec, const char *
     case OPT_METRIC_KEYS:
         rc = string_list_add(&o->metric_keys, value);
         break;
+    case OPT_LISTEN:
+        return set_listen(o, value, source, err, err_size);
     case OPT_RUN_ID:
         rc = set_string(&o->run_id, value);
         break;
@@ -554,6 +581,7 @@ void options_free(struct options *o)
     free(o->socket);
     free(o->job);
     free(o->run_id);
+    free(o->listen);
     free(o->state);
     free(o->output);
     free(o->sample_text);

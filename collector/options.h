@@ -50,6 +50,7 @@ struct options {
     char *socket;         /* --socket, CKMON_SOCKET; NULL when neither was given */
     char *job;            /* --job, CKMON_JOB; NULL when neither was given */
     char *run_id;         /* --run-id, CKMON_RUN_ID; NULL when neither was given */
+    char *listen;         /* --listen ADDR:PORT, CKMON_LISTEN; NULL: no /metrics */
     char *state;          /* --state, CKMON_STATE; NULL: LOG.state/ beside the log */
     char *sample_text;    /* --sample, CKMON_SAMPLE as given, NULL: the agent's default */
     double sample;        /* its value when given */

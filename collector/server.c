@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "core/wire.h"
+#include "scrape.h"
 #include "tracker.h"
 
 /* Packets read from one connection before the others get a turn. */
@@ -407,6 +408,7 @@ int server_run(const struct server_config *cfg)
     }
     s->cfg = cfg;
     tracker_set_run(s->tracker, cfg->run_id);
+    if (cfg->alerting) tracker_set_unmatched(s->tracker, alerting_unmatched_fn, cfg->alerting);
     sigset_t saved, wait_mask;
     bool by_signal = cfg->stop_fd < 0;
     if (by_signal) catch_stop_signals(&saved, &wait_mask);
@@ -414,8 +416,9 @@ int server_run(const struct server_config *cfg)
     raise_descriptor_limit();
     stop_requested = 0;
 
-    while (serve_once(s, by_signal ? &wait_mask : NULL)) {
-    }
+    do {
+        if (cfg->scrape) scrape_note_agents(cfg->scrape, tracker_counts(s->tracker));
+    } while (serve_once(s, by_signal ? &wait_mask : NULL));
     drain(s);
     report_dropped(s);
 

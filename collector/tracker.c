@@ -78,6 +78,8 @@ struct tracker {
     struct adoption **adoptions_end;
     uint8_t *read_buffer;    /* for the adoption being parsed */
     const char *default_run; /* for agents whose hello names no run */
+    unmatched_fn unmatched;  /* told of the files agents created that matched no glob */
+    void *unmatched_ctx;
     struct tracker_counts counts;
 };
 
@@ -86,6 +88,12 @@ static void adoption_free(struct adoption *a);
 void tracker_set_run(struct tracker *t, const char *run)
 {
     t->default_run = run;
+}
+
+void tracker_set_unmatched(struct tracker *t, unmatched_fn fn, void *ctx)
+{
+    t->unmatched = fn;
+    t->unmatched_ctx = ctx;
 }
 
 struct tracker *tracker_new(record_emit_fn emit, void *ctx)
@@ -304,6 +312,7 @@ static bool on_hello(struct tracker *t, struct tracker_conn *c, struct wire_mess
     if (h->sample > 0 && h->sample <= 1) c->parse.sample = h->sample;
     if (h->key_count && (c->keys.patterns || !keys_copy(&c->keys, h->keys, h->key_count)))
         return false; /* keys once per connection */
+    if (h->dropped > 0) t->counts.dropped += (unsigned long)h->dropped;
     if (h->dropped > 0)
         fprintf(stderr,
                 "ckmon: process %ld lost %lld message(s) while it could not reach the collector\n",
@@ -517,14 +526,24 @@ static void finish_exec(struct tracker *t, struct tracker_conn *c, int64_t now_u
     }
 }
 
+static bool on_unmatched(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
+                         int64_t now_us)
+{
+    (void)c, (void)now_us;
+    for (size_t i = 0; t->unmatched && i < m->unmatched.path_count; i++)
+        t->unmatched(t->unmatched_ctx, m->unmatched.paths[i]);
+    return true;
+}
+
 typedef bool (*message_handler)(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
                                 int64_t now_us);
 
 static const message_handler handlers[WIRE_KINDS] = {
-    [WIRE_HELLO] = on_hello,   [WIRE_OPEN] = on_open,
-    [WIRE_DATA] = on_data,     [WIRE_CLOSE] = on_close,
-    [WIRE_RENAME] = on_rename, [WIRE_ADOPT] = on_adopt,
-    [WIRE_EXEC] = on_exec,     [WIRE_EXEC_FAILED] = on_exec_failed,
+    [WIRE_HELLO] = on_hello,         [WIRE_OPEN] = on_open,
+    [WIRE_DATA] = on_data,           [WIRE_CLOSE] = on_close,
+    [WIRE_RENAME] = on_rename,       [WIRE_ADOPT] = on_adopt,
+    [WIRE_EXEC] = on_exec,           [WIRE_EXEC_FAILED] = on_exec_failed,
+    [WIRE_UNMATCHED] = on_unmatched,
 };
 
 void tracker_message(struct tracker *t, struct tracker_conn *c, const char *data, size_t len,
