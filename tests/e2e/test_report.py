@@ -207,3 +207,11 @@ def test_report_size_is_bounded(work):
     for line in dom.find("polyline"):
         assert len(line["attrs"]["points"].split()) <= 200
     assert page.stat().st_size < 2_000_000
+    # --job keeps one job's records
+    p = subprocess.run(ckmon_args("report", "--log", log, "--job", "another", "-o", "other.html"),
+                       cwd=work, env=clean_env(), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    dom = Dom()
+    dom.feed((work / "other.html").read_text())
+    [count] = dom.find("td", id="count-checkpoints")
+    assert count["text"].startswith("0,") and not dom.find("figure", class_="tensor")
