@@ -75,7 +75,7 @@ static bool inspect_file(struct inspection *in, const char *file)
         fprintf(stderr, "ckmon: %s: cannot make an absolute path\n", file);
         return false;
     }
-    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO: no wait */
     if (fd < 0 || fstat(fd, &st) < 0) {
         fprintf(stderr, "ckmon: %s: %s\n", file, strerror(errno));
         if (fd >= 0) close(fd);

@@ -15,7 +15,7 @@ demo=${1:-$(mktemp -d "${TMPDIR:-/tmp}/ckmon-demo.XXXXXX")}
 mkdir -p "$demo"
 demo=$(cd "$demo" && pwd)
 log="$demo/ckmon.jsonl"
-rm -rf "$log" "$demo/checkpoints"
+rm -rf "$log" "$log.state" "$demo/checkpoints"  # the state: a new run compares with nothing
 
 echo "== training in $demo under ckmon"
 (cd "$demo" && "$repo/build/ckmon" run -o "$log" -- "$python" "$repo/examples/train.py")
