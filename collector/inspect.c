@@ -162,9 +162,11 @@ int cmd_inspect(int argc, char **argv)
     char cwd[PATH_MAX], out[64] = "-", err[512];
     in.style.color = table_wants_color(stdout);
     in.style.base = getcwd(cwd, sizeof cwd);
-    if (in.pretty_fd >= 0) snprintf(out, sizeof out, "/proc/self/fd/%d", in.pretty_fd);
-    if ((o.pretty && in.pretty_fd < 0) || log_open(&in.out, out, err, sizeof err) < 0) {
-        fprintf(stderr, "ckmon: %s\n", o.pretty && in.pretty_fd < 0 ? strerror(errno) : err);
+    /* a memory file is created with mode 0777, which the log's checks refuse */
+    bool pretty_ok = !o.pretty || (in.pretty_fd >= 0 && fchmod(in.pretty_fd, 0600) == 0);
+    if (o.pretty && pretty_ok) snprintf(out, sizeof out, "/proc/self/fd/%d", in.pretty_fd);
+    if (!pretty_ok || log_open(&in.out, out, err, sizeof err) < 0) {
+        fprintf(stderr, "ckmon: %s\n", pretty_ok ? err : strerror(errno));
         if (in.pretty_fd >= 0) close(in.pretty_fd);
         options_free(&o);
         return 1;
