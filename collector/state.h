@@ -21,6 +21,7 @@
 
 struct state {
     char *dir;   /* as given or derived, for messages and paths */
+    int dir_fd;  /* every file in it is opened relative to this */
     int lock_fd; /* holds the flock */
 };
 
@@ -53,7 +54,8 @@ struct collector_stats {
 char *state_dir_path(const struct options *o);
 
 /* Creates (mode 0700) and locks the state dir: two collectors moving the same cursors
- * would each believe the other's deliveries. False with a one-line message in err. */
+ * would each believe the other's deliveries. Refuses a directory that is not ours, or
+ * that others can write (owned.h). False with a one-line message in err. */
 bool state_open(struct state *st, const struct options *o, char *err, size_t err_size);
 void state_close(struct state *st);
 

@@ -211,10 +211,11 @@ static struct open_file *file_for(struct tracker_conn *c, int64_t id, int64_t no
 /* ---- finishing records ---- */
 
 /* A file the collector parses itself, opened for reading (*st filled): -1 unless it is
- * a regular file, reached without following a symbolic link. */
+ * a regular file, reached without following a symbolic link. O_NONBLOCK: a FIFO (or a
+ * device) renamed onto a checkpoint name must not hold the collector in open(). */
 static int open_regular(const char *path, struct stat *st)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd >= 0 && (fstat(fd, st) != 0 || !S_ISREG(st->st_mode))) {
         close(fd);
         fd = -1;

@@ -120,6 +120,7 @@ bool tensor_reader_init(struct tensor_reader *tr, struct report *r, const char *
     tr->has_stats = true;
     tr->wanted = report_wants(r, name);
     tr->budget = o->budget;
+    tr->taps = r->tap ? r : NULL;
     /* Outside (0, 1] (or NaN) the option means nothing sensible: the plan reads all. */
     sample_plan_init(&tr->plan, tr->nbytes, o->sample);
     stats_init(&tr->stats, dtype);
@@ -247,6 +248,7 @@ size_t tensor_reader_feed(struct tensor_reader *tr, const uint8_t *data, size_t 
 {
     uint64_t left = tr->nbytes - tr->consumed;
     size_t take = len < left ? len : (size_t)left;
+    if (tr->taps && take) tr->taps->tap(tr->taps->tap_ctx, tr, tr->consumed, data, take);
     if (!tr->has_stats || !tr->wanted)
         tr->consumed += take;
     else if (sample_plan_exact(&tr->plan))

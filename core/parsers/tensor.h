@@ -87,6 +87,8 @@ struct tensor_reader {
     size_t block_read;           /* exact: bytes of the current block the statistics read */
     long long chunk_ns;          /* under a budget: when the current chunk's reading began */
     struct tensor_stats stats;
+
+    const struct report *taps; /* the report whose tap sees the data, or NULL */
     /* Last, so that starting a tensor need not clear it: the gathered lines, or the
      * current exact block's bytes when they came in pieces. */
     uint8_t block[TENSOR_SAMPLE_BLOCK];

@@ -451,6 +451,31 @@ def bench_post_hoc(work, f32):
                      "agent without statistics.")
 
 
+def bench_diff(work):
+    """`ckmon diff` of two checkpoints that differ everywhere (two training steps apart)
+    against reading both with cat: the issue's target is at most 3 times cat's time."""
+    a, b = work / "diff_a.safetensors", work / "diff_b.safetensors"
+    tensors = state_arrays(CHECKPOINT_BYTES, "float32")
+    write_safetensors(a, tensors, "float32")
+    write_safetensors(b, {k: v + np.float32(1e-3) for k, v in tensors.items()}, "float32")
+
+    def diff():
+        start = time.perf_counter()
+        p = subprocess.run([str(CKMON), "diff", str(a), str(b)], env=clean_env(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if p.returncode != 1:
+            raise SystemExit(f"bench: ckmon diff exited {p.returncode}: {p.stderr}")
+        return time.perf_counter() - start
+
+    def cat():
+        return timed(["sh", "-c", f"cat '{a}' '{b}' > /dev/null"], stdout=None)[0]
+
+    result = side_by_side(diff, cat)
+    add_row("`ckmon diff A B` / `cat A B > /dev/null` (2 × safetensors float32, all elements "
+            "differ)", result, 3, f"{result[3]:.3f} s vs {result[4]:.3f} s, "
+            f"{2 * CHECKPOINT_BYTES // MIB} MiB")
+
+
 def bench_strace(work, collector):
     if not shutil.which("strace"):
         notes.append("strace is not installed: no strace comparison.")
@@ -571,6 +596,7 @@ def main():
             bench_callgrind(work)
             f32 = bench_exact_stats(work)
             bench_post_hoc(work, f32)
+            bench_diff(work)
             bench_strace(work, collector)
         finally:
             collector.stop()
