@@ -14,7 +14,7 @@ demo=${1:-$(mktemp -d "${TMPDIR:-/tmp}/ckmon-demo.XXXXXX")}
 mkdir -p "$demo"
 demo=$(cd "$demo" && pwd)
 log="$demo/ckmon.jsonl"
-rm -rf "$log" "$demo/checkpoints"
+rm -rf "$log" "$log.state" "$demo/checkpoints"  # the state: a new run compares with nothing
 
 echo "== training in $demo under ckmon"
 (cd "$demo" && "$repo/build/ckmon" run -o "$log" -- "$python" "$repo/examples/train.py")
@@ -49,6 +49,9 @@ print(f"{'path':44} {'format':7} {'ok':3} {'epoch':>6} {'loss':>10} {'lr':>10}")
 with open(log) as f:
     for line in f:
         r = json.loads(line)
+        if r["event"] == "alert":
+            print(f"    ALERT {r['rule']} ({r['severity']}): {r['message']}")
+            continue
         v = r["values"]
         path = os.path.relpath(r["path"], demo)
         loss = v.get("loss", last_logged(v, "loss"))

@@ -132,9 +132,16 @@ static bool zip_decide(struct zip_dispatch *z, bool ended)
     if (peek == ZIP_PEEK_MORE) return false;
     z->decided = true;
     if (peek == ZIP_PEEK_NONE) return true;
+    const char *slash = memchr(name, '/', name_len);
+    const char *record = slash ? slash + 1 : name;
+    size_t record_len = name_len - (size_t)(record - name);
     if ((name_len == 8 && memcmp(name, "data.pkl", 8) == 0) ||
         ends_with(name, name_len, "/data.pkl"))
         z->inner = parser_torch_new(z->report, z->options);
+    else if (slash && ((record_len > 5 && memcmp(record, "data/", 5) == 0) ||
+                       ends_with(record, record_len, "constants.pkl") ||
+                       (record_len > 5 && memcmp(record, "code/", 5) == 0)))
+        z->inner = parser_torchscript_new(z->report, z->options); /* storages first */
     else if (ends_with(name, name_len, ".npy"))
         z->inner = parser_npz_new(z->report, z->options);
     else
@@ -161,13 +168,17 @@ static void zip_feed(struct parser *p, const uint8_t *data, size_t len)
         if (!zip_decide(z, z->head_len == sizeof z->head)) return;
     }
     if (z->inner && len > 0) z->inner->feed(z->inner, data, len);
+    if (z->inner) z->base.format = z->inner->format; /* torch may turn out TorchScript */
 }
 
 static bool zip_finish(struct parser *p)
 {
     struct zip_dispatch *z = (struct zip_dispatch *)p;
     if (!z->decided) zip_decide(z, true);
-    return z->inner ? z->inner->finish(z->inner) : true;
+    if (!z->inner) return true;
+    bool whole = z->inner->finish(z->inner);
+    z->base.format = z->inner->format;
+    return whole;
 }
 
 static void zip_destroy(struct parser *p)

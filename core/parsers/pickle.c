@@ -16,7 +16,7 @@
  * Limits: text lines of INT/FLOAT/GLOBAL/GET... opcodes are at most PICKLE_MAX_LINE
  * bytes (longer is an error); STRING and UNICODE lines are read to any length but only
  * their first PICKLE_MAX_TEXT_LINE bytes are retained; LONG1/LONG4 integers longer
- * than PICKLE_MAX_LONG bytes overflow a double anyway and become ±inf. The stack, the
+ * than PICKLE_MAX_LONG bytes (beyond any double) are an error. The stack, the
  * marks and the memo grow inside the arena, so PYOBJ_MEMORY_CAP bounds them all.
  *
  * BUILD state: a dict becomes the object's attributes; a (dict, slots-dict) pair is
@@ -718,8 +718,6 @@ static struct pyobj *decode_long(struct pickle_walker *w)
     uint64_t n = w->payload_need;
     const uint8_t *b = w->long_bytes;
     bool negative = n && (w->payload_last & 0x80);
-    if (n > PICKLE_MAX_LONG)
-        return pyobj_float(w->arena, PY_BIGINT, negative ? -HUGE_VAL : HUGE_VAL);
     uint8_t fill = negative ? 0xff : 0;
     bool fits = true;
     for (uint64_t i = 8; i < n; i++)
@@ -740,6 +738,9 @@ static bool push_payload(struct pickle_walker *w)
     switch (w->op) {
     case 0x8a: /* LONG1 */
     case 0x8b: /* LONG4 */
+        if (w->payload_need > PICKLE_MAX_LONG)
+            return fail(w, "int of %" PRIu64 " bytes is wider than the %d-byte limit",
+                        w->payload_need, PICKLE_MAX_LONG);
         return push(w, decode_long(w));
     case 'B':
     case 'C':

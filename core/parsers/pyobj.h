@@ -69,10 +69,12 @@ struct pyarray {
     bool supported;         /* dtype is one stats can read */
     bool big_endian;        /* the data is big-endian and must be swapped to be read */
     int ndim;
-    int64_t *shape;      /* ndim entries (none for a 0-dimensional array) */
-    const uint8_t *data; /* NULL when not retained */
-    uint64_t nbytes;     /* the element data's size, retained or not */
-    const char *problem; /* why statistics cannot be computed, or NULL */
+    int64_t *shape;              /* ndim entries (none for a 0-dimensional array) */
+    const uint8_t *data;         /* NULL when not retained */
+    uint64_t nbytes;             /* the element data's size, retained or not */
+    const char *problem;         /* why statistics cannot be computed, or NULL */
+    bool fortran;                /* the data is in Fortran order */
+    const struct pyobj *objects; /* an object array's items (a list), when pickled inline */
     /* joblib writes an array's data into the file right after the pickled wrapper that
      * describes it, raw (after a pad) or, for object arrays, as a pickle of its own.
      * The walker reads it as it passes, never retained: its statistics land in
