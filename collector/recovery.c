@@ -261,6 +261,11 @@ static void import_spool(struct tracker *t, const char *socket_path, int64_t now
 struct recovery *recovery_open(const struct options *o, struct log_writer *log)
 {
     char err[512];
+    struct stat st;
+    /* A log that is no file (stdout, /dev/null, a pipe) gets no state dir of its own
+     * unless sinks or --state ask for one: nothing could resume it. */
+    if (!o->state && !o->sink_count && (fstat(log->fd, &st) != 0 || !S_ISREG(st.st_mode)))
+        return NULL;
     struct recovery *rc = calloc(1, sizeof *rc);
     if (!rc || !state_open(&rc->st, o, false, err, sizeof err)) {
         if (rc) fprintf(stderr, "ckmon: %s; records held for a rename are not journaled\n", err);
