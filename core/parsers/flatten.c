@@ -336,8 +336,9 @@ static void copy_element(const struct pyarray *a, uint64_t at, size_t size, uint
 }
 
 /* Row `row` of a 2-D block (or all of a 1-D one, row -1) as a 1-D tensor, fed to the
- * statistics in the blocks a tensor reader uses. A column joblib streamed can only be
- * told when it is all of its block. Object (text) columns are not tensors. */
+ * statistics in the blocks a tensor reader uses. A column joblib streamed is known when
+ * it is all of its block or a row of a C-order one (pyobj.h, `rows`). Object (text)
+ * columns are not tensors. */
 static void report_column(struct flattener *f, const struct pyarray *a, int64_t row)
 {
     int64_t n = a->ndim == 2 ? a->shape[1] : a->shape[0];
@@ -347,6 +348,8 @@ static void report_column(struct flattener *f, const struct pyarray *a, int64_t 
     stats_init(&st, a->dtype);
     if (a->streamed && k == 1) {
         st = *a->streamed;
+    } else if (a->rows && row >= 0) {
+        st = a->rows[row];
     } else if (!a->data) {
         return;
     } else {
