@@ -13,8 +13,9 @@
 
 #include "core/strbuf.h"
 
-/* How much of a response body is kept. */
-#define HTTP_RESPONSE_KEEP 4096
+/* How much of a response body is kept: enough for InfluxDB to name every line of a
+ * batch it refused (a dead letter keeps the first DEAD_LETTER_RESPONSE bytes). */
+#define HTTP_RESPONSE_KEEP (1u << 20)
 
 struct http_client; /* a libcurl handle, reused so connections stay open */
 

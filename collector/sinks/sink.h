@@ -31,6 +31,7 @@ struct sink_request {
     const char *content_type;
     struct strbuf body;
     size_t first, count; /* the records of the batch it carries, for dead letters */
+    size_t *ends;        /* sink_post_points: where each record's text ends in body */
 };
 
 struct sink_output {
@@ -49,6 +50,10 @@ struct sink_type {
     /* Appends to out the requests that deliver the batch to the sink at url (as the
      * user gave it). Returns false when out of memory. */
     bool (*encode)(const char *url, const struct sink_batch *batch, struct sink_output *out);
+    /* For a request refused for good: when the server stored some of it and names what
+     * it refused (an InfluxDB partial write), sets refused[i] for each of the request's
+     * records that it refused and returns true. NULL, or false: all of it was refused. */
+    bool (*refused)(const struct sink_request *r, const char *response, bool *refused);
 };
 
 extern const struct sink_type sink_ndjson, sink_pushgateway, sink_victoriametrics, sink_influx,
