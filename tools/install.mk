@@ -12,7 +12,7 @@ DOCDIR        := $(PREFIX)/share/doc/ckmon
 DATADIR       := $(PREFIX)/share/ckmon
 MANDIR        := $(PREFIX)/share/man/man1
 COMPLETIONDIR := $(PREFIX)/share/bash-completion/completions
-MAN_COMMANDS  := run collect inspect doctor last-good
+MAN_COMMANDS  := run collect inspect doctor last-good tail diff report
 MAN_PAGES     := $(BUILD)/man/ckmon.1 $(patsubst %,$(BUILD)/man/ckmon-%.1,$(MAN_COMMANDS))
 DOCS          := $(wildcard docs/*.md)
 
