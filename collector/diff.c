@@ -210,6 +210,7 @@ static int by_name(const void *x, const void *y)
 static struct located *find_tensor(struct side *s, const char *name)
 {
     struct located key = {.name = (char *)name};
+    if (!s->tensors.count) return NULL;
     return bsearch(&key, s->tensors.items, s->tensors.count, sizeof key, by_name);
 }
 

@@ -284,9 +284,9 @@ static void take_checkpoint(struct run *run, const cJSON *rec, double time)
     c->x[AXIS_TIME] = time;
     if (isfinite(c->bytes)) run->total_bytes += c->bytes;
     run->incomplete += !c->complete;
-    cJSON_ArrayForEach(v, values)
-    {
-        /* numbers, booleans, and the strings non-finite numbers are written as */
+    /* numbers, booleans, and the strings non-finite numbers are written as (a log line
+     * is not to be trusted: values that are no object are none) */
+    for (v = cJSON_IsObject(values) ? values->child : NULL; v; v = v->next) {
         double y = number_of(v);
         if (cJSON_IsNumber(v) || cJSON_IsBool(v) || (cJSON_IsString(v) && !isfinite(y)))
             add_value(run, label, v->string, at, y);

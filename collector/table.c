@@ -96,7 +96,8 @@ const cJSON *table_key_value(const cJSON *values, const char *name)
 {
     const cJSON *found = NULL;
     size_t n = strlen(name);
-    for (const cJSON *v = values ? values->child : NULL; v; v = v->next) {
+    if (!cJSON_IsObject(values)) return NULL; /* a log line is not to be trusted */
+    for (const cJSON *v = values->child; v; v = v->next) {
         size_t len = strlen(v->string);
         if (!strcmp(v->string, name)) return v;
         if (len > n && v->string[len - n - 1] == '.' && !strcmp(v->string + len - n, name))

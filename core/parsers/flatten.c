@@ -378,13 +378,16 @@ static void report_range(struct flattener *f, int64_t start, int64_t step, int64
     if (!report_wants(f->report, f->name.s)) return;
     struct tensor_stats st;
     stats_init(&st, DTYPE_I64);
-    int64_t block[TENSOR_SAMPLE_BLOCK / 8 / 16];
+    const size_t per_block = TENSOR_SAMPLE_BLOCK / sizeof(int64_t);
+    int64_t *block = malloc(TENSOR_SAMPLE_BLOCK);
+    if (!block) return report_error(f->report, "%s: out of memory", f->name.s);
     for (int64_t i = 0; i < n;) {
         size_t filled = 0;
-        for (; filled < sizeof block / sizeof block[0] && i < n; i++)
+        for (; filled < per_block && i < n; i++)
             block[filled++] = start + i * step;
         stats_feed(&st, block, filled * sizeof block[0]);
     }
+    free(block);
     report_tensor(f->report, f->name.s, "int64", &n, 1, &st, 1.0);
 }
 

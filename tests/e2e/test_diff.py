@@ -223,6 +223,9 @@ def test_trouble_exits_2(work):
     assert p.returncode == 2 and "missing.pt" in p.stderr
     p = diff(work, "a.pt", "cut.pt")
     assert p.returncode == 2 and "cut.pt" in p.stderr
+    (work / "tiny.pt").write_bytes(data[:100])  # A with no tensor at all
+    p = diff(work, "tiny.pt", "a.pt")
+    assert p.returncode == 2 and "tiny.pt" in p.stderr
     p = diff(work, "a.pt")
     assert p.returncode == 2 and "two files" in p.stderr
 

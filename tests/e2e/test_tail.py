@@ -217,3 +217,25 @@ def test_inspect_pretty_prints_the_tail_table(work):
     x_line = lines[lines.index(next(l for l in lines if l.startswith("out/sub/x.npy "))) + 1]
     assert x_line.split()[:9] == ["x", "float64", "[20]", "min", "0", "max", "19", "mean", "9.5"]
     assert x_line.split()[10] == g(np.arange(20.0).std())
+
+
+def test_tail_and_report_take_any_json_line(work):
+    """A log line is not to be trusted: members of the wrong type, lines that are no record,
+    a record cut short. tail and report show what they can and carry on."""
+    log = work / "odd.jsonl"
+    good = {"schema": 1, "event": "checkpoint", "time": "2026-11-23T21:42:00.000000Z",
+            "path": "/x/good.pt", "format": "torch", "bytes": 10, "complete": True,
+            "values": {"loss": 0.5}, "tensors": []}
+    odd = [{"event": "checkpoint", "values": [1, 2], "tensors": {"name": 3}, "path": 7},
+           {"event": "checkpoint", "values": {"loss": [1]}, "tensors": [{"shape": ["a", None],
+            "name": None, "nan": "x"}], "alerts": {"a": 1}, "time": "2026-99-99T99:99:99Z"},
+           {"event": 3, "path": None}, {"event": "alert", "rule": 5, "message": None},
+           {"event": "set", "ranks": "x", "missing": [1, None]}, {"event": "load", "written": 1}]
+    lines = [json.dumps(r) for r in odd] + ["not json", "[1, 2]", '{"event": "checkp']
+    log.write_text("\n".join(lines + [json.dumps(good)]) + "\n")
+    out = tail_text(work, "--log", log)
+    assert out.splitlines()[-1].split()[:3] == ["/x/good.pt", "torch", "ok"]
+    p = subprocess.run(ckmon_args("report", "--log", log, "-o", "odd.html"), cwd=work,
+                       env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "3 lines that are not JSON records skipped" in p.stderr
+    assert 'data-key="loss"' in (work / "odd.html").read_text()
