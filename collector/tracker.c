@@ -83,6 +83,8 @@ struct tracker {
     struct sets *sets;       /* multi-file checkpoints (sets.h), or NULL */
     int64_t now_us;          /* the time of the message or turn being handled */
     void *unmatched_ctx;
+    hold_fn held, emitted; /* the rename hold's journal (recovery.h), or NULL */
+    void *hold_ctx;
     struct tracker_counts counts;
 };
 
@@ -104,6 +106,13 @@ bool tracker_set_sets(struct tracker *t, set_emit_fn emit, void *ctx)
     return (t->sets = sets_new(emit, ctx)) != NULL;
 }
 
+void tracker_set_hold(struct tracker *t, hold_fn held, hold_fn emitted, void *ctx)
+{
+    t->held = held;
+    t->emitted = emitted;
+    t->hold_ctx = ctx;
+}
+
 struct tracker *tracker_new(record_emit_fn emit, void *ctx)
 {
     struct tracker *t = calloc(1, sizeof *t);
@@ -120,6 +129,7 @@ static void emit_and_free(struct tracker *t, struct record *r)
     record_settle(r);
     t->emit(t->ctx, r);
     sets_note(t->sets, r, t->now_us);
+    if (t->emitted) t->emitted(t->hold_ctx, r);
     record_free(r);
 }
 
@@ -291,6 +301,7 @@ static void hold_for_rename(struct tracker *t, struct record *r, int64_t now_us)
     *p = (struct pending){.record = r, .since_us = now_us};
     *t->pending_end = p;
     t->pending_end = &p->next;
+    if (t->held) t->held(t->hold_ctx, r);
 }
 
 /* ---- the messages ---- */

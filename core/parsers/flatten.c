@@ -336,8 +336,9 @@ static void copy_element(const struct pyarray *a, uint64_t at, size_t size, uint
 }
 
 /* Row `row` of a 2-D block (or all of a 1-D one, row -1) as a 1-D tensor, fed to the
- * statistics in the blocks a tensor reader uses. A column joblib streamed can only be
- * told when it is all of its block. Object (text) columns are not tensors. */
+ * statistics in the blocks a tensor reader uses. A column joblib streamed is known when
+ * it is all of its block or a row of a C-order one (pyobj.h, `rows`). Object (text)
+ * columns are not tensors. */
 static void report_column(struct flattener *f, const struct pyarray *a, int64_t row)
 {
     int64_t n = a->ndim == 2 ? a->shape[1] : a->shape[0];
@@ -347,6 +348,8 @@ static void report_column(struct flattener *f, const struct pyarray *a, int64_t 
     stats_init(&st, a->dtype);
     if (a->streamed && k == 1) {
         st = *a->streamed;
+    } else if (a->rows && row >= 0) {
+        st = a->rows[row];
     } else if (!a->data) {
         return;
     } else {
@@ -375,13 +378,16 @@ static void report_range(struct flattener *f, int64_t start, int64_t step, int64
     if (!report_wants(f->report, f->name.s)) return;
     struct tensor_stats st;
     stats_init(&st, DTYPE_I64);
-    int64_t block[TENSOR_SAMPLE_BLOCK / 8 / 16];
+    const size_t per_block = TENSOR_SAMPLE_BLOCK / sizeof(int64_t);
+    int64_t *block = malloc(TENSOR_SAMPLE_BLOCK);
+    if (!block) return report_error(f->report, "%s: out of memory", f->name.s);
     for (int64_t i = 0; i < n;) {
         size_t filled = 0;
-        for (; filled < sizeof block / sizeof block[0] && i < n; i++)
+        for (; filled < per_block && i < n; i++)
             block[filled++] = start + i * step;
         stats_feed(&st, block, filled * sizeof block[0]);
     }
+    free(block);
     report_tensor(f->report, f->name.s, "int64", &n, 1, &st, 1.0);
 }
 

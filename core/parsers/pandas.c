@@ -81,7 +81,8 @@ static bool read_index(const struct pyobj *index, struct labels *l)
         l->objects = arr->objects->u.seq.at;
         return true;
     }
-    if (!readable(arr)) return false;
+    /* as a row index, streamed data (joblib) will do: its statistics were kept */
+    if (!readable(arr) && !(arr->supported && !arr->problem && arr->streamed)) return false;
     l->array = arr;
     return true;
 }
@@ -205,7 +206,9 @@ bool pandas_frame(const struct pyobj *o, struct pandas_frame *f)
                                    .block = &b.values->u.array,
                                    .row = -1};
     } else {
-        if (!read_index(axes[0], &columns) || columns.count > (1 << 24)) return false;
+        if (!read_index(axes[0], &columns) || columns.count > (1 << 24) ||
+            (columns.array && !columns.array->data))
+            return false;
         f->columns = calloc(columns.count ? (size_t)columns.count : 1, sizeof *f->columns);
         if (!f->columns) return false;
         f->ncolumns = (size_t)columns.count;

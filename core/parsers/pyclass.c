@@ -389,7 +389,8 @@ static bool built_joblib_array(struct pyarena *arena, struct pyobj *inst)
         return true;
     }
     if (!arr->supported) arr->problem = "numpy dtype not supported";
-    if (order && pyobj_is_str(order, "F") && arr->ndim > 1) plan_fortran_head(arena, arr);
+    arr->fortran = order && pyobj_is_str(order, "F") && arr->ndim > 1;
+    if (arr->fortran) plan_fortran_head(arena, arr);
     return true;
 }
 

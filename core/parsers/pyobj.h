@@ -27,6 +27,7 @@
 #define PYOBJ_MEMORY_CAP (64u << 20) /* bytes one parse may hold in its arena */
 #define PYOBJ_KEEP_MAX   (16u << 20) /* largest str/bytes payload retained */
 #define PYOBJ_MAX_DIMS   32          /* numpy's own limit on array dimensions */
+#define PYOBJ_ROW_STATS  256         /* rows of a streamed 2-D array given statistics each */
 
 struct pyarena;
 
@@ -83,6 +84,10 @@ struct pyarray {
     size_t elsize;                 /* bytes per element, when follows != ARRAY_INLINE */
     struct tensor_stats *streamed; /* NULL until the data passed */
     struct tensor_head *head;      /* Fortran order only */
+    /* A C-order 2-D array of at most PYOBJ_ROW_STATS rows (pandas keeps its columns as
+     * the rows of such blocks): each row's statistics too, fed as a tensor reader feeds
+     * an exact tensor, so that a row reads as if it were an array of its own. */
+    struct tensor_stats *rows;
 };
 
 struct pyobj {

@@ -86,3 +86,29 @@ report(path=path, size=os.path.getsize(path))
     for key, value in values.items():
         assert record["values"][key] == value, (key, record["values"])
     assert record["values"]["epoch"] == 3
+
+
+@pytest.mark.parametrize("compress", [0, 3])
+def test_frame_in_joblib_equals_to_pickle(ckmon, work, compress):
+    """joblib streams the blocks' data: a C-order block's rows are its columns."""
+    script = FRAME + f"""
+import joblib
+path = os.path.abspath("history.joblib")
+joblib.dump({{"history": history, "series": series}}, path, compress={compress})
+plain = os.path.abspath("history.pkl")
+pd.to_pickle({{"history": history, "series": series}}, plain)
+report(path=path, plain=plain)
+"""
+    run = ckmon.run(*python_script(work, script), options=["--sample", "1"])
+    assert run.returncode == 0, run.stderr
+    out = run.last_json()
+    record = run.only_record(out["path"])
+    assert record["format"] == "joblib" and record["complete"] is True, record
+    import joblib
+    loaded = joblib.load(out["path"])
+    values, tensors = expected_frame(loaded["history"], "history")
+    more_values, more_tensors = expected_frame(loaded["series"], "series")
+    assert_tensors(record["tensors"], {**tensors, **more_tensors})
+    assert {k: record["values"][k] for k in {**values, **more_values}} == {**values, **more_values}
+    plain = run.only_record(out["plain"])
+    assert plain["tensors"] == record["tensors"] and plain["values"] == record["values"]
