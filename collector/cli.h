@@ -29,9 +29,10 @@ int doctor_check(const char *command, char **args, size_t n, FILE *info, FILE *o
 struct server_config;
 struct delivery;
 /* A collector's life after its set-up (collect.c): starts d's sink threads (d may be
- * NULL: no sinks), serves agents until told to stop, then lets the sinks finish for up
- * to timeout seconds. Returns 0, or 1 when records could not be written or delivered. */
-int collector_serve(const struct server_config *cfg, struct delivery *d, double timeout);
+ * NULL: no sinks), writes what a killed collector held (recovery.h), serves agents until
+ * told to stop, then lets the sinks finish for up to o's --flush-timeout. Returns 0, or
+ * 1 when records could not be written or delivered. */
+int collector_serve(const struct server_config *cfg, struct delivery *d, const struct options *o);
 
 /* Parses a subcommand's words. Returns -1 to carry on; otherwise the parse printed the
  * help (0) or a usage error (EXIT_USAGE), and that is the exit status. */
