@@ -38,7 +38,8 @@
 static bool initialized;
 static pid_t agent_pid; /* the process whose files the tables describe */
 static unsigned long long next_id;
-static struct tracked *live; /* every tracked file, under the fd table lock */
+static unsigned long long candidates; /* of the ids: files followed for their bytes only */
+static struct tracked *live;          /* every tracked file, under the fd table lock */
 
 /* Paths closed in the last RENAME_WINDOW_US, so that a rename right after close reaches
  * the collector. */
@@ -352,7 +353,10 @@ struct tracked *tracked_decide(int fd, long long offset, const void *head, size_
             path[len] = '\0';
             t = track(fd, path, false);
         }
-        if (t) t->candidate = true;
+        if (t) {
+            t->candidate = true;
+            __atomic_add_fetch(&candidates, 1, __ATOMIC_RELAXED);
+        }
     }
     errno = saved;
     return enter_acquired(t ? acquire(fd) : NULL);
@@ -763,7 +767,8 @@ void tracked_report_all_open(bool flush_streams)
         if (flush_streams && t->stream && !t->unannounced) REAL(fflush)(t->stream);
         tracked_release(t, (int)fd);
     }
-    if (next_id == 0) unmatched_report(); /* no checkpoint here: perhaps a wrong glob */
+    /* No checkpoint under a glob's name here: perhaps a wrong glob. */
+    if (next_id == __atomic_load_n(&candidates, __ATOMIC_RELAXED)) unmatched_report();
     channel_flush();
     agent_busy = false;
     errno = saved;
