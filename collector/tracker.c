@@ -295,7 +295,9 @@ static void hold_candidate(struct tracker *t, struct record *r, int64_t now_us, 
     *p = (struct pending){.record = r, .since_us = now_us, .candidate = candidate};
     *t->pending_end = p;
     t->pending_end = &p->next;
-    if (t->held && !candidate) t->held(t->hold_ctx, r);
+    /* A candidate too: its rename may be the next message, and a collector killed before
+     * reading it must not lose the save (recovered, it keeps its temporary path). */
+    if (t->held) t->held(t->hold_ctx, r);
 }
 
 static void hold_for_rename(struct tracker *t, struct record *r, int64_t now_us)
@@ -309,10 +311,9 @@ static void release_pending(struct tracker *t, struct pending **link)
 {
     bool candidate = (*link)->candidate;
     struct record *r = unlink_pending(t, link);
-    if (candidate)
-        record_free(r);
-    else
-        emit_and_free(t, r);
+    if (!candidate) return emit_and_free(t, r);
+    if (t->emitted) t->emitted(t->hold_ctx, r); /* done with, unwritten */
+    record_free(r);
 }
 
 /* ---- the messages ---- */
