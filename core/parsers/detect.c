@@ -9,6 +9,7 @@
 #include "npy.h"
 #include "zip.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,11 +45,48 @@ static bool claims_json(const uint8_t *head, size_t n, const char *extension)
     return i == n || (head[i] && strchr(next, head[i]));
 }
 
+/* Whether a pickle of protocol 0 or 1 (no header) could begin so: with an opcode those
+ * protocols write first, and its argument's first byte right. Text and other bytes that
+ * merely sit in a .pkl file are then "unknown", with no error. */
+static bool opens_old_pickle(const uint8_t *head, size_t n)
+{
+    if (n == 0) return true; /* nothing written yet: a save cut short at its start */
+    if (n == 1) return head[0] && strchr("(N)]}", head[0]);
+    switch (head[0]) {
+    case '(':
+    case ')':
+    case ']':
+    case '}':
+    case 'N':
+    case 'K':
+    case 'J':
+    case 'M':
+    case 'G':
+    case 'U':
+    case 'T':
+    case 'X':
+    case 'V':
+        return true;
+    case 'S':
+        return head[1] == '\'' || head[1] == '"';
+    case 'I':
+    case 'L':
+        return isdigit(head[1]) || head[1] == '-';
+    case 'F':
+        return isdigit(head[1]) || strchr("-ni", head[1]);
+    case 'c': /* GLOBAL: a module name */
+        return isalpha(head[1]) || head[1] == '_';
+    default:
+        return false;
+    }
+}
+
 static bool claims_pickle(const uint8_t *head, size_t n, const char *extension)
 {
     const uint8_t PROTO = 0x80, HIGHEST_PROTOCOL = 5;
     if (n >= 2 && head[0] == PROTO && head[1] <= HIGHEST_PROTOCOL) return true;
-    return strcmp(extension, "pkl") == 0 || strcmp(extension, "pickle") == 0;
+    return (strcmp(extension, "pkl") == 0 || strcmp(extension, "pickle") == 0) &&
+           opens_old_pickle(head, n);
 }
 
 /* safetensors: a little-endian u64 header length within the specification's limit,
@@ -201,6 +239,24 @@ static struct parser *parser_zip_new(struct report *r, const struct parse_option
     z->report = r;
     z->options = o;
     return &z->base;
+}
+
+static bool zip_first_is_torch(const uint8_t *head, size_t n)
+{
+    const char *name;
+    size_t len;
+    if (!claims_zip(head, n, "") ||
+        zip_peek_first_name(head, n, true, &name, &len) != ZIP_PEEK_NAME)
+        return false;
+    return (len == 8 && memcmp(name, "data.pkl", 8) == 0) || ends_with(name, len, "/data.pkl");
+}
+
+bool parser_certain(const uint8_t *head, size_t n)
+{
+    const uint8_t PROTO = 0x80;
+    bool pickle = n >= 2 && head[0] == PROTO && head[1] >= 2 && head[1] <= 5;
+    return pickle || claims_npy(head, n, "") || claims_gguf(head, n, "") ||
+           claims_safetensors(head, n, "") || zip_first_is_torch(head, n);
 }
 
 /* ---- The formats, in the order they are tried ----------------------------------- */

@@ -250,3 +250,18 @@ report(path=path, size=os.path.getsize(path))
     inspected = inspect(out["path"], "--sample", "1")
     for key in ("values", "tensors", "errors", "complete"):
         assert record.get(key) == inspected.get(key), key
+
+
+@pytest.mark.parametrize("protocol", [0, 1])
+def test_old_pickles_still_claimed_by_name_text_is_not(work, protocol):
+    """Protocols 0 and 1 have no header: a .pkl is read as a pickle when it opens as one."""
+    obj = {"a": 1, "b": [1.5, "x"], "c": None, "d": (1, -2), "e": "str"}
+    path = work / "old.pkl"
+    path.write_bytes(pickle.dumps(obj, protocol=protocol))
+    record = inspect(path)
+    assert record["format"] == "pickle" and record["complete"] is True
+    assert_findings(record, obj)
+    notes = work / "notes.pkl"
+    notes.write_text("Some notes about the run\n")
+    record = inspect(notes)
+    assert record["format"] == "unknown" and "errors" not in record, record
