@@ -91,6 +91,9 @@ void config_load(void)
         budget_parse_percent(getenv("CKMON_BUDGET"), &c->budget_percent);
     }
 
+    const char *unmatched = getenv("CKMON_UNMATCHED");
+    c->note_unmatched = unmatched && !strcmp(unmatched, "1");
+
     extern char *program_invocation_short_name;
     copy_truncated(c->program, sizeof c->program, program_invocation_short_name);
     copy_env(c->job, sizeof c->job, "CKMON_JOB", c->program);

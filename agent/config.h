@@ -10,6 +10,7 @@
  * RANK, SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK   the process's rank, first found
  * LOCAL_RANK, SLURM_LOCALID, OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID   its rank on this host
  * WORLD_SIZE, SLURM_NTASKS, OMPI_COMM_WORLD_SIZE, PMI_SIZE   how many ranks the job has
+ * CKMON_UNMATCHED=1   note the files created that no glob matched (set by ckmon run)
  */
 #ifndef CKMON_CONFIG_H
 #define CKMON_CONFIG_H
@@ -33,6 +34,7 @@ struct agent_config {
     char run[256]; /* "" when no launcher named the run */
     char host[256];
     bool has_rank, has_local_rank, has_world_size;
+    bool note_unmatched; /* CKMON_UNMATCHED=1 */
     long rank, local_rank, world_size;
 };
 

@@ -27,6 +27,7 @@
 #include "real.h"
 #include "signals.h"
 #include "sys.h"
+#include "unmatched.h"
 #include "core/wire.h"
 
 #define FINDINGS_PER_MESSAGE (WIRE_MAX_MESSAGE / 2) /* serialised bytes, with headroom */
@@ -250,12 +251,17 @@ static bool write_intent(int flags)
     return (flags & O_ACCMODE) != O_RDONLY;
 }
 
-static struct tracked *maybe_track(int fd, int dirfd, const char *path, bool append)
+/* creates: the open makes a new file or empties one (noted when no glob matches it). */
+static struct tracked *maybe_track(int fd, int dirfd, const char *path, bool append, bool creates)
 {
     char abs_path[PATH_MAX];
     if (!initialized || fd < 0 || !path || !absolute_path(dirfd, path, abs_path, sizeof abs_path))
         return NULL;
-    if (!config_is_checkpoint(abs_path) || !is_regular_file(fd) || foreign_process()) return NULL;
+    if (!config_is_checkpoint(abs_path)) {
+        if (creates && !foreign_process()) unmatched_note(abs_path);
+        return NULL;
+    }
+    if (!is_regular_file(fd) || foreign_process()) return NULL;
     return track(fd, abs_path, append);
 }
 
@@ -264,7 +270,8 @@ void tracked_opened(int fd, int dirfd, const char *path, int flags)
     if (fd < 0 || !write_intent(flags) || agent_busy || in_signal_handler()) return;
     int saved = errno;
     agent_busy = true;
-    maybe_track(fd, dirfd, path, flags & O_APPEND);
+    bool creates = (flags & O_TRUNC) || ((flags & O_CREAT) && !(flags & O_APPEND));
+    maybe_track(fd, dirfd, path, flags & O_APPEND, creates);
     agent_busy = false;
     errno = saved;
 }
@@ -274,7 +281,8 @@ void tracked_opened_stream(FILE *stream, const char *path, const char *mode)
     if (!stream || !mode || !strpbrk(mode, "wa+") || agent_busy || in_signal_handler()) return;
     int saved = errno;
     agent_busy = true;
-    struct tracked *t = maybe_track(fileno(stream), AT_FDCWD, path, strchr(mode, 'a'));
+    struct tracked *t =
+        maybe_track(fileno(stream), AT_FDCWD, path, strchr(mode, 'a'), strpbrk(mode, "wx") != NULL);
     if (t) t->stream = stream;
     agent_busy = false;
     errno = saved;
@@ -712,6 +720,7 @@ void tracked_report_all_open(bool flush_streams)
         if (flush_streams && t->stream && !t->unannounced) REAL(fflush)(t->stream);
         tracked_release(t, (int)fd);
     }
+    if (next_id == 0) unmatched_report(); /* no checkpoint here: perhaps a wrong glob */
     channel_flush();
     agent_busy = false;
     errno = saved;
@@ -743,6 +752,7 @@ static void after_fork_child(void)
     fdtable_after_fork_child();
     pthread_mutex_init(&recent_lock, NULL);
     channel_after_fork_child();
+    unmatched_after_fork_child();
     struct tracked *parents = live;
     live = NULL;
     for (struct tracked *p = parents; p; p = p->next_live) {
@@ -820,7 +830,7 @@ static void adopt_inherited(void)
         int flags = (int)syscall(SYS_fcntl, fd, F_GETFL);
         if (n <= 0 || flags < 0 || !write_intent(flags)) continue;
         path[n] = '\0';
-        struct tracked *t = maybe_track(fd, AT_FDCWD, path, flags & O_APPEND);
+        struct tracked *t = maybe_track(fd, AT_FDCWD, path, flags & O_APPEND, false);
         if (t) t->reread = true;
     }
     if (list) unsetenv(INHERITED_VARIABLE);

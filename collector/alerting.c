@@ -10,13 +10,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "alerts.h"
 #include "state.h"
 #include "on_alert.h"
 #include "series.h"
 
-#define UNMATCHED_SHOWN 5 /* files named in the summary when nothing matched */
+#define UNMATCHED_KEPT  16 /* files remembered for the summary when nothing matched */
+#define UNMATCHED_SHOWN 5  /* and named in it, of those still on disk */
 
 struct rule_count {
     char *rule;
@@ -34,7 +36,7 @@ struct alerting {
     double bytes, seconds;
     struct rule_count *by_rule; /* in the order rules first fired */
     size_t rule_count;
-    char *unmatched[UNMATCHED_SHOWN];
+    char *unmatched[UNMATCHED_KEPT];
     size_t unmatched_count;
     unsigned long unmatched_more;
 };
@@ -158,11 +160,12 @@ bool alerting_record(struct alerting *a, struct log_writer *log, const struct re
     return ok;
 }
 
-void alerting_unmatched(struct alerting *a, const char *path)
+void alerting_unmatched_fn(void *ctx, const char *path)
 {
+    struct alerting *a = ctx;
     for (size_t i = 0; i < a->unmatched_count; i++)
         if (!strcmp(a->unmatched[i], path)) return;
-    if (a->unmatched_count < UNMATCHED_SHOWN && (a->unmatched[a->unmatched_count] = strdup(path)))
+    if (a->unmatched_count < UNMATCHED_KEPT && (a->unmatched[a->unmatched_count] = strdup(path)))
         a->unmatched_count++;
     else
         a->unmatched_more++;
@@ -190,12 +193,22 @@ static void print_summary(const struct alerting *a)
     for (size_t i = 0; i < a->rule_count; i++)
         fprintf(stderr, "%s%s %lu", i ? ", " : "; alerts: ", a->by_rule[i].rule,
                 a->by_rule[i].count);
-    if (!a->checkpoints && a->unmatched_count) {
-        fprintf(stderr, "; no file matched the checkpoint globs (--paths), but it wrote");
-        for (size_t i = 0; i < a->unmatched_count; i++)
-            fprintf(stderr, "%s %s", i ? "," : "", a->unmatched[i]);
-        if (a->unmatched_more) fprintf(stderr, " and %lu more", a->unmatched_more);
+    /* Temporary files the program removed again are not what a glob missed. */
+    size_t shown = 0;
+    unsigned long more = a->unmatched_more;
+    for (size_t i = 0; !a->checkpoints && i < a->unmatched_count; i++) {
+        if (access(a->unmatched[i], F_OK) < 0) continue;
+        if (shown == UNMATCHED_SHOWN) {
+            more++;
+            continue;
+        }
+        fprintf(stderr, "%s %s",
+                shown++ ? ","
+                        : "; no file matched the checkpoint globs "
+                          "(--paths), but it wrote",
+                a->unmatched[i]);
     }
+    if (shown && more) fprintf(stderr, " and %lu more", more);
     fprintf(stderr, "\n");
 }
 

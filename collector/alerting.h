@@ -34,8 +34,9 @@ struct alerting *alerting_for_serving(const struct options *o, bool summary);
 /* Judges r and writes it, and its alerts, to log. Returns false when a line could not
  * be written. */
 bool alerting_record(struct alerting *a, struct log_writer *log, const struct record *r);
-/* A program wrote path, which matched no checkpoint glob (for the summary). */
-void alerting_unmatched(struct alerting *a, const char *path);
+/* A program wrote path, which matched no checkpoint glob (for the summary); as a
+ * tracker's unmatched_fn, ctx is the alerting. */
+void alerting_unmatched_fn(void *ctx, const char *path);
 /* Prints the summary (when asked), lets the --on-alert commands finish, frees a.
  * Returns whether an alert of a --fail-on rule fired. */
 bool alerting_finish(struct alerting *a);

@@ -8,6 +8,9 @@
 #include "cli.h"
 #include "delivery.h"
 #include "metrics.h"
+#include "notify.h"
+#include "scrape.h"
+#include "recovery.h"
 #include "server.h"
 #include "state.h"
 
@@ -33,14 +36,18 @@ static int print_stats(const struct options *o)
     return rc;
 }
 
-int collector_serve(const struct server_config *cfg, struct delivery *d, double timeout)
+int collector_serve(const struct server_config *cfg, struct delivery *d, const struct options *o)
 {
-    if (d && !delivery_start(d)) {
+    if ((cfg->scrape && !scrape_start(cfg->scrape, cfg->log, d)) || (d && !delivery_start(d))) {
         listener_close(cfg->listener, true);
         return 1;
     }
-    int rc = server_run(cfg);
-    if (d && delivery_finish(d, timeout) > 0) rc = 1;
+    /* What a killed collector held is written before any agent is served. */
+    struct server_config with = *cfg;
+    with.recovery = recovery_open(o, cfg->log);
+    int rc = server_run(&with);
+    if (d && delivery_finish(d, o->flush_timeout) > 0) rc = 1;
+    recovery_close(with.recovery, !d); /* with sinks, delivery_finish wrote stats.json */
     return rc;
 }
 
@@ -66,6 +73,7 @@ int cmd_collect(int argc, char **argv)
     struct listener listener;
     struct log_writer log;
     struct delivery *delivery = NULL;
+    struct scrape *scrape = NULL;
     struct alerting *alerting = NULL;
     if (collector_answers(socket_path)) { /* before touching its log or state dir */
         fprintf(stderr, "ckmon: a collector is already listening on %s\n", socket_path);
@@ -83,10 +91,15 @@ int cmd_collect(int argc, char **argv)
     rc = 1;
     if (o.sink_count && !(delivery = delivery_open(&o, &log, err, sizeof err))) {
         fprintf(stderr, "ckmon: %s\n", err);
+    } else if (o.listen && !(scrape = scrape_open(o.listen, err, sizeof err))) {
+        fprintf(stderr, "ckmon: %s\n", err);
+        delivery_free(delivery);
     } else if (!(alerting = alerting_for_serving(&o, false))) {
+        scrape_close(scrape);
         delivery_free(delivery);
     } else if (listener_open(&listener, socket_path, err, sizeof err) < 0) {
         fprintf(stderr, "ckmon: %s\n", err);
+        scrape_close(scrape);
         delivery_free(delivery);
     } else {
         fprintf(stderr, "ckmon: collecting on %s into %s\n", socket_path,
@@ -95,8 +108,12 @@ int cmd_collect(int argc, char **argv)
                                     .log = &log,
                                     .alerting = alerting,
                                     .stop_fd = -1,
-                                    .run_id = o.run_id};
-        rc = collector_serve(&cfg, delivery, o.flush_timeout);
+                                    .run_id = o.run_id,
+                                    .scrape = scrape};
+        /* systemd (Type=notify): agents can connect from now on. */
+        notify_systemd("READY=1\nSTATUS=collecting");
+        rc = collector_serve(&cfg, delivery, &o);
+        scrape_close(scrape);
         delivery_free(delivery);
     }
     alerting_finish(alerting);

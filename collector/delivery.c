@@ -27,16 +27,17 @@
 #include "sinks/sink.h"
 #include "state.h"
 
-#define BATCH_RECORDS   500
-#define BATCH_BYTES     (1u << 20)
-#define LINGER_SECONDS  0.2  /* a batch that is not full waits this long for more */
-#define POLL_SECONDS    1.0  /* also look at the log this often (other writers) */
-#define HTTP_TIMEOUT    10.0 /* per request */
-#define BACKOFF_BASE    0.5
-#define BACKOFF_CAP     30.0
-#define RETRY_AFTER_CAP 600.0
-#define SPOOL_MAX_BYTES (64ull << 20)
-#define LINE_LIMIT      (256u << 20) /* a longer line cannot be a record */
+#define BATCH_RECORDS        500
+#define BATCH_BYTES          (1u << 20)
+#define LINGER_SECONDS       0.2  /* a batch that is not full waits this long for more */
+#define POLL_SECONDS         1.0  /* also look at the log this often (other writers) */
+#define HTTP_TIMEOUT         10.0 /* per request */
+#define BACKOFF_BASE         0.5
+#define BACKOFF_CAP          30.0
+#define RETRY_AFTER_CAP      600.0
+#define SPOOL_MAX_BYTES      (64ull << 20)
+#define LINE_LIMIT           (256u << 20) /* a longer line cannot be a record */
+#define DEAD_LETTER_RESPONSE 4096         /* of the sink's answer, in a dead letter */
 
 struct sink_state {
     struct delivery *d;
@@ -280,10 +281,14 @@ static double backoff(struct sink_state *s, unsigned attempt)
 }
 
 /* Whether the refused records are now in the dead-letter file: if not, the request is
- * retried like an outage, so the cursor never passes records kept nowhere. */
+ * retried like an outage, so the cursor never passes records kept nowhere. Only the
+ * records the sink says it refused, when it says (a partial write); *dead counts them. */
 static bool dead_letter(struct sink_state *s, const struct sink_request *r,
-                        const struct sink_batch *batch, const struct http_result *res)
+                        const struct sink_batch *batch, const struct http_result *res, size_t *dead)
 {
+    bool *refused = calloc(r->count ? r->count : 1, sizeof *refused);
+    bool some = refused && s->type->refused && res->response.s &&
+                s->type->refused(r, res->response.s, refused);
     char time_text[RFC3339_SIZE];
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
@@ -295,21 +300,29 @@ static bool dead_letter(struct sink_state *s, const struct sink_request *r,
     char *url = redact_url(r->url);
     cJSON_AddStringToObject(o, "url", url ? url : "");
     cJSON_AddNumberToObject(o, "status", (double)res->status);
-    cJSON_AddStringToObject(o, "response", res->response.s ? res->response.s : "");
-    for (size_t i = r->first; i < r->first + r->count; i++)
-        cJSON_AddItemToArray(records, cJSON_Duplicate(batch->records[i], true));
+    char *response = strndup(res->response.s ? res->response.s : "", DEAD_LETTER_RESPONSE);
+    cJSON_AddStringToObject(o, "response", response ? response : "");
+    free(response);
+    *dead = 0;
+    for (size_t i = 0; i < r->count; i++)
+        if (!some || refused[i]) {
+            cJSON_AddItemToArray(records, cJSON_Duplicate(batch->records[r->first + i], true));
+            (*dead)++;
+        }
+    free(refused);
     cJSON_AddItemToObject(o, "records", records);
-    char *text = json_print(o), *line = NULL;
+    /* The records are the log's text already: their \xHH escapes stay as they are. */
+    char *text = json_print_text(o), *line = NULL;
     cJSON_Delete(o);
     bool ok = text && asprintf(&line, "%s\n", text) >= 0 &&
               state_append(&s->d->state, s->dead_name, line, strlen(line));
     free(line);
     free(text);
-    fprintf(stderr, "ckmon: sink %s: %s %s answered %ld; %zu record(s) %s\n", s->spec, r->method,
-            url ? url : "", res->status, r->count,
+    fprintf(stderr, "ckmon: sink %s: %s %s answered %ld; %zu record(s)%s %s\n", s->spec, r->method,
+            url ? url : "", res->status, *dead, some ? " it named" : "",
             ok ? "written to the dead-letter file" : "kept: cannot write the dead-letter file");
     free(url);
-    if (ok) count(s, &s->counts.dead_lettered, r->count);
+    if (ok) count(s, &s->counts.dead_lettered, *dead);
     return ok;
 }
 
@@ -318,7 +331,8 @@ enum outcome { DELIVERED, DEAD_LETTERED, STOPPED };
 /* Sends one request until acknowledged or refused for good, or until the collector
  * stopped and its deadline passed. */
 static enum outcome send_request(struct sink_state *s, const struct sink_request *r,
-                                 const struct sink_batch *batch, struct http_result *res)
+                                 const struct sink_batch *batch, struct http_result *res,
+                                 size_t *dead)
 {
     for (unsigned attempt = 0;; attempt++) {
         double timeout = HTTP_TIMEOUT;
@@ -327,8 +341,8 @@ static enum outcome send_request(struct sink_state *s, const struct sink_request
             timeout = s->d->deadline - monotonic();
         pthread_mutex_unlock(&s->d->lock);
         if (timeout <= 0) return STOPPED;
-        http_send(s->http, r->method, r->url, r->content_type, r->body.s, r->body.len,
-                  s->type->gzip, timeout, res);
+        http_send(s->http, r->method, r->url, r->content_type, s->type->headers, r->body.s,
+                  r->body.len, s->type->gzip, timeout, res);
         enum sink_result result = sink_classify(res->status);
         if (result == SINK_OK) {
             if (s->failing) fprintf(stderr, "ckmon: sink %s: delivering again\n", s->spec);
@@ -336,7 +350,7 @@ static enum outcome send_request(struct sink_state *s, const struct sink_request
             return DELIVERED;
         }
         if (result == SINK_ERROR) {
-            if (dead_letter(s, r, batch, res)) return DEAD_LETTERED;
+            if (dead_letter(s, r, batch, res, dead)) return DEAD_LETTERED;
         } else if (!s->failing && res->status)
             fprintf(stderr, "ckmon: sink %s: %s answered %ld; retrying\n", s->spec, r->method,
                     res->status);
@@ -396,8 +410,9 @@ static bool deliver(struct sink_state *s, size_t lines, size_t bytes)
     size_t dead = 0;
     for (size_t i = 0; ok && i < out.count; i++) {
         if (out.requests[i].body.len == 0) continue; /* nothing a sink can take */
-        enum outcome outcome = send_request(s, &out.requests[i], &batch, &res);
-        if (outcome == DEAD_LETTERED) dead += out.requests[i].count;
+        size_t refused = 0;
+        enum outcome outcome = send_request(s, &out.requests[i], &batch, &res, &refused);
+        if (outcome == DEAD_LETTERED) dead += refused;
         ok = outcome != STOPPED;
     }
     if (ok) {
@@ -524,18 +539,24 @@ static void write_stats(struct delivery *d, bool now)
         return;
     }
     d->stats_at = monotonic();
+    struct collector_stats stats;
+    if (delivery_stats(d, &stats)) state_write_stats(&d->state, &stats);
+    free((void *)stats.sinks);
+    pthread_mutex_unlock(&d->stats_lock);
+}
+
+bool delivery_stats(struct delivery *d, struct collector_stats *stats)
+{
     struct sink_stats *sinks = calloc(d->count ? d->count : 1, sizeof *sinks);
-    struct collector_stats stats = {.log = d->log->name, .sinks = sinks};
+    *stats = (struct collector_stats){.log = d->log->name, .sinks = sinks};
     pthread_mutex_lock(&d->lock);
-    stats.written = d->log_written;
-    stats.write_failures = d->log_failed;
+    stats->written = d->log_written;
+    stats->write_failures = d->log_failed;
     for (size_t i = 0; sinks && i < d->count; i++)
-        sinks[stats.sink_count++] =
+        sinks[stats->sink_count++] =
             (struct sink_stats){d->sinks[i].spec, d->sinks[i].id, d->sinks[i].counts};
     pthread_mutex_unlock(&d->lock);
-    if (sinks) state_write_stats(&d->state, &stats);
-    free(sinks);
-    pthread_mutex_unlock(&d->stats_lock);
+    return sinks != NULL;
 }
 
 /* ---- setting up and finishing ---- */
@@ -571,6 +592,11 @@ static bool add_sink(struct delivery *d, const struct sink_spec *spec, char *err
     d->count++;
     if (!s->type || !s->spec || !s->url || !s->id || !s->cursor_name || !s->dead_name) {
         snprintf(err, err_size, "out of memory");
+        return false;
+    }
+    char why[256];
+    if (s->type->load && !s->type->load(why, sizeof why)) {
+        snprintf(err, err_size, "sink %s: %s", s->spec, why);
         return false;
     }
     return load_cursor(s, err, err_size);
@@ -613,13 +639,13 @@ struct delivery *delivery_open(const struct options *o, struct log_writer *log, 
     pthread_condattr_setclock(&monotonic_clock, CLOCK_MONOTONIC);
     pthread_cond_init(&d->wake, &monotonic_clock);
     pthread_condattr_destroy(&monotonic_clock);
-    d->state.lock_fd = -1;
+    d->state = (struct state){.dir_fd = -1, .lock_fd = -1};
     d->log = log;
     log->still_needed = still_needed;
     log->needed_ctx = d;
     log->after_write = wake_sinks;
     log->after_ctx = d;
-    bool ok = state_open(&d->state, o, err, err_size);
+    bool ok = state_open(&d->state, o, true, err, err_size);
     if (ok && !log->owns_fd)
         ok = open_spool(d, o, err, err_size);
     else if (ok && !(d->source = strdup(log->name))) {

@@ -33,6 +33,11 @@ bool delivery_start(struct delivery *d);
  * stats.json. Returns the number of records some sink has not delivered. */
 unsigned long delivery_finish(struct delivery *d, double timeout);
 
+struct collector_stats;
+/* The counters now, as stats.json has them; stats->sinks is malloc'd (free it), its
+ * strings d's. False when out of memory. */
+bool delivery_stats(struct delivery *d, struct collector_stats *stats);
+
 /* Frees everything (after delivery_finish, or instead of starting). */
 void delivery_free(struct delivery *d);
 

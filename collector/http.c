@@ -121,7 +121,8 @@ static size_t keep_response(char *data, size_t size, size_t n, void *ctx)
 }
 
 void http_send(struct http_client *c, const char *method, const char *url, const char *content_type,
-               const char *body, size_t len, bool gzip, double timeout, struct http_result *res)
+               const char *const *extra, const char *body, size_t len, bool gzip, double timeout,
+               struct http_result *res)
 {
     CURL *curl = c->curl;
     struct strbuf packed = {.limit = 1};
@@ -141,6 +142,8 @@ void http_send(struct http_client *c, const char *method, const char *url, const
     }
     snprintf(content_header, sizeof content_header, "Content-Type: %s", content_type);
     headers = libcurl.slist_append(headers, content_header);
+    for (const char *const *h = extra; h && *h; h++)
+        headers = libcurl.slist_append(headers, *h);
     headers = libcurl.slist_append(headers, "Expect:"); /* no 100-continue round trip */
 
     libcurl.easy_reset(curl);

@@ -13,8 +13,9 @@
 
 #include "core/strbuf.h"
 
-/* How much of a response body is kept. */
-#define HTTP_RESPONSE_KEEP 4096
+/* How much of a response body is kept: enough for InfluxDB to name every line of a
+ * batch it refused (a dead letter keeps the first DEAD_LETTER_RESPONSE bytes). */
+#define HTTP_RESPONSE_KEEP (1u << 20)
 
 struct http_client; /* a libcurl handle, reused so connections stay open */
 
@@ -34,10 +35,12 @@ bool http_global_init(void);
 struct http_client *http_client_new(void);
 void http_client_free(struct http_client *c);
 
-/* Sends body (gzip-compressed when gzip is true), giving up after timeout seconds.
+/* Sends body (gzip-compressed when gzip is true) with headers ("Name: value", NULL-ended;
+ * NULL: none besides Content-Type), giving up after timeout seconds.
  * Fills *res (freeing what an earlier call left there); free res->response.s at the end. */
 void http_send(struct http_client *c, const char *method, const char *url, const char *content_type,
-               const char *body, size_t len, bool gzip, double timeout, struct http_result *res);
+               const char *const *headers, const char *body, size_t len, bool gzip, double timeout,
+               struct http_result *res);
 
 /* data[0..len) gzip-compressed into out; false when out of memory. */
 bool http_gzip(const char *data, size_t len, struct strbuf *out);

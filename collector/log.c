@@ -10,35 +10,55 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "owned.h"
 #include "segments.h"
 
-static int open_file(struct log_writer *w, const char *path)
+/* Opens path for appending, if it is ours (owned.h): another user's log, or one others
+ * can write, would carry their lines to the sinks as ours. */
+static int open_file(struct log_writer *w, const char *path, char *err, size_t err_size)
 {
+    const int flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC;
+    int fd = w->private ? open(path, flags | O_NOFOLLOW, 0600) : owned_open(path, flags, 0644);
+    if (fd < 0 && errno == ELOOP)
+        snprintf(err, err_size, "log %s is a symlink %s; not using it", path,
+                 w->private ? "in the state dir" : "owned by another user");
+    else if (fd < 0)
+        snprintf(err, err_size, "cannot open log %s: %s", path, strerror(errno));
+    else if (!owned_check(fd, "log", path, err, err_size)) {
+        close(fd);
+        return -1;
+    }
     struct stat st;
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd >= 0) w->size = fstat(fd, &st) == 0 ? st.st_size : 0;
     return fd;
 }
 
-int log_open(struct log_writer *w, const char *path, char *err, size_t err_size)
+static int open_log(struct log_writer *w, const char *path, bool private, char *err,
+                    size_t err_size)
 {
-    *w = (struct log_writer){.fd = -1};
+    *w = (struct log_writer){.fd = -1, .private = private};
     if (!strcmp(path, "-"))
         w->fd = STDOUT_FILENO;
-    else {
-        w->fd = open_file(w, path);
-        w->owns_fd = true;
-    }
-    if (w->fd < 0) {
-        snprintf(err, err_size, "cannot open log %s: %s", path, strerror(errno));
+    else if ((w->fd = open_file(w, path, err, err_size)) < 0)
         return -1;
-    }
+    else
+        w->owns_fd = true;
     if (!(w->name = strdup(path))) {
         snprintf(err, err_size, "out of memory");
         log_close(w);
         return -1;
     }
     return 0;
+}
+
+int log_open(struct log_writer *w, const char *path, char *err, size_t err_size)
+{
+    return open_log(w, path, false, err, err_size);
+}
+
+int log_open_private(struct log_writer *w, const char *path, char *err, size_t err_size)
+{
+    return open_log(w, path, true, err, err_size);
 }
 
 struct held_line {
@@ -63,10 +83,10 @@ static bool write_all(int fd, const char *data, size_t len, size_t *done)
 void log_reopen(struct log_writer *w)
 {
     if (!w->owns_fd) return;
-    int fd = open_file(w, w->name);
+    char err[512];
+    int fd = open_file(w, w->name, err, sizeof err);
     if (fd < 0) {
-        fprintf(stderr, "ckmon: cannot reopen log %s: %s (still writing the old one)\n", w->name,
-                strerror(errno));
+        fprintf(stderr, "ckmon: %s (still writing the old one)\n", err);
         return;
     }
     close(w->fd);
@@ -172,6 +192,7 @@ bool log_write(struct log_writer *w, const char *line, size_t len)
     if (!ok && w->failed++ == 0)
         fprintf(stderr, "ckmon: cannot write to log %s: %s\n", w->name, strerror(errno));
     if (w->copy) log_write(w->copy, line, len);
+    if (w->observe) w->observe(w->observe_ctx, line, len);
     if (w->after_write) w->after_write(w->after_ctx);
     return ok;
 }

@@ -23,6 +23,7 @@
 struct log_writer {
     int fd;
     bool owns_fd;          /* false for stdout */
+    bool private;          /* in the state dir: symlinks never followed, mode 0600 */
     char *name;            /* as given, for messages; "-" is stdout */
     unsigned long written; /* lines written */
     unsigned long failed;  /* lines lost to write errors */
@@ -38,6 +39,8 @@ struct log_writer {
     struct log_writer *copy;        /* every line also goes there (the sinks' spool), or NULL */
     void (*after_write)(void *ctx); /* called after each line: the sinks' wake-up */
     void *after_ctx;
+    void (*observe)(void *ctx, const char *line, size_t len); /* each line: /metrics */
+    void *observe_ctx;
     struct held_line *held, **held_tail; /* waiting for space, oldest first */
     size_t held_bytes;
 };
@@ -45,9 +48,12 @@ struct log_writer {
 #define LOG_HOLD_BYTES (64u << 20)
 #define LOG_RETRY_US   1000000
 
-/* Opens (creating, mode 0644) the log for appending; "-" is stdout. Returns 0, or -1 with
- * a one-line message in err. */
+/* Opens (creating, mode 0644) the log for appending; "-" is stdout. Refuses a log that is
+ * not ours (owned.h). Returns 0, or -1 with a one-line message in err. */
 int log_open(struct log_writer *w, const char *path, char *err, size_t err_size);
+/* The same for a file in a directory of ours (the spool in the state dir): a symlink
+ * there is never followed, and the file is created mode 0600. */
+int log_open_private(struct log_writer *w, const char *path, char *err, size_t err_size);
 /* Writes one line (which ends in '\n'); the first failure is reported on stderr. */
 bool log_write(struct log_writer *w, const char *line, size_t len);
 bool log_record(struct log_writer *w, const struct record *r);

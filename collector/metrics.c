@@ -103,8 +103,7 @@ bool record_labels_get(const cJSON *record, struct record_labels *l)
     return true;
 }
 
-/* The labels every sample carries, in the order the contract lists them. */
-static void common_labels(struct sample *s, const struct record_labels *l)
+void metrics_common_labels(struct sample *s, const struct record_labels *l)
 {
     s->label_count = 0;
     s->labels[s->label_count++] = (struct label){"job", l->job};
@@ -222,7 +221,7 @@ static void emit_values(const cJSON *record, const struct record_labels *l, samp
     struct named *list =
         select_named(cJSON_GetObjectItemCaseSensitive(record, "values"), value_name, &n);
     struct sample s = {.metric = "ckmon_value"};
-    common_labels(&s, l);
+    metrics_common_labels(&s, l);
     s.labels[s.label_count++] = (struct label){"key", NULL};
     size_t nonfinite = 0;
     for (size_t i = 0; i < n; i++) {
@@ -250,7 +249,7 @@ static void emit_tensors(const cJSON *record, const struct record_labels *l, sam
     struct named *list =
         select_named(cJSON_GetObjectItemCaseSensitive(record, "tensors"), tensor_name, &n);
     struct sample s = {.metric = "ckmon_tensor"};
-    common_labels(&s, l);
+    metrics_common_labels(&s, l);
     size_t name_at = s.label_count;
     s.label_count += 2;
     for (size_t t = 0; t < n; t++) {
@@ -292,7 +291,7 @@ static void emit_checkpoint(const cJSON *record, const struct record_labels *l, 
         const char *metric, *member;
     } numbers[] = {{"ckmon_checkpoint_bytes", "bytes"}, {"ckmon_checkpoint_seconds", "seconds"}};
     struct sample s;
-    common_labels(&s, l);
+    metrics_common_labels(&s, l);
     for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(record, numbers[i].member);
         if (!cJSON_IsNumber(v)) continue;
@@ -375,7 +374,7 @@ static void add_label_value(struct strbuf *b, const char *v)
     }
 }
 
-void prom_add_sample(struct strbuf *b, const struct sample *s, int64_t ts_ms)
+void prom_add_series(struct strbuf *b, const struct sample *s)
 {
     sb_addz(b, s->metric);
     sb_addz(b, "{");
@@ -384,10 +383,59 @@ void prom_add_sample(struct strbuf *b, const struct sample *s, int64_t ts_ms)
         add_label_value(b, s->labels[i].value);
         sb_addz(b, "\"");
     }
-    sb_addz(b, "} ");
+    sb_addz(b, "}");
+}
+
+void prom_add_sample(struct strbuf *b, const struct sample *s, int64_t ts_ms)
+{
+    prom_add_series(b, s);
+    sb_addz(b, " ");
     prom_add_number(b, s->value);
     if (ts_ms >= 0) sb_addf(b, " %lld", (long long)ts_ms);
     sb_addz(b, "\n");
+}
+
+static const struct {
+    const char *family, *type, *help;
+} families[] = {
+    {"ckmon_value", "gauge", "A numeric or bool scalar of a checkpoint's values (key)."},
+    {"ckmon_value_nonfinite", "gauge", "1 when the value of key is NaN or infinite."},
+    {"ckmon_tensor", "gauge", "A statistic (stat) of a tensor of a checkpoint."},
+    {"ckmon_checkpoint_bytes", "gauge", "Size of the checkpoint file in bytes."},
+    {"ckmon_checkpoint_seconds", "gauge", "Seconds from the file's open to its close."},
+    {"ckmon_checkpoint_complete", "gauge", "1 when the checkpoint was written whole, else 0."},
+    {"ckmon_checkpoint_time_seconds", "gauge", "When the checkpoint file was closed (Unix time)."},
+    {"ckmon_checkpoint_nonfinite", "gauge",
+     "NaN and infinite tensor elements plus non-finite values in the checkpoint."},
+    {"ckmon_checkpoint_healthy", "gauge", "1 when no alert rule fired for the checkpoint."},
+    {"ckmon_alerts_total", "counter", "Alerts fired, by rule and severity."},
+    {"ckmon_set_complete", "gauge", "1 when the checkpoint set was committed whole."},
+    {"ckmon_set_bytes", "gauge", "Bytes of all files of the checkpoint set."},
+    {"ckmon_set_seconds", "gauge", "Seconds the checkpoint set took to write."},
+    {"ckmon_set_files", "gauge", "Files in the checkpoint set."},
+    {"ckmon_loads_total", "counter", "Checkpoint loads seen."},
+    {"ckmon_records_total", "counter", "Records this collector wrote to its log, by event."},
+    {"ckmon_log_write_failures_total", "counter", "Records this collector could not write."},
+    {"ckmon_sink_delivered_total", "counter", "Records a sink acknowledged."},
+    {"ckmon_sink_retried_total", "counter", "Requests to a sink that were tried again."},
+    {"ckmon_sink_dead_lettered_total", "counter",
+     "Records a sink refused for good, kept in its dead-letter file."},
+    {"ckmon_sink_pending_records", "gauge",
+     "Records this collector wrote that a sink has not acknowledged or dead-lettered yet."},
+    {"ckmon_agent_messages_dropped_total", "counter",
+     "Messages monitored programs lost while they could not reach the collector."},
+    {"ckmon_agent_messages_malformed_total", "counter", "Agent messages the collector ignored."},
+};
+
+const char *metric_help(const char *family, const char **type)
+{
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
+        if (!strcmp(families[i].family, family)) {
+            *type = families[i].type;
+            return families[i].help;
+        }
+    *type = "gauge";
+    return "A ckmon metric (docs/sinks.md).";
 }
 
 void prom_add_type(struct strbuf *b, const struct sample *s, const char **last)

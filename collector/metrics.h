@@ -58,6 +58,10 @@ void name_label(const char *name, char *out, size_t size);
 void metric_keys_set(char *const *patterns, size_t count);
 bool metric_key_wanted(const char *name, const char *label);
 
+/* Sets s's labels to those every sample of a record carries (job, host, run, rank,
+ * file, in that order). */
+void metrics_common_labels(struct sample *s, const struct record_labels *l);
+
 /* A scalar of values as a number: numbers, bools, and the strings of non-finite ones. */
 bool scalar_number(const cJSON *v, double *out);
 /* An alert record (CONTRACT.md "Alerts"): its one sample is ckmon_alerts_total. */
@@ -75,8 +79,13 @@ void metrics_for_record(const cJSON *record, const struct record_labels *labels,
 /* A number as the Prometheus text format writes it: NaN, +Inf, -Inf, integers without
  * an exponent, else the shortest text that reads back the same. */
 void prom_add_number(struct strbuf *b, double v);
+/* The series of an exposition line, `name{a="x",...}`. */
+void prom_add_series(struct strbuf *b, const struct sample *s);
 /* One exposition line, `name{a="x",...} value[ timestamp_ms]\n`; ts_ms < 0: none. */
 void prom_add_sample(struct strbuf *b, const struct sample *s, int64_t ts_ms);
+/* What /metrics says of a family in # HELP and # TYPE: help text, and "gauge" or
+ * "counter"; a name it does not know gets a generic text and "gauge". */
+const char *metric_help(const char *family, const char **type);
 /* `# TYPE name gauge\n` whenever s starts a new family (*last remembers the previous). */
 void prom_add_type(struct strbuf *b, const struct sample *s, const char **last);
 

@@ -23,6 +23,7 @@
 #include "command_path.h"
 #include "delivery.h"
 #include "metrics.h"
+#include "scrape.h"
 #include "server.h"
 
 #define EXIT_CANNOT_EXECUTE 126
@@ -110,8 +111,9 @@ static void remove_private_dir(struct private_collector *pc)
 /* The collector child; it also removes the private directory, in case ckmon run itself
  * was killed and cannot. After COMMAND ended it gives the sinks up to --flush-timeout. */
 static void become_collector(struct listener *listener, struct log_writer *log,
-                             struct delivery *delivery, struct alerting *alerting, int stop_fd,
-                             const char *dir, const struct options *o)
+                             struct delivery *delivery, struct alerting *alerting,
+                             struct scrape *scrape, int stop_fd, const char *dir,
+                             const struct options *o)
 {
     static const int ignored[] = {SIGINT, SIGQUIT, SIGHUP, SIGTERM, SIGTSTP};
     for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++)
@@ -121,8 +123,10 @@ static void become_collector(struct listener *listener, struct log_writer *log,
                                 .log = log,
                                 .alerting = alerting,
                                 .stop_fd = stop_fd,
-                                .run_id = o->run_id};
-    int rc = collector_serve(&cfg, delivery, o->flush_timeout);
+                                .run_id = o->run_id,
+                                .scrape = scrape};
+    int rc = collector_serve(&cfg, delivery, o);
+    scrape_close(scrape);
     delivery_free(delivery);
     if (log_close(log)) rc = 1;
     if (alerting_finish(alerting)) rc = EXIT_FAIL_ON;
@@ -137,6 +141,7 @@ static bool start_collector(const struct options *o, struct private_collector *p
     struct listener listener;
     struct log_writer log;
     struct delivery *delivery = NULL;
+    struct scrape *scrape = NULL;
     struct alerting *alerting;
     char err[512];
     int pipe_fds[2];
@@ -160,8 +165,10 @@ static bool start_collector(const struct options *o, struct private_collector *p
         log_close(&log);
         return false;
     }
-    if (listener_open(&listener, socket, err, sizeof err) < 0) {
+    if ((o->listen && !(scrape = scrape_open(o->listen, err, sizeof err))) ||
+        listener_open(&listener, socket, err, sizeof err) < 0) {
         fprintf(stderr, "ckmon: %s\n", err);
+        scrape_close(scrape);
         alerting_free(alerting);
         delivery_free(delivery);
         log_close(&log);
@@ -172,6 +179,7 @@ static bool start_collector(const struct options *o, struct private_collector *p
     if (pipe2(pipe_fds, O_CLOEXEC) < 0 || (pc->pid = fork()) < 0) {
         fprintf(stderr, "ckmon: cannot start the collector: %s\n", strerror(errno));
         listener_close(&listener, true);
+        scrape_close(scrape);
         alerting_free(alerting);
         delivery_free(delivery);
         log_close(&log);
@@ -179,11 +187,12 @@ static bool start_collector(const struct options *o, struct private_collector *p
     }
     if (pc->pid == 0) {
         close(pipe_fds[1]);
-        become_collector(&listener, &log, delivery, alerting, pipe_fds[0], pc->dir, o);
+        become_collector(&listener, &log, delivery, alerting, scrape, pipe_fds[0], pc->dir, o);
     }
     close(pipe_fds[0]);
     pc->stop_fd = pipe_fds[1];
     listener_close(&listener, false);
+    scrape_close(scrape);
     alerting_free(alerting);
     delivery_free(delivery);
     log_close(&log);
@@ -363,6 +372,9 @@ int cmd_run(int argc, char **argv)
         options_free(&o);
         return 1;
     }
+    /* The summary of a private collector names the files written when no glob matched;
+     * only then do agents note them (agent/unmatched.h). */
+    if (pc.pid > 0 && !o.quiet) setenv("CKMON_UNMATCHED", "1", 1);
     rc = run_command(&o, exe, agent, socket);
     if (pc.pid > 0 && stop_collector(&pc) == EXIT_FAIL_ON && rc == 0) rc = EXIT_FAIL_ON;
     options_free(&o);

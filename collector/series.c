@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/jsontext.h"
+#include "core/strbuf.h"
 #include "metrics.h"
 
 #define SERIES_CACHED   64
@@ -218,26 +219,33 @@ static bool load_snapshot(const struct series_store *st, const char *key, struct
     return ok;
 }
 
-/* The snapshot as a record-like object (bytes, tensors) that snapshot_from_record reads. */
-static cJSON *snapshot_to_json(const char *key, const struct snapshot *s)
+/* The snapshot as a record-like object (bytes, tensors) that snapshot_from_record reads,
+ * printed directly: a model's tens of thousands of tensors are saved at every checkpoint,
+ * on the collector's one thread, so no tree is built for them. */
+static void snapshot_text(const char *key, const struct snapshot *s, struct strbuf *b)
 {
-    cJSON *o = cJSON_CreateObject(), *tensors = cJSON_AddArrayToObject(o, "tensors");
-    cJSON_AddStringToObject(o, "series", key);
-    cJSON_AddNumberToObject(o, "bytes", (double)s->bytes);
-    for (size_t i = 0; tensors && i < s->count; i++) {
+    locale_t previous = json_c_locale_enter();
+    sb_addz(b, "{\"series\":");
+    json_add_string(b, key);
+    sb_addf(b, ",\"bytes\":%lld,\"tensors\":[", (long long)s->bytes);
+    for (size_t i = 0; i < s->count; i++) {
         const struct tensor_summary *t = &s->tensors[i];
-        cJSON *item = cJSON_CreateObject(), *shape = cJSON_CreateArray();
-        cJSON_AddItemToArray(tensors, item);
-        cJSON_AddStringToObject(item, "name", t->name);
-        cJSON_AddStringToObject(item, "dtype", t->floating ? "float" : "other");
-        cJSON_AddItemToArray(shape, cJSON_CreateNumber(t->elements));
-        cJSON_AddItemToObject(item, "shape", shape);
-        for (int k = 0; k < STAT_COUNT; k++)
-            cJSON_AddItemToObject(item, tensor_stat_names[k],
-                                  isnan(t->stat[k]) ? cJSON_CreateNull()
-                                                    : cJSON_CreateNumber(t->stat[k]));
+        sb_addz(b, i ? ",{\"name\":" : "{\"name\":");
+        json_add_string(b, t->name);
+        sb_addf(b, ",\"dtype\":\"%s\",\"shape\":[", t->floating ? "float" : "other");
+        json_add_wire_number(b, t->elements);
+        sb_addz(b, "]");
+        for (int k = 0; k < STAT_COUNT; k++) {
+            sb_addf(b, ",\"%s\":", tensor_stat_names[k]);
+            if (isnan(t->stat[k]))
+                sb_addz(b, "null");
+            else
+                json_add_wire_number(b, t->stat[k]);
+        }
+        sb_addz(b, "}");
     }
-    return o;
+    sb_addz(b, "]}");
+    json_c_locale_leave(previous);
 }
 
 static bool write_all(int fd, const char *text, size_t len)
@@ -252,16 +260,16 @@ static bool write_all(int fd, const char *text, size_t len)
     return true;
 }
 
-/* Replaces path's contents with o's text (by a rename, so a reader never sees half). */
-static void save_json(struct series_store *st, const char *path, const cJSON *o)
+/* Replaces path's contents with text (by a rename, so a reader never sees half). */
+static void save_text(struct series_store *st, const char *path, const char *text, size_t len)
 {
-    char *text = o ? json_print(o) : NULL, *tmp = NULL;
+    char *tmp = NULL;
     bool ok = false;
     mkdir(st->base, 0700);
     mkdir(st->dir, 0700);
     if (text && path && asprintf(&tmp, "%s.tmp", path) >= 0) {
         int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        ok = fd >= 0 && write_all(fd, text, strlen(text));
+        ok = fd >= 0 && write_all(fd, text, len);
         if (fd >= 0 && close(fd) < 0) ok = false;
         ok = ok && rename(tmp, path) == 0;
         if (!ok) unlink(tmp);
@@ -271,15 +279,15 @@ static void save_json(struct series_store *st, const char *path, const cJSON *o)
         fprintf(stderr, "ckmon: cannot save series state in %s: %s\n", st->dir, strerror(errno));
     }
     free(tmp);
-    free(text);
 }
 
 static void save_snapshot(struct series_store *st, const char *key, const struct snapshot *s)
 {
-    cJSON *o = snapshot_to_json(key, s);
+    struct strbuf text = {.limit = SERIES_FILE_MAX};
     char *path = series_path(st, key);
-    save_json(st, path, o);
-    cJSON_Delete(o);
+    snapshot_text(key, s, &text);
+    if (!text.overflow) save_text(st, path, text.s, text.len);
+    free(text.s);
     free(path);
 }
 
@@ -367,7 +375,9 @@ double series_count_alert(struct series_store *st, const cJSON *record, const ch
         cJSON_SetNumberValue(n, total);
     else
         cJSON_AddNumberToObject(st->totals, key, total);
-    if (path) save_json(st, path, st->totals);
+    char *text = path ? json_print_wire(st->totals) : NULL;
+    if (text) save_text(st, path, text, strlen(text));
+    free(text);
     free(path);
     return total;
 }

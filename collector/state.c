@@ -1,5 +1,11 @@
 /* state.c — the state dir's files: lock, cursors, dead letters, spool, stats.json
- * (see state.h). */
+ * (see state.h).
+ *
+ * The directory must be ours and closed to others (owned.h), and every file in it is
+ * opened relative to its descriptor with O_NOFOLLOW (and O_EXCL where created): a
+ * directory someone renamed in under our path, or a symlink put in it, is never
+ * written through.
+ */
 #include "state.h"
 
 #include <errno.h>
@@ -12,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/jsontext.h"
+#include "owned.h"
 
 char *state_dir_path(const struct options *o)
 {
@@ -27,32 +34,72 @@ char *state_path(const struct state *st, const char *name)
     return asprintf(&out, "%s/%s", st->dir, name) < 0 ? NULL : out;
 }
 
-bool state_open(struct state *st, const struct options *o, char *err, size_t err_size)
+/* Opens the directory (made mode 0700 if missing) and checks it is ours. */
+static bool open_dir(struct state *st, char *err, size_t err_size)
 {
-    *st = (struct state){.lock_fd = -1};
-    char *lock_path = NULL;
-    if (!(st->dir = state_dir_path(o)) || !(lock_path = state_path(st, "lock"))) {
-        snprintf(err, err_size, "out of memory");
-    } else if (mkdir(st->dir, 0700) < 0 && errno != EEXIST) {
+    if (mkdir(st->dir, 0700) < 0 && errno != EEXIST) {
         snprintf(err, err_size, "cannot create state dir %s: %s", st->dir, strerror(errno));
-    } else if ((st->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
-        snprintf(err, err_size, "cannot use state dir %s: %s", st->dir, strerror(errno));
-    } else if (flock(st->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        snprintf(err, err_size, "state dir %s is in use by another collector (--state)", st->dir);
-    } else {
-        free(lock_path);
-        return true;
+        return false;
     }
-    free(lock_path);
-    state_close(st);
-    return false;
+    st->dir_fd = owned_open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    if (st->dir_fd < 0 && (errno == ELOOP || errno == ENOTDIR)) {
+        snprintf(err, err_size, "state dir %s is %s; not using it", st->dir,
+                 errno == ELOOP ? "a symlink owned by another user" : "not a directory");
+        return false;
+    }
+    if (st->dir_fd < 0) {
+        snprintf(err, err_size, "cannot open state dir %s: %s", st->dir, strerror(errno));
+        return false;
+    }
+    return owned_check(st->dir_fd, "state dir", st->dir, err, err_size);
+}
+
+bool state_open(struct state *st, const struct options *o, bool lock, char *err, size_t err_size)
+{
+    *st = (struct state){.dir_fd = -1, .lock_fd = -1};
+    bool ok = (st->dir = state_dir_path(o)) != NULL;
+    if (!ok)
+        snprintf(err, err_size, "out of memory");
+    else if ((ok = open_dir(st, err, err_size)) && lock) {
+        st->lock_fd = openat(st->dir_fd, "lock",
+                             O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+        if (st->lock_fd < 0)
+            snprintf(err, err_size, "cannot use state dir %s: lock: %s", st->dir,
+                     errno == ELOOP ? "a symlink" : strerror(errno));
+        else if (flock(st->lock_fd, LOCK_EX | LOCK_NB) < 0)
+            snprintf(err, err_size, "state dir %s is in use by another collector (--state)",
+                     st->dir);
+        else
+            return true;
+        ok = false;
+    }
+    if (!ok) state_close(st);
+    return ok;
+}
+
+int state_openat(const struct state *st, const char *name, int flags)
+{
+    return openat(st->dir_fd, name, flags | O_NOFOLLOW | O_CLOEXEC, 0600);
+}
+
+static unsigned long recovery_counts[RECOVERY_COUNTERS];
+
+void state_count(enum recovery_counter which, unsigned long n)
+{
+    __atomic_fetch_add(&recovery_counts[which], n, __ATOMIC_RELAXED);
+}
+
+unsigned long state_counted(enum recovery_counter which)
+{
+    return __atomic_load_n(&recovery_counts[which], __ATOMIC_RELAXED);
 }
 
 void state_close(struct state *st)
 {
     if (st->lock_fd >= 0) close(st->lock_fd);
+    if (st->dir_fd >= 0) close(st->dir_fd);
     free(st->dir);
-    *st = (struct state){.lock_fd = -1};
+    *st = (struct state){.dir_fd = -1, .lock_fd = -1};
 }
 
 /* Replaces NAME with len bytes of text all at once: written beside it (and synced, if
@@ -60,30 +107,32 @@ void state_close(struct state *st)
 static bool replace_file(const struct state *st, const char *name, const char *text, size_t len,
                          bool sync)
 {
-    char *path = state_path(st, name), *tmp = NULL;
-    if (!path || asprintf(&tmp, "%s.tmp", path) < 0) {
-        free(path);
+    char *tmp = NULL;
+    if (asprintf(&tmp, "%s.tmp", name) < 0) {
         errno = ENOMEM;
         return false;
     }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* A .tmp left by a collector killed mid-write (or put there) is removed, not used. */
+    const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+    int fd = openat(st->dir_fd, tmp, flags, 0600);
+    if (fd < 0 && errno == EEXIST && unlinkat(st->dir_fd, tmp, 0) == 0)
+        fd = openat(st->dir_fd, tmp, flags, 0600);
     bool ok = fd >= 0 && write(fd, text, len) == (ssize_t)len && (!sync || fdatasync(fd) == 0);
     if (fd >= 0 && close(fd) != 0) ok = false;
-    ok = ok && rename(tmp, path) == 0;
+    ok = ok && renameat(st->dir_fd, tmp, st->dir_fd, name) == 0;
     int saved = errno;
-    if (!ok) unlink(tmp);
+    if (!ok && fd >= 0) unlinkat(st->dir_fd, tmp, 0);
     free(tmp);
-    free(path);
     errno = saved;
     return ok;
 }
 
 bool state_load_cursor(const struct state *st, const char *name, struct cursor *c, bool *exists)
 {
-    char *path = state_path(st, name);
-    FILE *f = path ? fopen(path, "re") : NULL;
-    free(path);
+    int fd = openat(st->dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
     *exists = f || errno != ENOENT;
+    if (!f && fd >= 0) close(fd);
     if (!f) return false;
     unsigned long long dev, ino;
     long long offset;
@@ -104,12 +153,16 @@ bool state_save_cursor(const struct state *st, const char *name, const struct cu
 
 bool state_append(const struct state *st, const char *name, const char *line, size_t len)
 {
-    char *path = state_path(st, name);
-    FILE *f = path ? fopen(path, "ae") : NULL;
-    free(path);
-    bool ok = f && fwrite(line, 1, len, f) == len;
-    if (f && fclose(f) != 0) ok = false;
-    return ok;
+    int fd = openat(st->dir_fd, name, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    size_t done = 0;
+    while (fd >= 0 && done < len) {
+        ssize_t n = write(fd, line + done, len - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        done += (size_t)n;
+    }
+    if (fd >= 0 && close(fd) != 0) done = 0;
+    return done == len;
 }
 
 bool state_write_stats(const struct state *st, const struct collector_stats *s)
@@ -133,6 +186,14 @@ bool state_write_stats(const struct state *st, const struct collector_stats *s)
         cJSON_AddItemToArray(sinks, c);
     }
     cJSON_AddItemToObject(o, "sinks", sinks);
+    static const char *const names[RECOVERY_COUNTERS] = {
+        [RECOVERED_HELD] = "held_records_recovered",
+        [IMPORTED_SPOOL_FILES] = "agent_spool_files_imported",
+        [LOST_AGENT_MESSAGES] = "agent_messages_lost",
+        [LOST_SPOOL_FILES] = "agent_spool_files_unreadable"};
+    cJSON *recovery = cJSON_AddObjectToObject(o, "recovery");
+    for (int i = 0; i < RECOVERY_COUNTERS; i++)
+        cJSON_AddNumberToObject(recovery, names[i], (double)state_counted(i));
     char *text = json_print(o), *line = NULL;
     cJSON_Delete(o);
     bool ok = text && asprintf(&line, "%s\n", text) >= 0 &&
@@ -150,7 +211,7 @@ bool state_open_spool(const struct state *st, struct log_writer *spool,
         snprintf(err, err_size, "out of memory");
         return false;
     }
-    int rc = log_open(spool, path, err, err_size);
+    int rc = log_open_private(spool, path, err, err_size);
     free(path);
     if (rc < 0) return false;
     spool->max_bytes = max_bytes;

@@ -78,6 +78,10 @@ struct tracker {
     struct adoption **adoptions_end;
     uint8_t *read_buffer;    /* for the adoption being parsed */
     const char *default_run; /* for agents whose hello names no run */
+    unmatched_fn unmatched;  /* told of the files agents created that matched no glob */
+    void *unmatched_ctx;
+    hold_fn held, emitted; /* the rename hold's journal (recovery.h), or NULL */
+    void *hold_ctx;
     struct tracker_counts counts;
 };
 
@@ -86,6 +90,19 @@ static void adoption_free(struct adoption *a);
 void tracker_set_run(struct tracker *t, const char *run)
 {
     t->default_run = run;
+}
+
+void tracker_set_unmatched(struct tracker *t, unmatched_fn fn, void *ctx)
+{
+    t->unmatched = fn;
+    t->unmatched_ctx = ctx;
+}
+
+void tracker_set_hold(struct tracker *t, hold_fn held, hold_fn emitted, void *ctx)
+{
+    t->held = held;
+    t->emitted = emitted;
+    t->hold_ctx = ctx;
 }
 
 struct tracker *tracker_new(record_emit_fn emit, void *ctx)
@@ -103,6 +120,7 @@ static void emit_and_free(struct tracker *t, struct record *r)
 {
     record_settle(r);
     t->emit(t->ctx, r);
+    if (t->emitted) t->emitted(t->hold_ctx, r);
     record_free(r);
 }
 
@@ -203,10 +221,11 @@ static struct open_file *file_for(struct tracker_conn *c, int64_t id, int64_t no
 /* ---- finishing records ---- */
 
 /* A file the collector parses itself, opened for reading (*st filled): -1 unless it is
- * a regular file, reached without following a symbolic link. */
+ * a regular file, reached without following a symbolic link. O_NONBLOCK: a FIFO (or a
+ * device) renamed onto a checkpoint name must not hold the collector in open(). */
 static int open_regular(const char *path, struct stat *st)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd >= 0 && (fstat(fd, st) != 0 || !S_ISREG(st->st_mode))) {
         close(fd);
         fd = -1;
@@ -272,6 +291,7 @@ static void hold_for_rename(struct tracker *t, struct record *r, int64_t now_us)
     *p = (struct pending){.record = r, .since_us = now_us};
     *t->pending_end = p;
     t->pending_end = &p->next;
+    if (t->held) t->held(t->hold_ctx, r);
 }
 
 /* ---- the messages ---- */
@@ -304,6 +324,7 @@ static bool on_hello(struct tracker *t, struct tracker_conn *c, struct wire_mess
     if (h->sample > 0 && h->sample <= 1) c->parse.sample = h->sample;
     if (h->key_count && (c->keys.patterns || !keys_copy(&c->keys, h->keys, h->key_count)))
         return false; /* keys once per connection */
+    if (h->dropped > 0) t->counts.dropped += (unsigned long)h->dropped;
     if (h->dropped > 0)
         fprintf(stderr,
                 "ckmon: process %ld lost %lld message(s) while it could not reach the collector\n",
@@ -517,14 +538,24 @@ static void finish_exec(struct tracker *t, struct tracker_conn *c, int64_t now_u
     }
 }
 
+static bool on_unmatched(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
+                         int64_t now_us)
+{
+    (void)c, (void)now_us;
+    for (size_t i = 0; t->unmatched && i < m->unmatched.path_count; i++)
+        t->unmatched(t->unmatched_ctx, m->unmatched.paths[i]);
+    return true;
+}
+
 typedef bool (*message_handler)(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
                                 int64_t now_us);
 
 static const message_handler handlers[WIRE_KINDS] = {
-    [WIRE_HELLO] = on_hello,   [WIRE_OPEN] = on_open,
-    [WIRE_DATA] = on_data,     [WIRE_CLOSE] = on_close,
-    [WIRE_RENAME] = on_rename, [WIRE_ADOPT] = on_adopt,
-    [WIRE_EXEC] = on_exec,     [WIRE_EXEC_FAILED] = on_exec_failed,
+    [WIRE_HELLO] = on_hello,         [WIRE_OPEN] = on_open,
+    [WIRE_DATA] = on_data,           [WIRE_CLOSE] = on_close,
+    [WIRE_RENAME] = on_rename,       [WIRE_ADOPT] = on_adopt,
+    [WIRE_EXEC] = on_exec,           [WIRE_EXEC_FAILED] = on_exec_failed,
+    [WIRE_UNMATCHED] = on_unmatched,
 };
 
 void tracker_message(struct tracker *t, struct tracker_conn *c, const char *data, size_t len,

@@ -25,11 +25,20 @@ typedef void (*record_emit_fn)(void *ctx, const struct record *r);
 struct tracker_counts {
     unsigned long malformed;    /* not JSON, or without the members its kind needs */
     unsigned long unknown_kind; /* a "t" this collector does not know: ignored */
+    unsigned long dropped;      /* messages agents lost, as their hellos said */
 };
 
 struct tracker *tracker_new(record_emit_fn emit, void *ctx);
 /* The run of agents whose hello names none (collect --run-id); run must outlive t. */
 void tracker_set_run(struct tracker *t, const char *run);
+/* Called with each path an agent created that matched no checkpoint glob (the first
+ * few per process, said at its exit). */
+typedef void (*unmatched_fn)(void *ctx, const char *path);
+void tracker_set_unmatched(struct tracker *t, unmatched_fn fn, void *ctx);
+/* Told when a closed record starts waiting out its rename window (held), and after each
+ * record is written (emitted): a collector killed in between must not lose it. */
+typedef void (*hold_fn)(void *ctx, const struct record *r);
+void tracker_set_hold(struct tracker *t, hold_fn held, hold_fn emitted, void *ctx);
 /* Finishes nothing: call tracker_shutdown first to keep what is in progress. */
 void tracker_free(struct tracker *t);
 

@@ -45,59 +45,102 @@ int json_shortest_double(double v, char *out, size_t size)
     return snprintf(out, size, "%.*g", hi, v);
 }
 
-/* How numbers are printed: the shortest exact digits for what people read, or 17
- * digits (exact, one conversion) for messages the collector reads back. */
-enum digits { SHORTEST, SEVENTEEN };
+/* What is printed for whom: the agent's messages (17 digits: exact in one conversion;
+ * strings as they are, the collector reads them back), a record of raw names (the
+ * shortest exact digits; bytes that are not UTF-8 escaped, losslessly), or text read
+ * back from a record (its escapes stay as they are; stray bytes are escaped). */
+enum mode { WIRE, NAMES, TEXT };
 
-static void add_number(struct strbuf *t, double v, enum digits digits)
+static void add_number(struct strbuf *t, double v, enum mode mode)
 {
     char buf[40];
     if (!isfinite(v)) return sb_addz(t, "null");
     if (v == 0) return sb_addz(t, signbit(v) ? "-0.0" : "0");
     if (v == floor(v) && fabs(v) < EXACT_INTEGER_LIMIT)
         snprintf(buf, sizeof buf, "%lld", (long long)v); /* %.0f: the slow float path */
-    else if (digits == SEVENTEEN)
+    else if (mode == WIRE)
         snprintf(buf, sizeof buf, "%.17g", v);
     else
         json_shortest_double(v, buf, sizeof buf);
     sb_addz(t, buf);
 }
 
-void json_add_string(struct strbuf *t, const char *s)
+/* The length of the valid UTF-8 sequence (RFC 3629: no overlong form, no surrogate,
+ * nothing above U+10FFFF) that starts at p, a byte of 0x80 or more; 0 when there is
+ * none. Reads no further than the first byte that breaks it, so never past the NUL. */
+static size_t utf8_sequence(const unsigned char *p)
+{
+    size_t n = *p >= 0xf0 ? 4 : *p >= 0xe0 ? 3 : 2;
+    if (*p < 0xc2 || *p > 0xf4) return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80) return 0;
+    if ((*p == 0xe0 && p[1] < 0xa0) || (*p == 0xf0 && p[1] < 0x90)) return 0; /* overlong */
+    if ((*p == 0xed && p[1] >= 0xa0) || (*p == 0xf4 && p[1] >= 0x90)) return 0;
+    return n;
+}
+
+static int hex_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Whether p starts the text \xHH of a byte that names escape (jsontext.h), set in *byte. */
+static bool escaped_byte(const char *p, unsigned char *byte)
+{
+    int hi = p[0] == '\\' && p[1] == 'x' ? hex_digit((unsigned char)p[2]) : -1;
+    int lo = hi >= 0 ? hex_digit((unsigned char)p[3]) : -1;
+    if (lo < 0) return false;
+    *byte = (unsigned char)(hi << 4 | lo);
+    return *byte < 0x20 || *byte == '\\' || *byte >= 0x80;
+}
+
+static void add_string(struct strbuf *t, const char *s, enum mode mode)
 {
     sb_add(t, "\"", 1);
     const char *run = s;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         const char *escape = NULL;
         char hex[8];
-        switch (*p) {
-        case '"':
-            escape = "\\\"";
-            break;
-        case '\\':
-            escape = "\\\\";
-            break;
-        case '\b':
-            escape = "\\b";
-            break;
-        case '\f':
-            escape = "\\f";
-            break;
-        case '\n':
-            escape = "\\n";
-            break;
-        case '\r':
-            escape = "\\r";
-            break;
-        case '\t':
-            escape = "\\t";
-            break;
-        default:
-            if (*p < 0x20) {
-                snprintf(hex, sizeof hex, "\\u%04x", *p);
-                escape = hex;
-            }
+        unsigned char byte;
+        size_t sequence;
+        if (mode != WIRE && *p >= 0x80 && (sequence = utf8_sequence(p)) > 0) {
+            p += sequence - 1; /* whole, as it is */
+            continue;
         }
+        if (mode != WIRE && *p >= 0x80) { /* not UTF-8: the text \xHH */
+            snprintf(hex, sizeof hex, "\\\\x%02x", *p);
+            escape = hex;
+        } else if (mode == NAMES && escaped_byte((const char *)p, &byte)) {
+            escape = "\\\\x5c"; /* a backslash that would read as such an escape */
+        } else
+            switch (*p) {
+            case '"':
+                escape = "\\\"";
+                break;
+            case '\\':
+                escape = "\\\\";
+                break;
+            case '\b':
+                escape = "\\b";
+                break;
+            case '\f':
+                escape = "\\f";
+                break;
+            case '\n':
+                escape = "\\n";
+                break;
+            case '\r':
+                escape = "\\r";
+                break;
+            case '\t':
+                escape = "\\t";
+                break;
+            default:
+                if (*p < 0x20) {
+                    snprintf(hex, sizeof hex, "\\u%04x", *p);
+                    escape = hex;
+                }
+            }
         if (!escape) continue;
         sb_add(t, run, (size_t)((const char *)p - run));
         sb_addz(t, escape);
@@ -107,7 +150,7 @@ void json_add_string(struct strbuf *t, const char *s)
     sb_add(t, "\"", 1);
 }
 
-static void add_item(struct strbuf *t, const cJSON *item, enum digits digits)
+static void add_item(struct strbuf *t, const cJSON *item, enum mode mode)
 {
     switch (item->type & 0xff) {
     case cJSON_False:
@@ -117,9 +160,9 @@ static void add_item(struct strbuf *t, const cJSON *item, enum digits digits)
     case cJSON_NULL:
         return sb_addz(t, "null");
     case cJSON_Number:
-        return add_number(t, item->valuedouble, digits);
+        return add_number(t, item->valuedouble, mode);
     case cJSON_String:
-        return json_add_string(t, item->valuestring ? item->valuestring : "");
+        return add_string(t, item->valuestring ? item->valuestring : "", mode);
     case cJSON_Raw:
         return sb_addz(t, item->valuestring ? item->valuestring : "null");
     case cJSON_Array:
@@ -129,10 +172,10 @@ static void add_item(struct strbuf *t, const cJSON *item, enum digits digits)
         for (const cJSON *c = item->child; c; c = c->next) {
             if (c != item->child) sb_add(t, ",", 1);
             if (object) {
-                json_add_string(t, c->string ? c->string : "");
+                add_string(t, c->string ? c->string : "", mode);
                 sb_add(t, ":", 1);
             }
-            add_item(t, c, digits);
+            add_item(t, c, mode);
         }
         sb_add(t, object ? "}" : "]", 1);
         return;
@@ -153,21 +196,26 @@ void json_c_locale_leave(locale_t previous)
     if (previous) uselocale(previous);
 }
 
+void json_add_string(struct strbuf *t, const char *s)
+{
+    add_string(t, s, WIRE);
+}
+
 void json_add_wire_number(struct strbuf *t, double v)
 {
-    add_number(t, v, SEVENTEEN);
+    add_number(t, v, WIRE);
 }
 
 void json_add_wire_item(struct strbuf *t, const cJSON *item)
 {
-    add_item(t, item, SEVENTEEN);
+    add_item(t, item, WIRE);
 }
 
-static char *print(const cJSON *item, enum digits digits)
+static char *print(const cJSON *item, enum mode mode)
 {
     struct strbuf t = {.limit = JSON_TEXT_LIMIT};
     locale_t previous = json_c_locale_enter();
-    add_item(&t, item, digits);
+    add_item(&t, item, mode);
     json_c_locale_leave(previous);
     if (t.overflow || !t.s) {
         free(t.s);
@@ -178,15 +226,21 @@ static char *print(const cJSON *item, enum digits digits)
 
 char *json_print(const cJSON *item)
 {
-    return print(item, SHORTEST);
+    return print(item, NAMES);
+}
+
+char *json_print_text(const cJSON *item)
+{
+    return print(item, TEXT);
 }
 
 char *json_print_wire(const cJSON *item)
 {
-    return print(item, SEVENTEEN);
+    return print(item, WIRE);
 }
 
-/* Longest texts: a number ("-1.2345678901234567e-308"), and a string byte (\u00XX). */
+/* Longest texts: a number ("-1.2345678901234567e-308"), and a string byte (\u00XX, or
+ * \\xHH). */
 #define NUMBER_TEXT_MAX 24
 #define STRING_BYTE_MAX 6
 

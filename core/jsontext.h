@@ -22,8 +22,19 @@
 int json_shortest_double(double v, char *out, size_t size);
 
 /* item as compact JSON, malloc'd; NULL when out of memory. Non-finite numbers (which a
- * record never holds: they are strings there) print as null, as cJSON does. */
+ * record never holds: they are strings there) print as null, as cJSON does.
+ *
+ * Strings are names as the world gave them (paths, programs, keys), which need not be
+ * UTF-8; the text is always UTF-8, losslessly (docs/records.md, "Names that are not
+ * UTF-8"): a byte that is not part of valid UTF-8 becomes the four characters \xHH
+ * (lower-case hex), and a backslash that would read as such an escape (followed by x
+ * and two lower-case hex digits naming 00-1f, 5c or 80-ff) becomes \x5c. So \xHH with
+ * HH in 00-1f, 5c or 80-ff always stands for the byte HH, and nothing else does. */
 char *json_print(const cJSON *item);
+
+/* The same for strings that are such text already (a record read back from the log):
+ * their escapes stay as they are, and only a byte that is not UTF-8 becomes \xHH. */
+char *json_print_text(const cJSON *item);
 
 /* The same with every non-integer number in 17 significant digits: exact too, but one
  * conversion per number instead of several. For the agent's messages, which the

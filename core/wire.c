@@ -22,6 +22,7 @@ static const char *const kind_names[WIRE_KINDS] = {
     [WIRE_EXEC] = "exec",
     [WIRE_EXEC_FAILED] = "exec_failed",
     [WIRE_ADOPT] = "adopt",
+    [WIRE_UNMATCHED] = "unmatched",
 };
 
 const char *wire_kind_name(enum wire_kind kind)
@@ -70,6 +71,17 @@ static void put_item(struct strbuf *b, const char *name, const cJSON *item)
     json_add_wire_item(b, item);
 }
 
+static void put_strings(struct strbuf *b, const char *name, char *const *list, size_t n)
+{
+    put_key(b, name);
+    sb_add(b, "[", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (i) sb_add(b, ",", 1);
+        json_add_string(b, list[i]);
+    }
+    sb_add(b, "]", 1);
+}
+
 static void encode_hello(const struct wire_message *m, struct strbuf *b)
 {
     const struct wire_hello *h = &m->hello;
@@ -83,13 +95,7 @@ static void encode_hello(const struct wire_message *m, struct strbuf *b)
     put_int(b, "world_size", h->world_size);
     put_number(b, "sample", h->sample);
     if (h->dropped > 0) put_int(b, "dropped", h->dropped);
-    put_key(b, "keys");
-    sb_add(b, "[", 1);
-    for (size_t i = 0; i < h->key_count; i++) {
-        if (i) sb_add(b, ",", 1);
-        json_add_string(b, h->keys[i]);
-    }
-    sb_add(b, "]", 1);
+    put_strings(b, "keys", h->keys, h->key_count);
 }
 
 static void encode_open(const struct wire_message *m, struct strbuf *b)
@@ -143,6 +149,11 @@ static void encode_exec(const struct wire_message *m, struct strbuf *b)
     sb_add(b, "]", 1);
 }
 
+static void encode_unmatched(const struct wire_message *m, struct strbuf *b)
+{
+    put_strings(b, "paths", m->unmatched.paths, m->unmatched.path_count);
+}
+
 static void encode_nothing(const struct wire_message *m, struct strbuf *b)
 {
     (void)m, (void)b;
@@ -177,6 +188,23 @@ static cJSON *get_container(const cJSON *msg, const char *name, bool object)
     return (object ? cJSON_IsObject(item) : cJSON_IsArray(item)) ? item : NULL;
 }
 
+/* An array of strings (anything else in it makes it malformed), as a list the message
+ * owns. */
+static bool get_strings(const cJSON *array, struct wire_message *m, char *const **out, size_t *n)
+{
+    const cJSON *k;
+    if (!cJSON_IsArray(array)) return false;
+    cJSON_ArrayForEach(k, array) if (!cJSON_IsString(k)) return false;
+    size_t size = (size_t)cJSON_GetArraySize(array);
+    char **list = size ? malloc(size * sizeof *list) : NULL;
+    if (size && !list) return false;
+    *n = 0;
+    cJSON_ArrayForEach(k, array) list[(*n)++] = k->valuestring;
+    *out = list;
+    m->list = list;
+    return true;
+}
+
 static bool decode_hello(const cJSON *msg, struct wire_message *m)
 {
     struct wire_hello *h = &m->hello;
@@ -192,17 +220,15 @@ static bool decode_hello(const cJSON *msg, struct wire_message *m)
         .sample = get_number(msg, "sample"),
         .dropped = get_int(msg, "dropped"),
     };
-    const cJSON *keys = cJSON_GetObjectItemCaseSensitive(msg, "keys"), *k;
-    if (!keys) return true;
-    if (!cJSON_IsArray(keys)) return false;
-    cJSON_ArrayForEach(k, keys) if (!cJSON_IsString(k)) return false;
-    size_t n = (size_t)cJSON_GetArraySize(keys);
-    char **list = n ? malloc(n * sizeof *list) : NULL;
-    if (n && !list) return false;
-    cJSON_ArrayForEach(k, keys) list[h->key_count++] = k->valuestring;
-    h->keys = list;
-    m->list = list;
-    return true;
+    const cJSON *keys = cJSON_GetObjectItemCaseSensitive(msg, "keys");
+    return !keys || get_strings(keys, m, &h->keys, &h->key_count);
+}
+
+static bool decode_unmatched(const cJSON *msg, struct wire_message *m)
+{
+    m->unmatched = (struct wire_unmatched){0};
+    return get_strings(cJSON_GetObjectItemCaseSensitive(msg, "paths"), m, &m->unmatched.paths,
+                       &m->unmatched.path_count);
 }
 
 static bool decode_open(const cJSON *msg, struct wire_message *m)
@@ -290,6 +316,7 @@ static const struct {
     [WIRE_EXEC] = {encode_exec, decode_exec},
     [WIRE_EXEC_FAILED] = {encode_nothing, decode_nothing},
     [WIRE_ADOPT] = {encode_rename, decode_rename},
+    [WIRE_UNMATCHED] = {encode_unmatched, decode_unmatched},
 };
 
 bool wire_encode(const struct wire_message *m, struct strbuf *out)

@@ -41,6 +41,11 @@
  *                                              a file that matched no glob was renamed
  *                                              onto a checkpoint name: the collector
  *                                              parses the finished file from disk
+ *   unmatched {"t":"unmatched","paths":["/abs/model.bin"]}
+ *                                              at exit, from a process that wrote no
+ *                                              checkpoint: the first files it created that
+ *                                              matched no glob, so that `ckmon run` can
+ *                                              name them when nothing matched
  *
  * A file still open when its connection ends is torn: the collector writes its record
  * with "complete": false and the size on disk, and when the agent had found nothing in
@@ -81,6 +86,7 @@ enum wire_kind {
     WIRE_EXEC,
     WIRE_EXEC_FAILED,
     WIRE_ADOPT,
+    WIRE_UNMATCHED,
     WIRE_KINDS
 };
 
@@ -132,6 +138,11 @@ struct wire_exec {
     size_t kept_count;
 };
 
+struct wire_unmatched {
+    char *const *paths; /* path_count strings */
+    size_t path_count;
+};
+
 struct wire_message {
     enum wire_kind kind;
     union {
@@ -141,9 +152,10 @@ struct wire_message {
         struct wire_close close;
         struct wire_rename rename; /* WIRE_RENAME and WIRE_ADOPT */
         struct wire_exec exec;
+        struct wire_unmatched unmatched;
         /* WIRE_EXEC_FAILED: no members */
     };
-    /* A decoded message's own: the parsed packet and the list its keys or kept point
+    /* A decoded message's own: the parsed packet and the list its keys, kept or paths point
      * to, which its other pointers lead into (wire_message_free). */
     cJSON *tree;
     void *list;

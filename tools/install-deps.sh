@@ -6,9 +6,11 @@ set -e
 PACKAGES="gcc make pkg-config libelf-dev libcurl4-openssl-dev libcjson-dev zlib1g-dev
 libcmocka-dev python3 python3-pytest python3-numpy python3-torch
 musl-tools libcap2-bin dataurl golang-petname
-prometheus-pushgateway victoria-metrics influxdb
+prometheus-pushgateway victoria-metrics influxdb prometheus libmicrohttpd-dev libsnappy-dev
+libsystemd-dev help2man man-db bash-completion curl iproute2
 strace valgrind util-linux
-python3-sklearn python3-joblib python3-pandas python3-dill python3-h5py"
+python3-sklearn python3-joblib python3-pandas python3-dill python3-h5py
+chromium"
 # `make fuzz` sets FUZZING=1: clang and libFuzzer only then, not for every `make test`.
 [ -n "$FUZZING" ] && PACKAGES="$PACKAGES clang libclang-rt-14-dev"
 missing=""

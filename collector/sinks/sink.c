@@ -36,6 +36,7 @@ void sink_output_free(struct sink_output *out)
     for (size_t i = 0; i < out->count; i++) {
         free(out->requests[i].url);
         free(out->requests[i].body.s);
+        free(out->requests[i].ends);
     }
     free(out->requests);
     *out = (struct sink_output){0};
@@ -66,13 +67,15 @@ bool sink_post_points(const char *target, const char *content_type, long long mu
 {
     struct sink_request *r =
         target ? sink_add_request(out, "POST", target, content_type, 0, batch->count) : NULL;
-    if (!r) return false;
+    if (!r || !(r->ends = calloc(batch->count ? batch->count : 1, sizeof *r->ends))) return false;
     for (size_t i = 0; i < batch->count; i++) {
         struct record_labels labels;
-        if (!record_labels_get(batch->records[i], &labels)) continue;
-        struct sink_points points = {&r->body, (long long)labels.time_us * mul / div,
-                                     &out->skipped};
-        metrics_for_record(batch->records[i], &labels, add, &points);
+        if (record_labels_get(batch->records[i], &labels)) {
+            struct sink_points points = {&r->body, (long long)labels.time_us * mul / div,
+                                         &out->skipped};
+            metrics_for_record(batch->records[i], &labels, add, &points);
+        }
+        r->ends[i] = r->body.len;
     }
     return !r->body.overflow;
 }

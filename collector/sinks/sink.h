@@ -31,6 +31,7 @@ struct sink_request {
     const char *content_type;
     struct strbuf body;
     size_t first, count; /* the records of the batch it carries, for dead letters */
+    size_t *ends;        /* sink_post_points: where each record's text ends in body */
 };
 
 struct sink_output {
@@ -41,13 +42,22 @@ struct sink_output {
 
 struct sink_type {
     const char *name;
-    bool gzip; /* whether the server takes Content-Encoding: gzip request bodies */
+    bool gzip;                  /* whether the server takes Content-Encoding: gzip request bodies */
+    const char *const *headers; /* more request headers ("Name: value", NULL-ended), or NULL */
+    /* Loads what encode needs (a library), or NULL: called when the sink is set up, so
+     * that a sink that cannot work stops the collector at start. False with a message. */
+    bool (*load)(char *err, size_t err_size);
     /* Appends to out the requests that deliver the batch to the sink at url (as the
      * user gave it). Returns false when out of memory. */
     bool (*encode)(const char *url, const struct sink_batch *batch, struct sink_output *out);
+    /* For a request refused for good: when the server stored some of it and names what
+     * it refused (an InfluxDB partial write), sets refused[i] for each of the request's
+     * records that it refused and returns true. NULL, or false: all of it was refused. */
+    bool (*refused)(const struct sink_request *r, const char *response, bool *refused);
 };
 
-extern const struct sink_type sink_ndjson, sink_pushgateway, sink_victoriametrics, sink_influx;
+extern const struct sink_type sink_ndjson, sink_pushgateway, sink_victoriametrics, sink_influx,
+    sink_prometheus;
 
 /* The sink type called name, or NULL. */
 const struct sink_type *sink_type_find(const char *name);

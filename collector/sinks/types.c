@@ -7,8 +7,8 @@
 
 #include "sink.h"
 
-static const struct sink_type *const sink_types[] = {&sink_ndjson, &sink_pushgateway,
-                                                     &sink_victoriametrics, &sink_influx};
+static const struct sink_type *const sink_types[] = {
+    &sink_ndjson, &sink_pushgateway, &sink_victoriametrics, &sink_influx, &sink_prometheus};
 
 const struct sink_type *sink_type_find(const char *name)
 {

@@ -119,6 +119,38 @@ class VictoriaMetrics(Server):
         return {k: sorted(v) for k, v in series.items()}
 
 
+class Prometheus(Server):
+    """Debian's prometheus, scraping targets every second (honor_labels, as docs/sinks.md
+    advises) and, with remote_write=True, taking remote write at /api/v1/write."""
+
+    def __init__(self, work, name, port=None, targets=(), remote_write=False):
+        super().__init__(work, name, port)
+        self.targets, self.remote_write = list(targets), remote_write
+
+    def command(self):
+        config = self.data / "prometheus.yml"
+        jobs = "".join(f"""
+  - job_name: ckmon-{i}
+    honor_labels: true
+    scrape_interval: 1s
+    static_configs: [{{targets: ["{target}"]}}]""" for i, target in enumerate(self.targets))
+        config.write_text("global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+                          + ("scrape_configs:" + jobs + "\n" if jobs else ""))
+        return ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={self.data}/tsdb",
+                f"--web.listen-address=127.0.0.1:{self.port}"] + (
+                    ["--web.enable-remote-write-receiver"] if self.remote_write else [])
+
+    def ready(self):
+        return request("GET", self.url + "/-/ready")[0] == 200
+
+    def query(self, promql):
+        """[(labels, value)] of an instant query; value is a float (NaN as NaN)."""
+        status, text = request("GET", f"{self.url}/api/v1/query?"
+                               + urllib.parse.urlencode({"query": promql}))
+        assert status == 200, text
+        return [(r["metric"], float(r["value"][1])) for r in json.loads(text)["data"]["result"]]
+
+
 class Influx(Server):
     def command(self):
         return ["influxd", "run", "-config", "/dev/null"]

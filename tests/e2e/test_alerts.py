@@ -309,6 +309,17 @@ def test_on_alert_time_limit(work):
     assert "still running after 0.5 s: terminated" in p.stderr
 
 
+def test_collect_tells_each_alert(work, collector):
+    script = python_script(work, NAN_LOSS)
+    p = collector.run(script, work, paths=["*.pkl"])
+    assert p.returncode == 0, p.stderr
+    collector.stop()
+    assert alert_lines(collector.stderr) == [
+        f"ckmon: alert nonfinite (critical) {work / 'ckpt_1.pkl'}: loss = nan"]
+    [alert] = read_alerts(collector.log)
+    assert alert["subject"] == "loss" and alert["total"] == 1
+
+
 def test_quiet(work):
     script = python_script(work, NAN_LOSS)
     loud = ckmon(work, "run", "--", *script)
@@ -333,3 +344,30 @@ def test_inspect_compares_consecutive_files(work):
     # one file alone has nothing to be compared with
     alone = ckmon(work, "inspect", "--fail-on", "frozen", files[1])
     assert alone.returncode == 0 and parse_alerts(alone.stdout) == []
+
+
+WRONG_GLOB = """
+import numpy as np
+os.makedirs("out", exist_ok=True)
+np.save("out/weights.data", np.ones(10))  # np.save adds .npy
+with open("out/model.bin", "wb") as f:
+    f.write(bytes(100))
+with open("out/model.bin", "wb") as f:  # written twice, named once
+    f.write(bytes(100))
+with open("out/log.txt", "a") as f:  # appended to, not created anew: not named
+    f.write("step 1")
+"""
+
+
+def test_globs_matching_nothing_name_the_files_written(work):
+    script = python_script(work, WRONG_GLOB)
+    p = ckmon(work, "run", "-p", "*.ckpt", "--", *script)
+    assert p.returncode == 0, p.stderr
+    assert read_log(work / "ckmon.jsonl") == []
+    assert summary_line(p.stderr) == (
+        "ckmon: 0 checkpoints; no file matched the checkpoint globs (--paths), but it wrote "
+        f"{work}/out/weights.data.npy, {work}/out/model.bin")
+    # with a glob that matches, the summary counts checkpoints and names nothing else
+    p = ckmon(work, "run", "-p", "*.npy", "--", *script)
+    assert summary_line(p.stderr).startswith("ckmon: 1 checkpoint, ")
+    assert "no file matched" not in p.stderr

@@ -161,6 +161,8 @@ def test_pushgateway_keeps_each_files_latest_checkpoint(work, servers):
         got[sample_key(name, labels)] = value
     assert alerts == {("nonfinite", "critical"): len(ALERTED)}
     last = reports[-1]
+    # the last checkpoint (epoch 2) has NaN and Inf weights: not healthy
+    assert got[("ckmon_checkpoint_healthy", None, None)] == (0.0 if last["i"] in ALERTED else 1.0)
     expected = expected_samples(last["i"], last["size"])
     for key, value in expected.items():
         assert key in got, (key, sorted(got))

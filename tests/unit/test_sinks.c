@@ -11,7 +11,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dlfcn.h>
 #include <math.h>
+#include <snappy-c.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -189,6 +192,113 @@ static void test_influx(void **state)
     encoded_free(&e);
 }
 
+/* One protobuf field at *p (below end): its number, and for length-delimited fields
+ * the bytes; other wire types (varint, fixed64) are stepped over. */
+static unsigned pb_field(const unsigned char **p, const unsigned char *end, const char **data,
+                         size_t *len)
+{
+    uint64_t key = 0, v = 0;
+    for (int shift = 0; *p < end; shift += 7) {
+        key |= (uint64_t)(**p & 0x7f) << shift;
+        if (!(*(*p)++ & 0x80)) break;
+    }
+    *data = NULL;
+    if ((key & 7) == 1) {
+        *data = (const char *)*p;
+        *len = 8;
+        *p += 8;
+    } else if ((key & 7) == 0 || (key & 7) == 2) {
+        for (int shift = 0; *p < end; shift += 7) {
+            v |= (uint64_t)(**p & 0x7f) << shift;
+            if (!(*(*p)++ & 0x80)) break;
+        }
+        if ((key & 7) == 2) {
+            *data = (const char *)*p;
+            *len = (size_t)v;
+            *p += v;
+        } else {
+            *len = (size_t)v; /* the varint itself */
+        }
+    }
+    return (unsigned)(key >> 3);
+}
+
+/* The remote-write body: snappy, then a WriteRequest whose series have sorted labels
+ * (__name__ first) and one sample at the close time in milliseconds. */
+static void test_prometheus_remote_write(void **state)
+{
+    char err[256];
+    assert_true(sink_prometheus.load(err, sizeof err));
+    struct encoded e;
+    encode_with(&sink_prometheus, "http://prom:9090", &e);
+    assert_int_equal(e.out.count, 1);
+    const struct sink_request *r = &e.out.requests[0];
+    assert_string_equal(r->url, "http://prom:9090/api/v1/write");
+    assert_string_equal(r->content_type, "application/x-protobuf");
+    assert_string_equal(sink_prometheus.headers[0], "Content-Encoding: snappy");
+    assert_false(sink_prometheus.gzip);
+
+    void *lib = dlopen("libsnappy.so.1", RTLD_NOW);
+    assert_non_null(lib);
+    __typeof__(snappy_uncompressed_length) *length = dlsym(lib, "snappy_uncompressed_length");
+    __typeof__(snappy_uncompress) *uncompress = dlsym(lib, "snappy_uncompress");
+    size_t raw_len;
+    assert_int_equal(length(r->body.s, r->body.len, &raw_len), SNAPPY_OK);
+    char *raw = malloc(raw_len);
+    assert_int_equal(uncompress(r->body.s, r->body.len, raw, &raw_len), SNAPPY_OK);
+
+    const unsigned char *p = (const unsigned char *)raw, *end = p + raw_len;
+    size_t series = 0;
+    bool saw_nan_loss = false;
+    while (p < end) {
+        const char *ts;
+        size_t ts_len;
+        assert_int_equal(pb_field(&p, end, &ts, &ts_len), 1); /* TimeSeries */
+        series++;
+        const unsigned char *q = (const unsigned char *)ts, *ts_end = q + ts_len;
+        char previous[64] = "", name[64] = "", key[64] = "";
+        size_t samples = 0;
+        double value = 0;
+        while (q < ts_end) {
+            const char *f;
+            size_t f_len;
+            unsigned number = pb_field(&q, ts_end, &f, &f_len);
+            const unsigned char *g = (const unsigned char *)f, *g_end = g + f_len;
+            if (number == 1) { /* Label: name, value */
+                const char *n, *v;
+                size_t n_len, v_len;
+                assert_int_equal(pb_field(&g, g_end, &n, &n_len), 1);
+                assert_int_equal(pb_field(&g, g_end, &v, &v_len), 2);
+                char label[64];
+                snprintf(label, sizeof label, "%.*s", (int)n_len, n);
+                assert_true(strcmp(previous, label) < 0); /* sorted */
+                strcpy(previous, label);
+                if (!strcmp(label, "__name__")) snprintf(name, sizeof name, "%.*s", (int)v_len, v);
+                if (!strcmp(label, "key")) snprintf(key, sizeof key, "%.*s", (int)v_len, v);
+            } else { /* Sample: value, timestamp */
+                assert_int_equal(number, 2);
+                const char *v;
+                size_t v_len, ms;
+                assert_int_equal(pb_field(&g, g_end, &v, &v_len), 1);
+                memcpy(&value, v, 8);
+                assert_int_equal(pb_field(&g, g_end, &v, &ms), 2);
+                assert_int_equal(ms, TIME_US / 1000);
+                samples++;
+            }
+        }
+        assert_int_equal(samples, 1);
+        assert_string_not_equal(name, ""); /* every series has its name */
+        if (!strcmp(name, "ckmon_value") && !strcmp(key, "loss")) saw_nan_loss = isnan(value);
+    }
+    /* values lr, ok, loss, big; two non-finite flags; tensor w N nan and inf; and the
+     * checkpoint's bytes, seconds, complete, time, nonfinite, healthy */
+    assert_int_equal(series, 14);
+    assert_true(saw_nan_loss);
+    free(raw);
+    dlclose(lib);
+    encoded_free(&e);
+}
+
 static void test_ndjson(void **state)
 {
     struct encoded e;
@@ -306,15 +416,11 @@ static void test_bounded_labels(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_file_label),
-        cmocka_unit_test(test_bounded_labels),
-        cmocka_unit_test(test_labels),
-        cmocka_unit_test(test_pushgateway),
-        cmocka_unit_test(test_victoriametrics),
-        cmocka_unit_test(test_influx),
-        cmocka_unit_test(test_ndjson),
-        cmocka_unit_test(test_classify),
-        cmocka_unit_test(test_gzip),
+        cmocka_unit_test(test_file_label),      cmocka_unit_test(test_bounded_labels),
+        cmocka_unit_test(test_labels),          cmocka_unit_test(test_pushgateway),
+        cmocka_unit_test(test_victoriametrics), cmocka_unit_test(test_influx),
+        cmocka_unit_test(test_ndjson),          cmocka_unit_test(test_prometheus_remote_write),
+        cmocka_unit_test(test_classify),        cmocka_unit_test(test_gzip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

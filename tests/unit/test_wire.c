@@ -310,6 +310,25 @@ static enum wire_status decode(const char *text, struct wire_message *m)
     return wire_decode(text, strlen(text), m);
 }
 
+static void test_unmatched(void **state)
+{
+    char *paths[] = {"/w/model.bin", "/w/a \"b\".txt"};
+    struct wire_message m = {.kind = WIRE_UNMATCHED,
+                             .unmatched = {.paths = paths, .path_count = 2}},
+                        out;
+    char *text = round_trip(&m, &out);
+    assert_string_equal(
+        text, "{\"t\":\"unmatched\",\"paths\":[\"/w/model.bin\",\"/w/a \\\"b\\\".txt\"]}");
+    assert_int_equal(out.unmatched.path_count, 2);
+    assert_string_equal(out.unmatched.paths[0], paths[0]);
+    assert_string_equal(out.unmatched.paths[1], paths[1]);
+    wire_message_free(&out);
+    free(text);
+    /* paths are required, and strings only */
+    assert_int_equal(decode("{\"t\":\"unmatched\"}", &out), WIRE_MALFORMED);
+    assert_int_equal(decode("{\"t\":\"unmatched\",\"paths\":[\"/a\",3]}", &out), WIRE_MALFORMED);
+}
+
 /* Packets as other senders write them: members in any order, with spaces, optional
  * ones left out or of the wrong type (then absent), ids in kept that are no ids. */
 static void test_decode_documented_packets(void **state)
@@ -401,6 +420,7 @@ int main(void)
         cmocka_unit_test(test_close),
         cmocka_unit_test(test_rename_and_adopt),
         cmocka_unit_test(test_exec_and_exec_failed),
+        cmocka_unit_test(test_unmatched),
         cmocka_unit_test(test_decode_documented_packets),
         cmocka_unit_test(test_malformed_and_unknown),
         cmocka_unit_test(test_encode_refuses_oversized),
