@@ -15,7 +15,10 @@ int main(int argc, char **argv)
                                                     [COMMAND_COLLECT] = cmd_collect,
                                                     [COMMAND_INSPECT] = cmd_inspect,
                                                     [COMMAND_DOCTOR] = cmd_doctor,
-                                                    [COMMAND_LAST_GOOD] = cmd_last_good};
+                                                    [COMMAND_LAST_GOOD] = cmd_last_good,
+                                                    [COMMAND_TAIL] = cmd_tail,
+                                                    [COMMAND_DIFF] = cmd_diff,
+                                                    [COMMAND_REPORT] = cmd_report};
     const char *name = argc > 1 ? argv[1] : NULL;
     if (!name) {
         show_main_help(stderr);

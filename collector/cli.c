@@ -12,11 +12,10 @@
 #include "core/paths.h"
 #include "cli.h"
 
-static const char *const command_names[] = {[COMMAND_RUN] = "run",
-                                            [COMMAND_COLLECT] = "collect",
-                                            [COMMAND_INSPECT] = "inspect",
-                                            [COMMAND_DOCTOR] = "doctor",
-                                            [COMMAND_LAST_GOOD] = "last-good"};
+static const char *const command_names[] = {
+    [COMMAND_RUN] = "run",       [COMMAND_COLLECT] = "collect",     [COMMAND_INSPECT] = "inspect",
+    [COMMAND_DOCTOR] = "doctor", [COMMAND_LAST_GOOD] = "last-good", [COMMAND_TAIL] = "tail",
+    [COMMAND_DIFF] = "diff",     [COMMAND_REPORT] = "report"};
 
 static const char main_help[] =
     "Usage: ckmon COMMAND [OPTIONS]\n"
@@ -30,7 +29,7 @@ static const char main_help[] =
     "                    run COMMAND with the agent and a collector, wait until\n"
     "                    every record is written, exit with COMMAND's status\n"
     "  collect [OPTIONS] run a collector in the foreground, for many programs\n"
-    "  inspect [OPTIONS] FILE...\n"
+    "  inspect [OPTIONS] FILE|DIR...\n"
     "                    parse existing files, print one record per file\n"
     "  doctor COMMAND [ARGS...]\n"
     "                    say whether the agent can monitor COMMAND, and if\n"
@@ -38,6 +37,12 @@ static const char main_help[] =
     "  last-good [--log FILE] [--job NAME] [GLOB]\n"
     "                    print the newest checkpoint that is complete, without\n"
     "                    critical alerts and intact on disk; exit 1 if none\n"
+    "  tail [--log FILE] [-f]\n"
+    "                    the log as a readable table; -f follows it\n"
+    "  diff [OPTIONS] A B\n"
+    "                    compare two checkpoint files tensor by tensor\n"
+    "  report [--log FILE] [--job NAME] [-o FILE.html]\n"
+    "                    a self-contained HTML page of a run\n"
     "\n"
     "  ckmon COMMAND --help   the options of one command\n"
     "  ckmon --version        print the version\n";
@@ -181,16 +186,21 @@ static const char collect_help[] =
     "  -h, --help             show this help\n" ENV_HELP;
 
 static const char inspect_help[] =
-    "Usage: ckmon inspect [OPTIONS] FILE...\n"
+    "Usage: ckmon inspect [OPTIONS] FILE|DIR...\n"
     "\n"
     "Parse existing checkpoint files with the agent's parsers and print one record\n"
     "per file to stdout (JSONL); a record's time is the file's modification time.\n"
-    "Files given one after the other are a series for the alert rules; alert\n"
-    "records follow the record they are about. Exits 1 if a file could not be\n"
-    "read, 3 if a --fail-on rule fired. The environment is not consulted.\n"
+    "A directory stands for the files under it (recursively, in name order) that\n"
+    "the default --paths globs match. Files given one after the other are a series\n"
+    "for the alert rules; alert records follow the record they are about. Exits 1\n"
+    "if a file could not be read, 3 if a --fail-on rule fired. The environment is\n"
+    "not consulted.\n"
     "\n"
     "Options:\n" KEYS_HELP SAMPLE_HELP ALERT_HELP
     "      --fail-on RULE,... exit 3 when an alert of a listed rule fired\n"
+    "      --all              in a directory, every regular file, not only those\n"
+    "                         the default globs match\n"
+    "      --pretty           print the table of 'ckmon tail' instead of JSONL\n"
     "      --job NAME         the label in the records (default: inspect)\n"
     "  -h, --help             show this help\n";
 
@@ -229,11 +239,60 @@ static const char last_good_help[] =
     "\n"
     "Environment: CKMON_LOG, CKMON_JOB as the flags.\n";
 
+static const char tail_help[] =
+    "Usage: ckmon tail [--log FILE] [-f]\n"
+    "\n"
+    "Print the log as a readable table: per checkpoint its path, format, whether it\n"
+    "is complete, its key values (step, epoch, loss, lr) and its tensors'\n"
+    "statistics; alert, set and load records one line each. On a terminal, alerts\n"
+    "and non-finite numbers are in colour unless NO_COLOR is set. With -f, keep\n"
+    "reading as the log grows; a log truncated or replaced (rotated) is read again\n"
+    "from its start. See docs/views.md.\n"
+    "\n"
+    "Options:\n"
+    "  -o, --log FILE         the log (default ./ckmon.jsonl, or CKMON_LOG)\n"
+    "  -f, --follow           wait for new records (the log may not exist yet)\n"
+    "  -h, --help             show this help\n";
+
+static const char diff_help[] =
+    "Usage: ckmon diff [OPTIONS] A B\n"
+    "\n"
+    "Compare two checkpoint files, of any formats ckmon reads, tensor by tensor:\n"
+    "tensors added or removed, shape and dtype changes, and for each common tensor\n"
+    "the largest absolute difference, the relative L2 difference |a-b|/|a| and how\n"
+    "many elements differ; values added, removed or changed. Memory stays bounded\n"
+    "whatever the files' sizes. Exits 0 when they hold the same, 1 when they\n"
+    "differ, 2 on trouble (a file unreadable or incomplete). See docs/views.md.\n"
+    "\n"
+    "Options:\n" KEYS_HELP
+    "      --sample FRACTION  compare only this fraction of each tensor, the blocks\n"
+    "                         the statistics read with the same --sample\n"
+    "                         (default 1: every element)\n"
+    "      --json             one JSON object instead of the table\n"
+    "  -h, --help             show this help\n";
+
+static const char report_help[] =
+    "Usage: ckmon report [--log FILE] [--job NAME] [-o FILE.html]\n"
+    "\n"
+    "Write one self-contained HTML page about the run in the log: jobs, hosts and\n"
+    "ranks, values over steps, tensor statistics over the checkpoints with NaN/Inf\n"
+    "marked, sizes and write times, alerts. Charts are inline SVG drawn by ckmon;\n"
+    "the page loads nothing from elsewhere. See docs/views.md.\n"
+    "\n"
+    "Options:\n"
+    "      --log FILE         the log (default ./ckmon.jsonl, or CKMON_LOG)\n"
+    "      --job NAME         only the records of this job\n"
+    "  -o, --output FILE      the page (default ckmon-report.html; '-' is stdout)\n"
+    "  -h, --help             show this help\n";
+
 static const char *const command_help[] = {[COMMAND_RUN] = run_help,
                                            [COMMAND_COLLECT] = collect_help,
                                            [COMMAND_INSPECT] = inspect_help,
                                            [COMMAND_DOCTOR] = doctor_help,
-                                           [COMMAND_LAST_GOOD] = last_good_help};
+                                           [COMMAND_LAST_GOOD] = last_good_help,
+                                           [COMMAND_TAIL] = tail_help,
+                                           [COMMAND_DIFF] = diff_help,
+                                           [COMMAND_REPORT] = report_help};
 
 const char *command_name(enum command cmd)
 {

@@ -16,6 +16,9 @@ int cmd_collect(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_last_good(int argc, char **argv);
+int cmd_tail(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 /* Whether the agent can monitor command (run with args): writes what the program is to
  * info (unless NULL) and each problem as one line, after prefix, to out. Returns the
@@ -26,9 +29,10 @@ int doctor_check(const char *command, char **args, size_t n, FILE *info, FILE *o
 struct server_config;
 struct delivery;
 /* A collector's life after its set-up (collect.c): starts d's sink threads (d may be
- * NULL: no sinks), serves agents until told to stop, then lets the sinks finish for up
- * to timeout seconds. Returns 0, or 1 when records could not be written or delivered. */
-int collector_serve(const struct server_config *cfg, struct delivery *d, double timeout);
+ * NULL: no sinks), writes what a killed collector held (recovery.h), serves agents until
+ * told to stop, then lets the sinks finish for up to o's --flush-timeout. Returns 0, or
+ * 1 when records could not be written or delivered. */
+int collector_serve(const struct server_config *cfg, struct delivery *d, const struct options *o);
 
 /* Parses a subcommand's words. Returns -1 to carry on; otherwise the parse printed the
  * help (0) or a usage error (EXIT_USAGE), and that is the exit status. */

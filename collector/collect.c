@@ -9,6 +9,7 @@
 #include "delivery.h"
 #include "metrics.h"
 #include "scrape.h"
+#include "recovery.h"
 #include "server.h"
 #include "state.h"
 
@@ -34,14 +35,18 @@ static int print_stats(const struct options *o)
     return rc;
 }
 
-int collector_serve(const struct server_config *cfg, struct delivery *d, double timeout)
+int collector_serve(const struct server_config *cfg, struct delivery *d, const struct options *o)
 {
     if ((cfg->scrape && !scrape_start(cfg->scrape, cfg->log, d)) || (d && !delivery_start(d))) {
         listener_close(cfg->listener, true);
         return 1;
     }
-    int rc = server_run(cfg);
-    if (d && delivery_finish(d, timeout) > 0) rc = 1;
+    /* What a killed collector held is written before any agent is served. */
+    struct server_config with = *cfg;
+    with.recovery = recovery_open(o, cfg->log);
+    int rc = server_run(&with);
+    if (d && delivery_finish(d, o->flush_timeout) > 0) rc = 1;
+    recovery_close(with.recovery, !d); /* with sinks, delivery_finish wrote stats.json */
     return rc;
 }
 
@@ -104,7 +109,7 @@ int cmd_collect(int argc, char **argv)
                                     .stop_fd = -1,
                                     .run_id = o.run_id,
                                     .scrape = scrape};
-        rc = collector_serve(&cfg, delivery, o.flush_timeout);
+        rc = collector_serve(&cfg, delivery, &o);
         scrape_close(scrape);
         delivery_free(delivery);
     }

@@ -645,7 +645,7 @@ struct delivery *delivery_open(const struct options *o, struct log_writer *log, 
     log->needed_ctx = d;
     log->after_write = wake_sinks;
     log->after_ctx = d;
-    bool ok = state_open(&d->state, o, err, err_size);
+    bool ok = state_open(&d->state, o, true, err, err_size);
     if (ok && !log->owns_fd)
         ok = open_spool(d, o, err, err_size);
     else if (ok && !(d->source = strdup(log->name))) {

@@ -38,6 +38,11 @@ enum option_id {
     OPT_ON_ALERT_TIMEOUT,
     OPT_FAIL_ON,
     OPT_QUIET,
+    OPT_FOLLOW,
+    OPT_PRETTY,
+    OPT_ALL,
+    OPT_JSON,
+    OPT_OUTPUT,
     OPT_HELP,
     OPT_COUNT
 };
@@ -46,8 +51,12 @@ enum option_id {
 #define FOR_COLLECT   (1u << COMMAND_COLLECT)
 #define FOR_INSPECT   (1u << COMMAND_INSPECT)
 #define FOR_LAST_GOOD (1u << COMMAND_LAST_GOOD)
+#define FOR_TAIL      (1u << COMMAND_TAIL)
+#define FOR_DIFF      (1u << COMMAND_DIFF)
+#define FOR_REPORT    (1u << COMMAND_REPORT)
 #define FOR_SERVING   (FOR_RUN | FOR_COLLECT)
 #define FOR_ALL       (FOR_SERVING | FOR_INSPECT)
+#define FOR_VIEWS     (FOR_TAIL | FOR_DIFF | FOR_REPORT)
 
 struct option_spec {
     enum option_id id;
@@ -61,13 +70,15 @@ struct option_spec {
 
 static const struct option_spec option_table[] = {
     {OPT_PATHS, 'p', "paths", "CKMON_PATHS", ':', true, FOR_SERVING},
-    {OPT_LOG, 'o', "log", "CKMON_LOG", 0, true, FOR_SERVING | FOR_LAST_GOOD},
+    {OPT_LOG, 'o', "log", "CKMON_LOG", 0, true, FOR_SERVING | FOR_LAST_GOOD | FOR_TAIL},
+    {OPT_LOG, 0, "log", "CKMON_LOG", 0, true, FOR_REPORT}, /* report's -o is its page */
     {OPT_SINK, 's', "sink", "CKMON_SINKS", ' ', true, FOR_SERVING},
-    {OPT_SAMPLE, 0, "sample", "CKMON_SAMPLE", 0, true, FOR_ALL},
+    {OPT_SAMPLE, 0, "sample", "CKMON_SAMPLE", 0, true, FOR_ALL | FOR_DIFF},
     {OPT_BUDGET, 0, "budget", "CKMON_BUDGET", 0, true, FOR_RUN},
-    {OPT_KEYS, 0, "keys", "CKMON_KEYS", ':', true, FOR_ALL},
+    {OPT_KEYS, 0, "keys", "CKMON_KEYS", ':', true, FOR_ALL | FOR_DIFF},
     {OPT_SOCKET, 0, "socket", "CKMON_SOCKET", 0, true, FOR_SERVING},
     {OPT_JOB, 0, "job", "CKMON_JOB", 0, true, FOR_ALL | FOR_LAST_GOOD},
+    {OPT_JOB, 0, "job", NULL, 0, true, FOR_REPORT}, /* a filter, not this process's label */
     {OPT_STATE, 0, "state", "CKMON_STATE", 0, true, FOR_SERVING},
     {OPT_FLUSH_TIMEOUT, 0, "flush-timeout", NULL, 0, true, FOR_SERVING},
     {OPT_LOG_MAX_BYTES, 0, "log-max-bytes", "CKMON_LOG_MAX_BYTES", 0, true, FOR_SERVING},
@@ -81,7 +92,12 @@ static const struct option_spec option_table[] = {
     {OPT_ON_ALERT_TIMEOUT, 0, "on-alert-timeout", "CKMON_ON_ALERT_TIMEOUT", 0, true, FOR_SERVING},
     {OPT_FAIL_ON, 0, "fail-on", NULL, 0, true, FOR_RUN | FOR_INSPECT},
     {OPT_QUIET, 'q', "quiet", NULL, 0, false, FOR_SERVING},
-    {OPT_HELP, 'h', "help", NULL, 0, false, FOR_ALL | FOR_LAST_GOOD},
+    {OPT_FOLLOW, 'f', "follow", NULL, 0, false, FOR_TAIL},
+    {OPT_PRETTY, 0, "pretty", NULL, 0, false, FOR_INSPECT},
+    {OPT_ALL, 0, "all", NULL, 0, false, FOR_INSPECT},
+    {OPT_JSON, 0, "json", NULL, 0, false, FOR_DIFF},
+    {OPT_OUTPUT, 'o', "output", NULL, 0, true, FOR_REPORT},
+    {OPT_HELP, 'h', "help", NULL, 0, false, FOR_ALL | FOR_LAST_GOOD | FOR_VIEWS},
 };
 
 #define OPTION_COUNT (sizeof option_table / sizeof option_table[0])
@@ -355,6 +371,9 @@ static int apply(struct options *o, const struct option_spec *spec, const char *
     case OPT_STATE:
         rc = set_string(&o->state, value);
         break;
+    case OPT_OUTPUT:
+        rc = set_string(&o->output, value);
+        break;
     case OPT_SOCKET:
         return set_socket(o, value, source, err, err_size);
     case OPT_SINK:
@@ -385,6 +404,18 @@ static int apply(struct options *o, const struct option_spec *spec, const char *
     case OPT_STATS:
         o->stats = true;
         return 0;
+    case OPT_FOLLOW:
+        o->follow = true;
+        return 0;
+    case OPT_PRETTY:
+        o->pretty = true;
+        return 0;
+    case OPT_ALL:
+        o->all_files = true;
+        return 0;
+    case OPT_JSON:
+        o->json = true;
+        return 0;
     case OPT_HELP:
         o->help = true;
         return 0;
@@ -412,20 +443,22 @@ static int apply_env(struct options *o, const struct option_spec *spec, char *er
     return rc;
 }
 
-static const struct option_spec *find_long(const char *name, size_t len)
+/* A name may have one entry per set of commands (report's -o is not --log): the one
+ * for cmd wins, else any, so that the message can say the option is not cmd's. */
+static const struct option_spec *find_option(enum command cmd, const char *name, size_t len,
+                                             char short_name)
 {
-    for (size_t i = 0; i < OPTION_COUNT; i++)
-        if (strlen(option_table[i].long_name) == len &&
-            !strncmp(option_table[i].long_name, name, len))
-            return &option_table[i];
-    return NULL;
-}
-
-static const struct option_spec *find_short(char c)
-{
-    for (size_t i = 0; i < OPTION_COUNT; i++)
-        if (option_table[i].short_name == c) return &option_table[i];
-    return NULL;
+    const struct option_spec *found = NULL;
+    for (size_t i = 0; i < OPTION_COUNT; i++) {
+        const struct option_spec *spec = &option_table[i];
+        bool named = short_name
+                         ? spec->short_name == short_name
+                         : strlen(spec->long_name) == len && !strncmp(spec->long_name, name, len);
+        if (!named) continue;
+        if (spec->commands & (1u << cmd)) return spec;
+        found = spec;
+    }
+    return found;
 }
 
 /* Parses the option word argv[*i] (and its value, which may be the next word). */
@@ -438,11 +471,11 @@ static int parse_flag(struct options *o, enum command cmd, int argc, char **argv
     if (word[1] == '-') {
         const char *name = word + 2, *eq = strchr(name, '=');
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
-        spec = find_long(name, len);
+        spec = find_option(cmd, name, len, 0);
         if (eq) value = eq + 1;
         snprintf(source, sizeof source, "--%.*s", (int)len, name);
     } else {
-        spec = find_short(word[1]);
+        spec = find_option(cmd, NULL, 0, word[1]);
         if (word[2]) value = word + 2;
         snprintf(source, sizeof source, "-%c", word[1]);
     }
@@ -478,7 +511,7 @@ static int add_arg(struct options *o, char *arg)
 }
 
 /* Words after the options end: run keeps everything from COMMAND on as it is,
- * inspect takes files between options, collect takes none. */
+ * inspect and diff take files between options, collect, tail and report take none. */
 static int parse_words(struct options *o, enum command cmd, int argc, char **argv, bool *given,
                        char *err, size_t err_size)
 {
@@ -494,7 +527,7 @@ static int parse_words(struct options *o, enum command cmd, int argc, char **arg
             if (o->help) return 0;
             continue;
         }
-        if (cmd == COMMAND_COLLECT) {
+        if (cmd == COMMAND_COLLECT || cmd == COMMAND_TAIL || cmd == COMMAND_REPORT) {
             snprintf(err, err_size, "unexpected argument '%s'", word);
             return -1;
         }
@@ -517,16 +550,17 @@ int options_parse(struct options *o, enum command cmd, int argc, char **argv, ch
     bool given[OPT_COUNT] = {false};
     if (parse_words(o, cmd, argc, argv, given, err, err_size) < 0) return -1;
     if (o->help) return 0;
-    /* inspect reads flags only: a monitored job's variables must not change what
-     * someone inspecting its files sees. */
-    for (size_t i = 0; i < OPTION_COUNT && cmd != COMMAND_INSPECT; i++) {
+    /* inspect and diff read flags only: a monitored job's variables must not change what
+     * someone inspecting or comparing its files sees. */
+    for (size_t i = 0; i < OPTION_COUNT && cmd != COMMAND_INSPECT && cmd != COMMAND_DIFF; i++) {
         const struct option_spec *spec = &option_table[i];
         if (spec->env && (spec->commands & (1u << cmd)) && !given[spec->id] &&
             apply_env(o, spec, err, err_size) < 0)
             return -1;
     }
     if (check_fail_on(o, err, err_size) < 0) return -1;
-    if (!o->log && cmd != COMMAND_INSPECT && set_string(&o->log, DEFAULT_LOG) < 0) {
+    if (!o->log && cmd != COMMAND_INSPECT && cmd != COMMAND_DIFF &&
+        set_string(&o->log, DEFAULT_LOG) < 0) {
         snprintf(err, err_size, "out of memory");
         return -1;
     }
@@ -549,6 +583,7 @@ void options_free(struct options *o)
     free(o->run_id);
     free(o->listen);
     free(o->state);
+    free(o->output);
     free(o->sample_text);
     free(o->budget_text);
     rules_free(&o->rules);

@@ -19,7 +19,16 @@
 #define DEFAULT_LOG_KEEP         5
 #define DEFAULT_ON_ALERT_TIMEOUT 30.0
 
-enum command { COMMAND_RUN, COMMAND_COLLECT, COMMAND_INSPECT, COMMAND_DOCTOR, COMMAND_LAST_GOOD };
+enum command {
+    COMMAND_RUN,
+    COMMAND_COLLECT,
+    COMMAND_INSPECT,
+    COMMAND_DOCTOR,
+    COMMAND_LAST_GOOD,
+    COMMAND_TAIL,
+    COMMAND_DIFF,
+    COMMAND_REPORT
+};
 
 struct string_list {
     char **items;
@@ -55,8 +64,13 @@ struct options {
     double on_alert_timeout;          /* --on-alert-timeout, CKMON_ON_ALERT_TIMEOUT, seconds */
     struct string_list fail_on;       /* --fail-on: rule names */
     bool quiet;                       /* -q: no alert lines, no summary */
+    bool follow;                      /* tail -f/--follow */
+    bool pretty;                      /* inspect --pretty: the tail table instead of JSONL */
+    bool all_files;                   /* inspect --all: every file of a directory */
+    bool json;                        /* diff --json */
+    char *output;                     /* report -o/--output */
     bool help;
-    char **args; /* run: COMMAND and its arguments; inspect: the files; last-good: GLOB */
+    char **args; /* run: COMMAND and its arguments; inspect, diff: the files; last-good: GLOB */
     int arg_count;
 };
 

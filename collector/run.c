@@ -125,7 +125,7 @@ static void become_collector(struct listener *listener, struct log_writer *log,
                                 .stop_fd = stop_fd,
                                 .run_id = o->run_id,
                                 .scrape = scrape};
-    int rc = collector_serve(&cfg, delivery, o->flush_timeout);
+    int rc = collector_serve(&cfg, delivery, o);
     scrape_close(scrape);
     delivery_free(delivery);
     if (log_close(log)) rc = 1;

@@ -24,6 +24,7 @@
 
 #include "core/wire.h"
 #include "scrape.h"
+#include "recovery.h"
 #include "tracker.h"
 
 /* Packets read from one connection before the others get a turn. */
@@ -287,6 +288,8 @@ static struct timespec *until_next_due(const struct server *s, bool accepting, s
     if (!accepting && (due < 0 || s->accept_resume_us < due)) due = s->accept_resume_us;
     int64_t retry = now_us() + LOG_RETRY_US; /* a full disk: try the held lines again */
     if (log_holding(s->cfg->log) && (due < 0 || retry < due)) due = retry;
+    int64_t spool = recovery_next_due(s->cfg->recovery); /* agents' spooled queues */
+    if (spool >= 0 && (due < 0 || spool < due)) due = spool;
     if (due < 0) return NULL;
     int64_t wait = due - now_us();
     if (wait < 0) wait = 0;
@@ -332,6 +335,7 @@ static bool serve_once(struct server *s, const sigset_t *wait_mask)
     }
     if (log_holding(s->cfg->log)) log_retry(s->cfg->log);
     tracker_parse_adopted(s->tracker, now_us());
+    recovery_poll(s->cfg->recovery, now_us());
     tracker_expire(s->tracker, now_us());
     return true;
 }
@@ -409,6 +413,7 @@ int server_run(const struct server_config *cfg)
     s->cfg = cfg;
     tracker_set_run(s->tracker, cfg->run_id);
     if (cfg->alerting) tracker_set_unmatched(s->tracker, alerting_unmatched_fn, cfg->alerting);
+    recovery_attach(cfg->recovery, s->tracker, cfg->listener->path, now_us());
     sigset_t saved, wait_mask;
     bool by_signal = cfg->stop_fd < 0;
     if (by_signal) catch_stop_signals(&saved, &wait_mask);
@@ -425,6 +430,7 @@ int server_run(const struct server_config *cfg)
     for (size_t i = 0; i < s->conn_count; i++)
         close(s->conns[i].fd);
     listener_close(cfg->listener, true);
+    recovery_detach(cfg->recovery, s->tracker);
     tracker_free(s->tracker);
     free(s->conns);
     free(s->polls);

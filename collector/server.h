@@ -39,8 +39,9 @@ struct server_config {
     /* -1: stop on SIGTERM or SIGINT (SIGHUP reopens the log). Otherwise stop when this descriptor
      * becomes readable or reaches EOF (`ckmon run` closes its end of a pipe). */
     int stop_fd;
-    const char *run_id;    /* the run of agents that name none (--run-id), or NULL */
-    struct scrape *scrape; /* told the agents' counters (--listen), or NULL */
+    const char *run_id;        /* the run of agents that name none (--run-id), or NULL */
+    struct scrape *scrape;     /* told the agents' counters (--listen), or NULL */
+    struct recovery *recovery; /* the rename hold's journal, the agent spool; or NULL */
 };
 
 /* Serves agents until asked to stop, then drains every connection, finishes what is

@@ -54,13 +54,13 @@ static bool open_dir(struct state *st, char *err, size_t err_size)
     return owned_check(st->dir_fd, "state dir", st->dir, err, err_size);
 }
 
-bool state_open(struct state *st, const struct options *o, char *err, size_t err_size)
+bool state_open(struct state *st, const struct options *o, bool lock, char *err, size_t err_size)
 {
     *st = (struct state){.dir_fd = -1, .lock_fd = -1};
     bool ok = (st->dir = state_dir_path(o)) != NULL;
     if (!ok)
         snprintf(err, err_size, "out of memory");
-    else if ((ok = open_dir(st, err, err_size))) {
+    else if ((ok = open_dir(st, err, err_size)) && lock) {
         st->lock_fd = openat(st->dir_fd, "lock",
                              O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
         if (st->lock_fd < 0)
@@ -73,8 +73,25 @@ bool state_open(struct state *st, const struct options *o, char *err, size_t err
             return true;
         ok = false;
     }
-    state_close(st);
+    if (!ok) state_close(st);
     return ok;
+}
+
+int state_openat(const struct state *st, const char *name, int flags)
+{
+    return openat(st->dir_fd, name, flags | O_NOFOLLOW | O_CLOEXEC, 0600);
+}
+
+static unsigned long recovery_counts[RECOVERY_COUNTERS];
+
+void state_count(enum recovery_counter which, unsigned long n)
+{
+    __atomic_fetch_add(&recovery_counts[which], n, __ATOMIC_RELAXED);
+}
+
+unsigned long state_counted(enum recovery_counter which)
+{
+    return __atomic_load_n(&recovery_counts[which], __ATOMIC_RELAXED);
 }
 
 void state_close(struct state *st)
@@ -169,6 +186,14 @@ bool state_write_stats(const struct state *st, const struct collector_stats *s)
         cJSON_AddItemToArray(sinks, c);
     }
     cJSON_AddItemToObject(o, "sinks", sinks);
+    static const char *const names[RECOVERY_COUNTERS] = {
+        [RECOVERED_HELD] = "held_records_recovered",
+        [IMPORTED_SPOOL_FILES] = "agent_spool_files_imported",
+        [LOST_AGENT_MESSAGES] = "agent_messages_lost",
+        [LOST_SPOOL_FILES] = "agent_spool_files_unreadable"};
+    cJSON *recovery = cJSON_AddObjectToObject(o, "recovery");
+    for (int i = 0; i < RECOVERY_COUNTERS; i++)
+        cJSON_AddNumberToObject(recovery, names[i], (double)state_counted(i));
     char *text = json_print(o), *line = NULL;
     cJSON_Delete(o);
     bool ok = text && asprintf(&line, "%s\n", text) >= 0 &&

@@ -49,18 +49,34 @@ struct collector_stats {
     size_t sink_count;
 };
 
+/* What this collector took over from a killed one and from agents that found none, and
+ * what it knows was lost (recovery.h); in stats.json as "recovery". One per process:
+ * any thread may count, and stats.json shows them whoever writes it. */
+enum recovery_counter {
+    RECOVERED_HELD,       /* records a killed collector held for a rename, written now */
+    IMPORTED_SPOOL_FILES, /* agent spool files imported */
+    LOST_AGENT_MESSAGES,  /* messages agents said they lost (their hellos' "dropped") */
+    LOST_SPOOL_FILES,     /* agent spool files that could not be read */
+    RECOVERY_COUNTERS
+};
+void state_count(enum recovery_counter which, unsigned long n);
+unsigned long state_counted(enum recovery_counter which);
+
 /* The state dir: --state, else LOG.state beside the log, else (stdout)
  * ./ckmon-stdout.state; malloc'd. */
 char *state_dir_path(const struct options *o);
 
-/* Creates (mode 0700) and locks the state dir: two collectors moving the same cursors
- * would each believe the other's deliveries. Refuses a directory that is not ours, or
- * that others can write (owned.h). False with a one-line message in err. */
-bool state_open(struct state *st, const struct options *o, char *err, size_t err_size);
+/* Creates (mode 0700) the state dir, and with lock locks it: two collectors moving the
+ * same cursors would each believe the other's deliveries. Refuses a directory that is
+ * not ours, or that others can write (owned.h). False with a one-line message in err. */
+bool state_open(struct state *st, const struct options *o, bool lock, char *err, size_t err_size);
 void state_close(struct state *st);
 
 /* DIR/NAME; malloc'd. */
 char *state_path(const struct state *st, const char *name);
+
+/* Opens NAME in the state dir with flags (O_NOFOLLOW and O_CLOEXEC added), mode 0600. */
+int state_openat(const struct state *st, const char *name, int flags);
 
 /* Loads cursor NAME: true with *c set when it exists and reads as a cursor; false with
  * *exists false when there is none, or *exists true when it is unreadable or garbled. */

@@ -80,6 +80,8 @@ struct tracker {
     const char *default_run; /* for agents whose hello names no run */
     unmatched_fn unmatched;  /* told of the files agents created that matched no glob */
     void *unmatched_ctx;
+    hold_fn held, emitted; /* the rename hold's journal (recovery.h), or NULL */
+    void *hold_ctx;
     struct tracker_counts counts;
 };
 
@@ -94,6 +96,13 @@ void tracker_set_unmatched(struct tracker *t, unmatched_fn fn, void *ctx)
 {
     t->unmatched = fn;
     t->unmatched_ctx = ctx;
+}
+
+void tracker_set_hold(struct tracker *t, hold_fn held, hold_fn emitted, void *ctx)
+{
+    t->held = held;
+    t->emitted = emitted;
+    t->hold_ctx = ctx;
 }
 
 struct tracker *tracker_new(record_emit_fn emit, void *ctx)
@@ -111,6 +120,7 @@ static void emit_and_free(struct tracker *t, struct record *r)
 {
     record_settle(r);
     t->emit(t->ctx, r);
+    if (t->emitted) t->emitted(t->hold_ctx, r);
     record_free(r);
 }
 
@@ -281,6 +291,7 @@ static void hold_for_rename(struct tracker *t, struct record *r, int64_t now_us)
     *p = (struct pending){.record = r, .since_us = now_us};
     *t->pending_end = p;
     t->pending_end = &p->next;
+    if (t->held) t->held(t->hold_ctx, r);
 }
 
 /* ---- the messages ---- */

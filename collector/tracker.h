@@ -35,6 +35,10 @@ void tracker_set_run(struct tracker *t, const char *run);
  * few per process, said at its exit). */
 typedef void (*unmatched_fn)(void *ctx, const char *path);
 void tracker_set_unmatched(struct tracker *t, unmatched_fn fn, void *ctx);
+/* Told when a closed record starts waiting out its rename window (held), and after each
+ * record is written (emitted): a collector killed in between must not lose it. */
+typedef void (*hold_fn)(void *ctx, const struct record *r);
+void tracker_set_hold(struct tracker *t, hold_fn held, hold_fn emitted, void *ctx);
 /* Finishes nothing: call tracker_shutdown first to keep what is in progress. */
 void tracker_free(struct tracker *t);
 

@@ -705,6 +705,11 @@ static void feed_elements(struct tensor_stats *s, const uint8_t *src, size_t cou
 
 /* ---- Public API ------------------------------------------------------------------ */
 
+void dtype_decode(enum dtype t, const void *src, double *dst, size_t n)
+{
+    if (dtype_valid(t)) decode(t, src, dst, n, false);
+}
+
 void stats_init(struct tensor_stats *s, enum dtype t)
 {
     memset(s, 0, sizeof *s);

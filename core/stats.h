@@ -68,6 +68,9 @@ struct tensor_stats {
 const char *dtype_name(enum dtype t);
 size_t dtype_size(enum dtype t);
 
+/* n elements of type t from src (any alignment) as doubles, as the statistics see them. */
+void dtype_decode(enum dtype t, const void *src, double *dst, size_t n);
+
 void stats_init(struct tensor_stats *s, enum dtype t);
 /* Feed raw element bytes; len need not be a multiple of the element size. */
 void stats_feed(struct tensor_stats *s, const void *bytes, size_t len);

@@ -8,7 +8,8 @@ libcmocka-dev python3 python3-pytest python3-numpy python3-torch
 musl-tools libcap2-bin dataurl golang-petname
 prometheus-pushgateway victoria-metrics influxdb prometheus libmicrohttpd-dev libsnappy-dev
 strace valgrind util-linux
-python3-sklearn python3-joblib python3-pandas python3-dill python3-h5py"
+python3-sklearn python3-joblib python3-pandas python3-dill python3-h5py
+chromium"
 # `make fuzz` sets FUZZING=1: clang and libFuzzer only then, not for every `make test`.
 [ -n "$FUZZING" ] && PACKAGES="$PACKAGES clang libclang-rt-14-dev"
 missing=""

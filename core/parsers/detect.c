@@ -9,6 +9,7 @@
 #include "npy.h"
 #include "zip.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,11 +45,48 @@ static bool claims_json(const uint8_t *head, size_t n, const char *extension)
     return i == n || (head[i] && strchr(next, head[i]));
 }
 
+/* Whether a pickle of protocol 0 or 1 (no header) could begin so: with an opcode those
+ * protocols write first, and its argument's first byte right. Text and other bytes that
+ * merely sit in a .pkl file are then "unknown", with no error. */
+static bool opens_old_pickle(const uint8_t *head, size_t n)
+{
+    if (n == 0) return true; /* nothing written yet: a save cut short at its start */
+    if (n == 1) return head[0] && strchr("(N)]}", head[0]);
+    switch (head[0]) {
+    case '(':
+    case ')':
+    case ']':
+    case '}':
+    case 'N':
+    case 'K':
+    case 'J':
+    case 'M':
+    case 'G':
+    case 'U':
+    case 'T':
+    case 'X':
+    case 'V':
+        return true;
+    case 'S':
+        return head[1] == '\'' || head[1] == '"';
+    case 'I':
+    case 'L':
+        return isdigit(head[1]) || head[1] == '-';
+    case 'F':
+        return isdigit(head[1]) || strchr("-ni", head[1]);
+    case 'c': /* GLOBAL: a module name */
+        return isalpha(head[1]) || head[1] == '_';
+    default:
+        return false;
+    }
+}
+
 static bool claims_pickle(const uint8_t *head, size_t n, const char *extension)
 {
     const uint8_t PROTO = 0x80, HIGHEST_PROTOCOL = 5;
     if (n >= 2 && head[0] == PROTO && head[1] <= HIGHEST_PROTOCOL) return true;
-    return strcmp(extension, "pkl") == 0 || strcmp(extension, "pickle") == 0;
+    return (strcmp(extension, "pkl") == 0 || strcmp(extension, "pickle") == 0) &&
+           opens_old_pickle(head, n);
 }
 
 /* safetensors: a little-endian u64 header length within the specification's limit,
@@ -132,9 +170,16 @@ static bool zip_decide(struct zip_dispatch *z, bool ended)
     if (peek == ZIP_PEEK_MORE) return false;
     z->decided = true;
     if (peek == ZIP_PEEK_NONE) return true;
+    const char *slash = memchr(name, '/', name_len);
+    const char *record = slash ? slash + 1 : name;
+    size_t record_len = name_len - (size_t)(record - name);
     if ((name_len == 8 && memcmp(name, "data.pkl", 8) == 0) ||
         ends_with(name, name_len, "/data.pkl"))
         z->inner = parser_torch_new(z->report, z->options);
+    else if (slash && ((record_len > 5 && memcmp(record, "data/", 5) == 0) ||
+                       ends_with(record, record_len, "constants.pkl") ||
+                       (record_len > 5 && memcmp(record, "code/", 5) == 0)))
+        z->inner = parser_torchscript_new(z->report, z->options); /* storages first */
     else if (ends_with(name, name_len, ".npy"))
         z->inner = parser_npz_new(z->report, z->options);
     else
@@ -161,13 +206,17 @@ static void zip_feed(struct parser *p, const uint8_t *data, size_t len)
         if (!zip_decide(z, z->head_len == sizeof z->head)) return;
     }
     if (z->inner && len > 0) z->inner->feed(z->inner, data, len);
+    if (z->inner) z->base.format = z->inner->format; /* torch may turn out TorchScript */
 }
 
 static bool zip_finish(struct parser *p)
 {
     struct zip_dispatch *z = (struct zip_dispatch *)p;
     if (!z->decided) zip_decide(z, true);
-    return z->inner ? z->inner->finish(z->inner) : true;
+    if (!z->inner) return true;
+    bool whole = z->inner->finish(z->inner);
+    z->base.format = z->inner->format;
+    return whole;
 }
 
 static void zip_destroy(struct parser *p)

@@ -7,7 +7,7 @@
  * subtrees. Numbers are formatted in the C locale whatever the program's locale is.
  */
 #include "flatten.h"
-#include "../jsontext.h"
+#include "pandas.h"
 #include "../strbuf.h"
 
 #include <inttypes.h>
@@ -31,28 +31,70 @@ struct flattener {
 
 /* ---- Python's str() and repr(), as far as keys and descriptions need them ---- */
 
-/* repr(float): the shortest text that reads back as the same double. */
+/* repr(float), as Python writes it: the shortest digits that read back as the same
+ * double, positional when the decimal exponent is in [-4, 16) ("10.0",
+ * "1000000000000000.0", "0.0001"), else scientific with a two-digit exponent at least
+ * ("1e+16", "1.5e-05"). */
 static void render_float(struct strbuf *b, double v)
 {
     if (isnan(v)) return sb_addz(b, "nan");
     if (isinf(v)) return sb_addz(b, v < 0 ? "-inf" : "inf");
-    char text[32];
-    json_shortest_double(v, text, sizeof text);
-    sb_addz(b, text);
-    if (!strpbrk(text, ".e")) sb_addz(b, ".0");
+    char sci[40];
+    for (int precision = 0; precision <= 17; precision++) {
+        snprintf(sci, sizeof sci, "%.*e", precision, v);
+        if (strtod(sci, NULL) == v) break;
+    }
+    /* sci is [-]D[.DDD]e[+-]XX: its digits and exponent */
+    const char *p = sci;
+    if (*p == '-') sb_addz(b, "-"), p++;
+    char digits[20];
+    size_t n = 0;
+    for (; *p && *p != 'e'; p++)
+        if (*p != '.' && n < sizeof digits) digits[n++] = *p;
+    int exponent = atoi(p + 1);
+    if (exponent >= -4 && exponent < 16) {
+        if (exponent < 0) {
+            sb_addz(b, "0.");
+            for (int i = -1; i > exponent; i--)
+                sb_addz(b, "0");
+            return sb_add(b, digits, n);
+        }
+        for (int i = 0; i <= exponent; i++)
+            sb_add(b, i < (int)n ? digits + i : "0", 1);
+        sb_addz(b, ".");
+        return (size_t)exponent + 1 < n ? sb_add(b, digits + exponent + 1, n - exponent - 1)
+                                        : sb_addz(b, "0");
+    }
+    sb_add(b, digits, 1);
+    if (n > 1) sb_addz(b, "."), sb_add(b, digits + 1, n - 1);
+    sb_addf(b, "e%c%02d", exponent < 0 ? '-' : '+', abs(exponent));
+}
+
+/* The quote repr() puts around text: ' unless the text holds ' and no ". */
+static char repr_quote(const char *s, uint64_t len)
+{
+    return memchr(s, '\'', len) && !memchr(s, '"', len) ? '"' : '\'';
+}
+
+/* One character of repr(): the escapes Python uses, \xNN for other control bytes. */
+static void render_escaped(struct strbuf *b, unsigned char c, char quote, bool is_bytes)
+{
+    static const char named[] = "\tt\nn\rr\\\\"; /* pairs: a byte, its escape letter */
+    const char *e = memchr(named, c, sizeof named - 1);
+    if (e && (e - named) % 2 == 0) return sb_addf(b, "\\%c", e[1]);
+    if (c == (unsigned char)quote) return sb_addf(b, "\\%c", c);
+    if (c < 0x20 || c == 0x7f || (is_bytes && c >= 0x80)) return sb_addf(b, "\\x%02x", c);
+    sb_add(b, (const char *)&c, 1);
 }
 
 static void render_bytes(struct strbuf *b, const struct pyobj *o)
 {
-    sb_addz(b, "b'");
-    for (uint64_t i = 0; o->u.str.data && i < o->u.str.len && !b->overflow; i++) {
-        unsigned char c = (unsigned char)o->u.str.data[i];
-        if (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\')
-            sb_add(b, (const char *)&c, 1);
-        else
-            sb_addf(b, "\\x%02x", c);
-    }
-    sb_addz(b, o->u.str.data ? "'" : "...'");
+    if (!o->u.str.data) return sb_addf(b, "<bytes of %" PRIu64 " bytes>", o->u.str.len);
+    char quote = repr_quote(o->u.str.data, o->u.str.len);
+    sb_addf(b, "b%c", quote);
+    for (uint64_t i = 0; i < o->u.str.len && !b->overflow; i++)
+        render_escaped(b, (unsigned char)o->u.str.data[i], quote, true);
+    sb_add(b, &quote, 1);
 }
 
 static void render(struct strbuf *b, const struct pyobj *o, bool as_repr, int depth);
@@ -76,6 +118,8 @@ static void render_container(struct strbuf *b, const struct pyobj *o, int depth)
         [PY_SET] = {"{", "}"},  [PY_FROZENSET] = {"frozenset({", "})"},
         [PY_DICT] = {"{", "}"},
     };
+    if ((o->kind == PY_SET || o->kind == PY_FROZENSET) && o->u.seq.len == 0)
+        return sb_addz(b, o->kind == PY_SET ? "set()" : "frozenset()");
     sb_addz(b, brackets[o->kind][0]);
     if (o->kind == PY_DICT) {
         render_items(b, &o->u.map, 2, depth);
@@ -89,9 +133,20 @@ static void render_container(struct strbuf *b, const struct pyobj *o, int depth)
 static void render_str(struct strbuf *b, const struct pyobj *o, bool as_repr)
 {
     if (!o->u.str.data) return sb_addf(b, "<str of %" PRIu64 " bytes>", o->u.str.len);
-    if (as_repr) sb_addz(b, "'");
-    sb_add(b, o->u.str.data, o->u.str.len);
-    if (as_repr) sb_addz(b, "'");
+    if (!as_repr) { /* str(): the text itself, but a record's names cannot hold a NUL */
+        for (const char *at = o->u.str.data, *end = at + o->u.str.len; at < end && !b->overflow;) {
+            const char *nul = memchr(at, '\0', (size_t)(end - at));
+            sb_add(b, at, (size_t)((nul ? nul : end) - at));
+            if (nul) sb_addz(b, "\\x00");
+            at = nul ? nul + 1 : end;
+        }
+        return;
+    }
+    char quote = repr_quote(o->u.str.data, o->u.str.len);
+    sb_add(b, &quote, 1);
+    for (uint64_t i = 0; i < o->u.str.len && !b->overflow; i++)
+        render_escaped(b, (unsigned char)o->u.str.data[i], quote, false);
+    sb_add(b, &quote, 1);
 }
 
 /* str(o), or repr(o) inside containers; objects by what builds them: "posix.system(...)". */
@@ -270,6 +325,116 @@ static void report_array(struct flattener *f, const struct pyarray *a)
     }
 }
 
+/* ---- pandas frames (pandas.h) ---- */
+
+/* One element of a block's column: little-endian into out. */
+static void copy_element(const struct pyarray *a, uint64_t at, size_t size, uint8_t *out)
+{
+    const uint8_t *from = a->data + at * size;
+    for (size_t k = 0; k < size; k++)
+        out[k] = a->big_endian ? from[size - 1 - k] : from[k];
+}
+
+/* Row `row` of a 2-D block (or all of a 1-D one, row -1) as a 1-D tensor, fed to the
+ * statistics in the blocks a tensor reader uses. A column joblib streamed is known when
+ * it is all of its block or a row of a C-order one (pyobj.h, `rows`). Object (text)
+ * columns are not tensors. */
+static void report_column(struct flattener *f, const struct pyarray *a, int64_t row)
+{
+    int64_t n = a->ndim == 2 ? a->shape[1] : a->shape[0];
+    int64_t k = a->ndim == 2 ? a->shape[0] : 1;
+    if (!a->supported || a->problem || !report_wants(f->report, f->name.s)) return;
+    struct tensor_stats st;
+    stats_init(&st, a->dtype);
+    if (a->streamed && k == 1) {
+        st = *a->streamed;
+    } else if (a->rows && row >= 0) {
+        st = a->rows[row];
+    } else if (!a->data) {
+        return;
+    } else {
+        size_t size = dtype_size(a->dtype), filled = 0;
+        uint8_t *block = malloc(TENSOR_SAMPLE_BLOCK);
+        if (!block) return report_error(f->report, "%s: out of memory", f->name.s);
+        for (int64_t r = 0; r < n; r++) {
+            uint64_t at = row < 0      ? (uint64_t)r
+                          : a->fortran ? (uint64_t)r * (uint64_t)k + (uint64_t)row
+                                       : (uint64_t)row * (uint64_t)n + (uint64_t)r;
+            copy_element(a, at, size, block + filled);
+            filled += size;
+            if (filled + size > TENSOR_SAMPLE_BLOCK || r + 1 == n) {
+                stats_feed(&st, block, filled);
+                filled = 0;
+            }
+        }
+        free(block);
+    }
+    report_tensor(f->report, f->name.s, a->dtype_name, &n, 1, &st, 1.0);
+}
+
+/* A RangeIndex as the int64 tensor it stands for. */
+static void report_range(struct flattener *f, int64_t start, int64_t step, int64_t n)
+{
+    if (!report_wants(f->report, f->name.s)) return;
+    struct tensor_stats st;
+    stats_init(&st, DTYPE_I64);
+    const size_t per_block = TENSOR_SAMPLE_BLOCK / sizeof(int64_t);
+    int64_t *block = malloc(TENSOR_SAMPLE_BLOCK);
+    if (!block) return report_error(f->report, "%s: out of memory", f->name.s);
+    for (int64_t i = 0; i < n;) {
+        size_t filled = 0;
+        for (; filled < per_block && i < n; i++)
+            block[filled++] = start + i * step;
+        stats_feed(&st, block, filled * sizeof block[0]);
+    }
+    free(block);
+    report_tensor(f->report, f->name.s, "int64", &n, 1, &st, 1.0);
+}
+
+/* NAME.SUFFIX for the duration of one report. */
+static size_t enter(struct flattener *f, const char *suffix, const struct pyobj *key)
+{
+    size_t saved = f->name.len;
+    if (saved) sb_addz(&f->name, ".");
+    if (suffix)
+        sb_addz(&f->name, suffix);
+    else
+        render(&f->name, key, false, 0);
+    return saved;
+}
+
+/* A DataFrame or Series: each numeric column as a tensor NAME.COLUMN (a Series's values
+ * as NAME.<its name>, or NAME.values), a numeric row index as NAME.index, the shape as
+ * NAME.shape.0 (rows) and NAME.shape.1 (columns). */
+static bool report_frame(struct flattener *f, const struct pyobj *o)
+{
+    struct pandas_frame frame;
+    if (!pandas_frame(o, &frame)) return false;
+    for (size_t i = 0; i < frame.ncolumns; i++) {
+        const struct pandas_column *c = &frame.columns[i];
+        if (!c->block) continue;
+        size_t saved = enter(f, NULL, c->label);
+        if (name_ok(f)) report_column(f, c->block, c->row);
+        sb_truncate(&f->name, saved);
+    }
+    size_t saved = enter(f, "index", NULL);
+    if (frame.index_is_range)
+        report_range(f, frame.index_start, frame.index_step, frame.nrows);
+    else if (frame.index)
+        report_array(f, frame.index);
+    sb_truncate(&f->name, saved);
+    saved = enter(f, "shape.0", NULL);
+    report_int(f->report, f->name.s, frame.nrows);
+    sb_truncate(&f->name, saved);
+    if (!frame.series) {
+        saved = enter(f, "shape.1", NULL);
+        report_int(f->report, f->name.s, (int64_t)frame.ncolumns);
+        sb_truncate(&f->name, saved);
+    }
+    pandas_frame_free(&frame);
+    return true;
+}
+
 static void report_described(struct flattener *f, const struct pyobj *o)
 {
     sb_truncate(&f->text, 0);
@@ -332,6 +497,7 @@ static void visit(struct flattener *f, const struct pyobj *o, int depth)
     }
     if (f->report->findings > REPORT_MAX_FINDINGS) return; /* full, and it said so */
     if (f->hook && f->hook(f->ctx, f->report, f->name.s, o)) return;
+    if (o->kind == PY_OBJECT && report_frame(f, o)) return;
     switch (o->kind) {
     case PY_NONE:
         return report_null(f->report, f->name.s);

@@ -4,8 +4,9 @@
  * joined with '.', list/tuple/set items are named by index, numeric lists longer than
  * FLATTEN_MAX_LISTED items become float64/int64 tensors, and a root that is a single
  * value or tensor is named "value". Keys that are not str are named by their Python
- * str(): 3, True, None, 1.5, (1, 2) — floats in their shortest round-trip form, tuples
- * with their items' repr() ('a' quoted), other objects by their description.
+ * str(): 3, True, None, 1.5, (1, 2) — floats as Python's repr() writes them (10.0,
+ * 1e+16), bytes and the items of tuples by repr() (b'\n', ("it's",)), other objects by
+ * their description. A NUL in a name is written \x00: record keys cannot hold one.
  *
  * Limits that keep a hostile tree from costing more than it is worth: nesting deeper
  * than FLATTEN_MAX_DEPTH is not descended (one error), at most FLATTEN_MAX_NODES nodes

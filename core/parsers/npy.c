@@ -17,6 +17,7 @@
  * elements in C order (a.flat[:8]), picked out of the column-major data as it passes.
  */
 #include "npy.h"
+#include "pickle.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -302,6 +303,11 @@ static void start_data(struct npy_array *a)
         tensor_reader_init_opaque(&a->tensor, a->name, e.name, h.shape, h.ndim, 0);
         tensor_reader_report(&a->tensor, a->report);
         a->state = NPY_UNSIZED;
+        /* np.save pickles an object array's items: the pickle's STOP is its end */
+        if (strcmp(e.name, "O") == 0) {
+            report_init(&a->quiet, NULL);
+            if ((a->pickle = pickle_walker_new(&a->quiet, NULL, NULL))) a->state = NPY_PICKLED;
+        }
         return;
     } else {
         if (!tensor_shape_elements(h.shape, h.ndim, &elements) ||
@@ -351,6 +357,13 @@ static size_t take_header(struct npy_array *a, const uint8_t *data, size_t len)
     return n;
 }
 
+static void end_pickle(struct npy_array *a)
+{
+    pickle_walker_free(a->pickle);
+    a->pickle = NULL;
+    report_free(&a->quiet);
+}
+
 size_t npy_array_feed(struct npy_array *a, const uint8_t *data, size_t len)
 {
     size_t used = 0;
@@ -362,6 +375,15 @@ size_t npy_array_feed(struct npy_array *a, const uint8_t *data, size_t len)
             break;
         case NPY_HEADER:
             n = take_header(a, data + used, len - used);
+            break;
+        case NPY_PICKLED:
+            n = pickle_walker_feed(a->pickle, data + used, len - used);
+            if (pickle_walker_state(a->pickle) != PICKLE_RUNNING) {
+                /* not a pickle after all: the rest is the array's, as for other dtypes */
+                a->state =
+                    pickle_walker_state(a->pickle) == PICKLE_STOPPED ? NPY_DONE : NPY_UNSIZED;
+                end_pickle(a);
+            }
             break;
         case NPY_DATA:
             if (a->head.count)
@@ -390,6 +412,7 @@ bool npy_array_finish(struct npy_array *a)
     switch (a->state) {
     case NPY_DONE:
     case NPY_UNSIZED:
+    case NPY_PICKLED: /* ended before the pickle's STOP: taken as UNSIZED data would be */
         return true;
     case NPY_FAILED:
         return false;
@@ -409,6 +432,7 @@ void npy_array_free(struct npy_array *a)
 {
     free(a->header);
     a->header = NULL;
+    if (a->pickle) end_pickle(a);
 }
 
 /* ---- The "npy" parser: one stream, nothing after it --------------------------------- */

@@ -24,9 +24,12 @@ enum npy_state {
     NPY_HEADER,
     NPY_DATA,
     NPY_DONE,
-    NPY_UNSIZED, /* data of a size the header does not give (object arrays): take the rest */
+    NPY_PICKLED, /* an object array's data: a pickle, which ends at its STOP (else as UNSIZED) */
+    NPY_UNSIZED, /* data of a size the header does not give (structured): take the rest */
     NPY_FAILED,  /* reported why; takes the rest */
 };
+
+struct pickle_walker;
 
 struct npy_array {
     struct report *report;
@@ -38,8 +41,10 @@ struct npy_array {
     size_t preamble_len, preamble_need;
     char *header;
     size_t header_len, header_have;
-    struct tensor_head head;     /* a Fortran-order array's head in C order */
-    struct tensor_reader tensor; /* last: it ends in a large buffer */
+    struct tensor_head head;      /* a Fortran-order array's head in C order */
+    struct pickle_walker *pickle; /* NPY_PICKLED */
+    struct report quiet;          /* where its findings go: they are not the record's */
+    struct tensor_reader tensor;  /* last: it ends in a large buffer */
 };
 
 void npy_array_init(struct npy_array *a, struct report *r, const struct parse_options *o,

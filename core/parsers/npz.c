@@ -4,8 +4,9 @@
  * deflated (savez_compressed). The zip walker (zip.h) brings each member's content by;
  * each is one npy_array (npy.h) named KEY, which also says where a stored member ends:
  * zipfile writes zeros for the sizes and fills them in only after the data, by seeking
- * back. Members that are not .npy are skipped. An object array's data has no size the
- * header gives, so in a stored member written by zipfile it takes the rest of the file.
+ * back. Members that are not .npy are skipped. An object array's data is a pickle,
+ * which ends at its STOP; a structured array's has no size the header gives, so in a
+ * stored member written by zipfile it takes the rest of the file.
  */
 #include "parser.h"
 #include "npy.h"

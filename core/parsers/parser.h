@@ -51,6 +51,7 @@ struct parser *parser_npy_new(struct report *r, const struct parse_options *o);
 struct parser *parser_gguf_new(struct report *r, const struct parse_options *o);
 struct parser *parser_torch_new(struct report *r, const struct parse_options *o);
 struct parser *parser_torch_legacy_new(struct report *r, const struct parse_options *o);
+struct parser *parser_torchscript_new(struct report *r, const struct parse_options *o);
 struct parser *parser_npz_new(struct report *r, const struct parse_options *o);
 struct parser *parser_joblib_new(struct report *r, const struct parse_options *o);
 

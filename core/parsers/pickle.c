@@ -16,7 +16,7 @@
  * Limits: text lines of INT/FLOAT/GLOBAL/GET... opcodes are at most PICKLE_MAX_LINE
  * bytes (longer is an error); STRING and UNICODE lines are read to any length but only
  * their first PICKLE_MAX_TEXT_LINE bytes are retained; LONG1/LONG4 integers longer
- * than PICKLE_MAX_LONG bytes overflow a double anyway and become ±inf. The stack, the
+ * than PICKLE_MAX_LONG bytes (beyond any double) are an error. The stack, the
  * marks and the memo grow inside the arena, so PYOBJ_MEMORY_CAP bounds them all.
  *
  * BUILD state: a dict becomes the object's attributes; a (dict, slots-dict) pair is
@@ -179,8 +179,11 @@ struct pickle_walker {
     bool inside_array;            /* this walker reads an object array's pickle: no arrays follow */
     struct pyobj *raw;            /* the array whose data passes */
     struct tensor_reader *reader; /* its statistics (large: allocated at the first array) */
+    uint8_t *row_block;           /* a row's bytes gathered for its statistics (pyobj.h) */
+    size_t row_fill;
     uint64_t raw_left, raw_at;
-    struct pickle_walker *nested; /* STEP_RAW_PICKLE */
+    struct pickle_walker *nested; /* STEP_RAW_PICKLE: it shares this walker's arena */
+    bool own_arena;
 };
 
 static const char *op_name(uint8_t op)
@@ -411,15 +414,61 @@ static void start_raw_data(struct pickle_walker *w)
     if (w->raw_left == 0) end_raw(w);
 }
 
+static struct pickle_walker *walker_new(struct report *r, pickle_on_stop on_stop, void *ctx,
+                                        struct pyarena *arena);
+
+/* The object array's own pickle reached STOP: its items (pandas' labels) go to the
+ * array the wrapper became. */
+static void object_array_items(void *ctx, struct pyobj *root)
+{
+    struct pickle_walker *w = ctx;
+    if (root->kind == PY_ARRAY && w->raw) w->raw->u.array.objects = root->u.array.objects;
+}
+
+static bool start_rows(struct pickle_walker *w, struct pyarray *arr)
+{
+    arr->rows = pyarena_alloc(w->arena, (size_t)arr->shape[0] * sizeof *arr->rows);
+    if (!w->row_block) w->row_block = malloc(TENSOR_SAMPLE_BLOCK);
+    if (!arr->rows || !w->row_block) return false;
+    for (int64_t i = 0; i < arr->shape[0]; i++)
+        stats_init(&arr->rows[i], arr->dtype);
+    w->row_fill = 0;
+    return true;
+}
+
+/* Data bytes from raw_at on into their rows' statistics, in blocks of
+ * TENSOR_SAMPLE_BLOCK bytes from each row's start (flatten.c feeds a pickled column so). */
+static void feed_rows(struct pickle_walker *w, struct pyarray *arr, const uint8_t *data, size_t n)
+{
+    uint64_t row_bytes = (uint64_t)arr->shape[1] * arr->elsize, at = w->raw_at;
+    while (n > 0) {
+        uint64_t row = at / row_bytes, in_row = at % row_bytes;
+        size_t room = TENSOR_SAMPLE_BLOCK - w->row_fill;
+        size_t take = n < room ? n : room;
+        if (take > row_bytes - in_row) take = (size_t)(row_bytes - in_row);
+        memcpy(w->row_block + w->row_fill, data, take);
+        w->row_fill += take;
+        data += take;
+        n -= take;
+        at += take;
+        if (w->row_fill == TENSOR_SAMPLE_BLOCK || at % row_bytes == 0) {
+            stats_feed(&arr->rows[row], w->row_block, w->row_fill);
+            w->row_fill = 0;
+        }
+    }
+}
+
 static bool start_raw(struct pickle_walker *w, struct pyobj *node)
 {
     struct pyarray *arr = &node->u.array;
     w->joblib = true;
     if (w->inside_array) return fail(w, "joblib array inside an object array's pickle");
     if (arr->follows == ARRAY_PICKLED) {
-        w->nested = pickle_walker_new(w->report, NULL, NULL);
+        /* in this walker's arena, so that the items outlive the nested walker */
+        w->nested = walker_new(w->report, object_array_items, w, w->arena);
         if (!w->nested) return fail_memory(w);
         w->nested->inside_array = true;
+        w->raw = node;
         w->step = STEP_RAW_PICKLE;
         return true;
     }
@@ -436,6 +485,9 @@ static bool start_raw(struct pickle_walker *w, struct pyobj *node)
                                 arr->ndim ? arr->shape : no_dims, arr->ndim, &whole))
             return fail(w, "joblib array of an invalid shape");
         w->reader->wanted = true; /* --keys decides once the name is known */
+        if (arr->ndim == 2 && !arr->fortran && arr->shape[0] > 1 &&
+            arr->shape[0] <= PYOBJ_ROW_STATS && arr->shape[1] > 0 && !start_rows(w, arr))
+            return fail_memory(w);
         /* a 0-dimensional array is also a value: its one element is kept */
         if (arr->ndim == 0 && !(arr->data = pyarena_alloc(w->arena, arr->nbytes)))
             return fail_memory(w);
@@ -470,6 +522,7 @@ static size_t take_raw(struct pickle_walker *w, const uint8_t *data, size_t len)
         tensor_reader_feed(w->reader, data, n);
         if (arr->head) tensor_head_catch(arr->head, arr->elsize, w->raw_at, data, n);
         if (arr->data) memcpy((uint8_t *)arr->data + w->raw_at, data, n);
+        if (arr->rows) feed_rows(w, arr, data, n);
     }
     w->raw_at += n;
     w->raw_left -= n;
@@ -486,6 +539,7 @@ static size_t take_raw_pickle(struct pickle_walker *w, const uint8_t *data, size
     pickle_walker_free(w->nested);
     w->nested = NULL;
     if (state == PICKLE_FAILED) return fail(w, "an object array's pickle is malformed"), len;
+    w->raw = NULL;
     w->step = STEP_OPCODE;
     return n;
 }
@@ -718,8 +772,6 @@ static struct pyobj *decode_long(struct pickle_walker *w)
     uint64_t n = w->payload_need;
     const uint8_t *b = w->long_bytes;
     bool negative = n && (w->payload_last & 0x80);
-    if (n > PICKLE_MAX_LONG)
-        return pyobj_float(w->arena, PY_BIGINT, negative ? -HUGE_VAL : HUGE_VAL);
     uint8_t fill = negative ? 0xff : 0;
     bool fits = true;
     for (uint64_t i = 8; i < n; i++)
@@ -740,6 +792,9 @@ static bool push_payload(struct pickle_walker *w)
     switch (w->op) {
     case 0x8a: /* LONG1 */
     case 0x8b: /* LONG4 */
+        if (w->payload_need > PICKLE_MAX_LONG)
+            return fail(w, "int of %" PRIu64 " bytes is wider than the %d-byte limit",
+                        w->payload_need, PICKLE_MAX_LONG);
         return push(w, decode_long(w));
     case 'B':
     case 'C':
@@ -1239,7 +1294,7 @@ static bool settle_mark(struct pickle_walker *w)
 struct pyobj *pickle_walker_partial(struct pickle_walker *w)
 {
     if (w->raw) w->raw->u.array.problem = "the data ended inside the array";
-    if (w->raw) w->raw->u.array.streamed = NULL;
+    if (w->raw) w->raw->u.array.streamed = NULL, w->raw->u.array.rows = NULL;
     while (w->nmarks)
         if (!settle_mark(w)) return NULL;
     /* an object and the state dict its BUILD did not reach */
@@ -1256,11 +1311,14 @@ enum pickle_state pickle_walker_state(const struct pickle_walker *w)
     return PICKLE_RUNNING;
 }
 
-struct pickle_walker *pickle_walker_new(struct report *r, pickle_on_stop on_stop, void *ctx)
+/* A walker; with arena NULL it has one of its own, else it borrows that one. */
+static struct pickle_walker *walker_new(struct report *r, pickle_on_stop on_stop, void *ctx,
+                                        struct pyarena *arena)
 {
     struct pickle_walker *w = calloc(1, sizeof(*w));
     if (!w) return NULL;
-    w->arena = pyarena_new(PYOBJ_MEMORY_CAP);
+    w->own_arena = !arena;
+    w->arena = arena ? arena : pyarena_new(PYOBJ_MEMORY_CAP);
     if (!w->arena) {
         free(w);
         return NULL;
@@ -1272,12 +1330,18 @@ struct pickle_walker *pickle_walker_new(struct report *r, pickle_on_stop on_stop
     return w;
 }
 
+struct pickle_walker *pickle_walker_new(struct report *r, pickle_on_stop on_stop, void *ctx)
+{
+    return walker_new(r, on_stop, ctx, NULL);
+}
+
 void pickle_walker_free(struct pickle_walker *w)
 {
     if (!w) return;
     pickle_walker_free(w->nested);
     free(w->reader);
-    pyarena_free(w->arena);
+    free(w->row_block);
+    if (w->own_arena) pyarena_free(w->arena);
     free(w->line);
     free(w);
 }

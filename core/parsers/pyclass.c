@@ -132,6 +132,7 @@ static const char *array_data(struct pyarray *arr, const struct pyobj *dt, const
     arr->supported = numpy_dtype(dt->u.dtype.code, &arr->dtype);
     arr->dtype_name = arr->supported ? dtype_name(arr->dtype) : dt->u.dtype.code;
     arr->big_endian = dtype_big_endian(dt);
+    if (data->kind == PY_LIST) arr->objects = data; /* pandas labels */
     if (!arr->supported) return "numpy dtype not supported";
     /* bytes, or a str holding raw bytes in Python 2 pickles */
     if (data->kind != PY_BYTES && data->kind != PY_STR)
@@ -191,8 +192,8 @@ static void build_array(struct pyarena *arena, struct pyobj *node, const struct 
         return;
     }
     fill_array(arena, node, s[0], s[1], s[3]);
-    if (s[2] == &pyobj_true && !node->u.array.problem && node->u.array.ndim > 1)
-        plan_fortran_head(arena, &node->u.array);
+    node->u.array.fortran = s[2] == &pyobj_true && node->u.array.ndim > 1;
+    if (node->u.array.fortran && !node->u.array.problem) plan_fortran_head(arena, &node->u.array);
 }
 
 /* numpy.core.numeric._frombuffer(buffer, dtype, shape, order): arrays in protocol 5. */
@@ -202,8 +203,8 @@ static struct pyobj *make_frombuffer(struct pyarena *arena, struct pyobj *const 
     struct pyobj *node = new_pending_array(arena);
     if (!node) return NULL;
     fill_array(arena, node, a[2], a[1], a[0]);
-    if (pyobj_is_str(a[3], "F") && !node->u.array.problem && node->u.array.ndim > 1)
-        plan_fortran_head(arena, &node->u.array);
+    node->u.array.fortran = pyobj_is_str(a[3], "F") && node->u.array.ndim > 1;
+    if (node->u.array.fortran && !node->u.array.problem) plan_fortran_head(arena, &node->u.array);
     return node;
 }
 
@@ -350,7 +351,6 @@ static size_t raw_element_size(const struct pyobj *dt, const struct pyarray *arr
     return size > 0 && size <= 1 << 20 ? (size_t)size : 0;
 }
 
-
 /* joblib.numpy_pickle.NumpyArrayWrapper after its BUILD (attributes subclass, shape,
  * order, dtype, allow_mmap and, since joblib 1.2, numpy_array_alignment_bytes): it
  * becomes the array it wraps, whose data follows in the file (pyobj.h). The data's
@@ -389,8 +389,20 @@ static bool built_joblib_array(struct pyarena *arena, struct pyobj *inst)
         return true;
     }
     if (!arr->supported) arr->problem = "numpy dtype not supported";
-    if (order && pyobj_is_str(order, "F") && arr->ndim > 1) plan_fortran_head(arena, arr);
+    arr->fortran = order && pyobj_is_str(order, "F") && arr->ndim > 1;
+    if (arr->fortran) plan_fortran_head(arena, arr);
     return true;
+}
+
+/* dill._dill._create_array(f, args, state, npdict): dill's own call for f(*args) then
+ * BUILD(state), with numpy's _reconstruct as f; npdict (an array subclass's __dict__)
+ * is not data. */
+static struct pyobj *make_dill_array(struct pyarena *arena, struct pyobj *const *a, size_t n)
+{
+    if (n < 3 || !is_callable(a[0], "numpy.core.multiarray", "_reconstruct")) return NOT_UNDERSTOOD;
+    struct pyobj *node = new_pending_array(arena);
+    if (node) build_array(arena, node, a[2]);
+    return node;
 }
 
 /* ---- the table ---- */
@@ -420,6 +432,7 @@ static const struct pyclass classes[] = {
     {"numpy.core.numeric", "_frombuffer", make_frombuffer},
     {"numpy", "dtype", make_dtype},
     {"joblib.numpy_pickle", "NumpyArrayWrapper", NULL, built_joblib_array},
+    {"dill._dill", "_create_array", make_dill_array},
 };
 
 static const struct pyclass *find_class(const struct pyobj *callable)

@@ -27,6 +27,7 @@
 #define PYOBJ_MEMORY_CAP (64u << 20) /* bytes one parse may hold in its arena */
 #define PYOBJ_KEEP_MAX   (16u << 20) /* largest str/bytes payload retained */
 #define PYOBJ_MAX_DIMS   32          /* numpy's own limit on array dimensions */
+#define PYOBJ_ROW_STATS  256         /* rows of a streamed 2-D array given statistics each */
 
 struct pyarena;
 
@@ -69,10 +70,12 @@ struct pyarray {
     bool supported;         /* dtype is one stats can read */
     bool big_endian;        /* the data is big-endian and must be swapped to be read */
     int ndim;
-    int64_t *shape;      /* ndim entries (none for a 0-dimensional array) */
-    const uint8_t *data; /* NULL when not retained */
-    uint64_t nbytes;     /* the element data's size, retained or not */
-    const char *problem; /* why statistics cannot be computed, or NULL */
+    int64_t *shape;              /* ndim entries (none for a 0-dimensional array) */
+    const uint8_t *data;         /* NULL when not retained */
+    uint64_t nbytes;             /* the element data's size, retained or not */
+    const char *problem;         /* why statistics cannot be computed, or NULL */
+    bool fortran;                /* the data is in Fortran order */
+    const struct pyobj *objects; /* an object array's items (a list), when pickled inline */
     /* joblib writes an array's data into the file right after the pickled wrapper that
      * describes it, raw (after a pad) or, for object arrays, as a pickle of its own.
      * The walker reads it as it passes, never retained: its statistics land in
@@ -81,6 +84,10 @@ struct pyarray {
     size_t elsize;                 /* bytes per element, when follows != ARRAY_INLINE */
     struct tensor_stats *streamed; /* NULL until the data passed */
     struct tensor_head *head;      /* Fortran order only */
+    /* A C-order 2-D array of at most PYOBJ_ROW_STATS rows (pandas keeps its columns as
+     * the rows of such blocks): each row's statistics too, fed as a tensor reader feeds
+     * an exact tensor, so that a row reads as if it were an array of its own. */
+    struct tensor_stats *rows;
 };
 
 struct pyobj {

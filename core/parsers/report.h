@@ -25,6 +25,13 @@ struct key_filter {
     size_t count;
 };
 
+struct tensor_reader;
+
+/* Sees the data bytes of every tensor read with a tensor_reader (tensor.h) as they pass,
+ * `at` bytes into the tensor's data: `ckmon diff` pairs two files' elements with it. */
+typedef void tensor_tap(void *ctx, const struct tensor_reader *tr, uint64_t at, const uint8_t *data,
+                        size_t len);
+
 struct report {
     const struct key_filter *keys; /* NULL or empty: keep all */
     cJSON *values;                 /* object, findings not yet taken */
@@ -32,6 +39,9 @@ struct report {
     cJSON *errors;                 /* array of strings */
     unsigned error_count;          /* all errors ever reported, taken or not */
     unsigned long findings;        /* values and tensors ever reported, taken or not */
+
+    tensor_tap *tap; /* NULL: none */
+    void *tap_ctx;
 };
 
 /* Values plus tensors one file may report; later ones are dropped with one error. This

@@ -53,6 +53,8 @@ void sample_plan_init(struct sample_plan *p, uint64_t nbytes, double sample)
     double want = ceil(sample * (double)p->lines);
     uint64_t picks = want < (double)p->lines ? (uint64_t)want : p->lines;
     p->picks = picks > floor_lines ? picks : floor_lines;
+    p->step = p->lines / p->picks;
+    p->extra = p->lines % p->picks;
 }
 
 /* splitmix64's finalizer: a fixed, well-mixed hash of the stratum number (the "seed" is
@@ -65,12 +67,33 @@ static uint64_t stratum_hash(uint64_t j)
     return x ^ (x >> 31);
 }
 
+/* Stratum j's line among its len: the hash scaled to len (a multiply, not a division). */
+static uint64_t line_in_stratum(uint64_t j, uint64_t begin, uint64_t len)
+{
+    return j == 0 ? 0 : begin + (uint64_t)(((unsigned __int128)stratum_hash(j) * len) >> 64);
+}
+
 uint64_t sample_plan_line(const struct sample_plan *p, uint64_t j)
 {
     if (sample_plan_exact(p)) return j;
     uint64_t lo = (uint64_t)((unsigned __int128)j * p->lines / p->picks);
     uint64_t hi = (uint64_t)((unsigned __int128)(j + 1) * p->lines / p->picks);
-    return j == 0 ? 0 : lo + stratum_hash(j) % (hi - lo);
+    return line_in_stratum(j, lo, hi - lo);
+}
+
+uint64_t sample_cursor_next(struct sample_cursor *c, const struct sample_plan *p)
+{
+    if (c->j >= p->picks) return UINT64_MAX;
+    uint64_t end = c->begin + p->step;
+    c->rest += p->extra;
+    if (c->rest >= p->picks) {
+        c->rest -= p->picks;
+        end++;
+    }
+    uint64_t line = line_in_stratum(c->j, c->begin, end - c->begin);
+    c->begin = end;
+    c->j++;
+    return line;
 }
 
 /* ---- Reading ------------------------------------------------------------------------ */
@@ -97,6 +120,7 @@ bool tensor_reader_init(struct tensor_reader *tr, struct report *r, const char *
     tr->has_stats = true;
     tr->wanted = report_wants(r, name);
     tr->budget = o->budget;
+    tr->taps = r->tap ? r : NULL;
     /* Outside (0, 1] (or NaN) the option means nothing sensible: the plan reads all. */
     sample_plan_init(&tr->plan, tr->nbytes, o->sample);
     stats_init(&tr->stats, dtype);
@@ -172,13 +196,17 @@ static void flush_gathered(struct tensor_reader *tr)
     tr->gathered = 0;
 }
 
-/* Moves to the next stratum's line, or past the end when there is none. */
-static void next_pick(struct tensor_reader *tr)
+/* Moves to the next stratum's line, or past the end when there is none; asks memory for
+ * the line TENSOR_PREFETCH strata further when it is in this piece [from, to) of the
+ * data, so that the copies of scattered lines overlap their cache misses. */
+static void next_pick(struct tensor_reader *tr, const uint8_t *data, uint64_t from, uint64_t to)
 {
+    uint64_t line = sample_cursor_next(&tr->cursor, &tr->plan);
     tr->pick++;
-    tr->pick_at = tr->pick < tr->plan.picks && !tr->cut
-                      ? sample_plan_line(&tr->plan, tr->pick) * TENSOR_LINE
-                      : tr->nbytes;
+    tr->pick_at = line != UINT64_MAX && !tr->cut ? line * TENSOR_LINE : tr->nbytes;
+    uint64_t ahead = sample_cursor_next(&tr->ahead, &tr->plan);
+    if (ahead != UINT64_MAX && ahead * TENSOR_LINE >= from && ahead * TENSOR_LINE < to)
+        __builtin_prefetch(data + (ahead * TENSOR_LINE - from));
 }
 
 /* Sampled: the planned lines are copied out as they pass and handed to the statistics
@@ -186,6 +214,11 @@ static void next_pick(struct tensor_reader *tr)
 static void feed_sampled(struct tensor_reader *tr, const uint8_t *data, size_t take)
 {
     uint64_t from = tr->consumed, to = from + take;
+    if (tr->pick == 0 && tr->cursor.j == 0) { /* the first piece: set the cursors up */
+        sample_cursor_next(&tr->cursor, &tr->plan);
+        for (int k = 0; k <= TENSOR_PREFETCH; k++)
+            sample_cursor_next(&tr->ahead, &tr->plan);
+    }
     while (tr->pick_at < to) {
         uint64_t line_end =
             tr->pick_at + TENSOR_LINE < tr->nbytes ? tr->pick_at + TENSOR_LINE : tr->nbytes;
@@ -205,7 +238,7 @@ static void feed_sampled(struct tensor_reader *tr, const uint8_t *data, size_t t
         if (hi < line_end) break; /* the line goes on in the next piece */
         tr->gathered += line_end - tr->pick_at;
         if (tr->gathered + TENSOR_LINE > TENSOR_GATHER) flush_gathered(tr);
-        next_pick(tr);
+        next_pick(tr, data, from, to);
     }
     tr->consumed = to;
     if (tr->consumed == tr->nbytes) flush_gathered(tr);
@@ -215,6 +248,7 @@ size_t tensor_reader_feed(struct tensor_reader *tr, const uint8_t *data, size_t 
 {
     uint64_t left = tr->nbytes - tr->consumed;
     size_t take = len < left ? len : (size_t)left;
+    if (tr->taps && take) tr->taps->tap(tr->taps->tap_ctx, tr, tr->consumed, data, take);
     if (!tr->has_stats || !tr->wanted)
         tr->consumed += take;
     else if (sample_plan_exact(&tr->plan))

@@ -44,10 +44,12 @@
 #define TENSOR_LINE         64          /* the sampling unit */
 #define TENSOR_EXACT_BYTES  (64 * 1024) /* at most this: read whole; more: at least this */
 #define TENSOR_GATHER       (8 * 1024)  /* gathered line bytes per statistics call */
+#define TENSOR_PREFETCH     8           /* lines asked of memory before they are copied */
 
 /* Which lines a tensor's statistics read (see above): K of T, K == T when exact. */
 struct sample_plan {
     uint64_t lines, picks;
+    uint64_t step, extra; /* T / K and T mod K, for the cursor */
 };
 void sample_plan_init(struct sample_plan *p, uint64_t nbytes, double sample);
 static inline bool sample_plan_exact(const struct sample_plan *p)
@@ -56,6 +58,14 @@ static inline bool sample_plan_exact(const struct sample_plan *p)
 }
 /* The line stratum j (< picks) contributes. */
 uint64_t sample_plan_line(const struct sample_plan *p, uint64_t j);
+
+/* The same lines in order, without a division per line: the cursor keeps stratum j's
+ * first line and jT mod K, and steps to the next stratum by adding. Zeroed: stratum 0. */
+struct sample_cursor {
+    uint64_t j, begin, rest;
+};
+/* The line of the cursor's stratum (UINT64_MAX past the last), then the next stratum. */
+uint64_t sample_cursor_next(struct sample_cursor *c, const struct sample_plan *p);
 
 struct tensor_reader {
     char name[512];
@@ -69,12 +79,16 @@ struct tensor_reader {
     bool cut;          /* the budget stopped the reading early */
     struct budget *budget;
     struct sample_plan plan;
-    uint64_t pick;      /* sampled: the stratum whose line comes next */
-    uint64_t pick_at;   /* its byte offset in the data */
-    size_t gathered;    /* sampled: bytes in block waiting for the statistics */
-    size_t block_read;  /* exact: bytes of the current block the statistics read */
-    long long chunk_ns; /* under a budget: when the current chunk's reading began */
+    uint64_t pick;               /* sampled: the stratum whose line comes next */
+    uint64_t pick_at;            /* its byte offset in the data */
+    struct sample_cursor cursor; /* at the stratum after it */
+    struct sample_cursor ahead;  /* TENSOR_PREFETCH strata further: lines to prefetch */
+    size_t gathered;             /* sampled: bytes in block waiting for the statistics */
+    size_t block_read;           /* exact: bytes of the current block the statistics read */
+    long long chunk_ns;          /* under a budget: when the current chunk's reading began */
     struct tensor_stats stats;
+
+    const struct report *taps; /* the report whose tap sees the data, or NULL */
     /* Last, so that starting a tensor need not clear it: the gathered lines, or the
      * current exact block's bytes when they came in pieces. */
     uint8_t block[TENSOR_SAMPLE_BLOCK];

@@ -90,7 +90,17 @@ struct view {
     struct tensor_reader *reader;
 };
 
-enum member { M_OTHER, M_PICKLE, M_STORAGE };
+enum member { M_OTHER, M_PICKLE, M_STORAGE, M_EARLY };
+
+/* TorchScript (torch.jit.save) writes the storages before data.pkl: they are kept, up to
+ * EARLY_MAX bytes in all, and read once data.pkl has said what they hold. */
+#define EARLY_MAX (64u << 20)
+struct early {
+    char key[STORAGE_KEY_MAX];
+    uint8_t *bytes;
+    size_t len, cap;
+    bool whole;
+};
 
 /* The legacy format's pickles, in order, then its storages. */
 enum legacy_part { L_MAGIC, L_PROTOCOL, L_SYS_INFO, L_OBJECT, L_KEYS, L_STORAGES };
@@ -105,6 +115,9 @@ struct torch {
     bool broken;  /* a record was malformed or cut short */
     bool said_early;
     bool pickle_seen;
+
+    struct early *early; /* storages that came before data.pkl */
+    size_t nearly, early_cap, early_bytes;
 
     struct view *views; /* sorted by storage key once data.pkl is done */
     size_t nviews, cap;
@@ -342,12 +355,15 @@ static int by_key(const void *a, const void *b)
     return c ? c : (x->order > y->order) - (x->order < y->order);
 }
 
+static void read_early(struct torch *t);
+
 static void pickled(void *ctx, struct pyobj *root)
 {
     struct torch *t = ctx;
     flatten(t->report, root, torch_hook, t);
     if (t->nviews) qsort(t->views, t->nviews, sizeof *t->views, by_key);
     t->pickled = true;
+    if (t->nearly) read_early(t);
 }
 
 /* ---- The records -------------------------------------------------------------------- */
@@ -369,6 +385,83 @@ static size_t find_storage(const struct torch *t, const char *key, size_t *first
     return hi;
 }
 
+static void too_early(struct torch *t, const char *key)
+{
+    if (!t->said_early)
+        report_error(t->report,
+                     "torch: storage %s comes before data.pkl and over the %u MiB kept for "
+                     "such storages; not read",
+                     key, EARLY_MAX >> 20);
+    t->said_early = t->broken = true;
+}
+
+/* A storage before data.pkl: kept (EARLY_MAX in all), or not read, said once. */
+static void keep_early(struct torch *t, const char *key)
+{
+    if (strlen(key) >= STORAGE_KEY_MAX || t->early_bytes >= EARLY_MAX) return too_early(t, key);
+    if (t->nearly == t->early_cap) {
+        size_t cap = t->early_cap * 2 + 4;
+        struct early *grown = realloc(t->early, cap * sizeof *grown);
+        if (!grown) return too_early(t, key);
+        t->early = grown;
+        t->early_cap = cap;
+    }
+    struct early *e = &t->early[t->nearly++];
+    memset(e, 0, sizeof *e);
+    strcpy(e->key, key);
+    t->member = M_EARLY;
+}
+
+static void take_early(struct torch *t, const uint8_t *bytes, size_t len)
+{
+    struct early *e = &t->early[t->nearly - 1];
+    if (e->cap && !e->bytes) return; /* gave up on it */
+    if (e->len + len > e->cap) {
+        size_t cap = e->cap ? e->cap : 4096;
+        while (cap < e->len + len)
+            cap *= 2;
+        uint8_t *grown = t->early_bytes + len <= EARLY_MAX ? realloc(e->bytes, cap) : NULL;
+        if (!grown) {
+            free(e->bytes);
+            e->bytes = NULL;
+            e->cap = 1;
+            return too_early(t, e->key);
+        }
+        e->bytes = grown;
+        e->cap = cap;
+    }
+    memcpy(e->bytes + e->len, bytes, len);
+    e->len += len;
+    t->early_bytes += len;
+}
+
+static size_t feed_storage(struct torch *t, const uint8_t *bytes, size_t len);
+static void end_storage(struct torch *t, bool whole);
+
+/* data.pkl is done: the storages kept before it are read now, then let go. */
+static void read_early(struct torch *t)
+{
+    enum member saved = t->member;
+    for (size_t i = 0; i < t->nearly; i++) {
+        struct early *e = &t->early[i];
+        size_t first, last = find_storage(t, e->key, &first);
+        if (first < last && !(e->cap && !e->bytes)) {
+            t->member = M_STORAGE;
+            t->first = first;
+            t->last = last;
+            t->at = 0;
+            t->nbytes = t->views[first].storage_nbytes;
+            if (e->len) feed_storage(t, e->bytes, e->len);
+            end_storage(t, e->whole);
+        }
+        free(e->bytes);
+    }
+    free(t->early);
+    t->early = NULL;
+    t->nearly = t->early_cap = t->early_bytes = 0;
+    t->member = saved;
+}
+
 static bool torch_begin(void *ctx, const struct zip_member *m)
 {
     struct torch *t = ctx;
@@ -386,12 +479,12 @@ static bool torch_begin(void *ctx, const struct zip_member *m)
         t->member = M_PICKLE;
         return true;
     }
+    if (strncmp(record, "code/", 5) == 0 || strcmp(record, "constants.pkl") == 0)
+        t->base.format = "torchscript";
     if (strncmp(record, "data/", 5) != 0) return false;
     if (!t->pickled) {
-        if (!t->said_early)
-            report_error(t->report, "torch: %s comes before data.pkl; not read", m->name);
-        t->said_early = true;
-        return false;
+        keep_early(t, record + 5);
+        return false; /* its size is not known yet: the walker finds its end */
     }
     size_t first, last = find_storage(t, record + 5, &first);
     if (first == last) return false; /* no tensor uses it */
@@ -472,8 +565,22 @@ static size_t torch_data(void *ctx, const uint8_t *bytes, size_t len)
         return pickle_walker_feed(t->pickle, bytes, len);
     case M_STORAGE:
         return feed_storage(t, bytes, len);
+    case M_EARLY:
+        take_early(t, bytes, len);
+        return len;
     default:
         return len;
+    }
+}
+
+static void end_storage(struct torch *t, bool whole)
+{
+    if (t->at == 0) feed_storage(t, NULL, 0); /* reports empty tensors */
+    if (!whole || t->at < t->nbytes) {
+        report_error(t->report, "torch: storage %s ended after %llu of %llu bytes",
+                     t->views[t->first].key, (unsigned long long)t->at,
+                     (unsigned long long)t->nbytes);
+        t->broken = true;
     }
 }
 
@@ -485,18 +592,14 @@ static void torch_end(void *ctx, bool whole)
         pickle_walker_free(t->pickle); /* the tree was flattened: its memory can go */
         t->pickle = NULL;
     } else if (t->member == M_STORAGE) {
-        if (t->at == 0) feed_storage(t, NULL, 0); /* reports empty tensors */
-        if (!whole || t->at < t->nbytes) {
-            report_error(t->report, "torch: storage %s ended after %llu of %llu bytes",
-                         t->views[t->first].key, (unsigned long long)t->at,
-                         (unsigned long long)t->nbytes);
-            t->broken = true;
-        }
+        end_storage(t, whole);
+    } else if (t->member == M_EARLY) {
+        t->early[t->nearly - 1].whole = whole;
     }
     t->member = M_OTHER;
 }
 
-static const struct zip_handler torch_handler = {torch_begin, torch_data, torch_end};
+static const struct zip_handler torch_handler = {torch_begin, torch_data, torch_end, true};
 
 /* Tensors whose data never came; reported as one error naming where it should have been
  * (the "file" or the "archive"). */
@@ -655,6 +758,9 @@ static void torch_destroy(struct parser *p)
     }
     for (size_t i = 0; i < t->nspare; i++)
         free(t->spare[i]);
+    for (size_t i = 0; i < t->nearly; i++)
+        free(t->early[i].bytes);
+    free(t->early);
     free(t->spare);
     free(t->views);
     free(t->keys);
@@ -684,6 +790,14 @@ struct parser *parser_torch_new(struct report *r, const struct parse_options *o)
         return NULL;
     }
     return &t->base;
+}
+
+/* TorchScript (torch.jit.save): the zip format, with its storages first (detect.c). */
+struct parser *parser_torchscript_new(struct report *r, const struct parse_options *o)
+{
+    struct parser *p = parser_torch_new(r, o);
+    if (p) p->format = "torchscript";
+    return p;
 }
 
 struct parser *parser_torch_legacy_new(struct report *r, const struct parse_options *o)

@@ -328,6 +328,7 @@ static void pass_data(struct zip_walker *w, const uint8_t *bytes, size_t n)
 {
     w->crc = (uint32_t)crc32(w->crc, bytes, (uInt)n);
     w->taken += n;
+    if (w->handler->scanned_too && w->in_member) w->handler->data(w->ctx, bytes, n);
 }
 
 /* Only a 'P' can start a descriptor: the window holds the bytes from the latest

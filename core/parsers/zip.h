@@ -42,6 +42,10 @@ struct zip_handler {
     size_t (*data)(void *ctx, const uint8_t *bytes, size_t len);
     /* The member ended; whole is false when the archive ended or broke inside it. */
     void (*end)(void *ctx, bool whole);
+    /* Also hand data() the content of stored members of unknown size that begin() did
+     * not delimit, as the data descriptor scan confirms it (its return is then ignored):
+     * TorchScript's storages come before the pickle that says how long they are. */
+    bool scanned_too;
 };
 
 struct zip_walker;

@@ -149,3 +149,119 @@ report(digest=hashlib.sha256(open(path, "rb").read()).hexdigest())
     assert strip(monitored) == strip(plain)
     assert (work / "m.joblib").read_bytes() == (plain_dir / "m.joblib").read_bytes()
     assert monitored.only_record(str(work / "m.joblib"))["format"] == "joblib"
+
+
+def test_dill_arrays_are_tensors(work):
+    """dill pickles an array as dill._dill._create_array(_reconstruct, args, state, dict)."""
+    import dill
+    obj = {"weights": np.arange(12.0).reshape(3, 4) - 5,
+           "fortran": np.asfortranarray(np.arange(6, dtype=np.int32).reshape(2, 3)),
+           "scalar": np.array(7), "mask": np.array([True, False, True]), "lr": 0.1}
+    path = work / "state.pkl"
+    path.write_bytes(dill.dumps(obj))
+    record = inspect(path)
+    assert record["format"] == "pickle" and record["complete"] is True, record
+    assert_findings(record, dill.loads(path.read_bytes()), numpy_tensor)
+    plain = work / "plain.pkl"
+    plain.write_bytes(pickle.dumps(obj))
+    assert findings(inspect(plain)) == findings(record)
+
+
+def test_torchscript(ckmon, work):
+    """torch.jit.save writes the storages first, then data.pkl, constants.pkl and code/."""
+    script = """
+import torch
+torch.manual_seed(2)
+model = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                            torch.nn.Linear(12, 5), torch.nn.BatchNorm1d(5))
+path = os.path.abspath("model.pt")
+torch.jit.save(torch.jit.script(model), path)
+report(path=path, size=os.path.getsize(path))
+"""
+    run = ckmon.run(*python_script(work, script), options=["--sample", "1"])
+    assert run.returncode == 0, run.stderr
+    out = run.last_json()
+    record = run.only_record(out["path"])
+    check_record(record, run, path=out["path"], fmt="torchscript", size=out["size"],
+                 pid=out["pid"])
+    import torch
+    from expected import assert_tensors, tensor
+    loaded = torch.jit.load(out["path"]).state_dict()
+    expected = {k: tensor(k, v.numpy(), str(v.dtype).replace("torch.", ""), list(v.shape))
+                for k, v in loaded.items()}
+    assert_tensors(record["tensors"], expected)
+    assert record["values"]["4.num_batches_tracked"] == 0 and record["values"]["training"] is True
+    inspected = inspect(out["path"], "--sample", "1")
+    assert findings(inspected) == findings(record) and inspected["format"] == "torchscript"
+
+
+UBJSON = (b"{i\x07learner{i\x10gradient_booster{i\x04name" b"SU\x06gbtree}}"
+          b"i\x07versionlU\x01U\x07U\x00}")
+
+
+@pytest.mark.parametrize("name,data,fmt", [
+    ("model.ubj", UBJSON, "unknown"),                       # xgboost's UBJSON: not JSON
+    ("noise.pt", bytes(range(7, 250)) * 3, "unknown"),      # nothing identifies a format
+    ("noise.safetensors", b"hello, world" * 9, "unknown"),
+    ("notes.joblib", b"x" + bytes(100), "unknown"),         # 'x' is no zlib header here
+])
+def test_no_format_no_false_alarm(ckmon, work, name, data, fmt):
+    script = f"""
+path = os.path.abspath({name!r})
+with open(path, "wb") as f:
+    f.write({data!r})
+report(path=path)
+"""
+    run = ckmon.run(*python_script(work, script), paths=["*.ubj", "*.pt", "*.safetensors",
+                                                          "*.joblib"])
+    assert run.returncode == 0, run.stderr
+    record = run.only_record(run.last_json()["path"])
+    assert record["format"] == fmt and record["complete"] is True, record
+    assert "errors" not in record and record["values"] == {} and record["tensors"] == []
+    assert inspect(record["path"])["format"] == fmt
+
+
+def test_broken_compressed_joblib_is_joblib(work):
+    """Bytes that begin as joblib (a zlib stream of a pickle) and then break: an error."""
+    path = work / "broken.joblib"
+    write_model(path, compress=3)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2:] = bytes(len(data) - len(data) // 2)
+    path.write_bytes(bytes(data))
+    record = inspect(path)
+    assert record["format"] == "joblib" and record["complete"] is False and record["errors"]
+
+
+def test_savez_with_an_object_member_live_as_inspect(ckmon, work):
+    """np.save pickles an object array's items: the pickle's STOP ends the member, so the
+    members after it are read live too, and the record is inspect's."""
+    script = """
+import numpy as np
+path = os.path.abspath("mixed.npz")
+np.savez(path, a=np.arange(5.0), obj=np.array([1, "x", None], dtype=object), b=np.ones(3))
+report(path=path, size=os.path.getsize(path))
+"""
+    run = ckmon.run(*python_script(work, script), options=["--sample", "1"])
+    assert run.returncode == 0, run.stderr
+    out = run.last_json()
+    record = run.only_record(out["path"])
+    assert record["format"] == "npz" and record["parsed"] == "stream"
+    assert [t["name"] for t in record["tensors"]] == ["a", "obj", "b"]
+    inspected = inspect(out["path"], "--sample", "1")
+    for key in ("values", "tensors", "errors", "complete"):
+        assert record.get(key) == inspected.get(key), key
+
+
+@pytest.mark.parametrize("protocol", [0, 1])
+def test_old_pickles_still_claimed_by_name_text_is_not(work, protocol):
+    """Protocols 0 and 1 have no header: a .pkl is read as a pickle when it opens as one."""
+    obj = {"a": 1, "b": [1.5, "x"], "c": None, "d": (1, -2), "e": "str"}
+    path = work / "old.pkl"
+    path.write_bytes(pickle.dumps(obj, protocol=protocol))
+    record = inspect(path)
+    assert record["format"] == "pickle" and record["complete"] is True
+    assert_findings(record, obj)
+    notes = work / "notes.pkl"
+    notes.write_text("Some notes about the run\n")
+    record = inspect(notes)
+    assert record["format"] == "unknown" and "errors" not in record, record

@@ -1,0 +1,32 @@
+/* table.h — log records as the readable table of `ckmon tail` and `inspect --pretty`.
+ *
+ * One checkpoint record is a line (path, format, ok, size, key values) and one line per
+ * tensor; alert, set and load records are one line each. Colour (alerts, incomplete
+ * files, non-finite counts) only when the caller asks, which it does on a terminal
+ * without NO_COLOR.
+ */
+#ifndef CKMON_TABLE_H
+#define CKMON_TABLE_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
+
+/* Tensors shown per checkpoint: those with NaN/Inf first, then in the record's order. */
+#define TABLE_MAX_TENSORS 20
+
+struct table_style {
+    bool color;
+    const char *base; /* paths under this directory are shown relative to it; NULL: none */
+};
+
+/* Whether out should get colour: a terminal, and NO_COLOR unset or empty. */
+bool table_wants_color(FILE *out);
+/* The value for a key name in a record's values: the key itself, else the last key
+ * ending in ".NAME" (`optim.param_groups.0.lr`, a Trainer's newest `log_history.N.loss`). */
+const cJSON *table_key_value(const cJSON *values, const char *name);
+/* Prints one record (any event) to out. */
+void table_print(FILE *out, const cJSON *record, const struct table_style *style);
+
+#endif
