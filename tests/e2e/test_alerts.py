@@ -13,7 +13,8 @@ import subprocess
 import pytest
 
 from ckmon_helpers import (
-    ckmon_args, clean_env, parse_alerts, parse_records, python_script, read_alerts, read_log,
+    ckmon_args, clean_env, parse_alerts, parse_lines, parse_records, python_script, read_alerts,
+    read_log,
 )
 
 TRAIN = """
@@ -392,3 +393,11 @@ def test_globs_matching_nothing_name_the_files_written(work):
     p = ckmon(work, "run", "-p", "*.npy", "--", *script)
     assert summary_line(p.stderr).startswith("ckmon: 1 checkpoint, ")
     assert "no file matched" not in p.stderr
+
+
+def test_a_log_that_is_no_file_keeps_series_in_memory(work):
+    script = python_script(work, NAN_LOSS)
+    p = ckmon(work, "run", "-o", "-", "--", *script)
+    assert p.returncode == 0, p.stderr
+    assert [r["event"] for r in parse_lines(p.stdout)] == ["checkpoint", "alert"]
+    assert not (work / "ckmon-stdout.state").exists()
