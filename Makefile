@@ -114,11 +114,8 @@ bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@$(PYTHON) tools/bench/bench.py $(BENCH_ARGS)
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/ckmon $(DESTDIR)$(PREFIX)/share/doc/ckmon
-	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/ckmon
-	install -m 644 $(AGENT_SO) $(DESTDIR)$(PREFIX)/lib/ckmon/libckmon.so
-	install -m 644 README.md $(filter-out docs/README.md,$(wildcard docs/*.md)) $(DESTDIR)$(PREFIX)/share/doc/ckmon/
+# install, uninstall, man: tools/install.mk
+include tools/install.mk
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

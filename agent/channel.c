@@ -97,14 +97,50 @@ static void send_hello(void)
     free(text.s);
 }
 
+/* Says once per process, on stderr, that a collector is there but this user's records
+ * will not get in: without it a job of another user than the collector's ran unwatched
+ * without a word (a per-machine collector is per user, docs/security.md). Built by
+ * hand and written with one raw write: it may run where the program holds locks. */
+static void say_not_admitted(const char *why)
+{
+    static bool said;
+    if (said) return;
+    said = true;
+    char line[sizeof agent_config.socket_path + 256], digits[24];
+    size_t n = 0, d = 0;
+    for (unsigned long uid = (unsigned long)geteuid(); d == 0 || uid; uid /= 10)
+        digits[d++] = (char)('0' + uid % 10);
+    const char *parts[] = {"ckmon: the collector on ",
+                           agent_config.socket_path,
+                           " ",
+                           why,
+                           ": this program's checkpoints are not recorded (a collector takes "
+                           "records from its own user only; start one as uid ",
+                           NULL,
+                           ", or use ckmon run)\n"};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        if (!parts[i]) { /* the uid, its digits reversed */
+            while (d && n < sizeof line)
+                line[n++] = digits[--d];
+            continue;
+        }
+        for (const char *p = parts[i]; *p && n < sizeof line; p++)
+            line[n++] = *p;
+    }
+    syscall(SYS_write, STDERR_FILENO, line, n);
+}
+
 /* Only a collector run by our own user (or root) gets the program's findings: another
- * user may have bound the socket path first (docs/security.md). */
+ * user may have bound the socket path first (docs/security.md). And a collector takes
+ * records from its own user only, root's included. */
 static bool collector_trusted(int fd)
 {
     struct ucred cred;
     socklen_t len = sizeof cred;
-    return syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
-           (cred.uid == geteuid() || cred.uid == 0);
+    if (syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
+    if (cred.uid == geteuid()) return true;
+    say_not_admitted(cred.uid == 0 ? "runs as root" : "runs as another user");
+    return false;
 }
 
 /* Moves the socket to the highest free number below the soft RLIMIT_NOFILE (at most
@@ -153,6 +189,7 @@ static bool connect_if_needed(bool exiting)
         send_hello();
     } else {
         busy = fd >= 0 && errno == EAGAIN;
+        if (fd >= 0 && errno == EACCES) say_not_admitted("is not open to this user");
         if (fd >= 0) raw_close(fd);
         next_connect_ns = monotonic_ns() + RECONNECT_INTERVAL_NS;
     }

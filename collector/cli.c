@@ -17,6 +17,11 @@ static const char *const command_names[] = {
     [COMMAND_DOCTOR] = "doctor", [COMMAND_LAST_GOOD] = "last-good", [COMMAND_TAIL] = "tail",
     [COMMAND_DIFF] = "diff",     [COMMAND_REPORT] = "report"};
 
+/* Where `make install` puts the docs (tools/install.mk passes the real one). */
+#ifndef CKMON_DOCDIR
+#define CKMON_DOCDIR "/usr/local/share/doc/ckmon"
+#endif
+
 static const char main_help[] =
     "Usage: ckmon COMMAND [OPTIONS]\n"
     "\n"
@@ -80,7 +85,7 @@ static const char main_help[] =
     "  -s, --sink FORMAT=URL  push records to a remote sink (ndjson, pushgateway,\n"               \
     "                         victoriametrics, influx, prometheus: remote\n"                       \
     "                         write); repeatable. See\n"                                           \
-    "                         docs/sinks.md\n"                                                     \
+    "                         " CKMON_DOCDIR "/docs/sinks.md\n"                                    \
     "      --state DIR        where the collector keeps what it must not lose:\n"                  \
     "                         sink cursors, dead letters, stats.json, the spool\n"                 \
     "                         (default: LOG.state/ beside the log)\n"                              \
@@ -111,7 +116,7 @@ static const char main_help[] =
     "                         a user alert rule: SUBJECT a values key pattern\n"                   \
     "                         or TENSORPATTERN:STAT (min max mean std nan inf\n"                   \
     "                         rms), OP < <= > >= == !=; repeatable. See\n"                         \
-    "                         docs/alerts.md\n"
+    "                         " CKMON_DOCDIR "/docs/alerts.md\n"
 
 #define ACT_HELP                                                                                   \
     "      --on-alert CMD     run /bin/sh -c CMD per alert, the alert record on\n"                 \

@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "delivery.h"
 #include "metrics.h"
+#include "notify.h"
 #include "scrape.h"
 #include "recovery.h"
 #include "server.h"
@@ -109,6 +110,8 @@ int cmd_collect(int argc, char **argv)
                                     .stop_fd = -1,
                                     .run_id = o.run_id,
                                     .scrape = scrape};
+        /* systemd (Type=notify): agents can connect from now on. */
+        notify_systemd("READY=1\nSTATUS=collecting");
         rc = collector_serve(&cfg, delivery, &o);
         scrape_close(scrape);
         delivery_free(delivery);

@@ -10,6 +10,12 @@
  * sizes match the bytes before it (16-byte or zip64 24-byte form); else it is empty.
  * A data descriptor after a delimited member is 16 bytes, or 24 when the 4 bytes after
  * those 16 are not a zip signature (zip64 sizes).
+ *
+ * Each member's CRC-32 (of its content, inflated) is computed as the bytes pass and
+ * checked against the data descriptor, else the local header when the header was filled
+ * in, else (Python's zipfile seeks back to fill in the header, which a live walk never
+ * sees) the member's entry in the central directory: silent corruption and copies that
+ * changed bytes make the record incomplete with an error naming the member.
  */
 #include "zip.h"
 
@@ -24,7 +30,9 @@
 #define SIG_ZIP64_LOC   0x07064b50u
 #define SIG_END         0x06054b50u
 #define SIG_DESCRIPTOR  0x08074b50u
-#define LOCAL_FIXED     26 /* local header after its signature */
+#define LOCAL_FIXED     26         /* local header after its signature */
+#define CENTRAL_FIXED   42         /* central directory entry after its signature */
+#define MAX_CHECKED     (1u << 20) /* members whose CRC waits for the central directory */
 #define FLAG_DESCRIPTOR 0x0008
 #define METHOD_STORED   0
 #define METHOD_DEFLATED 8
@@ -43,7 +51,9 @@ enum zip_state {
     ZIP_SCAN, /* stored, of unknown size: look for its data descriptor */
     ZIP_DESCRIPTOR,
     ZIP_DESC_TAIL, /* the last 8 bytes of a zip64 descriptor */
-    ZIP_CENTRAL,   /* the central directory and what follows: not needed */
+    ZIP_CD_HEADER, /* a central directory entry's fixed part */
+    ZIP_CD_VAR,    /* its name, extra field and comment */
+    ZIP_CENTRAL,   /* what follows the central directory: not needed */
     ZIP_FAILED,
 };
 
@@ -55,7 +65,7 @@ struct zip_walker {
 
     enum zip_state state;
     uint64_t offset; /* archive bytes taken */
-    uint8_t fixed[LOCAL_FIXED];
+    uint8_t fixed[CENTRAL_FIXED];
     size_t need, have;       /* of fixed (or of the name and extra field) */
     uint8_t *name_extra;     /* malloc'd per header */
     bool desc_tail_possible; /* a 16-byte descriptor was just read */
@@ -77,7 +87,21 @@ struct zip_walker {
     size_t window_len;
     uint8_t replay[DESC_LONG]; /* bytes after a found descriptor, taken but not yet walked */
     size_t replay_len;
+
+    /* CRC-32 checks */
+    uint32_t content_crc;     /* of the member's content so far */
+    bool crc_on;              /* computed for this member (a method we read) */
+    uint32_t header_crc;      /* the local header's, when header_filled */
+    bool header_filled;       /* the header says CRC or sizes (not zipfile's zeros) */
+    uint64_t *crcs;           /* per member: CRC | CRC_KNOWN | CRC_CHECKED */
+    size_t members, crcs_cap; /* members seen; crcs allocated */
+    size_t central_index;     /* central directory entries read */
+    bool in_central;          /* a central directory entry was seen */
+    bool crc_bad;             /* some member's CRC did not match */
 };
+
+#define CRC_KNOWN   (1ull << 32)
+#define CRC_CHECKED (1ull << 33)
 
 static uint32_t le16(const uint8_t *p)
 {
@@ -109,6 +133,32 @@ static void expect(struct zip_walker *w, enum zip_state state, size_t need)
     w->have = 0;
 }
 
+/* A member's computed CRC against what the archive says (where: which part said it). */
+static void check_crc(struct zip_walker *w, const char *name, uint32_t computed, uint32_t stated,
+                      const char *where)
+{
+    if (computed == stated) return;
+    report_error(w->report, "%s: %s: CRC-32 mismatch: content %08x, %s says %08x", w->format, name,
+                 computed, where, stated);
+    w->crc_bad = true;
+}
+
+/* The member's computed CRC, for the central directory to confirm; checked: already
+ * compared with the header or descriptor. */
+static void remember_crc(struct zip_walker *w, bool checked)
+{
+    size_t i = w->members++;
+    if (i >= MAX_CHECKED) return;
+    if (i >= w->crcs_cap) {
+        size_t cap = w->crcs_cap ? w->crcs_cap * 2 : 64;
+        uint64_t *more = realloc(w->crcs, cap * sizeof *more);
+        if (!more) return;
+        w->crcs = more;
+        w->crcs_cap = cap;
+    }
+    w->crcs[i] = w->crc_on ? (w->content_crc | CRC_KNOWN | (checked ? CRC_CHECKED : 0)) : 0;
+}
+
 /* The member's raw data ended: its descriptor (if any, and not already found by the
  * scan) comes next. */
 static void end_data(struct zip_walker *w)
@@ -117,10 +167,19 @@ static void end_data(struct zip_walker *w)
     w->z_live = false;
     if (w->in_member) w->handler->end(w->ctx, true);
     w->in_member = false;
-    if (w->state != ZIP_SCAN && (w->member.flags & FLAG_DESCRIPTOR))
-        expect(w, ZIP_DESCRIPTOR, DESC_SHORT);
-    else
-        expect(w, ZIP_SIGNATURE, 4);
+    if (w->state == ZIP_SCAN) { /* its descriptor was found by this very CRC */
+        w->content_crc = w->crc;
+        remember_crc(w, true);
+        return expect(w, ZIP_SIGNATURE, 4);
+    }
+    if (w->member.flags & FLAG_DESCRIPTOR) {
+        remember_crc(w, w->crc_on);
+        return expect(w, ZIP_DESCRIPTOR, DESC_SHORT);
+    }
+    if (w->crc_on && w->header_filled)
+        check_crc(w, w->member.name, w->content_crc, w->header_crc, "the local header");
+    remember_crc(w, w->header_filled);
+    expect(w, ZIP_SIGNATURE, 4);
 }
 
 /* The zip64 extra field's sizes stand in for header fields that are all ones. */
@@ -163,6 +222,10 @@ static void start_member(struct zip_walker *w)
     w->size = csize == UINT32_MAX ? 0 : csize;
     w->taken = 0;
     w->handler_done = false;
+    w->content_crc = (uint32_t)crc32(0, Z_NULL, 0);
+    w->header_crc = le32(h + 10);
+    w->header_filled = w->header_crc || csize || usize;
+    w->crc_on = w->member.method == METHOD_STORED || w->member.method == METHOD_DEFLATED;
 
     bool descriptor = w->member.flags & FLAG_DESCRIPTOR;
     if (w->member.method != METHOD_STORED && w->member.method != METHOD_DEFLATED) {
@@ -197,7 +260,8 @@ static void end_signature(struct zip_walker *w)
     bool tail_possible = w->desc_tail_possible;
     w->desc_tail_possible = false;
     if (sig == SIG_LOCAL) return expect(w, ZIP_HEADER, LOCAL_FIXED);
-    if (sig == SIG_CENTRAL || sig == SIG_ZIP64_END || sig == SIG_ZIP64_LOC || sig == SIG_END)
+    if (sig == SIG_CENTRAL) return expect(w, ZIP_CD_HEADER, CENTRAL_FIXED);
+    if (sig == SIG_ZIP64_END || sig == SIG_ZIP64_LOC || sig == SIG_END || w->in_central)
         return expect(w, ZIP_CENTRAL, 0);
     if (tail_possible) return expect(w, ZIP_DESC_TAIL, DESC_LONG - DESC_SHORT - 4);
     fail(w, "not a zip local header");
@@ -219,7 +283,7 @@ static void take_fixed_done(struct zip_walker *w);
 static size_t take_fixed(struct zip_walker *w, const uint8_t *data, size_t len)
 {
     size_t n = w->need - w->have < len ? w->need - w->have : len;
-    uint8_t *into = w->state == ZIP_NAME_EXTRA ? w->name_extra : w->fixed;
+    uint8_t *into = w->state == ZIP_NAME_EXTRA || w->state == ZIP_CD_VAR ? w->name_extra : w->fixed;
     if (w->state != ZIP_DESC_TAIL) memcpy(into + w->have, data, n);
     w->have += n;
     if (w->have < w->need) return n;
@@ -229,6 +293,37 @@ static size_t take_fixed(struct zip_walker *w, const uint8_t *data, size_t len)
     take_fixed_done(w);
     w->offset = before;
     return n;
+}
+
+/* A central directory entry's fixed part: read its name (for errors), extra field and
+ * comment next. */
+static void end_central_header(struct zip_walker *w)
+{
+    w->in_central = true;
+    size_t var = le16(w->fixed + 24) + le16(w->fixed + 26) + le16(w->fixed + 28);
+    free(w->name_extra);
+    w->name_extra = malloc(var + 1);
+    if (!w->name_extra) return fail(w, "out of memory");
+    expect(w, ZIP_CD_VAR, var);
+}
+
+/* A central directory entry is complete: confirm the CRC of its member, when the local
+ * header and descriptor could not. Entries are in the order of the members. */
+static void end_central_entry(struct zip_walker *w)
+{
+    size_t i = w->central_index++;
+    size_t name_len = le16(w->fixed + 24);
+    uint64_t known = i < w->members && i < MAX_CHECKED && i < w->crcs_cap ? w->crcs[i] : 0;
+    if ((known & CRC_KNOWN) && !(known & CRC_CHECKED)) {
+        char name[ZIP_MAX_NAME + 1];
+        size_t n = name_len < ZIP_MAX_NAME ? name_len : ZIP_MAX_NAME;
+        memcpy(name, w->name_extra, n);
+        name[n] = '\0';
+        check_crc(w, name, (uint32_t)known, le32(w->fixed + 12), "the central directory");
+    }
+    free(w->name_extra);
+    w->name_extra = NULL;
+    expect(w, ZIP_SIGNATURE, 4);
 }
 
 /* A fixed-size field is complete: what it says. */
@@ -244,11 +339,20 @@ static void take_fixed_done(struct zip_walker *w)
     case ZIP_NAME_EXTRA:
         start_member(w);
         break;
+    case ZIP_CD_HEADER:
+        end_central_header(w);
+        if (w->state == ZIP_CD_VAR && w->need == 0) end_central_entry(w);
+        break;
+    case ZIP_CD_VAR:
+        end_central_entry(w);
+        break;
     case ZIP_DESCRIPTOR:
         if (le32(w->fixed) != SIG_DESCRIPTOR) {
             fail(w, "no data descriptor after the member");
             break;
         }
+        if (w->crc_on)
+            check_crc(w, w->member.name, w->content_crc, le32(w->fixed + 4), "the data descriptor");
         expect(w, ZIP_SIGNATURE, 4);
         w->desc_tail_possible = true;
         break;
@@ -275,6 +379,7 @@ static size_t take_stored(struct zip_walker *w, const uint8_t *data, size_t len)
     if (w->state == ZIP_STORED) {
         size_t took = hand_over(w, data, n);
         if (by_handler) n = took; /* the handler's end is the member's */
+        w->content_crc = (uint32_t)crc32(w->content_crc, data, (uInt)n);
     }
     if (!by_handler) w->left -= n;
     w->taken += n;
@@ -291,7 +396,11 @@ static size_t take_inflated(struct zip_walker *w, const uint8_t *data, size_t le
         w->z.next_out = w->out;
         w->z.avail_out = INFLATE_OUT;
         rc = inflate(&w->z, Z_NO_FLUSH);
-        if (w->z.avail_out < INFLATE_OUT) hand_over(w, w->out, INFLATE_OUT - w->z.avail_out);
+        size_t out = INFLATE_OUT - w->z.avail_out;
+        if (out) {
+            w->content_crc = (uint32_t)crc32(w->content_crc, w->out, (uInt)out);
+            hand_over(w, w->out, out);
+        }
     } while (rc == Z_OK && (w->z.avail_in > 0 || w->z.avail_out == 0));
     size_t used = len - w->z.avail_in;
     w->taken += used;
@@ -387,6 +496,8 @@ static size_t step(struct zip_walker *w, const uint8_t *data, size_t len)
     case ZIP_NAME_EXTRA:
     case ZIP_DESCRIPTOR:
     case ZIP_DESC_TAIL:
+    case ZIP_CD_HEADER:
+    case ZIP_CD_VAR:
         n = take_fixed(w, data, len);
         break;
     case ZIP_STORED:
@@ -433,9 +544,10 @@ void zip_walker_feed(struct zip_walker *w, const uint8_t *data, size_t len)
 
 bool zip_walker_finish(struct zip_walker *w)
 {
+    if (w->in_central && w->state != ZIP_FAILED) return !w->crc_bad;
     switch (w->state) {
     case ZIP_CENTRAL:
-        return true;
+        return !w->crc_bad;
     case ZIP_FAILED:
         return false;
     default:
@@ -471,6 +583,7 @@ void zip_walker_free(struct zip_walker *w)
     if (!w) return;
     if (w->z_live) inflateEnd(&w->z);
     free(w->name_extra);
+    free(w->crcs);
     free(w->out);
     free(w);
 }

@@ -208,3 +208,48 @@ def test_agent_sends_nothing_to_another_users_collector(shared_dir, work):
         os.killpg(p.pid, signal.SIGKILL)  # runuser and the listener under it
         p.wait()
     assert not got.exists() or got.read_bytes() == b"", got.read_bytes()[:300]
+
+
+WRITE_THREE = """
+for i in range(3):
+    with open(f"epoch_{i}.pkl", "wb") as f:
+        pickle.dump({"epoch": i}, f)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs the job as another user")
+def test_job_of_another_user_says_once_that_it_is_not_recorded(work):
+    """A per-machine collector takes its own user's records only: a job of another user
+    says so once on stderr instead of running unwatched without a word."""
+    shared = Path(tempfile.mkdtemp(prefix="ckmon-users-"))
+    try:
+        shared.chmod(0o755)  # the socket's directory: no other user may write in it
+        jobs = shared / "jobs"
+        jobs.mkdir(mode=0o777)
+        jobs.chmod(0o777)
+        sock = shared / "c.sock"
+        collector = subprocess.Popen(ckmon_args("collect", "--socket", sock, "--log",
+                                                shared / "c.jsonl"),
+                                     cwd=shared, env=clean_env(), stderr=subprocess.PIPE,
+                                     text=True)
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            assert time.monotonic() < deadline and collector.poll() is None
+            time.sleep(0.02)
+        script = python_script(jobs, WRITE_THREE)
+        jobs.joinpath("writer.py").chmod(0o644)
+        env = clean_env(LD_PRELOAD=AGENT, CKMON_SOCKET=sock)
+        other = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup",
+                                "--clear-groups", *script], cwd=jobs, env=env,
+                               capture_output=True, text=True, timeout=60)
+        own = subprocess.run(script, cwd=jobs, env=env, capture_output=True, text=True,
+                             timeout=60)
+        collector.send_signal(signal.SIGTERM)
+        collector.communicate(timeout=30)
+        assert other.returncode == 0 and own.returncode == 0, other.stderr + own.stderr
+        lines = other.stderr.splitlines()
+        assert len(lines) == 1 and "not recorded" in lines[0] and str(sock) in lines[0], lines
+        assert own.stderr == ""
+        assert len(read_log(shared / "c.jsonl")) == 3  # the own user's three, no more
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

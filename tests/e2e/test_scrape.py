@@ -17,7 +17,7 @@ first, count = int(sys.argv[1]), int(sys.argv[2])
 for i in range(first, first + count):
     with open(f"epoch_{i}.pkl", "wb") as f:
         pickle.dump({"epoch": i, "loss": float("nan") if i == 2 else 1 / (i + 1),
-                     "w": [float(i)] * 9}, f)
+                     "lr": 0.1 * 0.5 ** i, "w": [float(i)] * 9}, f)
 """
 
 

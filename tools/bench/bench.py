@@ -263,17 +263,41 @@ def proc_peak_kib(pid):
     return 0
 
 
-def bench_many_tensors(work):
-    """The fixed cost per tensor: a 100,000-tensor torch.save monitored and not, the
-    difference per tensor, and what the collector spent on those records (CPU time, peak
-    memory), with a collector of its own."""
+MANY_SAFETENSORS = """
+import json, struct, sys
+import numpy as np
+rng = np.random.default_rng(3)
+arrays = [rng.standard_normal(256, dtype=np.float32) for _ in range({count})]
+header, offset = {{}}, 0
+for i, a in enumerate(arrays):
+    header[f"layer{{i}}.weight"] = {{"dtype": "F32", "shape": [256],
+                                   "data_offsets": [offset, offset + a.nbytes]}}
+    offset += a.nbytes
+text = json.dumps(header)
+text += " " * (-len(text) % 8)
+def save(path):
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text.encode())
+        for a in arrays:
+            f.write(a.data)
+""" + SAVE_DRIVER
+
+
+def bench_many_tensors(work, kind):
+    """The fixed cost per tensor: a 100,000-tensor save (torch.save, or a safetensors file
+    written array by array) monitored and not, the difference per tensor, and what the
+    collector spent on those records (CPU time, peak memory), with a collector of its own."""
     count, saves, pairs = (20_000, 1, 2) if QUICK else (100_000, 2, 5)
-    out = work / "many"
+    out = work / f"many_{kind}"
     out.mkdir()
     collector = Collector(out)
     try:
-        path = out / "many.pt"
-        text = MODEL_SAVE.replace("{state}", f"many_tensors({count})")
+        if kind == "torch":
+            path = out / "many.pt"
+            text = MODEL_SAVE.replace("{state}", f"many_tensors({count})")
+        else:
+            path = out / "many.safetensors"
+            text = MANY_SAFETENSORS.format(count=count)
         script = out / "many_save.py"
         script.write_text(text.replace("times.append(time.perf_counter() - start)",
                                        "times.append((time.perf_counter() - start, "
@@ -299,14 +323,16 @@ def bench_many_tensors(work):
         cpu_per_tensor = (statistics.median(cpu_times[True]) -
                           statistics.median(cpu_times[False])) / count * 1e6
         share = agent_share(out, collector, text, path, saves=1)
-        add_row(f"torch.save of {count:,} tensors of 256 float32: monitored / unmonitored",
+        errors = records[-1].get("errors", []) if records else []
+        add_row(f"{'torch.save' if kind == 'torch' else 'safetensors written'} of {count:,} "
+                "tensors of 256 float32: monitored / unmonitored",
                 result, 1.03,
                 f"{result[4]:.2f} s unmonitored; the agent's fixed cost per tensor (target ≤ 2 µs): "
                 f"{cpu_per_tensor:.2f} µs of the saving process's CPU time, {wall_per_tensor:.2f} µs "
                 f"of its wall time; collector {collector_cpu:.2f} s CPU per checkpoint "
                 f"({collector_cpu / count * 1e6:.2f} µs per tensor), peak RSS {peak / 1024:.0f} MiB; "
                 f"{len(records)} records of {len(records[-1]['tensors']) if records else 0} "
-                f"tensors; {share}")
+                f"tensors{'; ' + errors[0] if errors else ''}; {share}")
     finally:
         collector.stop()
 
@@ -601,7 +627,8 @@ def main():
         finally:
             collector.stop()
         bench_collector(work)
-        bench_many_tensors(work)
+        bench_many_tensors(work, "torch")
+        bench_many_tensors(work, "safetensors")
     block = render(time.monotonic() - started)
     print("\n" + block)
     write_doc(block)
