@@ -54,15 +54,17 @@ unsigned fdtable_marks(int fd)
 
 struct tracked *fdtable_get(int fd)
 {
-    return (unsigned)fd < fd_capacity ? fd_slots[fd] : NULL;
+    struct tracked *t = (unsigned)fd < fd_capacity ? fd_slots[fd] : NULL;
+    return t == FD_UNDECIDED ? NULL : t;
 }
 
 struct tracked *fdtable_set(int fd, struct tracked *t)
 {
     if ((unsigned)fd >= fd_capacity) return NULL;
     struct tracked *old = fd_slots[fd];
-    if (!old && t) __atomic_add_fetch(&fd_tracked_count, 1, __ATOMIC_RELAXED);
-    if (old && !t) __atomic_sub_fetch(&fd_tracked_count, 1, __ATOMIC_RELAXED);
+    bool had = old && old != FD_UNDECIDED, has = t && t != FD_UNDECIDED;
+    if (!had && has) __atomic_add_fetch(&fd_tracked_count, 1, __ATOMIC_RELAXED);
+    if (had && !has) __atomic_sub_fetch(&fd_tracked_count, 1, __ATOMIC_RELAXED);
     if (t && (unsigned)fd >= fd_high_water) fd_high_water = (unsigned)fd + 1;
     __atomic_store_n(&fd_marks[fd], 0, __ATOMIC_RELAXED);
     __atomic_store_n(&fd_slots[fd], t, __ATOMIC_RELEASE);

@@ -20,6 +20,37 @@ extern unsigned fd_capacity;
 extern unsigned fd_tracked_count; /* slots in use; stdio wrappers check it before fileno() */
 extern unsigned fd_high_water;    /* one past the highest slot ever used */
 
+/* A slot's mark for a file created under a name no glob matches, whose first write decides
+ * whether it is followed (tracked.c, tracked_decide): it sends writes down the slow path
+ * once. fdtable_get never returns it. */
+#define FD_UNDECIDED ((struct tracked *)1)
+
+static inline bool fd_is_undecided(int fd)
+{
+    return (unsigned)fd < fd_capacity &&
+           __atomic_load_n(&fd_slots[fd], __ATOMIC_RELAXED) == FD_UNDECIDED;
+}
+
+/* Lock-free, so that an ordinary file pays no lock for being looked at (and a signal
+ * handler may clear the mark): an empty slot marked undecided, and an undecided slot
+ * emptied; each returns whether it changed the slot. Undecided slots are not counted in
+ * fd_tracked_count. */
+static inline bool fdtable_undecide(int fd)
+{
+    struct tracked *empty = NULL;
+    return (unsigned)fd < fd_capacity &&
+           __atomic_compare_exchange_n(&fd_slots[fd], &empty, FD_UNDECIDED, false, __ATOMIC_RELAXED,
+                                       __ATOMIC_RELAXED);
+}
+
+static inline bool fdtable_decided(int fd)
+{
+    struct tracked *undecided = FD_UNDECIDED;
+    return (unsigned)fd < fd_capacity &&
+           __atomic_compare_exchange_n(&fd_slots[fd], &undecided, NULL, false, __ATOMIC_RELAXED,
+                                       __ATOMIC_RELAXED);
+}
+
 static inline bool fd_is_tracked(int fd)
 {
     return (unsigned)fd < fd_capacity && __atomic_load_n(&fd_slots[fd], __ATOMIC_RELAXED) != NULL;
@@ -37,7 +68,7 @@ unsigned fdtable_marks(int fd);
 /* The lock that guards slot changes (and, for tracked.c, reference counts). */
 void fdtable_lock(void);
 void fdtable_unlock(void);
-/* With the lock held: the file behind fd, or NULL. */
+/* With the lock held: the file behind fd, or NULL (also for an undecided slot). */
 struct tracked *fdtable_get(int fd);
 /* With the lock held: points fd at t (NULL empties the slot), clears its marks, and
  * returns what the slot held. A descriptor beyond the table is never tracked: NULL, and nothing

@@ -38,7 +38,8 @@
 static bool initialized;
 static pid_t agent_pid; /* the process whose files the tables describe */
 static unsigned long long next_id;
-static struct tracked *live; /* every tracked file, under the fd table lock */
+static unsigned long long candidates; /* of the ids: files followed for their bytes only */
+static struct tracked *live;          /* every tracked file, under the fd table lock */
 
 /* Paths closed in the last RENAME_WINDOW_US, so that a rename right after close reaches
  * the collector. */
@@ -258,7 +259,12 @@ static struct tracked *maybe_track(int fd, int dirfd, const char *path, bool app
     if (!initialized || fd < 0 || !path || !absolute_path(dirfd, path, abs_path, sizeof abs_path))
         return NULL;
     if (!config_is_checkpoint(abs_path)) {
-        if (creates && !foreign_process()) unmatched_note(abs_path);
+        if (creates && !foreign_process()) {
+            unmatched_note(abs_path);
+            /* Its first write decides whether it is a checkpoint saved under a temporary
+             * name (tracked_decide). Only a mark: no allocation, lock or system call. */
+            fdtable_undecide(fd);
+        }
         return NULL;
     }
     if (!is_regular_file(fd) || foreign_process()) return NULL;
@@ -267,6 +273,9 @@ static struct tracked *maybe_track(int fd, int dirfd, const char *path, bool app
 
 void tracked_opened(int fd, int dirfd, const char *path, int flags)
 {
+    /* A number whose undecided mark outlived its descriptor (closed by close_range or a
+     * raw system call) is another file now. */
+    fdtable_decided(fd);
     if (fd < 0 || !write_intent(flags) || agent_busy || in_signal_handler()) return;
     int saved = errno;
     agent_busy = true;
@@ -278,6 +287,7 @@ void tracked_opened(int fd, int dirfd, const char *path, int flags)
 
 void tracked_opened_stream(FILE *stream, const char *path, const char *mode)
 {
+    if (stream) fdtable_decided(fileno(stream));
     if (!stream || !mode || !strpbrk(mode, "wa+") || agent_busy || in_signal_handler()) return;
     int saved = errno;
     agent_busy = true;
@@ -319,6 +329,39 @@ struct tracked *tracked_enter_slow(int fd)
     return enter_acquired(acquire(fd));
 }
 
+/* Whether the write that lands at offset is the file's first bytes. */
+static bool starts_file(int fd, long long offset)
+{
+    if (offset != AT_POSITION) return offset == 0;
+    return syscall(SYS_lseek, fd, 0L, SEEK_CUR) == 0;
+}
+
+struct tracked *tracked_decide(int fd, long long offset, const void *head, size_t n)
+{
+    /* Decided once, whoever decides: only the thread that empties the slot looks further. */
+    if (!fdtable_decided(fd) || !head || !parser_certain(head, n) || in_signal_handler() ||
+        agent_busy || foreign_process())
+        return NULL;
+    int saved = errno;
+    agent_busy = true;
+    struct tracked *t = NULL;
+    if (starts_file(fd, offset) && is_regular_file(fd)) {
+        char link[40], path[PATH_MAX];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        long len = syscall(SYS_readlinkat, AT_FDCWD, link, path, sizeof path - 1);
+        if (len > 0) {
+            path[len] = '\0';
+            t = track(fd, path, false);
+        }
+        if (t) {
+            t->candidate = true;
+            __atomic_add_fetch(&candidates, 1, __ATOMIC_RELAXED);
+        }
+    }
+    errno = saved;
+    return enter_acquired(t ? acquire(fd) : NULL);
+}
+
 /* The stream whose FILE lock this thread took in tracked_enter_stream, until it leaves. */
 static __thread FILE *entered_stream __attribute__((tls_model("initial-exec")));
 
@@ -327,6 +370,7 @@ struct tracked *tracked_enter_stream(FILE *stream)
     if (__builtin_expect(__atomic_load_n(&fd_tracked_count, __ATOMIC_RELAXED) == 0, 1) ||
         agent_busy || !stream || !fd_is_tracked(fileno(stream)))
         return NULL;
+    if (fdtable_decided(fileno(stream))) return NULL; /* stdio bytes are not looked at */
     if (in_signal_handler()) { /* not even the FILE lock: the handler may hold it */
         fdtable_mark(fileno(stream), FD_TOUCHED);
         return NULL;
@@ -522,17 +566,19 @@ static void finalize(struct tracked *t, int fd)
     }
     send_pending_findings(t);
 
-    struct wire_message m = {.kind = WIRE_CLOSE,
-                             .close = {.id = (int64_t)t->id,
-                                       .time_us = realtime_us(),
-                                       .path = t->path,
-                                       .written_as = t->written_as[0] ? t->written_as : NULL,
-                                       .format = format,
-                                       .bytes = size >= 0 ? size : (int64_t)t->streamed,
-                                       .writes = (int64_t)t->writes,
-                                       .seconds = (double)(monotonic_ns() - t->open_ns) / 1e9,
-                                       .complete = complete,
-                                       .parsed = reread ? "reread" : "stream"}};
+    struct wire_message m = {
+        .kind = WIRE_CLOSE,
+        .close = {.id = (int64_t)t->id,
+                  .time_us = realtime_us(),
+                  .path = t->path,
+                  .written_as = t->written_as[0] ? t->written_as : NULL,
+                  .format = format,
+                  .bytes = size >= 0 ? size : (int64_t)t->streamed,
+                  .writes = (int64_t)t->writes,
+                  .seconds = (double)(monotonic_ns() - t->open_ns) / 1e9,
+                  .complete = complete,
+                  .parsed = reread ? "reread" : "stream",
+                  .candidate = t->candidate && !config_is_checkpoint(t->path)}};
     channel_send(&m);
     remember_closed(t->path);
 }
@@ -566,7 +612,7 @@ void tracked_release(struct tracked *t, int fd)
 bool tracked_close_begin(int fd, struct closing *c)
 {
     c->t = NULL;
-    if (!fd_is_tracked(fd)) return false;
+    if (!fd_is_tracked(fd) || fdtable_decided(fd)) return false;
     if (in_signal_handler()) {
         fdtable_mark(fd, FD_CLOSED); /* reported when the slot is next taken or reused */
         return false;
@@ -686,7 +732,8 @@ void tracked_renamed(int olddirfd, const char *oldpath, int newdirfd, const char
                 open_now = true;
             }
         fdtable_unlock();
-        if (!open_now && closed_recently(from))
+        bool named = config_is_checkpoint(from) || config_is_checkpoint(to);
+        if (!open_now && named && closed_recently(from))
             send_rename(WIRE_RENAME, from, to);
         else if (!open_now && !config_is_checkpoint(from) && config_is_checkpoint(to))
             send_rename(WIRE_ADOPT, from, to);
@@ -720,7 +767,8 @@ void tracked_report_all_open(bool flush_streams)
         if (flush_streams && t->stream && !t->unannounced) REAL(fflush)(t->stream);
         tracked_release(t, (int)fd);
     }
-    if (next_id == 0) unmatched_report(); /* no checkpoint here: perhaps a wrong glob */
+    /* No checkpoint under a glob's name here: perhaps a wrong glob. */
+    if (next_id == __atomic_load_n(&candidates, __ATOMIC_RELAXED)) unmatched_report();
     channel_flush();
     agent_busy = false;
     errno = saved;

@@ -42,6 +42,7 @@ struct tracked {
     bool append;
     bool reread;                /* parse the finished file at close instead */
     bool unannounced;           /* inherited through fork: reported only once this process writes */
+    bool candidate;             /* followed for its first bytes under no glob's name */
     const char *format_sent;    /* the format the collector was last told */
     long long progress_ns;      /* monotonic time of the last data message */
     FILE *stream;               /* the stdio stream over it, flushed before an exit report */
@@ -74,6 +75,10 @@ static inline struct tracked *tracked_enter(int fd)
     return tracked_enter_slow(fd);
 }
 struct tracked *tracked_enter_stream(FILE *stream);
+/* The first write to an undecided descriptor (FD_UNDECIDED): the file entered, as by
+ * tracked_enter, when its first bytes (head, n, landing at offset) say it is a checkpoint;
+ * otherwise NULL, and the descriptor takes the fast path from now on. */
+struct tracked *tracked_decide(int fd, long long offset, const void *head, size_t n);
 void tracked_leave(struct tracked *t);
 
 /* The real call wrote n bytes (n <= 0: nothing) at offset, or at the position. Leaves. */

@@ -11,11 +11,21 @@
  * work lives in a separate function the wrapper tail-calls. The table's readiness is
  * tested here rather than through REAL(), whose resolving call would give the common
  * path a frame; before the table is ready, the separate function resolves it. */
+/* A vector's first bytes are its first element's. */
+static struct tracked *enter_writev(int fd, long long offset, const struct iovec *iov, int iovcnt)
+{
+    if (!fd_is_undecided(fd)) return tracked_enter(fd);
+    return tracked_decide(fd, offset, iovcnt > 0 ? iov[0].iov_base : NULL,
+                          iovcnt > 0 ? iov[0].iov_len : 0);
+}
+
 #define WRITE_WRAPPER(name, offset_type, OFFSET)                                                   \
     static __attribute__((noinline)) ssize_t tracked_##name(                                       \
         int fd, const void *buf, size_t count OFFSET_PARAM_##OFFSET(offset_type))                  \
     {                                                                                              \
-        struct tracked *t = tracked_enter(fd);                                                     \
+        struct tracked *t = fd_is_undecided(fd)                                                    \
+                                ? tracked_decide(fd, OFFSET_VALUE_##OFFSET, buf, count)            \
+                                : tracked_enter(fd);                                               \
         if (!t) return REAL(name)(fd, buf, count OFFSET_ARG_##OFFSET);                             \
         ssize_t n = REAL(name)(fd, buf, count OFFSET_ARG_##OFFSET);                                \
         tracked_wrote(t, OFFSET_VALUE_##OFFSET, buf, n);                                           \
@@ -32,7 +42,7 @@
     static __attribute__((noinline)) ssize_t tracked_##name(                                       \
         int fd, const struct iovec *iov, int iovcnt OFFSET_PARAM_##OFFSET(offset_type))            \
     {                                                                                              \
-        struct tracked *t = tracked_enter(fd);                                                     \
+        struct tracked *t = enter_writev(fd, OFFSET_VALUE_##OFFSET, iov, iovcnt);                  \
         if (!t) return REAL(name)(fd, iov, iovcnt OFFSET_ARG_##OFFSET);                            \
         ssize_t n = REAL(name)(fd, iov, iovcnt OFFSET_ARG_##OFFSET);                               \
         tracked_wrotev(t, OFFSET_VALUE_##OFFSET, iov, iovcnt, n);                                  \
@@ -77,7 +87,8 @@ SYNC_WRAPPER(fdatasync)
 /* pwritev2 with offset -1 writes at (and advances) the descriptor's position. */
 EXPORT ssize_t pwritev2(int fd, const struct iovec *iov, int iovcnt, off_t offset, int flags)
 {
-    struct tracked *t = tracked_enter(fd);
+    struct tracked *t =
+        enter_writev(fd, offset == -1 ? AT_POSITION : (long long)offset, iov, iovcnt);
     if (!t) return REAL(pwritev2)(fd, iov, iovcnt, offset, flags);
     ssize_t n = REAL(pwritev2)(fd, iov, iovcnt, offset, flags);
     tracked_wrotev(t, offset == -1 ? AT_POSITION : (long long)offset, iov, iovcnt, n);

@@ -45,6 +45,7 @@ struct tracker_conn {
 struct pending {
     struct record *record;
     int64_t since_us;
+    bool candidate; /* written under no glob's name: written only if a rename names it */
     struct pending *next;
 };
 
@@ -281,17 +282,38 @@ static void finish_incomplete(struct tracker *t, const struct tracker_conn *c, s
     free(f);
 }
 
-static void hold_for_rename(struct tracker *t, struct record *r, int64_t now_us)
+static void hold_candidate(struct tracker *t, struct record *r, int64_t now_us, bool candidate)
 {
     struct pending *p = malloc(sizeof *p);
-    if (!p) {
-        emit_and_free(t, r); /* no memory to wait for a rename: write it as it is */
+    if (!p) { /* no memory to wait for a rename: write it as it is */
+        if (candidate)
+            record_free(r);
+        else
+            emit_and_free(t, r);
         return;
     }
-    *p = (struct pending){.record = r, .since_us = now_us};
+    *p = (struct pending){.record = r, .since_us = now_us, .candidate = candidate};
     *t->pending_end = p;
     t->pending_end = &p->next;
+    /* A candidate too: its rename may be the next message, and a collector killed before
+     * reading it must not lose the save (recovered, it keeps its temporary path). */
     if (t->held) t->held(t->hold_ctx, r);
+}
+
+static void hold_for_rename(struct tracker *t, struct record *r, int64_t now_us)
+{
+    hold_candidate(t, r, now_us, false);
+}
+
+/* The end of a held record's hold: written, or dropped when it is a candidate no rename
+ * gave a checkpoint name. */
+static void release_pending(struct tracker *t, struct pending **link)
+{
+    bool candidate = (*link)->candidate;
+    struct record *r = unlink_pending(t, link);
+    if (!candidate) return emit_and_free(t, r);
+    if (t->emitted) t->emitted(t->hold_ctx, r); /* done with, unwritten */
+    record_free(r);
 }
 
 /* ---- the messages ---- */
@@ -341,10 +363,27 @@ static bool on_hello(struct tracker *t, struct tracker_conn *c, struct wire_mess
            (!run || record_set_string(&c->who.run, run));
 }
 
+/* A path opened for writing again while its last record is held (numpy's open_memmap
+ * writes the header, closes, then maps the file; ONNX creates its external data empty
+ * and reopens it): the later record replaces the held one. */
+static void supersede_held(struct tracker *t, const char *path)
+{
+    for (struct pending **p = &t->pending; *p;) {
+        if (strcmp((*p)->record->path, path)) {
+            p = &(*p)->next;
+            continue;
+        }
+        struct record *r = unlink_pending(t, p);
+        if (t->emitted) t->emitted(t->hold_ctx, r); /* done with, unwritten */
+        record_free(r);
+    }
+}
+
 static bool on_open(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
                     int64_t now_us)
 {
     const struct wire_open *o = &m->open;
+    supersede_held(t, o->path);
     int64_t open_us = o->time_us != WIRE_ABSENT ? o->time_us : now_us;
     struct open_file **link, *old = find_file(c, o->id, &link);
     if (old) {
@@ -397,7 +436,7 @@ static bool on_close(struct tracker *t, struct tracker_conn *c, struct wire_mess
               (!d->format || record_set_string(&r->format, d->format)) &&
               (!d->parsed || record_set_parsed(r, d->parsed));
     free(f);
-    hold_for_rename(t, r, now_us);
+    hold_candidate(t, r, now_us, d->candidate);
     return ok;
 }
 
@@ -422,7 +461,7 @@ static bool on_rename(struct tracker *t, struct tracker_conn *c, struct wire_mes
     for (struct pending **p = &t->pending; *p; p = &(*p)->next)
         if (!strcmp((*p)->record->path, from)) match = p;
     if (!match) return true; /* its window has passed: the record was written as it was */
-    struct record *r = unlink_pending(t, match);
+    struct record *r = unlink_pending(t, match); /* a candidate renamed is a checkpoint */
     bool ok = rename_record(r, to);
     emit_and_free(t, r);
     return ok;
@@ -620,13 +659,13 @@ void tracker_expire(struct tracker *t, int64_t now_us)
     /* A clock set back must not hold a record for longer than its window. */
     while (t->pending &&
            (now_us >= t->pending->since_us + RENAME_WINDOW_US || now_us < t->pending->since_us))
-        emit_and_free(t, unlink_pending(t, &t->pending));
+        release_pending(t, &t->pending);
 }
 
 static void emit_pending(struct tracker *t)
 {
     while (t->pending)
-        emit_and_free(t, unlink_pending(t, &t->pending));
+        release_pending(t, &t->pending);
 }
 
 void tracker_shutdown(struct tracker *t, int64_t now_us)

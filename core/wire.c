@@ -131,6 +131,7 @@ static void encode_close(const struct wire_message *m, struct strbuf *b)
     put_number(b, "seconds", c->seconds);
     put_bool(b, "complete", c->complete);
     put_string(b, "parsed", c->parsed);
+    if (c->candidate) put_bool(b, "candidate", true);
 }
 
 static void encode_rename(const struct wire_message *m, struct strbuf *b)
@@ -267,6 +268,7 @@ static bool decode_close(const cJSON *msg, struct wire_message *m)
         .parsed = get_string(msg, "parsed"),
         .seconds = get_number(msg, "seconds"),
         .complete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(msg, "complete")),
+        .candidate = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(msg, "candidate")),
     };
     return m->close.id != WIRE_ABSENT;
 }

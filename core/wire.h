@@ -28,7 +28,12 @@
  *            "parsed":"stream"}
  *                                              written_as only when renamed while open;
  *                                              parsed "reread" when the agent parsed the
- *                                              finished file again
+ *                                              finished file again; "candidate":true
+ *                                              when the file was followed for its first
+ *                                              bytes and its name matches no glob: the
+ *                                              collector drops the record unless a rename
+ *                                              gives it a checkpoint name (a torn one is
+ *                                              recorded all the same)
  *   rename  {"t":"rename","from":"/abs/x.tmp","to":"/abs/x.pt"}
  *                                              a checkpoint this process closed less than
  *                                              RENAME_WINDOW_US ago was renamed
@@ -125,6 +130,7 @@ struct wire_close {
     const char *parsed; /* "stream" or "reread" */
     double seconds;
     bool complete;
+    bool candidate; /* followed for its bytes, under no glob's name: kept only if renamed */
 };
 
 /* rename and adopt: from and to required. */

@@ -241,6 +241,24 @@ static struct parser *parser_zip_new(struct report *r, const struct parse_option
     return &z->base;
 }
 
+static bool zip_first_is_torch(const uint8_t *head, size_t n)
+{
+    const char *name;
+    size_t len;
+    if (!claims_zip(head, n, "") ||
+        zip_peek_first_name(head, n, true, &name, &len) != ZIP_PEEK_NAME)
+        return false;
+    return (len == 8 && memcmp(name, "data.pkl", 8) == 0) || ends_with(name, len, "/data.pkl");
+}
+
+bool parser_certain(const uint8_t *head, size_t n)
+{
+    const uint8_t PROTO = 0x80;
+    bool pickle = n >= 2 && head[0] == PROTO && head[1] >= 2 && head[1] <= 5;
+    return pickle || claims_npy(head, n, "") || claims_gguf(head, n, "") ||
+           claims_safetensors(head, n, "") || zip_first_is_torch(head, n);
+}
+
 /* ---- The formats, in the order they are tried ----------------------------------- */
 
 /* Magic numbers first: they are more specific than JSON's '{' or the .pkl extension. */

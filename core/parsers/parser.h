@@ -60,6 +60,12 @@ struct parser *parser_joblib_new(struct report *r, const struct parse_options *o
  * "unknown" until then and stays so for data no parser claims. */
 struct parser *parser_detect_new(const char *path, struct report *r, const struct parse_options *o);
 
+/* Whether a file's first n bytes say, with no help from its name, that it is a
+ * checkpoint: a torch zip (data.pkl its first member), a pickle of protocol 2 to 5, NumPy's
+ * magic, GGUF, or a safetensors header. The agent follows such a file written under a name
+ * no glob matches (docs/agent.md, "Saves under a temporary name"). */
+bool parser_certain(const uint8_t *head, size_t n);
+
 /* Convenience for finished files (inspect, re-reading a file written out of order):
  * runs a detect parser over an open descriptor with pread, from offset 0 to EOF.
  * Returns the parser's finish() result; *format gets the detected format. */

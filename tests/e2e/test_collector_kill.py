@@ -82,6 +82,10 @@ def test_records_held_for_a_rename_survive_a_kill(work):
     collector = start_collector(work)
     try:
         write(work)  # the writer's exit waits until the collector has read its messages
+        # ... but not until it has handled them all (a save under a temporary name is
+        # several messages: open, data, close, rename)
+        wait_for("the collector to take every save", lambda: held_in_journal(
+            work / "ckmon.jsonl.state") + len(read_log(work / "ckmon.jsonl")) >= SAVES)
         collector.send_signal(signal.SIGSTOP)  # its records wait out their second: freeze it
         held = held_in_journal(work / "ckmon.jsonl.state")
         written = len(read_log(work / "ckmon.jsonl"))

@@ -216,8 +216,7 @@ def test_replace_after_close_reports_final_path(ckmon, work, tmp):
                  size=out["size"], pid=out["pid"])
     assert_values(record["values"], {"epoch": 4, "loss": 0.25})
     assert len(run.records) == 1
-    # adopted by the rename: the collector parsed the finished file
-    assert record["parsed"] == ("file" if tmp.endswith(".tmp") else "stream")
+    assert record["parsed"] == "stream"  # followed for its bytes (docs/agent.md)
 
 
 def test_rename_later_than_one_second_keeps_written_path(ckmon, work):
