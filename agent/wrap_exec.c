@@ -29,6 +29,12 @@
 #define MAX_CARRIED 32
 #define PRELOAD     "LD_PRELOAD="
 
+/* The frames on the way to the real exec. In a vfork child they sit on the parent's stack
+ * and, when the exec succeeds, never return: built with AddressSanitizer (make
+ * SANITIZE=1) their redzones would stay marked in the shadow memory the parent shares,
+ * and the parent's next deep call would be reported as a stack overflow. */
+#define EXEC_FRAME __attribute__((no_sanitize_address))
+
 /* "NAME=value" of each CKMON_* variable at load, and this library's path. */
 static char *carried[MAX_CARRIED];
 static size_t carried_count;
@@ -135,7 +141,7 @@ struct exec_call {
 };
 
 /* The real call with the agent's environment, built on this frame's stack. */
-static int call_with_agent_env(const struct exec_call *c, char *const envp[])
+EXEC_FRAME static int call_with_agent_env(const struct exec_call *c, char *const envp[])
 {
     static char *const empty[] = {NULL};
     if (!envp) envp = empty; /* Linux takes a null environment as an empty one */
@@ -172,60 +178,64 @@ static int call_with_agent_env(const struct exec_call *c, char *const envp[])
     return rc;
 }
 
-static int exec_path(const char *path, char *const argv[], char *const envp[])
+EXEC_FRAME static int exec_path(const char *path, char *const argv[], char *const envp[])
 {
     return call_with_agent_env(&(struct exec_call){.kind = EXEC_PATH, .file = path, .argv = argv},
                                envp);
 }
 
-static int exec_search(const char *file, char *const argv[], char *const envp[])
+EXEC_FRAME static int exec_search(const char *file, char *const argv[], char *const envp[])
 {
     return call_with_agent_env(&(struct exec_call){.kind = EXEC_SEARCH, .file = file, .argv = argv},
                                envp);
 }
 
-EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+EXEC_FRAME EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
     return exec_path(path, argv, envp);
 }
 
-EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+EXEC_FRAME EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
     return exec_search(file, argv, envp);
 }
 
-EXPORT int execv(const char *path, char *const argv[])
+EXEC_FRAME EXPORT int execv(const char *path, char *const argv[])
 {
     return exec_path(path, argv, environ);
 }
 
-EXPORT int execvp(const char *file, char *const argv[])
+EXEC_FRAME EXPORT int execvp(const char *file, char *const argv[])
 {
     return exec_search(file, argv, environ);
 }
 
-EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+EXEC_FRAME EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
     return call_with_agent_env(&(struct exec_call){.kind = EXEC_FD, .fd = fd, .argv = argv}, envp);
 }
 
-static int spawn(enum exec_kind kind, pid_t *pid, const char *file,
-                 const posix_spawn_file_actions_t *actions, const posix_spawnattr_t *attr,
-                 char *const argv[], char *const envp[])
+EXEC_FRAME static int spawn(enum exec_kind kind, pid_t *pid, const char *file,
+                            const posix_spawn_file_actions_t *actions,
+                            const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
     struct exec_call c = {
         .kind = kind, .file = file, .argv = argv, .pid = pid, .actions = actions, .attr = attr};
     return call_with_agent_env(&c, envp);
 }
 
-EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
-                       const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+EXEC_FRAME EXPORT int posix_spawn(pid_t *pid, const char *path,
+                                  const posix_spawn_file_actions_t *actions,
+                                  const posix_spawnattr_t *attr, char *const argv[],
+                                  char *const envp[])
 {
     return spawn(SPAWN_PATH, pid, path, actions, attr, argv, envp);
 }
 
-EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions,
-                        const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+EXEC_FRAME EXPORT int posix_spawnp(pid_t *pid, const char *file,
+                                   const posix_spawn_file_actions_t *actions,
+                                   const posix_spawnattr_t *attr, char *const argv[],
+                                   char *const envp[])
 {
     return spawn(SPAWN_SEARCH, pid, file, actions, attr, argv, envp);
 }
@@ -247,19 +257,19 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_act
     after;                                                                                         \
     va_end(ap)
 
-EXPORT int execl(const char *path, const char *arg, ...)
+EXEC_FRAME EXPORT int execl(const char *path, const char *arg, ...)
 {
     GATHER_ARGS(arg, argv, (void)0);
     return exec_path(path, argv, environ);
 }
 
-EXPORT int execlp(const char *file, const char *arg, ...)
+EXEC_FRAME EXPORT int execlp(const char *file, const char *arg, ...)
 {
     GATHER_ARGS(arg, argv, (void)0);
     return exec_search(file, argv, environ);
 }
 
-EXPORT int execle(const char *path, const char *arg, ...)
+EXEC_FRAME EXPORT int execle(const char *path, const char *arg, ...)
 {
     char *const *envp;
     GATHER_ARGS(arg, argv, envp = va_arg(ap, char *const *));
