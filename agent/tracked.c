@@ -259,12 +259,13 @@ static struct tracked *maybe_track(int fd, int dirfd, const char *path, bool app
     if (!initialized || fd < 0 || !path || !absolute_path(dirfd, path, abs_path, sizeof abs_path))
         return NULL;
     if (!config_is_checkpoint(abs_path)) {
-        if (creates && !foreign_process()) {
-            unmatched_note(abs_path);
-            /* Its first write decides whether it is a checkpoint saved under a temporary
-             * name (tracked_decide). Only a mark: no allocation, lock or system call. */
-            fdtable_undecide(fd);
-        }
+        if (!creates) return NULL;
+        /* Its first write decides whether it is a checkpoint saved under a temporary name
+         * (tracked_decide). Only a mark in an empty slot: no allocation, lock or system
+         * call (not even getpid: a vfork child's mark in its parent's table only makes a
+         * write there look at its bytes once). */
+        fdtable_undecide(fd);
+        if (agent_config.note_unmatched && !foreign_process()) unmatched_note(abs_path);
         return NULL;
     }
     if (!is_regular_file(fd) || foreign_process()) return NULL;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "alerts.h"
@@ -60,13 +61,18 @@ struct alerting *alerting_new(const struct alerting_setup *setup)
     return a;
 }
 
-struct alerting *alerting_for_serving(const struct options *o, bool summary)
+struct alerting *alerting_for_serving(const struct options *o, const struct log_writer *log,
+                                      bool summary)
 {
-    char *dir = state_dir_path(o);
+    /* A log that is no file (stdout, /dev/null, a pipe) keeps its series in memory unless
+     * --state names a dir, as the rest of the state dir does (recovery.h). */
+    struct stat st;
+    bool on_disk = o->state || (fstat(log->fd, &st) == 0 && S_ISREG(st.st_mode));
+    char *dir = on_disk ? state_dir_path(o) : NULL;
     struct alerting_setup setup = {
         .options = o, .state_dir = dir, .tell = true, .summary = summary};
-    struct alerting *a = dir ? alerting_new(&setup) : NULL;
-    if (!dir) fprintf(stderr, "ckmon: out of memory\n");
+    struct alerting *a = !on_disk || dir ? alerting_new(&setup) : NULL;
+    if (on_disk && !dir) fprintf(stderr, "ckmon: out of memory\n");
     free(dir);
     return a;
 }

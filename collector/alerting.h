@@ -28,9 +28,10 @@ struct alerting_setup {
 
 /* NULL when out of memory (said on stderr). Starts no thread. */
 struct alerting *alerting_new(const struct alerting_setup *setup);
-/* For run and collect: series in the state dir (delivery.h), alert lines on stderr,
- * and with summary the end-of-run summary. */
-struct alerting *alerting_for_serving(const struct options *o, bool summary);
+/* For run and collect: series in the state dir (state.h) when log is a file or --state is
+ * given, alert lines on stderr, and with summary the end-of-run summary. */
+struct alerting *alerting_for_serving(const struct options *o, const struct log_writer *log,
+                                      bool summary);
 /* Judges r and writes it, and its alerts, to log. Returns false when a line could not
  * be written. */
 bool alerting_record(struct alerting *a, struct log_writer *log, const struct record *r);

@@ -18,7 +18,8 @@ int main(int argc, char **argv)
                                                     [COMMAND_LAST_GOOD] = cmd_last_good,
                                                     [COMMAND_TAIL] = cmd_tail,
                                                     [COMMAND_DIFF] = cmd_diff,
-                                                    [COMMAND_REPORT] = cmd_report};
+                                                    [COMMAND_REPORT] = cmd_report,
+                                                    [COMMAND_VERIFY] = cmd_verify};
     const char *name = argc > 1 ? argv[1] : NULL;
     if (!name) {
         show_main_help(stderr);

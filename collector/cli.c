@@ -15,7 +15,7 @@
 static const char *const command_names[] = {
     [COMMAND_RUN] = "run",       [COMMAND_COLLECT] = "collect",     [COMMAND_INSPECT] = "inspect",
     [COMMAND_DOCTOR] = "doctor", [COMMAND_LAST_GOOD] = "last-good", [COMMAND_TAIL] = "tail",
-    [COMMAND_DIFF] = "diff",     [COMMAND_REPORT] = "report"};
+    [COMMAND_DIFF] = "diff",     [COMMAND_REPORT] = "report",       [COMMAND_VERIFY] = "verify"};
 
 /* Where `make install` puts the docs (tools/install.mk passes the real one). */
 #ifndef CKMON_DOCDIR
@@ -48,6 +48,9 @@ static const char main_help[] =
     "                    compare two checkpoint files tensor by tensor\n"
     "  report [--log FILE] [--job NAME] [-o FILE.html]\n"
     "                    a self-contained HTML page of a run\n"
+    "  verify [--log FILE] PATH...\n"
+    "                    is each file what its job wrote? ok, changed,\n"
+    "                    truncated, corrupt or no record; exit 0 when all ok\n"
     "\n"
     "  ckmon COMMAND --help   the options of one command\n"
     "  ckmon --version        print the version\n";
@@ -290,6 +293,21 @@ static const char report_help[] =
     "  -o, --output FILE      the page (default ckmon-report.html; '-' is stdout)\n"
     "  -h, --help             show this help\n";
 
+static const char verify_help[] =
+    "Usage: ckmon verify [--log FILE] PATH...\n"
+    "\n"
+    "Say for each file whether it is still what the job wrote: its size and\n"
+    "modification time against the newest record of its path in the log, and the\n"
+    "format's own checksums (the CRC-32 of every torch.save / np.savez member).\n"
+    "One line per file: ok, changed since written at TIME by JOB, truncated,\n"
+    "corrupt: WHAT, or no record (then the checksums alone decide). A directory\n"
+    "stands for the files under it the default globs match. Exits 0 when every\n"
+    "file is ok, 1 otherwise. See docs/integrity.md.\n"
+    "\n"
+    "Options:\n"
+    "  -o, --log FILE         the log to read (default ./ckmon.jsonl, or CKMON_LOG)\n"
+    "  -h, --help             show this help\n";
+
 static const char *const command_help[] = {[COMMAND_RUN] = run_help,
                                            [COMMAND_COLLECT] = collect_help,
                                            [COMMAND_INSPECT] = inspect_help,
@@ -297,7 +315,8 @@ static const char *const command_help[] = {[COMMAND_RUN] = run_help,
                                            [COMMAND_LAST_GOOD] = last_good_help,
                                            [COMMAND_TAIL] = tail_help,
                                            [COMMAND_DIFF] = diff_help,
-                                           [COMMAND_REPORT] = report_help};
+                                           [COMMAND_REPORT] = report_help,
+                                           [COMMAND_VERIFY] = verify_help};
 
 const char *command_name(enum command cmd)
 {

@@ -19,6 +19,7 @@ int cmd_last_good(int argc, char **argv);
 int cmd_tail(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 
 /* Whether the agent can monitor command (run with args): writes what the program is to
  * info (unless NULL) and each problem as one line, after prefix, to out. Returns the

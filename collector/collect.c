@@ -94,7 +94,7 @@ int cmd_collect(int argc, char **argv)
     } else if (o.listen && !(scrape = scrape_open(o.listen, err, sizeof err))) {
         fprintf(stderr, "ckmon: %s\n", err);
         delivery_free(delivery);
-    } else if (!(alerting = alerting_for_serving(&o, false))) {
+    } else if (!(alerting = alerting_for_serving(&o, &log, false))) {
         scrape_close(scrape);
         delivery_free(delivery);
     } else if (listener_open(&listener, socket_path, err, sizeof err) < 0) {

@@ -131,7 +131,7 @@ static bool part_of_set(const struct scan *s, const struct entry *e)
 static const struct entry *newest_good(struct scan *s)
 {
     const struct entry *best = NULL;
-    qsort(s->entries, s->count, sizeof *s->entries, by_path);
+    if (s->count) qsort(s->entries, s->count, sizeof *s->entries, by_path);
     for (size_t i = 0; i < s->count; i++) {
         const struct entry *e = &s->entries[i];
         bool last_of_path = i + 1 == s->count || strcmp(e->path, s->entries[i + 1].path);

@@ -204,15 +204,19 @@ static void *runner(void *arg)
     return NULL;
 }
 
+/* The rule, severity and path are always set (the first three entries, so that
+ * messages can name the rule and path); the subject and job only when known. */
 static struct job *job_new(const char *line, const struct on_alert_env *e)
 {
     struct job *j = calloc(1, sizeof *j);
     char pid[32];
     snprintf(pid, sizeof pid, "%ld", e->pid);
-    const char *names[][2] = {
-        {"CKMON_ALERT_RULE", e->rule},       {"CKMON_ALERT_SEVERITY", e->severity},
-        {"CKMON_ALERT_PATH", e->path},       {"CKMON_ALERT_PID", pid},
-        {"CKMON_ALERT_SUBJECT", e->subject}, {"CKMON_ALERT_JOB", e->job}};
+    const char *names[][2] = {{"CKMON_ALERT_RULE", e->rule ? e->rule : ""},
+                              {"CKMON_ALERT_SEVERITY", e->severity ? e->severity : ""},
+                              {"CKMON_ALERT_PATH", e->path ? e->path : ""},
+                              {"CKMON_ALERT_PID", pid},
+                              {"CKMON_ALERT_SUBJECT", e->subject},
+                              {"CKMON_ALERT_JOB", e->job}};
     if (!j || !(j->line = strdup(line))) {
         free(j);
         return NULL;
@@ -227,9 +231,8 @@ static struct job *job_new(const char *line, const struct on_alert_env *e)
         }
         k++;
     }
-    /* The rule and path, for messages: the values after their '='. */
-    j->rule = j->env[0] + strlen("CKMON_ALERT_RULE=");
-    j->path = j->env[2] + strlen("CKMON_ALERT_PATH=");
+    j->rule = j->env[0] + strlen(names[0][0]) + 1;
+    j->path = j->env[2] + strlen(names[2][0]) + 1;
     return j;
 }
 

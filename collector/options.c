@@ -54,6 +54,7 @@ enum option_id {
 #define FOR_TAIL      (1u << COMMAND_TAIL)
 #define FOR_DIFF      (1u << COMMAND_DIFF)
 #define FOR_REPORT    (1u << COMMAND_REPORT)
+#define FOR_VERIFY    (1u << COMMAND_VERIFY)
 #define FOR_SERVING   (FOR_RUN | FOR_COLLECT)
 #define FOR_ALL       (FOR_SERVING | FOR_INSPECT)
 #define FOR_VIEWS     (FOR_TAIL | FOR_DIFF | FOR_REPORT)
@@ -70,7 +71,8 @@ struct option_spec {
 
 static const struct option_spec option_table[] = {
     {OPT_PATHS, 'p', "paths", "CKMON_PATHS", ':', true, FOR_SERVING},
-    {OPT_LOG, 'o', "log", "CKMON_LOG", 0, true, FOR_SERVING | FOR_LAST_GOOD | FOR_TAIL},
+    {OPT_LOG, 'o', "log", "CKMON_LOG", 0, true,
+     FOR_SERVING | FOR_LAST_GOOD | FOR_TAIL | FOR_VERIFY},
     {OPT_LOG, 0, "log", "CKMON_LOG", 0, true, FOR_REPORT}, /* report's -o is its page */
     {OPT_SINK, 's', "sink", "CKMON_SINKS", ' ', true, FOR_SERVING},
     {OPT_SAMPLE, 0, "sample", "CKMON_SAMPLE", 0, true, FOR_ALL | FOR_DIFF},
@@ -97,7 +99,7 @@ static const struct option_spec option_table[] = {
     {OPT_ALL, 0, "all", NULL, 0, false, FOR_INSPECT},
     {OPT_JSON, 0, "json", NULL, 0, false, FOR_DIFF},
     {OPT_OUTPUT, 'o', "output", NULL, 0, true, FOR_REPORT},
-    {OPT_HELP, 'h', "help", NULL, 0, false, FOR_ALL | FOR_LAST_GOOD | FOR_VIEWS},
+    {OPT_HELP, 'h', "help", NULL, 0, false, FOR_ALL | FOR_LAST_GOOD | FOR_VIEWS | FOR_VERIFY},
 };
 
 #define OPTION_COUNT (sizeof option_table / sizeof option_table[0])

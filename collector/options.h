@@ -27,7 +27,8 @@ enum command {
     COMMAND_LAST_GOOD,
     COMMAND_TAIL,
     COMMAND_DIFF,
-    COMMAND_REPORT
+    COMMAND_REPORT,
+    COMMAND_VERIFY
 };
 
 struct string_list {

@@ -160,7 +160,7 @@ static bool start_collector(const struct options *o, struct private_collector *p
         log_close(&log);
         return false;
     }
-    if (!(alerting = alerting_for_serving(o, true))) {
+    if (!(alerting = alerting_for_serving(o, &log, true))) {
         delivery_free(delivery);
         log_close(&log);
         return false;

@@ -42,10 +42,25 @@ const char *const default_checkpoint_globs[] = {
 const size_t default_checkpoint_glob_count =
     sizeof default_checkpoint_globs / sizeof default_checkpoint_globs[0] - 1;
 
+/* Whether glob cannot match a path that ends so: the text after a glob's last '*', when
+ * the glob has no other wildcard than '*', must end the path. Every open for writing asks
+ * about its path, and fnmatch over a long path and every glob costs microseconds; most
+ * paths fail this test on the extension. */
+static bool suffix_excludes(const char *glob, const char *path, size_t path_len)
+{
+    if (strpbrk(glob, "?[\\")) return false;
+    const char *star = strrchr(glob, '*');
+    if (!star) return false;
+    size_t n = strlen(star + 1);
+    return n > path_len || memcmp(path + path_len - n, star + 1, n) != 0;
+}
+
 bool paths_match(char *const *globs, size_t count, const char *abs_path)
 {
+    size_t len = strlen(abs_path);
     for (size_t i = 0; i < count; i++)
-        if (fnmatch(globs[i], abs_path, 0) == 0) return true;
+        if (!suffix_excludes(globs[i], abs_path, len) && fnmatch(globs[i], abs_path, 0) == 0)
+            return true;
     return false;
 }
 

@@ -13,7 +13,8 @@ import subprocess
 import pytest
 
 from ckmon_helpers import (
-    ckmon_args, clean_env, parse_alerts, parse_records, python_script, read_alerts, read_log,
+    ckmon_args, clean_env, parse_alerts, parse_lines, parse_records, python_script, read_alerts,
+    read_log,
 )
 
 TRAIN = """
@@ -301,6 +302,27 @@ def test_on_alert_gets_the_record_and_its_failure_is_logged(work):
     assert f"ckmon: --on-alert for nonfinite on {work / 'ckpt_1.pkl'} exited 7" in p.stderr
 
 
+THREE_NAN = """
+for step in range(1, 4):
+    with open(f"ckpt_{step}.pkl", "wb") as f:
+        pickle.dump({"step": step, "loss": float("nan")}, f)
+"""
+
+
+def test_on_alert_commands_run_one_at_a_time_in_order(work):
+    """The three records are written within a few milliseconds of each other (each waits
+    out the same rename window), so commands started side by side would interleave."""
+    script = python_script(work, THREE_NAN)
+    command = ('echo "start $CKMON_ALERT_PATH" >> order.txt; sleep 0.3; '
+               'echo "end $CKMON_ALERT_PATH" >> order.txt')
+    p = ckmon(work, "run", "--on-alert", command, "--", *script)
+    assert p.returncode == 0, p.stderr
+    paths = [a["path"] for a in read_alerts(work / "ckmon.jsonl")]
+    assert sorted(paths) == [str(work / f"ckpt_{n}.pkl") for n in (1, 2, 3)]
+    assert (work / "order.txt").read_text().splitlines() == [
+        f"{what} {path}" for path in paths for what in ("start", "end")]
+
+
 def test_on_alert_time_limit(work):
     script = python_script(work, NAN_LOSS)
     p = ckmon(work, "run", "--on-alert", "sleep 600", "--on-alert-timeout", "0.5", "--",
@@ -371,3 +393,11 @@ def test_globs_matching_nothing_name_the_files_written(work):
     p = ckmon(work, "run", "-p", "*.npy", "--", *script)
     assert summary_line(p.stderr).startswith("ckmon: 1 checkpoint, ")
     assert "no file matched" not in p.stderr
+
+
+def test_a_log_that_is_no_file_keeps_series_in_memory(work):
+    script = python_script(work, NAN_LOSS)
+    p = ckmon(work, "run", "-o", "-", "--", *script)
+    assert p.returncode == 0, p.stderr
+    assert [r["event"] for r in parse_lines(p.stdout)] == ["checkpoint", "alert"]
+    assert not (work / "ckmon-stdout.state").exists()

@@ -52,6 +52,13 @@ class Cluster:
         self.work, self.server = work, f"{tag}s"
         self.nodes = [f"{tag}n{i}" for i in range(1, NODES + 1)]
         self.processes = []
+        try:
+            self.build()
+        except BaseException:
+            self.close()  # what was made so far
+            raise
+
+    def build(self):
         sh("ip", "netns", "add", self.server)
         sh("ip", "netns", "exec", self.server, "ip", "link", "set", "lo", "up")
         for i, node in enumerate(self.nodes, 1):

@@ -16,6 +16,7 @@ import signal
 import socket
 import struct
 import subprocess
+import time
 
 import pytest
 
@@ -193,3 +194,73 @@ def test_a_spool_directory_that_is_not_ours_alone_is_not_used(work, hostile):
     assert not any(elsewhere.iterdir())
     if hostile != "symlink":
         assert not any(directory.iterdir())
+
+
+# ---- a collector killed and started again ------------------------------------------------
+
+PHASED = """
+import pathlib
+def phase(n, first, last):
+    for i in range(first, last):
+        with open(f"state{i}.pkl", "wb") as f:
+            pickle.dump({"epoch": i, "weights": [j / 7 for j in range(500)]}, f)
+    pathlib.Path(f"phase{n}.done").touch()
+    while n < 3 and not pathlib.Path(f"go{n}").exists():
+        time.sleep(0.02)
+phase(1, 0, 5)     # collector 1 up; then SIGKILLed
+phase(2, 5, 10)    # no collector: queued
+phase(3, 10, 15)   # collector 2 on the same socket
+report(done=15)
+"""
+
+
+def wait_for(path, process):
+    for _ in range(3000):
+        if path.exists():
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.01)
+    raise AssertionError(f"{path} never appeared")
+
+
+def listening(path):
+    """Waits until a collector accepts connections on path (its file may be stale)."""
+    for _ in range(1000):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+            try:
+                s.connect(str(path))
+                return
+            except (ConnectionRefusedError, FileNotFoundError):
+                time.sleep(0.01)
+    raise AssertionError(f"no collector on {path}")
+
+
+def test_agents_reconnect_to_a_collector_started_again(work):
+    first = Collector(work)
+    writer = subprocess.Popen(python_script(work, PHASED), cwd=work,
+                              env=preloaded_env(first.socket), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    second = None
+    try:
+        wait_for(work / "phase1.done", writer)
+        first.process.kill()  # SIGKILL: the socket file stays behind
+        first.process.communicate()
+        (work / "go1").touch()
+        wait_for(work / "phase2.done", writer)
+        second = Collector(work)  # the same socket (stale) and log
+        listening(second.socket)
+        (work / "go2").touch()
+        out, err = writer.communicate(timeout=60)
+        assert writer.returncode == 0, err
+        records = second.stop()
+    finally:
+        writer.kill()
+        if second:
+            second.kill()
+    by_path = {}
+    for r in records:
+        by_path.setdefault(r["path"], []).append(r)
+    for i in range(5, 15):  # queued while none listened, and written after the restart
+        [record] = by_path.pop(str(work / f"state{i}.pkl"))
+        assert record["complete"] is True and record["values"]["epoch"] == i, record
+    assert not spool_dir(work / "c.sock").exists()

@@ -5,12 +5,14 @@ walker checks them as the bytes stream. Ground truth: the files are written by t
 writers, and one byte inside a tensor's data is flipped by this test (located by searching
 for the tensor's own bytes, so the flip lands in data and nowhere else).
 """
+import os
+import shutil
 import subprocess
 
 import numpy as np
 import pytest
 
-from ckmon_helpers import PYTHON, python_script
+from ckmon_helpers import CKMON, PYTHON, python_script
 from test_torch import inspect
 
 # kind: (file, writer, the member holding the tensor "w")
@@ -53,3 +55,59 @@ def test_crc_mismatch_makes_the_record_incomplete(work, kind):
     member = WRITERS[kind][2]
     (error,) = broken["errors"]
     assert error.startswith(f"{kind}: {member}: CRC-32 mismatch: content "), error
+
+
+TRAINING = """
+import pickle
+import torch
+for epoch in range(3):
+    torch.save({"w": torch.arange(4096, dtype=torch.float32), "epoch": epoch}, f"ep{epoch}.pt")
+with open("state.pkl", "wb") as f:
+    pickle.dump({"lr": 0.1, "history": [float(i) for i in range(20)]}, f)
+"""
+
+
+def verify(work, *paths):
+    p = subprocess.run([str(CKMON), "verify", "--log", str(work / "ckmon.jsonl"), *map(str, paths)],
+                       cwd=work, capture_output=True, text=True, timeout=120)
+    lines = dict(line.split(": ", 1) for line in p.stdout.splitlines())
+    return p.returncode, lines
+
+
+def test_verify(ckmon, work):
+    run = ckmon.run(*python_script(work, TRAINING))
+    assert run.returncode == 0, run.stderr
+    written = {r["path"]: r for r in run.records}
+    assert set(written) == {str(work / n) for n in ("ep0.pt", "ep1.pt", "ep2.pt", "state.pkl")}
+
+    code, lines = verify(work, work)
+    assert code == 0 and lines == {p: "ok" for p in written}, lines
+
+    flip_tensor_byte(work / "ep1.pt")                       # the CRC says so
+    with open(work / "ep0.pt", "r+b") as f:                 # cut short
+        f.truncate(1000)
+    state = work / "state.pkl"                              # no checksum: its mtime says so
+    data = bytearray(state.read_bytes())
+    data[-5] ^= 0x01
+    state.write_bytes(bytes(data))
+    later = state.stat().st_mtime + 60
+    os.utime(state, (later, later))
+    elsewhere = work / "copies"
+    elsewhere.mkdir()
+    shutil.copy(work / "ep2.pt", elsewhere / "ep2.pt")
+    shutil.copy(work / "ep1.pt", elsewhere / "ep1.pt")
+
+    code, lines = verify(work, work)
+    assert code == 1
+    ep1 = written[str(work / "ep1.pt")]
+    assert lines[str(work / "ep1.pt")].startswith(
+        f"changed since written at {ep1['time']} by {ep1['job']}: torch: ep1/data/0: CRC-32 mismatch")
+    assert lines[str(work / "ep0.pt")] == f"truncated (1000 of {written[str(work / 'ep0.pt')]['bytes']} bytes)"
+    assert lines[str(state)].startswith("changed since written at ")
+    assert lines[str(work / "ep2.pt")] == "ok"
+    assert lines[str(elsewhere / "ep2.pt")] == "no record, ok by its checksums"
+    assert lines[str(elsewhere / "ep1.pt")].startswith("no record, corrupt: torch: ep1/data/0: CRC-32")
+    assert len(lines) == 6
+
+    code, lines = verify(work, elsewhere / "ep2.pt")
+    assert code == 0 and lines == {str(elsewhere / "ep2.pt"): "no record, ok by its checksums"}
