@@ -284,24 +284,36 @@ static double nonfinite_count(const cJSON *record)
     return count;
 }
 
+/* One sample per numeric member a table names, then the complete flag (1/0): the
+ * samples a checkpoint and a set record have in common, under the labels in *s. */
+struct member_metric {
+    const char *metric, *member;
+};
+
+static void emit_members(const cJSON *record, const struct member_metric *numbers, size_t n,
+                         const char *complete_metric, struct sample *s, sample_fn emit, void *ctx)
+{
+    for (size_t i = 0; i < n; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(record, numbers[i].member);
+        if (!cJSON_IsNumber(v)) continue;
+        s->metric = numbers[i].metric;
+        s->value = v->valuedouble;
+        emit(ctx, s);
+    }
+    s->metric = complete_metric;
+    s->value = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(record, "complete")) ? 1 : 0;
+    emit(ctx, s);
+}
+
 static void emit_checkpoint(const cJSON *record, const struct record_labels *l, sample_fn emit,
                             void *ctx)
 {
-    static const struct {
-        const char *metric, *member;
-    } numbers[] = {{"ckmon_checkpoint_bytes", "bytes"}, {"ckmon_checkpoint_seconds", "seconds"}};
+    static const struct member_metric numbers[] = {{"ckmon_checkpoint_bytes", "bytes"},
+                                                   {"ckmon_checkpoint_seconds", "seconds"}};
     struct sample s;
     metrics_common_labels(&s, l);
-    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(record, numbers[i].member);
-        if (!cJSON_IsNumber(v)) continue;
-        s.metric = numbers[i].metric;
-        s.value = v->valuedouble;
-        emit(ctx, &s);
-    }
-    s.metric = "ckmon_checkpoint_complete";
-    s.value = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(record, "complete")) ? 1 : 0;
-    emit(ctx, &s);
+    emit_members(record, numbers, sizeof numbers / sizeof numbers[0], "ckmon_checkpoint_complete",
+                 &s, emit, ctx);
     s.metric = "ckmon_checkpoint_time_seconds";
     s.value = (double)l->time_us / 1e6;
     emit(ctx, &s);
@@ -335,11 +347,9 @@ static void emit_alert(const cJSON *record, const struct record_labels *l, sampl
  * name, digits replaced as in the file label. */
 static void emit_set(const cJSON *record, const struct record_labels *l, sample_fn emit, void *ctx)
 {
-    static const struct {
-        const char *metric, *member;
-    } numbers[] = {{"ckmon_set_bytes", "bytes"},
-                   {"ckmon_set_seconds", "seconds"},
-                   {"ckmon_set_files", "files"}};
+    static const struct member_metric numbers[] = {{"ckmon_set_bytes", "bytes"},
+                                                   {"ckmon_set_seconds", "seconds"},
+                                                   {"ckmon_set_files", "files"}};
     const cJSON *kind = cJSON_GetObjectItemCaseSensitive(record, "kind");
     if (!cJSON_IsString(kind)) return;
     struct sample s = {0};
@@ -348,16 +358,8 @@ static void emit_set(const cJSON *record, const struct record_labels *l, sample_
     if (l->run) s.labels[s.label_count++] = (struct label){"run", l->run};
     s.labels[s.label_count++] = (struct label){"kind", kind->valuestring};
     s.labels[s.label_count++] = (struct label){"set", l->file};
-    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(record, numbers[i].member);
-        if (!cJSON_IsNumber(v)) continue;
-        s.metric = numbers[i].metric;
-        s.value = v->valuedouble;
-        emit(ctx, &s);
-    }
-    s.metric = "ckmon_set_complete";
-    s.value = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(record, "complete")) ? 1 : 0;
-    emit(ctx, &s);
+    emit_members(record, numbers, sizeof numbers / sizeof numbers[0], "ckmon_set_complete", &s,
+                 emit, ctx);
 }
 
 bool record_is_set(const cJSON *record)
