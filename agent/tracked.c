@@ -576,6 +576,11 @@ static void finalize(struct tracked *t, int fd)
                   .format = format,
                   .bytes = size >= 0 ? size : (int64_t)t->streamed,
                   .writes = (int64_t)t->writes,
+                  .dev = size >= 0 ? (int64_t)st.st_dev : WIRE_ABSENT,
+                  .ino = size >= 0 ? (int64_t)st.st_ino : WIRE_ABSENT,
+                  .mtime_us = size >= 0
+                                  ? (int64_t)st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000
+                                  : WIRE_ABSENT,
                   .seconds = (double)(monotonic_ns() - t->open_ns) / 1e9,
                   .complete = complete,
                   .parsed = reread ? "reread" : "stream",

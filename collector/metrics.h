@@ -68,6 +68,9 @@ bool scalar_number(const cJSON *v, double *out);
 bool record_is_set(const cJSON *record);
 /* An alert record (CONTRACT.md "Alerts"): its one sample is ckmon_alerts_total. */
 bool record_is_alert(const cJSON *record);
+/* A verify record (a file `ckmon verify` failed): its one sample is
+ * ckmon_verify_failures_total, the running count of its job's failures. */
+bool record_is_verify(const cJSON *record);
 
 /* Calls emit for every sample of the record, families in a fixed order (values,
  * tensors, checkpoint), so the samples of one family are contiguous. Values and tensors

@@ -23,6 +23,7 @@ static const char *const kind_names[WIRE_KINDS] = {
     [WIRE_EXEC_FAILED] = "exec_failed",
     [WIRE_ADOPT] = "adopt",
     [WIRE_UNMATCHED] = "unmatched",
+    [WIRE_VERIFIED] = "verified",
 };
 
 const char *wire_kind_name(enum wire_kind kind)
@@ -128,6 +129,11 @@ static void encode_close(const struct wire_message *m, struct strbuf *b)
     put_string(b, "format", c->format);
     put_int(b, "bytes", c->bytes);
     put_int(b, "writes", c->writes);
+    if (c->ino > 0) { /* no inode is 0: a message built without them (tests) sends none */
+        put_int(b, "dev", c->dev);
+        put_int(b, "ino", c->ino);
+        put_int(b, "mtime_us", c->mtime_us);
+    }
     put_number(b, "seconds", c->seconds);
     put_bool(b, "complete", c->complete);
     put_string(b, "parsed", c->parsed);
@@ -153,6 +159,11 @@ static void encode_exec(const struct wire_message *m, struct strbuf *b)
 static void encode_unmatched(const struct wire_message *m, struct strbuf *b)
 {
     put_strings(b, "paths", m->unmatched.paths, m->unmatched.path_count);
+}
+
+static void encode_verified(const struct wire_message *m, struct strbuf *b)
+{
+    put_item(b, "record", m->verified.record);
 }
 
 static void encode_nothing(const struct wire_message *m, struct strbuf *b)
@@ -262,6 +273,9 @@ static bool decode_close(const cJSON *msg, struct wire_message *m)
         .time_us = get_int(msg, "time_us"),
         .bytes = get_int(msg, "bytes"),
         .writes = get_int(msg, "writes"),
+        .dev = get_int(msg, "dev"),
+        .ino = get_int(msg, "ino"),
+        .mtime_us = get_int(msg, "mtime_us"),
         .path = get_string(msg, "path"),
         .written_as = get_string(msg, "written_as"),
         .format = get_string(msg, "format"),
@@ -300,6 +314,14 @@ static bool decode_exec(const cJSON *msg, struct wire_message *m)
     return true;
 }
 
+static bool decode_verified(const cJSON *msg, struct wire_message *m)
+{
+    const cJSON *record = get_container(msg, "record", true);
+    const char *event = get_string(record, "event");
+    m->verified.record = record;
+    return event && !strcmp(event, "verify");
+}
+
 static bool decode_nothing(const cJSON *msg, struct wire_message *m)
 {
     (void)msg, (void)m;
@@ -319,6 +341,7 @@ static const struct {
     [WIRE_EXEC_FAILED] = {encode_nothing, decode_nothing},
     [WIRE_ADOPT] = {encode_rename, decode_rename},
     [WIRE_UNMATCHED] = {encode_unmatched, decode_unmatched},
+    [WIRE_VERIFIED] = {encode_verified, decode_verified},
 };
 
 bool wire_encode(const struct wire_message *m, struct strbuf *out)

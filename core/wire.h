@@ -51,6 +51,10 @@
  *                                              checkpoint: the first files it created that
  *                                              matched no glob, so that `ckmon run` can
  *                                              name them when nothing matched
+ *   verified {"t":"verified","record":{"event":"verify",...}}
+ *                                              from `ckmon verify`, not an agent: a file
+ *                                              that failed verification, as the verify
+ *                                              record the collector writes to its log
  *
  * A file still open when its connection ends is torn: the collector writes its record
  * with "complete": false and the size on disk, and when the agent had found nothing in
@@ -92,6 +96,7 @@ enum wire_kind {
     WIRE_EXEC_FAILED,
     WIRE_ADOPT,
     WIRE_UNMATCHED,
+    WIRE_VERIFIED,
     WIRE_KINDS
 };
 
@@ -126,6 +131,9 @@ struct wire_data {
 struct wire_close {
     int64_t id; /* required */
     int64_t time_us, bytes, writes;
+    /* The file as the close saw it (fstat), so that the collector can tell it from a file
+     * put in its place later (--digest): WIRE_ABSENT when unknown. */
+    int64_t dev, ino, mtime_us;
     const char *path, *written_as, *format;
     const char *parsed; /* "stream" or "reread" */
     double seconds;
@@ -144,6 +152,10 @@ struct wire_exec {
     size_t kept_count;
 };
 
+struct wire_verified {
+    const cJSON *record; /* required: an object whose "event" is "verify" */
+};
+
 struct wire_unmatched {
     char *const *paths; /* path_count strings */
     size_t path_count;
@@ -159,6 +171,7 @@ struct wire_message {
         struct wire_rename rename; /* WIRE_RENAME and WIRE_ADOPT */
         struct wire_exec exec;
         struct wire_unmatched unmatched;
+        struct wire_verified verified;
         /* WIRE_EXEC_FAILED: no members */
     };
     /* A decoded message's own: the parsed packet and the list its keys, kept or paths point
