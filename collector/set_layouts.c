@@ -404,8 +404,8 @@ bool dcp_items_of(const char *path, struct distcp_items *items)
         struct distcp_item *at = realloc(items->at, (items->count + 1) * sizeof *at);
         if (!at) break;
         items->at = at;
-        at[items->count] = (struct distcp_item){(uint64_t)offset, (uint64_t)length,
-                                                strdup(fqn->u.str.data)};
+        at[items->count] =
+            (struct distcp_item){(uint64_t)offset, (uint64_t)length, strdup(fqn->u.str.data)};
         if (at[items->count].name) items->count++;
     }
     if (dir) dcp_metadata_free(&m);

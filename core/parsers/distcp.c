@@ -48,20 +48,22 @@ const struct distcp_item *distcp_item_at(const struct distcp_items *items, uint6
         else
             hi = mid;
     }
-    return lo < (items ? items->count : 0) && items->at[lo].offset == offset ? &items->at[lo] : NULL;
+    return lo < (items ? items->count : 0) && items->at[lo].offset == offset ? &items->at[lo]
+                                                                             : NULL;
 }
 
 static void start_item(struct distcp *d)
 {
-    const struct distcp_item *known = distcp_item_at(d->options ? d->options->distcp : NULL, d->item_at);
+    const struct distcp_item *known =
+        distcp_item_at(d->options ? d->options->distcp : NULL, d->item_at);
     if (known && strlen(known->name) <= ITEM_NAME_MAX)
         snprintf(d->name, sizeof d->name, "%s", known->name);
     else
         snprintf(d->name, sizeof d->name, "@%" PRIu64, d->item_at);
     if (memcmp(d->head, "PK\3\4", 4) != 0) {
         /* raw bytes: known ones are skipped, unknown ones end what can be read */
-        d->skip = known && known->length >= sizeof d->head ? known->length - sizeof d->head
-                                                           : UINT64_MAX;
+        d->skip =
+            known && known->length >= sizeof d->head ? known->length - sizeof d->head : UINT64_MAX;
         d->head_len = 0;
         return;
     }

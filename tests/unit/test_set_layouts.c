@@ -192,9 +192,9 @@ static void test_dcp_metadata_unreadable(void **state)
 static void write_safetensors(const char *name, int n, int cut)
 {
     char header[128];
-    int hlen = snprintf(header, sizeof header,
-                        "{\"w\":{\"dtype\":\"F32\",\"shape\":[%d],\"data_offsets\":[0,%d]}}", n,
-                        4 * n);
+    int hlen =
+        snprintf(header, sizeof header,
+                 "{\"w\":{\"dtype\":\"F32\",\"shape\":[%d],\"data_offsets\":[0,%d]}}", n, 4 * n);
     size_t total = 8 + (size_t)hlen + 4 * (size_t)n - (size_t)cut;
     uint8_t *bytes = calloc(1, 8 + (size_t)hlen + 4 * (size_t)n);
     for (int i = 0; i < 8; i++)
@@ -303,7 +303,9 @@ static void test_zip_without_its_end(void **state)
     assert_int_equal(mkdir(dir, 0755), 0);
     write_bytes("checkpoint-9/trainer_state.json", "{}", 2);
     write_bytes("checkpoint-9/optimizer.pt", "PK\3\4 a torch.save cut short", 28);
-    write_bytes("checkpoint-9/whole.pt", "PK\3\4....PK\5\6" "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+    write_bytes("checkpoint-9/whole.pt",
+                "PK\3\4....PK\5\6"
+                "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
                 30);
     assert_string_equal(missing_of("hf-trainer", dir, &c),
                         "optimizer.pt: truncated (28 bytes, no zip directory at the end)");
