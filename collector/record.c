@@ -12,7 +12,9 @@
 #include <time.h>
 
 #include "core/jsontext.h"
+#include "core/parsers/distcp.h"
 #include "readahead.h"
+#include "set_layouts.h"
 
 bool record_set_string(char **slot, const char *value)
 {
@@ -179,8 +181,11 @@ struct record *record_from_file_hashed(const struct identity *who, int fd, const
                                        const struct parse_options *parse, bool digest)
 {
     struct report report;
+    struct distcp_items items;
+    struct parse_options named = *parse;
+    if (dcp_items_of(path, &items)) named.distcp = &items; /* a committed DCP set's file */
     report_init(&report, keys);
-    struct parser *p = parser_detect_new(path, &report, parse);
+    struct parser *p = parser_detect_new(path, &report, &named);
     if (p && digest) p = digest_tap_new(p);
     bool read_ok = p && parse_feed_readahead(fd, 0, p, &report);
     bool complete = p && p->finish(p) && read_ok;
@@ -192,6 +197,7 @@ struct record *record_from_file_hashed(const struct identity *who, int fd, const
     }
     if (r && digest && read_ok) take_digest(r, p, fd, st);
     if (p) p->destroy(p);
+    if (named.distcp) dcp_items_free(&items);
     report_free(&report);
     return r;
 }
