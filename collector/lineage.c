@@ -149,10 +149,16 @@ static void note_checkpoint(struct lineage *l, const cJSON *record)
                             .bytes = cJSON_IsNumber(bytes) ? bytes->valuedouble : -1};
 }
 
-static void take_line(struct lineage *l, const char *line)
+/* A line is taken apart in place: of a checkpoint record only the members before its
+ * "values" are parsed (who wrote it, where, when, how big), which is most of the speed
+ * of reading a log of large records. A quote inside a JSON string is escaped, so the
+ * first `,"values":` is a member's name, and what comes before it, closed, is an object. */
+static void take_line(struct lineage *l, char *line)
 {
     bool checkpoint = strstr(line, "\"event\":\"checkpoint\"") != NULL;
     if (!checkpoint && !strstr(line, "\"event\":\"load\"")) return;
+    char *values = checkpoint ? strstr(line, ",\"values\":") : NULL;
+    if (values) strcpy(values, "}");
     cJSON *record = cJSON_Parse(line);
     const cJSON *event = cJSON_GetObjectItemCaseSensitive(record, "event");
     if (cJSON_IsString(event) && !strcmp(event->valuestring, "checkpoint"))
