@@ -372,16 +372,30 @@ static void emit_set(const cJSON *record, const struct record_labels *l, sample_
                  emit, ctx);
 }
 
-bool record_is_set(const cJSON *record)
+/* A load record (docs/records.md, "Loads"): the running count of its series. */
+static void emit_load(const cJSON *record, const struct record_labels *l, sample_fn emit, void *ctx)
 {
-    const cJSON *event = cJSON_GetObjectItemCaseSensitive(record, "event");
-    return cJSON_IsString(event) && !strcmp(event->valuestring, "set");
+    const cJSON *total = cJSON_GetObjectItemCaseSensitive(record, "total");
+    if (!cJSON_IsNumber(total)) return;
+    struct sample s = {.metric = "ckmon_loads_total", .value = total->valuedouble};
+    metrics_common_labels(&s, l);
+    emit(ctx, &s);
 }
 
 static bool is_event(const cJSON *record, const char *name)
 {
     const cJSON *event = cJSON_GetObjectItemCaseSensitive(record, "event");
     return cJSON_IsString(event) && !strcmp(event->valuestring, name);
+}
+
+bool record_is_load(const cJSON *record)
+{
+    return is_event(record, "load");
+}
+
+bool record_is_set(const cJSON *record)
+{
+    return is_event(record, "set");
 }
 
 bool record_is_alert(const cJSON *record)
@@ -407,6 +421,10 @@ void metrics_for_record(const cJSON *record, const struct record_labels *labels,
     }
     if (record_is_verify(record)) { /* the running count of its job's failures */
         emit_total(record, labels, "ckmon_verify_failures_total", NULL, 0, emit, ctx);
+        return;
+    }
+    if (record_is_load(record)) {
+        emit_load(record, labels, emit, ctx);
         return;
     }
     emit_values(record, labels, emit, ctx);

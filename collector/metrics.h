@@ -71,6 +71,8 @@ bool record_is_alert(const cJSON *record);
 /* A verify record (a file `ckmon verify` failed): its one sample is
  * ckmon_verify_failures_total, the running count of its job's failures. */
 bool record_is_verify(const cJSON *record);
+/* A load record (CONTRACT.md "Loads"): its one sample is ckmon_loads_total, its "total". */
+bool record_is_load(const cJSON *record);
 
 /* Calls emit for every sample of the record, families in a fixed order (values,
  * tensors, checkpoint), so the samples of one family are contiguous. Values and tensors

@@ -92,6 +92,8 @@ struct tracker {
     unmatched_fn unmatched;  /* told of the files agents created that matched no glob */
     verified_fn verified;    /* given the failures `ckmon verify` reports */
     void *verified_ctx;
+    load_fn load; /* told of the checkpoints agents opened for reading */
+    void *load_ctx;
     struct sets *sets; /* multi-file checkpoints (sets.h), or NULL */
     int64_t now_us;    /* the time of the message or turn being handled */
     void *unmatched_ctx;
@@ -120,6 +122,12 @@ void tracker_set_verified(struct tracker *t, verified_fn fn, void *ctx)
 {
     t->verified = fn;
     t->verified_ctx = ctx;
+}
+
+void tracker_set_loads(struct tracker *t, load_fn fn, void *ctx)
+{
+    t->load = fn;
+    t->load_ctx = ctx;
 }
 
 bool tracker_set_sets(struct tracker *t, set_emit_fn emit, void *ctx)
@@ -182,13 +190,14 @@ static void emit_and_free(struct tracker *t, struct record *r)
     t->waiting_end = &w->next;
 }
 
-/* Writes the records whose digest is done (with wait, all of them). */
-static void write_digested(struct tracker *t, bool wait)
+/* Writes the records whose digest is done, after waiting for those of path (NULL: none;
+ * with wait_all, for every one). */
+static void write_digested(struct tracker *t, bool wait_all, const char *path)
 {
     if (t->digester) digester_done_clear(t->digester);
     for (struct waiting **p = &t->waiting; *p;) {
         struct waiting *w = *p;
-        if (wait) digest_job_wait(w->job);
+        if (wait_all || (path && !strcmp(w->record->path, path))) digest_job_wait(w->job);
         if (!digest_job_done(w->job)) {
             p = &w->next;
             continue;
@@ -702,6 +711,20 @@ static bool on_verified(struct tracker *t, struct tracker_conn *c, struct wire_m
     return true;
 }
 
+static bool on_load(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
+                    int64_t now_us)
+{
+    if (!t->load) return true;
+    for (struct pending **p = &t->pending; *p;)
+        if (!(*p)->candidate && !strcmp((*p)->record->path, m->load.path))
+            release_pending(t, p);
+        else
+            p = &(*p)->next;
+    write_digested(t, false, m->load.path); /* its digest is waited for: the writer comes first */
+    t->load(t->load_ctx, &c->who, &m->load, now_us);
+    return true;
+}
+
 typedef bool (*message_handler)(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
                                 int64_t now_us);
 
@@ -711,6 +734,7 @@ static const message_handler handlers[WIRE_KINDS] = {
     [WIRE_RENAME] = on_rename,       [WIRE_ADOPT] = on_adopt,
     [WIRE_EXEC] = on_exec,           [WIRE_EXEC_FAILED] = on_exec_failed,
     [WIRE_UNMATCHED] = on_unmatched, [WIRE_VERIFIED] = on_verified,
+    [WIRE_LOAD] = on_load,
 };
 
 void tracker_message(struct tracker *t, struct tracker_conn *c, const char *data, size_t len,
@@ -783,7 +807,7 @@ void tracker_expire(struct tracker *t, int64_t now_us)
     while (t->pending &&
            (now_us >= t->pending->since_us + RENAME_WINDOW_US || now_us < t->pending->since_us))
         release_pending(t, &t->pending);
-    write_digested(t, false);
+    write_digested(t, false, NULL);
     sets_expire(t->sets, now_us);
 }
 
@@ -804,7 +828,7 @@ void tracker_shutdown(struct tracker *t, int64_t now_us)
     while (tracker_parse_adopted(t, now_us))
         emit_pending(t);
     emit_pending(t);
-    write_digested(t, true);
+    write_digested(t, true, NULL);
     sets_shutdown(t->sets, now_us);
 }
 

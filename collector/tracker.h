@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/wire.h"
 #include "record.h"
 #include "sets.h"
 
@@ -39,6 +40,12 @@ void tracker_set_unmatched(struct tracker *t, unmatched_fn fn, void *ctx);
 /* Called with each verify record `ckmon verify` hands over (a file that failed). */
 typedef void (*verified_fn)(void *ctx, const cJSON *record);
 void tracker_set_verified(struct tracker *t, verified_fn fn, void *ctx);
+/* Called with each checkpoint an agent opened for reading (a "load" message, core/wire.h)
+ * and the identity of its process. A record of that path still held for its rename
+ * window is written first, so that the log has the writer before the reader. */
+typedef void (*load_fn)(void *ctx, const struct identity *who, const struct wire_load *load,
+                        int64_t now_us);
+void tracker_set_loads(struct tracker *t, load_fn fn, void *ctx);
 /* Groups the records into sets (sets.h), each finished set handed to emit; false when
  * out of memory. */
 bool tracker_set_sets(struct tracker *t, set_emit_fn emit, void *ctx);

@@ -24,6 +24,7 @@ static const char *const kind_names[WIRE_KINDS] = {
     [WIRE_ADOPT] = "adopt",
     [WIRE_UNMATCHED] = "unmatched",
     [WIRE_VERIFIED] = "verified",
+    [WIRE_LOAD] = "load",
 };
 
 const char *wire_kind_name(enum wire_kind kind)
@@ -164,6 +165,14 @@ static void encode_unmatched(const struct wire_message *m, struct strbuf *b)
 static void encode_verified(const struct wire_message *m, struct strbuf *b)
 {
     put_item(b, "record", m->verified.record);
+}
+
+static void encode_load(const struct wire_message *m, struct strbuf *b)
+{
+    put_string(b, "path", m->load.path);
+    put_int(b, "time_us", m->load.time_us);
+    put_int(b, "bytes", m->load.bytes);
+    put_int(b, "mtime_us", m->load.mtime_us);
 }
 
 static void encode_nothing(const struct wire_message *m, struct strbuf *b)
@@ -322,6 +331,15 @@ static bool decode_verified(const cJSON *msg, struct wire_message *m)
     return event && !strcmp(event, "verify");
 }
 
+static bool decode_load(const cJSON *msg, struct wire_message *m)
+{
+    m->load = (struct wire_load){.path = get_string(msg, "path"),
+                                 .time_us = get_int(msg, "time_us"),
+                                 .bytes = get_int(msg, "bytes"),
+                                 .mtime_us = get_int(msg, "mtime_us")};
+    return m->load.path != NULL;
+}
+
 static bool decode_nothing(const cJSON *msg, struct wire_message *m)
 {
     (void)msg, (void)m;
@@ -342,6 +360,7 @@ static const struct {
     [WIRE_ADOPT] = {encode_rename, decode_rename},
     [WIRE_UNMATCHED] = {encode_unmatched, decode_unmatched},
     [WIRE_VERIFIED] = {encode_verified, decode_verified},
+    [WIRE_LOAD] = {encode_load, decode_load},
 };
 
 bool wire_encode(const struct wire_message *m, struct strbuf *out)

@@ -55,6 +55,13 @@
  *                                              from `ckmon verify`, not an agent: a file
  *                                              that failed verification, as the verify
  *                                              record the collector writes to its log
+ *   load    {"t":"load","path":"/abs/x.pt","time_us":...,"bytes":N,"mtime_us":...}
+ *                                              a checkpoint was opened for reading (once
+ *                                              per open, nothing per read): its size and
+ *                                              modification time from fstat at the open
+ *                                              (absent when fstat failed), so that the
+ *                                              collector can tell whether it is still what
+ *                                              its record describes
  *
  * A file still open when its connection ends is torn: the collector writes its record
  * with "complete": false and the size on disk, and when the agent had found nothing in
@@ -97,6 +104,7 @@ enum wire_kind {
     WIRE_ADOPT,
     WIRE_UNMATCHED,
     WIRE_VERIFIED,
+    WIRE_LOAD,
     WIRE_KINDS
 };
 
@@ -161,6 +169,11 @@ struct wire_unmatched {
     size_t path_count;
 };
 
+struct wire_load {
+    const char *path; /* required */
+    int64_t time_us, bytes, mtime_us;
+};
+
 struct wire_message {
     enum wire_kind kind;
     union {
@@ -172,6 +185,7 @@ struct wire_message {
         struct wire_exec exec;
         struct wire_unmatched unmatched;
         struct wire_verified verified;
+        struct wire_load load;
         /* WIRE_EXEC_FAILED: no members */
     };
     /* A decoded message's own: the parsed packet and the list its keys, kept or paths point
