@@ -4,6 +4,7 @@ Ground truth: python3-xxhash's xxh3_128 over the bytes the test reads back from 
 an implementation independent of ckmon's reading, chunking and printing. The files are
 written by the real writers (torch.save, np.save, pickle) under the agent.
 """
+import json
 import os
 import shutil
 import struct
@@ -251,3 +252,17 @@ def test_verify_failures_reach_the_collectors_metrics(work):
         assert "# TYPE ckmon_verify_failures_total counter" in text
     finally:
         collector.stop()
+
+
+def test_a_file_loaded_right_after_its_save_keeps_the_writer_first(ckmon, work):
+    """With --digest the held record waits for its digest; a load of its file waits for
+    it too, so that the log still has the writer (with its digest) before the reader."""
+    body = ("import torch\ntorch.save({'w': torch.ones(300000)}, 'now.pt')\n"
+            "torch.load('now.pt')\n")
+    run = ckmon.run(*python_script(work, body), options=["--digest"])
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(l) for l in (work / "ckmon.jsonl").read_text().splitlines()]
+    assert [l["event"] for l in lines] == ["checkpoint", "load"]
+    checkpoint, load = lines
+    assert checkpoint["digest"] == xxh3(work / "now.pt")
+    assert load["written"]["time"] == checkpoint["time"] and load["unchanged"] is True
