@@ -184,8 +184,9 @@ static void note_failure(struct targets *t, const cJSON *r)
 /* Keeps what the line says when it is a checkpoint record of a target (the log is read
  * oldest first, so the last one kept is the newest), a record with a digest, or a verify
  * record. */
-static void consider_line(struct targets *t, const char *line)
+static void consider_line(void *ctx, const char *line)
 {
+    struct targets *t = ctx;
     if (!strstr(line, "\"checkpoint\"") && !strstr(line, "\"verify\"")) return;
     cJSON *r = cJSON_Parse(line);
     const char *event = string_of(r, "event", "");
@@ -200,19 +201,6 @@ static void consider_line(struct targets *t, const char *line)
     if (!found) return cJSON_Delete(r);
     cJSON_Delete(found->written);
     found->written = r;
-}
-
-static bool read_log(struct targets *t, const char *log)
-{
-    FILE *f = fopen(log, "re");
-    if (!f) return false;
-    char *line = NULL;
-    size_t size = 0;
-    while (getline(&line, &size, f) > 0)
-        consider_line(t, line);
-    free(line);
-    fclose(f);
-    return true;
 }
 
 /* The record's close time as seconds since the epoch (0 when it has none). */
@@ -430,15 +418,7 @@ int cmd_verify(int argc, char **argv)
         else
             t.items[kept++] = t.items[i];
     t.count = kept;
-    struct segment_list segments = {0};
-    segment_list(o.log, &segments);
-    for (size_t i = 0; i < segments.count; i++) {
-        char *path = segment_path(o.log, segments.seqs[i]);
-        if (path) read_log(&t, path);
-        free(path);
-    }
-    segment_list_free(&segments);
-    if (!read_log(&t, o.log) && errno != ENOENT) {
+    if (!segment_each_line(o.log, consider_line, &t) && errno != ENOENT) {
         fprintf(stderr, "ckmon verify: %s: %s\n", o.log, strerror(errno));
         rc = 1;
     }
