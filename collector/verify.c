@@ -257,9 +257,9 @@ static void judge_written(struct target *t, const struct record *now, const stru
     double size = cJSON_IsNumber(bytes) ? bytes->valuedouble : -1;
     time_t at = written_at(w);
     bool whole = now->complete;
-    if (recorded && !t->digest[0]) {
+    if (recorded && !t->digest[0]) { /* no libxxhash (else the file changed while read) */
         static bool said;
-        char err[256] = "the file changed while it was read";
+        char err[256];
         if (!said && !digest_load(err, sizeof err))
             fprintf(stderr, "ckmon verify: cannot check digests: %s\n", err);
         said = true;
