@@ -353,3 +353,66 @@ def test_distcp_every_item_parsed(ckmon, work):
 def torch_tensor(v):
     import torch
     return torch.is_tensor(v)
+
+
+# ---- views: a set is one line, its files folded ----
+
+def tail_lines(work, *args):
+    p = subprocess.run(ckmon_args("tail", "--log", work / "ckmon.jsonl", *args), cwd=work,
+                       env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.splitlines()
+
+
+def test_tail_folds_a_sets_files(ckmon, work):
+    run, directory, side = run_dcp(ckmon, work, 3, "1=truncate")
+    names = sorted(p.name for p in directory.iterdir())  # .metadata, __0_0 ... __2_0
+    lines = tail_lines(work)
+    # One line for the set, one for what is missing, one with its files folded; no file's own.
+    assert not any(l.startswith(("ckpt/step_100/", str(directory) + "/")) for l in lines), lines
+    [set_line] = [l for l in lines if l.split()[0] in ("ckpt/step_100", str(directory))]
+    assert set_line.split()[1:3] == ["set:dcp", "NO"] and "4 files, 3 ranks" in set_line
+    [folded] = [l for l in lines if "folded:" in l]
+    listed = folded.split("folded:")[1].split("(")[0].replace(",", " ").split()
+    assert sorted(n for n in listed if n != "NO") == names
+    # The files' own records, all of them, with --members.
+    members = [l.split()[0] for l in tail_lines(work, "--members") if not l.startswith(" ")]
+    assert sorted(Path(m).name for m in members if "/step_100/" in m) == names
+    assert not any("folded:" in l for l in tail_lines(work, "--members"))
+
+
+def test_tail_shows_files_of_a_set_with_no_set_record(work):
+    """A log cut before its set's record (or from a collector of before sets): the files
+    are shown on their own once the log ends."""
+    records = [{"schema": 1, "event": "checkpoint", "time": "2026-11-23T21:42:00.000000Z",
+                "path": f"/x/step_5/__{r}_0.distcp", "format": "torch", "bytes": 100,
+                "complete": True, "values": {}, "tensors": []} for r in range(2)]
+    records.insert(1, {"schema": 1, "event": "checkpoint", "time": "2026-11-23T21:42:00.000000Z",
+                       "path": "/x/other.pt", "format": "torch", "bytes": 5, "complete": True,
+                       "values": {}, "tensors": []})
+    (work / "ckmon.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    shown = [l.split()[0] for l in tail_lines(work)]
+    assert shown == ["/x/other.pt", "/x/step_5/__0_0.distcp", "/x/step_5/__1_0.distcp"]
+
+
+def test_report_folds_a_sets_files(ckmon, work):
+    """`ckmon report`: the set is one row of the checkpoints table, its files' rows inside
+    a <details> under it (their ids stay the targets of alert links), none on their own."""
+    from test_report import Dom
+    run, directory, side = run_dcp(ckmon, work, 3, "1=truncate")
+    page = work / "report.html"
+    p = subprocess.run(ckmon_args("report", "--log", work / "ckmon.jsonl", "-o", page), cwd=work,
+                       env=clean_env(), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    dom = Dom()
+    dom.feed(page.read_text())
+    [section] = dom.find("section", id="saves")
+    [set_row] = dom.find("tr", inside=section, class_="set")
+    cells = [c["text"] for c in dom.find("td", inside=set_row)]
+    assert cells[1:3] == [str(directory), "set: dcp"] and cells[5] == "NO (torn)"
+    [details] = dom.find("details", inside=section)
+    folded = {Path(c["text"]).name for r in dom.find("tr", inside=details)
+              for c in dom.find("td", inside=r)[1:2]}
+    assert folded == {p.name for p in directory.iterdir()}
+    rows = [r for r in dom.find("tr", inside=section) if r["attrs"].get("id", "").startswith("c")]
+    assert len(rows) == 4 and all(any(q is details for q in r["parents"]) for r in rows)
