@@ -93,6 +93,15 @@ done:
     return out;
 }
 
+const char *set_kind(const char *name)
+{
+    static const char *const kinds[] = {"dcp", "hf-sharded", "deepspeed", "hf-trainer",
+                                        "directory"};
+    for (size_t i = 0; name && i < sizeof kinds / sizeof kinds[0]; i++)
+        if (!strcmp(kinds[i], name)) return kinds[i];
+    return NULL;
+}
+
 bool set_place_of(const char *path, struct set_place *place)
 {
     *place = (struct set_place){0};

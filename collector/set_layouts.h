@@ -18,6 +18,9 @@ struct set_place {
     bool commit;      /* this file commits the set */
 };
 
+/* The kind called name, as a string that lives forever; NULL: no such kind. */
+const char *set_kind(const char *name);
+
 /* Classifies an absolute path; false when it belongs to no set (place->dir NULL). */
 bool set_place_of(const char *path, struct set_place *place);
 

@@ -38,4 +38,14 @@ void sets_expire(struct sets *s, int64_t now_us);
  * torn unless their commit is on disk. */
 void sets_shutdown(struct sets *s, int64_t now_us);
 
+/* Sets in progress across a restart (recovery.h keeps them in the state dir): fn is
+ * called after every change of the sets in progress. */
+typedef void (*sets_changed_fn)(void *ctx, const struct sets *s);
+void sets_on_change(struct sets *s, sets_changed_fn fn, void *ctx);
+/* The sets in progress, as a JSON array (empty: none); the caller deletes it. */
+cJSON *sets_state(const struct sets *s);
+/* Takes over sets a killed collector had in progress (sets_state's array): their
+ * writers count as ended once their processes are gone. */
+void sets_restore(struct sets *s, const cJSON *saved);
+
 #endif

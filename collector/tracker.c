@@ -107,6 +107,11 @@ bool tracker_set_sets(struct tracker *t, set_emit_fn emit, void *ctx)
     return (t->sets = sets_new(emit, ctx)) != NULL;
 }
 
+struct sets *tracker_sets(struct tracker *t)
+{
+    return t->sets;
+}
+
 void tracker_set_hold(struct tracker *t, hold_fn held, hold_fn emitted, void *ctx)
 {
     t->held = held;

@@ -9,8 +9,10 @@ the writers report, not from ckmon.
 """
 import json
 import os
+import signal
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from ckmon_helpers import (
     AGENT, PYTHON, Collector, ckmon_args, clean_env, read_alerts, read_log, read_sets,
 )
 from sink_servers import free_port, request, wait_for
+from test_collector_kill import start_collector
 
 DCP_WRITER = Path(__file__).with_name("dcp_writer.py")
 
@@ -416,3 +419,70 @@ def test_report_folds_a_sets_files(ckmon, work):
     assert folded == {p.name for p in directory.iterdir()}
     rows = [r for r in dom.find("tr", inside=section) if r["attrs"].get("id", "").startswith("c")]
     assert len(rows) == 4 and all(any(q is details for q in r["parents"]) for r in rows)
+
+
+# ---- sets in progress across a collector restart ----
+
+def kill_mid_set(work, world=3):
+    """Ranks write their shards under collector A; rank 0 then waits for work/go before it
+    commits. A is killed (SIGKILL) once it has every shard's record, and B started on the
+    same log and state dir. Returns (B, the launcher, the set's dir, when A had them all)."""
+    directory, side = work / "ckpt" / "step_100", work / "side"
+    side.mkdir()
+    a = start_collector(work)
+    launch = subprocess.Popen(
+        launcher(work) + [str(directory), str(side), str(world), ",".join(map(str, range(world)))],
+        env=clean_env(LD_PRELOAD=AGENT, CKMON_SOCKET=str(work / "c.sock"), GO=str(work / "go")))
+    shards = lambda: [r for r in read_log(work / "ckmon.jsonl")
+                      if r["event"] == "checkpoint" and r["path"].endswith(".distcp")]
+    deadline = time.monotonic() + 180  # three torch imports on a loaded machine
+    while len(shards()) < world:
+        assert time.monotonic() < deadline and launch.poll() is None, "no record of every shard"
+        time.sleep(0.1)
+    seen = time.time()
+    kept = list((work / "ckmon.jsonl.state").glob("sets-*.json"))
+    assert len(kept) == 1 and len(json.loads(kept[0].read_text())[0]["files"]) == world
+    a.kill()
+    a.wait()
+    (work / "c.sock").unlink()
+    return start_collector(work), launch, directory, seen
+
+
+def test_set_in_progress_survives_a_collector_kill(work):
+    b, launch, directory, seen = kill_mid_set(work)
+    try:
+        time.sleep(0.5)
+        (work / "go").touch()
+        committed = time.time()
+        assert launch.wait(timeout=120) == 0
+        wait_for("the set record", lambda: read_sets(work / "ckmon.jsonl"))
+    finally:
+        b.terminate()
+        b.communicate(timeout=60)
+    (s,) = read_sets(work / "ckmon.jsonl")
+    files, size = disk(directory)
+    assert (s["path"], s["files"], s["bytes"], s["complete"]) == (str(directory), 4, size, True)
+    assert s["ranks"] == [0, 1, 2]
+    # The first opens and each rank's last shard came from the killed collector's state.
+    assert s["seconds"] >= committed - seen and s["slowest"]["rank"] in (0, 1, 2)
+    assert s["slowest"]["seconds"] <= s["seconds"] - (committed - seen)
+    assert not list((work / "ckmon.jsonl.state").glob("sets-*"))
+
+
+def test_set_torn_while_its_collector_was_killed(work):
+    """The writers die without a commit after the kill, having never talked to the new
+    collector: it writes the torn set once their processes are gone."""
+    b, launch, directory, seen = kill_mid_set(work)
+    try:
+        for child in subprocess.run(["pgrep", "-P", str(launch.pid)], capture_output=True,
+                                    text=True).stdout.split():
+            os.kill(int(child), signal.SIGKILL)
+        launch.wait(timeout=60)
+        wait_for("the set record", lambda: read_sets(work / "ckmon.jsonl"))
+    finally:
+        b.terminate()
+        b.communicate(timeout=60)
+    (s,) = read_sets(work / "ckmon.jsonl")
+    assert s["complete"] is False and s["alerts"] == ["incomplete"]
+    assert s["missing"] == [".metadata: absent (the set was never committed)"]
+    assert s["ranks"] == [0, 1, 2] and "slowest" in s and s["seconds"] > 0
