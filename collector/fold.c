@@ -41,7 +41,7 @@ static void group_free(struct group *g)
 static struct group *unlink_group(struct fold *f, const char *dir)
 {
     for (struct group **at = &f->groups; *at; at = &(*at)->next)
-        if (!dir || !strcmp((*at)->dir, dir)) {
+        if (!dir || set_dir_is((*at)->dir, dir)) {
             struct group *g = *at;
             *at = g->next;
             f->held -= (size_t)cJSON_GetArraySize(g->records);

@@ -359,7 +359,7 @@ static void take_set(struct run *run, const cJSON *rec, double time)
         if (run->ckpts[i].set >= 0 || !run->ckpts[i].path ||
             !set_place_of(run->ckpts[i].path, &place))
             continue;
-        if (!strcmp(place.dir, run->set_rows[at].path)) run->ckpts[i].set = (long)at;
+        if (set_dir_is(place.dir, run->set_rows[at].path)) run->ckpts[i].set = (long)at;
         free(place.dir);
     }
 }

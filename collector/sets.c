@@ -191,10 +191,26 @@ static void merge_values(struct set *set, const struct record *r)
     }
 }
 
+/* A file of a directory renamed into place (a held record renamed after the commit):
+ * it joins that directory's set. */
+static bool in_renamed(struct sets *s, const char *path, struct set_place *place)
+{
+    for (struct set *set = s->list; set; set = set->next) {
+        size_t n = strlen(set->dir);
+        if (set->committed && !strcmp(set->kind, "directory") && !strncmp(path, set->dir, n) &&
+            path[n] == '/') {
+            *place = (struct set_place){set->kind, strdup(set->dir), false};
+            return place->dir != NULL;
+        }
+    }
+    return false;
+}
+
 void sets_note(struct sets *s, const struct record *r, int64_t now_us)
 {
     struct set_place place;
-    if (!s || !r->path || !set_place_of(r->path, &place)) return;
+    if (!s || !r->path || !(set_place_of(r->path, &place) || in_renamed(s, r->path, &place)))
+        return;
     struct set *set = find_or_add(s, place.dir, place.kind, r);
     free(place.dir);
     if (!set) return;
@@ -212,6 +228,22 @@ void sets_note(struct sets *s, const struct record *r, int64_t now_us)
         set->commit_us = now_us;
     }
     changed(s);
+}
+
+void sets_renamed(struct sets *s, const char *from, const char *to, int64_t now_us)
+{
+    for (struct set *set = s ? s->list : NULL; set; set = set->next) {
+        char *dir;
+        if (strcmp(set->kind, "directory") || strcmp(set->dir, from) || !(dir = strdup(to)))
+            continue;
+        free(set->dir);
+        set->dir = dir;
+        set->committed = true;
+        set->commit_us = now_us;
+        set->last_us = now_us;
+        changed(s);
+        return;
+    }
 }
 
 void sets_process_ended(struct sets *s, long pid, int64_t now_us)

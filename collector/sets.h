@@ -28,6 +28,9 @@ struct sets *sets_new(set_emit_fn emit, void *ctx);
 void sets_free(struct sets *s);
 /* A checkpoint record was written. */
 void sets_note(struct sets *s, const struct record *r, int64_t now_us);
+/* A directory was renamed: the set filled in it under a temporary name (kind
+ * "directory") is committed under its new name. */
+void sets_renamed(struct sets *s, const char *from, const char *to, int64_t now_us);
 /* A process (an agent's connection) ended. */
 void sets_process_ended(struct sets *s, long pid, int64_t now_us);
 /* When a set is next due (-1: none). */

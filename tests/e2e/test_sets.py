@@ -486,3 +486,59 @@ def test_set_torn_while_its_collector_was_killed(work):
     assert s["complete"] is False and s["alerts"] == ["incomplete"]
     assert s["missing"] == [".metadata: absent (the set was never committed)"]
     assert s["ranks"] == [0, 1, 2] and "slowest" in s and s["seconds"] > 0
+
+
+# ---- a directory filled under a temporary name, then renamed into place ----
+
+ORBAX = """
+import json, os, sys, time
+import numpy as np, torch
+final, temp, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+os.makedirs(os.path.join(temp, "params"))
+np.save(os.path.join(temp, "params", "w.npy"), np.arange(64, dtype=np.float32).reshape(8, 8))
+torch.save({"step": 7, "opt": torch.ones(4)}, os.path.join(temp, "state.pt"))
+time.sleep(1.5)  # the first files' records are written before the rename
+with open(os.path.join(temp, "_CHECKPOINT_METADATA"), "w") as f:
+    json.dump({"step": 7, "format": "orbax-like"}, f)
+if mode == "rename":
+    os.rename(temp, final)
+"""
+
+
+def tree(directory):
+    files = {p: p.stat().st_size for p in Path(directory).rglob("*") if p.is_file()}
+    return len(files), sum(files.values())
+
+
+@pytest.mark.parametrize("suffix", [".orbax-checkpoint-tmp-1733500000", ".tmp"])
+def test_directory_renamed_into_place(ckmon, work, suffix):
+    """Orbax's way (and NAME.tmp/): files in a temporary directory, which a rename commits.
+    The files of NAME.tmp/ are named with -p (no default glob takes them)."""
+    script = work / "orbax.py"
+    script.write_text(ORBAX)
+    final, temp = work / "ckpt" / "7", work / "ckpt" / ("7" + suffix)
+    (work / "ckpt").mkdir()
+    paths = () if "orbax" in suffix else ("*.tmp/*",)
+    run = ckmon.run(PYTHON, script, final, temp, "rename", paths=paths)
+    assert run.returncode == 0, run.stderr
+    (s,) = sets_in(work / "ckmon.jsonl")
+    files, size = tree(final)
+    assert (s["path"], s["kind"], s["files"], s["bytes"]) == (str(final), "directory", 3, size)
+    assert files == 3 and s["complete"] is True and s["missing"] == [] and s["values"]["step"] == 7
+    # Every file's record is in the log, under its temporary or (held then) its final name.
+    names = {Path(r["path"]).name for r in read_log(work / "ckmon.jsonl")}
+    assert {"w.npy", "state.pt", "_CHECKPOINT_METADATA"} <= names
+    assert last_good(work / "ckmon.jsonl") == (0, str(final))
+
+
+def test_directory_never_renamed(ckmon, work):
+    script = work / "orbax.py"
+    script.write_text(ORBAX)
+    final, temp = work / "ckpt" / "7", work / "ckpt" / "7.orbax-checkpoint-tmp-1733500000"
+    (work / "ckpt").mkdir()
+    assert ckmon.run(PYTHON, script, final, temp, "stay").returncode == 0
+    (s,) = sets_in(work / "ckmon.jsonl")
+    files, size = tree(temp)
+    assert (s["path"], s["kind"], s["files"], s["bytes"]) == (str(temp), "directory", 3, size)
+    assert s["complete"] is False and s["alerts"] == ["incomplete"]
+    assert s["missing"] == [f"{temp.name}: not renamed into place (the set was never committed)"]
