@@ -66,6 +66,14 @@ static void write_size(const char *name, size_t size)
     free(zeros);
 }
 
+/* Makes directory NAME under the root; returns its path in a buffer of the caller's. */
+static char *make_dir(const char *name, char *path, size_t size)
+{
+    snprintf(path, size, "%s", under(name));
+    assert_int_equal(mkdir(path, 0755), 0);
+    return path;
+}
+
 /* The check's missing lines, joined by " | " ("" when none). */
 static char *missing_of(const char *kind, const char *dir, struct set_check *c)
 {
@@ -133,7 +141,8 @@ static void test_place_of_each_layout(void **state)
 static void test_place_of_deepspeed_latest(void **state)
 {
     (void)state;
-    assert_int_equal(mkdir(under("global_step7"), 0755), 0);
+    char dir[512];
+    make_dir("global_step7", dir, sizeof dir);
     write_bytes("latest", "global_step7\n", 13);
     assert_place(under("latest"), "deepspeed", under("global_step7"), true);
     /* A tag that escapes the directory, or names nothing, is no commit. */
@@ -288,10 +297,8 @@ static void test_hf_trainer(void **state)
 {
     (void)state;
     struct set_check c;
-    char *dir = under("checkpoint-5");
     char dir_copy[512];
-    snprintf(dir_copy, sizeof dir_copy, "%s", dir);
-    assert_int_equal(mkdir(dir_copy, 0755), 0);
+    make_dir("checkpoint-5", dir_copy, sizeof dir_copy);
     write_safetensors("checkpoint-5/model.safetensors", 4, 0);
     assert_string_equal(missing_of("hf-trainer", dir_copy, &c),
                         "trainer_state.json: absent (the set was never committed)");
@@ -309,8 +316,7 @@ static void test_deepspeed(void **state)
     (void)state;
     struct set_check c;
     char dir[512];
-    snprintf(dir, sizeof dir, "%s", under("global_step10"));
-    assert_int_equal(mkdir(dir, 0755), 0);
+    make_dir("global_step10", dir, sizeof dir);
     write_size("global_step10/zero_pp_rank_0_mp_rank_00_optim_states.pt", 10);
     write_size("global_step10/zero_pp_rank_2_mp_rank_00_optim_states.pt", 10);
     assert_false(set_commit_on_disk("deepspeed", dir));
@@ -335,8 +341,7 @@ static void test_zip_without_its_end(void **state)
     (void)state;
     struct set_check c;
     char dir[512];
-    snprintf(dir, sizeof dir, "%s", under("checkpoint-9"));
-    assert_int_equal(mkdir(dir, 0755), 0);
+    make_dir("checkpoint-9", dir, sizeof dir);
     write_bytes("checkpoint-9/trainer_state.json", "{}", 2);
     write_bytes("checkpoint-9/optimizer.pt", "PK\3\4 a torch.save cut short", 28);
     write_bytes("checkpoint-9/whole.pt",
@@ -354,13 +359,10 @@ static void test_directory(void **state)
 {
     (void)state;
     struct set_check c;
-    char temp[512], final[512];
-    snprintf(temp, sizeof temp, "%s", under("7.orbax-checkpoint-tmp-1733"));
+    char temp[512], final[512], params[512];
+    make_dir("7.orbax-checkpoint-tmp-1733", temp, sizeof temp);
+    make_dir("7.orbax-checkpoint-tmp-1733/params", params, sizeof params);
     snprintf(final, sizeof final, "%s", under("7"));
-    assert_int_equal(mkdir(temp, 0755), 0);
-    char params[600];
-    snprintf(params, sizeof params, "%s/params", temp);
-    assert_int_equal(mkdir(params, 0755), 0);
     write_size("7.orbax-checkpoint-tmp-1733/_CHECKPOINT_METADATA", 30);
     write_size("7.orbax-checkpoint-tmp-1733/params/w.npy", 200);
     assert_false(set_commit_on_disk("directory", temp));
