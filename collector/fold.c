@@ -63,8 +63,10 @@ static void release(struct fold *f, struct group *g)
 static bool hold(struct fold *f, cJSON *record)
 {
     const char *path = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(record, "path"));
+    const char *was = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(record, "written_as"));
     struct set_place place;
-    if (!path || !set_place_of(path, &place)) return false;
+    /* written_as: a file of a directory renamed into place while its record was held */
+    if (!(path && set_place_of(path, &place)) && !(was && set_place_of(was, &place))) return false;
     struct group **at = &f->groups;
     while (*at && strcmp((*at)->dir, place.dir))
         at = &(*at)->next;

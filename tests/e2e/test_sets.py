@@ -529,6 +529,10 @@ def test_directory_renamed_into_place(ckmon, work, suffix):
     names = {Path(r["path"]).name for r in read_log(work / "ckmon.jsonl")}
     assert {"w.npy", "state.pt", "_CHECKPOINT_METADATA"} <= names
     assert last_good(work / "ckmon.jsonl") == (0, str(final))
+    # tail: one line, every file folded under it, whichever name its record has
+    lines = tail_lines(work)
+    assert [l.split()[:2] for l in lines if not l.startswith(" ")] == [["ckpt/7", "set:directory"]]
+    assert any(l.startswith("    3 file records folded:") for l in lines), lines
 
 
 def test_directory_never_renamed(ckmon, work):
