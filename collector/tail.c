@@ -45,8 +45,11 @@ struct tail {
 static void print_record(void *ctx, cJSON *rec, const cJSON *members)
 {
     struct tail *t = ctx;
+    /* one file is no crowd: its record is shown as it is, before its set's */
+    bool alone = cJSON_GetArraySize(members) == 1;
+    if (alone) table_print(stdout, cJSON_GetArrayItem(members, 0), &t->style);
     table_print(stdout, rec, &t->style);
-    table_print_members(stdout, members, &t->style);
+    if (!alone) table_print_members(stdout, members, &t->style);
     cJSON_Delete(rec);
 }
 
