@@ -29,7 +29,8 @@ const char *const default_checkpoint_globs[] = {
     "*ckpt*/*.json",
     "*ckpt*/*.bin",
     /* multi-file checkpoints (docs/sets.md): DCP's shards and commit, HF indexes and
-     * the trainer's checkpoint-N/, DeepSpeed's global_stepN/ and its `latest` */
+     * the trainer's checkpoint-N/, DeepSpeed's global_stepN/ and its `latest`, Orbax's
+     * temporary directory */
     "*.distcp",
     "*/.metadata",
     "*.safetensors.index.json",
@@ -37,6 +38,7 @@ const char *const default_checkpoint_globs[] = {
     "*/checkpoint-[0-9]*/*",
     "*/global_step[0-9]*/*",
     "*/latest",
+    "*.orbax-checkpoint-tmp-*/*", /* a directory filled, then renamed into place */
     NULL,
 };
 
