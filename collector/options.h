@@ -67,6 +67,7 @@ struct options {
     bool quiet;                       /* -q: no alert lines, no summary */
     bool digest;                      /* --digest, CKMON_DIGEST=1: records get digests */
     bool follow;                      /* tail -f/--follow */
+    bool members;                     /* tail --members: sets' files unfolded */
     bool pretty;                      /* inspect --pretty: the tail table instead of JSONL */
     bool all_files;                   /* inspect --all: every file of a directory */
     bool json;                        /* diff --json */
