@@ -265,7 +265,8 @@ bool channel_send(const struct wire_message *m)
     drain_queue();
     bool kept = encoded;
     bool findings = m->kind == WIRE_DATA && !m->data.reset;
-    size_t limit = CHANNEL_QUEUE_BYTES + (findings ? 0 : CHANNEL_RESERVE_BYTES);
+    size_t bound = agent_config.queue_bytes ? agent_config.queue_bytes : CHANNEL_QUEUE_BYTES;
+    size_t limit = bound + (findings ? 0 : CHANNEL_RESERVE_BYTES);
     if (!encoded) /* over WIRE_MAX_MESSAGE, or no memory */
         dropped++;
     else if (queue_head || conn_fd < 0 || !send_packet(text.s, text.len))

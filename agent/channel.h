@@ -13,7 +13,8 @@
 
 #include "core/wire.h"
 
-/* What may wait in the queue: findings (data messages) up to CHANNEL_QUEUE_BYTES, enough
+/* What may wait in the queue: findings (data messages) up to CHANNEL_QUEUE_BYTES (or
+ * CKMON_QUEUE_MB, agent/config.h), enough
  * for the statistics of some 10^5 tensors written faster than the collector takes them;
  * the other kinds (open, close, rename...) up to CHANNEL_RESERVE_BYTES more, so that a
  * queue full of findings never costs a file its close (a torn record). */

@@ -33,8 +33,8 @@ static int hex_digit(unsigned char c)
 /* What is printed for whom: the agent's messages (17 digits: exact in one conversion;
  * strings as they are, the collector reads them back), the same with the bits of each
  * non-integer in hex (HEX: tensors' statistics), a record of raw names (the shortest
- * exact digits; bytes that are not UTF-8 escaped, losslessly), or text read back from a
- * record (its escapes stay as they are; stray bytes are escaped). */
+ * exact digits, dtoa.h; bytes that are not UTF-8 escaped, losslessly), or text read back
+ * from a record (its escapes stay as they are; stray bytes are escaped). */
 enum mode { WIRE, HEX, NAMES, TEXT };
 
 /* An integer's digits, without printf (%lld parses its format each time). */
@@ -233,6 +233,11 @@ void json_add_string(struct strbuf *t, const char *s)
 void json_add_wire_number(struct strbuf *t, double v)
 {
     add_number(t, v, WIRE);
+}
+
+void json_add_number(struct strbuf *t, double v)
+{
+    add_number(t, v, NAMES);
 }
 
 void json_add_wire_item(struct strbuf *t, const cJSON *item)

@@ -37,10 +37,9 @@ char *json_print(const cJSON *item);
  * their escapes stay as they are, and only a byte that is not UTF-8 becomes \xHH. */
 char *json_print_text(const cJSON *item);
 
-/* The same with every non-integer number in 17 significant digits: exact too, but one
- * conversion per number instead of several. For the agent's messages, which the
- * collector reads back and prints again with json_print, so a monitored program does
- * not spend its time looking for the shortest digits. */
+/* The same with every non-integer number in 17 significant digits (exact, one printf)
+ * and strings as they are: for the agent's messages, which the collector reads back and
+ * prints again with json_print. */
 char *json_print_wire(const cJSON *item);
 
 /* The same printers, appending to a buffer, for text built piece by piece (core/wire.c);
@@ -50,6 +49,8 @@ locale_t json_c_locale_enter(void);
 void json_c_locale_leave(locale_t previous);
 void json_add_string(struct strbuf *t, const char *s);
 void json_add_wire_number(struct strbuf *t, double v);
+/* v with the shortest exact digits, as records print it (no printf: dtoa.h). */
+void json_add_number(struct strbuf *t, double v);
 void json_add_wire_item(struct strbuf *t, const cJSON *item);
 /* The same with every non-integer number as the string "#" + the 16 hex digits of its
  * bits (exact, and cheap both ways: the agent sends tensors' statistics so), which

@@ -34,7 +34,9 @@ const char *wire_kind_name(enum wire_kind kind)
 
 static void put_key(struct strbuf *b, const char *name)
 {
-    sb_addf(b, ",\"%s\":", name);
+    sb_add(b, ",\"", 2); /* not sb_addf: printf's parsing of the format, per member */
+    sb_addz(b, name);
+    sb_add(b, "\":", 2);
 }
 
 static void put_int(struct strbuf *b, const char *name, int64_t v)
@@ -259,10 +261,9 @@ static void numbers_from_hex(cJSON *container, bool tensor)
         double v;
         if (cJSON_IsObject(c) || cJSON_IsArray(c))
             numbers_from_hex(c, false);
-        else if (cJSON_IsString(c) &&
+        else if (cJSON_IsString(c) && json_hex_number(c->valuestring, &v) &&
                  !(tensor && c->string &&
-                   (!strcmp(c->string, "name") || !strcmp(c->string, "dtype"))) &&
-                 json_hex_number(c->valuestring, &v)) {
+                   (!strcmp(c->string, "name") || !strcmp(c->string, "dtype")))) {
             cJSON_free(c->valuestring);
             c->valuestring = NULL;
             c->type = (c->type & ~0xff) | cJSON_Number;

@@ -141,7 +141,9 @@ struct region {
     const void *stack, *memo, *marks; /* their arrays: moved, they may lie after mark */
 };
 
-/* A memo entry that held a call's argument given back: GET of it fails. */
+/* A memo entry that held a call's argument given back: GET of it gets an unknown value,
+ * with an error. torch never pickles a tensor's arguments twice (each is made afresh for
+ * its tensor); a pickle that does is told in its record. */
 static struct pyobj released = {.kind = PY_NONE};
 
 enum step {
@@ -206,6 +208,7 @@ struct pickle_walker {
     pickle_reduce_hook reduce_hook;
     void *hook_ctx;
     unsigned long mutations, puts;
+    bool said_released;
     uint64_t put_log[PUT_LOG];
     struct region regions[REGIONS]; /* by MARK depth */
     struct region tuple_region;     /* of the last tuple built from a MARK */
@@ -326,9 +329,15 @@ static bool memo_get(struct pickle_walker *w, uint64_t index)
     if (index >= w->memo.len || !w->memo.at[index])
         return fail(w, "%s of memo index %" PRIu64 " which was never stored", op_name(w->op),
                     index);
-    if (w->memo.at[index] == &released)
-        return fail(w, "%s of memo index %" PRIu64 ", a tensor's argument (not kept once read)",
-                    op_name(w->op), index);
+    if (w->memo.at[index] == &released) { /* left out, said once; the walk goes on */
+        if (!w->said_released)
+            report_error(w->report,
+                         "pickle: %s of memo index %" PRIu64 " at byte %" PRIu64
+                         ", a tensor's argument, which is not kept once read: left out",
+                         op_name(w->op), index, w->op_offset);
+        w->said_released = true;
+        return push(w, pyobj_str(w->arena, PY_BYTES, NULL, 0));
+    }
     return push(w, w->memo.at[index]);
 }
 

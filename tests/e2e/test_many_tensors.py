@@ -144,3 +144,38 @@ def test_numbers_print_as_pythons_repr(tmp_path):
         mantissa = repr(v).split("e")[0].lstrip("-0.").replace(".", "").rstrip("0")
         printed = texts[v].split("e")[0].lstrip("-0.").replace(".", "").rstrip("0")
         assert printed == mantissa, (repr(v), texts[v])
+
+
+# A tensor whose rebuild arguments are pickled again later (the same tuple object): the
+# walker gave their memory back when the tensor was read, so the later use is left out,
+# with an error; everything else is still read.
+SHARED_ARGUMENTS = """
+import collections, torch
+base = torch.arange(6, dtype=torch.float32)
+size = (2, 3)
+storage = base.untyped_storage() if hasattr(base, "untyped_storage") else base.storage()
+class SharesItsSize:
+    def __reduce__(self):
+        return (torch._utils._rebuild_tensor_v2,
+                (storage, 0, size, (3, 1), False, collections.OrderedDict()))
+state = {f"w{i}": torch.full((4,), float(i)) for i in range(50)}
+state.update({"t": SharesItsSize(), "again": size, "after": 7})
+torch.save(state, "shared.pt")
+"""
+
+
+def test_tensor_arguments_pickled_twice(tmp_path):
+    import subprocess
+    from ckmon_helpers import ckmon_args, clean_env, run_plain
+    assert run_plain(python_script(tmp_path, SHARED_ARGUMENTS), tmp_path).returncode == 0
+    out = subprocess.run(ckmon_args("inspect", tmp_path / "shared.pt"), env=clean_env(),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout)
+    tensors = {t["name"]: t for t in record["tensors"]}
+    assert set(tensors) == {f"w{i}" for i in range(50)} | {"t"}
+    assert tensors["t"]["head"] == [0, 1, 2, 3, 4, 5] and tensors["w49"]["mean"] == 49
+    assert record["values"]["after"] == 7
+    said = [e for e in record.get("errors", []) if "not kept once read" in e]
+    # Either the tuple was still held (then it is a value) or the record says it is not.
+    assert said or record["values"].get("again.0") == 2, record
