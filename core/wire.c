@@ -23,6 +23,7 @@ static const char *const kind_names[WIRE_KINDS] = {
     [WIRE_EXEC_FAILED] = "exec_failed",
     [WIRE_ADOPT] = "adopt",
     [WIRE_UNMATCHED] = "unmatched",
+    [WIRE_VERIFIED] = "verified",
     [WIRE_LOAD] = "load",
 };
 
@@ -140,6 +141,11 @@ static void encode_close(const struct wire_message *m, struct strbuf *b)
     put_string(b, "format", c->format);
     put_int(b, "bytes", c->bytes);
     put_int(b, "writes", c->writes);
+    if (c->ino > 0) { /* no inode is 0: a message built without them (tests) sends none */
+        put_int(b, "dev", c->dev);
+        put_int(b, "ino", c->ino);
+        put_int(b, "mtime_us", c->mtime_us);
+    }
     put_number(b, "seconds", c->seconds);
     put_bool(b, "complete", c->complete);
     put_string(b, "parsed", c->parsed);
@@ -167,6 +173,11 @@ static void encode_exec(const struct wire_message *m, struct strbuf *b)
 static void encode_unmatched(const struct wire_message *m, struct strbuf *b)
 {
     put_strings(b, "paths", m->unmatched.paths, m->unmatched.path_count);
+}
+
+static void encode_verified(const struct wire_message *m, struct strbuf *b)
+{
+    put_item(b, "record", m->verified.record);
 }
 
 static void encode_load(const struct wire_message *m, struct strbuf *b)
@@ -305,6 +316,9 @@ static bool decode_close(const cJSON *msg, struct wire_message *m)
         .time_us = get_int(msg, "time_us"),
         .bytes = get_int(msg, "bytes"),
         .writes = get_int(msg, "writes"),
+        .dev = get_int(msg, "dev"),
+        .ino = get_int(msg, "ino"),
+        .mtime_us = get_int(msg, "mtime_us"),
         .path = get_string(msg, "path"),
         .written_as = get_string(msg, "written_as"),
         .format = get_string(msg, "format"),
@@ -345,6 +359,14 @@ static bool decode_exec(const cJSON *msg, struct wire_message *m)
     return true;
 }
 
+static bool decode_verified(const cJSON *msg, struct wire_message *m)
+{
+    const cJSON *record = get_container(msg, "record", true);
+    const char *event = get_string(record, "event");
+    m->verified.record = record;
+    return event && !strcmp(event, "verify");
+}
+
 static bool decode_load(const cJSON *msg, struct wire_message *m)
 {
     m->load = (struct wire_load){.path = get_string(msg, "path"),
@@ -373,6 +395,7 @@ static const struct {
     [WIRE_EXEC_FAILED] = {encode_nothing, decode_nothing},
     [WIRE_ADOPT] = {encode_rename, decode_rename},
     [WIRE_UNMATCHED] = {encode_unmatched, decode_unmatched},
+    [WIRE_VERIFIED] = {encode_verified, decode_verified},
     [WIRE_LOAD] = {encode_load, decode_load},
 };
 

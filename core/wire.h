@@ -54,6 +54,10 @@
  *                                              checkpoint: the first files it created that
  *                                              matched no glob, so that `ckmon run` can
  *                                              name them when nothing matched
+ *   verified {"t":"verified","record":{"event":"verify",...}}
+ *                                              from `ckmon verify`, not an agent: a file
+ *                                              that failed verification, as the verify
+ *                                              record the collector writes to its log
  *   load    {"t":"load","path":"/abs/x.pt","time_us":...,"bytes":N,"mtime_us":...}
  *                                              a checkpoint was opened for reading (once
  *                                              per open, nothing per read): its size and
@@ -102,6 +106,7 @@ enum wire_kind {
     WIRE_EXEC_FAILED,
     WIRE_ADOPT,
     WIRE_UNMATCHED,
+    WIRE_VERIFIED,
     WIRE_LOAD,
     WIRE_KINDS
 };
@@ -137,6 +142,9 @@ struct wire_data {
 struct wire_close {
     int64_t id; /* required */
     int64_t time_us, bytes, writes;
+    /* The file as the close saw it (fstat), so that the collector can tell it from a file
+     * put in its place later (--digest): WIRE_ABSENT when unknown. */
+    int64_t dev, ino, mtime_us;
     const char *path, *written_as, *format;
     const char *parsed; /* "stream" or "reread" */
     double seconds;
@@ -154,6 +162,10 @@ struct wire_rename {
 struct wire_exec {
     const int64_t *kept; /* ids of files the new program keeps; decoded: integers only */
     size_t kept_count;
+};
+
+struct wire_verified {
+    const cJSON *record; /* required: an object whose "event" is "verify" */
 };
 
 struct wire_unmatched {
@@ -176,6 +188,7 @@ struct wire_message {
         struct wire_rename rename; /* WIRE_RENAME and WIRE_ADOPT */
         struct wire_exec exec;
         struct wire_unmatched unmatched;
+        struct wire_verified verified;
         struct wire_load load;
         /* WIRE_EXEC_FAILED: no members */
     };

@@ -377,6 +377,48 @@ static void test_unmatched(void **state)
     assert_int_equal(decode("{\"t\":\"unmatched\",\"paths\":[\"/a\",3]}", &out), WIRE_MALFORMED);
 }
 
+/* The close's view of the file goes only with an inode: a message built without one
+ * (zeros) sends none, and the decoder has them absent. */
+static void test_close_file_identity(void **state)
+{
+    struct wire_message m = {.kind = WIRE_CLOSE,
+                             .close = {.id = 1,
+                                       .ino = 42,
+                                       .dev = 2049,
+                                       .mtime_us = 1700000000123456}},
+                        out;
+    char *text = round_trip(&m, &out);
+    assert_non_null(strstr(text, "\"dev\":2049,\"ino\":42,\"mtime_us\":1700000000123456"));
+    assert_int_equal(out.close.ino, 42);
+    assert_int_equal(out.close.dev, 2049);
+    assert_int_equal(out.close.mtime_us, 1700000000123456);
+    wire_message_free(&out);
+    free(text);
+    assert_int_equal(decode("{\"t\":\"close\",\"id\":1}", &out), WIRE_OK);
+    assert_int_equal(out.close.ino, WIRE_ABSENT);
+    assert_int_equal(out.close.mtime_us, WIRE_ABSENT);
+    wire_message_free(&out);
+}
+
+/* verify's failures: the record whole, and only a verify record. */
+static void test_verified(void **state)
+{
+    cJSON *record = cJSON_Parse("{\"event\":\"verify\",\"path\":\"/w/a.pt\",\"total\":3}");
+    struct wire_message m = {.kind = WIRE_VERIFIED, .verified = {.record = record}}, out;
+    char *text = round_trip(&m, &out);
+    assert_string_equal(text, "{\"t\":\"verified\",\"record\":{\"event\":\"verify\",\"path\":"
+                              "\"/w/a.pt\",\"total\":3}}");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(out.verified.record, "path")),
+                        "/w/a.pt");
+    wire_message_free(&out);
+    free(text);
+    cJSON_Delete(record);
+    assert_int_equal(decode("{\"t\":\"verified\"}", &out), WIRE_MALFORMED);
+    assert_int_equal(decode("{\"t\":\"verified\",\"record\":{\"event\":\"checkpoint\"}}", &out),
+                     WIRE_MALFORMED);
+    assert_int_equal(decode("{\"t\":\"verified\",\"record\":[1]}", &out), WIRE_MALFORMED);
+}
+
 static void test_load(void **state)
 {
     struct wire_message m = {.kind = WIRE_LOAD,
@@ -501,6 +543,8 @@ int main(void)
         cmocka_unit_test(test_close),
         cmocka_unit_test(test_tensor_statistics_exact),
         cmocka_unit_test(test_close_says_what_was_lost),
+        cmocka_unit_test(test_close_file_identity),
+        cmocka_unit_test(test_verified),
         cmocka_unit_test(test_rename_and_adopt),
         cmocka_unit_test(test_exec_and_exec_failed),
         cmocka_unit_test(test_unmatched),
