@@ -526,6 +526,18 @@ static bool on_data(struct tracker *t, struct tracker_conn *c, struct wire_messa
     return true;
 }
 
+/* Findings the agent dropped on the way (its queue was full): the record is not all the
+ * file holds, and says how much is missing. */
+static void say_lost(struct record *r, const struct wire_close *d)
+{
+    char text[160];
+    snprintf(text, sizeof text,
+             "%lld tensors and %lld values lost: the agent's queue to the collector was full",
+             (long long)(d->lost_tensors > 0 ? d->lost_tensors : 0),
+             (long long)(d->lost_values > 0 ? d->lost_values : 0));
+    record_add_error(r, text);
+}
+
 static bool on_close(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
                      int64_t now_us)
 {
@@ -549,6 +561,7 @@ static bool on_close(struct tracker *t, struct tracker_conn *c, struct wire_mess
               (!d->written_as || record_set_string(&r->written_as, d->written_as)) &&
               (!d->format || record_set_string(&r->format, d->format)) &&
               (!d->parsed || record_set_parsed(r, d->parsed));
+    if (d->lost_tensors > 0 || d->lost_values > 0) say_lost(r, d);
     free(f);
     hold_candidate(t, r, now_us, d->candidate);
     return ok;

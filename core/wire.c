@@ -36,7 +36,9 @@ const char *wire_kind_name(enum wire_kind kind)
 
 static void put_key(struct strbuf *b, const char *name)
 {
-    sb_addf(b, ",\"%s\":", name);
+    sb_add(b, ",\"", 2); /* not sb_addf: printf's parsing of the format, per member */
+    sb_addz(b, name);
+    sb_add(b, "\":", 2);
 }
 
 static void put_int(struct strbuf *b, const char *name, int64_t v)
@@ -71,6 +73,15 @@ static void put_item(struct strbuf *b, const char *name, const cJSON *item)
     if (!item || !item->child) return;
     put_key(b, name);
     json_add_wire_item(b, item);
+}
+
+/* Tensors: their statistics as hex (jsontext.h), which the collector reads without
+ * strtod. */
+static void put_hex_item(struct strbuf *b, const char *name, const cJSON *item)
+{
+    if (!item || !item->child) return;
+    put_key(b, name);
+    json_add_hex_item(b, item);
 }
 
 static void put_strings(struct strbuf *b, const char *name, char *const *list, size_t n)
@@ -116,7 +127,7 @@ static void encode_data(const struct wire_message *m, struct strbuf *b)
     put_string(b, "format", d->format);
     if (d->reset) put_bool(b, "reset", true);
     put_item(b, "values", d->values);
-    put_item(b, "tensors", d->tensors);
+    put_hex_item(b, "tensors", d->tensors);
     put_item(b, "errors", d->errors);
 }
 
@@ -139,6 +150,8 @@ static void encode_close(const struct wire_message *m, struct strbuf *b)
     put_bool(b, "complete", c->complete);
     put_string(b, "parsed", c->parsed);
     if (c->candidate) put_bool(b, "candidate", true);
+    if (c->lost_tensors > 0) put_int(b, "lost_tensors", c->lost_tensors);
+    if (c->lost_values > 0) put_int(b, "lost_values", c->lost_values);
 }
 
 static void encode_rename(const struct wire_message *m, struct strbuf *b)
@@ -260,6 +273,25 @@ static bool decode_open(const cJSON *msg, struct wire_message *m)
     return m->open.id != WIRE_ABSENT && m->open.path;
 }
 
+/* A tensor's members but its name and dtype, and theirs (ci95, head): each hex string
+ * becomes the number it stands for. */
+static void numbers_from_hex(cJSON *container, bool tensor)
+{
+    for (cJSON *c = container->child; c; c = c->next) {
+        double v;
+        if (cJSON_IsObject(c) || cJSON_IsArray(c))
+            numbers_from_hex(c, false);
+        else if (cJSON_IsString(c) && json_hex_number(c->valuestring, &v) &&
+                 !(tensor && c->string &&
+                   (!strcmp(c->string, "name") || !strcmp(c->string, "dtype")))) {
+            cJSON_free(c->valuestring);
+            c->valuestring = NULL;
+            c->type = (c->type & ~0xff) | cJSON_Number;
+            cJSON_SetNumberHelper(c, v);
+        }
+    }
+}
+
 static bool decode_data(const cJSON *msg, struct wire_message *m)
 {
     m->data = (struct wire_data){
@@ -272,6 +304,8 @@ static bool decode_data(const cJSON *msg, struct wire_message *m)
         .tensors = get_container(msg, "tensors", false),
         .errors = get_container(msg, "errors", false),
     };
+    for (cJSON *t = m->data.tensors ? m->data.tensors->child : NULL; t; t = t->next)
+        if (cJSON_IsObject(t)) numbers_from_hex(t, true);
     return m->data.id != WIRE_ABSENT;
 }
 
@@ -292,6 +326,8 @@ static bool decode_close(const cJSON *msg, struct wire_message *m)
         .seconds = get_number(msg, "seconds"),
         .complete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(msg, "complete")),
         .candidate = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(msg, "candidate")),
+        .lost_tensors = get_int(msg, "lost_tensors"),
+        .lost_values = get_int(msg, "lost_values"),
     };
     return m->close.id != WIRE_ABSENT;
 }

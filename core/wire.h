@@ -33,7 +33,10 @@
  *                                              bytes and its name matches no glob: the
  *                                              collector drops the record unless a rename
  *                                              gives it a checkpoint name (a torn one is
- *                                              recorded all the same)
+ *                                              recorded all the same); "lost_tensors":N,
+ *                                              "lost_values":N when the agent dropped data
+ *                                              messages holding that many (its queue was
+ *                                              full): the record's errors say so
  *   rename  {"t":"rename","from":"/abs/x.tmp","to":"/abs/x.pt"}
  *                                              a checkpoint this process closed less than
  *                                              RENAME_WINDOW_US ago was renamed
@@ -147,6 +150,7 @@ struct wire_close {
     double seconds;
     bool complete;
     bool candidate; /* followed for its bytes, under no glob's name: kept only if renamed */
+    int64_t lost_tensors, lost_values; /* findings the agent dropped; sent only above 0 */
 };
 
 /* rename and adopt: from and to required. */

@@ -8,6 +8,8 @@ with the machine it ran on. No result is judged here beyond "target met or not".
 
 Usage: bench.py [--quick]   (--quick: fewer pairs and smaller files, for a smoke run)
        bench.py many_files | digest   (one group of rows, printed only)
+       bench.py issue14   (the rows of issue 14 — saves at the defaults, the cost per tensor
+                           at 10^4 and 10^5 tensors — printed only)
 """
 import datetime as dt
 import json
@@ -347,12 +349,12 @@ names = [f"layer{i}.weight" for i in range(COUNT)]
 """ + SAFETENSORS_WRITER  # COUNT replaced by the number of tensors
 
 
-def bench_many_tensors(work, kind):
+def bench_many_tensors(work, kind, count=None):
     """The fixed cost per tensor: a 100,000-tensor save (torch.save, or a safetensors file
     written array by array) monitored and not, the difference per tensor, and what the
     collector spent on those records (CPU time, peak memory), with a collector of its own."""
-    count, saves, pairs = (20_000, 1, 2) if QUICK else (100_000, 2, 5)
-    out = work / f"many_{kind}"
+    count, saves, pairs = (count or 20_000, 1, 2) if QUICK else (count or 100_000, 2, 5)
+    out = work / f"many_{kind}_{count}"
     out.mkdir()
     collector = Collector(out)
     try:
@@ -755,17 +757,37 @@ def main():
         finally:
             collector.stop()
         bench_collector(work)
-        bench_many_tensors(work, "torch")
-        bench_many_tensors(work, "safetensors")
+        for count in (10_000, 100_000):
+            bench_many_tensors(work, "torch", count)
+            bench_many_tensors(work, "safetensors", count)
     block = render(time.monotonic() - started)
     print("\n" + block)
     write_doc(block)
     print(f"\nwritten to {DOC.relative_to(ROOT)}")
 
 
+def issue14():
+    """The rows of issue 14 alone (saves at the defaults, the cost per tensor), printed."""
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
+        work = Path(tmp)
+        collector = Collector(work)
+        try:
+            bench_torch_save(work, collector)
+            bench_model_saves(work, collector)
+        finally:
+            collector.stop()
+        for count in (10_000, 100_000):
+            bench_many_tensors(work, "torch", count)
+            bench_many_tensors(work, "safetensors", count)
+    print("\n" + render(time.monotonic() - started))
+
+
 if __name__ == "__main__" and sys.argv[1:] == ["many_files"]:  # one row, printed only
     with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
         bench_many_files(Path(tmp))
+elif __name__ == "__main__" and "issue14" in sys.argv[1:]:  # those rows, printed only
+    issue14()
 elif __name__ == "__main__" and sys.argv[1:] == ["digest"]:  # its rows, printed only
     with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
         plain = Collector(Path(tmp))
