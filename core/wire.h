@@ -36,7 +36,10 @@
  *                                              recorded all the same); "lost_tensors":N,
  *                                              "lost_values":N when the agent dropped data
  *                                              messages holding that many (its queue was
- *                                              full): the record's errors say so
+ *                                              full): the record's errors say so;
+ *                                              "dev", "ino", "mtime_us": the file as
+ *                                              fstat saw it at the close (when it could),
+ *                                              so that --digest hashes that file only
  *   rename  {"t":"rename","from":"/abs/x.tmp","to":"/abs/x.pt"}
  *                                              a checkpoint this process closed less than
  *                                              RENAME_WINDOW_US ago was renamed
