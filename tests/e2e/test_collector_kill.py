@@ -6,11 +6,14 @@ SIGKILL then, it used to lose them; now each is in a journal in the state dir, a
 next collector on the same log and state dir writes those not marked written. An agent
 that reaches no collector at exit leaves its queue in the agent spool beside the socket;
 the next collector on that socket imports it. Each record must arrive exactly once, under
-its final name, with what its writer saved.
+its final name, with what its writer saved. And what agents had sent to a collector that
+was killed before it took it (in its socket buffer, unread) is sent again by the agents,
+which keep what the collector has not acknowledged.
 """
 import json
 import signal
 import subprocess
+import time
 
 from ckmon_helpers import AGENT, PYTHON, ckmon_args, clean_env, read_log
 from sink_servers import wait_for
@@ -138,3 +141,68 @@ def test_a_stopped_collector_imports_what_agents_spooled_meanwhile(work):
     check_records(work)
     assert "and 1 agent spool file(s)" in err
     assert not list((work / "ckmon-agent-spool-0").glob("*.spool"))
+
+
+KILL_WRITERS, KILL_SAVES = 4, 100
+
+KILL_WRITER = f"""
+import os, pickle, sys, time
+k = int(sys.argv[1])
+for i in range({KILL_SAVES}):
+    final = f"ck_{{k}}_{{i}}.pkl"
+    tmp = final + ".tmp" if i % 2 else final
+    with open(tmp, "wb") as f:
+        pickle.dump({{"writer": k, "i": i}}, f)
+    if tmp != final:
+        os.replace(tmp, final)
+    time.sleep(0.02)
+"""
+
+
+def test_a_collector_killed_twice_mid_stream_loses_nothing(work):
+    """docs/security.md, "Collector killed": four processes save 100 pickles each (every
+    other one renamed into place); the collector is killed with SIGKILL twice while they
+    write, each time once it has written 60 more records and then sat frozen for 0.3 s
+    (so that the agents' messages wait unread in its socket, which the kill loses), and
+    started again on the same log, state dir and socket. Every save is in the log once,
+    under its final name, with its values."""
+    log = work / "ckmon.jsonl"
+    (work / "writer.py").write_text(KILL_WRITER)
+    collector = start_collector(work)
+    env = clean_env(LD_PRELOAD=AGENT, CKMON_SOCKET=work / "c.sock", CKMON_PATHS="*.pkl")
+    writers = [subprocess.Popen([PYTHON, "writer.py", str(k)], cwd=work, env=env,
+                                stderr=subprocess.PIPE, text=True)
+               for k in range(KILL_WRITERS)]
+    try:
+        for _ in range(2):
+            threshold = len(read_log(log)) + 60
+            while len(read_log(log)) < threshold and any(w.poll() is None for w in writers):
+                time.sleep(0.005)
+            collector.send_signal(signal.SIGSTOP)
+            time.sleep(0.3)
+            collector.send_signal(signal.SIGKILL)
+            collector.communicate()
+            collector = start_collector(work)
+        for w in writers:
+            _, err = w.communicate(timeout=120)
+            assert w.returncode == 0, err
+        total = KILL_WRITERS * KILL_SAVES
+        wait_for("every record", lambda: len(read_log(log)) >= total)
+        collector.send_signal(signal.SIGTERM)
+        _, err = collector.communicate(timeout=60)
+        assert collector.returncode == 0, err
+    finally:
+        for p in [collector, *writers]:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    records = read_log(log)
+    names = sorted(r["path"].rsplit("/", 1)[1] for r in records)
+    assert names == sorted(f"ck_{k}_{i}.pkl" for k in range(KILL_WRITERS)
+                           for i in range(KILL_SAVES))  # every one, once, by its final name
+    for r in records:
+        k, i = map(int, r["path"].rsplit("/", 1)[1][3:-4].split("_"))
+        assert r["values"] == {"writer": k, "i": i} and r["complete"], r
+        assert ("written_as" in r) == (i % 2 == 1), r
+    stats = json.loads((work / "ckmon.jsonl.state" / "stats.json").read_text())
+    assert stats["recovery"]["agent_messages_lost"] == 0
