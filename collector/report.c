@@ -396,18 +396,6 @@ static void html(FILE *out, const char *s)
     }
 }
 
-static const char *human_bytes(double n, char *buf, size_t size)
-{
-    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-    unsigned u = 0;
-    while (n >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
-        n /= 1024;
-        u++;
-    }
-    snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", n, units[u]);
-    return buf;
-}
-
 static const char *time_text(double t, char *buf, size_t size)
 {
     if (!isfinite(t)) return snprintf(buf, size, "-"), buf;
@@ -622,7 +610,7 @@ static void header(FILE *out, struct run *run, const char *log)
     fprintf(out,
             "<tr><th>checkpoints</th><td id=\"count-checkpoints\">%zu, %s; <span%s>%zu "
             "incomplete</span>; %zu sets, %zu loads</td></tr>",
-            run->nckpts, human_bytes(run->total_bytes, a, sizeof a),
+            run->nckpts, table_size(run->total_bytes, "B", a, sizeof a),
             run->incomplete ? " class=\"bad\"" : "", run->incomplete, run->sets, run->loads);
     fputs("<tr><th>alerts</th><td id=\"alert-rules\">", out);
     int k = 0;
@@ -953,7 +941,8 @@ static void saves_section(FILE *out, struct run *run, struct drawn *buf)
         fputs("</td><td>", out);
         html(out, c->format);
         fprintf(out, "</td><td>%s</td><td>%.3g</td><td>%s</td></tr>\n",
-                human_bytes(c->bytes, b, sizeof b), c->seconds, c->complete ? "yes" : "NO (torn)");
+                table_size(c->bytes, "B", b, sizeof b), c->seconds,
+                c->complete ? "yes" : "NO (torn)");
     }
     fputs("</table></section>\n", out);
 }
