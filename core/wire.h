@@ -53,6 +53,13 @@
  *                                              checkpoint: the first files it created that
  *                                              matched no glob, so that `ckmon run` can
  *                                              name them when nothing matched
+ *   load    {"t":"load","path":"/abs/x.pt","time_us":...,"bytes":N,"mtime_us":...}
+ *                                              a checkpoint was opened for reading (once
+ *                                              per open, nothing per read): its size and
+ *                                              modification time from fstat at the open
+ *                                              (absent when fstat failed), so that the
+ *                                              collector can tell whether it is still what
+ *                                              its record describes
  *
  * Delivery (docs/security.md, "Collector killed"): every message but the hello carries
  * "seq":N, numbered from 1 in the order the process queued them. The collector answers
@@ -105,6 +112,7 @@ enum wire_kind {
     WIRE_EXEC_FAILED,
     WIRE_ADOPT,
     WIRE_UNMATCHED,
+    WIRE_LOAD,
     WIRE_ACK,
     WIRE_KINDS
 };
@@ -164,6 +172,11 @@ struct wire_unmatched {
     size_t path_count;
 };
 
+struct wire_load {
+    const char *path; /* required */
+    int64_t time_us, bytes, mtime_us;
+};
+
 struct wire_message {
     enum wire_kind kind;
     int64_t seq; /* 0: none (a hello, an agent that does not number its messages) */
@@ -175,6 +188,7 @@ struct wire_message {
         struct wire_rename rename; /* WIRE_RENAME and WIRE_ADOPT */
         struct wire_exec exec;
         struct wire_unmatched unmatched;
+        struct wire_load load;
         /* WIRE_EXEC_FAILED, WIRE_ACK: no members but seq */
     };
     /* A decoded message's own: the parsed packet and the list its keys, kept or paths point
