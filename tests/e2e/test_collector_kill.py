@@ -12,6 +12,7 @@ which keep what the collector has not acknowledged.
 """
 import json
 import signal
+import socket
 import subprocess
 import time
 
@@ -37,9 +38,20 @@ def start_collector(work):
     p = subprocess.Popen(ckmon_args("collect", "--socket", work / "c.sock", "--log",
                                     work / "ckmon.jsonl"),
                          cwd=work, env=clean_env(), stderr=subprocess.PIPE, text=True)
-    wait_for("the collector's socket", lambda: (work / "c.sock").exists() or p.poll() is not None)
+    wait_for("the collector's socket", lambda: listening(work / "c.sock") or p.poll() is not None)
     assert p.poll() is None, p.stderr.read()
     return p
+
+
+def listening(path):
+    """Whether the socket takes connections: bind makes the file before listen() is
+    called, and a collector stopped in between would refuse every agent."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        try:
+            s.connect(str(path))
+            return True
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False
 
 
 def lines_written(log):
