@@ -136,6 +136,11 @@ bool tracker_set_sets(struct tracker *t, set_emit_fn emit, void *ctx)
     return (t->sets = sets_new(emit, ctx)) != NULL;
 }
 
+struct sets *tracker_sets(struct tracker *t)
+{
+    return t->sets;
+}
+
 void tracker_set_hold(struct tracker *t, const struct hold_hooks *hooks)
 {
     t->hold = *hooks;
@@ -557,7 +562,7 @@ static bool rename_record(struct record *r, const char *to)
 static bool on_rename(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
                       int64_t now_us)
 {
-    (void)c, (void)now_us;
+    (void)c;
     const char *from = m->rename.from, *to = m->rename.to;
     /* A file adopted under that name and still being parsed is the newest: its record
      * takes the new name, and still waits for a rename once it is parsed. */
@@ -565,6 +570,18 @@ static bool on_rename(struct tracker *t, struct tracker_conn *c, struct wire_mes
     for (struct adoption *a = t->adoptions; a; a = a->next)
         if (!strcmp(a->record->path, from)) adopted = a;
     if (adopted) return rename_record(adopted->record, to);
+    /* A directory renamed into place: the records held of files in it take their final
+     * names, and the set it is commits (docs/sets.md). */
+    size_t from_len = strlen(from);
+    for (struct pending *p = t->pending; p; p = p->next) {
+        char *moved = NULL;
+        if (strncmp(p->record->path, from, from_len) || p->record->path[from_len] != '/' ||
+            asprintf(&moved, "%s%s", to, p->record->path + from_len) < 0)
+            continue;
+        rename_record(p->record, moved);
+        free(moved);
+    }
+    sets_renamed(t->sets, from, to, now_us);
     struct pending **match = NULL; /* the newest record closed under that name */
     for (struct pending **p = &t->pending; *p; p = &(*p)->next)
         if (!strcmp((*p)->record->path, from)) match = p;

@@ -47,6 +47,8 @@ void tracker_set_loads(struct tracker *t, load_fn fn, void *ctx);
 /* Groups the records into sets (sets.h), each finished set handed to emit; false when
  * out of memory. */
 bool tracker_set_sets(struct tracker *t, set_emit_fn emit, void *ctx);
+/* The sets tracker_set_sets started (NULL: none). */
+struct sets *tracker_sets(struct tracker *t);
 /* Where a record came from: the agent's session and the seq of the message (a close, an
  * adopt) that finished it (core/wire.h, "Delivery"); seq 0 when not known. */
 #define ORIGIN_SESSION_MAX 32
