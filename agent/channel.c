@@ -338,16 +338,16 @@ static int64_t file_of(const struct wire_message *m)
     }
 }
 
-static void enqueue(const struct wire_message *m)
+static bool enqueue(const struct wire_message *m, size_t limit)
 {
     struct wire_message numbered = *m;
     numbered.seq = last_seq + 1;
     struct strbuf text = {.limit = WIRE_MAX_MESSAGE};
     struct queued *q = NULL;
     if (wire_encode(&numbered, &text)) { /* else over WIRE_MAX_MESSAGE, or no memory */
-        while (queue_head && queue_head != unsent && queue_bytes + text.len > CHANNEL_QUEUE_BYTES)
+        while (queue_head && queue_head != unsent && queue_bytes + text.len > limit)
             free_head();
-        if (queue_bytes + text.len <= CHANNEL_QUEUE_BYTES) q = malloc(sizeof *q + text.len);
+        if (queue_bytes + text.len <= limit) q = malloc(sizeof *q + text.len);
     }
     if (q) {
         *q = (struct queued){.seq = ++last_seq,
@@ -363,19 +363,28 @@ static void enqueue(const struct wire_message *m)
         dropped++;
     }
     free(text.s);
+    return q != NULL;
 }
 
-void channel_send(const struct wire_message *m)
+bool channel_send(const struct wire_message *m)
 {
     int saved = errno;
     pthread_mutex_lock(&channel_lock);
     connection_intact();
     connect_if_needed(false);
     read_acks();
-    enqueue(m);
+    bool findings = m->kind == WIRE_DATA && !m->data.reset;
+    size_t bound = agent_config.queue_bytes ? agent_config.queue_bytes : CHANNEL_QUEUE_BYTES;
+    bool kept = enqueue(m, bound + (findings ? 0 : CHANNEL_RESERVE_BYTES));
     send_unsent();
     pthread_mutex_unlock(&channel_lock);
     errno = saved;
+    return kept;
+}
+
+bool channel_congested(void)
+{
+    return __atomic_load_n(&unsent, __ATOMIC_RELAXED) != NULL;
 }
 
 static bool owned_in(unsigned first, unsigned last)
@@ -414,7 +423,9 @@ bool channel_release_fd(void)
 
 void channel_flush(void)
 {
-    long long deadline = monotonic_ns() + CHANNEL_EXIT_WAIT_MS * 1000000LL;
+    long long start = monotonic_ns(), deadline = start + CHANNEL_EXIT_WAIT_MS * 1000000LL;
+    long long last_ns = start + CHANNEL_EXIT_MAX_MS * 1000000LL;
+    size_t left = queue_bytes;
     int saved = errno;
     pthread_mutex_lock(&channel_lock);
     /* Nothing queued: nothing to say, so no connection (a process that wrote no
@@ -426,6 +437,11 @@ void channel_flush(void)
         bool busy = connect_if_needed(true);
         read_acks();
         send_unsent();
+        if (queue_bytes < left) { /* the collector is taking: it gets more time */
+            left = queue_bytes;
+            deadline = monotonic_ns() + CHANNEL_EXIT_WAIT_MS * 1000000LL;
+            if (deadline > last_ns) deadline = last_ns;
+        }
         long long left_ms = (deadline - monotonic_ns()) / 1000000LL;
         /* No collector: nothing to wait for, and the program must not linger. A full
          * backlog is a collector that may still take us: retried until the bound. */
