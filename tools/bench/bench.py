@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import struct
@@ -378,44 +379,71 @@ def bench_import_torch(work, collector):
     """`python3 -c 'import torch'`: about 1,150 opens for reading, none of a checkpoint
     (the *.pth files Python reads at start are not loads), so each is rejected by the
     quick path test of docs/agent.md ("Loads"). Single runs, alternating, so that both
-    sides see the same machine; the median of the per-pair ratios."""
+    sides see the same machine; the median of the per-pair ratios of wall time, and in
+    the detail that of CPU time (user + system), which other processes disturb less."""
     command = [PYTHON, "-c", "import torch"]
     monitored = preloaded(collector)
+    cpu = {True: [], False: []}
+
+    def run(with_agent):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wall = timed(command, monitored if with_agent else clean_env())[0]
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu[with_agent].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        return wall
+
     timed(command, monitored)  # the page cache warm for both sides
-    result = side_by_side(lambda: timed(command, monitored)[0],
-                          lambda: timed(command, clean_env())[0], pairs=IMPORT_TORCH_PAIRS)
+    result = side_by_side(lambda: run(True), lambda: run(False), pairs=IMPORT_TORCH_PAIRS)
+    cpu_ratio = statistics.median(a / b for a, b in zip(cpu[True], cpu[False]))
     add_row("`python3 -c 'import torch'`: monitored / unmonitored", result, 1.02,
             f"{result[3] * 1000:.0f} vs {result[4] * 1000:.0f} ms (medians of "
-            f"{IMPORT_TORCH_PAIRS} alternating runs each); fastest / fastest {result[5]:.3f}")
+            f"{IMPORT_TORCH_PAIRS} alternating runs each); fastest / fastest {result[5]:.3f}; "
+            f"CPU time: median ratio {cpu_ratio:.3f}, {statistics.median(cpu[True]) * 1000:.0f} "
+            f"vs {statistics.median(cpu[False]) * 1000:.0f} ms")
 
 
-def callgrind_total(work, preload, count):
+def callgrind_total(work, preload, command, functions):
+    """Instructions of command under callgrind: the program's total, and those counted in
+    libckmon's own functions named by the regular expression functions."""
     out = work / "callgrind.out"
     env = clean_env(LD_PRELOAD=AGENT, CKMON_SOCKET=work / "none.sock") if preload else clean_env()
-    timed(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-           BIN / "small_writes", "/dev/null", count], env)
+    timed(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *command], env)
     text = timed(["callgrind_annotate", "--inclusive=no", out])[1]
     total = int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", text).group(1).replace(",", ""))
     wrapper = 0
     for line in text.splitlines():
-        m = re.match(r"\s*([\d,]+) \(.*\)\s+\S*:(write|tracked_enter) \[.*libckmon\.so\]", line)
+        m = re.match(rf"\s*([\d,]+) \(.*\)\s+\S*:({functions}) \[.*libckmon\.so\]", line)
         if m:
             wrapper += int(m.group(1).replace(",", ""))
     return total, wrapper
+
+
+def callgrind_added(work, command, functions, n1=50_000, n2=150_000):
+    """Instructions per call the agent adds to command(n) (two counts, so that start-up
+    cancels), and of those, how many in libckmon's functions."""
+    plain = [callgrind_total(work, False, command(n), functions)[0] for n in (n1, n2)]
+    watched = [callgrind_total(work, True, command(n), functions) for n in (n1, n2)]
+    added = ((watched[1][0] - watched[0][0]) - (plain[1] - plain[0])) / (n2 - n1)
+    return added, (watched[1][1] - watched[0][1]) / (n2 - n1)
 
 
 def bench_callgrind(work):
     if not shutil.which("valgrind"):
         notes.append("valgrind is not installed: no instruction counts.")
         return
-    n1, n2 = 50_000, 150_000
-    plain = [callgrind_total(work, False, n)[0] for n in (n1, n2)]
-    watched = [callgrind_total(work, True, n) for n in (n1, n2)]
-    added = ((watched[1][0] - watched[0][0]) - (plain[1] - plain[0])) / (n2 - n1)
-    wrapper = (watched[1][1] - watched[0][1]) / (n2 - n1)
+    added, wrapper = callgrind_added(work, lambda n: [BIN / "small_writes", "/dev/null", n],
+                                     "write|tracked_enter")
     rows.append(("untracked write(): instructions the agent adds per call (callgrind)",
                  f"{added:.1f}", "—", "—", f"{wrapper:.1f} in libckmon's write itself"))
     print(f"callgrind: {added:.1f} instructions added per write, {wrapper:.1f} in the wrapper", flush=True)
+    # What Python's imports open: an absolute path no glob can match by its ending.
+    module = "/usr/lib/python3.11/collections/__init__.py"
+    added, wrapper = callgrind_added(work, lambda n: [BIN / "read_opens", module, n],
+                                     "open|close|paths_may_match|tracked_opened")
+    rows.append(("open() for reading of a file no glob matches, and its close(): instructions "
+                 "the agent adds per pair (callgrind)", f"{added:.1f}", "—", "—",
+                 f"{wrapper:.1f} in libckmon's open, close and the quick path test"))
+    print(f"callgrind: {added:.1f} instructions added per open+close", flush=True)
 
 
 def bench_exact_stats(work):
@@ -675,6 +703,9 @@ def main():
 if __name__ == "__main__" and sys.argv[1:] == ["many_files"]:  # one row, printed only
     with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
         bench_many_files(Path(tmp))
+elif __name__ == "__main__" and sys.argv[1:] == ["callgrind"]:  # those rows, printed only
+    with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
+        bench_callgrind(Path(tmp))
 elif __name__ == "__main__" and sys.argv[1:] == ["import_torch"]:  # one row, printed only
     with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
         try:
