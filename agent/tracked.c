@@ -403,7 +403,7 @@ void tracked_leave(struct tracked *t)
 /* Feeds bytes that landed at offset, keeping the parser's view in file order. */
 static void feed_at(struct tracked *t, unsigned long long offset, const void *buf, size_t n)
 {
-    if (t->reread || n == 0) return;
+    if (t->reread || n == 0 || t->parser->on_disk) return; /* HDF5: the collector reads it */
     unsigned long long end = offset + n;
     if (offset > t->streamed || (offset < t->streamed && !t->parser->tolerates_rewrites)) {
         t->reread = true; /* a gap, or bytes the parser already took were changed */
@@ -558,7 +558,8 @@ static void finalize(struct tracked *t, int fd)
         size = st.st_size;
     const char *format;
     bool complete;
-    bool reread = t->reread || (size >= 0 && (unsigned long long)size != t->streamed);
+    bool reread = !t->parser->on_disk &&
+                  (t->reread || (size >= 0 && (unsigned long long)size != t->streamed));
     if (reread) {
         complete = reparse(t, fd, &format);
     } else {

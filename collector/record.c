@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "core/jsontext.h"
+#include "hdf5.h"
 #include "readahead.h"
 
 bool record_set_string(char **slot, const char *value)
@@ -154,6 +155,7 @@ struct record *record_from_file(const struct identity *who, int fd, const char *
     const char *format = "unknown";
     report_init(&report, keys);
     bool complete = parse_fd_with(fd, path, &report, parse, &format, parse_feed_readahead);
+    hdf5_read_claimed(fd, &format, &complete, &report, parse);
     struct record *r = record_new(who, path);
     if (r && !record_take_report(r, st, &report, format, complete)) {
         record_free(r);

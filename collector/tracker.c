@@ -17,6 +17,7 @@
 #include "core/paths.h"
 #include "core/parsers/parser.h"
 #include "core/wire.h"
+#include "hdf5.h"
 #include "sets.h"
 
 #define TORN_REPARSE_MAX_BYTES (256LL << 20)
@@ -127,6 +128,10 @@ struct tracker *tracker_new(record_emit_fn emit, void *ctx)
 
 static void emit_and_free(struct tracker *t, struct record *r)
 {
+    if (!strcmp(r->format, "hdf5") && r->parsed != PARSED_FILE) {
+        record_add_error(r, "hdf5: the file was gone before ckmon could read it");
+        r->complete = false;
+    }
     record_settle(r);
     t->emit(t->ctx, r);
     sets_note(t->sets, r, t->now_us);
@@ -271,6 +276,34 @@ static void take_findings_from_disk(const struct tracker_conn *c, struct record 
     r->parsed = PARSED_FILE;
     if (strcmp(disk->format, "unknown")) record_set_string(&r->format, disk->format);
     record_free(disk);
+}
+
+/* HDF5 is read from disk after its last close (docs/formats.md, "HDF5"), under the name
+ * the file has now; a file the agent found no format in may be HDF5 with a user block.
+ * False when the file cannot be opened there (renamed meanwhile: its rename reads it). */
+static bool read_hdf5(const struct tracker_conn *c, struct record *r)
+{
+    if (r->parsed == PARSED_FILE || (strcmp(r->format, "hdf5") && strcmp(r->format, "unknown")))
+        return true;
+    struct stat st;
+    int fd = open_regular(r->path, &st);
+    if (fd < 0) return false;
+    struct report report;
+    report_init(&report, &c->keys);
+    const char *format = r->format;
+    bool complete = r->complete;
+    cJSON *findings = cJSON_CreateObject();
+    if (hdf5_read_claimed(fd, &format, &complete, &report, &c->parse) && findings &&
+        record_set_string(&r->format, format)) {
+        report_take(&report, findings);
+        record_take_findings(r, findings);
+        r->complete = complete;
+        r->parsed = PARSED_FILE;
+    }
+    cJSON_Delete(findings);
+    report_free(&report);
+    close(fd);
+    return true;
 }
 
 /* A file whose writer can no longer close it: its record is written now, with the
@@ -445,6 +478,7 @@ static bool on_close(struct tracker *t, struct tracker_conn *c, struct wire_mess
               (!d->written_as || record_set_string(&r->written_as, d->written_as)) &&
               (!d->format || record_set_string(&r->format, d->format)) &&
               (!d->parsed || record_set_parsed(r, d->parsed));
+    if (ok && r->complete) read_hdf5(c, r);
     free(f);
     hold_candidate(t, r, now_us, d->candidate);
     return ok;
@@ -473,6 +507,7 @@ static bool on_rename(struct tracker *t, struct tracker_conn *c, struct wire_mes
     if (!match) return true; /* its window has passed: the record was written as it was */
     struct record *r = unlink_pending(t, match); /* a candidate renamed is a checkpoint */
     bool ok = rename_record(r, to);
+    if (ok && r->complete) read_hdf5(c, r);
     emit_and_free(t, r);
     return ok;
 }
@@ -523,9 +558,11 @@ static bool start_adoption(struct tracker *t, struct adoption *a)
 static void finish_adoption(struct tracker *t, struct adoption *a, bool read_ok, int64_t now_us)
 {
     bool complete = a->parser->finish(a->parser) && read_ok;
+    const char *format = a->parser->format;
+    hdf5_read_claimed(a->fd, &format, &complete, &a->report, &a->parse);
     struct stat st;
     if (fstat(a->fd, &st) == 0 &&
-        record_take_report(a->record, &st, &a->report, a->parser->format, complete)) {
+        record_take_report(a->record, &st, &a->report, format, complete)) {
         a->record->time_us = a->time_us;
         hold_for_rename(t, a->record, now_us);
         a->record = NULL;
