@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "core/jsontext.h"
+#include "compressed.h"
 #include "hdf5.h"
 #include "readahead.h"
 
@@ -147,6 +148,13 @@ bool record_take_report(struct record *r, const struct stat *st, struct report *
     return ok;
 }
 
+bool record_read_disk_formats(int fd, const char **format, bool *complete, struct report *r,
+                              const struct parse_options *o)
+{
+    return hdf5_read_claimed(fd, format, complete, r, o) ||
+           compressed_read_claimed(fd, format, complete, r, o);
+}
+
 struct record *record_from_file(const struct identity *who, int fd, const char *path,
                                 const struct stat *st, const struct key_filter *keys,
                                 const struct parse_options *parse)
@@ -155,7 +163,7 @@ struct record *record_from_file(const struct identity *who, int fd, const char *
     const char *format = "unknown";
     report_init(&report, keys);
     bool complete = parse_fd_with(fd, path, &report, parse, &format, parse_feed_readahead);
-    hdf5_read_claimed(fd, &format, &complete, &report, parse);
+    record_read_disk_formats(fd, &format, &complete, &report, parse);
     struct record *r = record_new(who, path);
     if (r && !record_take_report(r, st, &report, format, complete)) {
         record_free(r);

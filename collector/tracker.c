@@ -17,7 +17,6 @@
 #include "core/paths.h"
 #include "core/parsers/parser.h"
 #include "core/wire.h"
-#include "hdf5.h"
 #include "sets.h"
 
 #define TORN_REPARSE_MAX_BYTES (256LL << 20)
@@ -278,10 +277,11 @@ static void take_findings_from_disk(const struct tracker_conn *c, struct record 
     record_free(disk);
 }
 
-/* HDF5 is read from disk after its last close (docs/formats.md, "HDF5"), under the name
- * the file has now; a file the agent found no format in may be HDF5 with a user block.
- * False when the file cannot be opened there (renamed meanwhile: its rename reads it). */
-static bool read_hdf5(const struct tracker_conn *c, struct record *r)
+/* Formats read from disk after the last close (record_read_disk_formats: HDF5, joblib
+ * with xz or lz4), under the name the file has now: the agent says "hdf5", or found no
+ * format (an HDF5 user block, a compressed joblib). False when the file cannot be opened
+ * there (renamed meanwhile: its rename reads it). */
+static bool read_from_disk(const struct tracker_conn *c, struct record *r)
 {
     if (r->parsed == PARSED_FILE || (strcmp(r->format, "hdf5") && strcmp(r->format, "unknown")))
         return true;
@@ -293,7 +293,7 @@ static bool read_hdf5(const struct tracker_conn *c, struct record *r)
     const char *format = r->format;
     bool complete = r->complete;
     cJSON *findings = cJSON_CreateObject();
-    if (hdf5_read_claimed(fd, &format, &complete, &report, &c->parse) && findings &&
+    if (record_read_disk_formats(fd, &format, &complete, &report, &c->parse) && findings &&
         record_set_string(&r->format, format)) {
         report_take(&report, findings);
         record_take_findings(r, findings);
@@ -478,7 +478,7 @@ static bool on_close(struct tracker *t, struct tracker_conn *c, struct wire_mess
               (!d->written_as || record_set_string(&r->written_as, d->written_as)) &&
               (!d->format || record_set_string(&r->format, d->format)) &&
               (!d->parsed || record_set_parsed(r, d->parsed));
-    if (ok && r->complete) read_hdf5(c, r);
+    if (ok && r->complete) read_from_disk(c, r);
     free(f);
     hold_candidate(t, r, now_us, d->candidate);
     return ok;
@@ -507,7 +507,7 @@ static bool on_rename(struct tracker *t, struct tracker_conn *c, struct wire_mes
     if (!match) return true; /* its window has passed: the record was written as it was */
     struct record *r = unlink_pending(t, match); /* a candidate renamed is a checkpoint */
     bool ok = rename_record(r, to);
-    if (ok && r->complete) read_hdf5(c, r);
+    if (ok && r->complete) read_from_disk(c, r);
     emit_and_free(t, r);
     return ok;
 }
@@ -559,7 +559,7 @@ static void finish_adoption(struct tracker *t, struct adoption *a, bool read_ok,
 {
     bool complete = a->parser->finish(a->parser) && read_ok;
     const char *format = a->parser->format;
-    hdf5_read_claimed(a->fd, &format, &complete, &a->report, &a->parse);
+    record_read_disk_formats(a->fd, &format, &complete, &a->report, &a->parse);
     struct stat st;
     if (fstat(a->fd, &st) == 0 &&
         record_take_report(a->record, &st, &a->report, format, complete)) {

@@ -15,6 +15,7 @@ import pytest
 from ckmon_helpers import check_record, python_script, run_plain
 from expected import assert_findings
 from test_npz import as_tensor as numpy_tensor
+from test_tensor_formats import CIRCUMSTANCE
 from test_torch import TRAINING, assert_parity, inspect, save_and_check
 
 ARRAYS = """
@@ -82,6 +83,47 @@ report(sizes=sizes, plain=plain, plain_size=os.path.getsize(plain))
     values = plain["values"]
     assert values["model.C"] == 0.25 and values["model.max_iter"] == 91
     assert values["epoch"] == 3 and values["step"] == 12.5
+
+
+@pytest.mark.parametrize("compress", ["xz", "lzma", "lz4"])
+def test_joblib_xz_lzma_lz4_read_after_close(ckmon, work, compress):
+    """Compressed with liblzma or liblz4: the collector decompresses the finished file
+    (parsed "file", docs/formats.md), and the findings are pickle.dump's of the object."""
+    script = ARRAYS + f"""
+path = os.path.abspath("state.joblib")
+joblib.dump(state, path, compress=({compress!r}, 3))
+plain = os.path.abspath("plain.pickle")
+with open(plain, "wb") as f:
+    pickle.dump(state, f)
+report(path=path, size=os.path.getsize(path), plain=plain)
+"""
+    run = ckmon.run(*python_script(work, script), options=["--sample", "1"])
+    assert run.returncode == 0, run.stderr
+    out = run.last_json()
+    record = run.only_record(out["path"])
+    check_record(record, run, path=out["path"], fmt="joblib", size=out["size"], pid=out["pid"])
+    assert record["parsed"] == "file" and record["writes"] > 0
+    assert findings(record) == findings(run.only_record(out["plain"]))
+    assert_findings(record, loaded_state(joblib.load(out["path"])), numpy_tensor)
+    inspected = inspect(out["path"], "--sample", "1")
+    strip = lambda r: {k: v for k, v in r.items() if k not in CIRCUMSTANCE}
+    assert strip(inspected) == strip(record)
+    cut = work / "cut.joblib"  # cut short: joblib, incomplete, the values before the cut
+    cut.write_bytes(open(out["path"], "rb").read()[: out["size"] * 2 // 3])
+    torn = inspect(cut)
+    assert torn["format"] == "joblib" and torn["complete"] is False and torn["errors"], torn
+    assert torn["values"]["model.C"] == 0.25
+
+
+def test_other_xz_and_lz4_files_are_unknown(work):
+    import lz4.frame
+    import lzma
+    for name, data in {"notes.joblib": lzma.compress(b"text, not a pickle" * 50),
+                       "other.pkl": lz4.frame.compress(b"\x00" * 1000)}.items():
+        (work / name).write_bytes(data)
+        record = inspect(work / name)
+        assert record["format"] == "unknown" and record["complete"] is True, record
+        assert "errors" not in record
 
 
 def write_model(path, **dump):
