@@ -13,8 +13,10 @@
 
 #include "core/jsontext.h"
 #include "compressed.h"
+#include "core/parsers/distcp.h"
 #include "hdf5.h"
 #include "readahead.h"
+#include "set_layouts.h"
 
 bool record_set_string(char **slot, const char *value)
 {
@@ -161,8 +163,12 @@ struct record *record_from_file(const struct identity *who, int fd, const char *
 {
     struct report report;
     const char *format = "unknown";
+    struct distcp_items items;
+    struct parse_options named = *parse;
+    if (dcp_items_of(path, &items)) named.distcp = &items; /* a committed DCP set's file */
     report_init(&report, keys);
-    bool complete = parse_fd_with(fd, path, &report, parse, &format, parse_feed_readahead);
+    bool complete = parse_fd_with(fd, path, &report, &named, &format, parse_feed_readahead);
+    if (named.distcp) dcp_items_free(&items);
     record_read_disk_formats(fd, &format, &complete, &report, parse);
     struct record *r = record_new(who, path);
     if (r && !record_take_report(r, st, &report, format, complete)) {

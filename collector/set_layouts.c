@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/parsers/distcp.h"
 #include "core/parsers/pickle.h"
 #include "core/parsers/report.h"
 
@@ -273,35 +274,67 @@ static void need(struct needed *n, const char *name, long long end)
     if (ends && (names[n->count] = strdup(name))) ends[n->count++] = end;
 }
 
-static void check_dcp(struct set_check *c, const char *dir)
+/* A .metadata read and walked: its storage_data dict, or NULL. */
+struct dcp_metadata {
+    char *bytes;
+    struct report rep;
+    struct pickle_walker *walker;
+    struct pickle_root got;
+};
+
+static const struct pyobj *dcp_storage(const char *dir, struct dcp_metadata *m)
 {
     char *path = path_join(dir, ".metadata");
     size_t len = 0;
-    char *bytes = path ? read_small(path, &len) : NULL;
+    *m = (struct dcp_metadata){0};
+    report_init(&m->rep, NULL);
+    m->bytes = path ? read_small(path, &len) : NULL;
     free(path);
-    if (!bytes) {
+    if (!m->bytes || !(m->walker = pickle_walker_new(&m->rep, on_root, &m->got))) return NULL;
+    pickle_walker_feed(m->walker, (const uint8_t *)m->bytes, len);
+    pickle_walker_finish(m->walker);
+    const struct pyobj *storage = attr(m->got.root, "storage_data");
+    return storage && storage->kind == PY_DICT ? storage : NULL;
+}
+
+static void dcp_metadata_free(struct dcp_metadata *m)
+{
+    if (m->walker) pickle_walker_free(m->walker);
+    report_free(&m->rep);
+    free(m->bytes);
+}
+
+/* One storage_data entry: MetadataIndex -> _StorageInfo(relative_path, offset, length);
+ * false for an entry of another shape or a path outside the directory. */
+static bool storage_entry(const struct pyobj *storage, size_t i, const char **file,
+                          long long *offset, long long *length)
+{
+    const struct pyobj *info = storage->u.map.at[i + 1];
+    const struct pyobj *rel = attr(info, "relative_path");
+    if (!rel || rel->kind != PY_STR || !rel->u.str.data || strchr(rel->u.str.data, '/') ||
+        !int_of(attr(info, "offset"), offset) || !int_of(attr(info, "length"), length) ||
+        *offset < 0 || *length < 0)
+        return false;
+    *file = rel->u.str.data;
+    return true;
+}
+
+static void check_dcp(struct set_check *c, const char *dir)
+{
+    struct dcp_metadata m;
+    const struct pyobj *storage = dcp_storage(dir, &m);
+    if (!m.bytes) {
         add_text(c->missing, "%s: absent (the set was never committed)", ".metadata", 0, 0);
+        dcp_metadata_free(&m);
         return;
     }
-    struct report rep;
-    struct pickle_root got = {0};
-    report_init(&rep, NULL);
-    struct pickle_walker *w = pickle_walker_new(&rep, on_root, &got);
-    if (w) {
-        pickle_walker_feed(w, (const uint8_t *)bytes, len);
-        pickle_walker_finish(w);
-    }
-    const struct pyobj *storage = attr(got.root, "storage_data");
     struct needed n = {0};
-    for (size_t i = 0; storage && storage->kind == PY_DICT && i + 1 < storage->u.map.len; i += 2) {
-        const struct pyobj *info = storage->u.map.at[i + 1];
-        const struct pyobj *rel = attr(info, "relative_path");
+    for (size_t i = 0; storage && i + 1 < storage->u.map.len; i += 2) {
+        const char *file;
         long long offset, length;
-        if (rel && rel->kind == PY_STR && rel->u.str.data && !strchr(rel->u.str.data, '/') &&
-            int_of(attr(info, "offset"), &offset) && int_of(attr(info, "length"), &length))
-            need(&n, rel->u.str.data, offset + length);
+        if (storage_entry(storage, i, &file, &offset, &length)) need(&n, file, offset + length);
     }
-    if (!w || !storage || storage->kind != PY_DICT)
+    if (!storage)
         cJSON_AddItemToArray(c->errors,
                              cJSON_CreateString(".metadata: no storage_data in its pickle"));
     for (size_t i = 0; i < n.count; i++) {
@@ -317,9 +350,78 @@ static void check_dcp(struct set_check *c, const char *dir)
     }
     free(n.names);
     free(n.ends);
-    if (w) pickle_walker_free(w);
-    report_free(&rep);
-    free(bytes);
+    dcp_metadata_free(&m);
+}
+
+static int by_offset(const void *a, const void *b)
+{
+    const struct distcp_item *x = a, *y = b;
+    return (x->offset > y->offset) - (x->offset < y->offset);
+}
+
+static int by_name(const void *a, const void *b)
+{
+    const struct distcp_item *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : by_offset(a, b);
+}
+
+/* Chunks of one tensor in one file (a sharded tensor's pieces) share its name: each is
+ * then named NAME@OFFSET, by where it is in the file. */
+static void name_chunks(struct distcp_items *items)
+{
+    qsort(items->at, items->count, sizeof *items->at, by_name);
+    for (size_t i = 0, j; i < items->count; i = j) {
+        for (j = i + 1; j < items->count && !strcmp(items->at[j].name, items->at[i].name); j++)
+            ;
+        for (size_t k = i; j - i > 1 && k < j; k++) {
+            char *named = NULL;
+            if (asprintf(&named, "%s@%llu", items->at[k].name,
+                         (unsigned long long)items->at[k].offset) < 0)
+                continue;
+            free(items->at[k].name);
+            items->at[k].name = named;
+        }
+    }
+    qsort(items->at, items->count, sizeof *items->at, by_offset);
+}
+
+bool dcp_items_of(const char *path, struct distcp_items *items)
+{
+    *items = (struct distcp_items){0};
+    const char *base = base_of(path);
+    if (base == path || !ends_with(base, ".distcp")) return false;
+    char *dir = strndup(path, (size_t)(base - path - 1));
+    struct dcp_metadata m;
+    const struct pyobj *storage = dir ? dcp_storage(dir, &m) : NULL;
+    for (size_t i = 0; storage && i + 1 < storage->u.map.len; i += 2) {
+        const char *file;
+        long long offset, length;
+        const struct pyobj *fqn = attr(storage->u.map.at[i], "fqn");
+        if (!storage_entry(storage, i, &file, &offset, &length) || strcmp(file, base) || !fqn ||
+            fqn->kind != PY_STR || !fqn->u.str.data)
+            continue;
+        struct distcp_item *at = realloc(items->at, (items->count + 1) * sizeof *at);
+        if (!at) break;
+        items->at = at;
+        at[items->count] =
+            (struct distcp_item){(uint64_t)offset, (uint64_t)length, strdup(fqn->u.str.data)};
+        if (at[items->count].name) items->count++;
+    }
+    if (dir) dcp_metadata_free(&m);
+    free(dir);
+    name_chunks(items);
+    if (items->count) return true;
+    dcp_items_free(items);
+    return false;
+}
+
+void dcp_items_free(struct distcp_items *items)
+{
+    for (size_t i = 0; i < items->count; i++)
+        free(items->at[i].name);
+    free(items->at);
+    *items = (struct distcp_items){0};
 }
 
 /* ---- HF: the index's weight_map ---- */

@@ -36,4 +36,10 @@ void set_check_free(struct set_check *c);
 /* Whether the commit file of a set of kind in dir exists on disk. */
 bool set_commit_on_disk(const char *kind, const char *dir);
 
+struct distcp_items;
+/* The items of a DCP data file (path: .../__R_N.distcp) as the .metadata beside it names
+ * them (core/parsers/distcp.h); false when there is none or it names none. */
+bool dcp_items_of(const char *path, struct distcp_items *items);
+void dcp_items_free(struct distcp_items *items);
+
 #endif

@@ -151,6 +151,14 @@ static bool claims_hdf5(const uint8_t *head, size_t n, const char *extension)
     return n >= 8 && memcmp(head, "\x89HDF\r\n\x1a\n", 8) == 0;
 }
 
+/* PyTorch DCP's data files: torch.save archives and raw items back to back (distcp.c),
+ * known by their name only (the first item alone looks like a torch file). */
+static bool claims_distcp(const uint8_t *head, size_t n, const char *extension)
+{
+    (void)head, (void)n;
+    return strcmp(extension, "distcp") == 0;
+}
+
 /* ---- Zip archives: which format the first member's name says -------------------- */
 
 struct zip_dispatch {
@@ -271,6 +279,7 @@ bool parser_certain(const uint8_t *head, size_t n)
 
 /* Magic numbers first: they are more specific than JSON's '{' or the .pkl extension. */
 static const struct format formats[] = {
+    {"distcp", claims_distcp, parser_distcp_new, NULL},
     {"safetensors", claims_safetensors, parser_safetensors_new, NULL},
     {"npy", claims_npy, parser_npy_new, parser_npy_named_new},
     {"gguf", claims_gguf, parser_gguf_new, NULL},

@@ -456,7 +456,7 @@ static void visit_child(struct flattener *f, const char *index, const struct pyo
         return;
     }
     size_t saved = f->name.len;
-    if (depth > 0) sb_addz(&f->name, ".");
+    if (depth > 0 || (saved && f->report->root_name)) sb_addz(&f->name, ".");
     if (index)
         sb_addz(&f->name, index);
     else
@@ -561,7 +561,7 @@ void flatten(struct report *r, const struct pyobj *root, flatten_hook hook, void
     struct flattener f = {.report = r, .hook = hook, .ctx = ctx};
     f.name.limit = FLATTEN_MAX_NAME;
     f.text.limit = REPORT_MAX_STRING;
-    sb_addz(&f.name, is_single(root) ? "value" : "");
+    sb_addz(&f.name, r->root_name ? r->root_name : is_single(root) ? "value" : "");
     if (!f.name.s) {
         report_error(r, "flatten: out of memory");
         return;

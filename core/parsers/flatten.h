@@ -3,7 +3,8 @@
  * The naming rules are the record's (CONTRACT.md): dict keys and object attributes are
  * joined with '.', list/tuple/set items are named by index, numeric lists longer than
  * FLATTEN_MAX_LISTED items become float64/int64 tensors, and a root that is a single
- * value or tensor is named "value". Keys that are not str are named by their Python
+ * value or tensor is named "value" (or the report's root_name, which then also comes
+ * before the names of a container's items: one item of DCP's .distcp). Keys that are not str are named by their Python
  * str(): 3, True, None, 1.5, (1, 2) — floats as Python's repr() writes them (10.0,
  * 1e+16), bytes and the items of tuples by repr() (b'\n', ("it's",)), other objects by
  * their description. A NUL in a name is written \x00: record keys cannot hold one.

@@ -21,12 +21,16 @@
 #define DEFAULT_SAMPLE 0.0625
 
 struct budget;
+struct distcp_items;
 
 struct parse_options {
     double sample; /* the sampling plan's fraction (tensor.h), (0, 1]; 1 = exact */
     /* The agent's safety net for this file (../budget.h), NULL: none. Only ever cuts
      * when the machine is overloaded; a cut is reported. */
     struct budget *budget;
+    /* A .distcp file's items as its set's .metadata names them (distcp.h); NULL: not
+     * known (the agent: the .metadata comes after), items are named by byte offset. */
+    const struct distcp_items *distcp;
 };
 
 struct parser {
@@ -59,6 +63,7 @@ struct parser *parser_torchscript_new(struct report *r, const struct parse_optio
 struct parser *parser_npz_new(struct report *r, const struct parse_options *o);
 struct parser *parser_joblib_new(struct report *r, const struct parse_options *o);
 struct parser *parser_hdf5_new(struct report *r, const struct parse_options *o);
+struct parser *parser_distcp_new(struct report *r, const struct parse_options *o);
 
 /* A parser that looks at the first bytes (and the path's extension when the bytes do
  * not decide) and then hands everything to the right format's parser; its format is

@@ -40,6 +40,10 @@ struct report {
     unsigned error_count;          /* all errors ever reported, taken or not */
     unsigned long findings;        /* values and tensors ever reported, taken or not */
 
+    /* What flatten (flatten.h) names a document's root, and puts before the names in
+     * it; NULL: the record's rule. A parser of many documents in one file sets it. */
+    const char *root_name;
+
     tensor_tap *tap; /* NULL: none */
     void *tap_ctx;
 };

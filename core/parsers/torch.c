@@ -36,6 +36,7 @@
 #include "pickle.h"
 #include "pyobj.h"
 #include "tensor.h"
+#include "torch.h"
 #include "zip.h"
 
 #include <stdio.h>
@@ -736,6 +737,16 @@ static bool legacy_finish(struct parser *p)
 static void torch_feed(struct parser *p, const uint8_t *data, size_t len)
 {
     zip_walker_feed(((struct torch *)p)->zip, data, len);
+}
+
+size_t torch_feed_archive(struct parser *p, const uint8_t *data, size_t len)
+{
+    return zip_walker_feed_archive(((struct torch *)p)->zip, data, len);
+}
+
+bool torch_archive_ended(const struct parser *p)
+{
+    return zip_walker_ended(((const struct torch *)p)->zip);
 }
 
 static bool torch_finish(struct parser *p)

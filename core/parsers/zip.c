@@ -2,8 +2,10 @@
  *
  * The walker is a state machine over the archive's bytes: a 4-byte signature, the
  * 26 fixed bytes of a local header, its name and extra field, the member's data, an
- * optional data descriptor, then the next signature. The first central directory or
- * end-of-archive signature ends the walk; what follows is not read.
+ * optional data descriptor, then the next signature. The central directory is read
+ * for its CRCs; the archive ends with its end-of-central-directory record (after the
+ * zip64 ones, if any) and its comment. What follows is not read, unless the caller asks
+ * where the archive ended (zip_walker_feed_archive: a stream of archives, DCP's .distcp).
  *
  * Where a stored member ends (zip.h): its size when the header gives one; else where
  * its handler says; else, with flag bit 3, at the first "PK\7\8" whose CRC-32 and
@@ -53,7 +55,12 @@ enum zip_state {
     ZIP_DESC_TAIL, /* the last 8 bytes of a zip64 descriptor */
     ZIP_CD_HEADER, /* a central directory entry's fixed part */
     ZIP_CD_VAR,    /* its name, extra field and comment */
-    ZIP_CENTRAL,   /* what follows the central directory: not needed */
+    ZIP_CENTRAL,   /* unknown bytes after the central directory: not needed */
+    ZIP_END64,     /* the zip64 end record's size field */
+    ZIP_LOC64,     /* the zip64 end locator after its signature */
+    ZIP_END,       /* the end record after its signature, to its comment's length */
+    ZIP_TRAILER,   /* the rest of the zip64 end record, or the comment: skipped */
+    ZIP_ENDED,     /* after the end record: not this archive's bytes */
     ZIP_FAILED,
 };
 
@@ -98,6 +105,7 @@ struct zip_walker {
     size_t central_index;     /* central directory entries read */
     bool in_central;          /* a central directory entry was seen */
     bool crc_bad;             /* some member's CRC did not match */
+    bool last_trailer;        /* ZIP_TRAILER: the comment, ZIP_ENDED after it */
 };
 
 #define CRC_KNOWN   (1ull << 32)
@@ -261,8 +269,10 @@ static void end_signature(struct zip_walker *w)
     w->desc_tail_possible = false;
     if (sig == SIG_LOCAL) return expect(w, ZIP_HEADER, LOCAL_FIXED);
     if (sig == SIG_CENTRAL) return expect(w, ZIP_CD_HEADER, CENTRAL_FIXED);
-    if (sig == SIG_ZIP64_END || sig == SIG_ZIP64_LOC || sig == SIG_END || w->in_central)
-        return expect(w, ZIP_CENTRAL, 0);
+    if (sig == SIG_ZIP64_END) return expect(w, ZIP_END64, 8);
+    if (sig == SIG_ZIP64_LOC) return expect(w, ZIP_LOC64, 16);
+    if (sig == SIG_END) return expect(w, ZIP_END, 18);
+    if (w->in_central) return expect(w, ZIP_CENTRAL, 0);
     if (tail_possible) return expect(w, ZIP_DESC_TAIL, DESC_LONG - DESC_SHORT - 4);
     fail(w, "not a zip local header");
 }
@@ -326,10 +336,26 @@ static void end_central_entry(struct zip_walker *w)
     expect(w, ZIP_SIGNATURE, 4);
 }
 
+/* The zip64 end record's remaining size, or the end record's comment, to skip. */
+static void skip_trailer(struct zip_walker *w, uint64_t size, bool last)
+{
+    w->last_trailer = last;
+    w->left = size;
+    if (size) return expect(w, ZIP_TRAILER, 0);
+    if (last) return expect(w, ZIP_ENDED, 0);
+    expect(w, ZIP_SIGNATURE, 4);
+}
+
 /* A fixed-size field is complete: what it says. */
 static void take_fixed_done(struct zip_walker *w)
 {
     switch (w->state) {
+    case ZIP_END64:
+        skip_trailer(w, le64(w->fixed), false);
+        break;
+    case ZIP_END:
+        skip_trailer(w, le16(w->fixed + 16), true);
+        break;
     case ZIP_SIGNATURE:
         end_signature(w);
         break;
@@ -498,7 +524,14 @@ static size_t step(struct zip_walker *w, const uint8_t *data, size_t len)
     case ZIP_DESC_TAIL:
     case ZIP_CD_HEADER:
     case ZIP_CD_VAR:
+    case ZIP_END64:
+    case ZIP_LOC64:
+    case ZIP_END:
         n = take_fixed(w, data, len);
+        break;
+    case ZIP_TRAILER:
+        n = w->left < len ? (size_t)w->left : len;
+        if ((w->left -= n) == 0) skip_trailer(w, 0, w->last_trailer);
         break;
     case ZIP_STORED:
     case ZIP_SKIP:
@@ -518,12 +551,15 @@ static size_t step(struct zip_walker *w, const uint8_t *data, size_t len)
     return n;
 }
 
-static void walk(struct zip_walker *w, const uint8_t *data, size_t len)
+/* Returns how many bytes the archive took: all of them, unless it ended. */
+static size_t walk(struct zip_walker *w, const uint8_t *data, size_t len)
 {
-    while (len > 0) {
+    size_t taken = 0;
+    while (len > 0 && w->state != ZIP_ENDED) {
         size_t n = step(w, data, len);
         data += n;
         len -= n;
+        taken += n;
         if (w->replay_len) {
             /* Bytes the descriptor scan read past the descriptor: walked before the
              * rest (they cannot lead to another scan: a header is longer). */
@@ -535,11 +571,22 @@ static void walk(struct zip_walker *w, const uint8_t *data, size_t len)
             walk(w, again, k);
         }
     }
+    return taken;
 }
 
 void zip_walker_feed(struct zip_walker *w, const uint8_t *data, size_t len)
 {
-    walk(w, data, len);
+    walk(w, data, len); /* what follows the archive is not its business */
+}
+
+size_t zip_walker_feed_archive(struct zip_walker *w, const uint8_t *data, size_t len)
+{
+    return walk(w, data, len);
+}
+
+bool zip_walker_ended(const struct zip_walker *w)
+{
+    return w->state == ZIP_ENDED;
 }
 
 bool zip_walker_finish(struct zip_walker *w)
@@ -547,6 +594,7 @@ bool zip_walker_finish(struct zip_walker *w)
     if (w->in_central && w->state != ZIP_FAILED) return !w->crc_bad;
     switch (w->state) {
     case ZIP_CENTRAL:
+    case ZIP_ENDED:
         return !w->crc_bad;
     case ZIP_FAILED:
         return false;

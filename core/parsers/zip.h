@@ -9,7 +9,7 @@
  * an .npy stream after the size its header gives, a torch storage after numel x
  * element size); deflated members end where their deflate stream does; a stored member
  * nobody can delimit is scanned for a data descriptor whose CRC and sizes match the
- * bytes before it. The central directory at the end is not needed and is skipped.
+ * bytes before it. The central directory at the end is read for the CRCs it confirms.
  *
  * Memory is bounded: one local header's name and extra field, a 32 KiB inflate window
  * and output buffer, a few bytes of look-ahead.
@@ -55,6 +55,12 @@ struct zip_walker *zip_walker_new(struct report *r, const char *format, const st
                                   void *ctx);
 /* The next bytes of the archive. */
 void zip_walker_feed(struct zip_walker *w, const uint8_t *data, size_t len);
+/* The same for a stream of archives back to back: returns how many of the bytes belong
+ * to this archive, fewer than len once its end-of-central-directory record (and comment)
+ * is complete; the rest are the next archive's. */
+size_t zip_walker_feed_archive(struct zip_walker *w, const uint8_t *data, size_t len);
+/* Whether the archive's end record was complete. */
+bool zip_walker_ended(const struct zip_walker *w);
 /* The archive ended: true when every member was whole and the central directory was
  * reached; otherwise reports where it stopped. */
 bool zip_walker_finish(struct zip_walker *w);

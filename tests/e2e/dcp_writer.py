@@ -15,9 +15,11 @@ The stand-in classes carry torch's module and class names, so pickle writes the 
 GLOBALs torch does. Ranks stand for hosts: the WriteResults torch gathers over the network
 are handed to rank 0 through small JSON files in SIDE (outside any checkpoint glob).
 
-usage: dcp_writer.py DIR SIDE RANK WORLD [truncate|die]
+usage: dcp_writer.py DIR SIDE RANK WORLD [truncate|die|raw]
   truncate  this rank cuts its .distcp short after writing it (a short write)
   die       this rank kills itself (SIGKILL) in the middle of its tensors
+  raw       this rank also writes a raw byte item (as a custom planner's io.BytesIO
+            would be written), between its torch.save'd objects and its tensors
 """
 import dataclasses
 import io
@@ -110,9 +112,14 @@ def rank_state(rank):
     return state
 
 
+RAW_ITEM = b"\x00\x01raw planner bytes, PK\x03\x04 not an archive" * 3
+
+
 def write_rank(directory, side, rank, mode):
     name = f"__{rank}_0.distcp"
     state = rank_state(rank)
+    if mode == "raw":
+        state["extra_state"] = io.BytesIO(RAW_ITEM)
     results = []
     with open(os.path.join(directory, name), "wb") as stream:
         byte_items = [(k, v) for k, v in state.items() if not torch.is_tensor(v)]
@@ -121,6 +128,8 @@ def write_rank(directory, side, rank, mode):
             offset = stream.tell()
             if torch.is_tensor(value):
                 torch.save(value, stream)
+            elif isinstance(value, io.BytesIO):
+                stream.write(value.getbuffer())
             else:
                 buffer = io.BytesIO()
                 torch.save(value, buffer)

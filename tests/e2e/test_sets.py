@@ -284,3 +284,72 @@ def test_set_metrics_scraped(work):
     assert samples == {f"ckmon_set_bytes{{{labels}}}": size, f"ckmon_set_files{{{labels}}}": files,
                        f"ckmon_set_complete{{{labels}}}": 0,
                        f"ckmon_set_seconds{{{labels}}}": pytest.approx(s["seconds"], abs=1e-6)}
+
+
+# ---- the items of a .distcp file ----
+
+def distcp_items(side, rank):
+    """What a rank wrote into its .distcp: fqn -> (offset, length, tensor shape or None)."""
+    items = json.loads((side / f"results.{rank}.json").read_text())["items"]
+    return {i["fqn"]: (i["offset"], i["length"], i["size"]) for i in items}
+
+
+def assert_tensor_stats(t, expected):
+    """A record's tensor against torch's own statistics of the tensor the rank saved."""
+    x = expected.double()
+    assert t["shape"] == list(expected.shape) and t["dtype"] == "float32"
+    assert t["min"] == pytest.approx(x.min().item(), rel=1e-6)
+    assert t["max"] == pytest.approx(x.max().item(), rel=1e-6)
+    assert t["mean"] == pytest.approx(x.mean().item(), rel=1e-5, abs=1e-7)
+
+
+def rank_states(world):
+    """Each rank's state dict, as dcp_writer.py builds it (torch, not ckmon)."""
+    import sys
+    sys.path.insert(0, str(DCP_WRITER.parent))
+    import dcp_writer
+    return {r: dcp_writer.rank_state(r) for r in range(world)}
+
+
+def test_distcp_every_item_parsed(ckmon, work):
+    """Every torch.save archive in a .distcp is parsed: while written (the .metadata does not
+    exist yet) its items are named by byte offset; `ckmon inspect` of the committed set names
+    them by the .metadata's fully qualified names. Ground truth: the offsets each rank
+    reported writing and torch's statistics of the tensors it saved."""
+    run, directory, side = run_dcp(ckmon, work, 2, "1=raw", env={"CKMON_SAMPLE": "1"})
+    assert run.returncode == 0, run.stderr
+    states = rank_states(2)
+    records = {Path(r["path"]).name: r for r in read_log(work / "ckmon.jsonl")
+               if r["event"] == "checkpoint" and r["path"].endswith(".distcp")}
+    for rank in (0, 1):
+        items, record = distcp_items(side, rank), records[f"__{rank}_0.distcp"]
+        assert record["complete"] is True and "errors" not in record, record
+        tensors = {t["name"]: t for t in record["tensors"]}
+        if rank == 0:  # every item: the step (a torch.save'd int), then both tensors
+            assert record["values"] == {f"@{items['step'][0]}": 100}
+            assert set(tensors) == {f"@{items[k][0]}" for k in ("layers.0.weight", "layers.0.bias")}
+        else:  # a raw item ends what can be read without the .metadata, with no error
+            assert record["values"] == {} and tensors == {}
+        for fqn, (offset, _, shape) in items.items():
+            if shape and f"@{offset}" in tensors:
+                assert_tensor_stats(tensors[f"@{offset}"], states[rank][fqn])
+    inspected = subprocess.run(
+        ckmon_args("inspect", directory / "__0_0.distcp", directory / "__1_0.distcp"),
+        capture_output=True, text=True, env=clean_env(CKMON_SAMPLE="1"))
+    assert inspected.returncode == 0, inspected.stderr
+    for r in map(json.loads, inspected.stdout.splitlines()):
+        if r["event"] != "checkpoint":
+            continue
+        rank = int(Path(r["path"]).name[2])
+        assert r["complete"] is True and "errors" not in r, r
+        tensors = {t["name"]: t for t in r["tensors"]}
+        expected = {k: v for k, v in states[rank].items() if torch_tensor(v)}
+        assert set(tensors) == set(expected)
+        for fqn, value in expected.items():
+            assert_tensor_stats(tensors[fqn], value)
+        assert r.get("values", {}) == ({"step": 100} if rank == 0 else {})
+
+
+def torch_tensor(v):
+    import torch
+    return torch.is_tensor(v)
