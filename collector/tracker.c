@@ -490,10 +490,26 @@ static bool rename_record(struct record *r, const char *to)
            record_set_string(&r->path, to);
 }
 
+/* The newest record held under the name from (closed within the rename window) takes the
+ * name to and is written; false when none is held. */
+static bool rename_held(struct tracker *t, const struct tracker_conn *c, const char *from,
+                        const char *to, bool *ok)
+{
+    struct pending **match = NULL; /* the newest record closed under that name */
+    for (struct pending **p = &t->pending; *p; p = &(*p)->next)
+        if (!strcmp((*p)->record->path, from)) match = p;
+    if (!match) return false;
+    struct record *r = unlink_pending(t, match); /* a candidate renamed is a checkpoint */
+    *ok = rename_record(r, to);
+    if (*ok && r->complete) read_from_disk(c, r);
+    emit_and_free(t, r);
+    return true;
+}
+
 static bool on_rename(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
                       int64_t now_us)
 {
-    (void)c, (void)now_us;
+    (void)now_us;
     const char *from = m->rename.from, *to = m->rename.to;
     /* A file adopted under that name and still being parsed is the newest: its record
      * takes the new name, and still waits for a rename once it is parsed. */
@@ -501,14 +517,8 @@ static bool on_rename(struct tracker *t, struct tracker_conn *c, struct wire_mes
     for (struct adoption *a = t->adoptions; a; a = a->next)
         if (!strcmp(a->record->path, from)) adopted = a;
     if (adopted) return rename_record(adopted->record, to);
-    struct pending **match = NULL; /* the newest record closed under that name */
-    for (struct pending **p = &t->pending; *p; p = &(*p)->next)
-        if (!strcmp((*p)->record->path, from)) match = p;
-    if (!match) return true; /* its window has passed: the record was written as it was */
-    struct record *r = unlink_pending(t, match); /* a candidate renamed is a checkpoint */
-    bool ok = rename_record(r, to);
-    if (ok && r->complete) read_from_disk(c, r);
-    emit_and_free(t, r);
+    bool ok = true; /* none held: its window has passed, the record was written as it was */
+    rename_held(t, c, from, to, &ok);
     return ok;
 }
 
@@ -526,6 +536,10 @@ static bool on_adopt(struct tracker *t, struct tracker_conn *c, struct wire_mess
                      int64_t now_us)
 {
     const struct wire_rename *r = &m->rename;
+    /* Another process's file, closed and held (`mv` after a program's save under a
+     * temporary name): its streamed record takes the name, as for the writer's own rename. */
+    bool renamed;
+    if (rename_held(t, c, r->from, r->to, &renamed)) return renamed;
     struct adoption *a = calloc(1, sizeof *a);
     if (!a) return true; /* no memory: as if the file were gone */
     *a = (struct adoption){.fd = -1, .parse = c->parse};
