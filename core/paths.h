@@ -13,6 +13,12 @@ extern const size_t default_checkpoint_glob_count;
 /* Whether an absolute path matches any of the fnmatch globs ('*' crosses '/'). */
 bool paths_match(char *const *globs, size_t count, const char *abs_path);
 
+/* The same globs prepared once, for matching many paths (the agent asks about every
+ * open for writing); the globs must outlive the set. NULL when out of memory. */
+struct glob_set;
+struct glob_set *glob_set_new(char *const *globs, size_t count);
+bool glob_set_match(const struct glob_set *s, const char *abs_path);
+
 /* Splits a ':'-separated list into a NULL-terminated array of strings (one allocation). */
 char **split_list(const char *list, size_t *count);
 
