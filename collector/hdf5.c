@@ -570,7 +570,10 @@ static bool hdf5_read(int fd, struct report *r, const struct parse_options *o)
     pid_t child = fork();
     if (child == 0) {
         close(pipe_fds[0]);
-        signal(SIGPIPE, SIG_DFL);
+        signal(SIGPIPE, SIG_DFL); /* the collector's own handlers are not the reader's */
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
         limit_memory();
         setenv("HDF5_USE_FILE_LOCKING", "FALSE", 1); /* the writer may still hold a lock */
         child_read(fd, pipe_fds[1], r->keys, o);
