@@ -266,3 +266,15 @@ os.kill(os.getpid(), signal.SIGKILL)
     record = run.only_record(run.last_json()["path"])
     assert record["format"] == "hdf5" and record["complete"] is False, record
     assert record["errors"], record
+
+
+def test_diff_says_it_does_not_compare(work):
+    """ckmon diff reads bytes as they pass; HDF5's are read by libhdf5 in another process,
+    so two different files must not be called identical."""
+    for name, value in (("a.h5", 1.0), ("b.h5", 2.0)):
+        with h5py.File(work / name, "w") as f:
+            f["w"] = np.full(10, value)
+    p = subprocess.run([str(CKMON), "diff", str(work / "a.h5"), str(work / "b.h5")],
+                       env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert "hdf5 files are not compared tensor by tensor" in p.stderr
