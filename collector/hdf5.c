@@ -276,7 +276,7 @@ static bool feed_dataset(struct walk *w, const char *name, hid_t dataset, hid_t 
         if (shape[i] == 0) return true;
     int k = ndim - 1; /* dims after k are whole in each read; dim k comes in runs */
     uint64_t inner = elsize;
-    while (k > 0 && inner * (uint64_t)shape[k] <= HYPERSLAB_BYTES)
+    while (k > 0 && (uint64_t)shape[k] <= HYPERSLAB_BYTES / inner)
         inner *= (uint64_t)shape[k--];
     uint64_t run = HYPERSLAB_BYTES / inner;
     if (run == 0) run = 1;
