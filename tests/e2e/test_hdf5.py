@@ -8,6 +8,7 @@ its last close) must equal `ckmon inspect`'s; damaged files must give an honest 
 no crash, and libhdf5 must print nothing.
 """
 import os
+import resource
 import subprocess
 
 import h5py
@@ -278,3 +279,31 @@ def test_diff_says_it_does_not_compare(work):
                        env=clean_env(), capture_output=True, text=True, timeout=60)
     assert p.returncode == 2, (p.stdout, p.stderr)
     assert "hdf5 files are not compared tensor by tensor" in p.stderr
+
+
+@pytest.mark.skipif("ASAN_OPTIONS" in os.environ, reason="no memory ceiling under ASan")
+def test_decompression_bomb_is_bounded(work):
+    """A 14 MB file whose one compressed chunk inflates to 3 GiB: the reader's memory
+    ceiling refuses it, the dataset is an error, the rest of the file is still read."""
+    import zlib
+    n = 3 * 2**28  # float32 elements in the chunk
+    zero = bytes(64 << 20)
+    c = zlib.compressobj(1)
+    first = c.compress(zero) + c.flush(zlib.Z_FULL_FLUSH)
+    again = c.compress(zero) + c.flush(zlib.Z_FULL_FLUSH)  # the same bytes every time now
+    stream = first + again * (n * 4 // len(zero) - 1) + c.flush(zlib.Z_FINISH)
+    path = work / "bomb.h5"
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("w", (n,), dtype="f4", chunks=(n,), compression="gzip")
+        d.id.write_direct_chunk((0,), stream)
+        f["ok"] = np.arange(5.0)
+    p = subprocess.run([str(CKMON), "inspect", str(path)], env=clean_env(), capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    (record,) = parse_records(p.stdout)
+    assert record["format"] == "hdf5" and record["complete"] is False
+    assert [t["name"] for t in record["tensors"]] == ["ok"]
+    assert any(e.startswith("hdf5: w: ") for e in record["errors"]), record["errors"]
+    # the largest process this test process waited for, and theirs: ckmon and its reader
+    max_rss_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert max_rss_kib < 1.5 * 2**20, max_rss_kib
