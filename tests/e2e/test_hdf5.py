@@ -143,13 +143,20 @@ report(path=path, size=os.path.getsize(path))
 """
 
 
-def test_h5py_file_live_and_inspect(ckmon, work):
-    run = ckmon.run(*python_script(work, KERAS_LIKE), options=["--sample", "1"])
+def written_under_ckmon(ckmon, work, script):
+    """Runs a writer script that reports path and size (under a default glob); the record of
+    that file, checked, and the report."""
+    run = ckmon.run(*python_script(work, script), options=["--sample", "1"])
     assert run.returncode == 0, run.stderr
     out = run.last_json()
-    record = run.only_record(out["path"])  # *.h5 is a default glob
+    record = run.only_record(out["path"])
     check_record(record, run, path=out["path"], fmt="hdf5", size=out["size"], pid=out["pid"])
     assert record["parsed"] == "file" and record["writes"] > 0
+    return record, out
+
+
+def test_h5py_file_live_and_inspect(ckmon, work):
+    record, out = written_under_ckmon(ckmon, work, KERAS_LIKE)
     assert record["values"]["model_weights.layer_names.1"] == "dense_1"
     assert "model_config" not in record["values"]  # over 256 bytes
     assert_hdf5(record, out["path"])
@@ -174,11 +181,7 @@ report(path=path, size=os.path.getsize(path))
 
 
 def test_pytables_file(ckmon, work):
-    run = ckmon.run(*python_script(work, PYTABLES), options=["--sample", "1"])
-    assert run.returncode == 0, run.stderr
-    out = run.last_json()
-    record = run.only_record(out["path"])
-    check_record(record, run, path=out["path"], fmt="hdf5", size=out["size"], pid=out["pid"])
+    record, out = written_under_ckmon(ckmon, work, PYTABLES)
     assert record["values"]["epoch"] == 12 and record["values"]["layers.frozen"] is False
     assert_hdf5(record, out["path"])
 
