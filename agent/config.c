@@ -73,7 +73,7 @@ void config_load(void)
         c->path_globs = (char **)default_checkpoint_globs;
         c->path_glob_count = default_checkpoint_glob_count;
     }
-    c->path_set = glob_set_new(c->path_globs, c->path_glob_count);
+    glob_hints_compile(&c->path_hints, c->path_globs, c->path_glob_count);
     const char *keys = getenv("CKMON_KEYS");
     if (keys && *keys) c->keys.patterns = split_list(keys, &c->keys.count);
 
@@ -109,6 +109,7 @@ void config_load(void)
 
 bool config_is_checkpoint(const char *abs_path)
 {
-    if (agent_config.path_set) return glob_set_match(agent_config.path_set, abs_path);
-    return paths_match(agent_config.path_globs, agent_config.path_glob_count, abs_path);
+    /* the quick test first: most files created are no checkpoint, and fail it */
+    return paths_may_match(&agent_config.path_hints, abs_path) &&
+           paths_match(agent_config.path_globs, agent_config.path_glob_count, abs_path);
 }

@@ -23,8 +23,6 @@ const char *const default_checkpoint_globs[] = {
     "*.pickle",
     "*.joblib",
     "*.gguf",
-    "*.h5",
-    "*.hdf5",
     "*checkpoint*/*.json",
     "*checkpoint*/*.bin",
     "*ckpt*/*.json",
@@ -44,119 +42,113 @@ const char *const default_checkpoint_globs[] = {
 const size_t default_checkpoint_glob_count =
     sizeof default_checkpoint_globs / sizeof default_checkpoint_globs[0] - 1;
 
-/* What a glob's match needs of a path, found once, so that most paths are refused before
- * fnmatch runs: every open for writing asks about its path, and fnmatch over a long path
- * and every glob costs microseconds. Matching takes no flags, so each literal character of
- * the glob matches one equal character of the path: a run of them must be in the path. */
-struct glob_info {
-    const char *glob;
-    const char *tail; /* only '*' wildcards: the text after the last one ends the path */
-    size_t tail_len;
-    bool tail_decides;
-    const char *literal; /* otherwise: the longest run of literal characters (or none) */
-    size_t literal_len;
-};
-
-static void glob_prepare(const char *glob, struct glob_info *g)
+/* Whether glob cannot match a path that ends so: the text after a glob's last '*', when
+ * the glob has no other wildcard than '*', must end the path. Every open for writing asks
+ * about its path, and fnmatch over a long path and every glob costs microseconds; most
+ * paths fail this test on the extension. */
+static bool suffix_excludes(const char *glob, const char *path, size_t path_len)
 {
-    *g = (struct glob_info){.glob = glob};
+    if (strpbrk(glob, "?[\\")) return false;
     const char *star = strrchr(glob, '*');
-    if (!strpbrk(glob, "?[\\") && star) {
-        g->tail = star + 1;
-        g->tail_len = strlen(star + 1);
-        g->tail_decides = true;
-        return;
-    }
-    if (strchr(glob, '\\')) return; /* escapes: no shortcut */
-    for (const char *c = glob; *c;) {
-        if (*c == '[') { /* a set: skip it (a ']' first in it is a member) */
-            const char *set = c + 1;
-            if (*set == '!' || *set == '^') set++;
-            if (*set == ']') set++;
-            const char *end = strchr(set, ']');
-            if (!end) { /* no set after all: fnmatch takes '[' literally; no shortcut */
-                g->literal_len = 0;
-                return;
-            }
-            c = end + 1;
-            continue;
-        }
-        if (*c == '*' || *c == '?') {
-            c++;
-            continue;
-        }
-        size_t n = strcspn(c, "*?[");
-        if (n > g->literal_len) {
-            g->literal = c;
-            g->literal_len = n;
-        }
-        c += n;
-    }
-}
-
-/* literal_z: the literal run NUL-terminated (strstr is much faster than memmem on short
- * paths), or NULL. */
-static bool glob_may_match(const struct glob_info *g, const char *literal_z, const char *path,
-                           size_t len)
-{
-    if (g->tail_decides) /* the last byte first: most paths fail there, without a call */
-        return g->tail_len == 0 ||
-               (g->tail_len <= len && path[len - 1] == g->tail[g->tail_len - 1] &&
-                memcmp(path + len - g->tail_len, g->tail, g->tail_len) == 0);
-    if (!g->literal_len) return true;
-    return literal_z ? strstr(path, literal_z) != NULL
-                     : memmem(path, len, g->literal, g->literal_len) != NULL;
+    if (!star) return false;
+    size_t n = strlen(star + 1);
+    return n > path_len || memcmp(path + path_len - n, star + 1, n) != 0;
 }
 
 bool paths_match(char *const *globs, size_t count, const char *abs_path)
 {
     size_t len = strlen(abs_path);
-    for (size_t i = 0; i < count; i++) {
-        struct glob_info g;
-        glob_prepare(globs[i], &g);
-        if (glob_may_match(&g, NULL, abs_path, len) && fnmatch(globs[i], abs_path, 0) == 0)
+    for (size_t i = 0; i < count; i++)
+        if (!suffix_excludes(globs[i], abs_path, len) && fnmatch(globs[i], abs_path, 0) == 0)
             return true;
+    return false;
+}
+
+/* What the glob says of a match's last component: the literal text after its last '*'
+ * (the whole glob when it has none), from its last '/' on. After a '/' it is the whole
+ * component (anchored), else its ending. Nothing (length 0) when that text is not literal. */
+static void hint_last(const char *glob, struct glob_hint *h)
+{
+    const char *star = strrchr(glob, '*');
+    const char *tail = star ? star + 1 : glob;
+    if (strpbrk(tail, "?[]\\") || (!star && strpbrk(glob, "?[]\\"))) return;
+    const char *slash = strrchr(tail, '/');
+    h->anchored = slash != NULL;
+    h->last = slash ? slash + 1 : tail;
+    h->last_len = strlen(h->last);
+}
+
+/* The longest run of literal characters other than '/' outside brackets: a component's
+ * text any match must contain, whatever the normalisation removed around it. */
+static void hint_needle(const char *glob, struct glob_hint *h)
+{
+    const char *run = glob;
+    for (const char *p = glob;; p++) {
+        bool literal = *p && !strchr("*?[]\\/", *p);
+        if (literal) continue;
+        if ((size_t)(p - run) > h->needle_len) {
+            h->needle = run;
+            h->needle_len = (size_t)(p - run);
+        }
+        if (!*p) return;
+        if (*p == '[') { /* to the closing bracket; "[]...]" and "[!]...]" hold a ']' */
+            const char *q = p + 1;
+            if (*q == '!' || *q == '^') q++;
+            if (*q == ']') q++;
+            while (*q && *q != ']')
+                q++;
+            if (!*q) return; /* unclosed: the rest is not known literal */
+            p = q;
+        } else if (*p == '\\' && p[1]) {
+            p++;
+        }
+        run = p + 1;
+    }
+}
+
+bool glob_hints_compile(struct glob_hints *hints, char *const *globs, size_t count)
+{
+    *hints = (struct glob_hints){.hints = calloc(count ? count : 1, sizeof *hints->hints)};
+    if (!hints->hints) return false;
+    for (size_t i = 0; i < count; i++) {
+        hint_last(globs[i], &hints->hints[i]);
+        hint_needle(globs[i], &hints->hints[i]);
+    }
+    hints->count = count;
+    return true;
+}
+
+/* memmem for a short path: glibc's memmem prepares its search for a long haystack, which
+ * cost every file a program creates about 200 instructions per glob tested. */
+static bool contains(const char *s, size_t len, const char *needle, size_t n)
+{
+    for (const char *end = s + len, *p = s; n <= (size_t)(end - p);) {
+        if (!(p = memchr(p, needle[0], (size_t)(end - p) - n + 1))) return false;
+        if (memcmp(p, needle, n) == 0) return true;
+        p++;
     }
     return false;
 }
 
-struct glob_set {
-    size_t count;
-    char **literals; /* each glob's literal run, NUL-terminated, or NULL */
-    struct glob_info globs[];
-};
-
-struct glob_set *glob_set_new(char *const *globs, size_t count)
+bool paths_may_match(const struct glob_hints *hints, const char *path)
 {
-    size_t text = 0;
-    for (size_t i = 0; i < count; i++)
-        text += strlen(globs[i]) + 1;
-    /* one allocation: the set, then the literal pointers, then their text */
-    struct glob_set *s = malloc(sizeof *s + count * (sizeof s->globs[0] + sizeof(char *)) + text);
-    if (!s) return NULL;
-    s->count = count;
-    s->literals = (char **)(s->globs + count);
-    char *at = (char *)(s->literals + count);
-    for (size_t i = 0; i < count; i++) {
-        glob_prepare(globs[i], &s->globs[i]);
-        s->literals[i] = NULL;
-        if (s->globs[i].literal_len) {
-            s->literals[i] = at;
-            memcpy(at, s->globs[i].literal, s->globs[i].literal_len);
-            at[s->globs[i].literal_len] = '\0';
-            at += s->globs[i].literal_len + 1;
-        }
+    size_t len = strlen(path);
+    /* Normalising can change only an ending in '/' or '.' ("dir/.."); the last component
+     * stays as it is otherwise, whatever the directories before it become. */
+    if (!hints->hints || !len || path[len - 1] == '/' || path[len - 1] == '.') return true;
+    const char *last = strrchr(path, '/');
+    last = last ? last + 1 : path;
+    size_t last_len = len - (size_t)(last - path);
+    bool absolute = path[0] == '/';
+    for (size_t i = 0; i < hints->count; i++) {
+        const struct glob_hint *h = &hints->hints[i];
+        if (h->anchored
+                ? h->last_len != last_len || memcmp(last, h->last, last_len)
+                : h->last_len > last_len || memcmp(path + len - h->last_len, h->last, h->last_len))
+            continue;
+        if (absolute && h->needle_len && !contains(path, len, h->needle, h->needle_len)) continue;
+        return true;
     }
-    return s;
-}
-
-bool glob_set_match(const struct glob_set *s, const char *abs_path)
-{
-    size_t len = strlen(abs_path);
-    for (size_t i = 0; i < s->count; i++)
-        if (glob_may_match(&s->globs[i], s->literals[i], abs_path, len) &&
-            fnmatch(s->globs[i].glob, abs_path, 0) == 0)
-            return true;
     return false;
 }
 

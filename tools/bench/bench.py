@@ -374,6 +374,24 @@ def bench_many_files(work):
             "5 rounds)")
 
 
+IMPORT_TORCH_PAIRS = 4 if QUICK else 15
+
+
+def bench_import_torch(work, collector):
+    """`python3 -c 'import torch'`: about 1,150 opens for reading, none of a checkpoint
+    (the *.pth files Python reads at start are not loads), so each is rejected by the
+    quick path test of docs/agent.md ("Loads"). Single runs, alternating, so that both
+    sides see the same machine; the median of the per-pair ratios."""
+    command = [PYTHON, "-c", "import torch"]
+    monitored = preloaded(collector)
+    timed(command, monitored)  # the page cache warm for both sides
+    result = side_by_side(lambda: timed(command, monitored)[0],
+                          lambda: timed(command, clean_env())[0], pairs=IMPORT_TORCH_PAIRS)
+    add_row("`python3 -c 'import torch'`: monitored / unmonitored", result, 1.02,
+            f"{result[3] * 1000:.0f} vs {result[4] * 1000:.0f} ms (medians of "
+            f"{IMPORT_TORCH_PAIRS} alternating runs each); fastest / fastest {result[5]:.3f}")
+
+
 def callgrind_total(work, preload, count):
     out = work / "callgrind.out"
     env = clean_env(LD_PRELOAD=AGENT, CKMON_SOCKET=work / "none.sock") if preload else clean_env()
@@ -640,6 +658,7 @@ def main():
             bench_model_saves(work, collector)
             bench_small_writes(work)
             bench_many_files(work)
+            bench_import_torch(work, collector)
             bench_callgrind(work)
             f32 = bench_exact_stats(work)
             bench_post_hoc(work, f32)
@@ -659,5 +678,12 @@ def main():
 if __name__ == "__main__" and sys.argv[1:] == ["many_files"]:  # one row, printed only
     with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
         bench_many_files(Path(tmp))
+elif __name__ == "__main__" and sys.argv[1:] == ["import_torch"]:  # one row, printed only
+    with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
+        try:
+            c = Collector(Path(tmp))
+            bench_import_torch(Path(tmp), c)
+        finally:
+            c.stop()
 elif __name__ == "__main__":
     main()
