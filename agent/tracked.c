@@ -558,6 +558,26 @@ static void remember_closed(const char *path)
     pthread_mutex_unlock(&recent_lock);
 }
 
+/* Whether path is dir or below it. */
+static bool under(const char *path, const char *dir, size_t dir_len)
+{
+    return strncmp(path, dir, dir_len) == 0 && (path[dir_len] == '/' || path[dir_len] == '\0');
+}
+
+/* Whether one of the last RECENT_CLOSED checkpoints closed was in directory dir (however
+ * long ago): a directory filled, then renamed into place (docs/sets.md). */
+static bool closed_under(const char *dir)
+{
+    size_t len = strlen(dir);
+    bool found = false;
+    pthread_mutex_lock(&recent_lock);
+    for (unsigned i = 0; i < RECENT_CLOSED && !found; i++)
+        found =
+            recent[i].closed_ns && recent[i].path[len] == '/' && under(recent[i].path, dir, len);
+    pthread_mutex_unlock(&recent_lock);
+    return found;
+}
+
 static bool closed_recently(const char *path)
 {
     long long now = monotonic_ns();
@@ -773,18 +793,24 @@ void tracked_renamed(int olddirfd, const char *oldpath, int newdirfd, const char
     char from[PATH_MAX], to[PATH_MAX];
     if (absolute_path(olddirfd, oldpath, from, sizeof from) &&
         absolute_path(newdirfd, newpath, to, sizeof to)) {
-        bool open_now = false;
+        bool open_now = false, open_under = false;
+        size_t from_len = strlen(from);
+        char moved[PATH_MAX];
         fdtable_lock();
         for (struct tracked *t = live; t; t = t->next_live)
-            if (strcmp(t->path, from) == 0) {
+            if (under(t->path, from, from_len)) { /* the file, or a directory it is in */
                 if (!t->written_as[0]) memcpy(t->written_as, t->path, sizeof t->path);
-                snprintf(t->path, sizeof t->path, "%s", to);
-                open_now = true;
+                snprintf(moved, sizeof moved, "%s%s", to, t->path + from_len);
+                memcpy(t->path, moved, sizeof moved);
+                open_now |= t->path[strlen(to)] == '\0';
+                open_under |= t->path[strlen(to)] == '/';
             }
         fdtable_unlock();
         bool named = config_is_checkpoint(from) || config_is_checkpoint(to);
         if (!open_now && named && closed_recently(from))
             send_rename(WIRE_RENAME, from, to);
+        else if (!open_now && (open_under || closed_under(from)))
+            send_rename(WIRE_RENAME, from, to); /* a directory of checkpoints: a set */
         else if (!open_now && !config_is_checkpoint(from) && config_is_checkpoint(to))
             send_rename(WIRE_ADOPT, from, to);
     }

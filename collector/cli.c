@@ -252,7 +252,8 @@ static const char tail_help[] =
     "\n"
     "Print the log as a readable table: per checkpoint its path, format, whether it\n"
     "is complete, its key values (step, epoch, loss, lr) and its tensors'\n"
-    "statistics; alert, set and load records one line each. On a terminal, alerts\n"
+    "statistics; alert, set and load records one line each; the files of a set\n"
+    "(a sharded checkpoint) are folded into its line. On a terminal, alerts\n"
     "and non-finite numbers are in colour unless NO_COLOR is set. With -f, keep\n"
     "reading as the log grows; a log truncated or replaced (rotated) is read again\n"
     "from its start. See docs/views.md.\n"
@@ -260,6 +261,8 @@ static const char tail_help[] =
     "Options:\n"
     "  -o, --log FILE         the log (default ./ckmon.jsonl, or CKMON_LOG)\n"
     "  -f, --follow           wait for new records (the log may not exist yet)\n"
+    "      --members          show the records of a set's files one by one, not folded\n"
+    "                         into the set's line\n"
     "  -h, --help             show this help\n";
 
 static const char diff_help[] =

@@ -39,6 +39,7 @@ enum option_id {
     OPT_FAIL_ON,
     OPT_QUIET,
     OPT_FOLLOW,
+    OPT_MEMBERS,
     OPT_PRETTY,
     OPT_ALL,
     OPT_JSON,
@@ -95,6 +96,7 @@ static const struct option_spec option_table[] = {
     {OPT_FAIL_ON, 0, "fail-on", NULL, 0, true, FOR_RUN | FOR_INSPECT},
     {OPT_QUIET, 'q', "quiet", NULL, 0, false, FOR_SERVING},
     {OPT_FOLLOW, 'f', "follow", NULL, 0, false, FOR_TAIL},
+    {OPT_MEMBERS, 0, "members", NULL, 0, false, FOR_TAIL},
     {OPT_PRETTY, 0, "pretty", NULL, 0, false, FOR_INSPECT},
     {OPT_ALL, 0, "all", NULL, 0, false, FOR_INSPECT},
     {OPT_JSON, 0, "json", NULL, 0, false, FOR_DIFF},
@@ -408,6 +410,9 @@ static int apply(struct options *o, const struct option_spec *spec, const char *
         return 0;
     case OPT_FOLLOW:
         o->follow = true;
+        return 0;
+    case OPT_MEMBERS:
+        o->members = true;
         return 0;
     case OPT_PRETTY:
         o->pretty = true;

@@ -66,6 +66,7 @@ struct options {
     struct string_list fail_on;       /* --fail-on: rule names */
     bool quiet;                       /* -q: no alert lines, no summary */
     bool follow;                      /* tail -f/--follow */
+    bool members;                     /* tail --members: sets' files unfolded */
     bool pretty;                      /* inspect --pretty: the tail table instead of JSONL */
     bool all_files;                   /* inspect --all: every file of a directory */
     bool json;                        /* diff --json */

@@ -233,6 +233,27 @@ static void print_set(FILE *out, const cJSON *rec, const struct table_style *s)
     print_list(out, "error", cJSON_GetObjectItemCaseSensitive(rec, "errors"), YELLOW, s);
 }
 
+void table_print_members(FILE *out, const cJSON *members, const struct table_style *s)
+{
+    int count = cJSON_GetArraySize(members), shown = 0;
+    const cJSON *m;
+    if (count == 0) return;
+    fprintf(out, "    %d file record%s folded:", count, count == 1 ? "" : "s");
+    cJSON_ArrayForEach(m, members)
+    {
+        if (shown++ == TABLE_MAX_MEMBERS) {
+            fprintf(out, " ... %d more", count - TABLE_MAX_MEMBERS);
+            break;
+        }
+        const char *path = text(m, "path"), *slash = strrchr(path, '/');
+        bool complete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "complete"));
+        fprintf(out, "%s %s%s", shown > 1 ? "," : "", slash ? slash + 1 : path,
+                complete ? "" : paint(s, RED BOLD));
+        if (!complete) fprintf(out, " NO%s", plain(s));
+    }
+    fputs(" (tail --members shows them)\n", out);
+}
+
 static void print_load(FILE *out, const cJSON *rec, const struct table_style *s)
 {
     char size[32];

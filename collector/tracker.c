@@ -115,6 +115,11 @@ bool tracker_set_sets(struct tracker *t, set_emit_fn emit, void *ctx)
     return (t->sets = sets_new(emit, ctx)) != NULL;
 }
 
+struct sets *tracker_sets(struct tracker *t)
+{
+    return t->sets;
+}
+
 void tracker_set_hold(struct tracker *t, hold_fn held, hold_fn emitted, void *ctx)
 {
     t->held = held;
@@ -517,7 +522,6 @@ static bool rename_held(struct tracker *t, const struct tracker_conn *c, const c
 static bool on_rename(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
                       int64_t now_us)
 {
-    (void)now_us;
     const char *from = m->rename.from, *to = m->rename.to;
     /* A file adopted under that name and still being parsed is the newest: its record
      * takes the new name, and still waits for a rename once it is parsed. */
@@ -525,6 +529,18 @@ static bool on_rename(struct tracker *t, struct tracker_conn *c, struct wire_mes
     for (struct adoption *a = t->adoptions; a; a = a->next)
         if (!strcmp(a->record->path, from)) adopted = a;
     if (adopted) return rename_record(adopted->record, to);
+    /* A directory renamed into place: the records held of files in it take their final
+     * names, and the set it is commits (docs/sets.md). */
+    size_t from_len = strlen(from);
+    for (struct pending *p = t->pending; p; p = p->next) {
+        char *moved = NULL;
+        if (strncmp(p->record->path, from, from_len) || p->record->path[from_len] != '/' ||
+            asprintf(&moved, "%s%s", to, p->record->path + from_len) < 0)
+            continue;
+        rename_record(p->record, moved);
+        free(moved);
+    }
+    sets_renamed(t->sets, from, to, now_us);
     bool ok = true; /* none held: its window has passed, the record was written as it was */
     rename_held(t, c, from, to, &ok);
     return ok;

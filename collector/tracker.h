@@ -46,6 +46,8 @@ void tracker_set_loads(struct tracker *t, load_fn fn, void *ctx);
 /* Groups the records into sets (sets.h), each finished set handed to emit; false when
  * out of memory. */
 bool tracker_set_sets(struct tracker *t, set_emit_fn emit, void *ctx);
+/* The sets tracker_set_sets started (NULL: none). */
+struct sets *tracker_sets(struct tracker *t);
 /* Told when a closed record starts waiting out its rename window (held), and after each
  * record is written (emitted): a collector killed in between must not lose it. */
 typedef void (*hold_fn)(void *ctx, const struct record *r);

@@ -8,12 +8,12 @@ with the machine it ran on. No result is judged here beyond "target met or not".
 
 Usage: bench.py [--quick]   (--quick: fewer pairs and smaller files, for a smoke run)
 """
-import ast
 import datetime as dt
 import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import struct
@@ -123,16 +123,24 @@ def preloaded(collector, **extra):
 # ---- the benchmarks -----------------------------------------------------------------------
 
 # A save script defines save(path); SAVE_DRIVER saves to argv[3] argv[2] times and
-# prints the fastest save: on a shared machine the minimum is the stable estimate.
+# prints the fastest save's wall time and the smallest CPU time of the process over one
+# save: on a shared machine the minimum is the stable estimate. fastest_save reads them.
 SAVE_DRIVER = """
 import sys, time
-times = []
+walls, cpus = [], []
 for _ in range(int(sys.argv[2])):
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     save(sys.argv[3])
-    times.append(time.perf_counter() - start)
-print(min(times))
+    walls.append(time.perf_counter() - start)
+    cpus.append(time.process_time() - cpu)
+print(min(walls), min(cpus))
 """
+
+
+def fastest_save(output):
+    """(wall seconds, CPU seconds) from what SAVE_DRIVER printed."""
+    wall, cpu = output.splitlines()[-1].split()
+    return float(wall), float(cpu)
 
 TORCH_SAVE = """
 import sys, torch
@@ -144,16 +152,12 @@ def save(path):
     torch.save(state, path)
 """ + SAVE_DRIVER
 
-SAFETENSORS_SAVE = """
-import json, struct, sys
-import numpy as np
-rng = np.random.default_rng(0)
-count = int(sys.argv[1]) // 16 // 4
-arrays = [(rng.standard_normal(count, dtype=np.float32) * 0.02) for _ in range(16)]
+# save(path) writes a safetensors file of the float32 `arrays` under `names`, array by
+# array, as a Python program using only the standard library and numpy would.
+SAFETENSORS_WRITER = """
 header, offset = {}, 0
-for i, a in enumerate(arrays):
-    header[f"layers.{i}.weight"] = {"dtype": "F32", "shape": [a.size],
-                                    "data_offsets": [offset, offset + a.nbytes]}
+for name, a in zip(names, arrays):
+    header[name] = {"dtype": "F32", "shape": [a.size], "data_offsets": [offset, offset + a.nbytes]}
     offset += a.nbytes
 text = json.dumps(header)
 text += " " * (-len(text) % 8)
@@ -163,6 +167,15 @@ def save(path):
         for a in arrays:
             f.write(a.data)
 """ + SAVE_DRIVER
+
+SAFETENSORS_SAVE = """
+import json, struct, sys
+import numpy as np
+rng = np.random.default_rng(0)
+count = int(sys.argv[1]) // 16 // 4
+arrays = [(rng.standard_normal(count, dtype=np.float32) * 0.02) for _ in range(16)]
+names = [f"layers.{i}.weight" for i in range(16)]
+""" + SAFETENSORS_WRITER
 
 SAVES_PER_PROCESS = 6
 # Processes differ more than saves within one (the fastest save of one process was
@@ -179,7 +192,7 @@ def saves_side_by_side(work, collector, script_text, path, saves=SAVES_PER_PROCE
 
     def fastest(env):
         out = timed([PYTHON, script, CHECKPOINT_BYTES, saves, path], env)[1]
-        return float(out.split()[-1])
+        return fastest_save(out)[0]
 
     return side_by_side(lambda: fastest(preloaded(collector)), lambda: fastest(clean_env()),
                         pairs=pairs)
@@ -267,20 +280,9 @@ MANY_SAFETENSORS = """
 import json, struct, sys
 import numpy as np
 rng = np.random.default_rng(3)
-arrays = [rng.standard_normal(256, dtype=np.float32) for _ in range({count})]
-header, offset = {{}}, 0
-for i, a in enumerate(arrays):
-    header[f"layer{{i}}.weight"] = {{"dtype": "F32", "shape": [256],
-                                   "data_offsets": [offset, offset + a.nbytes]}}
-    offset += a.nbytes
-text = json.dumps(header)
-text += " " * (-len(text) % 8)
-def save(path):
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text.encode())
-        for a in arrays:
-            f.write(a.data)
-""" + SAVE_DRIVER
+arrays = [rng.standard_normal(256, dtype=np.float32) for _ in range(COUNT)]
+names = [f"layer{i}.weight" for i in range(COUNT)]
+""" + SAFETENSORS_WRITER  # COUNT replaced by the number of tensors
 
 
 def bench_many_tensors(work, kind):
@@ -297,18 +299,14 @@ def bench_many_tensors(work, kind):
             text = MODEL_SAVE.replace("{state}", f"many_tensors({count})")
         else:
             path = out / "many.safetensors"
-            text = MANY_SAFETENSORS.format(count=count)
+            text = MANY_SAFETENSORS.replace("COUNT", str(count))
         script = out / "many_save.py"
-        script.write_text(text.replace("times.append(time.perf_counter() - start)",
-                                       "times.append((time.perf_counter() - start, "
-                                       "time.process_time() - cpu))")
-                          .replace("    start = time.perf_counter()",
-                                   "    start, cpu = time.perf_counter(), time.process_time()"))
+        script.write_text(text)
         cpu_times = {True: [], False: []}
 
         def fastest(monitored):
             env = preloaded(collector) if monitored else clean_env()
-            wall, cpu = ast.literal_eval(timed([PYTHON, script, count, saves, path], env)[1].splitlines()[-1])
+            wall, cpu = fastest_save(timed([PYTHON, script, count, saves, path], env)[1])
             cpu_times[monitored].append(cpu)
             return wall
 
@@ -381,44 +379,71 @@ def bench_import_torch(work, collector):
     """`python3 -c 'import torch'`: about 1,150 opens for reading, none of a checkpoint
     (the *.pth files Python reads at start are not loads), so each is rejected by the
     quick path test of docs/agent.md ("Loads"). Single runs, alternating, so that both
-    sides see the same machine; the median of the per-pair ratios."""
+    sides see the same machine; the median of the per-pair ratios of wall time, and in
+    the detail that of CPU time (user + system), which other processes disturb less."""
     command = [PYTHON, "-c", "import torch"]
     monitored = preloaded(collector)
+    cpu = {True: [], False: []}
+
+    def run(with_agent):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wall = timed(command, monitored if with_agent else clean_env())[0]
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu[with_agent].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        return wall
+
     timed(command, monitored)  # the page cache warm for both sides
-    result = side_by_side(lambda: timed(command, monitored)[0],
-                          lambda: timed(command, clean_env())[0], pairs=IMPORT_TORCH_PAIRS)
+    result = side_by_side(lambda: run(True), lambda: run(False), pairs=IMPORT_TORCH_PAIRS)
+    cpu_ratio = statistics.median(a / b for a, b in zip(cpu[True], cpu[False]))
     add_row("`python3 -c 'import torch'`: monitored / unmonitored", result, 1.02,
             f"{result[3] * 1000:.0f} vs {result[4] * 1000:.0f} ms (medians of "
-            f"{IMPORT_TORCH_PAIRS} alternating runs each); fastest / fastest {result[5]:.3f}")
+            f"{IMPORT_TORCH_PAIRS} alternating runs each); fastest / fastest {result[5]:.3f}; "
+            f"CPU time: median ratio {cpu_ratio:.3f}, {statistics.median(cpu[True]) * 1000:.0f} "
+            f"vs {statistics.median(cpu[False]) * 1000:.0f} ms")
 
 
-def callgrind_total(work, preload, count):
+def callgrind_total(work, preload, command, functions):
+    """Instructions of command under callgrind: the program's total, and those counted in
+    libckmon's own functions named by the regular expression functions."""
     out = work / "callgrind.out"
     env = clean_env(LD_PRELOAD=AGENT, CKMON_SOCKET=work / "none.sock") if preload else clean_env()
-    timed(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-           BIN / "small_writes", "/dev/null", count], env)
+    timed(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *command], env)
     text = timed(["callgrind_annotate", "--inclusive=no", out])[1]
     total = int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", text).group(1).replace(",", ""))
     wrapper = 0
     for line in text.splitlines():
-        m = re.match(r"\s*([\d,]+) \(.*\)\s+\S*:(write|tracked_enter) \[.*libckmon\.so\]", line)
+        m = re.match(rf"\s*([\d,]+) \(.*\)\s+\S*:({functions}) \[.*libckmon\.so\]", line)
         if m:
             wrapper += int(m.group(1).replace(",", ""))
     return total, wrapper
+
+
+def callgrind_added(work, command, functions, n1=50_000, n2=150_000):
+    """Instructions per call the agent adds to command(n) (two counts, so that start-up
+    cancels), and of those, how many in libckmon's functions."""
+    plain = [callgrind_total(work, False, command(n), functions)[0] for n in (n1, n2)]
+    watched = [callgrind_total(work, True, command(n), functions) for n in (n1, n2)]
+    added = ((watched[1][0] - watched[0][0]) - (plain[1] - plain[0])) / (n2 - n1)
+    return added, (watched[1][1] - watched[0][1]) / (n2 - n1)
 
 
 def bench_callgrind(work):
     if not shutil.which("valgrind"):
         notes.append("valgrind is not installed: no instruction counts.")
         return
-    n1, n2 = 50_000, 150_000
-    plain = [callgrind_total(work, False, n)[0] for n in (n1, n2)]
-    watched = [callgrind_total(work, True, n) for n in (n1, n2)]
-    added = ((watched[1][0] - watched[0][0]) - (plain[1] - plain[0])) / (n2 - n1)
-    wrapper = (watched[1][1] - watched[0][1]) / (n2 - n1)
+    added, wrapper = callgrind_added(work, lambda n: [BIN / "small_writes", "/dev/null", n],
+                                     "write|tracked_enter")
     rows.append(("untracked write(): instructions the agent adds per call (callgrind)",
                  f"{added:.1f}", "—", "—", f"{wrapper:.1f} in libckmon's write itself"))
     print(f"callgrind: {added:.1f} instructions added per write, {wrapper:.1f} in the wrapper", flush=True)
+    # What Python's imports open: an absolute path no glob can match by its ending.
+    module = "/usr/lib/python3.11/collections/__init__.py"
+    added, wrapper = callgrind_added(work, lambda n: [BIN / "read_opens", module, n],
+                                     "open|close|paths_may_match|tracked_opened")
+    rows.append(("open() for reading of a file no glob matches, and its close(): instructions "
+                 "the agent adds per pair (callgrind)", f"{added:.1f}", "—", "—",
+                 f"{wrapper:.1f} in libckmon's open, close and the quick path test"))
+    print(f"callgrind: {added:.1f} instructions added per open+close", flush=True)
 
 
 def bench_exact_stats(work):
@@ -678,6 +703,9 @@ def main():
 if __name__ == "__main__" and sys.argv[1:] == ["many_files"]:  # one row, printed only
     with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
         bench_many_files(Path(tmp))
+elif __name__ == "__main__" and sys.argv[1:] == ["callgrind"]:  # those rows, printed only
+    with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
+        bench_callgrind(Path(tmp))
 elif __name__ == "__main__" and sys.argv[1:] == ["import_torch"]:  # one row, printed only
     with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
         try:
