@@ -32,8 +32,7 @@
 #include "core/wire.h"
 
 #define FINDINGS_PER_MESSAGE (WIRE_MAX_MESSAGE / 2) /* serialised bytes, with headroom */
-#define FINDINGS_BATCH       64        /* tensors and values gathered into one message */
-#define FINDINGS_GATHER_NS   2000000LL /* how long after a message findings may gather */
+#define FINDINGS_BATCH       64 /* tensors and values gathered while the collector is behind */
 #define RECENT_CLOSED        32
 #define PROGRESS_INTERVAL_NS 250000000LL
 #define EXEC_KEPT_MAX        128 /* more than the descriptor list of wrap_exec.c holds */
@@ -177,7 +176,6 @@ static void send_findings(struct tracked *t, cJSON *found)
 static void send_pending_findings(struct tracked *t)
 {
     t->findings_sent = t->report.findings;
-    t->findings_ns = monotonic_ns();
     if (!report_pending(&t->report)) return;
     cJSON *found = cJSON_CreateObject();
     report_take(&t->report, found);
@@ -185,17 +183,14 @@ static void send_pending_findings(struct tracked *t)
     cJSON_Delete(found);
 }
 
-/* Whether findings may wait for more, until a message's worth (FINDINGS_BATCH) has
- * gathered: within FINDINGS_GATHER_NS of the last findings sent (a burst of writes), and
- * while the collector is behind (messages queue up anyway) until the progress interval.
- * A file written one tensor per write then costs a message, a system call and the
- * collector's wake-up per batch instead of per tensor; close, fsync and exit send what
- * waits. */
+/* Whether findings may wait for more: while the collector is behind (messages queue
+ * up anyway), until a message's worth has gathered or the progress interval passed. A
+ * file written one tensor per write then costs the collector one message per batch
+ * instead of one per tensor. */
 static bool gathering(const struct tracked *t, long long now)
 {
-    if (t->report.findings - t->findings_sent >= FINDINGS_BATCH) return false;
-    return now - t->findings_ns < FINDINGS_GATHER_NS ||
-           (channel_congested() && now - t->progress_ns < PROGRESS_INTERVAL_NS);
+    return channel_congested() && t->report.findings - t->findings_sent < FINDINGS_BATCH &&
+           now - t->progress_ns < PROGRESS_INTERVAL_NS;
 }
 
 /* After a write: findings as soon as they are final (gathered while the collector is

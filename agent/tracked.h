@@ -41,7 +41,6 @@ struct tracked {
     unsigned long long writes;
     int64_t lost_tensors, lost_values; /* findings in data messages the channel dropped */
     unsigned long findings_sent;       /* report.findings when findings were last taken */
-    long long findings_ns;             /* monotonic time they were */
     bool append;
     bool reread;                /* parse the finished file at close instead */
     bool unannounced;           /* inherited through fork: reported only once this process writes */
