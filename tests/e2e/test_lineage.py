@@ -81,6 +81,9 @@ def test_resume_names_the_record_that_wrote_the_file(ckmon, work):
     assert load["unchanged"] is True
     assert load["total"] == 1
     assert list(load)[:6] == ["schema", "event", "time", "host", "pid", "program"]
+    # and the end-of-run summary says where the run resumed from
+    assert (f"; 1 load, the first {newest}, written by train at {load['written']['time']}\n"
+            in second.stderr), second.stderr
 
 
 def rewrite_unmonitored(work, path):
@@ -113,6 +116,8 @@ def test_a_file_changed_since_written_is_not_unchanged(ckmon, work, change):
     assert load["bytes"] == newest.stat().st_size
     assert load["written"] == writer_of(first, newest)
     assert load["unchanged"] is False, (load, second.stderr)
+    assert f"the first {newest}, written by train at " in second.stderr
+    assert second.stderr.rstrip().endswith(", CHANGED since"), second.stderr
 
 
 def test_a_file_no_record_wrote(ckmon, work):
@@ -123,6 +128,7 @@ def test_a_file_no_record_wrote(ckmon, work):
     (load,) = read_loads(work / "ckmon.jsonl")
     assert load["path"] == str(path) and load["bytes"] == path.stat().st_size
     assert load["written"] is None and load["unchanged"] is None
+    assert f"; 1 load, the first {path}, which no record in the log wrote" in run.stderr
 
 
 def test_import_torch_loads_nothing(ckmon, work):
