@@ -270,6 +270,13 @@ static void print_load(FILE *out, const cJSON *rec, const struct table_style *s)
     fputc('\n', out);
 }
 
+/* A file `ckmon verify` failed: the line verify printed. */
+static void print_verify(FILE *out, const cJSON *rec, const struct table_style *s)
+{
+    fprintf(out, "%-44s verify      %s%s%s\n", shown_path(rec, "path", s), paint(s, RED BOLD),
+            text(rec, "message"), plain(s));
+}
+
 void table_print(FILE *out, const cJSON *record, const struct table_style *style)
 {
     const char *event = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(record, "event"));
@@ -281,6 +288,8 @@ void table_print(FILE *out, const cJSON *record, const struct table_style *style
         print_set(out, record, style);
     else if (!strcmp(event, "load"))
         print_load(out, record, style);
+    else if (!strcmp(event, "verify"))
+        print_verify(out, record, style);
     else
         fprintf(out, "%-44s %s\n", shown_path(record, "path", style), event);
 }

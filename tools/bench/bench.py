@@ -7,6 +7,9 @@ The table is printed and written into docs/performance.md between the bench mark
 with the machine it ran on. No result is judged here beyond "target met or not".
 
 Usage: bench.py [--quick]   (--quick: fewer pairs and smaller files, for a smoke run)
+       bench.py many_files | digest   (one group of rows, printed only)
+       bench.py issue14   (the rows of issue 14 — saves at the defaults, the cost per tensor
+                           at 10^4 and 10^5 tensors — printed only)
 """
 import datetime as dt
 import json
@@ -224,6 +227,64 @@ def bench_torch_save(work, collector):
             f"{agent_share(work, collector, TORCH_SAVE, path)}")
 
 
+# --digest: saves in a row to distinct files, timed inside the process from the first
+# save to the last close. The collector hashes each file one second after its close (the
+# rename window), so the hashing of the first files runs while the later ones are saved.
+DIGEST_SAVES = 6
+DIGEST_SAVE = """
+import sys, time, torch
+torch.manual_seed(0)
+count = int(sys.argv[1]) // 16 // 4
+state = {f"layers.{i}.weight": torch.randn(count) * 0.02 for i in range(16)}
+start = time.perf_counter()
+for i in range(int(sys.argv[2])):
+    torch.save(state, f"{sys.argv[3]}.{i}.pt")
+print(time.perf_counter() - start)
+"""
+
+
+def checkpoint_lines(log):
+    return [r for r in map(json.loads, log.read_text().splitlines()) if r["event"] == "checkpoint"]
+
+
+def bench_digest(work, collector):
+    """The monitored program's time with --digest against without (both monitored), and
+    how fast the collector hashes (digest_speed: its own read-and-hash loop)."""
+    (work / "digest").mkdir()
+    hashing = Collector(work / "digest", options=["--digest"])
+    script = work / "digest_save.py"
+    script.write_text(DIGEST_SAVE)
+    digested = []
+
+    def saves(c):
+        before = len(checkpoint_lines(c.log))
+        out = timed([PYTHON, script, CHECKPOINT_BYTES, DIGEST_SAVES, work / "digest_model"],
+                    preloaded(c))[1]
+        deadline = time.monotonic() + 120  # every record written (and hashed) before the next run
+        while len(checkpoint_lines(c.log)) < before + DIGEST_SAVES and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if c is hashing:
+            digested.extend(r for r in checkpoint_lines(c.log)[before:] if "digest" in r)
+        return float(out.split()[-1])
+
+    try:
+        result = side_by_side(lambda: saves(hashing), lambda: saves(collector), pairs=SAVE_PAIRS)
+        speed = json.loads(timed([BIN / "digest_speed", work / "digest_model.0.pt", 5])[1])
+    finally:
+        hashing.stop()
+        for f in work.glob("digest_model.*.pt"):
+            f.unlink()
+    add_row(f"{DIGEST_SAVES} × torch.save {CHECKPOINT_BYTES // MIB} MiB to tmpfs, the "
+            "program's time: collector with --digest / without", result, 1.03,
+            f"{result[4] * 1000:.0f} ms without; {SAVE_PAIRS} pairs; "
+            f"{len(digested)} of {SAVE_PAIRS * DIGEST_SAVES} records with a digest")
+    rows.append(("--digest: the collector's hashing of a file in the page cache (digest_speed)",
+                 f"{speed['gbps']:.2f} GB/s", "—", "—",
+                 f"{speed['bytes'] // MIB} MiB in {speed['seconds'] * 1000:.0f} ms, best of 5; "
+                 "libxxhash's XXH3 with its x86 dispatch"))
+    print(f"digest speed: {speed}", flush=True)
+
+
 def bench_safetensors_save(work, collector):
     """The plan at work on a file written by plain writes; `sampled` shows what was read."""
     path = work / "model.safetensors"
@@ -285,12 +346,12 @@ names = [f"layer{i}.weight" for i in range(COUNT)]
 """ + SAFETENSORS_WRITER  # COUNT replaced by the number of tensors
 
 
-def bench_many_tensors(work, kind):
+def bench_many_tensors(work, kind, count=None):
     """The fixed cost per tensor: a 100,000-tensor save (torch.save, or a safetensors file
     written array by array) monitored and not, the difference per tensor, and what the
     collector spent on those records (CPU time, peak memory), with a collector of its own."""
-    count, saves, pairs = (20_000, 1, 2) if QUICK else (100_000, 2, 5)
-    out = work / f"many_{kind}"
+    count, saves, pairs = (count or 20_000, 1, 2) if QUICK else (count or 100_000, 2, 5)
+    out = work / f"many_{kind}_{count}"
     out.mkdir()
     collector = Collector(out)
     try:
@@ -679,6 +740,7 @@ def main():
         collector = Collector(work)
         try:
             bench_torch_save(work, collector)
+            bench_digest(work, collector)
             bench_safetensors_save(work, collector)
             bench_model_saves(work, collector)
             bench_small_writes(work)
@@ -692,17 +754,44 @@ def main():
         finally:
             collector.stop()
         bench_collector(work)
-        bench_many_tensors(work, "torch")
-        bench_many_tensors(work, "safetensors")
+        for count in (10_000, 100_000):
+            bench_many_tensors(work, "torch", count)
+            bench_many_tensors(work, "safetensors", count)
     block = render(time.monotonic() - started)
     print("\n" + block)
     write_doc(block)
     print(f"\nwritten to {DOC.relative_to(ROOT)}")
 
 
+def issue14():
+    """The rows of issue 14 alone (saves at the defaults, the cost per tensor), printed."""
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
+        work = Path(tmp)
+        collector = Collector(work)
+        try:
+            bench_torch_save(work, collector)
+            bench_model_saves(work, collector)
+        finally:
+            collector.stop()
+        for count in (10_000, 100_000):
+            bench_many_tensors(work, "torch", count)
+            bench_many_tensors(work, "safetensors", count)
+    print("\n" + render(time.monotonic() - started))
+
+
 if __name__ == "__main__" and sys.argv[1:] == ["many_files"]:  # one row, printed only
     with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
         bench_many_files(Path(tmp))
+elif __name__ == "__main__" and "issue14" in sys.argv[1:]:  # those rows, printed only
+    issue14()
+elif __name__ == "__main__" and sys.argv[1:] == ["digest"]:  # its rows, printed only
+    with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
+        plain = Collector(Path(tmp))
+        try:
+            bench_digest(Path(tmp), plain)
+        finally:
+            plain.stop()
 elif __name__ == "__main__" and sys.argv[1:] == ["callgrind"]:  # those rows, printed only
     with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
         bench_callgrind(Path(tmp))
