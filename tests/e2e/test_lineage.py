@@ -120,6 +120,26 @@ def test_a_file_changed_since_written_is_not_unchanged(ckmon, work, change):
     assert second.stderr.rstrip().endswith(", CHANGED since"), second.stderr
 
 
+@pytest.mark.parametrize("digest", [True, False], ids=["with-digest", "size-and-time-only"])
+def test_a_byte_flipped_with_its_time_kept(ckmon, work, digest):
+    """Same size, modification time put back: only a recorded digest can tell."""
+    body = "import torch; torch.save({'w': torch.arange(4096.0)}, 'kept.pt')"
+    run = ckmon.run(PYTHON, "-c", body, job="train", options=["--digest"] if digest else [])
+    assert run.returncode == 0, run.stderr
+    path = work / "kept.pt"
+    assert ("digest" in run.only_record(path)) == digest
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    reader = ckmon.run(PYTHON, "-c", "open('kept.pt', 'rb').read()", job="check")
+    assert reader.returncode == 0, reader.stderr
+    (load,) = read_loads(work / "ckmon.jsonl")
+    assert load["written"] == writer_of(run, path)
+    assert load["unchanged"] is (not digest)
+
+
 def test_a_file_no_record_wrote(ckmon, work):
     path = work / "downloaded.pt"
     rewrite_unmonitored(work, path)
