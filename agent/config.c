@@ -73,6 +73,7 @@ void config_load(void)
         c->path_globs = (char **)default_checkpoint_globs;
         c->path_glob_count = default_checkpoint_glob_count;
     }
+    glob_hints_compile(&c->path_hints, c->path_globs, c->path_glob_count);
     const char *keys = getenv("CKMON_KEYS");
     if (keys && *keys) c->keys.patterns = split_list(keys, &c->keys.count);
 

@@ -24,6 +24,7 @@
 #include "config.h"
 #include "fdtable.h"
 #include "core/jsontext.h"
+#include "loads.h"
 #include "real.h"
 #include "signals.h"
 #include "sys.h"
@@ -272,12 +273,27 @@ static struct tracked *maybe_track(int fd, int dirfd, const char *path, bool app
     return track(fd, abs_path, append);
 }
 
+/* An open for reading that loads_wanted let through: a checkpoint read is a load. */
+static void opened_for_reading(int fd, int dirfd, const char *path)
+{
+    if (!initialized) return;
+    int saved = errno;
+    agent_busy = true;
+    if (!foreign_process()) loads_opened(fd, dirfd, path);
+    agent_busy = false;
+    errno = saved;
+}
+
 void tracked_opened(int fd, int dirfd, const char *path, int flags)
 {
     /* A number whose undecided mark outlived its descriptor (closed by close_range or a
      * raw system call) is another file now. */
     fdtable_decided(fd);
-    if (fd < 0 || !write_intent(flags) || agent_busy || in_signal_handler()) return;
+    if (fd < 0 || agent_busy || in_signal_handler()) return;
+    if (!write_intent(flags)) {
+        if (loads_wanted(path, flags)) opened_for_reading(fd, dirfd, path);
+        return;
+    }
     int saved = errno;
     agent_busy = true;
     bool creates = (flags & O_TRUNC) || ((flags & O_CREAT) && !(flags & O_APPEND));
@@ -289,7 +305,11 @@ void tracked_opened(int fd, int dirfd, const char *path, int flags)
 void tracked_opened_stream(FILE *stream, const char *path, const char *mode)
 {
     if (stream) fdtable_decided(fileno(stream));
-    if (!stream || !mode || !strpbrk(mode, "wa+") || agent_busy || in_signal_handler()) return;
+    if (!stream || !mode || agent_busy || in_signal_handler()) return;
+    if (!strpbrk(mode, "wa+")) {
+        if (loads_wanted(path, O_RDONLY)) opened_for_reading(fileno(stream), AT_FDCWD, path);
+        return;
+    }
     int saved = errno;
     agent_busy = true;
     struct tracked *t =

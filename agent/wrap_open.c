@@ -1,7 +1,8 @@
 /* wrap_open.c — the calls that create descriptors and streams for a path.
  *
  * Each wrapper makes the real call first, then offers the result to tracked_opened,
- * which looks only at opens for writing, so reads pay one flags test. A call that fails
+ * which follows checkpoints opened for writing and tells of those opened for reading
+ * (loads.h), most reads being rejected by their path's text alone. A call that fails
  * for want of a descriptor (EMFILE) while the agent holds its socket gets that number
  * back and is made once more (channel_release_fd), so the program can open as many
  * files as without the agent.

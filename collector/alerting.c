@@ -15,6 +15,7 @@
 
 #include "alerts.h"
 #include "state.h"
+#include "table.h"
 #include "on_alert.h"
 #include "series.h"
 
@@ -202,23 +203,12 @@ void alerting_unmatched_fn(void *ctx, const char *path)
         a->unmatched_more++;
 }
 
-static void print_size(double bytes)
-{
-    static const char *const units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
-    size_t u = 0;
-    while (bytes >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
-        bytes /= 1024;
-        u++;
-    }
-    fprintf(stderr, u ? "%.1f %s" : "%.0f %s", bytes, units[u]);
-}
-
 static void print_summary(const struct alerting *a)
 {
     fprintf(stderr, "ckmon: %lu checkpoint%s", a->checkpoints, a->checkpoints == 1 ? "" : "s");
     if (a->checkpoints) {
-        fprintf(stderr, ", ");
-        print_size(a->bytes);
+        char size[32];
+        fprintf(stderr, ", %s", table_size(a->bytes, "bytes", size, sizeof size));
         fprintf(stderr, ", %.3g s writing, %lu incomplete", a->seconds, a->incomplete);
     }
     for (size_t i = 0; i < a->rule_count; i++)

@@ -37,8 +37,9 @@ struct scan {
     size_t count, capacity, lines;
 };
 
-static void consider_line(struct scan *s, const char *line)
+static void consider_line(void *ctx, const char *line)
 {
+    struct scan *s = ctx;
     cJSON *r = cJSON_Parse(line);
     const cJSON *event = cJSON_GetObjectItemCaseSensitive(r, "event");
     const cJSON *path = cJSON_GetObjectItemCaseSensitive(r, "path");
@@ -76,19 +77,6 @@ static void consider_line(struct scan *s, const char *line)
         }
     }
     cJSON_Delete(r);
-}
-
-static bool scan_file(struct scan *s, const char *path)
-{
-    FILE *f = fopen(path, "re");
-    char *line = NULL;
-    size_t size = 0;
-    if (!f) return false;
-    while (getline(&line, &size, f) > 0)
-        consider_line(s, line);
-    free(line);
-    fclose(f);
-    return true;
 }
 
 /* By path, and for one path in log order, so the last of a run is its newest record. */
@@ -164,15 +152,7 @@ int cmd_last_good(int argc, char **argv)
     struct scan s = {.job = o.job};
     char *glob = o.arg_count ? absolute_glob(o.args[0]) : NULL;
     s.glob = glob;
-    struct segment_list segments = {0};
-    segment_list(o.log, &segments);
-    for (size_t i = 0; i < segments.count; i++) {
-        char *path = segment_path(o.log, segments.seqs[i]);
-        if (path) scan_file(&s, path);
-        free(path);
-    }
-    segment_list_free(&segments);
-    if (!scan_file(&s, o.log) && errno != ENOENT) {
+    if (!segment_each_line(o.log, consider_line, &s) && errno != ENOENT) {
         fprintf(stderr, "ckmon last-good: %s: %s\n", o.log, strerror(errno));
         rc = 1;
     } else {

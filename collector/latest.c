@@ -3,6 +3,8 @@
  * An open-addressing hash table from the series text (`name{labels}`) to its value,
  * under one mutex: the server thread adds records, the HTTP thread renders. Rendering
  * sorts the series, so each family's samples are together under one # HELP/# TYPE.
+ * Expired series are dropped when the table is rebuilt anyway (a file's next
+ * checkpoint, growth) and before each rendering, so no extra pass runs per record.
  */
 #include "latest.h"
 
@@ -10,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -17,8 +20,10 @@
 #include "metrics.h"
 
 struct entry {
-    char *series; /* NULL: an empty slot */
-    char *group;  /* the labels of the record's file it came from; NULL: a counter */
+    char *series;    /* NULL: an empty slot */
+    char *group;     /* the labels of the record's file it came from; NULL: none */
+    bool counter;    /* the collector's own: never expires */
+    int64_t seen_ns; /* when a record last set it (CLOCK_MONOTONIC) */
     double value;
 };
 
@@ -26,7 +31,15 @@ struct latest {
     pthread_mutex_t lock;
     struct entry *slots;
     size_t capacity, used; /* capacity is a power of two */
+    int64_t now_ns;        /* the record being added: when it came */
 };
+
+static int64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 struct latest *latest_new(void)
 {
@@ -62,8 +75,9 @@ static struct entry *find(struct entry *slots, size_t capacity, const char *seri
         if (!slots[i].series || !strcmp(slots[i].series, series)) return &slots[i];
 }
 
-/* The table again in capacity slots, without the entries of group (NULL: none). */
-static bool rebuild(struct latest *l, size_t capacity, const char *group)
+/* The table again in capacity slots, without the entries of group (NULL: none) and
+ * those of records that no record set since before_ns. */
+static bool rebuild(struct latest *l, size_t capacity, const char *group, int64_t before_ns)
 {
     struct entry *slots = calloc(capacity, sizeof *slots);
     if (!slots) return false;
@@ -71,7 +85,8 @@ static bool rebuild(struct latest *l, size_t capacity, const char *group)
     for (size_t i = 0; i < l->capacity; i++) {
         struct entry *e = &l->slots[i];
         if (!e->series) continue;
-        if (group && e->group && !strcmp(e->group, group)) {
+        if ((group && e->group && !strcmp(e->group, group)) ||
+            (!e->counter && e->seen_ns < before_ns)) {
             free(e->series);
             free(e->group);
             continue;
@@ -85,11 +100,19 @@ static bool rebuild(struct latest *l, size_t capacity, const char *group)
     return true;
 }
 
-/* With the lock held. A series that cannot be stored (no memory) is left out. */
-static void set_locked(struct latest *l, const char *series, const char *group, double value)
+/* The cut-off of expiry at time now_ns. */
+static int64_t keep_since(int64_t now_ns)
+{
+    return now_ns - (int64_t)LATEST_KEEP_SECONDS * 1000000000;
+}
+
+/* With the lock held. A series that cannot be stored (no memory) is left out. A record's
+ * series (counter false) is stamped with the time of the record being added. */
+static void set_locked(struct latest *l, const char *series, const char *group, bool counter,
+                       double value)
 {
     if ((l->used + 1) * 4 > l->capacity * 3 &&
-        !rebuild(l, l->capacity ? l->capacity * 2 : 256, NULL))
+        !rebuild(l, l->capacity ? l->capacity * 2 : 256, NULL, keep_since(l->now_ns)))
         return;
     struct entry *e = find(l->slots, l->capacity, series);
     if (!e->series) {
@@ -101,13 +124,15 @@ static void set_locked(struct latest *l, const char *series, const char *group, 
         e->group = copy;
         l->used++;
     }
+    e->counter = counter;
+    e->seen_ns = l->now_ns;
     e->value = value;
 }
 
 void latest_set(struct latest *l, const char *series, double value)
 {
     pthread_mutex_lock(&l->lock);
-    set_locked(l, series, NULL, value);
+    set_locked(l, series, NULL, true, value);
     pthread_mutex_unlock(&l->lock);
 }
 
@@ -121,7 +146,7 @@ static void keep_sample(void *ctx, const struct sample *s)
     struct keeping *k = ctx;
     struct strbuf series = {.limit = 1 << 20};
     prom_add_series(&series, s);
-    if (series.s && !series.overflow) set_locked(k->l, series.s, k->group, s->value);
+    if (series.s && !series.overflow) set_locked(k->l, series.s, k->group, false, s->value);
     free(series.s);
 }
 
@@ -140,7 +165,7 @@ static void keep_checkpoint(struct latest *l, const cJSON *record)
         free(group.s);
         return;
     }
-    if (l->capacity) rebuild(l, l->capacity, group.s);
+    if (l->capacity) rebuild(l, l->capacity, group.s, keep_since(l->now_ns));
     struct keeping k = {l, group.s};
     metrics_for_record(record, &labels, keep_sample, &k);
     free(group.s);
@@ -152,6 +177,7 @@ void latest_add_line(struct latest *l, const char *line, size_t len)
     const cJSON *event = cJSON_GetObjectItemCaseSensitive(record, "event");
     struct strbuf counter = {.limit = 4096};
     pthread_mutex_lock(&l->lock);
+    l->now_ns = monotonic_ns();
     if (cJSON_IsString(event)) {
         struct sample s = {.metric = "ckmon_records_total",
                            .labels = {{"event", event->valuestring}},
@@ -161,14 +187,15 @@ void latest_add_line(struct latest *l, const char *line, size_t len)
                               ? find(l->slots, l->capacity, counter.s)
                               : NULL;
         if (counter.s && !counter.overflow)
-            set_locked(l, counter.s, NULL, e && e->series ? e->value + 1 : 1);
+            set_locked(l, counter.s, NULL, true, e && e->series ? e->value + 1 : 1);
     }
     struct record_labels labels;
-    struct keeping counts = {l, NULL}; /* an alert's count: of its rule, not of a file */
+    struct keeping counts = {l, NULL}; /* an alert's or load's count: not a file's samples */
     if ((cJSON_IsString(event) && !strcmp(event->valuestring, "checkpoint")) ||
         record_is_set(record))
         keep_checkpoint(l, record);
-    else if (record_is_alert(record) && record_labels_get(record, &labels))
+    else if ((record_is_alert(record) || record_is_load(record)) &&
+             record_labels_get(record, &labels))
         metrics_for_record(record, &labels, keep_sample, &counts);
     pthread_mutex_unlock(&l->lock);
     free(counter.s);
@@ -186,8 +213,16 @@ static size_t family_len(const char *series)
     return strcspn(series, "{");
 }
 
+void latest_expire(struct latest *l, int64_t before_ns)
+{
+    pthread_mutex_lock(&l->lock);
+    if (l->capacity) rebuild(l, l->capacity, NULL, before_ns);
+    pthread_mutex_unlock(&l->lock);
+}
+
 bool latest_render(struct latest *l, struct strbuf *out)
 {
+    latest_expire(l, keep_since(monotonic_ns()));
     pthread_mutex_lock(&l->lock);
     struct entry *sorted = malloc((l->used ? l->used : 1) * sizeof *sorted);
     size_t n = 0;

@@ -362,6 +362,22 @@ static void emit_set(const cJSON *record, const struct record_labels *l, sample_
                  emit, ctx);
 }
 
+/* A load record (docs/records.md, "Loads"): the running count of its series. */
+static void emit_load(const cJSON *record, const struct record_labels *l, sample_fn emit, void *ctx)
+{
+    const cJSON *total = cJSON_GetObjectItemCaseSensitive(record, "total");
+    if (!cJSON_IsNumber(total)) return;
+    struct sample s = {.metric = "ckmon_loads_total", .value = total->valuedouble};
+    metrics_common_labels(&s, l);
+    emit(ctx, &s);
+}
+
+bool record_is_load(const cJSON *record)
+{
+    const cJSON *event = cJSON_GetObjectItemCaseSensitive(record, "event");
+    return cJSON_IsString(event) && !strcmp(event->valuestring, "load");
+}
+
 bool record_is_set(const cJSON *record)
 {
     const cJSON *event = cJSON_GetObjectItemCaseSensitive(record, "event");
@@ -383,6 +399,10 @@ void metrics_for_record(const cJSON *record, const struct record_labels *labels,
     }
     if (record_is_set(record)) {
         emit_set(record, labels, emit, ctx);
+        return;
+    }
+    if (record_is_load(record)) {
+        emit_load(record, labels, emit, ctx);
         return;
     }
     emit_values(record, labels, emit, ctx);

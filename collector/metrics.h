@@ -68,6 +68,8 @@ bool scalar_number(const cJSON *v, double *out);
 bool record_is_set(const cJSON *record);
 /* An alert record (CONTRACT.md "Alerts"): its one sample is ckmon_alerts_total. */
 bool record_is_alert(const cJSON *record);
+/* A load record (CONTRACT.md "Loads"): its one sample is ckmon_loads_total, its "total". */
+bool record_is_load(const cJSON *record);
 
 /* Calls emit for every sample of the record, families in a fixed order (values,
  * tensors, checkpoint), so the samples of one family are contiguous. Values and tensors

@@ -35,6 +35,7 @@
 #define REPORT_TENSOR_ROWS   500
 #define REPORT_TABLE_ROWS    2000
 #define REPORT_ALERT_ROWS    500
+#define REPORT_RESUME_ROWS   20 /* loads listed as "resumed from" */
 #define REPORT_DEFAULT_PAGE  "ckmon-report.html"
 
 #define W  360 /* chart size in SVG units */
@@ -97,6 +98,7 @@ struct run {
         listed_rules; /* rules counted from checkpoints' "alerts", for logs without alert records */
     double first_time, last_time, total_bytes;
     size_t incomplete, sets, loads, lines_skipped;
+    cJSON *resumes; /* the first load records of each run and path, in log order */
 };
 
 static void *grow(void *items, size_t *cap, size_t n, size_t size)
@@ -325,6 +327,26 @@ static void take_alert(struct run *run, const cJSON *rec, double time)
     }
 }
 
+static bool same_text(const char *a, const char *b)
+{
+    return a == b || (a && b && !strcmp(a, b));
+}
+
+/* Where a run resumed from: its loads, a run's repeated reads of one file listed once. */
+static void take_load(struct run *run, const cJSON *rec)
+{
+    const cJSON *seen;
+    run->loads++;
+    cJSON_ArrayForEach(seen, run->resumes)
+    {
+        if (same_text(member_text(seen, "path"), member_text(rec, "path")) &&
+            same_text(member_text(seen, "run"), member_text(rec, "run")))
+            return;
+    }
+    if (cJSON_GetArraySize(run->resumes) < REPORT_RESUME_ROWS)
+        cJSON_AddItemToArray(run->resumes, cJSON_Duplicate(rec, true));
+}
+
 static void take_record(struct run *run, const cJSON *rec)
 {
     const char *job = member_text(rec, "job");
@@ -339,7 +361,7 @@ static void take_record(struct run *run, const cJSON *rec)
     else if (!strcmp(event, "set"))
         run->sets++;
     else if (!strcmp(event, "load"))
-        run->loads++;
+        take_load(run, rec);
 }
 
 static bool read_log(struct run *run, const char *path)
@@ -394,18 +416,6 @@ static void html(FILE *out, const char *s)
             fputc(*s, out);
         }
     }
-}
-
-static const char *human_bytes(double n, char *buf, size_t size)
-{
-    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-    unsigned u = 0;
-    while (n >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
-        n /= 1024;
-        u++;
-    }
-    snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", n, units[u]);
-    return buf;
 }
 
 static const char *time_text(double t, char *buf, size_t size)
@@ -591,6 +601,43 @@ static void bad_marks(FILE *out, const struct frame *f, const struct drawn *d, s
 
 /* ---- Sections --------------------------------------------------------------------------- */
 
+/* Each load: the run that read it, the file, and the record that wrote it. */
+static void write_resumes(FILE *out, const struct run *run)
+{
+    const cJSON *load;
+    if (!run->loads) return;
+    fputs("<tr><th>resumed from</th><td id=\"resumed-from\">", out);
+    cJSON_ArrayForEach(load, run->resumes)
+    {
+        const cJSON *written = cJSON_GetObjectItemCaseSensitive(load, "written");
+        const cJSON *unchanged = cJSON_GetObjectItemCaseSensitive(load, "unchanged");
+        fputs("<div class=\"resume\">", out);
+        html(out, member_text(load, "job"));
+        if (member_text(load, "run")) fputs(" run ", out), html(out, member_text(load, "run"));
+        fputs(" read <code>", out);
+        html(out, member_text(load, "path"));
+        fputs("</code>, ", out);
+        if (!cJSON_IsObject(written)) {
+            fputs("which no record in this log wrote</div>", out);
+            continue;
+        }
+        fputs("written at ", out);
+        html(out, member_text(written, "time"));
+        fputs(" by ", out);
+        html(out, member_text(written, "job"));
+        if (member_text(written, "run"))
+            fputs(" run ", out), html(out, member_text(written, "run"));
+        fputs(cJSON_IsTrue(unchanged)    ? ", unchanged"
+              : cJSON_IsFalse(unchanged) ? ", <span class=\"bad\">changed since</span>"
+                                         : "",
+              out);
+        fputs("</div>", out);
+    }
+    if (run->loads > (size_t)cJSON_GetArraySize(run->resumes))
+        fprintf(out, "<div>%zu loads in all</div>", run->loads);
+    fputs("</td></tr>", out);
+}
+
 static void header(FILE *out, struct run *run, const char *log)
 {
     char a[64], b[64];
@@ -622,8 +669,9 @@ static void header(FILE *out, struct run *run, const char *log)
     fprintf(out,
             "<tr><th>checkpoints</th><td id=\"count-checkpoints\">%zu, %s; <span%s>%zu "
             "incomplete</span>; %zu sets, %zu loads</td></tr>",
-            run->nckpts, human_bytes(run->total_bytes, a, sizeof a),
+            run->nckpts, table_size(run->total_bytes, "B", a, sizeof a),
             run->incomplete ? " class=\"bad\"" : "", run->incomplete, run->sets, run->loads);
+    write_resumes(out, run);
     fputs("<tr><th>alerts</th><td id=\"alert-rules\">", out);
     int k = 0;
     cJSON_ArrayForEach(item, run->rules)
@@ -953,7 +1001,8 @@ static void saves_section(FILE *out, struct run *run, struct drawn *buf)
         fputs("</td><td>", out);
         html(out, c->format);
         fprintf(out, "</td><td>%s</td><td>%.3g</td><td>%s</td></tr>\n",
-                human_bytes(c->bytes, b, sizeof b), c->seconds, c->complete ? "yes" : "NO (torn)");
+                table_size(c->bytes, "B", b, sizeof b), c->seconds,
+                c->complete ? "yes" : "NO (torn)");
     }
     fputs("</table></section>\n", out);
 }
@@ -1091,6 +1140,7 @@ int cmd_report(int argc, char **argv)
                       .ranks = cJSON_CreateObject(),
                       .rules = cJSON_CreateObject(),
                       .listed_rules = cJSON_CreateObject(),
+                      .resumes = cJSON_CreateArray(),
                       .first_time = NAN,
                       .last_time = NAN};
     const char *page = o.output ? o.output : REPORT_DEFAULT_PAGE;
@@ -1123,6 +1173,7 @@ int cmd_report(int argc, char **argv)
     cJSON_Delete(run.ranks);
     cJSON_Delete(run.rules);
     cJSON_Delete(run.listed_rules);
+    cJSON_Delete(run.resumes);
     options_free(&o);
     return rc;
 }

@@ -1,4 +1,4 @@
-/* segments.c — naming, listing and finding rotated log segments (see segments.h). */
+/* segments.c — naming, listing, finding and reading rotated log segments (see segments.h). */
 #include "segments.h"
 
 #include <dirent.h>
@@ -58,6 +58,32 @@ void segment_list_free(struct segment_list *l)
 {
     free(l->seqs);
     *l = (struct segment_list){0};
+}
+
+static bool each_line(const char *path, void (*each)(void *ctx, const char *line), void *ctx)
+{
+    FILE *f = path ? fopen(path, "re") : NULL;
+    if (!f) return false;
+    char *line = NULL;
+    size_t size = 0;
+    while (getline(&line, &size, f) > 0)
+        each(ctx, line);
+    free(line);
+    fclose(f);
+    return true;
+}
+
+bool segment_each_line(const char *base, void (*each)(void *ctx, const char *line), void *ctx)
+{
+    struct segment_list l = {0};
+    segment_list(base, &l);
+    for (size_t i = 0; i < l.count; i++) {
+        char *path = segment_path(base, l.seqs[i]);
+        each_line(path, each, ctx);
+        free(path);
+    }
+    segment_list_free(&l);
+    return each_line(base, each, ctx);
 }
 
 static bool same_file(const char *base, unsigned long seq, dev_t dev, ino_t ino, struct stat *st)

@@ -25,6 +25,10 @@ char *segment_path(const char *base, unsigned long seq);
 /* The rotated segments of base that exist now; false when its directory is unreadable. */
 bool segment_list(const char *base, struct segment_list *out);
 void segment_list_free(struct segment_list *l);
+/* Calls each(ctx, line) for every line of base's rotated segments, oldest first, then
+ * of base itself: the whole log in order. False, with errno, when base cannot be read
+ * (ENOENT: no log yet); a segment that vanished meanwhile is passed over. */
+bool segment_each_line(const char *base, void (*each)(void *ctx, const char *line), void *ctx);
 /* Which segment of base is the file (dev, ino): true with *seq set, false if none is. */
 bool segment_find(const char *base, dev_t dev, ino_t ino, unsigned long *seq);
 /* What a reader goes on to after segment seq: the next rotated segment when it

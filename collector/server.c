@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "core/wire.h"
+#include "lineage.h"
 #include "scrape.h"
 #include "recovery.h"
 #include "tracker.h"
@@ -43,6 +44,7 @@ struct connection {
 struct server {
     const struct server_config *cfg;
     struct tracker *tracker;
+    struct lineage *lineage; /* load records (lineage.h) */
     struct connection *conns;
     size_t conn_count, conn_capacity;
     struct pollfd *polls;
@@ -196,6 +198,19 @@ static void emit_set_to_log(void *ctx, const cJSON *set, long pid)
     else if (line)
         log_write(cfg->log, line, len);
     free(line);
+}
+
+/* A checkpoint opened for reading: its load record, which says who wrote it. */
+static void emit_load_to_log(void *ctx, const struct identity *who, const struct wire_load *load,
+                             int64_t now_us)
+{
+    struct server *s = ctx;
+    cJSON *record = lineage_load_record(s->lineage, who, load, now_us);
+    size_t len;
+    char *line = json_line(record, &len);
+    if (line) log_write(s->cfg->log, line, len);
+    free(line);
+    cJSON_Delete(record);
 }
 
 /* The peer's credentials, or false (with a line on stderr) when it is not our own user:
@@ -416,9 +431,10 @@ int server_run(const struct server_config *cfg)
     struct server *s = calloc(1, sizeof *s);
     if (!s || !(s->tracker = tracker_new(emit_to_log, (void *)cfg)) ||
         !tracker_set_sets(s->tracker, emit_set_to_log, (void *)cfg) ||
-        !(s->polls = malloc(2 * sizeof *s->polls))) {
+        !(s->lineage = lineage_new(cfg->log->name)) || !(s->polls = malloc(2 * sizeof *s->polls))) {
         fprintf(stderr, "ckmon: out of memory\n");
         if (s) tracker_free(s->tracker);
+        if (s) lineage_free(s->lineage);
         free(s);
         listener_close(cfg->listener, true);
         return 1;
@@ -426,6 +442,7 @@ int server_run(const struct server_config *cfg)
     s->cfg = cfg;
     tracker_set_run(s->tracker, cfg->run_id);
     if (cfg->alerting) tracker_set_unmatched(s->tracker, alerting_unmatched_fn, cfg->alerting);
+    tracker_set_loads(s->tracker, emit_load_to_log, s);
     recovery_attach(cfg->recovery, s->tracker, cfg->listener->path, now_us());
     sigset_t saved, wait_mask;
     bool by_signal = cfg->stop_fd < 0;
@@ -445,6 +462,7 @@ int server_run(const struct server_config *cfg)
     listener_close(cfg->listener, true);
     recovery_detach(cfg->recovery, s->tracker);
     tracker_free(s->tracker);
+    lineage_free(s->lineage);
     free(s->conns);
     free(s->polls);
     free(s);

@@ -58,15 +58,15 @@ static const char *show(const cJSON *v, char *buf, size_t size)
     return buf;
 }
 
-static const char *show_bytes(double n, char *buf, size_t size)
+const char *table_size(double bytes, const char *small_unit, char *buf, size_t size)
 {
-    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    static const char *const units[] = {NULL, "KiB", "MiB", "GiB", "TiB", "PiB"};
     unsigned u = 0;
-    while (n >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
-        n /= 1024;
+    while (bytes >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
+        bytes /= 1024;
         u++;
     }
-    snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", n, units[u]);
+    snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", bytes, u ? units[u] : small_unit);
     return buf;
 }
 
@@ -196,7 +196,7 @@ static void print_checkpoint(FILE *out, const cJSON *rec, const struct table_sty
     bool complete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "complete"));
     fprintf(out, "%-44s %-11s %s%-3s%s %10s", shown_path(rec, "path", s), text(rec, "format"),
             complete ? "" : paint(s, RED BOLD), complete ? "ok" : "NO", complete ? "" : plain(s),
-            show_bytes(number(rec, "bytes"), size, sizeof size));
+            table_size(number(rec, "bytes"), "B", size, sizeof size));
     print_values(out, cJSON_GetObjectItemCaseSensitive(rec, "values"));
     print_alert_names(out, rec, s);
     fputc('\n', out);
@@ -222,7 +222,7 @@ static void print_set(FILE *out, const cJSON *rec, const struct table_style *s)
     bool complete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "complete"));
     fprintf(out, "%-44s set:%-7s %s%-3s%s %10s  %.0f files", shown_path(rec, "path", s),
             text(rec, "kind"), complete ? "" : paint(s, RED BOLD), complete ? "ok" : "NO",
-            complete ? "" : plain(s), show_bytes(number(rec, "bytes"), size, sizeof size),
+            complete ? "" : plain(s), table_size(number(rec, "bytes"), "B", size, sizeof size),
             number(rec, "files"));
     const cJSON *ranks = cJSON_GetObjectItemCaseSensitive(rec, "ranks");
     if (cJSON_GetArraySize(ranks) > 0) fprintf(out, ", %d ranks", cJSON_GetArraySize(ranks));
@@ -239,7 +239,7 @@ static void print_load(FILE *out, const cJSON *rec, const struct table_style *s)
     const cJSON *unchanged = cJSON_GetObjectItemCaseSensitive(rec, "unchanged");
     const cJSON *written = cJSON_GetObjectItemCaseSensitive(rec, "written");
     fprintf(out, "%-44s load        %10s  by %s", shown_path(rec, "path", s),
-            show_bytes(number(rec, "bytes"), size, sizeof size), text(rec, "program"));
+            table_size(number(rec, "bytes"), "B", size, sizeof size), text(rec, "program"));
     if (cJSON_IsObject(written))
         fprintf(out, ", written by %s at %s", text(written, "job"), text(written, "time"));
     else

@@ -9,6 +9,7 @@
 #define CKMON_TABLE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #include <cjson/cJSON.h>
@@ -26,6 +27,9 @@ bool table_wants_color(FILE *out);
 /* The value for a key name in a record's values: the key itself, else the last key
  * ending in ".NAME" (`optim.param_groups.0.lr`, a Trainer's newest `log_history.N.loss`). */
 const cJSON *table_key_value(const cJSON *values, const char *name);
+/* A size as people read it, in buf: "512 B", "93.6 KiB" (units up to PiB, one decimal);
+ * small_unit names sizes below 1 KiB ("B" in tables, "bytes" in a sentence). */
+const char *table_size(double bytes, const char *small_unit, char *buf, size_t size);
 /* Prints one record (any event) to out. */
 void table_print(FILE *out, const cJSON *record, const struct table_style *style);
 

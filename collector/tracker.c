@@ -81,8 +81,10 @@ struct tracker {
     uint8_t *read_buffer;    /* for the adoption being parsed */
     const char *default_run; /* for agents whose hello names no run */
     unmatched_fn unmatched;  /* told of the files agents created that matched no glob */
-    struct sets *sets;       /* multi-file checkpoints (sets.h), or NULL */
-    int64_t now_us;          /* the time of the message or turn being handled */
+    load_fn load;            /* told of the checkpoints agents opened for reading */
+    void *load_ctx;
+    struct sets *sets; /* multi-file checkpoints (sets.h), or NULL */
+    int64_t now_us;    /* the time of the message or turn being handled */
     void *unmatched_ctx;
     hold_fn held, emitted; /* the rename hold's journal (recovery.h), or NULL */
     void *hold_ctx;
@@ -100,6 +102,12 @@ void tracker_set_unmatched(struct tracker *t, unmatched_fn fn, void *ctx)
 {
     t->unmatched = fn;
     t->unmatched_ctx = ctx;
+}
+
+void tracker_set_loads(struct tracker *t, load_fn fn, void *ctx)
+{
+    t->load = fn;
+    t->load_ctx = ctx;
 }
 
 bool tracker_set_sets(struct tracker *t, set_emit_fn emit, void *ctx)
@@ -596,6 +604,19 @@ static bool on_unmatched(struct tracker *t, struct tracker_conn *c, struct wire_
     return true;
 }
 
+static bool on_load(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
+                    int64_t now_us)
+{
+    if (!t->load) return true;
+    for (struct pending **p = &t->pending; *p;)
+        if (!(*p)->candidate && !strcmp((*p)->record->path, m->load.path))
+            release_pending(t, p);
+        else
+            p = &(*p)->next;
+    t->load(t->load_ctx, &c->who, &m->load, now_us);
+    return true;
+}
+
 typedef bool (*message_handler)(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
                                 int64_t now_us);
 
@@ -604,7 +625,7 @@ static const message_handler handlers[WIRE_KINDS] = {
     [WIRE_DATA] = on_data,           [WIRE_CLOSE] = on_close,
     [WIRE_RENAME] = on_rename,       [WIRE_ADOPT] = on_adopt,
     [WIRE_EXEC] = on_exec,           [WIRE_EXEC_FAILED] = on_exec_failed,
-    [WIRE_UNMATCHED] = on_unmatched,
+    [WIRE_UNMATCHED] = on_unmatched, [WIRE_LOAD] = on_load,
 };
 
 void tracker_message(struct tracker *t, struct tracker_conn *c, const char *data, size_t len,

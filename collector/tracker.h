@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/wire.h"
 #include "record.h"
 #include "sets.h"
 
@@ -36,6 +37,12 @@ void tracker_set_run(struct tracker *t, const char *run);
  * few per process, said at its exit). */
 typedef void (*unmatched_fn)(void *ctx, const char *path);
 void tracker_set_unmatched(struct tracker *t, unmatched_fn fn, void *ctx);
+/* Called with each checkpoint an agent opened for reading (a "load" message, core/wire.h)
+ * and the identity of its process. A record of that path still held for its rename
+ * window is written first, so that the log has the writer before the reader. */
+typedef void (*load_fn)(void *ctx, const struct identity *who, const struct wire_load *load,
+                        int64_t now_us);
+void tracker_set_loads(struct tracker *t, load_fn fn, void *ctx);
 /* Groups the records into sets (sets.h), each finished set handed to emit; false when
  * out of memory. */
 bool tracker_set_sets(struct tracker *t, set_emit_fn emit, void *ctx);

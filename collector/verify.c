@@ -95,8 +95,9 @@ static bool collect(struct targets *t, const char *path, bool named)
 
 /* Keeps the line's record when it is a checkpoint record of a target: the log is read
  * oldest first, so the last one kept is the newest. */
-static void consider_line(struct targets *t, const char *line)
+static void consider_line(void *ctx, const char *line)
 {
+    struct targets *t = ctx;
     if (!strstr(line, "\"checkpoint\"")) return;
     cJSON *r = cJSON_Parse(line);
     const cJSON *event = cJSON_GetObjectItemCaseSensitive(r, "event");
@@ -110,19 +111,6 @@ static void consider_line(struct targets *t, const char *line)
     if (!found) return cJSON_Delete(r);
     cJSON_Delete(found->written);
     found->written = r;
-}
-
-static bool read_log(struct targets *t, const char *log)
-{
-    FILE *f = fopen(log, "re");
-    if (!f) return false;
-    char *line = NULL;
-    size_t size = 0;
-    while (getline(&line, &size, f) > 0)
-        consider_line(t, line);
-    free(line);
-    fclose(f);
-    return true;
 }
 
 static const char *string_of(const cJSON *r, const char *name, const char *otherwise)
@@ -212,15 +200,7 @@ int cmd_verify(int argc, char **argv)
     for (int i = 0; i < o.arg_count; i++)
         if (!collect(&t, o.args[i], true)) rc = 1;
     qsort(t.items, t.count, sizeof *t.items, by_path);
-    struct segment_list segments = {0};
-    segment_list(o.log, &segments);
-    for (size_t i = 0; i < segments.count; i++) {
-        char *path = segment_path(o.log, segments.seqs[i]);
-        if (path) read_log(&t, path);
-        free(path);
-    }
-    segment_list_free(&segments);
-    if (!read_log(&t, o.log) && errno != ENOENT) {
+    if (!segment_each_line(o.log, consider_line, &t) && errno != ENOENT) {
         fprintf(stderr, "ckmon verify: %s: %s\n", o.log, strerror(errno));
         rc = 1;
     }

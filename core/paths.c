@@ -64,6 +64,82 @@ bool paths_match(char *const *globs, size_t count, const char *abs_path)
     return false;
 }
 
+/* What the glob says of a match's last component: the literal text after its last '*'
+ * (the whole glob when it has none), from its last '/' on. After a '/' it is the whole
+ * component (anchored), else its ending. Nothing (length 0) when that text is not literal. */
+static void hint_last(const char *glob, struct glob_hint *h)
+{
+    const char *star = strrchr(glob, '*');
+    const char *tail = star ? star + 1 : glob;
+    if (strpbrk(tail, "?[]\\") || (!star && strpbrk(glob, "?[]\\"))) return;
+    const char *slash = strrchr(tail, '/');
+    h->anchored = slash != NULL;
+    h->last = slash ? slash + 1 : tail;
+    h->last_len = strlen(h->last);
+}
+
+/* The longest run of literal characters other than '/' outside brackets: a component's
+ * text any match must contain, whatever the normalisation removed around it. */
+static void hint_needle(const char *glob, struct glob_hint *h)
+{
+    const char *run = glob;
+    for (const char *p = glob;; p++) {
+        bool literal = *p && !strchr("*?[]\\/", *p);
+        if (literal) continue;
+        if ((size_t)(p - run) > h->needle_len) {
+            h->needle = run;
+            h->needle_len = (size_t)(p - run);
+        }
+        if (!*p) return;
+        if (*p == '[') { /* to the closing bracket; "[]...]" and "[!]...]" hold a ']' */
+            const char *q = p + 1;
+            if (*q == '!' || *q == '^') q++;
+            if (*q == ']') q++;
+            while (*q && *q != ']')
+                q++;
+            if (!*q) return; /* unclosed: the rest is not known literal */
+            p = q;
+        } else if (*p == '\\' && p[1]) {
+            p++;
+        }
+        run = p + 1;
+    }
+}
+
+bool glob_hints_compile(struct glob_hints *hints, char *const *globs, size_t count)
+{
+    *hints = (struct glob_hints){.hints = calloc(count ? count : 1, sizeof *hints->hints)};
+    if (!hints->hints) return false;
+    for (size_t i = 0; i < count; i++) {
+        hint_last(globs[i], &hints->hints[i]);
+        hint_needle(globs[i], &hints->hints[i]);
+    }
+    hints->count = count;
+    return true;
+}
+
+bool paths_may_match(const struct glob_hints *hints, const char *path)
+{
+    size_t len = strlen(path);
+    /* Normalising can change only an ending in '/' or '.' ("dir/.."); the last component
+     * stays as it is otherwise, whatever the directories before it become. */
+    if (!hints->hints || !len || path[len - 1] == '/' || path[len - 1] == '.') return true;
+    const char *last = strrchr(path, '/');
+    last = last ? last + 1 : path;
+    size_t last_len = len - (size_t)(last - path);
+    bool absolute = path[0] == '/';
+    for (size_t i = 0; i < hints->count; i++) {
+        const struct glob_hint *h = &hints->hints[i];
+        if (h->anchored
+                ? h->last_len != last_len || memcmp(last, h->last, last_len)
+                : h->last_len > last_len || memcmp(path + len - h->last_len, h->last, h->last_len))
+            continue;
+        if (absolute && h->needle_len && !memmem(path, len, h->needle, h->needle_len)) continue;
+        return true;
+    }
+    return false;
+}
+
 char **split_list(const char *list, size_t *count)
 {
     size_t n = 1, len = strlen(list);

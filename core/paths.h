@@ -13,6 +13,24 @@ extern const size_t default_checkpoint_glob_count;
 /* Whether an absolute path matches any of the fnmatch globs ('*' crosses '/'). */
 bool paths_match(char *const *globs, size_t count, const char *abs_path);
 
+/* A quick test before the full match, for the opens for reading a program makes by the
+ * thousand (Python's imports): per glob, the literal text after its last '*' must end the
+ * path's last component, and its longest literal run without '/' must occur in an absolute
+ * path. paths_may_match is false only when no glob can match the absolute, normalised form
+ * of path, which it does not compute (that costs a getcwd for a relative path). */
+struct glob_hint {
+    const char *last, *needle; /* into the glob; lengths below (0: no test) */
+    size_t last_len, needle_len;
+    bool anchored; /* last is the whole last component, not only its ending */
+};
+struct glob_hints {
+    struct glob_hint *hints;
+    size_t count;
+};
+/* false when out of memory (then hints->count is 0 and nothing is rejected). */
+bool glob_hints_compile(struct glob_hints *hints, char *const *globs, size_t count);
+bool paths_may_match(const struct glob_hints *hints, const char *path);
+
 /* Splits a ':'-separated list into a NULL-terminated array of strings (one allocation). */
 char **split_list(const char *list, size_t *count);
 

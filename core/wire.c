@@ -23,6 +23,7 @@ static const char *const kind_names[WIRE_KINDS] = {
     [WIRE_EXEC_FAILED] = "exec_failed",
     [WIRE_ADOPT] = "adopt",
     [WIRE_UNMATCHED] = "unmatched",
+    [WIRE_LOAD] = "load",
 };
 
 const char *wire_kind_name(enum wire_kind kind)
@@ -153,6 +154,14 @@ static void encode_exec(const struct wire_message *m, struct strbuf *b)
 static void encode_unmatched(const struct wire_message *m, struct strbuf *b)
 {
     put_strings(b, "paths", m->unmatched.paths, m->unmatched.path_count);
+}
+
+static void encode_load(const struct wire_message *m, struct strbuf *b)
+{
+    put_string(b, "path", m->load.path);
+    put_int(b, "time_us", m->load.time_us);
+    put_int(b, "bytes", m->load.bytes);
+    put_int(b, "mtime_us", m->load.mtime_us);
 }
 
 static void encode_nothing(const struct wire_message *m, struct strbuf *b)
@@ -300,6 +309,15 @@ static bool decode_exec(const cJSON *msg, struct wire_message *m)
     return true;
 }
 
+static bool decode_load(const cJSON *msg, struct wire_message *m)
+{
+    m->load = (struct wire_load){.path = get_string(msg, "path"),
+                                 .time_us = get_int(msg, "time_us"),
+                                 .bytes = get_int(msg, "bytes"),
+                                 .mtime_us = get_int(msg, "mtime_us")};
+    return m->load.path != NULL;
+}
+
 static bool decode_nothing(const cJSON *msg, struct wire_message *m)
 {
     (void)msg, (void)m;
@@ -319,6 +337,7 @@ static const struct {
     [WIRE_EXEC_FAILED] = {encode_nothing, decode_nothing},
     [WIRE_ADOPT] = {encode_rename, decode_rename},
     [WIRE_UNMATCHED] = {encode_unmatched, decode_unmatched},
+    [WIRE_LOAD] = {encode_load, decode_load},
 };
 
 bool wire_encode(const struct wire_message *m, struct strbuf *out)

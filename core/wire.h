@@ -51,6 +51,13 @@
  *                                              checkpoint: the first files it created that
  *                                              matched no glob, so that `ckmon run` can
  *                                              name them when nothing matched
+ *   load    {"t":"load","path":"/abs/x.pt","time_us":...,"bytes":N,"mtime_us":...}
+ *                                              a checkpoint was opened for reading (once
+ *                                              per open, nothing per read): its size and
+ *                                              modification time from fstat at the open
+ *                                              (absent when fstat failed), so that the
+ *                                              collector can tell whether it is still what
+ *                                              its record describes
  *
  * A file still open when its connection ends is torn: the collector writes its record
  * with "complete": false and the size on disk, and when the agent had found nothing in
@@ -92,6 +99,7 @@ enum wire_kind {
     WIRE_EXEC_FAILED,
     WIRE_ADOPT,
     WIRE_UNMATCHED,
+    WIRE_LOAD,
     WIRE_KINDS
 };
 
@@ -149,6 +157,11 @@ struct wire_unmatched {
     size_t path_count;
 };
 
+struct wire_load {
+    const char *path; /* required */
+    int64_t time_us, bytes, mtime_us;
+};
+
 struct wire_message {
     enum wire_kind kind;
     union {
@@ -159,6 +172,7 @@ struct wire_message {
         struct wire_rename rename; /* WIRE_RENAME and WIRE_ADOPT */
         struct wire_exec exec;
         struct wire_unmatched unmatched;
+        struct wire_load load;
         /* WIRE_EXEC_FAILED: no members */
     };
     /* A decoded message's own: the parsed packet and the list its keys, kept or paths point

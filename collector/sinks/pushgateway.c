@@ -79,6 +79,8 @@ static bool encode(const char *url, const struct sink_batch *batch, struct sink_
             add_segment(&path, "rule", rule->valuestring);
         else
             add_segment(&path, "file", labels.file);
+        /* A load's counter likewise, beside its file's group. */
+        if (record_is_load(batch->records[i])) add_segment(&path, "event", "load");
         char *target = path.overflow ? NULL : sink_join_url(url, path.s);
         free(path.s);
         struct sink_request *r =

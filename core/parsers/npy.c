@@ -261,18 +261,6 @@ void npy_array_init(struct npy_array *a, struct report *r, const struct parse_op
     a->preamble_need = 8; /* until the major version says how long the length is */
 }
 
-/* Column-major: the first index fastest. */
-static void plan_fortran_head(struct npy_array *a, const struct header *h)
-{
-    int64_t stride[TENSOR_MAX_DIMS], step = 1;
-    for (int d = 0; d < h->ndim; d++) {
-        stride[d] = step;
-        /* Only the strides of the first elements matter; a product past 2^63 is never used. */
-        if (__builtin_mul_overflow(step, h->shape[d], &step)) step = INT64_MAX;
-    }
-    tensor_head_plan(&a->head, h->shape, stride, h->ndim);
-}
-
 static void finish_data_if_done(struct npy_array *a)
 {
     if (!tensor_reader_done(&a->tensor)) return;
@@ -298,7 +286,7 @@ static void start_data(struct npy_array *a)
         if (!tensor_reader_init(&a->tensor, a->report, a->name, e.dtype, h.shape, h.ndim,
                                 a->options))
             return fail(a, "unusable shape");
-        if (h.fortran_order) plan_fortran_head(a, &h);
+        if (h.fortran_order) tensor_head_plan_fortran(&a->head, h.shape, h.ndim);
     } else if (e.size == 0) {
         tensor_reader_init_opaque(&a->tensor, a->name, e.name, h.shape, h.ndim, 0);
         tensor_reader_report(&a->tensor, a->report);
@@ -339,21 +327,12 @@ static void end_preamble(struct npy_array *a)
     if (a->header_len == 0) start_data(a);
 }
 
-static size_t take_preamble(struct npy_array *a, const uint8_t *data, size_t len)
+/* Copies into a field that holds *have of its need bytes what of data belongs to it. */
+static size_t fill(void *field, size_t *have, size_t need, const uint8_t *data, size_t len)
 {
-    size_t n = a->preamble_need - a->preamble_len;
-    if (n > len) n = len;
-    memcpy(a->preamble + a->preamble_len, data, n);
-    a->preamble_len += n;
-    return n;
-}
-
-static size_t take_header(struct npy_array *a, const uint8_t *data, size_t len)
-{
-    size_t n = a->header_len - a->header_have;
-    if (n > len) n = len;
-    memcpy(a->header + a->header_have, data, n);
-    a->header_have += n;
+    size_t n = need - *have < len ? need - *have : len;
+    memcpy((uint8_t *)field + *have, data, n);
+    *have += n;
     return n;
 }
 
@@ -371,10 +350,10 @@ size_t npy_array_feed(struct npy_array *a, const uint8_t *data, size_t len)
         size_t n;
         switch (a->state) {
         case NPY_PREAMBLE:
-            n = take_preamble(a, data + used, len - used);
+            n = fill(a->preamble, &a->preamble_len, a->preamble_need, data + used, len - used);
             break;
         case NPY_HEADER:
-            n = take_header(a, data + used, len - used);
+            n = fill(a->header, &a->header_have, a->header_len, data + used, len - used);
             break;
         case NPY_PICKLED:
             n = pickle_walker_feed(a->pickle, data + used, len - used);

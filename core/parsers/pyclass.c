@@ -168,16 +168,12 @@ static struct pyobj *new_pending_array(struct pyarena *arena)
     return node;
 }
 
-/* A Fortran-order array's C-order head (tensor.h): its strides, in elements. */
+/* A Fortran-order array's C-order head (tensor.h), in the arena. */
+_Static_assert(PYOBJ_MAX_DIMS <= TENSOR_FORTRAN_MAX_DIMS, "every pickled array's head is planned");
 static void plan_fortran_head(struct pyarena *arena, struct pyarray *arr)
 {
-    int64_t stride[PYOBJ_MAX_DIMS], step = 1;
-    for (int d = 0; d < arr->ndim; d++) {
-        stride[d] = step;
-        step *= arr->shape[d] ? arr->shape[d] : 1;
-    }
     arr->head = pyarena_alloc(arena, sizeof *arr->head);
-    if (arr->head) tensor_head_plan(arr->head, arr->shape, stride, arr->ndim);
+    if (arr->head) tensor_head_plan_fortran(arr->head, arr->shape, arr->ndim);
 }
 
 /* BUILD state of numpy.core.multiarray._reconstruct(...): (version, shape, dtype,

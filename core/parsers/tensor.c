@@ -335,6 +335,19 @@ void tensor_head_plan(struct tensor_head *h, const int64_t *shape, const int64_t
     }
 }
 
+void tensor_head_plan_fortran(struct tensor_head *h, const int64_t *shape, int ndim)
+{
+    int64_t stride[TENSOR_FORTRAN_MAX_DIMS], step = 1;
+    h->count = 0;
+    if (ndim > TENSOR_FORTRAN_MAX_DIMS) return;
+    for (int d = 0; d < ndim; d++) {
+        stride[d] = step;
+        /* Only the strides of the first elements matter; a product past 2^63 is never used. */
+        if (__builtin_mul_overflow(step, shape[d], &step)) step = INT64_MAX;
+    }
+    tensor_head_plan(h, shape, stride, ndim);
+}
+
 void tensor_head_catch(struct tensor_head *h, size_t elsize, uint64_t from, const uint8_t *data,
                        size_t n)
 {

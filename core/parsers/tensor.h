@@ -128,6 +128,10 @@ struct tensor_head {
 
 /* For elements stored at position sum(index[d] * stride[d]). */
 void tensor_head_plan(struct tensor_head *h, const int64_t *shape, const int64_t *stride, int ndim);
+/* For a Fortran-order (column-major: first index fastest) array of this shape; ndim at
+ * most TENSOR_FORTRAN_MAX_DIMS (numpy's own limit), else no head is planned. */
+#define TENSOR_FORTRAN_MAX_DIMS 32
+void tensor_head_plan_fortran(struct tensor_head *h, const int64_t *shape, int ndim);
 /* data holds the bytes from data byte `from` on. */
 void tensor_head_catch(struct tensor_head *h, size_t elsize, uint64_t from, const uint8_t *data,
                        size_t n);

@@ -53,8 +53,12 @@ def parse_lines(text):
 
 def parse_records(text):
     """Every record but alerts, which follow the checkpoints they are about (parse_alerts),
-    and sets, which follow the files they consist of (parse_sets)."""
-    return [r for r in parse_lines(text) if r.get("event") not in ("alert", "set")]
+    sets, which follow the files they consist of (parse_sets), and loads (parse_loads)."""
+    return [r for r in parse_lines(text) if r.get("event") not in ("alert", "set", "load")]
+
+
+def parse_loads(text):
+    return [r for r in parse_lines(text) if r.get("event") == "load"]
 
 
 def parse_sets(text):
@@ -73,6 +77,11 @@ def read_log(path):
 def read_alerts(path):
     path = Path(path)
     return parse_alerts(path.read_text()) if path.exists() else []
+
+
+def read_loads(path):
+    path = Path(path)
+    return parse_loads(path.read_text()) if path.exists() else []
 
 
 def read_sets(path):

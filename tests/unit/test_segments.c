@@ -1,4 +1,4 @@
-/* test_segments.c — naming, listing, finding and following rotated log segments
+/* test_segments.c — naming, listing, finding, following and reading rotated log segments
  * (collector/segments.c), on real files in a temporary directory.
  */
 #include <setjmp.h>
@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,6 +101,35 @@ static void test_next(void **state)
     assert_int_equal(segment_next(base, 1), SEGMENT_ACTIVE);
 }
 
+static void write_text(const char *suffix, const char *text)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s%s", base, suffix);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void append_line(void *ctx, const char *line)
+{
+    strcat(ctx, line);
+}
+
+static void test_each_line_reads_the_whole_log_in_order(void **state)
+{
+    char seen[256] = "";
+    errno = 0;
+    assert_false(segment_each_line(base, append_line, seen)); /* no log yet */
+    assert_int_equal(errno, ENOENT);
+    write_text(".2", "c\nd\n");
+    write_text(".10", "e\n");
+    write_text(".1", "a\nb"); /* a last line without its newline is still a line */
+    write_text("", "f\n");
+    assert_true(segment_each_line(base, append_line, seen));
+    assert_string_equal(seen, "a\nbc\nd\ne\nf\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -107,6 +137,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_is_numeric_and_strict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_find_by_inode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_next, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_each_line_reads_the_whole_log_in_order, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,16 +43,22 @@ struct encoded {
     struct sink_output out;
 };
 
-static void encode_with(const struct sink_type *type, const char *url, struct encoded *e)
+static void encode_line(const struct sink_type *type, const char *url, const char *line,
+                        struct encoded *e)
 {
-    const char *lines[] = {record_line};
-    size_t lens[] = {strlen(record_line)};
-    e->record = cJSON_Parse(record_line);
+    const char *lines[] = {line};
+    size_t lens[] = {strlen(line)};
+    e->record = cJSON_Parse(line);
     assert_non_null(e->record);
     cJSON *records[] = {e->record};
     struct sink_batch batch = {lines, lens, records, 1};
     e->out = (struct sink_output){0};
     assert_true(type->encode(url, &batch, &e->out));
+}
+
+static void encode_with(const struct sink_type *type, const char *url, struct encoded *e)
+{
+    encode_line(type, url, record_line, e);
 }
 
 static void encoded_free(struct encoded *e)
@@ -127,6 +133,28 @@ static void test_pushgateway(void **state)
                         "# TYPE ckmon_checkpoint_healthy gauge\n"
                         "ckmon_checkpoint_healthy{" PROM_LABELS "} 1\n");
     assert_int_equal(e.out.skipped, 0);
+    encoded_free(&e);
+}
+
+/* A load record's one sample, the counter in its "total", in a group of its own beside its
+ * file's (there it would replace the checkpoint's samples). */
+static void test_pushgateway_load(void **state)
+{
+    static const char load_line[] =
+        "{\"schema\":1,\"event\":\"load\",\"time\":\"" TIME_TEXT "\",\"host\":\"h\","
+        "\"pid\":9,\"program\":\"python3\",\"job\":\"resume\",\"run\":\"r2\","
+        "\"path\":\"/runs/epoch_12.pt\",\"bytes\":1000,\"written\":{\"time\":\"" TIME_TEXT
+        "\",\"job\":\"train\",\"run\":\"r1\",\"host\":\"h\",\"pid\":7},"
+        "\"unchanged\":true,\"total\":2}\n";
+    struct encoded e;
+    encode_line(&sink_pushgateway, "http://pg:9091/", load_line, &e);
+    assert_int_equal(e.out.count, 1);
+    const struct sink_request *r = &e.out.requests[0];
+    assert_string_equal(r->url,
+                        "http://pg:9091/metrics/job/resume/instance/h/file/epoch_N.pt/event/load");
+    assert_string_equal(r->body.s, "# TYPE ckmon_loads_total counter\n"
+                                   "ckmon_loads_total{job=\"resume\",host=\"h\",run=\"r2\","
+                                   "file=\"epoch_N.pt\"} 2\n");
     encoded_free(&e);
 }
 
@@ -416,11 +444,17 @@ static void test_bounded_labels(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_file_label),      cmocka_unit_test(test_bounded_labels),
-        cmocka_unit_test(test_labels),          cmocka_unit_test(test_pushgateway),
-        cmocka_unit_test(test_victoriametrics), cmocka_unit_test(test_influx),
-        cmocka_unit_test(test_ndjson),          cmocka_unit_test(test_prometheus_remote_write),
-        cmocka_unit_test(test_classify),        cmocka_unit_test(test_gzip),
+        cmocka_unit_test(test_file_label),
+        cmocka_unit_test(test_bounded_labels),
+        cmocka_unit_test(test_labels),
+        cmocka_unit_test(test_pushgateway),
+        cmocka_unit_test(test_pushgateway_load),
+        cmocka_unit_test(test_victoriametrics),
+        cmocka_unit_test(test_influx),
+        cmocka_unit_test(test_ndjson),
+        cmocka_unit_test(test_prometheus_remote_write),
+        cmocka_unit_test(test_classify),
+        cmocka_unit_test(test_gzip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

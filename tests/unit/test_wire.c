@@ -329,6 +329,39 @@ static void test_unmatched(void **state)
     assert_int_equal(decode("{\"t\":\"unmatched\",\"paths\":[\"/a\",3]}", &out), WIRE_MALFORMED);
 }
 
+static void test_load(void **state)
+{
+    struct wire_message m = {.kind = WIRE_LOAD,
+                             .load = {.path = "/abs/epoch_5.pt",
+                                      .time_us = 1700000000123456,
+                                      .bytes = (1LL << 40) + 3,
+                                      .mtime_us = 1699999999000001}},
+                        out;
+    char *text = round_trip(&m, &out);
+    assert_string_equal(text, "{\"t\":\"load\",\"path\":\"/abs/epoch_5.pt\","
+                              "\"time_us\":1700000000123456,\"bytes\":1099511627779,"
+                              "\"mtime_us\":1699999999000001}");
+    assert_string_equal(out.load.path, "/abs/epoch_5.pt");
+    assert_int_equal(out.load.time_us, 1700000000123456);
+    assert_int_equal(out.load.bytes, (1LL << 40) + 3);
+    assert_int_equal(out.load.mtime_us, 1699999999000001);
+    wire_message_free(&out);
+    free(text);
+
+    /* fstat failed: neither size nor time is sent, and neither is made up. */
+    m.load.bytes = m.load.mtime_us = WIRE_ABSENT;
+    text = round_trip(&m, &out);
+    assert_null(strstr(text, "bytes"));
+    assert_null(strstr(text, "mtime_us"));
+    assert_int_equal(out.load.bytes, WIRE_ABSENT);
+    assert_int_equal(out.load.mtime_us, WIRE_ABSENT);
+    wire_message_free(&out);
+    free(text);
+    /* the path is required */
+    assert_int_equal(decode("{\"t\":\"load\",\"bytes\":3}", &out), WIRE_MALFORMED);
+    assert_int_equal(decode("{\"t\":\"load\",\"path\":7}", &out), WIRE_MALFORMED);
+}
+
 /* Packets as other senders write them: members in any order, with spaces, optional
  * ones left out or of the wrong type (then absent), ids in kept that are no ids. */
 static void test_decode_documented_packets(void **state)
@@ -421,6 +454,7 @@ int main(void)
         cmocka_unit_test(test_rename_and_adopt),
         cmocka_unit_test(test_exec_and_exec_failed),
         cmocka_unit_test(test_unmatched),
+        cmocka_unit_test(test_load),
         cmocka_unit_test(test_decode_documented_packets),
         cmocka_unit_test(test_malformed_and_unknown),
         cmocka_unit_test(test_encode_refuses_oversized),

@@ -8,7 +8,6 @@ with the machine it ran on. No result is judged here beyond "target met or not".
 
 Usage: bench.py [--quick]   (--quick: fewer pairs and smaller files, for a smoke run)
 """
-import ast
 import datetime as dt
 import json
 import os
@@ -123,16 +122,24 @@ def preloaded(collector, **extra):
 # ---- the benchmarks -----------------------------------------------------------------------
 
 # A save script defines save(path); SAVE_DRIVER saves to argv[3] argv[2] times and
-# prints the fastest save: on a shared machine the minimum is the stable estimate.
+# prints the fastest save's wall time and the smallest CPU time of the process over one
+# save: on a shared machine the minimum is the stable estimate. fastest_save reads them.
 SAVE_DRIVER = """
 import sys, time
-times = []
+walls, cpus = [], []
 for _ in range(int(sys.argv[2])):
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     save(sys.argv[3])
-    times.append(time.perf_counter() - start)
-print(min(times))
+    walls.append(time.perf_counter() - start)
+    cpus.append(time.process_time() - cpu)
+print(min(walls), min(cpus))
 """
+
+
+def fastest_save(output):
+    """(wall seconds, CPU seconds) from what SAVE_DRIVER printed."""
+    wall, cpu = output.splitlines()[-1].split()
+    return float(wall), float(cpu)
 
 TORCH_SAVE = """
 import sys, torch
@@ -144,16 +151,12 @@ def save(path):
     torch.save(state, path)
 """ + SAVE_DRIVER
 
-SAFETENSORS_SAVE = """
-import json, struct, sys
-import numpy as np
-rng = np.random.default_rng(0)
-count = int(sys.argv[1]) // 16 // 4
-arrays = [(rng.standard_normal(count, dtype=np.float32) * 0.02) for _ in range(16)]
+# save(path) writes a safetensors file of the float32 `arrays` under `names`, array by
+# array, as a Python program using only the standard library and numpy would.
+SAFETENSORS_WRITER = """
 header, offset = {}, 0
-for i, a in enumerate(arrays):
-    header[f"layers.{i}.weight"] = {"dtype": "F32", "shape": [a.size],
-                                    "data_offsets": [offset, offset + a.nbytes]}
+for name, a in zip(names, arrays):
+    header[name] = {"dtype": "F32", "shape": [a.size], "data_offsets": [offset, offset + a.nbytes]}
     offset += a.nbytes
 text = json.dumps(header)
 text += " " * (-len(text) % 8)
@@ -163,6 +166,15 @@ def save(path):
         for a in arrays:
             f.write(a.data)
 """ + SAVE_DRIVER
+
+SAFETENSORS_SAVE = """
+import json, struct, sys
+import numpy as np
+rng = np.random.default_rng(0)
+count = int(sys.argv[1]) // 16 // 4
+arrays = [(rng.standard_normal(count, dtype=np.float32) * 0.02) for _ in range(16)]
+names = [f"layers.{i}.weight" for i in range(16)]
+""" + SAFETENSORS_WRITER
 
 SAVES_PER_PROCESS = 6
 # Processes differ more than saves within one (the fastest save of one process was
@@ -179,7 +191,7 @@ def saves_side_by_side(work, collector, script_text, path, saves=SAVES_PER_PROCE
 
     def fastest(env):
         out = timed([PYTHON, script, CHECKPOINT_BYTES, saves, path], env)[1]
-        return float(out.split()[-1])
+        return fastest_save(out)[0]
 
     return side_by_side(lambda: fastest(preloaded(collector)), lambda: fastest(clean_env()),
                         pairs=pairs)
@@ -267,20 +279,9 @@ MANY_SAFETENSORS = """
 import json, struct, sys
 import numpy as np
 rng = np.random.default_rng(3)
-arrays = [rng.standard_normal(256, dtype=np.float32) for _ in range({count})]
-header, offset = {{}}, 0
-for i, a in enumerate(arrays):
-    header[f"layer{{i}}.weight"] = {{"dtype": "F32", "shape": [256],
-                                   "data_offsets": [offset, offset + a.nbytes]}}
-    offset += a.nbytes
-text = json.dumps(header)
-text += " " * (-len(text) % 8)
-def save(path):
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text.encode())
-        for a in arrays:
-            f.write(a.data)
-""" + SAVE_DRIVER
+arrays = [rng.standard_normal(256, dtype=np.float32) for _ in range(COUNT)]
+names = [f"layer{i}.weight" for i in range(COUNT)]
+""" + SAFETENSORS_WRITER  # COUNT replaced by the number of tensors
 
 
 def bench_many_tensors(work, kind):
@@ -297,18 +298,14 @@ def bench_many_tensors(work, kind):
             text = MODEL_SAVE.replace("{state}", f"many_tensors({count})")
         else:
             path = out / "many.safetensors"
-            text = MANY_SAFETENSORS.format(count=count)
+            text = MANY_SAFETENSORS.replace("COUNT", str(count))
         script = out / "many_save.py"
-        script.write_text(text.replace("times.append(time.perf_counter() - start)",
-                                       "times.append((time.perf_counter() - start, "
-                                       "time.process_time() - cpu))")
-                          .replace("    start = time.perf_counter()",
-                                   "    start, cpu = time.perf_counter(), time.process_time()"))
+        script.write_text(text)
         cpu_times = {True: [], False: []}
 
         def fastest(monitored):
             env = preloaded(collector) if monitored else clean_env()
-            wall, cpu = ast.literal_eval(timed([PYTHON, script, count, saves, path], env)[1].splitlines()[-1])
+            wall, cpu = fastest_save(timed([PYTHON, script, count, saves, path], env)[1])
             cpu_times[monitored].append(cpu)
             return wall
 
@@ -372,6 +369,24 @@ def bench_many_files(work):
     add_row("10^4 small files created and written, no glob matching: monitored / unmonitored",
             result, 1.03, f"{result[3] * 1e9:.0f} vs {result[4] * 1e9:.0f} ns/file (fastest of "
             "5 rounds)")
+
+
+IMPORT_TORCH_PAIRS = 4 if QUICK else 15
+
+
+def bench_import_torch(work, collector):
+    """`python3 -c 'import torch'`: about 1,150 opens for reading, none of a checkpoint
+    (the *.pth files Python reads at start are not loads), so each is rejected by the
+    quick path test of docs/agent.md ("Loads"). Single runs, alternating, so that both
+    sides see the same machine; the median of the per-pair ratios."""
+    command = [PYTHON, "-c", "import torch"]
+    monitored = preloaded(collector)
+    timed(command, monitored)  # the page cache warm for both sides
+    result = side_by_side(lambda: timed(command, monitored)[0],
+                          lambda: timed(command, clean_env())[0], pairs=IMPORT_TORCH_PAIRS)
+    add_row("`python3 -c 'import torch'`: monitored / unmonitored", result, 1.02,
+            f"{result[3] * 1000:.0f} vs {result[4] * 1000:.0f} ms (medians of "
+            f"{IMPORT_TORCH_PAIRS} alternating runs each); fastest / fastest {result[5]:.3f}")
 
 
 def callgrind_total(work, preload, count):
@@ -640,6 +655,7 @@ def main():
             bench_model_saves(work, collector)
             bench_small_writes(work)
             bench_many_files(work)
+            bench_import_torch(work, collector)
             bench_callgrind(work)
             f32 = bench_exact_stats(work)
             bench_post_hoc(work, f32)
@@ -659,5 +675,12 @@ def main():
 if __name__ == "__main__" and sys.argv[1:] == ["many_files"]:  # one row, printed only
     with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
         bench_many_files(Path(tmp))
+elif __name__ == "__main__" and sys.argv[1:] == ["import_torch"]:  # one row, printed only
+    with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
+        try:
+            c = Collector(Path(tmp))
+            bench_import_torch(Path(tmp), c)
+        finally:
+            c.stop()
 elif __name__ == "__main__":
     main()
