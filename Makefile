@@ -110,6 +110,11 @@ $(BUILD)/bench/%: tools/bench/%.c $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(CORE_LIB) $(LDLIBS_AGENT)
 
+# digest_speed times the collector's own hashing, so it links the collector library.
+$(BUILD)/bench/digest_speed: tools/bench/digest_speed.c $(COLL_LIB) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(COLL_LIB) $(CORE_LIB) $(LDLIBS_COLLECTOR)
+
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@$(PYTHON) tools/bench/bench.py $(BENCH_ARGS)

@@ -238,12 +238,12 @@ static void spool_queue(void)
     free(hello.s);
 }
 
-static void enqueue(const char *data, size_t len)
+static bool enqueue(const char *data, size_t len, size_t limit)
 {
-    struct queued *q = queue_bytes + len <= CHANNEL_QUEUE_BYTES ? malloc(sizeof *q + len) : NULL;
+    struct queued *q = queue_bytes + len <= limit ? malloc(sizeof *q + len) : NULL;
     if (!q) {
         dropped++;
-        return;
+        return false;
     }
     q->next = NULL;
     q->len = len;
@@ -251,9 +251,10 @@ static void enqueue(const char *data, size_t len)
     *queue_tail = q;
     queue_tail = &q->next;
     queue_bytes += len;
+    return true;
 }
 
-void channel_send(const struct wire_message *m)
+bool channel_send(const struct wire_message *m)
 {
     struct strbuf text = {.limit = WIRE_MAX_MESSAGE};
     bool encoded = wire_encode(m, &text);
@@ -262,13 +263,23 @@ void channel_send(const struct wire_message *m)
     connection_intact();
     connect_if_needed(false);
     drain_queue();
+    bool kept = encoded;
+    bool findings = m->kind == WIRE_DATA && !m->data.reset;
+    size_t bound = agent_config.queue_bytes ? agent_config.queue_bytes : CHANNEL_QUEUE_BYTES;
+    size_t limit = bound + (findings ? 0 : CHANNEL_RESERVE_BYTES);
     if (!encoded) /* over WIRE_MAX_MESSAGE, or no memory */
         dropped++;
     else if (queue_head || conn_fd < 0 || !send_packet(text.s, text.len))
-        enqueue(text.s, text.len);
+        kept = enqueue(text.s, text.len, limit);
     pthread_mutex_unlock(&channel_lock);
     errno = saved;
     free(text.s);
+    return kept;
+}
+
+bool channel_congested(void)
+{
+    return __atomic_load_n(&queue_head, __ATOMIC_RELAXED) != NULL;
 }
 
 static bool owned_in(unsigned first, unsigned last)
@@ -307,7 +318,9 @@ bool channel_release_fd(void)
 
 void channel_flush(void)
 {
-    long long deadline = monotonic_ns() + CHANNEL_EXIT_WAIT_MS * 1000000LL;
+    long long start = monotonic_ns(), deadline = start + CHANNEL_EXIT_WAIT_MS * 1000000LL;
+    long long last_ns = start + CHANNEL_EXIT_MAX_MS * 1000000LL;
+    size_t left = queue_bytes;
     int saved = errno;
     pthread_mutex_lock(&channel_lock);
     /* Nothing queued: nothing to say, so no connection (a process that wrote no
@@ -317,6 +330,11 @@ void channel_flush(void)
         connection_intact();
         bool busy = connect_if_needed(true);
         drain_queue();
+        if (queue_bytes < left) { /* the collector is reading: it gets more time */
+            left = queue_bytes;
+            deadline = monotonic_ns() + CHANNEL_EXIT_WAIT_MS * 1000000LL;
+            if (deadline > last_ns) deadline = last_ns;
+        }
         long long left_ms = (deadline - monotonic_ns()) / 1000000LL;
         /* No collector: nothing to wait for, and the program must not linger. A full
          * backlog is a collector that may still take us: retried until the bound. */

@@ -92,6 +92,12 @@ void config_load(void)
         budget_parse_percent(getenv("CKMON_BUDGET"), &c->budget_percent);
     }
 
+    /* The channel's bound for queued findings, in MiB (docs/agent.md). */
+    const char *queue = getenv("CKMON_QUEUE_MB");
+    char *end = NULL;
+    unsigned long mib = queue && *queue ? strtoul(queue, &end, 10) : 0;
+    c->queue_bytes = end && *end == '\0' && mib > 0 && mib <= 4096 ? (size_t)mib << 20 : 0;
+
     const char *unmatched = getenv("CKMON_UNMATCHED");
     c->note_unmatched = unmatched && !strcmp(unmatched, "1");
 

@@ -36,6 +36,7 @@ struct agent_config {
     char host[256];
     bool has_rank, has_local_rank, has_world_size;
     bool note_unmatched; /* CKMON_UNMATCHED=1 */
+    size_t queue_bytes;  /* findings the channel may queue (CKMON_QUEUE_MB); 0: channel.h's */
     long rank, local_rank, world_size;
 };
 

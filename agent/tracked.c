@@ -32,6 +32,7 @@
 #include "core/wire.h"
 
 #define FINDINGS_PER_MESSAGE (WIRE_MAX_MESSAGE / 2) /* serialised bytes, with headroom */
+#define FINDINGS_BATCH       64 /* tensors and values gathered while the collector is behind */
 #define RECENT_CLOSED        32
 #define PROGRESS_INTERVAL_NS 250000000LL
 #define EXEC_KEPT_MAX        128 /* more than the descriptor list of wrap_exec.c holds */
@@ -129,10 +130,14 @@ static void delete_children(cJSON *container)
         cJSON_Delete(cJSON_DetachItemViaPointer(container, container->child));
 }
 
-/* Sends a data message and empties its findings' containers for the next one. */
-static void send_and_empty(struct wire_message *m)
+/* Sends a data message and empties its findings' containers for the next one; what
+ * the channel dropped is counted, for the close message to say. */
+static void send_and_empty(struct tracked *t, struct wire_message *m)
 {
-    channel_send(m);
+    if (!channel_send(m)) {
+        t->lost_tensors += m->data.tensors ? cJSON_GetArraySize(m->data.tensors) : 0;
+        t->lost_values += m->data.values ? cJSON_GetArraySize(m->data.values) : 0;
+    }
     delete_children(m->data.values);
     delete_children(m->data.tensors);
     delete_children(m->data.errors);
@@ -140,7 +145,7 @@ static void send_and_empty(struct wire_message *m)
 
 /* Moves the items of found (values object, tensors and errors arrays) into data messages
  * small enough for one packet each. */
-static void send_findings(const struct tracked *t, cJSON *found)
+static void send_findings(struct tracked *t, cJSON *found)
 {
     struct wire_message msg = data_message(t);
     cJSON **into[3] = {&msg.data.values, &msg.data.tensors, &msg.data.errors};
@@ -152,7 +157,7 @@ static void send_findings(const struct tracked *t, cJSON *found)
             cJSON *item = cJSON_DetachItemViaPointer(from, from->child);
             size_t item_size = json_text_bound(item) + 1;
             if (size > 0 && size + item_size > FINDINGS_PER_MESSAGE) {
-                send_and_empty(&msg);
+                send_and_empty(t, &msg);
                 size = 0;
             }
             if (!*into[p]) *into[p] = p == 0 ? cJSON_CreateObject() : cJSON_CreateArray();
@@ -163,13 +168,14 @@ static void send_findings(const struct tracked *t, cJSON *found)
             size += item_size;
         }
     }
-    channel_send(&msg);
+    send_and_empty(t, &msg);
     for (size_t p = 0; p < 3; p++)
         cJSON_Delete(*into[p]);
 }
 
 static void send_pending_findings(struct tracked *t)
 {
+    t->findings_sent = t->report.findings;
     if (!report_pending(&t->report)) return;
     cJSON *found = cJSON_CreateObject();
     report_take(&t->report, found);
@@ -177,15 +183,26 @@ static void send_pending_findings(struct tracked *t)
     cJSON_Delete(found);
 }
 
-/* After a write: findings as soon as they are final, and otherwise the format once it
- * is known and the byte and write counts now and then, so that the record of a
- * process killed mid-write (which the collector writes) says what the file was. */
+/* Whether findings may wait for more: while the collector is behind (messages queue
+ * up anyway), until a message's worth has gathered or the progress interval passed. A
+ * file written one tensor per write then costs the collector one message per batch
+ * instead of one per tensor. */
+static bool gathering(const struct tracked *t, long long now)
+{
+    return channel_congested() && t->report.findings - t->findings_sent < FINDINGS_BATCH &&
+           now - t->progress_ns < PROGRESS_INTERVAL_NS;
+}
+
+/* After a write: findings as soon as they are final (gathered while the collector is
+ * behind), and otherwise the format once it is known and the byte and write counts now
+ * and then, so that the record of a process killed mid-write (which the collector
+ * writes) says what the file was. */
 static void send_progress(struct tracked *t)
 {
     long long now = monotonic_ns();
     bool format_news = t->parser->format != t->format_sent;
-    if (!format_news && !report_pending(&t->report) && now - t->progress_ns < PROGRESS_INTERVAL_NS)
-        return;
+    bool findings = report_pending(&t->report) && !gathering(t, now);
+    if (!format_news && !findings && now - t->progress_ns < PROGRESS_INTERVAL_NS) return;
     t->progress_ns = now;
     t->format_sent = t->parser->format;
     if (report_pending(&t->report)) return send_pending_findings(t);
@@ -530,6 +547,26 @@ static void remember_closed(const char *path)
     pthread_mutex_unlock(&recent_lock);
 }
 
+/* Whether path is dir or below it. */
+static bool under(const char *path, const char *dir, size_t dir_len)
+{
+    return strncmp(path, dir, dir_len) == 0 && (path[dir_len] == '/' || path[dir_len] == '\0');
+}
+
+/* Whether one of the last RECENT_CLOSED checkpoints closed was in directory dir (however
+ * long ago): a directory filled, then renamed into place (docs/sets.md). */
+static bool closed_under(const char *dir)
+{
+    size_t len = strlen(dir);
+    bool found = false;
+    pthread_mutex_lock(&recent_lock);
+    for (unsigned i = 0; i < RECENT_CLOSED && !found; i++)
+        found =
+            recent[i].closed_ns && recent[i].path[len] == '/' && under(recent[i].path, dir, len);
+    pthread_mutex_unlock(&recent_lock);
+    return found;
+}
+
 static bool closed_recently(const char *path)
 {
     long long now = monotonic_ns();
@@ -596,9 +633,16 @@ static void finalize(struct tracked *t, int fd)
                   .format = format,
                   .bytes = size >= 0 ? size : (int64_t)t->streamed,
                   .writes = (int64_t)t->writes,
+                  .dev = size >= 0 ? (int64_t)st.st_dev : WIRE_ABSENT,
+                  .ino = size >= 0 ? (int64_t)st.st_ino : WIRE_ABSENT,
+                  .mtime_us = size >= 0
+                                  ? (int64_t)st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000
+                                  : WIRE_ABSENT,
                   .seconds = (double)(monotonic_ns() - t->open_ns) / 1e9,
                   .complete = complete,
                   .parsed = reread ? "reread" : "stream",
+                  .lost_tensors = t->lost_tensors,
+                  .lost_values = t->lost_values,
                   .candidate = t->candidate && !config_is_checkpoint(t->path)}};
     channel_send(&m);
     remember_closed(t->path);
@@ -744,18 +788,24 @@ void tracked_renamed(int olddirfd, const char *oldpath, int newdirfd, const char
     char from[PATH_MAX], to[PATH_MAX];
     if (absolute_path(olddirfd, oldpath, from, sizeof from) &&
         absolute_path(newdirfd, newpath, to, sizeof to)) {
-        bool open_now = false;
+        bool open_now = false, open_under = false;
+        size_t from_len = strlen(from);
+        char moved[PATH_MAX];
         fdtable_lock();
         for (struct tracked *t = live; t; t = t->next_live)
-            if (strcmp(t->path, from) == 0) {
+            if (under(t->path, from, from_len)) { /* the file, or a directory it is in */
                 if (!t->written_as[0]) memcpy(t->written_as, t->path, sizeof t->path);
-                snprintf(t->path, sizeof t->path, "%s", to);
-                open_now = true;
+                snprintf(moved, sizeof moved, "%s%s", to, t->path + from_len);
+                memcpy(t->path, moved, sizeof moved);
+                open_now |= t->path[strlen(to)] == '\0';
+                open_under |= t->path[strlen(to)] == '/';
             }
         fdtable_unlock();
         bool named = config_is_checkpoint(from) || config_is_checkpoint(to);
         if (!open_now && named && closed_recently(from))
             send_rename(WIRE_RENAME, from, to);
+        else if (!open_now && (open_under || closed_under(from)))
+            send_rename(WIRE_RENAME, from, to); /* a directory of checkpoints: a set */
         else if (!open_now && !config_is_checkpoint(from) && config_is_checkpoint(to))
             send_rename(WIRE_ADOPT, from, to);
     }

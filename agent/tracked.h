@@ -39,6 +39,8 @@ struct tracked {
     unsigned long long pos;      /* where the next write() lands */
     unsigned long long streamed; /* bytes fed to the parser, in file order */
     unsigned long long writes;
+    int64_t lost_tensors, lost_values; /* findings in data messages the channel dropped */
+    unsigned long findings_sent;       /* report.findings when findings were last taken */
     bool append;
     bool reread;                /* parse the finished file at close instead */
     bool unannounced;           /* inherited through fork: reported only once this process writes */

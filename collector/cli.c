@@ -48,7 +48,7 @@ static const char main_help[] =
     "                    compare two checkpoint files tensor by tensor\n"
     "  report [--log FILE] [--job NAME] [-o FILE.html]\n"
     "                    a self-contained HTML page of a run\n"
-    "  verify [--log FILE] PATH...\n"
+    "  verify [--log FILE] [--socket PATH] PATH...\n"
     "                    is each file what its job wrote? ok, changed,\n"
     "                    truncated, corrupt or no record; exit 0 when all ok\n"
     "\n"
@@ -112,7 +112,9 @@ static const char main_help[] =
     "                         keeps all); a leading '!' leaves out; repeatable.\n"                 \
     "                         Default: all but optimizer parameter ids and\n"                      \
     "                         per-parameter state (!*param_groups.*.params*\n"                     \
-    "                         !*state.[0-9]*)\n"
+    "                         !*state.[0-9]*)\n"                                                   \
+    "      --digest           add each file's xxh3-128 \"digest\", taken by the\n"                 \
+    "                         collector after the last close (needs libxxhash0)\n"
 
 #define ALERT_HELP                                                                                 \
     "      --alert '[NAME=]SUBJECT OP NUMBER'\n"                                                   \
@@ -137,6 +139,7 @@ static const char main_help[] =
     "  CKMON_LOG_MAX_BYTES, CKMON_LOG_KEEP, CKMON_METRIC_KEYS (':'-separated),\n"                  \
     "  CKMON_RUN_ID, CKMON_LISTEN, CKMON_ON_ALERT, CKMON_ON_ALERT_TIMEOUT\n"                       \
     "                           as the flags\n"                                                    \
+    "  CKMON_DIGEST=1           as --digest\n"                                                     \
     "  CKMON_ALERTS             ';'-separated list, as repeated --alert\n"
 
 static const char run_help[] =
@@ -252,7 +255,8 @@ static const char tail_help[] =
     "\n"
     "Print the log as a readable table: per checkpoint its path, format, whether it\n"
     "is complete, its key values (step, epoch, loss, lr) and its tensors'\n"
-    "statistics; alert, set and load records one line each. On a terminal, alerts\n"
+    "statistics; alert, set and load records one line each; the files of a set\n"
+    "(a sharded checkpoint) are folded into its line. On a terminal, alerts\n"
     "and non-finite numbers are in colour unless NO_COLOR is set. With -f, keep\n"
     "reading as the log grows; a log truncated or replaced (rotated) is read again\n"
     "from its start. See docs/views.md.\n"
@@ -260,6 +264,8 @@ static const char tail_help[] =
     "Options:\n"
     "  -o, --log FILE         the log (default ./ckmon.jsonl, or CKMON_LOG)\n"
     "  -f, --follow           wait for new records (the log may not exist yet)\n"
+    "      --members          show the records of a set's files one by one, not folded\n"
+    "                         into the set's line\n"
     "  -h, --help             show this help\n";
 
 static const char diff_help[] =
@@ -294,18 +300,24 @@ static const char report_help[] =
     "  -h, --help             show this help\n";
 
 static const char verify_help[] =
-    "Usage: ckmon verify [--log FILE] PATH...\n"
+    "Usage: ckmon verify [--log FILE] [--socket PATH] PATH...\n"
     "\n"
-    "Say for each file whether it is still what the job wrote: its size and\n"
-    "modification time against the newest record of its path in the log, and the\n"
-    "format's own checksums (the CRC-32 of every torch.save / np.savez member).\n"
-    "One line per file: ok, changed since written at TIME by JOB, truncated,\n"
-    "corrupt: WHAT, or no record (then the checksums alone decide). A directory\n"
-    "stands for the files under it the default globs match. Exits 0 when every\n"
-    "file is ok, 1 otherwise. See docs/integrity.md.\n"
+    "Say for each file whether it is still what the job wrote: its size,\n"
+    "modification time and (with --digest) xxh3-128 digest against the newest\n"
+    "record of its path in the log, and the format's own checksums (the CRC-32\n"
+    "of every torch.save / np.savez member). One line per file: ok, ok, a copy\n"
+    "of ORIGINAL (a record with the same digest), changed since written at TIME\n"
+    "by JOB, truncated, corrupt: WHAT (digest mismatch: same size and time, other\n"
+    "bytes), or no record (then the checksums alone decide). A directory stands\n"
+    "for the files under it the default globs match. Each failure is also a\n"
+    "verify record, counted in ckmon_verify_failures_total: handed to the\n"
+    "collector on --socket when one answers, else appended to the log. Exits 0\n"
+    "when every file is ok, 1 otherwise. See docs/integrity.md.\n"
     "\n"
     "Options:\n"
     "  -o, --log FILE         the log to read (default ./ckmon.jsonl, or CKMON_LOG)\n"
+    "      --socket PATH      the collector to hand failures to (default\n"
+    "                         CKMON_SOCKET, else /tmp/ckmon-UID.sock)\n"
     "  -h, --help             show this help\n";
 
 static const char *const command_help[] = {[COMMAND_RUN] = run_help,

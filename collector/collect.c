@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "delivery.h"
+#include "digest.h"
 #include "metrics.h"
 #include "notify.h"
 #include "scrape.h"
@@ -80,6 +81,11 @@ int cmd_collect(int argc, char **argv)
         options_free(&o);
         return 1;
     }
+    if (o.digest && !digest_load(err, sizeof err)) {
+        fprintf(stderr, "ckmon: --digest: %s\n", err);
+        options_free(&o);
+        return 1;
+    }
     if (log_open(&log, o.log, err, sizeof err) < 0) {
         fprintf(stderr, "ckmon: %s\n", err);
         options_free(&o);
@@ -109,6 +115,7 @@ int cmd_collect(int argc, char **argv)
                                     .alerting = alerting,
                                     .stop_fd = -1,
                                     .run_id = o.run_id,
+                                    .digest = o.digest,
                                     .scrape = scrape};
         /* systemd (Type=notify): agents can connect from now on. */
         notify_systemd("READY=1\nSTATUS=collecting");

@@ -190,11 +190,11 @@ void latest_add_line(struct latest *l, const char *line, size_t len)
             set_locked(l, counter.s, NULL, true, e && e->series ? e->value + 1 : 1);
     }
     struct record_labels labels;
-    struct keeping counts = {l, NULL}; /* an alert's or load's count: not a file's samples */
+    struct keeping counts = {l, NULL}; /* a count (alert, load, verify): not a file's samples */
     if ((cJSON_IsString(event) && !strcmp(event->valuestring, "checkpoint")) ||
         record_is_set(record))
         keep_checkpoint(l, record);
-    else if ((record_is_alert(record) || record_is_load(record)) &&
+    else if ((record_is_alert(record) || record_is_load(record) || record_is_verify(record)) &&
              record_labels_get(record, &labels))
         metrics_for_record(record, &labels, keep_sample, &counts);
     pthread_mutex_unlock(&l->lock);

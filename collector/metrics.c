@@ -325,22 +325,32 @@ static void emit_checkpoint(const cJSON *record, const struct record_labels *l, 
     emit(ctx, &s);
 }
 
-/* An alert record: the running count of its rule (the record's "total"). */
-static void emit_alert(const cJSON *record, const struct record_labels *l, sample_fn emit,
-                       void *ctx)
+/* A record that carries a running count (its "total"): one sample of metric, labelled
+ * as its job's and by the record's string members named in `by`. */
+static void emit_total(const cJSON *record, const struct record_labels *l, const char *metric,
+                       const char *const *by, size_t by_count, sample_fn emit, void *ctx)
 {
-    const cJSON *rule = cJSON_GetObjectItemCaseSensitive(record, "rule");
-    const cJSON *severity = cJSON_GetObjectItemCaseSensitive(record, "severity");
     const cJSON *total = cJSON_GetObjectItemCaseSensitive(record, "total");
-    if (!cJSON_IsString(rule) || !cJSON_IsString(severity) || !cJSON_IsNumber(total)) return;
-    struct sample s = {.metric = "ckmon_alerts_total", .value = total->valuedouble};
+    if (!cJSON_IsNumber(total)) return;
+    struct sample s = {.metric = metric, .value = total->valuedouble};
     s.labels[s.label_count++] = (struct label){"job", l->job};
     s.labels[s.label_count++] = (struct label){"host", l->host};
     if (l->run) s.labels[s.label_count++] = (struct label){"run", l->run};
     if (l->rank) s.labels[s.label_count++] = (struct label){"rank", l->rank};
-    s.labels[s.label_count++] = (struct label){"rule", rule->valuestring};
-    s.labels[s.label_count++] = (struct label){"severity", severity->valuestring};
+    for (size_t i = 0; i < by_count; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(record, by[i]);
+        if (!cJSON_IsString(v)) return;
+        s.labels[s.label_count++] = (struct label){by[i], v->valuestring};
+    }
     emit(ctx, &s);
+}
+
+/* An alert record: the running count of its rule. */
+static void emit_alert(const cJSON *record, const struct record_labels *l, sample_fn emit,
+                       void *ctx)
+{
+    static const char *const by[] = {"rule", "severity"};
+    emit_total(record, l, "ckmon_alerts_total", by, 2, emit, ctx);
 }
 
 /* A set record (docs/sets.md): four samples labelled by its kind and its directory's
@@ -372,22 +382,30 @@ static void emit_load(const cJSON *record, const struct record_labels *l, sample
     emit(ctx, &s);
 }
 
-bool record_is_load(const cJSON *record)
+static bool is_event(const cJSON *record, const char *name)
 {
     const cJSON *event = cJSON_GetObjectItemCaseSensitive(record, "event");
-    return cJSON_IsString(event) && !strcmp(event->valuestring, "load");
+    return cJSON_IsString(event) && !strcmp(event->valuestring, name);
+}
+
+bool record_is_load(const cJSON *record)
+{
+    return is_event(record, "load");
 }
 
 bool record_is_set(const cJSON *record)
 {
-    const cJSON *event = cJSON_GetObjectItemCaseSensitive(record, "event");
-    return cJSON_IsString(event) && !strcmp(event->valuestring, "set");
+    return is_event(record, "set");
 }
 
 bool record_is_alert(const cJSON *record)
 {
-    const cJSON *event = cJSON_GetObjectItemCaseSensitive(record, "event");
-    return cJSON_IsString(event) && !strcmp(event->valuestring, "alert");
+    return is_event(record, "alert");
+}
+
+bool record_is_verify(const cJSON *record)
+{
+    return is_event(record, "verify");
 }
 
 void metrics_for_record(const cJSON *record, const struct record_labels *labels, sample_fn emit,
@@ -399,6 +417,10 @@ void metrics_for_record(const cJSON *record, const struct record_labels *labels,
     }
     if (record_is_set(record)) {
         emit_set(record, labels, emit, ctx);
+        return;
+    }
+    if (record_is_verify(record)) { /* the running count of its job's failures */
+        emit_total(record, labels, "ckmon_verify_failures_total", NULL, 0, emit, ctx);
         return;
     }
     if (record_is_load(record)) {
@@ -475,6 +497,8 @@ static const struct {
     {"ckmon_set_seconds", "gauge", "Seconds the checkpoint set took to write."},
     {"ckmon_set_files", "gauge", "Files in the checkpoint set."},
     {"ckmon_loads_total", "counter", "Checkpoint loads seen."},
+    {"ckmon_verify_failures_total", "counter",
+     "Files `ckmon verify` found not as their job wrote them (or unreadable), by job."},
     {"ckmon_records_total", "counter", "Records this collector wrote to its log, by event."},
     {"ckmon_log_write_failures_total", "counter", "Records this collector could not write."},
     {"ckmon_sink_delivered_total", "counter", "Records a sink acknowledged."},

@@ -68,6 +68,9 @@ bool scalar_number(const cJSON *v, double *out);
 bool record_is_set(const cJSON *record);
 /* An alert record (CONTRACT.md "Alerts"): its one sample is ckmon_alerts_total. */
 bool record_is_alert(const cJSON *record);
+/* A verify record (a file `ckmon verify` failed): its one sample is
+ * ckmon_verify_failures_total, the running count of its job's failures. */
+bool record_is_verify(const cJSON *record);
 /* A load record (CONTRACT.md "Loads"): its one sample is ckmon_loads_total, its "total". */
 bool record_is_load(const cJSON *record);
 

@@ -38,7 +38,9 @@ enum option_id {
     OPT_ON_ALERT_TIMEOUT,
     OPT_FAIL_ON,
     OPT_QUIET,
+    OPT_DIGEST,
     OPT_FOLLOW,
+    OPT_MEMBERS,
     OPT_PRETTY,
     OPT_ALL,
     OPT_JSON,
@@ -78,7 +80,7 @@ static const struct option_spec option_table[] = {
     {OPT_SAMPLE, 0, "sample", "CKMON_SAMPLE", 0, true, FOR_ALL | FOR_DIFF},
     {OPT_BUDGET, 0, "budget", "CKMON_BUDGET", 0, true, FOR_RUN},
     {OPT_KEYS, 0, "keys", "CKMON_KEYS", ':', true, FOR_ALL | FOR_DIFF},
-    {OPT_SOCKET, 0, "socket", "CKMON_SOCKET", 0, true, FOR_SERVING},
+    {OPT_SOCKET, 0, "socket", "CKMON_SOCKET", 0, true, FOR_SERVING | FOR_VERIFY},
     {OPT_JOB, 0, "job", "CKMON_JOB", 0, true, FOR_ALL | FOR_LAST_GOOD},
     {OPT_JOB, 0, "job", NULL, 0, true, FOR_REPORT}, /* a filter, not this process's label */
     {OPT_STATE, 0, "state", "CKMON_STATE", 0, true, FOR_SERVING},
@@ -94,7 +96,9 @@ static const struct option_spec option_table[] = {
     {OPT_ON_ALERT_TIMEOUT, 0, "on-alert-timeout", "CKMON_ON_ALERT_TIMEOUT", 0, true, FOR_SERVING},
     {OPT_FAIL_ON, 0, "fail-on", NULL, 0, true, FOR_RUN | FOR_INSPECT},
     {OPT_QUIET, 'q', "quiet", NULL, 0, false, FOR_SERVING},
+    {OPT_DIGEST, 0, "digest", "CKMON_DIGEST", 0, false, FOR_SERVING},
     {OPT_FOLLOW, 'f', "follow", NULL, 0, false, FOR_TAIL},
+    {OPT_MEMBERS, 0, "members", NULL, 0, false, FOR_TAIL},
     {OPT_PRETTY, 0, "pretty", NULL, 0, false, FOR_INSPECT},
     {OPT_ALL, 0, "all", NULL, 0, false, FOR_INSPECT},
     {OPT_JSON, 0, "json", NULL, 0, false, FOR_DIFF},
@@ -399,6 +403,13 @@ static int apply(struct options *o, const struct option_spec *spec, const char *
     case OPT_QUIET:
         o->quiet = true;
         return 0;
+    case OPT_DIGEST: /* the flag (no value), or CKMON_DIGEST=1; CKMON_DIGEST=0 is off */
+        if (strcmp(value, "") && strcmp(value, "1") && strcmp(value, "0")) {
+            snprintf(err, err_size, "%s: '%s' is not 1 or 0", source, value);
+            return -1;
+        }
+        o->digest = strcmp(value, "0") != 0;
+        return 0;
     case OPT_LOG_MAX_BYTES:
         return set_size(&o->log_max_bytes, value, source, err, err_size);
     case OPT_LOG_KEEP:
@@ -408,6 +419,9 @@ static int apply(struct options *o, const struct option_spec *spec, const char *
         return 0;
     case OPT_FOLLOW:
         o->follow = true;
+        return 0;
+    case OPT_MEMBERS:
+        o->members = true;
         return 0;
     case OPT_PRETTY:
         o->pretty = true;

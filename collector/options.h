@@ -65,7 +65,9 @@ struct options {
     double on_alert_timeout;          /* --on-alert-timeout, CKMON_ON_ALERT_TIMEOUT, seconds */
     struct string_list fail_on;       /* --fail-on: rule names */
     bool quiet;                       /* -q: no alert lines, no summary */
+    bool digest;                      /* --digest, CKMON_DIGEST=1: records get digests */
     bool follow;                      /* tail -f/--follow */
+    bool members;                     /* tail --members: sets' files unfolded */
     bool pretty;                      /* inspect --pretty: the tail table instead of JSONL */
     bool all_files;                   /* inspect --all: every file of a directory */
     bool json;                        /* diff --json */

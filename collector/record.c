@@ -71,6 +71,7 @@ void record_free(struct record *r)
     cJSON_Delete(r->values);
     cJSON_Delete(r->tensors);
     cJSON_Delete(r->errors);
+    free(r->digest);
     free(r);
 }
 
@@ -152,19 +153,51 @@ struct record *record_from_file(const struct identity *who, int fd, const char *
                                 const struct stat *st, const struct key_filter *keys,
                                 const struct parse_options *parse)
 {
+    return record_from_file_hashed(who, fd, path, st, keys, parse, false);
+}
+
+/* The digest a tap took while the file was read: its text, or an error when the file
+ * is not what it was when the read began. */
+static void take_digest(struct record *r, struct parser *tap, int fd, const struct stat *st)
+{
+    char text[DIGEST_TEXT_SIZE];
+    struct stat now;
+    struct file_id start;
+    const char *differs = "state";
+    file_id_of(&start, st);
+    if (!digest_tap_text(tap, text)) return; /* no libxxhash, or no memory */
+    if (fstat(fd, &now) == 0 && !(differs = file_id_differs(&start, &now))) {
+        record_set_string(&r->digest, text);
+        return;
+    }
+    char why[128];
+    snprintf(why, sizeof why, "digest: none: the file changed while it was read (its %s differs)",
+             differs);
+    record_add_error(r, why);
+}
+
+struct record *record_from_file_hashed(const struct identity *who, int fd, const char *path,
+                                       const struct stat *st, const struct key_filter *keys,
+                                       const struct parse_options *parse, bool digest)
+{
     struct report report;
-    const char *format = "unknown";
     struct distcp_items items;
     struct parse_options named = *parse;
     if (dcp_items_of(path, &items)) named.distcp = &items; /* a committed DCP set's file */
     report_init(&report, keys);
-    bool complete = parse_fd_with(fd, path, &report, &named, &format, parse_feed_readahead);
-    if (named.distcp) dcp_items_free(&items);
+    struct parser *p = parser_detect_new(path, &report, &named);
+    if (p && digest) p = digest_tap_new(p);
+    bool read_ok = p && parse_feed_readahead(fd, 0, p, &report);
+    bool complete = p && p->finish(p) && read_ok;
+    if (!p) report_error(&report, "out of memory");
     struct record *r = record_new(who, path);
-    if (r && !record_take_report(r, st, &report, format, complete)) {
+    if (r && !record_take_report(r, st, &report, p ? p->format : "unknown", complete)) {
         record_free(r);
         r = NULL;
     }
+    if (r && digest && read_ok) take_digest(r, p, fd, st);
+    if (p) p->destroy(p);
+    if (named.distcp) dcp_items_free(&items);
     report_free(&report);
     return r;
 }
@@ -210,6 +243,7 @@ cJSON *record_to_json(const struct record *r)
     /* References: the record keeps its findings, the printout only borrows them. */
     cJSON_AddItemToObject(o, "values", cJSON_CreateObjectReference(r->values->child));
     cJSON_AddItemToObject(o, "tensors", cJSON_CreateArrayReference(r->tensors->child));
+    if (r->digest) cJSON_AddStringToObject(o, "digest", r->digest);
     if (r->errors->child)
         cJSON_AddItemToObject(o, "errors", cJSON_CreateArrayReference(r->errors->child));
     return o;

@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/parsers/parser.h"
+#include "digest.h"
 
 /* Who wrote the file: what an agent's hello says, or inspect's own process. */
 struct identity {
@@ -47,6 +48,10 @@ struct record {
     cJSON *values;  /* object */
     cJSON *tensors; /* array */
     cJSON *errors;  /* array of strings */
+    char *digest;   /* "xxh3-128:...", or NULL (--digest) */
+    /* The file as its close saw it (the agent's fstat), to be sure the digest is taken
+     * of that file; not known for files the collector parsed itself. */
+    struct file_id closed;
 };
 
 /* Copies of the identity's strings; returns false when out of memory. */
@@ -85,6 +90,13 @@ bool record_take_report(struct record *r, const struct stat *st, struct report *
 struct record *record_from_file(const struct identity *who, int fd, const char *path,
                                 const struct stat *st, const struct key_filter *keys,
                                 const struct parse_options *parse);
+
+/* The same, hashing the file's bytes as they are parsed when digest is true: the
+ * record gets its digest, or an error saying why there is none (the file changed while
+ * it was read). */
+struct record *record_from_file_hashed(const struct identity *who, int fd, const char *path,
+                                       const struct stat *st, const struct key_filter *keys,
+                                       const struct parse_options *parse, bool digest);
 
 /* "2026-11-23T21:42:00.123456Z"; size must be at least RFC3339_SIZE. */
 #define RFC3339_SIZE 32

@@ -21,6 +21,9 @@
 
 #define JOURNAL_PREFIX "held-"
 #define JOURNAL_SUFFIX ".jsonl"
+#define SETS_PREFIX    "sets-"
+#define SETS_SUFFIX    ".json"
+#define SETS_MAX       (64u << 20) /* a dead collector's sets are read up to this */
 #define JOURNAL_MAX    (1u << 30)  /* a dead journal is read up to this */
 #define LOG_TAIL       (16u << 20) /* the log's end, for records already written */
 
@@ -32,7 +35,8 @@ struct recovery {
     int64_t spool_due_us;
     int journal_fd;
     char journal_name[64];
-    const void **held; /* the records journaled and not yet written */
+    char sets_name[64]; /* the sets in progress here, replaced on every change */
+    const void **held;  /* the records journaled and not yet written */
     size_t held_count, held_capacity;
     bool failed; /* the journal could not be written: said once */
 };
@@ -121,11 +125,15 @@ static void replay(struct recovery *rc, char *text, size_t len)
     free(tail);
 }
 
+static bool named(const char *name, const char *prefix, const char *suffix)
+{
+    size_t len = strlen(name), n = strlen(prefix), m = strlen(suffix);
+    return len > n + m && !strncmp(name, prefix, n) && !strcmp(name + len - m, suffix);
+}
+
 static bool journal_name(const char *name)
 {
-    size_t len = strlen(name), suffix = strlen(JOURNAL_SUFFIX);
-    return !strncmp(name, JOURNAL_PREFIX, strlen(JOURNAL_PREFIX)) && len > suffix &&
-           !strcmp(name + len - suffix, JOURNAL_SUFFIX);
+    return named(name, JOURNAL_PREFIX, JOURNAL_SUFFIX);
 }
 
 /* Replays and removes every journal in the state dir whose collector is gone (no one
@@ -206,6 +214,86 @@ static void on_emitted(void *ctx, const struct record *r)
     }
 }
 
+/* ---- sets in progress ---- */
+
+/* Replaces this collector's sets file with the sets in progress (none: removes it).
+ * Not synced: it guards against a killed collector, not a crashed machine. */
+static void save_sets(void *ctx, const struct sets *s)
+{
+    struct recovery *rc = ctx;
+    cJSON *state = sets_state(s);
+    char *text = cJSON_GetArraySize(state) ? cJSON_PrintUnformatted(state) : NULL, tmp[80];
+    cJSON_Delete(state);
+    if (!text) {
+        unlinkat(rc->st.dir_fd, rc->sets_name, 0);
+        return;
+    }
+    snprintf(tmp, sizeof tmp, "%s.tmp", rc->sets_name);
+    int fd = state_openat(&rc->st, tmp, O_WRONLY | O_CREAT | O_TRUNC);
+    size_t len = strlen(text), done = 0;
+    while (fd >= 0 && done < len) {
+        ssize_t n = write(fd, text + done, len - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        done += (size_t)n;
+    }
+    if (fd >= 0) close(fd);
+    if (done != len || renameat(rc->st.dir_fd, tmp, rc->st.dir_fd, rc->sets_name) != 0) {
+        unlinkat(rc->st.dir_fd, tmp, 0);
+        if (!rc->failed)
+            fprintf(stderr, "ckmon: cannot keep the sets in progress in %s/%s: %s\n", rc->st.dir,
+                    rc->sets_name, strerror(errno));
+        rc->failed = true;
+    }
+    free(text);
+}
+
+/* Whether the collector of pid is gone: its journal is not there, or nobody holds it. */
+static bool collector_gone(const struct recovery *rc, long pid)
+{
+    char name[64];
+    snprintf(name, sizeof name, JOURNAL_PREFIX "%ld" JOURNAL_SUFFIX, pid);
+    if (pid == (long)getpid()) return true; /* a dead one of ours' */
+    int fd = state_openat(&rc->st, name, O_RDONLY | O_NONBLOCK);
+    bool gone = fd < 0 || flock(fd, LOCK_SH | LOCK_NB) == 0;
+    if (fd >= 0) close(fd);
+    return gone;
+}
+
+/* Takes over the sets dead collectors had in progress: each file is renamed to a name
+ * of this collector's first, so that of two collectors starting at once one gets it. */
+static void take_over_sets(struct recovery *rc, struct sets *sets)
+{
+    int dir_fd = dup(rc->st.dir_fd);
+    DIR *dir = dir_fd >= 0 ? fdopendir(dir_fd) : NULL;
+    char taken[80];
+    snprintf(taken, sizeof taken, "%s.taken", rc->sets_name);
+    if (dir) rewinddir(dir); /* the dup shares its offset with dir_fd, read before */
+    for (struct dirent *e; dir && (e = readdir(dir));) {
+        if (!named(e->d_name, SETS_PREFIX, SETS_SUFFIX) ||
+            !collector_gone(rc, strtol(e->d_name + strlen(SETS_PREFIX), NULL, 10)) ||
+            renameat(rc->st.dir_fd, e->d_name, rc->st.dir_fd, taken) != 0)
+            continue;
+        int fd = state_openat(&rc->st, taken, O_RDONLY | O_NONBLOCK);
+        struct stat st;
+        size_t len = 0;
+        char *text =
+            fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= (off_t)SETS_MAX
+                ? read_span(fd, 0, (size_t)st.st_size, &len)
+                : NULL;
+        cJSON *saved = text ? cJSON_ParseWithLength(text, len) : NULL;
+        if (cJSON_IsArray(saved)) sets_restore(sets, saved);
+        cJSON_Delete(saved);
+        free(text);
+        if (fd >= 0) close(fd);
+        unlinkat(rc->st.dir_fd, taken, 0);
+    }
+    if (dir)
+        closedir(dir);
+    else if (dir_fd >= 0)
+        close(dir_fd);
+}
+
 /* ---- the agent spool ---- */
 
 /* Imports one spool file (fd, named name) if it is meant for socket_path. */
@@ -276,6 +364,7 @@ struct recovery *recovery_open(const struct options *o, struct log_writer *log)
     replay_dead_journals(rc);
     snprintf(rc->journal_name, sizeof rc->journal_name, JOURNAL_PREFIX "%ld" JOURNAL_SUFFIX,
              (long)getpid());
+    snprintf(rc->sets_name, sizeof rc->sets_name, SETS_PREFIX "%ld" SETS_SUFFIX, (long)getpid());
     /* A file by our pid is a dead collector's that could not be replayed: replaced. */
     unlinkat(rc->st.dir_fd, rc->journal_name, 0);
     rc->journal_fd = state_openat(&rc->st, rc->journal_name, O_RDWR | O_APPEND | O_CREAT | O_EXCL);
@@ -292,6 +381,10 @@ void recovery_attach(struct recovery *rc, struct tracker *t, const char *socket_
 {
     if (!rc) return;
     if (rc->journal_fd >= 0) tracker_set_hold(t, on_held, on_emitted, rc);
+    if (rc->journal_fd >= 0 && tracker_sets(t)) {
+        sets_on_change(tracker_sets(t), save_sets, rc);
+        take_over_sets(rc, tracker_sets(t));
+    }
     rc->tracker = t;
     rc->socket_path = socket_path;
     recovery_poll(rc, now_us);
@@ -324,6 +417,7 @@ void recovery_close(struct recovery *rc, bool with_stats)
     if (!rc) return;
     if (rc->journal_fd >= 0) {
         unlinkat(rc->st.dir_fd, rc->journal_name, 0);
+        unlinkat(rc->st.dir_fd, rc->sets_name, 0); /* the server judged them as it stopped */
         close(rc->journal_fd);
     }
     unsigned long recovered = state_counted(RECOVERED_HELD),

@@ -8,6 +8,10 @@
  * a dead collector's journal (one whose lock no process holds) not marked written, and
  * removes the journal.
  *
+ * Sets in progress (sets.h) are in memory too: each change replaces sets-PID.json in the
+ * state dir with them, and a collector starting takes over (restores, then removes) the
+ * sets files of collectors that are gone (their journals no longer locked).
+ *
  * An agent that could reach no collector at exit leaves its queue in the agent spool
  * beside the socket (core/agent_spool.h); the collector imports the files meant for its
  * socket as if each were the connection of that process, then removes them: at its

@@ -27,6 +27,7 @@
 
 #include "cli.h"
 #include "metrics.h"
+#include "set_layouts.h"
 #include "table.h"
 
 #define REPORT_VALUE_CHARTS  48
@@ -54,6 +55,15 @@ struct checkpoint {
     bool complete;
     char *path, *format, *label;
     unsigned alerts;
+    long set; /* the set row it is folded into, -1: none */
+};
+
+/* A set record: one row of the checkpoints table, its files' rows folded under it. */
+struct set_row {
+    double time, bytes, seconds, files;
+    bool complete;
+    char *path, *kind;
+    size_t before; /* checkpoints read before it: where its row goes */
 };
 
 struct value_point {
@@ -89,6 +99,8 @@ struct run {
     size_t nvalues, value_cap, ntensors, tensor_cap;
     struct alert_row *alerts;
     size_t nalerts, alert_cap;
+    struct set_row *set_rows;
+    size_t nset_rows, set_row_cap;
     /* a hash of "label\x1fname" to series index, one per kind */
     long *value_slots, *tensor_slots;
     size_t value_slot_count, tensor_slot_count;
@@ -278,7 +290,8 @@ static void take_checkpoint(struct run *run, const cJSON *rec, double time)
         .path = copy(path),
         .format = copy(member_text(rec, "format")),
         .label = copy(label),
-        .alerts = (unsigned)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(rec, "alerts"))};
+        .alerts = (unsigned)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(rec, "alerts")),
+        .set = -1};
     for (int a = 0; a < AXIS_TIME; a++) {
         const cJSON *x = table_key_value(values, axis_names[a]);
         c->x[a] = cJSON_IsNumber(x) ? x->valuedouble : NAN;
@@ -327,6 +340,32 @@ static void take_alert(struct run *run, const cJSON *rec, double time)
     }
 }
 
+/* A set record: its row, and the checkpoints of its files not yet in a set folded into
+ * it (they come before it in the log). */
+static void take_set(struct run *run, const cJSON *rec, double time)
+{
+    run->sets++;
+    run->set_rows = grow(run->set_rows, &run->set_row_cap, run->nset_rows, sizeof *run->set_rows);
+    size_t at = run->nset_rows++;
+    run->set_rows[at] = (struct set_row){
+        .time = time,
+        .bytes = member_number(rec, "bytes"),
+        .seconds = member_number(rec, "seconds"),
+        .files = member_number(rec, "files"),
+        .complete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rec, "complete")),
+        .path = copy(member_text(rec, "path")),
+        .kind = copy(member_text(rec, "kind")),
+        .before = run->nckpts};
+    for (size_t i = run->nckpts; run->set_rows[at].path && i-- > 0;) {
+        struct set_place place;
+        if (run->ckpts[i].set >= 0 || !run->ckpts[i].path ||
+            !set_place_of(run->ckpts[i].path, &place))
+            continue;
+        if (set_dir_is(place.dir, run->set_rows[at].path)) run->ckpts[i].set = (long)at;
+        free(place.dir);
+    }
+}
+
 static bool same_text(const char *a, const char *b)
 {
     return a == b || (a && b && !strcmp(a, b));
@@ -359,7 +398,7 @@ static void take_record(struct run *run, const cJSON *rec)
     else if (!strcmp(event, "alert"))
         take_alert(run, rec, time);
     else if (!strcmp(event, "set"))
-        run->sets++;
+        take_set(run, rec, time);
     else if (!strcmp(event, "load"))
         take_load(run, rec);
 }
@@ -977,9 +1016,50 @@ static void saves_chart(FILE *out, struct run *run, int what, struct drawn *buf)
     fputs("</svg></figure>\n", out);
 }
 
-static void saves_section(FILE *out, struct run *run, struct drawn *buf)
+static void checkpoint_row(FILE *out, const struct run *run, size_t i)
 {
     char a[64], b[64];
+    const struct checkpoint *c = &run->ckpts[i];
+    fprintf(out, "<tr id=\"c%zu\"%s><td>%s</td><td>", i,
+            !c->complete ? " class=\"bad\""
+            : c->alerts  ? " class=\"warn\""
+                         : "",
+            time_text(c->x[AXIS_TIME], a, sizeof a));
+    html(out, c->path);
+    fputs("</td><td>", out);
+    html(out, c->format);
+    fprintf(out, "</td><td>%s</td><td>%.3g</td><td>%s</td></tr>\n",
+            table_size(c->bytes, "B", b, sizeof b), c->seconds, c->complete ? "yes" : "NO (torn)");
+}
+
+/* A set's row, then its files' rows (from the table's first row on) folded in a
+ * <details> under it, which opens by itself when an alert's link leads into it. */
+static void set_rows(FILE *out, const struct run *run, size_t k, size_t first)
+{
+    char a[64], b[64];
+    const struct set_row *s = &run->set_rows[k];
+    size_t members = 0;
+    for (size_t i = first; i < s->before; i++)
+        members += run->ckpts[i].set == (long)k;
+    fprintf(out, "<tr class=\"set%s\" id=\"s%zu\"><td>%s</td><td>", s->complete ? "" : " bad", k,
+            time_text(s->time, a, sizeof a));
+    html(out, s->path);
+    fputs("</td><td>set: ", out);
+    html(out, s->kind);
+    fprintf(out, "</td><td>%s</td><td>%.3g</td><td>%s</td></tr>\n",
+            table_size(s->bytes, "B", b, sizeof b), s->seconds, s->complete ? "yes" : "NO (torn)");
+    if (!members) return;
+    fprintf(out,
+            "<tr class=\"members\"><td></td><td colspan=\"5\"><details><summary>%.0f files, "
+            "%zu with records here</summary><table class=\"list\">",
+            s->files, members);
+    for (size_t i = first; i < s->before; i++)
+        if (run->ckpts[i].set == (long)k) checkpoint_row(out, run, i);
+    fputs("</table></details></td></tr>\n", out);
+}
+
+static void saves_section(FILE *out, struct run *run, struct drawn *buf)
+{
     fputs("<section id=\"saves\"><h2>Checkpoints</h2><div class=\"grid\">", out);
     for (int what = 0; what < 3 && run->nckpts; what++)
         saves_chart(out, run, what, buf);
@@ -990,19 +1070,12 @@ static void saves_section(FILE *out, struct run *run, struct drawn *buf)
     fputs("<table class=\"list\"><tr><th>time (UTC)</th><th>path</th><th>format</th><th>size</th>"
           "<th>seconds</th><th>complete</th></tr>",
           out);
-    for (size_t i = first; i < run->nckpts; i++) {
-        const struct checkpoint *c = &run->ckpts[i];
-        fprintf(out, "<tr id=\"c%zu\"%s><td>%s</td><td>", i,
-                !c->complete ? " class=\"bad\""
-                : c->alerts  ? " class=\"warn\""
-                             : "",
-                time_text(c->x[AXIS_TIME], a, sizeof a));
-        html(out, c->path);
-        fputs("</td><td>", out);
-        html(out, c->format);
-        fprintf(out, "</td><td>%s</td><td>%.3g</td><td>%s</td></tr>\n",
-                table_size(c->bytes, "B", b, sizeof b), c->seconds,
-                c->complete ? "yes" : "NO (torn)");
+    size_t next_set = 0;
+    for (size_t i = first; i <= run->nckpts; i++) {
+        while (next_set < run->nset_rows && run->set_rows[next_set].before <= i)
+            set_rows(out, run, next_set++, first);
+        if (i == run->nckpts) break;
+        if (run->ckpts[i].set < 0) checkpoint_row(out, run, i);
     }
     fputs("</table></section>\n", out);
 }
@@ -1162,6 +1235,11 @@ int cmd_report(int argc, char **argv)
         free(run.alerts[i].path);
         free(run.alerts[i].message);
     }
+    for (size_t i = 0; i < run.nset_rows; i++) {
+        free(run.set_rows[i].path);
+        free(run.set_rows[i].kind);
+    }
+    free(run.set_rows);
     free(run.ckpts);
     free(run.alerts);
     free_series(run.values, run.nvalues);

@@ -22,6 +22,7 @@
 #include "cli.h"
 #include "command_path.h"
 #include "delivery.h"
+#include "digest.h"
 #include "metrics.h"
 #include "scrape.h"
 #include "server.h"
@@ -124,7 +125,8 @@ static void become_collector(struct listener *listener, struct log_writer *log,
                                 .alerting = alerting,
                                 .stop_fd = stop_fd,
                                 .run_id = o->run_id,
-                                .scrape = scrape};
+                                .scrape = scrape,
+                                .digest = o->digest};
     int rc = collector_serve(&cfg, delivery, o);
     scrape_close(scrape);
     delivery_free(delivery);
@@ -145,6 +147,10 @@ static bool start_collector(const struct options *o, struct private_collector *p
     struct alerting *alerting;
     char err[512];
     int pipe_fds[2];
+    if (o->digest && !digest_load(err, sizeof err)) {
+        fprintf(stderr, "ckmon: --digest: %s\n", err);
+        return false;
+    }
     if (!choose_socket(o, pc, socket, size)) return false;
     if (log_open(&log, o->log, err, sizeof err) < 0) {
         fprintf(stderr, "ckmon: %s\n", err);

@@ -232,15 +232,18 @@ static void snapshot_text(const char *key, const struct snapshot *s, struct strb
         const struct tensor_summary *t = &s->tensors[i];
         sb_addz(b, i ? ",{\"name\":" : "{\"name\":");
         json_add_string(b, t->name);
-        sb_addf(b, ",\"dtype\":\"%s\",\"shape\":[", t->floating ? "float" : "other");
-        json_add_wire_number(b, t->elements);
+        sb_addz(b, t->floating ? ",\"dtype\":\"float\",\"shape\":[" /* no printf per tensor */
+                               : ",\"dtype\":\"other\",\"shape\":[");
+        json_add_number(b, t->elements);
         sb_addz(b, "]");
         for (int k = 0; k < STAT_COUNT; k++) {
-            sb_addf(b, ",\"%s\":", tensor_stat_names[k]);
+            sb_add(b, ",\"", 2);
+            sb_addz(b, tensor_stat_names[k]);
+            sb_add(b, "\":", 2);
             if (isnan(t->stat[k]))
                 sb_addz(b, "null");
             else
-                json_add_wire_number(b, t->stat[k]);
+                json_add_number(b, t->stat[k]);
         }
         sb_addz(b, "}");
     }

@@ -35,6 +35,9 @@
 #define ACCEPT_PAUSE_US 100000
 /* Refused connections named on stderr; later ones are only counted. */
 #define REFUSALS_LOGGED 10
+/* Descriptors polled besides the agents': the listener, the stop descriptor and the
+ * digests' wake-up (--digest). */
+#define EXTRA_POLLS 3
 
 struct connection {
     int fd; /* -1 once closed, until the array is compacted */
@@ -72,17 +75,36 @@ static int64_t now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static int connect_to(const char *path)
+/* A socket connecting to path: its descriptor, and in *rc connect's result (0, or
+ * -errno); -1 when no socket could be made (*rc says why). */
+static int socket_to(const char *path, int flags, int *rc)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path);
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) return -errno;
-    int rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
-    int saved = errno;
-    close(fd);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | flags, 0);
+    if (fd < 0)
+        *rc = -errno;
+    else
+        *rc = connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0 ? 0 : -errno;
+    return fd;
+}
+
+static int connect_to(const char *path)
+{
+    int rc, fd = socket_to(path, SOCK_NONBLOCK, &rc);
+    if (fd >= 0) close(fd);
     /* EAGAIN: a full backlog, so someone is listening. */
-    return rc == 0 || saved == EAGAIN ? 0 : -saved;
+    return rc == 0 || rc == -EAGAIN ? 0 : rc;
+}
+
+int collector_connect(const char *path)
+{
+    int rc, fd = socket_to(path, 0, &rc);
+    if (fd >= 0 && rc < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 bool collector_answers(const char *path)
@@ -200,6 +222,15 @@ static void emit_set_to_log(void *ctx, const cJSON *set, long pid)
     free(line);
 }
 
+static void emit_verified_to_log(void *ctx, const cJSON *record)
+{
+    const struct server_config *cfg = ctx;
+    size_t len;
+    char *line = json_line(record, &len);
+    if (line) log_write(cfg->log, line, len);
+    free(line);
+}
+
 /* A checkpoint opened for reading: its load record, which says who wrote it. */
 static void emit_load_to_log(void *ctx, const struct identity *who, const struct wire_load *load,
                              int64_t now_us)
@@ -236,8 +267,7 @@ static bool add_connection(struct server *s, int fd)
         struct connection *conns = realloc(s->conns, capacity * sizeof *conns);
         if (!conns) return false;
         s->conns = conns;
-        /* Two extra slots: the listener and the stop descriptor. */
-        struct pollfd *polls = realloc(s->polls, (capacity + 2) * sizeof *polls);
+        struct pollfd *polls = realloc(s->polls, (capacity + EXTRA_POLLS) * sizeof *polls);
         if (!polls) return false;
         s->polls = polls;
         s->conn_capacity = capacity;
@@ -339,6 +369,8 @@ static bool serve_once(struct server *s, const sigset_t *wait_mask)
         stop = &p[n];
         p[n++] = (struct pollfd){.fd = s->cfg->stop_fd, .events = POLLIN};
     }
+    if (tracker_wake_fd(s->tracker) >= 0) /* a digest done: its record is written */
+        p[n++] = (struct pollfd){.fd = tracker_wake_fd(s->tracker), .events = POLLIN};
     size_t first_conn = n;
     for (size_t i = 0; i < s->conn_count; i++)
         p[n++] = (struct pollfd){.fd = s->conns[i].fd, .events = POLLIN};
@@ -431,16 +463,20 @@ int server_run(const struct server_config *cfg)
     struct server *s = calloc(1, sizeof *s);
     if (!s || !(s->tracker = tracker_new(emit_to_log, (void *)cfg)) ||
         !tracker_set_sets(s->tracker, emit_set_to_log, (void *)cfg) ||
-        !(s->lineage = lineage_new(cfg->log->name)) || !(s->polls = malloc(2 * sizeof *s->polls))) {
+        !(s->lineage = lineage_new(cfg->log->name)) ||
+        !(s->polls = malloc(EXTRA_POLLS * sizeof *s->polls)) ||
+        (cfg->digest && !tracker_set_digests(s->tracker))) {
         fprintf(stderr, "ckmon: out of memory\n");
         if (s) tracker_free(s->tracker);
         if (s) lineage_free(s->lineage);
+        if (s) free(s->polls);
         free(s);
         listener_close(cfg->listener, true);
         return 1;
     }
     s->cfg = cfg;
     tracker_set_run(s->tracker, cfg->run_id);
+    tracker_set_verified(s->tracker, emit_verified_to_log, (void *)cfg);
     if (cfg->alerting) tracker_set_unmatched(s->tracker, alerting_unmatched_fn, cfg->alerting);
     tracker_set_loads(s->tracker, emit_load_to_log, s);
     recovery_attach(cfg->recovery, s->tracker, cfg->listener->path, now_us());

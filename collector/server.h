@@ -24,6 +24,9 @@ struct listener {
 
 /* Whether a collector answers on path (a connection succeeds). */
 bool collector_answers(const char *path);
+/* A connection to the collector on path, blocking, for a command that hands it records
+ * (`verify`); -1 when none answers. */
+int collector_connect(const char *path);
 
 /* Binds and listens on path (mode 0600), replacing a stale socket file that nobody
  * answers on. Returns 0, or -1 with a one-line message in err: a collector already
@@ -42,6 +45,7 @@ struct server_config {
     const char *run_id;        /* the run of agents that name none (--run-id), or NULL */
     struct scrape *scrape;     /* told the agents' counters (--listen), or NULL */
     struct recovery *recovery; /* the rename hold's journal, the agent spool; or NULL */
+    bool digest;               /* --digest: libxxhash loaded (digest_load) */
 };
 
 /* Serves agents until asked to stop, then drains every connection, finishes what is

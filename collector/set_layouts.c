@@ -12,6 +12,9 @@
  *   deepspeed   global_stepN/ shards; the `latest` file beside it, holding the tag,
  *               commits it; zero_pp_rank_K shards must exist for every K up to the last
  *   hf-trainer  checkpoint-N/, whatever is in it; trainer_state.json commits it
+ *   directory   everything below a directory with a temporary name (Orbax's
+ *               NAME.orbax-checkpoint-tmp-T/, NAME.tmp/); renaming the directory into
+ *               place commits it (sets.h: sets_renamed)
  * In every kind a safetensors file must hold the bytes its header describes and a zip
  * (torch.save) file must end with its central directory: that catches a shard truncated
  * after the fact, whoever wrote it.
@@ -21,6 +24,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +38,7 @@
 #define METADATA_MAX_BYTES     (256LL << 20) /* a .metadata or index beyond this is not read */
 #define SAFETENSORS_HEADER_MAX (100LL << 20)
 #define ZIP_TAIL               65558 /* the end-of-central-directory record and the longest comment */
+#define DIRECTORY_DEPTH        4     /* levels of subdirectories a directory set's check reads */
 
 static const char *base_of(const char *path)
 {
@@ -93,11 +98,63 @@ done:
     return out;
 }
 
+const char *set_kind(const char *name)
+{
+    static const char *const kinds[] = {"dcp", "hf-sharded", "deepspeed", "hf-trainer",
+                                        "directory"};
+    for (size_t i = 0; name && i < sizeof kinds / sizeof kinds[0]; i++)
+        if (!strcmp(kinds[i], name)) return kinds[i];
+    return NULL;
+}
+
+/* The names of directories filled before they are renamed into place: Orbax's
+ * NAME.orbax-checkpoint-tmp-TIMESTAMP, and NAME.tmp. */
+static bool temporary_dir(const char *name, size_t len)
+{
+    static const char *const patterns[] = {"*.orbax-checkpoint-tmp-*", "*.tmp"};
+    char copy[NAME_MAX + 1];
+    if (len == 0 || len > NAME_MAX) return false;
+    memcpy(copy, name, len);
+    copy[len] = '\0';
+    for (size_t i = 0; i < sizeof patterns / sizeof patterns[0]; i++)
+        if (!fnmatch(patterns[i], copy, 0) && strcmp(copy, ".tmp")) return true;
+    return false;
+}
+
+bool set_dir_is(const char *dir, const char *set_dir)
+{
+    if (!strcmp(dir, set_dir)) return true;
+    const char *base = base_of(dir), *set_base = base_of(set_dir);
+    size_t n = strlen(set_base);
+    if (base - dir != set_base - set_dir || strncmp(dir, set_dir, (size_t)(base - dir)) ||
+        strncmp(base, set_base, n) || !temporary_dir(base, strlen(base)))
+        return false;
+    return !strcmp(base + n, ".tmp") || !strncmp(base + n, ".orbax-checkpoint-tmp-", 22);
+}
+
+/* The innermost directory of path with a temporary name, malloc'd; NULL: none. */
+static char *temporary_ancestor(const char *path, const char *base)
+{
+    const char *end = base - 1; /* the '/' before the file's name */
+    while (end > path) {
+        const char *start = end;
+        while (start > path && start[-1] != '/')
+            start--;
+        if (temporary_dir(start, (size_t)(end - start))) return strndup(path, (size_t)(end - path));
+        end = start - 1;
+    }
+    return NULL;
+}
+
 bool set_place_of(const char *path, struct set_place *place)
 {
     *place = (struct set_place){0};
     const char *base = base_of(path);
     if (base == path) return false;
+    if ((place->dir = temporary_ancestor(path, base))) {
+        place->kind = "directory";
+        return true;
+    }
     char *dir = strndup(path, (size_t)(base - path - 1));
     if (!dir) return false;
     const char *parent = base_of(dir);
@@ -220,14 +277,32 @@ static void check_file(struct set_check *c, const char *dir, const char *name)
     close(fd);
 }
 
+/* The files of dir (and of its subdirectories, depth levels down: a directory set's
+ * arrays), named relative to top. */
+static void check_tree(struct set_check *c, const char *top, const char *sub, int depth)
+{
+    char *dir = sub ? path_join(top, sub) : strdup(top);
+    DIR *d = dir ? opendir(dir) : NULL;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char *name = NULL;
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || ends_with(e->d_name, ".tmp"))
+            continue;
+        if (!sub)
+            check_file(c, top, e->d_name);
+        else if ((name = path_join(sub, e->d_name)))
+            check_file(c, top, name);
+        if (depth > 0 && e->d_type == DT_DIR)
+            check_tree(c, top, name ? name : e->d_name, depth - 1);
+        free(name);
+    }
+    if (d) closedir(d);
+    free(dir);
+}
+
 static void check_directory(struct set_check *c, const char *dir)
 {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && !ends_with(e->d_name, ".tmp"))
-            check_file(c, dir, e->d_name);
-    if (d) closedir(d);
+    check_tree(c, dir, NULL, 0);
 }
 
 /* ---- DCP: the .metadata pickle ---- */
@@ -515,6 +590,13 @@ bool set_check(const char *kind, const char *dir, struct set_check *out)
     if (!strcmp(kind, "hf-trainer") && !set_commit_on_disk(kind, dir))
         add_text(out->missing, "%s: absent (the set was never committed)", "trainer_state.json", 0,
                  0);
+    if (!strcmp(kind, "directory")) {
+        if (temporary_dir(base_of(dir), strlen(base_of(dir))))
+            add_text(out->missing, "%s: not renamed into place (the set was never committed)",
+                     base_of(dir), 0, 0);
+        check_tree(out, dir, NULL, DIRECTORY_DEPTH);
+        return true;
+    }
     check_directory(out, dir);
     return true;
 }
@@ -554,6 +636,10 @@ bool set_commit_on_disk(const char *kind, const char *dir)
             found = ends_with(e->d_name, ".index.json");
         if (d) closedir(d);
         return found;
+    } else if (!strcmp(kind, "directory")) {
+        /* renamed into place: by another process, whose collector writes the set; or
+         * removed: nothing is left to judge */
+        return !temporary_dir(base_of(dir), strlen(base_of(dir))) || stat(dir, &st) != 0;
     }
     found = path && stat(path, &st) == 0;
     free(path);

@@ -13,13 +13,21 @@
 
 /* What a file's path says about the set it belongs to. */
 struct set_place {
-    const char *kind; /* "dcp", "hf-sharded", "deepspeed", "hf-trainer"; NULL: no set */
-    char *dir;        /* the set's directory, malloc'd */
-    bool commit;      /* this file commits the set */
+    const char
+        *kind;   /* "dcp", "hf-sharded", "deepspeed", "hf-trainer", "directory"; NULL: no set */
+    char *dir;   /* the set's directory, malloc'd */
+    bool commit; /* this file commits the set */
 };
+
+/* The kind called name, as a string that lives forever; NULL: no such kind. */
+const char *set_kind(const char *name);
 
 /* Classifies an absolute path; false when it belongs to no set (place->dir NULL). */
 bool set_place_of(const char *path, struct set_place *place);
+
+/* Whether the files of directory dir (set_place_of's) are those of the set record for
+ * set_dir: the same directory, or its temporary name before it was renamed into place. */
+bool set_dir_is(const char *dir, const char *set_dir);
 
 /* What the check of a set found. */
 struct set_check {

@@ -6,6 +6,8 @@
 #include "sets.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,7 @@ struct set_file {
 struct set_writer {
     long pid;
     bool ended;
+    bool restored; /* known from a stopped collector: ended once its pid is gone */
 };
 
 struct set_rank {
@@ -56,7 +59,14 @@ struct sets {
     set_emit_fn emit;
     void *ctx;
     struct set *list;
+    sets_changed_fn changed; /* NULL: nobody keeps them */
+    void *changed_ctx;
 };
+
+static void changed(struct sets *s)
+{
+    if (s->changed) s->changed(s->changed_ctx, s);
+}
 
 struct sets *sets_new(set_emit_fn emit, void *ctx)
 {
@@ -181,10 +191,26 @@ static void merge_values(struct set *set, const struct record *r)
     }
 }
 
+/* A file of a directory renamed into place (a held record renamed after the commit):
+ * it joins that directory's set. */
+static bool in_renamed(struct sets *s, const char *path, struct set_place *place)
+{
+    for (struct set *set = s->list; set; set = set->next) {
+        size_t n = strlen(set->dir);
+        if (set->committed && !strcmp(set->kind, "directory") && !strncmp(path, set->dir, n) &&
+            path[n] == '/') {
+            *place = (struct set_place){set->kind, strdup(set->dir), false};
+            return place->dir != NULL;
+        }
+    }
+    return false;
+}
+
 void sets_note(struct sets *s, const struct record *r, int64_t now_us)
 {
     struct set_place place;
-    if (!s || !r->path || !set_place_of(r->path, &place)) return;
+    if (!s || !r->path || !(set_place_of(r->path, &place) || in_renamed(s, r->path, &place)))
+        return;
     struct set *set = find_or_add(s, place.dir, place.kind, r);
     free(place.dir);
     if (!set) return;
@@ -201,14 +227,34 @@ void sets_note(struct sets *s, const struct record *r, int64_t now_us)
         set->committed = true;
         set->commit_us = now_us;
     }
+    changed(s);
+}
+
+void sets_renamed(struct sets *s, const char *from, const char *to, int64_t now_us)
+{
+    for (struct set *set = s ? s->list : NULL; set; set = set->next) {
+        char *dir;
+        if (strcmp(set->kind, "directory") || strcmp(set->dir, from) || !(dir = strdup(to)))
+            continue;
+        free(set->dir);
+        set->dir = dir;
+        set->committed = true;
+        set->commit_us = now_us;
+        set->last_us = now_us;
+        changed(s);
+        return;
+    }
 }
 
 void sets_process_ended(struct sets *s, long pid, int64_t now_us)
 {
     (void)now_us;
+    bool noted = false;
     for (struct set *set = s ? s->list : NULL; set; set = set->next)
         for (size_t i = 0; i < set->writer_count; i++)
-            if (set->writers[i].pid == pid) set->writers[i].ended = true;
+            if (set->writers[i].pid == pid && !set->writers[i].ended)
+                noted = set->writers[i].ended = true;
+    if (noted) changed(s);
 }
 
 /* ---- the set record ---- */
@@ -316,11 +362,26 @@ static cJSON *set_json(const struct set *set, int64_t now_us)
     return o;
 }
 
-static bool ended(const struct set *set)
+/* A writer a stopped collector knew of, which never connected here: ended when its
+ * process is gone (the writers of a set are this host's processes). */
+static bool gone(struct set_writer *w)
+{
+    if (w->restored && kill((pid_t)w->pid, 0) != 0 && errno == ESRCH) w->ended = true;
+    return w->ended;
+}
+
+static bool ended(struct set *set)
 {
     for (size_t i = 0; i < set->writer_count; i++)
-        if (!set->writers[i].ended) return false;
+        if (!gone(&set->writers[i])) return false;
     return true;
+}
+
+static bool restored_alive(const struct set *set)
+{
+    for (size_t i = 0; i < set->writer_count; i++)
+        if (set->writers[i].restored && !set->writers[i].ended) return true;
+    return false;
 }
 
 /* Writes the set's record, unless it was never committed here while its commit is on
@@ -335,16 +396,18 @@ static void finish(struct sets *s, struct set *set, int64_t now_us)
     set_free(set);
 }
 
-static int64_t due(const struct set *set)
+static int64_t due(struct set *set)
 {
     if (set->committed) return set->commit_us + COMMIT_WAIT_US;
-    return ended(set) ? set->last_us + QUIET_US : -1;
+    if (ended(set)) return set->last_us + QUIET_US;
+    /* a restored writer that never connected again: looked at every quiet period */
+    return restored_alive(set) ? set->last_us + QUIET_US : -1;
 }
 
 int64_t sets_next_due(const struct sets *s)
 {
     int64_t next = -1;
-    for (const struct set *set = s ? s->list : NULL; set; set = set->next) {
+    for (struct set *set = s ? s->list : NULL; set; set = set->next) {
         int64_t d = due(set);
         if (d >= 0 && (next < 0 || d < next)) next = d;
     }
@@ -353,23 +416,193 @@ int64_t sets_next_due(const struct sets *s)
 
 void sets_expire(struct sets *s, int64_t now_us)
 {
+    bool finished = false;
     for (struct set **p = s ? &s->list : NULL; p && *p;) {
         struct set *set = *p;
         int64_t d = due(set);
+        if (d >= 0 && now_us >= d && !set->committed && !ended(set)) {
+            set->last_us = now_us; /* a restored writer still alive: look again later */
+            d = -1;
+        }
         if (d < 0 || now_us < d) {
             p = &set->next;
             continue;
         }
         *p = set->next;
         finish(s, set, now_us);
+        finished = true;
     }
+    if (finished) changed(s);
 }
 
 void sets_shutdown(struct sets *s, int64_t now_us)
 {
+    bool finished = s && s->list;
     while (s && s->list) {
         struct set *set = s->list;
         s->list = set->next;
         finish(s, set, now_us);
     }
+    if (finished) changed(s);
+}
+
+/* ---- in progress across a restart ---- */
+
+void sets_on_change(struct sets *s, sets_changed_fn fn, void *ctx)
+{
+    s->changed = fn;
+    s->changed_ctx = ctx;
+}
+
+static void add_text_member(cJSON *o, const char *name, const char *value)
+{
+    if (value) cJSON_AddStringToObject(o, name, value);
+}
+
+static cJSON *identity_json(const struct identity *who)
+{
+    cJSON *o = cJSON_CreateObject();
+    add_text_member(o, "host", who->host);
+    add_text_member(o, "program", who->program);
+    add_text_member(o, "job", who->job);
+    add_text_member(o, "run", who->run);
+    cJSON_AddNumberToObject(o, "pid", (double)who->pid);
+    if (who->has_rank) cJSON_AddNumberToObject(o, "rank", (double)who->rank);
+    if (who->has_local_rank) cJSON_AddNumberToObject(o, "local_rank", (double)who->local_rank);
+    if (who->has_world_size) cJSON_AddNumberToObject(o, "world_size", (double)who->world_size);
+    return o;
+}
+
+static cJSON *set_state_json(const struct set *set)
+{
+    cJSON *o = cJSON_CreateObject(), *files, *writers, *ranks;
+    cJSON_AddStringToObject(o, "dir", set->dir);
+    cJSON_AddStringToObject(o, "kind", set->kind);
+    cJSON_AddItemToObject(o, "who", identity_json(&set->who));
+    cJSON_AddNumberToObject(o, "first_us", (double)set->first_us);
+    cJSON_AddNumberToObject(o, "last_us", (double)set->last_us);
+    cJSON_AddNumberToObject(o, "commit_us", (double)set->commit_us);
+    cJSON_AddBoolToObject(o, "committed", set->committed);
+    cJSON_AddItemToObject(o, "files", files = cJSON_CreateArray());
+    for (size_t i = 0; i < set->file_count; i++) {
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "name", set->files[i].name);
+        cJSON_AddNumberToObject(f, "bytes", (double)set->files[i].bytes);
+        cJSON_AddBoolToObject(f, "complete", set->files[i].complete);
+        add_text_member(f, "error", set->files[i].error);
+        cJSON_AddItemToArray(files, f);
+    }
+    cJSON_AddItemToObject(o, "writers", writers = cJSON_CreateArray());
+    for (size_t i = 0; i < set->writer_count; i++) {
+        cJSON *w = cJSON_CreateObject();
+        cJSON_AddNumberToObject(w, "pid", (double)set->writers[i].pid);
+        cJSON_AddBoolToObject(w, "ended", set->writers[i].ended);
+        cJSON_AddItemToArray(writers, w);
+    }
+    cJSON_AddItemToObject(o, "ranks", ranks = cJSON_CreateArray());
+    for (size_t i = 0; i < set->rank_count; i++) {
+        cJSON *k = cJSON_CreateObject();
+        cJSON_AddNumberToObject(k, "rank", (double)set->ranks[i].rank);
+        cJSON_AddNumberToObject(k, "done_us", (double)set->ranks[i].done_us);
+        cJSON_AddItemToArray(ranks, k);
+    }
+    cJSON_AddItemToObject(o, "values", cJSON_Duplicate(set->values, true));
+    return o;
+}
+
+cJSON *sets_state(const struct sets *s)
+{
+    cJSON *all = cJSON_CreateArray();
+    for (const struct set *set = s ? s->list : NULL; all && set; set = set->next)
+        cJSON_AddItemToArray(all, set_state_json(set));
+    return all;
+}
+
+static double num(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+static const char *str(const cJSON *o, const char *name)
+{
+    return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, name));
+}
+
+static bool identity_from(struct identity *who, const cJSON *o)
+{
+    *who = (struct identity){.pid = (long)num(o, "pid")};
+    who->has_rank = cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(o, "rank"));
+    who->rank = (long)num(o, "rank");
+    who->has_local_rank = cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(o, "local_rank"));
+    who->local_rank = (long)num(o, "local_rank");
+    who->has_world_size = cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(o, "world_size"));
+    who->world_size = (long)num(o, "world_size");
+    struct identity names = *who;
+    names.host = (char *)str(o, "host");
+    names.program = (char *)str(o, "program");
+    names.job = (char *)str(o, "job");
+    names.run = (char *)str(o, "run");
+    return identity_copy(who, &names);
+}
+
+/* One saved set, unless its directory is in progress here already. */
+static void restore_one(struct sets *s, const cJSON *o)
+{
+    const char *dir = str(o, "dir"), *kind = set_kind(str(o, "kind"));
+    if (!dir || *dir != '/' || !kind) return;
+    for (struct set *set = s->list; set; set = set->next)
+        if (!strcmp(set->dir, dir)) return;
+    struct set *set = calloc(1, sizeof *set);
+    if (!set || !(set->dir = strdup(dir)) ||
+        !identity_from(&set->who, cJSON_GetObjectItemCaseSensitive(o, "who"))) {
+        if (set) free(set->dir);
+        free(set);
+        return;
+    }
+    set->kind = kind;
+    set->first_us = (int64_t)num(o, "first_us");
+    set->last_us = (int64_t)num(o, "last_us");
+    set->commit_us = (int64_t)num(o, "commit_us");
+    set->committed = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "committed"));
+    const cJSON *values = cJSON_GetObjectItemCaseSensitive(o, "values"), *e;
+    set->values = cJSON_IsObject(values) ? cJSON_Duplicate(values, true) : cJSON_CreateObject();
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(o, "files"))
+    {
+        struct set_file *f = grow(set->files, &set->file_count, sizeof *f);
+        if (!f) break;
+        set->files = f;
+        f = &f[set->file_count - 1];
+        const char *name = str(e, "name"), *error = str(e, "error");
+        if (!name || !(f->name = strdup(name))) {
+            set->file_count--;
+            continue;
+        }
+        f->bytes = (int64_t)num(e, "bytes");
+        f->complete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "complete"));
+        f->error = error ? strdup(error) : NULL;
+    }
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(o, "writers"))
+    {
+        struct set_writer *w = grow(set->writers, &set->writer_count, sizeof *w);
+        if (!w) break;
+        (set->writers = w)[set->writer_count - 1] = (struct set_writer){
+            (long)num(e, "pid"), cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "ended")), true};
+    }
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(o, "ranks"))
+    {
+        struct set_rank *k = grow(set->ranks, &set->rank_count, sizeof *k);
+        if (!k) break;
+        (set->ranks = k)[set->rank_count - 1] =
+            (struct set_rank){(long)num(e, "rank"), (int64_t)num(e, "done_us")};
+    }
+    set->next = s->list;
+    s->list = set;
+}
+
+void sets_restore(struct sets *s, const cJSON *saved)
+{
+    const cJSON *o;
+    cJSON_ArrayForEach(o, saved) if (cJSON_IsObject(o)) restore_one(s, o);
+    changed(s);
 }

@@ -28,6 +28,9 @@ struct sets *sets_new(set_emit_fn emit, void *ctx);
 void sets_free(struct sets *s);
 /* A checkpoint record was written. */
 void sets_note(struct sets *s, const struct record *r, int64_t now_us);
+/* A directory was renamed: the set filled in it under a temporary name (kind
+ * "directory") is committed under its new name. */
+void sets_renamed(struct sets *s, const char *from, const char *to, int64_t now_us);
 /* A process (an agent's connection) ended. */
 void sets_process_ended(struct sets *s, long pid, int64_t now_us);
 /* When a set is next due (-1: none). */
@@ -37,5 +40,15 @@ void sets_expire(struct sets *s, int64_t now_us);
 /* The collector stops: committed sets are judged now, uncommitted ones written as
  * torn unless their commit is on disk. */
 void sets_shutdown(struct sets *s, int64_t now_us);
+
+/* Sets in progress across a restart (recovery.h keeps them in the state dir): fn is
+ * called after every change of the sets in progress. */
+typedef void (*sets_changed_fn)(void *ctx, const struct sets *s);
+void sets_on_change(struct sets *s, sets_changed_fn fn, void *ctx);
+/* The sets in progress, as a JSON array (empty: none); the caller deletes it. */
+cJSON *sets_state(const struct sets *s);
+/* Takes over sets a killed collector had in progress (sets_state's array): their
+ * writers count as ended once their processes are gone. */
+void sets_restore(struct sets *s, const cJSON *saved);
 
 #endif

@@ -6,7 +6,8 @@
  * Every file is replaced whole (written beside it, then renamed) or only appended to,
  * so a collector killed at any moment leaves a state the next one can read.
  *
- * Layout (docs/sinks.md): lock, stats.json, spool.jsonl[.N] for a stdout log, and per
+ * Layout (docs/sinks.md): lock, stats.json, spool.jsonl[.N] for a stdout log, held-PID.jsonl
+ * and sets-PID.json (recovery.h), and per
  * sink FORMAT-HASH.cursor and FORMAT-HASH.dead.jsonl.
  */
 #ifndef CKMON_STATE_H

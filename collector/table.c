@@ -233,6 +233,27 @@ static void print_set(FILE *out, const cJSON *rec, const struct table_style *s)
     print_list(out, "error", cJSON_GetObjectItemCaseSensitive(rec, "errors"), YELLOW, s);
 }
 
+void table_print_members(FILE *out, const cJSON *members, const struct table_style *s)
+{
+    int count = cJSON_GetArraySize(members), shown = 0;
+    const cJSON *m;
+    if (count == 0) return;
+    fprintf(out, "    %d file record%s folded:", count, count == 1 ? "" : "s");
+    cJSON_ArrayForEach(m, members)
+    {
+        if (shown++ == TABLE_MAX_MEMBERS) {
+            fprintf(out, " ... %d more", count - TABLE_MAX_MEMBERS);
+            break;
+        }
+        const char *path = text(m, "path"), *slash = strrchr(path, '/');
+        bool complete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "complete"));
+        fprintf(out, "%s %s%s", shown > 1 ? "," : "", slash ? slash + 1 : path,
+                complete ? "" : paint(s, RED BOLD));
+        if (!complete) fprintf(out, " NO%s", plain(s));
+    }
+    fputs(" (tail --members shows them)\n", out);
+}
+
 static void print_load(FILE *out, const cJSON *rec, const struct table_style *s)
 {
     char size[32];
@@ -249,6 +270,13 @@ static void print_load(FILE *out, const cJSON *rec, const struct table_style *s)
     fputc('\n', out);
 }
 
+/* A file `ckmon verify` failed: the line verify printed. */
+static void print_verify(FILE *out, const cJSON *rec, const struct table_style *s)
+{
+    fprintf(out, "%-44s verify      %s%s%s\n", shown_path(rec, "path", s), paint(s, RED BOLD),
+            text(rec, "message"), plain(s));
+}
+
 void table_print(FILE *out, const cJSON *record, const struct table_style *style)
 {
     const char *event = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(record, "event"));
@@ -260,6 +288,8 @@ void table_print(FILE *out, const cJSON *record, const struct table_style *style
         print_set(out, record, style);
     else if (!strcmp(event, "load"))
         print_load(out, record, style);
+    else if (!strcmp(event, "verify"))
+        print_verify(out, record, style);
     else
         fprintf(out, "%-44s %s\n", shown_path(record, "path", style), event);
 }

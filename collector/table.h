@@ -1,7 +1,8 @@
 /* table.h — log records as the readable table of `ckmon tail` and `inspect --pretty`.
  *
  * One checkpoint record is a line (path, format, ok, size, key values) and one line per
- * tensor; alert, set and load records are one line each. Colour (alerts, incomplete
+ * tensor; alert, set and load records are one line each (a set's files folded under
+ * its line when the caller holds them: fold.h). Colour (alerts, incomplete
  * files, non-finite counts) only when the caller asks, which it does on a terminal
  * without NO_COLOR.
  */
@@ -32,5 +33,9 @@ const cJSON *table_key_value(const cJSON *values, const char *name);
 const char *table_size(double bytes, const char *small_unit, char *buf, size_t size);
 /* Prints one record (any event) to out. */
 void table_print(FILE *out, const cJSON *record, const struct table_style *style);
+/* The files of a set folded under its line (fold.h): their names, incomplete ones
+ * marked NO, at most TABLE_MAX_MEMBERS. */
+#define TABLE_MAX_MEMBERS 12
+void table_print_members(FILE *out, const cJSON *members, const struct table_style *style);
 
 #endif

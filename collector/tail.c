@@ -6,6 +6,9 @@
  * smaller than what was read (truncated, `> log`) is read again from its start; a log
  * whose name now leads to another file (rotated: the collector's --log-max-bytes or
  * logrotate) is read to its end first, then the new file from its start.
+ *
+ * The records of a set's files are held until the set's record and shown folded into
+ * its line (fold.h), unless --members asks for each of them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +23,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "fold.h"
 #include "table.h"
 
 #define TAIL_POLL_MS  200
@@ -35,15 +39,28 @@ struct tail {
     size_t len, alloc;
     bool skipping; /* the current line is over TAIL_MAX_LINE */
     struct table_style style;
+    struct fold *fold; /* NULL: --members, every record as it comes */
 };
+
+static void print_record(void *ctx, cJSON *rec, const cJSON *members)
+{
+    struct tail *t = ctx;
+    /* one file is no crowd: its record is shown as it is, before its set's */
+    bool alone = cJSON_GetArraySize(members) == 1;
+    if (alone) table_print(stdout, cJSON_GetArrayItem(members, 0), &t->style);
+    table_print(stdout, rec, &t->style);
+    if (!alone) table_print_members(stdout, members, &t->style);
+    cJSON_Delete(rec);
+}
 
 static void print_line(struct tail *t)
 {
     cJSON *rec = cJSON_ParseWithLength(t->line, t->len);
-    if (cJSON_IsObject(rec))
-        table_print(stdout, rec, &t->style);
-    else if (t->len > 0)
-        fprintf(stderr, "ckmon tail: %s: a line that is not a JSON record\n", t->path);
+    if (cJSON_IsObject(rec)) {
+        if (t->fold) return fold_take(t->fold, rec);
+        return print_record(t, rec, NULL);
+    }
+    if (t->len > 0) fprintf(stderr, "ckmon tail: %s: a line that is not a JSON record\n", t->path);
     cJSON_Delete(rec);
 }
 
@@ -163,6 +180,11 @@ int cmd_tail(int argc, char **argv)
     struct tail t = {.path = o.log, .fd = -1};
     t.style.color = table_wants_color(stdout);
     t.style.base = getcwd(cwd, sizeof cwd);
+    if (!o.members && !(t.fold = fold_new(print_record, &t))) {
+        fprintf(stderr, "ckmon tail: out of memory\n");
+        options_free(&o);
+        return 1;
+    }
     if (!strcmp(t.path, "-")) {
         t.fd = 0;
         rc = read_to_end(&t) ? 0 : 1;
@@ -174,6 +196,8 @@ int cmd_tail(int argc, char **argv)
     } else {
         rc = read_to_end(&t) ? 0 : 1;
     }
+    if (t.fold) fold_flush(t.fold); /* sets never committed in this log */
+    fold_free(t.fold);
     if (t.fd > 0) close(t.fd);
     free(t.line);
     options_free(&o);

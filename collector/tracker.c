@@ -17,6 +17,7 @@
 #include "core/paths.h"
 #include "core/parsers/parser.h"
 #include "core/wire.h"
+#include "digester.h"
 #include "sets.h"
 
 #define TORN_REPARSE_MAX_BYTES (256LL << 20)
@@ -66,8 +67,16 @@ struct adoption {
     struct parse_options parse;
     struct key_filter keys;
     struct report report;
-    struct parser *parser;
+    struct parser *parser; /* with --digest, a tap that also hashes the bytes (digest.h) */
+    struct file_id start;  /* the file when its parse began */
     struct adoption *next;
+};
+
+/* A record whose digest is being taken (--digest): written when its job is done. */
+struct waiting {
+    struct record *record;
+    struct digest_job *job;
+    struct waiting *next;
 };
 
 struct tracker {
@@ -81,13 +90,18 @@ struct tracker {
     uint8_t *read_buffer;    /* for the adoption being parsed */
     const char *default_run; /* for agents whose hello names no run */
     unmatched_fn unmatched;  /* told of the files agents created that matched no glob */
-    load_fn load;            /* told of the checkpoints agents opened for reading */
+    verified_fn verified;    /* given the failures `ckmon verify` reports */
+    void *verified_ctx;
+    load_fn load; /* told of the checkpoints agents opened for reading */
     void *load_ctx;
     struct sets *sets; /* multi-file checkpoints (sets.h), or NULL */
     int64_t now_us;    /* the time of the message or turn being handled */
     void *unmatched_ctx;
     hold_fn held, emitted; /* the rename hold's journal (recovery.h), or NULL */
     void *hold_ctx;
+    struct digester *digester; /* --digest, else NULL */
+    struct waiting *waiting;   /* records waiting for their digest, oldest first */
+    struct waiting **waiting_end;
     struct tracker_counts counts;
 };
 
@@ -104,6 +118,12 @@ void tracker_set_unmatched(struct tracker *t, unmatched_fn fn, void *ctx)
     t->unmatched_ctx = ctx;
 }
 
+void tracker_set_verified(struct tracker *t, verified_fn fn, void *ctx)
+{
+    t->verified = fn;
+    t->verified_ctx = ctx;
+}
+
 void tracker_set_loads(struct tracker *t, load_fn fn, void *ctx)
 {
     t->load = fn;
@@ -115,11 +135,26 @@ bool tracker_set_sets(struct tracker *t, set_emit_fn emit, void *ctx)
     return (t->sets = sets_new(emit, ctx)) != NULL;
 }
 
+struct sets *tracker_sets(struct tracker *t)
+{
+    return t->sets;
+}
+
 void tracker_set_hold(struct tracker *t, hold_fn held, hold_fn emitted, void *ctx)
 {
     t->held = held;
     t->emitted = emitted;
     t->hold_ctx = ctx;
+}
+
+bool tracker_set_digests(struct tracker *t)
+{
+    return (t->digester = digester_new()) != NULL;
+}
+
+int tracker_wake_fd(const struct tracker *t)
+{
+    return t->digester ? digester_wake_fd(t->digester) : -1;
 }
 
 struct tracker *tracker_new(record_emit_fn emit, void *ctx)
@@ -130,16 +165,58 @@ struct tracker *tracker_new(record_emit_fn emit, void *ctx)
     t->ctx = ctx;
     t->pending_end = &t->pending;
     t->adoptions_end = &t->adoptions;
+    t->waiting_end = &t->waiting;
     return t;
 }
 
-static void emit_and_free(struct tracker *t, struct record *r)
+static void write_and_free(struct tracker *t, struct record *r)
 {
     record_settle(r);
     t->emit(t->ctx, r);
     sets_note(t->sets, r, t->now_us);
     if (t->emitted) t->emitted(t->hold_ctx, r);
     record_free(r);
+}
+
+/* A finished record: written now, or with --digest once the digest of its file is
+ * taken (unless the collector took it while parsing the file itself). */
+static void emit_and_free(struct tracker *t, struct record *r)
+{
+    struct waiting *w = NULL;
+    if (t->digester && !r->digest && (w = malloc(sizeof *w)) &&
+        !(w->job = digester_start(t->digester, r->path, &r->closed))) {
+        free(w);
+        w = NULL;
+    }
+    if (!w) return write_and_free(t, r); /* no --digest, hashed already, or no memory */
+    w->record = r;
+    w->next = NULL;
+    *t->waiting_end = w;
+    t->waiting_end = &w->next;
+}
+
+/* Writes the records whose digest is done, after waiting for those of path (NULL: none;
+ * with wait_all, for every one). */
+static void write_digested(struct tracker *t, bool wait_all, const char *path)
+{
+    if (t->digester) digester_done_clear(t->digester);
+    for (struct waiting **p = &t->waiting; *p;) {
+        struct waiting *w = *p;
+        if (wait_all || (path && !strcmp(w->record->path, path))) digest_job_wait(w->job);
+        if (!digest_job_done(w->job)) {
+            p = &w->next;
+            continue;
+        }
+        const char *why, *digest = digest_job_result(w->job, &why);
+        if (digest)
+            record_set_string(&w->record->digest, digest);
+        else
+            record_add_error(w->record, why);
+        if (!(*p = w->next)) t->waiting_end = p;
+        digest_job_drop(w->job);
+        write_and_free(t, w->record);
+        free(w);
+    }
 }
 
 static void free_files(struct open_file *f)
@@ -188,6 +265,14 @@ void tracker_free(struct tracker *t)
         t->adoptions = a->next;
         adoption_free(a);
     }
+    while (t->waiting) {
+        struct waiting *w = t->waiting;
+        t->waiting = w->next;
+        digest_job_drop(w->job);
+        record_free(w->record);
+        free(w);
+    }
+    digester_free(t->digester);
     free(t->read_buffer);
     sets_free(t->sets);
     free(t);
@@ -253,15 +338,17 @@ static int open_regular(const char *path, struct stat *st)
 }
 
 /* The record of a finished file at path, parsed by the collector with the agent's
- * options; NULL when it is not a regular file of at most max_bytes, or out of memory. */
-static struct record *parse_on_disk(const struct tracker_conn *c, const char *path,
-                                    int64_t max_bytes)
+ * options (and hashed in the same pass with --digest); NULL when it is not a regular
+ * file of at most max_bytes, or out of memory. */
+static struct record *parse_on_disk(const struct tracker *t, const struct tracker_conn *c,
+                                    const char *path, int64_t max_bytes)
 {
     struct stat st;
     int fd = open_regular(path, &st);
     if (fd < 0) return NULL;
     struct record *r = st.st_size <= max_bytes
-                           ? record_from_file(&c->who, fd, path, &st, &c->keys, &c->parse)
+                           ? record_from_file_hashed(&c->who, fd, path, &st, &c->keys, &c->parse,
+                                                     t->digester != NULL)
                            : NULL;
     close(fd);
     return r;
@@ -270,12 +357,15 @@ static struct record *parse_on_disk(const struct tracker_conn *c, const char *pa
 /* A torn file whose agent had found nothing yet (a JSON document is parsed only at its
  * end, a pickle's values at its STOP): what it wrote is on disk, so the collector
  * parses that, within a bound that keeps it responsive to other agents. */
-static void take_findings_from_disk(const struct tracker_conn *c, struct record *r)
+static void take_findings_from_disk(const struct tracker *t, const struct tracker_conn *c,
+                                    struct record *r)
 {
     if (r->values->child || r->tensors->child) return;
-    struct record *disk = parse_on_disk(c, r->path, TORN_REPARSE_MAX_BYTES);
+    struct record *disk = parse_on_disk(t, c, r->path, TORN_REPARSE_MAX_BYTES);
     if (!disk) return;
     record_append_findings(r, disk->values, disk->tensors, disk->errors);
+    r->digest = disk->digest;
+    disk->digest = NULL;
     r->parsed = PARSED_FILE;
     if (strcmp(disk->format, "unknown")) record_set_string(&r->format, disk->format);
     record_free(disk);
@@ -287,7 +377,7 @@ static void finish_incomplete(struct tracker *t, const struct tracker_conn *c, s
                               int64_t now_us, const char *why)
 {
     struct record *r = f->record;
-    take_findings_from_disk(c, r);
+    take_findings_from_disk(t, c, r);
     struct stat st;
     r->time_us = now_us;
     r->bytes =
@@ -436,6 +526,18 @@ static bool on_data(struct tracker *t, struct tracker_conn *c, struct wire_messa
     return true;
 }
 
+/* Findings the agent dropped on the way (its queue was full): the record is not all the
+ * file holds, and says how much is missing. */
+static void say_lost(struct record *r, const struct wire_close *d)
+{
+    char text[160];
+    snprintf(text, sizeof text,
+             "%lld tensors and %lld values lost: the agent's queue to the collector was full",
+             (long long)(d->lost_tensors > 0 ? d->lost_tensors : 0),
+             (long long)(d->lost_values > 0 ? d->lost_values : 0));
+    record_add_error(r, text);
+}
+
 static bool on_close(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
                      int64_t now_us)
 {
@@ -449,10 +551,17 @@ static bool on_close(struct tracker *t, struct tracker_conn *c, struct wire_mess
     if (d->writes != WIRE_ABSENT) r->writes = d->writes;
     r->seconds = !isnan(d->seconds) ? d->seconds : (double)(r->time_us - f->open_us) / 1e6;
     r->complete = d->complete;
+    r->closed = (struct file_id){.known = d->ino > 0 && d->dev != WIRE_ABSENT &&
+                                          d->mtime_us != WIRE_ABSENT && d->bytes != WIRE_ABSENT,
+                                 .dev = d->dev,
+                                 .ino = d->ino,
+                                 .size = d->bytes,
+                                 .mtime_us = d->mtime_us};
     bool ok = (!d->path || record_set_string(&r->path, d->path)) &&
               (!d->written_as || record_set_string(&r->written_as, d->written_as)) &&
               (!d->format || record_set_string(&r->format, d->format)) &&
               (!d->parsed || record_set_parsed(r, d->parsed));
+    if (d->lost_tensors > 0 || d->lost_values > 0) say_lost(r, d);
     free(f);
     hold_candidate(t, r, now_us, d->candidate);
     return ok;
@@ -467,7 +576,7 @@ static bool rename_record(struct record *r, const char *to)
 static bool on_rename(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
                       int64_t now_us)
 {
-    (void)c, (void)now_us;
+    (void)c;
     const char *from = m->rename.from, *to = m->rename.to;
     /* A file adopted under that name and still being parsed is the newest: its record
      * takes the new name, and still waits for a rename once it is parsed. */
@@ -475,6 +584,18 @@ static bool on_rename(struct tracker *t, struct tracker_conn *c, struct wire_mes
     for (struct adoption *a = t->adoptions; a; a = a->next)
         if (!strcmp(a->record->path, from)) adopted = a;
     if (adopted) return rename_record(adopted->record, to);
+    /* A directory renamed into place: the records held of files in it take their final
+     * names, and the set it is commits (docs/sets.md). */
+    size_t from_len = strlen(from);
+    for (struct pending *p = t->pending; p; p = p->next) {
+        char *moved = NULL;
+        if (strncmp(p->record->path, from, from_len) || p->record->path[from_len] != '/' ||
+            asprintf(&moved, "%s%s", to, p->record->path + from_len) < 0)
+            continue;
+        rename_record(p->record, moved);
+        free(moved);
+    }
+    sets_renamed(t->sets, from, to, now_us);
     struct pending **match = NULL; /* the newest record closed under that name */
     for (struct pending **p = &t->pending; *p; p = &(*p)->next)
         if (!strcmp((*p)->record->path, from)) match = p;
@@ -523,8 +644,12 @@ static bool start_adoption(struct tracker *t, struct adoption *a)
     struct stat st;
     const char *path = a->record->path;
     a->fd = open_regular(path, &st);
-    return a->fd >= 0 && (t->read_buffer || (t->read_buffer = parse_read_buffer())) &&
-           (a->parser = parser_detect_new(path, &a->report, &a->parse));
+    if (a->fd >= 0) file_id_of(&a->start, &st);
+    if (!(a->fd >= 0 && (t->read_buffer || (t->read_buffer = parse_read_buffer())) &&
+          (a->parser = parser_detect_new(path, &a->report, &a->parse))))
+        return false;
+    if (t->digester) a->parser = digest_tap_new(a->parser);
+    return true;
 }
 
 /* The adoption's file is parsed: its record waits for a rename like any other. */
@@ -532,8 +657,11 @@ static void finish_adoption(struct tracker *t, struct adoption *a, bool read_ok,
 {
     bool complete = a->parser->finish(a->parser) && read_ok;
     struct stat st;
+    char digest[DIGEST_TEXT_SIZE];
     if (fstat(a->fd, &st) == 0 &&
         record_take_report(a->record, &st, &a->report, a->parser->format, complete)) {
+        if (read_ok && !file_id_differs(&a->start, &st) && digest_tap_text(a->parser, digest))
+            record_set_string(&a->record->digest, digest);
         a->record->time_us = a->time_us;
         hold_for_rename(t, a->record, now_us);
         a->record = NULL;
@@ -578,7 +706,7 @@ static void finish_exec(struct tracker *t, struct tracker_conn *c, int64_t now_u
     for (struct open_file **p = &c->files; *p;) {
         struct open_file *f = *p;
         bool kept = kept_by_exec(c, f->id);
-        struct record *r = kept ? NULL : parse_on_disk(c, f->record->path, INT64_MAX);
+        struct record *r = kept ? NULL : parse_on_disk(t, c, f->record->path, INT64_MAX);
         if (!kept && !r) {
             p = &f->next; /* gone, or no memory: reported as torn below */
             continue;
@@ -604,6 +732,15 @@ static bool on_unmatched(struct tracker *t, struct tracker_conn *c, struct wire_
     return true;
 }
 
+/* From `ckmon verify`: a failure, written to the log as the verify record it is. */
+static bool on_verified(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
+                        int64_t now_us)
+{
+    (void)c, (void)now_us;
+    if (t->verified) t->verified(t->verified_ctx, m->verified.record);
+    return true;
+}
+
 static bool on_load(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
                     int64_t now_us)
 {
@@ -613,6 +750,7 @@ static bool on_load(struct tracker *t, struct tracker_conn *c, struct wire_messa
             release_pending(t, p);
         else
             p = &(*p)->next;
+    write_digested(t, false, m->load.path); /* its digest is waited for: the writer comes first */
     t->load(t->load_ctx, &c->who, &m->load, now_us);
     return true;
 }
@@ -625,7 +763,8 @@ static const message_handler handlers[WIRE_KINDS] = {
     [WIRE_DATA] = on_data,           [WIRE_CLOSE] = on_close,
     [WIRE_RENAME] = on_rename,       [WIRE_ADOPT] = on_adopt,
     [WIRE_EXEC] = on_exec,           [WIRE_EXEC_FAILED] = on_exec_failed,
-    [WIRE_UNMATCHED] = on_unmatched, [WIRE_LOAD] = on_load,
+    [WIRE_UNMATCHED] = on_unmatched, [WIRE_VERIFIED] = on_verified,
+    [WIRE_LOAD] = on_load,
 };
 
 void tracker_message(struct tracker *t, struct tracker_conn *c, const char *data, size_t len,
@@ -698,6 +837,7 @@ void tracker_expire(struct tracker *t, int64_t now_us)
     while (t->pending &&
            (now_us >= t->pending->since_us + RENAME_WINDOW_US || now_us < t->pending->since_us))
         release_pending(t, &t->pending);
+    write_digested(t, false, NULL);
     sets_expire(t->sets, now_us);
 }
 
@@ -718,6 +858,7 @@ void tracker_shutdown(struct tracker *t, int64_t now_us)
     while (tracker_parse_adopted(t, now_us))
         emit_pending(t);
     emit_pending(t);
+    write_digested(t, true, NULL);
     sets_shutdown(t->sets, now_us);
 }
 

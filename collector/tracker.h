@@ -37,6 +37,9 @@ void tracker_set_run(struct tracker *t, const char *run);
  * few per process, said at its exit). */
 typedef void (*unmatched_fn)(void *ctx, const char *path);
 void tracker_set_unmatched(struct tracker *t, unmatched_fn fn, void *ctx);
+/* Called with each verify record `ckmon verify` hands over (a file that failed). */
+typedef void (*verified_fn)(void *ctx, const cJSON *record);
+void tracker_set_verified(struct tracker *t, verified_fn fn, void *ctx);
 /* Called with each checkpoint an agent opened for reading (a "load" message, core/wire.h)
  * and the identity of its process. A record of that path still held for its rename
  * window is written first, so that the log has the writer before the reader. */
@@ -46,10 +49,20 @@ void tracker_set_loads(struct tracker *t, load_fn fn, void *ctx);
 /* Groups the records into sets (sets.h), each finished set handed to emit; false when
  * out of memory. */
 bool tracker_set_sets(struct tracker *t, set_emit_fn emit, void *ctx);
+/* The sets tracker_set_sets started (NULL: none). */
+struct sets *tracker_sets(struct tracker *t);
 /* Told when a closed record starts waiting out its rename window (held), and after each
  * record is written (emitted): a collector killed in between must not lose it. */
 typedef void (*hold_fn)(void *ctx, const struct record *r);
 void tracker_set_hold(struct tracker *t, hold_fn held, hold_fn emitted, void *ctx);
+/* --digest: every record gets the digest of its file (digester.h), taken after its
+ * rename hold, unless the collector hashed the file while parsing it; the record is
+ * written once the digest is done. libxxhash must be loaded (digest_load). False when
+ * out of memory. */
+bool tracker_set_digests(struct tracker *t);
+/* A descriptor to poll, readable when a record's digest is done (then call
+ * tracker_expire); -1 without --digest. */
+int tracker_wake_fd(const struct tracker *t);
 /* Finishes nothing: call tracker_shutdown first to keep what is in progress. */
 void tracker_free(struct tracker *t);
 

@@ -4,65 +4,99 @@
 #include <locale.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dtoa.h"
 #include "parsers/pyobj.h"
 #include "strbuf.h"
 
 #define EXACT_INTEGER_LIMIT 9007199254740992.0 /* 2^53: every integer below is a double */
 #define JSON_TEXT_LIMIT     ((size_t)1 << 30)  /* far above any message or record */
 
-/* Whether v printed with this many significant digits reads back as v. */
-static bool round_trips(double v, int precision, char *out, size_t size)
-{
-    snprintf(out, size, "%.*g", precision, v);
-    return strtod(out, NULL) == v;
-}
-
-/* The fewest digits that read back as v (more digits are never further from v, so the
- * property is monotonic but for binade edges, where the answer may be a digit longer
- * than the shortest, and still exact). Statistics of float data are mostly 16- and
- * 17-digit numbers, so 16 and 15 are tried first: two or three conversions for those;
- * a number that 15 digits already give is then bisected (values like 0.001). */
+/* The shortest digits, by Grisu2 (dtoa.c): no printf, no strtod. */
 int json_shortest_double(double v, char *out, size_t size)
 {
-    int lo = 1, hi = 17; /* 17 digits always read back */
-    if (!round_trips(v, 16, out, size))
-        lo = 17;
-    else if (!round_trips(v, 15, out, size))
-        lo = hi = 16;
-    else
-        hi = 15;
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        if (round_trips(v, mid, out, size))
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return snprintf(out, size, "%.*g", hi, v);
+    char text[DTOA_TEXT_MAX];
+    int len = dtoa_shortest(v, text);
+    snprintf(out, size, "%s", text);
+    return len;
+}
+
+static int hex_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
 /* What is printed for whom: the agent's messages (17 digits: exact in one conversion;
- * strings as they are, the collector reads them back), a record of raw names (the
- * shortest exact digits; bytes that are not UTF-8 escaped, losslessly), or text read
- * back from a record (its escapes stay as they are; stray bytes are escaped). */
-enum mode { WIRE, NAMES, TEXT };
+ * strings as they are, the collector reads them back), the same with the bits of each
+ * non-integer in hex (HEX: tensors' statistics), a record of raw names (the shortest
+ * exact digits, dtoa.h; bytes that are not UTF-8 escaped, losslessly), or text read back
+ * from a record (its escapes stay as they are; stray bytes are escaped). */
+enum mode { WIRE, HEX, NAMES, TEXT };
+
+/* An integer's digits, without printf (%lld parses its format each time). */
+static int integer_text(long long v, char *out)
+{
+    char digits[24];
+    int n = 0, len = 0;
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do
+        digits[n++] = (char)('0' + u % 10);
+    while ((u /= 10) > 0);
+    if (v < 0) out[len++] = '-';
+    while (n > 0)
+        out[len++] = digits[--n];
+    out[len] = '\0';
+    return len;
+}
+
+/* "#" and the 16 hex digits of v's bits: exact, and read back without strtod. */
+static int hex_text(double v, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    out[0] = '"';
+    out[1] = '#';
+    for (int i = 0; i < 16; i++)
+        out[2 + i] = hex[bits >> (60 - 4 * i) & 15];
+    out[18] = '"';
+    out[19] = '\0';
+    return 19;
+}
 
 static void add_number(struct strbuf *t, double v, enum mode mode)
 {
     char buf[40];
+    int len;
     if (!isfinite(v)) return sb_addz(t, "null");
     if (v == 0) return sb_addz(t, signbit(v) ? "-0.0" : "0");
     if (v == floor(v) && fabs(v) < EXACT_INTEGER_LIMIT)
-        snprintf(buf, sizeof buf, "%lld", (long long)v); /* %.0f: the slow float path */
+        len = integer_text((long long)v, buf); /* %.0f: the slow float path */
+    else if (mode == HEX)
+        len = hex_text(v, buf);
     else if (mode == WIRE)
-        snprintf(buf, sizeof buf, "%.17g", v);
+        len = snprintf(buf, sizeof buf, "%.17g", v);
     else
-        json_shortest_double(v, buf, sizeof buf);
-    sb_addz(t, buf);
+        len = dtoa_shortest(v, buf);
+    sb_add(t, buf, (size_t)len);
+}
+
+bool json_hex_number(const char *s, double *v)
+{
+    uint64_t bits = 0;
+    if (!s || s[0] != '#') return false;
+    for (int i = 1; i <= 16; i++) {
+        int d = hex_digit((unsigned char)s[i]);
+        if (d < 0) return false;
+        bits = bits << 4 | (uint64_t)d;
+    }
+    if (s[17] != '\0') return false;
+    memcpy(v, &bits, sizeof *v);
+    return true;
 }
 
 /* The length of the valid UTF-8 sequence (RFC 3629: no overlong form, no surrogate,
@@ -77,11 +111,6 @@ static size_t utf8_sequence(const unsigned char *p)
     if ((*p == 0xe0 && p[1] < 0xa0) || (*p == 0xf0 && p[1] < 0x90)) return 0; /* overlong */
     if ((*p == 0xed && p[1] >= 0xa0) || (*p == 0xf4 && p[1] >= 0x90)) return 0;
     return n;
-}
-
-static int hex_digit(unsigned char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
 /* Whether p starts the text \xHH of a byte that names escape (jsontext.h), set in *byte. */
@@ -212,9 +241,19 @@ void json_add_wire_number(struct strbuf *t, double v)
     add_number(t, v, WIRE);
 }
 
+void json_add_number(struct strbuf *t, double v)
+{
+    add_number(t, v, NAMES);
+}
+
 void json_add_wire_item(struct strbuf *t, const cJSON *item)
 {
     add_item(t, item, WIRE);
+}
+
+void json_add_hex_item(struct strbuf *t, const cJSON *item)
+{
+    add_item(t, item, HEX);
 }
 
 static char *print(const cJSON *item, enum mode mode)

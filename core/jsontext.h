@@ -11,14 +11,15 @@
 #define CKMON_JSONTEXT_H
 
 #include <locale.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <cjson/cJSON.h>
 
 #include "strbuf.h"
 
-/* The shortest "%.Ng" text of v (finite) that strtod reads back as v; returns its
- * length. size must be at least 32. The caller must be in the C locale. */
+/* The shortest "%.Ng" text of v (finite) that strtod reads back as v (dtoa.h: at a few
+ * binade edges a digit more); returns its length. size must be at least 32. */
 int json_shortest_double(double v, char *out, size_t size);
 
 /* item as compact JSON, malloc'd; NULL when out of memory. Non-finite numbers (which a
@@ -40,10 +41,9 @@ char *json_print(const cJSON *item);
  * their escapes stay as they are, and only a byte that is not UTF-8 becomes \xHH. */
 char *json_print_text(const cJSON *item);
 
-/* The same with every non-integer number in 17 significant digits: exact too, but one
- * conversion per number instead of several. For the agent's messages, which the
- * collector reads back and prints again with json_print, so a monitored program does
- * not spend its time looking for the shortest digits. */
+/* The same with every non-integer number in 17 significant digits (exact, one printf)
+ * and strings as they are: for the agent's messages, which the collector reads back and
+ * prints again with json_print. */
 char *json_print_wire(const cJSON *item);
 
 /* The same printers, appending to a buffer, for text built piece by piece (core/wire.c);
@@ -53,7 +53,14 @@ locale_t json_c_locale_enter(void);
 void json_c_locale_leave(locale_t previous);
 void json_add_string(struct strbuf *t, const char *s);
 void json_add_wire_number(struct strbuf *t, double v);
+/* v with the shortest exact digits, as records print it (no printf: dtoa.h). */
+void json_add_number(struct strbuf *t, double v);
 void json_add_wire_item(struct strbuf *t, const cJSON *item);
+/* The same with every non-integer number as the string "#" + the 16 hex digits of its
+ * bits (exact, and cheap both ways: the agent sends tensors' statistics so), which
+ * json_hex_number reads back; false for any other text. */
+void json_add_hex_item(struct strbuf *t, const cJSON *item);
+bool json_hex_number(const char *s, double *v);
 
 /* A record's line read back (sinks, /metrics): parsed, with each U+0000 in it (\u0000,
  * which cJSON would end its string at) as the text \x00 that stands for that byte in a

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* The contract's default checkpoint globs (NULL-terminated), and how many there are. */
 extern const char *const default_checkpoint_globs[];
@@ -19,15 +20,17 @@ bool paths_match(char *const *globs, size_t count, const char *abs_path);
  * path. paths_may_match is false only when no glob can match the absolute, normalised form
  * of path, which it does not compute (that costs a getcwd for a relative path). */
 struct glob_hint {
-    const char *last, *needle; /* into the glob; lengths below (0: no test) */
+    const char *last;   /* into the glob; lengths below (0: no test) */
+    const char *needle; /* a copy, NUL-terminated (for strstr) */
     size_t last_len, needle_len;
-    bool anchored; /* last is the whole last component, not only its ending */
+    bool anchored;               /* last is the whole last component, not only its ending */
+    uint32_t end_word, end_mask; /* last's final (up to) 4 bytes, as the path's are read */
 };
 struct glob_hints {
     struct glob_hint *hints;
     size_t count;
 };
-/* false when out of memory (then hints->count is 0 and nothing is rejected). */
+/* false when out of memory (then nothing is rejected). */
 bool glob_hints_compile(struct glob_hints *hints, char *const *globs, size_t count);
 bool paths_may_match(const struct glob_hints *hints, const char *path);
 

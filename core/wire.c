@@ -23,6 +23,7 @@ static const char *const kind_names[WIRE_KINDS] = {
     [WIRE_EXEC_FAILED] = "exec_failed",
     [WIRE_ADOPT] = "adopt",
     [WIRE_UNMATCHED] = "unmatched",
+    [WIRE_VERIFIED] = "verified",
     [WIRE_LOAD] = "load",
 };
 
@@ -35,7 +36,9 @@ const char *wire_kind_name(enum wire_kind kind)
 
 static void put_key(struct strbuf *b, const char *name)
 {
-    sb_addf(b, ",\"%s\":", name);
+    sb_add(b, ",\"", 2); /* not sb_addf: printf's parsing of the format, per member */
+    sb_addz(b, name);
+    sb_add(b, "\":", 2);
 }
 
 static void put_int(struct strbuf *b, const char *name, int64_t v)
@@ -70,6 +73,15 @@ static void put_item(struct strbuf *b, const char *name, const cJSON *item)
     if (!item || !item->child) return;
     put_key(b, name);
     json_add_wire_item(b, item);
+}
+
+/* Tensors: their statistics as hex (jsontext.h), which the collector reads without
+ * strtod. */
+static void put_hex_item(struct strbuf *b, const char *name, const cJSON *item)
+{
+    if (!item || !item->child) return;
+    put_key(b, name);
+    json_add_hex_item(b, item);
 }
 
 static void put_strings(struct strbuf *b, const char *name, char *const *list, size_t n)
@@ -115,7 +127,7 @@ static void encode_data(const struct wire_message *m, struct strbuf *b)
     put_string(b, "format", d->format);
     if (d->reset) put_bool(b, "reset", true);
     put_item(b, "values", d->values);
-    put_item(b, "tensors", d->tensors);
+    put_hex_item(b, "tensors", d->tensors);
     put_item(b, "errors", d->errors);
 }
 
@@ -129,10 +141,17 @@ static void encode_close(const struct wire_message *m, struct strbuf *b)
     put_string(b, "format", c->format);
     put_int(b, "bytes", c->bytes);
     put_int(b, "writes", c->writes);
+    if (c->ino > 0) { /* no inode is 0: a message built without them (tests) sends none */
+        put_int(b, "dev", c->dev);
+        put_int(b, "ino", c->ino);
+        put_int(b, "mtime_us", c->mtime_us);
+    }
     put_number(b, "seconds", c->seconds);
     put_bool(b, "complete", c->complete);
     put_string(b, "parsed", c->parsed);
     if (c->candidate) put_bool(b, "candidate", true);
+    if (c->lost_tensors > 0) put_int(b, "lost_tensors", c->lost_tensors);
+    if (c->lost_values > 0) put_int(b, "lost_values", c->lost_values);
 }
 
 static void encode_rename(const struct wire_message *m, struct strbuf *b)
@@ -154,6 +173,11 @@ static void encode_exec(const struct wire_message *m, struct strbuf *b)
 static void encode_unmatched(const struct wire_message *m, struct strbuf *b)
 {
     put_strings(b, "paths", m->unmatched.paths, m->unmatched.path_count);
+}
+
+static void encode_verified(const struct wire_message *m, struct strbuf *b)
+{
+    put_item(b, "record", m->verified.record);
 }
 
 static void encode_load(const struct wire_message *m, struct strbuf *b)
@@ -249,6 +273,25 @@ static bool decode_open(const cJSON *msg, struct wire_message *m)
     return m->open.id != WIRE_ABSENT && m->open.path;
 }
 
+/* A tensor's members but its name and dtype, and theirs (ci95, head): each hex string
+ * becomes the number it stands for. */
+static void numbers_from_hex(cJSON *container, bool tensor)
+{
+    for (cJSON *c = container->child; c; c = c->next) {
+        double v;
+        if (cJSON_IsObject(c) || cJSON_IsArray(c))
+            numbers_from_hex(c, false);
+        else if (cJSON_IsString(c) && json_hex_number(c->valuestring, &v) &&
+                 !(tensor && c->string &&
+                   (!strcmp(c->string, "name") || !strcmp(c->string, "dtype")))) {
+            cJSON_free(c->valuestring);
+            c->valuestring = NULL;
+            c->type = (c->type & ~0xff) | cJSON_Number;
+            cJSON_SetNumberHelper(c, v);
+        }
+    }
+}
+
 static bool decode_data(const cJSON *msg, struct wire_message *m)
 {
     m->data = (struct wire_data){
@@ -261,6 +304,8 @@ static bool decode_data(const cJSON *msg, struct wire_message *m)
         .tensors = get_container(msg, "tensors", false),
         .errors = get_container(msg, "errors", false),
     };
+    for (cJSON *t = m->data.tensors ? m->data.tensors->child : NULL; t; t = t->next)
+        if (cJSON_IsObject(t)) numbers_from_hex(t, true);
     return m->data.id != WIRE_ABSENT;
 }
 
@@ -271,6 +316,9 @@ static bool decode_close(const cJSON *msg, struct wire_message *m)
         .time_us = get_int(msg, "time_us"),
         .bytes = get_int(msg, "bytes"),
         .writes = get_int(msg, "writes"),
+        .dev = get_int(msg, "dev"),
+        .ino = get_int(msg, "ino"),
+        .mtime_us = get_int(msg, "mtime_us"),
         .path = get_string(msg, "path"),
         .written_as = get_string(msg, "written_as"),
         .format = get_string(msg, "format"),
@@ -278,6 +326,8 @@ static bool decode_close(const cJSON *msg, struct wire_message *m)
         .seconds = get_number(msg, "seconds"),
         .complete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(msg, "complete")),
         .candidate = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(msg, "candidate")),
+        .lost_tensors = get_int(msg, "lost_tensors"),
+        .lost_values = get_int(msg, "lost_values"),
     };
     return m->close.id != WIRE_ABSENT;
 }
@@ -309,6 +359,14 @@ static bool decode_exec(const cJSON *msg, struct wire_message *m)
     return true;
 }
 
+static bool decode_verified(const cJSON *msg, struct wire_message *m)
+{
+    const cJSON *record = get_container(msg, "record", true);
+    const char *event = get_string(record, "event");
+    m->verified.record = record;
+    return event && !strcmp(event, "verify");
+}
+
 static bool decode_load(const cJSON *msg, struct wire_message *m)
 {
     m->load = (struct wire_load){.path = get_string(msg, "path"),
@@ -337,6 +395,7 @@ static const struct {
     [WIRE_EXEC_FAILED] = {encode_nothing, decode_nothing},
     [WIRE_ADOPT] = {encode_rename, decode_rename},
     [WIRE_UNMATCHED] = {encode_unmatched, decode_unmatched},
+    [WIRE_VERIFIED] = {encode_verified, decode_verified},
     [WIRE_LOAD] = {encode_load, decode_load},
 };
 

@@ -33,7 +33,10 @@
  *                                              bytes and its name matches no glob: the
  *                                              collector drops the record unless a rename
  *                                              gives it a checkpoint name (a torn one is
- *                                              recorded all the same)
+ *                                              recorded all the same); "lost_tensors":N,
+ *                                              "lost_values":N when the agent dropped data
+ *                                              messages holding that many (its queue was
+ *                                              full): the record's errors say so
  *   rename  {"t":"rename","from":"/abs/x.tmp","to":"/abs/x.pt"}
  *                                              a checkpoint this process closed less than
  *                                              RENAME_WINDOW_US ago was renamed
@@ -51,6 +54,10 @@
  *                                              checkpoint: the first files it created that
  *                                              matched no glob, so that `ckmon run` can
  *                                              name them when nothing matched
+ *   verified {"t":"verified","record":{"event":"verify",...}}
+ *                                              from `ckmon verify`, not an agent: a file
+ *                                              that failed verification, as the verify
+ *                                              record the collector writes to its log
  *   load    {"t":"load","path":"/abs/x.pt","time_us":...,"bytes":N,"mtime_us":...}
  *                                              a checkpoint was opened for reading (once
  *                                              per open, nothing per read): its size and
@@ -99,6 +106,7 @@ enum wire_kind {
     WIRE_EXEC_FAILED,
     WIRE_ADOPT,
     WIRE_UNMATCHED,
+    WIRE_VERIFIED,
     WIRE_LOAD,
     WIRE_KINDS
 };
@@ -134,11 +142,15 @@ struct wire_data {
 struct wire_close {
     int64_t id; /* required */
     int64_t time_us, bytes, writes;
+    /* The file as the close saw it (fstat), so that the collector can tell it from a file
+     * put in its place later (--digest): WIRE_ABSENT when unknown. */
+    int64_t dev, ino, mtime_us;
     const char *path, *written_as, *format;
     const char *parsed; /* "stream" or "reread" */
     double seconds;
     bool complete;
     bool candidate; /* followed for its bytes, under no glob's name: kept only if renamed */
+    int64_t lost_tensors, lost_values; /* findings the agent dropped; sent only above 0 */
 };
 
 /* rename and adopt: from and to required. */
@@ -150,6 +162,10 @@ struct wire_rename {
 struct wire_exec {
     const int64_t *kept; /* ids of files the new program keeps; decoded: integers only */
     size_t kept_count;
+};
+
+struct wire_verified {
+    const cJSON *record; /* required: an object whose "event" is "verify" */
 };
 
 struct wire_unmatched {
@@ -172,6 +188,7 @@ struct wire_message {
         struct wire_rename rename; /* WIRE_RENAME and WIRE_ADOPT */
         struct wire_exec exec;
         struct wire_unmatched unmatched;
+        struct wire_verified verified;
         struct wire_load load;
         /* WIRE_EXEC_FAILED: no members */
     };

@@ -77,6 +77,8 @@ static bool encode(const char *url, const struct sink_batch *batch, struct sink_
         const cJSON *rule = cJSON_GetObjectItemCaseSensitive(batch->records[i], "rule");
         if (record_is_alert(batch->records[i]) && cJSON_IsString(rule))
             add_segment(&path, "rule", rule->valuestring);
+        else if (record_is_verify(batch->records[i])) /* likewise its failures' counter */
+            add_segment(&path, "verify", "failures");
         else
             add_segment(&path, "file", labels.file);
         /* A load's counter likewise, beside its file's group. */

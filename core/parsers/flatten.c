@@ -191,6 +191,8 @@ static void render(struct strbuf *b, const struct pyobj *o, bool as_repr, int de
         return sb_addf(b, "dtype('%s')", o->u.dtype.code);
     case PY_ARRAY:
         return sb_addz(b, "array(...)");
+    case PY_FOUND:
+        return sb_addz(b, "tensor(...)");
     }
 }
 
@@ -532,6 +534,7 @@ static void visit(struct flattener *f, const struct pyobj *o, int depth)
     case PY_GLOBAL:
     case PY_PID:
     case PY_DTYPE:
+    case PY_FOUND: /* its parser's hook reports it */
         return report_described(f, o);
     }
     if (o->attrs) visit_pairs(f, &o->attrs->u.map, depth);

@@ -130,6 +130,22 @@ static const struct opinfo opcodes[256] = {
     [0x98] = {"READONLY_BUFFER", ARG_NONE, 0},
 };
 
+#define PUT_LOG 16 /* memo entries a call's arguments may store and still be given back */
+#define REGIONS 16 /* MARK depths whose allocations are followed */
+
+/* What the walker looked like at a MARK. */
+struct region {
+    bool known;
+    struct pyarena_mark mark;
+    unsigned long mutations, puts;
+    const void *stack, *memo, *marks; /* their arrays: moved, they may lie after mark */
+};
+
+/* A memo entry that held a call's argument given back: GET of it gets an unknown value,
+ * with an error. torch never pickles a tensor's arguments twice (each is made afresh for
+ * its tensor); a pickle that does is told in its record. */
+static struct pyobj released = {.kind = PY_NONE};
+
 enum step {
     STEP_OPCODE,
     STEP_FIXED,
@@ -184,6 +200,20 @@ struct pickle_walker {
     uint64_t raw_left, raw_at;
     struct pickle_walker *nested; /* STEP_RAW_PICKLE: it shares this walker's arena */
     bool own_arena;
+
+    /* Calls a parser takes over (pickle_walker_set_reduce_hook), and what makes their
+     * arguments' memory safe to give back: the allocations since their MARK, when no
+     * opcode changed an older container meanwhile, no vector of the walker moved, and
+     * the memo entries stored meanwhile are known (the last PUT_LOG of them). */
+    pickle_reduce_hook reduce_hook;
+    void *hook_ctx;
+    unsigned long mutations, puts;
+    bool said_released;
+    uint64_t put_log[PUT_LOG];
+    struct region regions[REGIONS]; /* by MARK depth */
+    struct region tuple_region;     /* of the last tuple built from a MARK */
+    const struct pyobj *last_tuple;
+    struct pyarena_mark after_tuple;
 };
 
 static const char *op_name(uint8_t op)
@@ -254,6 +284,14 @@ static bool push_mark(struct pickle_walker *w)
         w->marks_cap = cap;
     }
     w->marks[w->nmarks++] = w->stack.len;
+    if (w->nmarks <= REGIONS)
+        w->regions[w->nmarks - 1] = (struct region){.known = true,
+                                                    .mark = pyarena_here(w->arena),
+                                                    .mutations = w->mutations,
+                                                    .puts = w->puts,
+                                                    .stack = w->stack.at,
+                                                    .memo = w->memo.at,
+                                                    .marks = w->marks};
     return true;
 }
 
@@ -282,6 +320,7 @@ static bool memo_put(struct pickle_walker *w, uint64_t index)
         if (!pyvec_push(w->arena, &w->memo, NULL)) return fail_memory(w);
     if (!w->memo.at[index]) w->memo_count++;
     w->memo.at[index] = o;
+    w->put_log[w->puts++ % PUT_LOG] = index;
     return true;
 }
 
@@ -290,6 +329,15 @@ static bool memo_get(struct pickle_walker *w, uint64_t index)
     if (index >= w->memo.len || !w->memo.at[index])
         return fail(w, "%s of memo index %" PRIu64 " which was never stored", op_name(w->op),
                     index);
+    if (w->memo.at[index] == &released) { /* left out, said once; the walk goes on */
+        if (!w->said_released)
+            report_error(w->report,
+                         "pickle: %s of memo index %" PRIu64 " at byte %" PRIu64
+                         ", a tensor's argument, which is not kept once read: left out",
+                         op_name(w->op), index, w->op_offset);
+        w->said_released = true;
+        return push(w, pyobj_str(w->arena, PY_BYTES, NULL, 0));
+    }
     return push(w, w->memo.at[index]);
 }
 
@@ -308,7 +356,14 @@ static bool push_marked_seq(struct pickle_walker *w, enum pyobj_kind kind)
     struct pyobj **items;
     size_t n;
     if (!pop_mark(w, &items, &n)) return false;
-    return push(w, pyobj_seq(w->arena, kind, items, n));
+    struct region r = w->nmarks < REGIONS ? w->regions[w->nmarks] : (struct region){0};
+    struct pyobj *seq = pyobj_seq(w->arena, kind, items, n);
+    if (!push(w, seq)) return false;
+    /* A call's arguments: REDUCE may find them the last thing allocated */
+    w->tuple_region = r;
+    w->last_tuple = seq;
+    w->after_tuple = pyarena_here(w->arena);
+    return true;
 }
 
 static bool add_pairs(struct pickle_walker *w, struct pyobj *target, struct pyobj *const *items,
@@ -552,7 +607,7 @@ static const char *kind_name(enum pyobj_kind kind)
         [PY_BYTES] = "bytes",   [PY_LIST] = "list",           [PY_TUPLE] = "tuple",
         [PY_SET] = "set",       [PY_FROZENSET] = "frozenset", [PY_DICT] = "dict",
         [PY_GLOBAL] = "global", [PY_OBJECT] = "object",       [PY_PID] = "persistent id",
-        [PY_DTYPE] = "dtype",   [PY_ARRAY] = "array",
+        [PY_DTYPE] = "dtype",   [PY_ARRAY] = "array",         [PY_FOUND] = "tensor",
     };
     return names[kind];
 }
@@ -880,11 +935,123 @@ static bool obj(struct pickle_walker *w)
     return push_marked_call(w, items[0], items + 1, n - 1);
 }
 
+/* Whether args is the tuple built last from a MARK, with nothing allocated since, and
+ * nothing older can reach what was allocated since that MARK but through the memo
+ * entries stored meanwhile. */
+static bool arguments_alone(const struct pickle_walker *w, const struct pyobj *args)
+{
+    const struct region *r = &w->tuple_region;
+    struct pyarena_mark now = pyarena_here(w->arena);
+    return r->known && args == w->last_tuple && now.head == w->after_tuple.head &&
+           now.used == w->after_tuple.used && now.after_head == w->after_tuple.after_head &&
+           r->mutations == w->mutations && w->puts - r->puts <= PUT_LOG &&
+           r->stack == w->stack.at && r->memo == w->memo.at && r->marks == w->marks && !w->nested &&
+           !w->raw;
+}
+
+/* A memo entry worth keeping when its node goes: a copy of it. */
+struct kept_entry {
+    uint64_t index;
+    struct pyobj node; /* strings malloc'd */
+    char *a, *b;
+};
+
+static bool is_atom(const struct pyobj *o)
+{
+    return o->kind == PY_INT || o->kind == PY_BIGINT || o->kind == PY_FLOAT || o->kind == PY_STR ||
+           o->kind == PY_BYTES || o->kind == PY_GLOBAL;
+}
+
+static char *copy_of(const char *s, uint64_t len)
+{
+    char *c = s ? malloc(len + 1) : NULL;
+    if (c) memcpy(c, s, len), c[len] = '\0';
+    return c;
+}
+
+/* Saves the memo entries stored since r that lead into the memory to give back: small
+ * immutable values are copied (a storage's key, 'cpu': later tensors GET them), the
+ * others are released. Returns how many were kept, or -1 without memory. */
+static int save_entries(struct pickle_walker *w, const struct region *r, struct kept_entry *kept)
+{
+    int n = 0;
+    for (unsigned long p = r->puts; p < w->puts; p++) {
+        uint64_t index = w->put_log[p % PUT_LOG];
+        struct pyobj *o = w->memo.at[index];
+        if (o == &released || !pyarena_since(w->arena, r->mark, o)) continue;
+        if (!is_atom(o)) {
+            w->memo.at[index] = &released;
+            continue;
+        }
+        struct kept_entry *k = &kept[n++];
+        *k = (struct kept_entry){.index = index, .node = *o};
+        bool text = o->kind == PY_STR || o->kind == PY_BYTES;
+        if (text && o->u.str.data && !(k->a = copy_of(o->u.str.data, o->u.str.len))) return -1;
+        if (o->kind == PY_GLOBAL &&
+            (!(k->a = copy_of(o->u.global.module, strlen(o->u.global.module))) ||
+             !(k->b = copy_of(o->u.global.name, strlen(o->u.global.name)))))
+            return -1;
+        w->memo.at[index] = &released; /* until it is put back */
+    }
+    return n;
+}
+
+static struct pyobj *restore_entry(struct pickle_walker *w, const struct kept_entry *k)
+{
+    const struct pyobj *o = &k->node;
+    switch (o->kind) {
+    case PY_STR:
+    case PY_BYTES: {
+        if (!k->a) return pyobj_str(w->arena, o->kind, NULL, o->u.str.len);
+        struct pyobj *s = pyobj_str_copy(w->arena, k->a, o->u.str.len);
+        if (s) s->kind = o->kind;
+        return s;
+    }
+    case PY_GLOBAL: {
+        struct pyobj *m = pyobj_str_copy(w->arena, k->a, strlen(k->a));
+        struct pyobj *n = pyobj_str_copy(w->arena, k->b, strlen(k->b));
+        return m && n ? pyobj_global(w->arena, m->u.str.data, n->u.str.data) : NULL;
+    }
+    case PY_INT:
+        return pyobj_int(w->arena, o->u.integer);
+    default:
+        return pyobj_float(w->arena, o->kind, o->u.number);
+    }
+}
+
+/* REDUCE of a call the parser's hook takes over: its arguments' memory goes back to the
+ * arena and the call becomes a PY_FOUND node. False when not taken (nothing changed). */
+static bool taken_over(struct pickle_walker *w, struct pyobj *callable, struct pyobj *args)
+{
+    size_t found;
+    if (!w->reduce_hook || !arguments_alone(w, args) ||
+        !w->reduce_hook(w->hook_ctx, callable, args, &found))
+        return false;
+    struct kept_entry kept[PUT_LOG];
+    int n = save_entries(w, &w->tuple_region, kept);
+    bool ok = n >= 0;
+    if (ok) pyarena_release(w->arena, w->tuple_region.mark);
+    for (int i = 0; i < (n < 0 ? PUT_LOG : n); i++) {
+        struct pyobj *o = ok ? restore_entry(w, &kept[i]) : NULL;
+        if (o) w->memo.at[kept[i].index] = o;
+        ok = ok && o;
+        free(kept[i].a);
+        free(kept[i].b);
+    }
+    w->tuple_region.known = false;
+    w->last_tuple = NULL;
+    struct pyobj *node = ok ? pyobj_new(w->arena, PY_FOUND) : NULL;
+    if (node) node->u.found = found;
+    push(w, node);
+    return true;
+}
+
 static bool reduce(struct pickle_walker *w, unsigned nargs)
 {
     struct pyobj *parts[3];
     for (unsigned i = nargs; i-- > 0;)
         if (!(parts[i] = pop(w))) return false;
+    if (w->op == 'R' && taken_over(w, parts[0], parts[1])) return w->step != STEP_FAILED;
     /* NEWOBJ_EX's keyword arguments are dropped: they do not name anything */
     return push_call(w, parts[0], parts[1]);
 }
@@ -925,10 +1092,17 @@ static double be_double(const uint8_t *p)
     return v;
 }
 
+/* Opcodes that change a container or object built earlier (see arguments_alone). */
+static bool mutates(uint8_t op)
+{
+    return op == 'a' || op == 'e' || op == 's' || op == 'u' || op == 'b' || op == 0x90;
+}
+
 static bool execute(struct pickle_walker *w)
 {
     struct pyobj *o;
     uint64_t index;
+    w->mutations += mutates(w->op);
     switch (w->op) {
     case '(':
         return push_mark(w);
@@ -1333,6 +1507,12 @@ static struct pickle_walker *walker_new(struct report *r, pickle_on_stop on_stop
 struct pickle_walker *pickle_walker_new(struct report *r, pickle_on_stop on_stop, void *ctx)
 {
     return walker_new(r, on_stop, ctx, NULL);
+}
+
+void pickle_walker_set_reduce_hook(struct pickle_walker *w, pickle_reduce_hook hook, void *ctx)
+{
+    w->reduce_hook = hook;
+    w->hook_ctx = ctx;
 }
 
 void pickle_walker_free(struct pickle_walker *w)

@@ -38,4 +38,13 @@ bool pickle_walker_joblib(const struct pickle_walker *w);
 struct pyobj *pickle_walker_partial(struct pickle_walker *w);
 void pickle_walker_free(struct pickle_walker *w);
 
+/* A parser may take a call over as it is made (torch: a tensor's rebuild): the hook
+ * returns true and sets *found when it took all it needs from args; the call then
+ * becomes the node PY_FOUND(found), and the memory its arguments took is given back
+ * (pickle.c), so that the walker's memory does not grow with the tensors' arguments.
+ * It is asked only about REDUCE calls whose arguments nothing else can reach. */
+typedef bool (*pickle_reduce_hook)(void *ctx, const struct pyobj *callable,
+                                   const struct pyobj *args, size_t *found);
+void pickle_walker_set_reduce_hook(struct pickle_walker *w, pickle_reduce_hook hook, void *ctx);
+
 #endif

@@ -49,6 +49,7 @@ void pyarena_free(struct pyarena *a)
 
 bool pyarena_may_keep(const struct pyarena *a, uint64_t n)
 {
+    if (n <= PYOBJ_KEEP_SMALL) return a->used + n <= a->cap;
     return n <= PYOBJ_KEEP_MAX && a->used + n <= a->cap / 2;
 }
 
@@ -95,6 +96,57 @@ void *pyarena_alloc(struct pyarena *a, size_t n)
     return c->data;
 }
 
+struct pyarena_mark pyarena_here(const struct pyarena *a)
+{
+    struct chunk *head = a->chunks;
+    return (struct pyarena_mark){head, head ? head->next : NULL, head ? head->used : 0};
+}
+
+/* The chunks allocated after m come first in the list (new heads, and large blocks
+ * slotted behind them), then m's head, then the large blocks slotted behind m's head
+ * since m, then m's after_head. */
+static bool chunk_since(const struct chunk *c, struct pyarena_mark m, const void *p)
+{
+    const unsigned char *b = p;
+    return b >= c->data && b < c->data + c->size && (c != m.head || b >= c->data + m.used);
+}
+
+bool pyarena_since(const struct pyarena *a, struct pyarena_mark m, const void *p)
+{
+    const struct chunk *c = a->chunks;
+    for (; c && c != m.head; c = c->next)
+        if (chunk_since(c, m, p)) return true;
+    if (!c) return false;
+    if (chunk_since(c, m, p)) return true;
+    for (c = c->next; c && c != m.after_head; c = c->next)
+        if (chunk_since(c, m, p)) return true;
+    return false;
+}
+
+static void free_chunk(struct pyarena *a, struct chunk *c)
+{
+    a->used -= sizeof *c + c->size;
+    free(c);
+}
+
+void pyarena_release(struct pyarena *a, struct pyarena_mark m)
+{
+    while (a->chunks && a->chunks != m.head) {
+        struct chunk *c = a->chunks;
+        a->chunks = c->next;
+        free_chunk(a, c);
+    }
+    struct chunk *head = a->chunks;
+    if (!head) return;
+    while (head->next && head->next != m.after_head) {
+        struct chunk *c = head->next;
+        head->next = c->next;
+        free_chunk(a, c);
+    }
+    memset(head->data + m.used, 0, head->used - m.used);
+    head->used = m.used;
+}
+
 /* Bytes a node of this kind needs: scalars do not pay for the largest union member. */
 static size_t node_size(enum pyobj_kind kind)
 {
@@ -117,6 +169,7 @@ static size_t node_size(enum pyobj_kind kind)
     case PY_DICT:
         return head + sizeof(struct pyvec);
     case PY_PID:
+    case PY_FOUND:
         return head + sizeof(void *);
     case PY_OBJECT:
     case PY_DTYPE:

@@ -11,7 +11,8 @@
  * parse stops with an error. That bounds what a hostile or merely huge file can make
  * the monitored program allocate. Payloads (string and bytes contents) are retained
  * only while they are at most PYOBJ_KEEP_MAX bytes and the arena is under half its cap,
- * so that large data degrades into "not retained" before structure stops fitting.
+ * so that large data degrades into "not retained" before structure stops fitting; short
+ * ones (names, keys: PYOBJ_KEEP_SMALL bytes at most) are structure, kept up to the cap.
  */
 #ifndef CKMON_PYOBJ_H
 #define CKMON_PYOBJ_H
@@ -26,6 +27,7 @@
 
 #define PYOBJ_MEMORY_CAP (64u << 20) /* bytes one parse may hold in its arena */
 #define PYOBJ_KEEP_MAX   (16u << 20) /* largest str/bytes payload retained */
+#define PYOBJ_KEEP_SMALL 4096        /* payloads kept as long as anything fits */
 #define PYOBJ_MAX_DIMS   32          /* numpy's own limit on array dimensions */
 #define PYOBJ_ROW_STATS  256         /* rows of a streamed 2-D array given statistics each */
 
@@ -37,6 +39,19 @@ void pyarena_free(struct pyarena *a);
 void *pyarena_alloc(struct pyarena *a, size_t n);
 /* Whether a payload of n bytes should be retained (see PYOBJ_KEEP_MAX above). */
 bool pyarena_may_keep(const struct pyarena *a, uint64_t n);
+
+/* A point in the arena's allocations: everything allocated after it can be given back
+ * at once (the pickle walker drops a tensor's arguments once a parser took what it
+ * needs from them, pickle.c). */
+struct pyarena_mark {
+    const void *head, *after_head; /* the chunk being carved, and the one after it */
+    size_t used;                   /* how much of head was carved */
+};
+struct pyarena_mark pyarena_here(const struct pyarena *a);
+/* Whether p lies in memory allocated after m. */
+bool pyarena_since(const struct pyarena *a, struct pyarena_mark m, const void *p);
+/* Gives back (zeroed) everything allocated after m; nothing may point into it after. */
+void pyarena_release(struct pyarena *a, struct pyarena_mark m);
 
 enum pyobj_kind {
     PY_NONE,
@@ -56,6 +71,7 @@ enum pyobj_kind {
     PY_PID,    /* a persistent id (PERSID/BINPERSID); torch storages are these */
     PY_DTYPE,  /* numpy.dtype(...) */
     PY_ARRAY,  /* a numpy array rebuilt from its pickled state */
+    PY_FOUND,  /* a call a parser took over as it was made (pickle.h, reduce hook) */
 };
 
 /* A growable array of node pointers, allocated from the arena. */
@@ -120,6 +136,7 @@ struct pyobj {
             int64_t elsize; /* itemsize from the BUILD state (flexible dtypes), else 0 */
         } dtype;
         struct pyarray array;
+        size_t found; /* PY_FOUND: what the parser's hook returned */
     } u;
 };
 

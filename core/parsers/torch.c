@@ -85,7 +85,11 @@ struct view {
     uint64_t begin, nbytes; /* within the storage */
     uint64_t storage_nbytes;
     size_t storage_elsize;
-    size_t order; /* position in data.pkl, for a stable sort */
+    size_t order; /* position in the object, for a stable sort */
+    const char *dtype_name;
+    bool partial;    /* dtype and shape only: a view with gaps, or an element type not read */
+    bool readable;   /* its element type is one statistics read */
+    bool referenced; /* the object holds it (a view made at REDUCE may be dropped unnamed) */
     bool reported;
     struct tensor_head head; /* a permuted view's head, in its own index order */
     struct tensor_reader *reader;
@@ -122,6 +126,7 @@ struct torch {
 
     struct view *views; /* sorted by storage key once data.pkl is done */
     size_t nviews, cap;
+    size_t named;                 /* views the object holds so far */
     struct tensor_reader **spare; /* readers no view holds */
     size_t nspare, spare_cap;
 
@@ -214,9 +219,11 @@ static struct view *new_view(struct torch *t)
     return v;
 }
 
-/* args of a _rebuild_tensor* call (v3: dtype given); reports problems itself. */
-static void add_tensor(struct torch *t, const char *name, struct pyobj *const *args, size_t n,
-                       bool v3)
+/* A view for the args of a _rebuild_tensor* call (v3: dtype given); its index, or -1.
+ * With a name, problems are reported; without one (at REDUCE, pickle.h's hook) nothing
+ * is, and the call is left for flatten, which comes back with the name. */
+static long make_view(struct torch *t, const char *name, struct pyobj *const *args, size_t n,
+                      bool v3)
 {
     struct report *r = t->report;
     size_t np = 0;
@@ -229,21 +236,21 @@ static void add_tensor(struct torch *t, const char *name, struct pyobj *const *a
         !get_int(id[4], &numel) || numel < 0 || !get_int(args[1], &offset) || offset < 0 ||
         !get_dims(args[2], size, &ndim) || !get_dims(args[3], stride, &nstride) ||
         nstride != ndim) {
-        report_error(r, "%s: tensor not understood", name);
-        t->broken = true;
-        return;
+        if (name) report_error(r, "%s: tensor not understood", name);
+        t->broken |= name != NULL;
+        return -1;
     }
     const struct element_type *storage = by_storage(id[1]->u.global.name);
     const struct element_type *e = v3 ? by_dtype(n >= 7 ? args[6] : NULL) : storage;
     if (!storage || !e) {
-        report_error(r, "%s: element type %s not read", name, id[1]->u.global.name);
-        return;
+        if (name) report_error(r, "%s: element type %s not read", name, id[1]->u.global.name);
+        return -1;
     }
     struct view *v = new_view(t);
     if (!v) {
-        report_error(r, "%s: out of memory", name);
-        t->broken = true;
-        return;
+        if (name) report_error(r, "%s: out of memory", name);
+        t->broken |= name != NULL;
+        return -1;
     }
     memcpy(v->key, id[2]->u.str.data, id[2]->u.str.len + 1);
     v->storage_elsize = storage->size;
@@ -261,35 +268,62 @@ static void add_tensor(struct torch *t, const char *name, struct pyobj *const *a
     if (elements) reach += 1;
     if (!sized || __builtin_mul_overflow(reach, e->size, &reach) || v->begin > v->storage_nbytes ||
         reach > v->storage_nbytes - v->begin) {
-        report_error(r, "%s: outside its storage", name);
-        t->broken = true;
-        return;
+        if (name) report_error(r, "%s: outside its storage", name);
+        t->broken |= name != NULL;
+        return -1;
     }
-    t->nviews++;
-    if (!e->readable || (elements > 1 && !dense(size, stride, ndim))) {
-        /* dtype and shape only: nothing of the storage is read for it (it stays a view so
-         * that its storage's size is known) */
+    /* dtype and shape only: nothing of the storage is read for it (it stays a view so
+     * that its storage's size is known) */
+    v->partial = !e->readable || (elements > 1 && !dense(size, stride, ndim));
+    v->dtype_name = e->name;
+    v->readable = e->readable;
+    v->dtype = e->type;
+    if (!v->partial) tensor_head_plan(&v->head, size, stride, ndim);
+    v->ndim = ndim;
+    memcpy(v->shape, size, (size_t)ndim * sizeof *size);
+    return (long)t->nviews++;
+}
+
+/* The object holds views[i] under name; a view held twice is read for each name. */
+static void name_view(struct torch *t, size_t i, const char *name)
+{
+    struct report *r = t->report;
+    if (t->views[i].referenced) {
+        struct view *copy = new_view(t);
+        if (!copy) {
+            report_error(r, "%s: out of memory", name);
+            t->broken = true;
+            return;
+        }
+        *copy = t->views[i];
+        i = t->nviews++;
+    }
+    struct view *v = &t->views[i];
+    v->referenced = true;
+    v->order = t->named++; /* in the object's order, which is the record's */
+    if (v->partial) {
         struct tensor_stats none;
         stats_init(&none, DTYPE_U8);
-        report_tensor(r, name, e->name, size, ndim, &none, 0);
+        report_tensor(r, name, v->dtype_name, v->shape, v->ndim, &none, 0);
         if (report_wants(r, name))
             report_error(r, "%s: %s; statistics not computed", name,
-                         e->readable ? "a view with gaps" : e->name);
+                         v->readable ? "a view with gaps" : v->dtype_name);
         v->reported = true;
         v->nbytes = 0;
         return;
     }
-    v->name = strdup(name);
-    if (!v->name) {
+    if (!(v->name = strdup(name))) {
         report_error(r, "%s: out of memory", name);
-        t->nviews--;
+        v->referenced = false; /* dropped with the unheld ones */
         t->broken = true;
-        return;
     }
-    v->dtype = e->type;
-    tensor_head_plan(&v->head, size, stride, ndim);
-    v->ndim = ndim;
-    memcpy(v->shape, size, (size_t)ndim * sizeof *size);
+}
+
+static void add_tensor(struct torch *t, const char *name, struct pyobj *const *args, size_t n,
+                       bool v3)
+{
+    long i = make_view(t, name, args, n, v3);
+    if (i >= 0) name_view(t, (size_t)i, name);
 }
 
 static bool is_rebuild(const struct pyobj *o, const char *which)
@@ -311,9 +345,11 @@ static bool is_module_metadata(const char *name, const struct pyobj *o)
 
 /* The call that rebuilds a tensor, or NULL; parameters (_rebuild_parameter(tensor, ...))
  * by the tensor inside, to a bounded depth: the pickle could nest them without end. */
-static const struct pyobj *tensor_call(const struct pyobj *o, struct pyobj *const **args, size_t *n)
+static const struct pyobj *tensor_call(const struct pyobj *o, struct pyobj *const **args, size_t *n,
+                                       const struct pyobj **found)
 {
     for (int depth = 0; depth < 8; depth++) {
+        if (o->kind == PY_FOUND) *found = o; /* made at REDUCE (torch_reduce) */
         if (o->kind != PY_OBJECT || !o->u.object.callable) return NULL;
         const struct pyobj *c = o->u.object.callable;
         *args = pyobj_tuple_items(o->u.object.args, n);
@@ -333,7 +369,12 @@ static bool torch_hook(void *ctx, struct report *r, const char *name, const stru
     if (is_module_metadata(name, o)) return true;
     struct pyobj *const *args;
     size_t n;
-    const struct pyobj *c = tensor_call(o, &args, &n);
+    const struct pyobj *found = NULL;
+    const struct pyobj *c = tensor_call(o, &args, &n, &found);
+    if (found && found->u.found < t->nviews) {
+        name_view(t, found->u.found, name);
+        return true;
+    }
     if (c && pyobj_is_global(c, "torch._tensor", "_rebuild_from_type_v2") && n >= 3) {
         /* a tensor subclass: (rebuild, type, rebuild's args, state) */
         c = args[0];
@@ -346,6 +387,24 @@ static bool torch_hook(void *ctx, struct report *r, const char *name, const stru
         add_tensor(t, name, args, n, true);
     else
         return false;
+    return true;
+}
+
+/* The walker's hook: a tensor's view is made as its rebuild call is, so that the
+ * walker can give back what its arguments took (pickle.h); flatten names it. */
+static bool torch_reduce(void *ctx, const struct pyobj *callable, const struct pyobj *args,
+                         size_t *found)
+{
+    struct torch *t = ctx;
+    bool v3 = is_rebuild(callable, "_rebuild_tensor_v3");
+    size_t n;
+    struct pyobj *const *items = pyobj_tuple_items(args, &n);
+    if (args->kind != PY_TUPLE || !(v3 || is_rebuild(callable, "_rebuild_tensor_v2") ||
+                                    is_rebuild(callable, "_rebuild_tensor")))
+        return false;
+    long i = make_view(t, NULL, items, n, v3);
+    if (i < 0) return false;
+    *found = (size_t)i;
     return true;
 }
 
@@ -362,6 +421,10 @@ static void pickled(void *ctx, struct pyobj *root)
 {
     struct torch *t = ctx;
     flatten(t->report, root, torch_hook, t);
+    size_t held = 0; /* views made at REDUCE that the object does not hold are dropped */
+    for (size_t i = 0; i < t->nviews; i++)
+        if (t->views[i].referenced) t->views[held++] = t->views[i];
+    t->nviews = held;
     if (t->nviews) qsort(t->views, t->nviews, sizeof *t->views, by_key);
     t->pickled = true;
     if (t->nearly) read_early(t);
@@ -477,6 +540,7 @@ static bool torch_begin(void *ctx, const struct zip_member *m)
             t->broken = true;
             return false;
         }
+        pickle_walker_set_reduce_hook(t->pickle, torch_reduce, t);
         t->member = M_PICKLE;
         return true;
     }
@@ -655,6 +719,7 @@ static bool next_pickle(struct torch *t)
                                                  : ignore_root;
     t->pickle = pickle_walker_new(t->report, on_stop, t);
     if (!t->pickle) report_error(t->report, "torch: out of memory");
+    if (t->pickle && t->part == L_OBJECT) pickle_walker_set_reduce_hook(t->pickle, torch_reduce, t);
     return t->pickle != NULL;
 }
 

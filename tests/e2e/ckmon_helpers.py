@@ -172,11 +172,11 @@ class Ckmon:
 class Collector:
     """A `ckmon collect` in the background, for programs run with a bare LD_PRELOAD."""
 
-    def __init__(self, work):
+    def __init__(self, work, options=()):
         self.socket = work / "c.sock"
         self.log = work / "collected.jsonl"
         self.process = subprocess.Popen(
-            ckmon_args("collect", "--socket", self.socket, "--log", self.log),
+            ckmon_args("collect", "--socket", self.socket, "--log", self.log, *options),
             cwd=work, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
         deadline = time.monotonic() + 10

@@ -2,7 +2,7 @@
 monitored program up, and what it could not take is spooled (docs/agent.md "Exit").
 
 A process that wrote no checkpoint never connects; one that did waits at most
-CHANNEL_EXIT_WAIT_MS (2 s, agent/channel.h) for its collector at exit, then writes what is
+CHANNEL_EXIT_WAIT_MS (5 s without progress, agent/channel.h) for its collector at exit, then writes what is
 left to the agent spool beside the socket (core/agent_spool.h). The collector here is a
 real `ckmon collect` frozen with SIGSTOP, with its listen backlog filled by the test where
 the case needs it (as 4,096 exiting processes would). The spool files are read here with
@@ -22,7 +22,7 @@ import pytest
 
 from ckmon_helpers import AGENT, PYTHON, Collector, clean_env, python_script
 
-EXIT_WAIT_S = 2.0  # CHANNEL_EXIT_WAIT_MS
+EXIT_WAIT_S = 5.0  # CHANNEL_EXIT_WAIT_MS
 PROCESSES = 5000  # more than the 4,097 connections a backlog of SOMAXCONN takes
 
 FIVE_FILES = """

@@ -93,7 +93,8 @@ time.sleep(1.2)   # past the agent's reconnect interval
 with open(sys.argv[3], "wb") as f:
     pickle.dump({"epoch": 1}, f)
 """, name="overflow.py")
-    env = clean_env(LD_PRELOAD=AGENT, CKMON_SOCKET=sock, CKMON_PATHS="*.pkl")
+    # The queue's bound for findings as it was when this test was written (default 64 MiB).
+    env = clean_env(LD_PRELOAD=AGENT, CKMON_SOCKET=sock, CKMON_PATHS="*.pkl", CKMON_QUEUE_MB=4)
     p = subprocess.Popen([*writer, work / "big.pkl", sock, work / "after.pkl"], cwd=work,
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1)

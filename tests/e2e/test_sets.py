@@ -9,8 +9,10 @@ the writers report, not from ckmon.
 """
 import json
 import os
+import signal
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from ckmon_helpers import (
     AGENT, PYTHON, Collector, ckmon_args, clean_env, read_alerts, read_log, read_sets,
 )
 from sink_servers import free_port, request, wait_for
+from test_collector_kill import start_collector
 
 DCP_WRITER = Path(__file__).with_name("dcp_writer.py")
 
@@ -353,3 +356,193 @@ def test_distcp_every_item_parsed(ckmon, work):
 def torch_tensor(v):
     import torch
     return torch.is_tensor(v)
+
+
+# ---- views: a set is one line, its files folded ----
+
+def tail_lines(work, *args):
+    p = subprocess.run(ckmon_args("tail", "--log", work / "ckmon.jsonl", *args), cwd=work,
+                       env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.splitlines()
+
+
+def test_tail_folds_a_sets_files(ckmon, work):
+    run, directory, side = run_dcp(ckmon, work, 3, "1=truncate")
+    names = sorted(p.name for p in directory.iterdir())  # .metadata, __0_0 ... __2_0
+    lines = tail_lines(work)
+    # One line for the set, one for what is missing, one with its files folded; no file's own.
+    assert not any(l.startswith(("ckpt/step_100/", str(directory) + "/")) for l in lines), lines
+    [set_line] = [l for l in lines if l.split()[0] in ("ckpt/step_100", str(directory))]
+    assert set_line.split()[1:3] == ["set:dcp", "NO"] and "4 files, 3 ranks" in set_line
+    [folded] = [l for l in lines if "folded:" in l]
+    listed = folded.split("folded:")[1].split("(")[0].replace(",", " ").split()
+    assert sorted(n for n in listed if n != "NO") == names
+    # The files' own records, all of them, with --members.
+    members = [l.split()[0] for l in tail_lines(work, "--members") if not l.startswith(" ")]
+    assert sorted(Path(m).name for m in members if "/step_100/" in m) == names
+    assert not any("folded:" in l for l in tail_lines(work, "--members"))
+
+
+def test_tail_shows_files_of_a_set_with_no_set_record(work):
+    """A log cut before its set's record (or from a collector of before sets): the files
+    are shown on their own once the log ends."""
+    records = [{"schema": 1, "event": "checkpoint", "time": "2026-11-23T21:42:00.000000Z",
+                "path": f"/x/step_5/__{r}_0.distcp", "format": "torch", "bytes": 100,
+                "complete": True, "values": {}, "tensors": []} for r in range(2)]
+    records.insert(1, {"schema": 1, "event": "checkpoint", "time": "2026-11-23T21:42:00.000000Z",
+                       "path": "/x/other.pt", "format": "torch", "bytes": 5, "complete": True,
+                       "values": {}, "tensors": []})
+    (work / "ckmon.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    shown = [l.split()[0] for l in tail_lines(work)]
+    assert shown == ["/x/other.pt", "/x/step_5/__0_0.distcp", "/x/step_5/__1_0.distcp"]
+
+
+def test_report_folds_a_sets_files(ckmon, work):
+    """`ckmon report`: the set is one row of the checkpoints table, its files' rows inside
+    a <details> under it (their ids stay the targets of alert links), none on their own."""
+    from test_report import Dom
+    run, directory, side = run_dcp(ckmon, work, 3, "1=truncate")
+    page = work / "report.html"
+    p = subprocess.run(ckmon_args("report", "--log", work / "ckmon.jsonl", "-o", page), cwd=work,
+                       env=clean_env(), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    dom = Dom()
+    dom.feed(page.read_text())
+    [section] = dom.find("section", id="saves")
+    [set_row] = dom.find("tr", inside=section, class_="set")
+    cells = [c["text"] for c in dom.find("td", inside=set_row)]
+    assert cells[1:3] == [str(directory), "set: dcp"] and cells[5] == "NO (torn)"
+    [details] = dom.find("details", inside=section)
+    folded = {Path(c["text"]).name for r in dom.find("tr", inside=details)
+              for c in dom.find("td", inside=r)[1:2]}
+    assert folded == {p.name for p in directory.iterdir()}
+    rows = [r for r in dom.find("tr", inside=section) if r["attrs"].get("id", "").startswith("c")]
+    assert len(rows) == 4 and all(any(q is details for q in r["parents"]) for r in rows)
+
+
+# ---- sets in progress across a collector restart ----
+
+def kill_mid_set(work, world=3):
+    """Ranks write their shards under collector A; rank 0 then waits for work/go before it
+    commits. A is killed (SIGKILL) once it has every shard's record, and B started on the
+    same log and state dir. Returns (B, the launcher, the set's dir, when A had them all)."""
+    directory, side = work / "ckpt" / "step_100", work / "side"
+    side.mkdir()
+    a = start_collector(work)
+    launch = subprocess.Popen(
+        launcher(work) + [str(directory), str(side), str(world), ",".join(map(str, range(world)))],
+        env=clean_env(LD_PRELOAD=AGENT, CKMON_SOCKET=str(work / "c.sock"), GO=str(work / "go")))
+    shards = lambda: [r for r in read_log(work / "ckmon.jsonl")
+                      if r["event"] == "checkpoint" and r["path"].endswith(".distcp")]
+    deadline = time.monotonic() + 180  # three torch imports on a loaded machine
+    while len(shards()) < world:
+        assert time.monotonic() < deadline and launch.poll() is None, "no record of every shard"
+        time.sleep(0.1)
+    seen = time.time()
+    kept = list((work / "ckmon.jsonl.state").glob("sets-*.json"))
+    assert len(kept) == 1 and len(json.loads(kept[0].read_text())[0]["files"]) == world
+    a.kill()
+    a.wait()
+    (work / "c.sock").unlink()
+    return start_collector(work), launch, directory, seen
+
+
+def test_set_in_progress_survives_a_collector_kill(work):
+    b, launch, directory, seen = kill_mid_set(work)
+    try:
+        time.sleep(0.5)
+        (work / "go").touch()
+        committed = time.time()
+        assert launch.wait(timeout=120) == 0
+        wait_for("the set record", lambda: read_sets(work / "ckmon.jsonl"))
+    finally:
+        b.terminate()
+        b.communicate(timeout=60)
+    (s,) = read_sets(work / "ckmon.jsonl")
+    files, size = disk(directory)
+    assert (s["path"], s["files"], s["bytes"], s["complete"]) == (str(directory), 4, size, True)
+    assert s["ranks"] == [0, 1, 2]
+    # The first opens and each rank's last shard came from the killed collector's state.
+    assert s["seconds"] >= committed - seen and s["slowest"]["rank"] in (0, 1, 2)
+    assert s["slowest"]["seconds"] <= s["seconds"] - (committed - seen)
+    assert not list((work / "ckmon.jsonl.state").glob("sets-*"))
+
+
+def test_set_torn_while_its_collector_was_killed(work):
+    """The writers die without a commit after the kill, having never talked to the new
+    collector: it writes the torn set once their processes are gone."""
+    b, launch, directory, seen = kill_mid_set(work)
+    try:
+        for child in subprocess.run(["pgrep", "-P", str(launch.pid)], capture_output=True,
+                                    text=True).stdout.split():
+            os.kill(int(child), signal.SIGKILL)
+        launch.wait(timeout=60)
+        wait_for("the set record", lambda: read_sets(work / "ckmon.jsonl"))
+    finally:
+        b.terminate()
+        b.communicate(timeout=60)
+    (s,) = read_sets(work / "ckmon.jsonl")
+    assert s["complete"] is False and s["alerts"] == ["incomplete"]
+    assert s["missing"] == [".metadata: absent (the set was never committed)"]
+    assert s["ranks"] == [0, 1, 2] and "slowest" in s and s["seconds"] > 0
+
+
+# ---- a directory filled under a temporary name, then renamed into place ----
+
+ORBAX = """
+import json, os, sys, time
+import numpy as np, torch
+final, temp, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+os.makedirs(os.path.join(temp, "params"))
+np.save(os.path.join(temp, "params", "w.npy"), np.arange(64, dtype=np.float32).reshape(8, 8))
+torch.save({"step": 7, "opt": torch.ones(4)}, os.path.join(temp, "state.pt"))
+time.sleep(1.5)  # the first files' records are written before the rename
+with open(os.path.join(temp, "_CHECKPOINT_METADATA"), "w") as f:
+    json.dump({"step": 7, "format": "orbax-like"}, f)
+if mode == "rename":
+    os.rename(temp, final)
+"""
+
+
+def tree(directory):
+    files = {p: p.stat().st_size for p in Path(directory).rglob("*") if p.is_file()}
+    return len(files), sum(files.values())
+
+
+@pytest.mark.parametrize("suffix", [".orbax-checkpoint-tmp-1733500000", ".tmp"])
+def test_directory_renamed_into_place(ckmon, work, suffix):
+    """Orbax's way (and NAME.tmp/): files in a temporary directory, which a rename commits.
+    The files of NAME.tmp/ are named with -p (no default glob takes them)."""
+    script = work / "orbax.py"
+    script.write_text(ORBAX)
+    final, temp = work / "ckpt" / "7", work / "ckpt" / ("7" + suffix)
+    (work / "ckpt").mkdir()
+    paths = () if "orbax" in suffix else ("*.tmp/*",)
+    run = ckmon.run(PYTHON, script, final, temp, "rename", paths=paths)
+    assert run.returncode == 0, run.stderr
+    (s,) = sets_in(work / "ckmon.jsonl")
+    files, size = tree(final)
+    assert (s["path"], s["kind"], s["files"], s["bytes"]) == (str(final), "directory", 3, size)
+    assert files == 3 and s["complete"] is True and s["missing"] == [] and s["values"]["step"] == 7
+    # Every file's record is in the log, under its temporary or (held then) its final name.
+    names = {Path(r["path"]).name for r in read_log(work / "ckmon.jsonl")}
+    assert {"w.npy", "state.pt", "_CHECKPOINT_METADATA"} <= names
+    assert last_good(work / "ckmon.jsonl") == (0, str(final))
+    # tail: one line, every file folded under it, whichever name its record has
+    lines = tail_lines(work)
+    assert [l.split()[:2] for l in lines if not l.startswith(" ")] == [["ckpt/7", "set:directory"]]
+    assert any(l.startswith("    3 file records folded:") for l in lines), lines
+
+
+def test_directory_never_renamed(ckmon, work):
+    script = work / "orbax.py"
+    script.write_text(ORBAX)
+    final, temp = work / "ckpt" / "7", work / "ckpt" / "7.orbax-checkpoint-tmp-1733500000"
+    (work / "ckpt").mkdir()
+    assert ckmon.run(PYTHON, script, final, temp, "stay").returncode == 0
+    (s,) = sets_in(work / "ckmon.jsonl")
+    files, size = tree(temp)
+    assert (s["path"], s["kind"], s["files"], s["bytes"]) == (str(temp), "directory", 3, size)
+    assert s["complete"] is False and s["alerts"] == ["incomplete"]
+    assert s["missing"] == [f"{temp.name}: not renamed into place (the set was never committed)"]

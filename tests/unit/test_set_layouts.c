@@ -4,7 +4,8 @@
  * disk against its own metadata: a DCP .metadata pickle with torch's class names
  * (fixtures/dcp_metadata.h, made by make_dcp_metadata.py, whose ITEMS are the byte ranges
  * expected here), an HF index, DeepSpeed's shard names and `latest`, and the headers of
- * safetensors and zip files. Each test builds the set's directory in a temporary dir.
+ * safetensors and zip files, and directories filled under a temporary name and renamed
+ * into place. Each test builds the set's directory in a temporary dir.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "collector/set_layouts.h"
+#include "core/parsers/distcp.h"
 #include "fixtures/dcp_metadata.h"
 
 static char root[] = "/tmp/ckmon-set-layouts-XXXXXX";
@@ -62,6 +64,14 @@ static void write_size(const char *name, size_t size)
     char *zeros = calloc(1, size + 1);
     write_bytes(name, zeros, size);
     free(zeros);
+}
+
+/* Makes directory NAME under the root; returns its path in a buffer of the caller's. */
+static char *make_dir(const char *name, char *path, size_t size)
+{
+    snprintf(path, size, "%s", under(name));
+    assert_int_equal(mkdir(path, 0755), 0);
+    return path;
 }
 
 /* The check's missing lines, joined by " | " ("" when none). */
@@ -113,6 +123,14 @@ static void test_place_of_each_layout(void **state)
                  "/o/checkpoint-500", false);
     assert_place("/r/global_step10/mp_rank_00_model_states.pt", "deepspeed", "/r/global_step10",
                  false);
+    /* A directory filled under a temporary name: everything below it, however deep. */
+    assert_place("/c/7.orbax-checkpoint-tmp-1733/state.pt", "directory",
+                 "/c/7.orbax-checkpoint-tmp-1733", false);
+    assert_place("/c/7.orbax-checkpoint-tmp-1733/params/d/0.0", "directory",
+                 "/c/7.orbax-checkpoint-tmp-1733", false);
+    assert_place("/c/step_9.tmp/checkpoint-9/trainer_state.json", "directory", "/c/step_9.tmp",
+                 false);
+    assert_place("/c/.tmp/model.pt", NULL, NULL, false);
     /* Not sets: a single checkpoint file, a bare name, `latest` naming no directory. */
     assert_place("/c/model.pt", NULL, NULL, false);
     assert_place("/c/model.safetensors", NULL, NULL, false);
@@ -123,7 +141,8 @@ static void test_place_of_each_layout(void **state)
 static void test_place_of_deepspeed_latest(void **state)
 {
     (void)state;
-    assert_int_equal(mkdir(under("global_step7"), 0755), 0);
+    char dir[512];
+    make_dir("global_step7", dir, sizeof dir);
     write_bytes("latest", "global_step7\n", 13);
     assert_place(under("latest"), "deepspeed", under("global_step7"), true);
     /* A tag that escapes the directory, or names nothing, is no commit. */
@@ -184,6 +203,32 @@ static void test_dcp_metadata_unreadable(void **state)
     assert_string_equal(cJSON_GetArrayItem(c.errors, 0)->valuestring,
                         ".metadata: no storage_data in its pickle");
     set_check_free(&c);
+}
+
+/* The items of one .distcp file as the .metadata beside it names them, by offset. */
+static void test_dcp_items_of(void **state)
+{
+    (void)state;
+    struct distcp_items items;
+    write_bytes(".metadata", dcp_metadata, sizeof dcp_metadata);
+    assert_true(dcp_items_of(under("__1_0.distcp"), &items));
+    assert_int_equal(items.count, 2);
+    assert_string_equal(items.at[0].name, "layers.1.weight");
+    assert_int_equal(items.at[0].offset, 0);
+    assert_int_equal(items.at[0].length, 9000);
+    assert_string_equal(items.at[1].name, "layers.1.bias");
+    assert_int_equal(items.at[1].offset, 9000);
+    assert_ptr_equal(distcp_item_at(&items, 9000), &items.at[1]);
+    assert_null(distcp_item_at(&items, 8999));
+    dcp_items_free(&items);
+    assert_true(dcp_items_of(under("__0_0.distcp"), &items));
+    assert_int_equal(items.count, 2);
+    assert_string_equal(items.at[0].name, "step");
+    dcp_items_free(&items);
+    assert_false(dcp_items_of(under("__7_0.distcp"), &items)); /* named by no item */
+    assert_false(dcp_items_of(under("model.pt"), &items));
+    unlink(under(".metadata"));
+    assert_false(dcp_items_of(under("__0_0.distcp"), &items));
 }
 
 /* ---- Hugging Face ---- */
@@ -252,10 +297,8 @@ static void test_hf_trainer(void **state)
 {
     (void)state;
     struct set_check c;
-    char *dir = under("checkpoint-5");
     char dir_copy[512];
-    snprintf(dir_copy, sizeof dir_copy, "%s", dir);
-    assert_int_equal(mkdir(dir_copy, 0755), 0);
+    make_dir("checkpoint-5", dir_copy, sizeof dir_copy);
     write_safetensors("checkpoint-5/model.safetensors", 4, 0);
     assert_string_equal(missing_of("hf-trainer", dir_copy, &c),
                         "trainer_state.json: absent (the set was never committed)");
@@ -273,8 +316,7 @@ static void test_deepspeed(void **state)
     (void)state;
     struct set_check c;
     char dir[512];
-    snprintf(dir, sizeof dir, "%s", under("global_step10"));
-    assert_int_equal(mkdir(dir, 0755), 0);
+    make_dir("global_step10", dir, sizeof dir);
     write_size("global_step10/zero_pp_rank_0_mp_rank_00_optim_states.pt", 10);
     write_size("global_step10/zero_pp_rank_2_mp_rank_00_optim_states.pt", 10);
     assert_false(set_commit_on_disk("deepspeed", dir));
@@ -299,8 +341,7 @@ static void test_zip_without_its_end(void **state)
     (void)state;
     struct set_check c;
     char dir[512];
-    snprintf(dir, sizeof dir, "%s", under("checkpoint-9"));
-    assert_int_equal(mkdir(dir, 0755), 0);
+    make_dir("checkpoint-9", dir, sizeof dir);
     write_bytes("checkpoint-9/trainer_state.json", "{}", 2);
     write_bytes("checkpoint-9/optimizer.pt", "PK\3\4 a torch.save cut short", 28);
     write_bytes("checkpoint-9/whole.pt",
@@ -312,6 +353,40 @@ static void test_zip_without_its_end(void **state)
     set_check_free(&c);
 }
 
+/* ---- A directory renamed into place ---- */
+
+static void test_directory(void **state)
+{
+    (void)state;
+    struct set_check c;
+    char temp[512], final[512], params[512];
+    make_dir("7.orbax-checkpoint-tmp-1733", temp, sizeof temp);
+    make_dir("7.orbax-checkpoint-tmp-1733/params", params, sizeof params);
+    snprintf(final, sizeof final, "%s", under("7"));
+    write_size("7.orbax-checkpoint-tmp-1733/_CHECKPOINT_METADATA", 30);
+    write_size("7.orbax-checkpoint-tmp-1733/params/w.npy", 200);
+    assert_false(set_commit_on_disk("directory", temp));
+    assert_string_equal(missing_of("directory", temp, &c),
+                        "7.orbax-checkpoint-tmp-1733: not renamed into place (the set was never "
+                        "committed)");
+    /* Files below it count, named from the set's directory. */
+    assert_int_equal(cJSON_GetArraySize(c.files), 2);
+    assert_int_equal(cJSON_GetObjectItem(c.files, "params/w.npy")->valuedouble, 200);
+    set_check_free(&c);
+    assert_int_equal(rename(temp, final), 0);
+    assert_true(set_commit_on_disk("directory", temp)); /* gone: renamed by someone */
+    assert_true(set_commit_on_disk("directory", final));
+    assert_string_equal(missing_of("directory", final, &c), "");
+    assert_int_equal(cJSON_GetArraySize(c.files), 2);
+    set_check_free(&c);
+    /* The temporary name's files belong to the set record of the final name. */
+    assert_true(set_dir_is(temp, final));
+    assert_true(set_dir_is("/c/step_9.tmp", "/c/step_9"));
+    assert_false(set_dir_is("/c/step_9.tmp", "/c/step_1"));
+    assert_false(set_dir_is("/d/step_9.tmp", "/c/step_9"));
+    assert_false(set_dir_is("/c/step_9x", "/c/step_9"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -321,11 +396,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dcp_short_and_absent, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_dcp_never_committed, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_dcp_metadata_unreadable, make_root, remove_root),
+        cmocka_unit_test_setup_teardown(test_dcp_items_of, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_hf_sharded, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_hf_index_without_weight_map, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_hf_trainer, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_deepspeed, make_root, remove_root),
         cmocka_unit_test_setup_teardown(test_zip_without_its_end, make_root, remove_root),
+        cmocka_unit_test_setup_teardown(test_directory, make_root, remove_root),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

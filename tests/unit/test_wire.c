@@ -253,6 +253,54 @@ static void test_close(void **state)
     free(text);
 }
 
+/* Tensors' statistics travel as the hex of their bits: exact for any double, and only
+ * in statistics (a tensor named like such hex keeps its name). */
+static void test_tensor_statistics_exact(void **state)
+{
+    cJSON *tensors = cJSON_Parse(
+        "[{\"name\":\"#3ff0000000000000\",\"dtype\":\"float32\",\"shape\":[2,3],"
+        "\"min\":-0.034725137054920197,\"max\":1.7976931348623157e308,\"mean\":4.9e-324,"
+        "\"std\":null,\"nan\":2,\"inf\":0,\"sampled\":0.0625,"
+        "\"ci95\":{\"mean\":0.1,\"std\":null},\"head\":[0.5,\"nan\",-2.2250738585072014e-308,3]}]");
+    assert_non_null(tensors);
+    struct wire_message m = {.kind = WIRE_DATA, .data = {.id = 7, .tensors = tensors}}, out;
+    char *text = round_trip(&m, &out);
+    assert_non_null(strstr(text, "\"min\":\"#bfa1c77e40000000\""));
+    assert_null(strstr(text, "0.0625"));
+    assert_true(cJSON_Compare(tensors, out.data.tensors, true));
+    const cJSON *t = out.data.tensors->child;
+    assert_string_equal(cJSON_GetObjectItem(t, "name")->valuestring, "#3ff0000000000000");
+    assert_true(cJSON_GetObjectItem(t, "min")->valuedouble == -0.034725137054920197);
+    assert_true(cJSON_GetObjectItem(t, "mean")->valuedouble == 4.9e-324);
+    assert_string_equal(cJSON_GetArrayItem(cJSON_GetObjectItem(t, "head"), 1)->valuestring, "nan");
+    wire_message_free(&out);
+    free(text);
+    cJSON_Delete(tensors);
+}
+
+/* Findings the agent dropped are counted in the close message. */
+static void test_close_says_what_was_lost(void **state)
+{
+    struct wire_message m = {.kind = WIRE_CLOSE,
+                             .close = {.id = 7,
+                                       .complete = true,
+                                       .lost_tensors = 61272,
+                                       .lost_values = 3}},
+                        out;
+    char *text = round_trip(&m, &out);
+    assert_non_null(strstr(text, "\"lost_tensors\":61272,\"lost_values\":3"));
+    assert_int_equal(out.close.lost_tensors, 61272);
+    assert_int_equal(out.close.lost_values, 3);
+    wire_message_free(&out);
+    free(text);
+    m.close.lost_tensors = m.close.lost_values = 0;
+    text = round_trip(&m, &out);
+    assert_null(strstr(text, "lost"));
+    assert_int_equal(out.close.lost_tensors, WIRE_ABSENT);
+    wire_message_free(&out);
+    free(text);
+}
+
 static void test_rename_and_adopt(void **state)
 {
     struct wire_message m = {.kind = WIRE_RENAME,
@@ -327,6 +375,48 @@ static void test_unmatched(void **state)
     /* paths are required, and strings only */
     assert_int_equal(decode("{\"t\":\"unmatched\"}", &out), WIRE_MALFORMED);
     assert_int_equal(decode("{\"t\":\"unmatched\",\"paths\":[\"/a\",3]}", &out), WIRE_MALFORMED);
+}
+
+/* The close's view of the file goes only with an inode: a message built without one
+ * (zeros) sends none, and the decoder has them absent. */
+static void test_close_file_identity(void **state)
+{
+    struct wire_message m = {.kind = WIRE_CLOSE,
+                             .close = {.id = 1,
+                                       .ino = 42,
+                                       .dev = 2049,
+                                       .mtime_us = 1700000000123456}},
+                        out;
+    char *text = round_trip(&m, &out);
+    assert_non_null(strstr(text, "\"dev\":2049,\"ino\":42,\"mtime_us\":1700000000123456"));
+    assert_int_equal(out.close.ino, 42);
+    assert_int_equal(out.close.dev, 2049);
+    assert_int_equal(out.close.mtime_us, 1700000000123456);
+    wire_message_free(&out);
+    free(text);
+    assert_int_equal(decode("{\"t\":\"close\",\"id\":1}", &out), WIRE_OK);
+    assert_int_equal(out.close.ino, WIRE_ABSENT);
+    assert_int_equal(out.close.mtime_us, WIRE_ABSENT);
+    wire_message_free(&out);
+}
+
+/* verify's failures: the record whole, and only a verify record. */
+static void test_verified(void **state)
+{
+    cJSON *record = cJSON_Parse("{\"event\":\"verify\",\"path\":\"/w/a.pt\",\"total\":3}");
+    struct wire_message m = {.kind = WIRE_VERIFIED, .verified = {.record = record}}, out;
+    char *text = round_trip(&m, &out);
+    assert_string_equal(text, "{\"t\":\"verified\",\"record\":{\"event\":\"verify\",\"path\":"
+                              "\"/w/a.pt\",\"total\":3}}");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(out.verified.record, "path")),
+                        "/w/a.pt");
+    wire_message_free(&out);
+    free(text);
+    cJSON_Delete(record);
+    assert_int_equal(decode("{\"t\":\"verified\"}", &out), WIRE_MALFORMED);
+    assert_int_equal(decode("{\"t\":\"verified\",\"record\":{\"event\":\"checkpoint\"}}", &out),
+                     WIRE_MALFORMED);
+    assert_int_equal(decode("{\"t\":\"verified\",\"record\":[1]}", &out), WIRE_MALFORMED);
 }
 
 static void test_load(void **state)
@@ -451,6 +541,10 @@ int main(void)
         cmocka_unit_test(test_open),
         cmocka_unit_test(test_data),
         cmocka_unit_test(test_close),
+        cmocka_unit_test(test_tensor_statistics_exact),
+        cmocka_unit_test(test_close_says_what_was_lost),
+        cmocka_unit_test(test_close_file_identity),
+        cmocka_unit_test(test_verified),
         cmocka_unit_test(test_rename_and_adopt),
         cmocka_unit_test(test_exec_and_exec_failed),
         cmocka_unit_test(test_unmatched),

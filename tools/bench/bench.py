@@ -7,12 +7,16 @@ The table is printed and written into docs/performance.md between the bench mark
 with the machine it ran on. No result is judged here beyond "target met or not".
 
 Usage: bench.py [--quick]   (--quick: fewer pairs and smaller files, for a smoke run)
+       bench.py many_files | digest   (one group of rows, printed only)
+       bench.py issue14   (the rows of issue 14 — saves at the defaults, the cost per tensor
+                           at 10^4 and 10^5 tensors — printed only)
 """
 import datetime as dt
 import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import struct
@@ -223,6 +227,64 @@ def bench_torch_save(work, collector):
             f"{agent_share(work, collector, TORCH_SAVE, path)}")
 
 
+# --digest: saves in a row to distinct files, timed inside the process from the first
+# save to the last close. The collector hashes each file one second after its close (the
+# rename window), so the hashing of the first files runs while the later ones are saved.
+DIGEST_SAVES = 6
+DIGEST_SAVE = """
+import sys, time, torch
+torch.manual_seed(0)
+count = int(sys.argv[1]) // 16 // 4
+state = {f"layers.{i}.weight": torch.randn(count) * 0.02 for i in range(16)}
+start = time.perf_counter()
+for i in range(int(sys.argv[2])):
+    torch.save(state, f"{sys.argv[3]}.{i}.pt")
+print(time.perf_counter() - start)
+"""
+
+
+def checkpoint_lines(log):
+    return [r for r in map(json.loads, log.read_text().splitlines()) if r["event"] == "checkpoint"]
+
+
+def bench_digest(work, collector):
+    """The monitored program's time with --digest against without (both monitored), and
+    how fast the collector hashes (digest_speed: its own read-and-hash loop)."""
+    (work / "digest").mkdir()
+    hashing = Collector(work / "digest", options=["--digest"])
+    script = work / "digest_save.py"
+    script.write_text(DIGEST_SAVE)
+    digested = []
+
+    def saves(c):
+        before = len(checkpoint_lines(c.log))
+        out = timed([PYTHON, script, CHECKPOINT_BYTES, DIGEST_SAVES, work / "digest_model"],
+                    preloaded(c))[1]
+        deadline = time.monotonic() + 120  # every record written (and hashed) before the next run
+        while len(checkpoint_lines(c.log)) < before + DIGEST_SAVES and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if c is hashing:
+            digested.extend(r for r in checkpoint_lines(c.log)[before:] if "digest" in r)
+        return float(out.split()[-1])
+
+    try:
+        result = side_by_side(lambda: saves(hashing), lambda: saves(collector), pairs=SAVE_PAIRS)
+        speed = json.loads(timed([BIN / "digest_speed", work / "digest_model.0.pt", 5])[1])
+    finally:
+        hashing.stop()
+        for f in work.glob("digest_model.*.pt"):
+            f.unlink()
+    add_row(f"{DIGEST_SAVES} × torch.save {CHECKPOINT_BYTES // MIB} MiB to tmpfs, the "
+            "program's time: collector with --digest / without", result, 1.03,
+            f"{result[4] * 1000:.0f} ms without; {SAVE_PAIRS} pairs; "
+            f"{len(digested)} of {SAVE_PAIRS * DIGEST_SAVES} records with a digest")
+    rows.append(("--digest: the collector's hashing of a file in the page cache (digest_speed)",
+                 f"{speed['gbps']:.2f} GB/s", "—", "—",
+                 f"{speed['bytes'] // MIB} MiB in {speed['seconds'] * 1000:.0f} ms, best of 5; "
+                 "libxxhash's XXH3 with its x86 dispatch"))
+    print(f"digest speed: {speed}", flush=True)
+
+
 def bench_safetensors_save(work, collector):
     """The plan at work on a file written by plain writes; `sampled` shows what was read."""
     path = work / "model.safetensors"
@@ -284,12 +346,12 @@ names = [f"layer{i}.weight" for i in range(COUNT)]
 """ + SAFETENSORS_WRITER  # COUNT replaced by the number of tensors
 
 
-def bench_many_tensors(work, kind):
+def bench_many_tensors(work, kind, count=None):
     """The fixed cost per tensor: a 100,000-tensor save (torch.save, or a safetensors file
     written array by array) monitored and not, the difference per tensor, and what the
     collector spent on those records (CPU time, peak memory), with a collector of its own."""
-    count, saves, pairs = (20_000, 1, 2) if QUICK else (100_000, 2, 5)
-    out = work / f"many_{kind}"
+    count, saves, pairs = (count or 20_000, 1, 2) if QUICK else (count or 100_000, 2, 5)
+    out = work / f"many_{kind}_{count}"
     out.mkdir()
     collector = Collector(out)
     try:
@@ -378,44 +440,71 @@ def bench_import_torch(work, collector):
     """`python3 -c 'import torch'`: about 1,150 opens for reading, none of a checkpoint
     (the *.pth files Python reads at start are not loads), so each is rejected by the
     quick path test of docs/agent.md ("Loads"). Single runs, alternating, so that both
-    sides see the same machine; the median of the per-pair ratios."""
+    sides see the same machine; the median of the per-pair ratios of wall time, and in
+    the detail that of CPU time (user + system), which other processes disturb less."""
     command = [PYTHON, "-c", "import torch"]
     monitored = preloaded(collector)
+    cpu = {True: [], False: []}
+
+    def run(with_agent):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wall = timed(command, monitored if with_agent else clean_env())[0]
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu[with_agent].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        return wall
+
     timed(command, monitored)  # the page cache warm for both sides
-    result = side_by_side(lambda: timed(command, monitored)[0],
-                          lambda: timed(command, clean_env())[0], pairs=IMPORT_TORCH_PAIRS)
+    result = side_by_side(lambda: run(True), lambda: run(False), pairs=IMPORT_TORCH_PAIRS)
+    cpu_ratio = statistics.median(a / b for a, b in zip(cpu[True], cpu[False]))
     add_row("`python3 -c 'import torch'`: monitored / unmonitored", result, 1.02,
             f"{result[3] * 1000:.0f} vs {result[4] * 1000:.0f} ms (medians of "
-            f"{IMPORT_TORCH_PAIRS} alternating runs each); fastest / fastest {result[5]:.3f}")
+            f"{IMPORT_TORCH_PAIRS} alternating runs each); fastest / fastest {result[5]:.3f}; "
+            f"CPU time: median ratio {cpu_ratio:.3f}, {statistics.median(cpu[True]) * 1000:.0f} "
+            f"vs {statistics.median(cpu[False]) * 1000:.0f} ms")
 
 
-def callgrind_total(work, preload, count):
+def callgrind_total(work, preload, command, functions):
+    """Instructions of command under callgrind: the program's total, and those counted in
+    libckmon's own functions named by the regular expression functions."""
     out = work / "callgrind.out"
     env = clean_env(LD_PRELOAD=AGENT, CKMON_SOCKET=work / "none.sock") if preload else clean_env()
-    timed(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-           BIN / "small_writes", "/dev/null", count], env)
+    timed(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *command], env)
     text = timed(["callgrind_annotate", "--inclusive=no", out])[1]
     total = int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", text).group(1).replace(",", ""))
     wrapper = 0
     for line in text.splitlines():
-        m = re.match(r"\s*([\d,]+) \(.*\)\s+\S*:(write|tracked_enter) \[.*libckmon\.so\]", line)
+        m = re.match(rf"\s*([\d,]+) \(.*\)\s+\S*:({functions}) \[.*libckmon\.so\]", line)
         if m:
             wrapper += int(m.group(1).replace(",", ""))
     return total, wrapper
+
+
+def callgrind_added(work, command, functions, n1=50_000, n2=150_000):
+    """Instructions per call the agent adds to command(n) (two counts, so that start-up
+    cancels), and of those, how many in libckmon's functions."""
+    plain = [callgrind_total(work, False, command(n), functions)[0] for n in (n1, n2)]
+    watched = [callgrind_total(work, True, command(n), functions) for n in (n1, n2)]
+    added = ((watched[1][0] - watched[0][0]) - (plain[1] - plain[0])) / (n2 - n1)
+    return added, (watched[1][1] - watched[0][1]) / (n2 - n1)
 
 
 def bench_callgrind(work):
     if not shutil.which("valgrind"):
         notes.append("valgrind is not installed: no instruction counts.")
         return
-    n1, n2 = 50_000, 150_000
-    plain = [callgrind_total(work, False, n)[0] for n in (n1, n2)]
-    watched = [callgrind_total(work, True, n) for n in (n1, n2)]
-    added = ((watched[1][0] - watched[0][0]) - (plain[1] - plain[0])) / (n2 - n1)
-    wrapper = (watched[1][1] - watched[0][1]) / (n2 - n1)
+    added, wrapper = callgrind_added(work, lambda n: [BIN / "small_writes", "/dev/null", n],
+                                     "write|tracked_enter")
     rows.append(("untracked write(): instructions the agent adds per call (callgrind)",
                  f"{added:.1f}", "—", "—", f"{wrapper:.1f} in libckmon's write itself"))
     print(f"callgrind: {added:.1f} instructions added per write, {wrapper:.1f} in the wrapper", flush=True)
+    # What Python's imports open: an absolute path no glob can match by its ending.
+    module = "/usr/lib/python3.11/collections/__init__.py"
+    added, wrapper = callgrind_added(work, lambda n: [BIN / "read_opens", module, n],
+                                     "open|close|paths_may_match|tracked_opened")
+    rows.append(("open() for reading of a file no glob matches, and its close(): instructions "
+                 "the agent adds per pair (callgrind)", f"{added:.1f}", "—", "—",
+                 f"{wrapper:.1f} in libckmon's open, close and the quick path test"))
+    print(f"callgrind: {added:.1f} instructions added per open+close", flush=True)
 
 
 def bench_exact_stats(work):
@@ -651,6 +740,7 @@ def main():
         collector = Collector(work)
         try:
             bench_torch_save(work, collector)
+            bench_digest(work, collector)
             bench_safetensors_save(work, collector)
             bench_model_saves(work, collector)
             bench_small_writes(work)
@@ -664,17 +754,47 @@ def main():
         finally:
             collector.stop()
         bench_collector(work)
-        bench_many_tensors(work, "torch")
-        bench_many_tensors(work, "safetensors")
+        for count in (10_000, 100_000):
+            bench_many_tensors(work, "torch", count)
+            bench_many_tensors(work, "safetensors", count)
     block = render(time.monotonic() - started)
     print("\n" + block)
     write_doc(block)
     print(f"\nwritten to {DOC.relative_to(ROOT)}")
 
 
+def issue14():
+    """The rows of issue 14 alone (saves at the defaults, the cost per tensor), printed."""
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
+        work = Path(tmp)
+        collector = Collector(work)
+        try:
+            bench_torch_save(work, collector)
+            bench_model_saves(work, collector)
+        finally:
+            collector.stop()
+        for count in (10_000, 100_000):
+            bench_many_tensors(work, "torch", count)
+            bench_many_tensors(work, "safetensors", count)
+    print("\n" + render(time.monotonic() - started))
+
+
 if __name__ == "__main__" and sys.argv[1:] == ["many_files"]:  # one row, printed only
     with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
         bench_many_files(Path(tmp))
+elif __name__ == "__main__" and "issue14" in sys.argv[1:]:  # those rows, printed only
+    issue14()
+elif __name__ == "__main__" and sys.argv[1:] == ["digest"]:  # its rows, printed only
+    with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
+        plain = Collector(Path(tmp))
+        try:
+            bench_digest(Path(tmp), plain)
+        finally:
+            plain.stop()
+elif __name__ == "__main__" and sys.argv[1:] == ["callgrind"]:  # those rows, printed only
+    with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
+        bench_callgrind(Path(tmp))
 elif __name__ == "__main__" and sys.argv[1:] == ["import_torch"]:  # one row, printed only
     with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
         try:

@@ -1,0 +1,230 @@
+/* digester.c — the worker thread that hashes closed checkpoints (see digester.h).
+ *
+ * A job has two owners, the queue (then the worker) and the tracker's record waiting
+ * for it; it is freed when both let go. The worker runs as SCHED_BATCH at nice 19 (on
+ * Linux, a thread's own): hashing gigabytes is the collector's background work and gives
+ * way to the programs it watches on a busy machine, without starving as SCHED_IDLE could
+ * (a record waits for its digest, and `ckmon run` for its records at the end).
+ */
+#include "digester.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define WORKER_NICE 19
+
+struct digest_job {
+    char *path;
+    struct file_id closed;
+    char text[DIGEST_TEXT_SIZE];
+    char why[200]; /* set when there is no digest */
+    atomic_bool cancelled;
+    bool done;           /* under the lock */
+    int owners;          /* under the lock */
+    struct digester *by; /* for its lock */
+    struct digest_job *next;
+};
+
+struct digester {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t queued, finished;
+    struct digest_job *head, **tail;
+    bool stopping;
+    int wake_fd;
+};
+
+static void release(struct digest_job *j) /* under the lock */
+{
+    if (--j->owners > 0) return;
+    free(j->path);
+    free(j);
+}
+
+static void say(struct digest_job *j, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+static void say(struct digest_job *j, const char *format, ...)
+{
+    va_list ap;
+    va_start(ap, format);
+    vsnprintf(j->why, sizeof j->why, format, ap);
+    va_end(ap);
+}
+
+/* Hashes the open file, or says in j->why why it has no digest. */
+static void hash_open(struct digest_job *j, int fd)
+{
+    struct stat before, after;
+    const char *differs;
+    if (fstat(fd, &before) < 0 || !S_ISREG(before.st_mode))
+        return say(j, "digest: none: not a regular file any more");
+    if ((differs = file_id_differs(&j->closed, &before)))
+        return say(
+            j, "digest: none: the file was replaced or changed after its close (its %s differs)",
+            differs);
+    struct digest *d = digest_new();
+    if (!d) return say(j, "digest: none: out of memory");
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    bool read_ok = digest_fd(d, fd, &j->cancelled);
+    int error = errno;
+    struct file_id start;
+    file_id_of(&start, &before);
+    if (!read_ok)
+        say(j, "digest: none: read failed: %s", strerror(error));
+    else if (fstat(fd, &after) < 0 || (differs = file_id_differs(&start, &after)))
+        say(j, "digest: none: the file changed while it was read (its %s differs)",
+            differs ? differs : "state");
+    else
+        digest_text(d, j->text);
+    digest_free(d);
+}
+
+static void hash(struct digest_job *j)
+{
+    int fd = open(j->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) return say(j, "digest: none: cannot open the file: %s", strerror(errno));
+    hash_open(j, fd);
+    close(fd);
+}
+
+static void *worker(void *arg)
+{
+    struct digester *g = arg;
+    struct sched_param batch = {0};
+    pthread_setschedparam(pthread_self(), SCHED_BATCH, &batch);
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), WORKER_NICE);
+    pthread_mutex_lock(&g->lock);
+    for (;;) {
+        while (!g->head && !g->stopping)
+            pthread_cond_wait(&g->queued, &g->lock);
+        struct digest_job *j = g->head;
+        if (!j) break; /* stopping, nothing left */
+        if (!(g->head = j->next)) g->tail = &g->head;
+        pthread_mutex_unlock(&g->lock);
+        if (atomic_load(&j->cancelled))
+            say(j, "digest: none: the collector stopped first");
+        else
+            hash(j);
+        pthread_mutex_lock(&g->lock);
+        j->done = true;
+        release(j);
+        pthread_cond_broadcast(&g->finished);
+        uint64_t one = 1;
+        if (write(g->wake_fd, &one, sizeof one) < 0) {
+            /* the counter is full: the tracker is awake anyway */
+        }
+    }
+    pthread_mutex_unlock(&g->lock);
+    return NULL;
+}
+
+struct digester *digester_new(void)
+{
+    struct digester *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    g->tail = &g->head;
+    pthread_mutex_init(&g->lock, NULL);
+    pthread_cond_init(&g->queued, NULL);
+    pthread_cond_init(&g->finished, NULL);
+    if ((g->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+        pthread_create(&g->thread, NULL, worker, g) != 0) {
+        if (g->wake_fd >= 0) close(g->wake_fd);
+        pthread_cond_destroy(&g->finished);
+        pthread_cond_destroy(&g->queued);
+        pthread_mutex_destroy(&g->lock);
+        free(g);
+        return NULL;
+    }
+    return g;
+}
+
+void digester_free(struct digester *g)
+{
+    if (!g) return;
+    pthread_mutex_lock(&g->lock);
+    g->stopping = true;
+    for (struct digest_job *j = g->head; j; j = j->next)
+        atomic_store(&j->cancelled, true);
+    pthread_cond_broadcast(&g->queued);
+    pthread_mutex_unlock(&g->lock);
+    pthread_join(g->thread, NULL);
+    close(g->wake_fd);
+    pthread_cond_destroy(&g->finished);
+    pthread_cond_destroy(&g->queued);
+    pthread_mutex_destroy(&g->lock);
+    free(g);
+}
+
+int digester_wake_fd(const struct digester *g)
+{
+    return g->wake_fd;
+}
+
+void digester_done_clear(struct digester *g)
+{
+    uint64_t count;
+    while (read(g->wake_fd, &count, sizeof count) > 0) {
+    }
+}
+
+struct digest_job *digester_start(struct digester *g, const char *path,
+                                  const struct file_id *closed)
+{
+    struct digest_job *j = calloc(1, sizeof *j);
+    if (!j || !(j->path = strdup(path))) {
+        free(j);
+        return NULL;
+    }
+    j->closed = *closed;
+    j->owners = 2;
+    j->by = g;
+    pthread_mutex_lock(&g->lock);
+    *g->tail = j;
+    g->tail = &j->next;
+    pthread_cond_signal(&g->queued);
+    pthread_mutex_unlock(&g->lock);
+    return j;
+}
+
+bool digest_job_done(struct digest_job *j)
+{
+    pthread_mutex_lock(&j->by->lock);
+    bool done = j->done;
+    pthread_mutex_unlock(&j->by->lock);
+    return done;
+}
+
+void digest_job_wait(struct digest_job *j)
+{
+    pthread_mutex_lock(&j->by->lock);
+    while (!j->done)
+        pthread_cond_wait(&j->by->finished, &j->by->lock);
+    pthread_mutex_unlock(&j->by->lock);
+}
+
+const char *digest_job_result(struct digest_job *j, const char **why)
+{
+    *why = j->why;
+    return j->why[0] ? NULL : j->text;
+}
+
+void digest_job_drop(struct digest_job *j)
+{
+    if (!j) return;
+    struct digester *g = j->by;
+    atomic_store(&j->cancelled, true);
+    pthread_mutex_lock(&g->lock);
+    release(j);
+    pthread_mutex_unlock(&g->lock);
+}
