@@ -133,6 +133,10 @@ static void add_string(struct strbuf *t, const char *s, enum mode mode)
         unsigned char byte;
         size_t sequence;
         if (mode != WIRE && p[0] == 0xc0 && p[1] == 0x80) { /* U+0000 (jsontext.h) */
+            if (mode == HEX) {                              /* raw on the wire, as in WIRE */
+                p++;
+                continue;
+            }
             sb_add(t, run, (size_t)((const char *)p - run));
             sb_addz(t, "\\u0000");
             run = (const char *)++p + 1;

@@ -174,6 +174,11 @@ static void test_nul_in_strings(void **unused)
     assert_string_equal(wire, "{\"a\xc0\x80"
                               "b\":\"v\xc0\x80\",\"a\\\\x00\":\"\xc0\"}");
     assert_true(json_text_bound(o) >= strlen(names));
+    struct strbuf hex = {.limit = 1024};
+    json_add_hex_item(&hex, o); /* tensors on the wire: raw too */
+    assert_non_null(strstr(hex.s, "\"a\xc0\x80"
+                                  "b\":\"v\xc0\x80\""));
+    free(hex.s);
     cJSON *back = json_parse_record_line(names, strlen(names));
     assert_non_null(back);
     assert_non_null(cJSON_GetObjectItemCaseSensitive(back, "a\\x00b"));
