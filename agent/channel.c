@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/random.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,8 +23,17 @@
 
 #define RECONNECT_INTERVAL_NS 1000000000LL
 
+/* A message queued until the collector acknowledges it (core/wire.h, "Delivery"): the
+ * ones before `unsent` went out on the current connection, the rest wait for the socket.
+ * The messages of a file (open, data) stay until its close is acknowledged too: until
+ * then the collector has them in memory only, and one started after a kill needs them
+ * to make the file's record. */
 struct queued {
     struct queued *next;
+    int64_t seq;
+    int64_t file;  /* the file's id for open, data and close; 0 for the others */
+    bool closes;   /* a close message */
+    bool finished; /* its file's close is acknowledged */
     size_t len;
     char data[];
 };
@@ -36,8 +46,12 @@ static long conn_pid;  /* the process that connected: a vfork child closing its 
                        /* conn_fd (before exec) must not make its parent drop the socket */
 static long long next_connect_ns; /* monotonic time before which no reconnect is tried */
 static struct queued *queue_head, **queue_tail = &queue_head;
+static struct queued *unsent; /* the first message not sent on this connection; NULL: none */
 static size_t queue_bytes;
 static unsigned long dropped;
+static int64_t last_seq;  /* of the newest message queued */
+static int64_t acked_seq; /* the collector's newest acknowledgement */
+static char session[17];  /* this process's random name, for the collector */
 /* The program needs every descriptor it may have (a small RLIMIT_NOFILE, or it ran out):
  * the agent then connects only at exit and holds no descriptor while the program runs. */
 static bool fds_scarce;
@@ -55,15 +69,91 @@ static bool connection_intact(void)
     return false;
 }
 
+static void remove_at(struct queued **link)
+{
+    struct queued *q = *link;
+    if (unsent == q) unsent = q->next;
+    if (queue_tail == &q->next) queue_tail = link;
+    *link = q->next;
+    queue_bytes -= q->len;
+    free(q);
+}
+
+static void free_head(void)
+{
+    remove_at(&queue_head);
+}
+
+/* The collector has taken everything up to seq: those messages need not be kept, but
+ * for a file's open and data while its close is not among them. Only what went out on
+ * this connection can be acknowledged on it. */
+static void take_ack(int64_t seq)
+{
+    if (seq > acked_seq) acked_seq = seq;
+    for (struct queued *q = queue_head; q && q != unsent && q->seq <= seq; q = q->next)
+        for (struct queued *e = q->closes ? queue_head : q; e != q; e = e->next)
+            if (e->file == q->file) e->finished = true;
+    for (struct queued **p = &queue_head; *p && *p != unsent && (*p)->seq <= seq;)
+        if ((*p)->finished || !(*p)->file || (*p)->closes)
+            remove_at(p);
+        else
+            p = &(*p)->next;
+}
+
+/* What the collector has not acknowledged, whatever is still kept for open files. */
+static bool unacknowledged(void)
+{
+    return queue_head && acked_seq < last_seq;
+}
+
+static void drop_connection(void)
+{
+    raw_close(conn_fd);
+    conn_fd = -1;
+}
+
+/* Reads the collector's acknowledgements that have arrived. One that has gone away left
+ * its last ones readable before the end of the connection, which is then closed: the
+ * next message reconnects, and sends again what is not acknowledged. */
+static void read_acks(void)
+{
+    char packet[128];
+    while (conn_fd >= 0) {
+        long n = syscall(SYS_recvfrom, conn_fd, packet, sizeof packet, MSG_DONTWAIT, NULL, NULL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (n <= 0) return drop_connection();
+        struct wire_message m;
+        if (wire_decode(packet, (size_t)n, &m) != WIRE_OK) continue;
+        if (m.kind == WIRE_ACK) take_ack(m.seq);
+        wire_message_free(&m);
+    }
+}
+
 static bool send_packet(const char *data, size_t len)
 {
     long n = syscall(SYS_sendto, conn_fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, NULL, 0);
     if (n >= 0) return true;
     if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        raw_close(conn_fd); /* the collector went away; reconnect at the next message */
-        conn_fd = -1;
+        read_acks(); /* the collector went away: what it took before, it said */
+        if (conn_fd >= 0) drop_connection();
     }
     return false;
+}
+
+/* A name for this process that no other shares (a pid is reused, and a fork keeps it
+ * for a moment), so that a collector knows a message it has seen when it comes again. */
+static const char *session_name(void)
+{
+    if (session[0]) return session;
+    unsigned long long r = 0;
+    if (syscall(SYS_getrandom, &r, sizeof r, GRND_NONBLOCK) != (long)sizeof r)
+        r = (unsigned long long)monotonic_ns() * 0x9e3779b97f4a7c15ull ^
+            (unsigned long long)syscall(SYS_getpid);
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++)
+        session[i] = hex[(r >> (60 - 4 * i)) & 15];
+    return session;
 }
 
 /* The hello, with the count of messages lost so far. */
@@ -77,6 +167,7 @@ static bool encode_hello(struct strbuf *text)
                   .host = c->host,
                   .job = c->job,
                   .run = c->run[0] ? c->run : NULL,
+                  .session = session_name(),
                   .rank = c->has_rank ? c->rank : WIRE_ABSENT,
                   .local_rank = c->has_local_rank ? c->local_rank : WIRE_ABSENT,
                   .world_size = c->has_world_size ? c->world_size : WIRE_ABSENT,
@@ -186,6 +277,7 @@ static bool connect_if_needed(bool exiting)
         conn_pid = syscall(SYS_getpid);
         conn_dev = st.st_dev;
         conn_ino = st.st_ino;
+        unsent = queue_head; /* a new collector, perhaps: all that it did not acknowledge */
         send_hello();
     } else {
         busy = fd >= 0 && errno == EAGAIN;
@@ -197,26 +289,16 @@ static bool connect_if_needed(bool exiting)
     return busy;
 }
 
-static void drain_queue(void)
+static void send_unsent(void)
 {
-    while (queue_head && conn_fd >= 0 && send_packet(queue_head->data, queue_head->len)) {
-        struct queued *q = queue_head;
-        queue_head = q->next;
-        queue_bytes -= q->len;
-        free(q);
-    }
-    if (!queue_head) queue_tail = &queue_head;
+    while (unsent && conn_fd >= 0 && send_packet(unsent->data, unsent->len))
+        unsent = unsent->next;
 }
 
 static void free_queue(void)
 {
-    while (queue_head) {
-        struct queued *q = queue_head;
-        queue_head = q->next;
-        free(q);
-    }
-    queue_tail = &queue_head;
-    queue_bytes = 0;
+    while (queue_head)
+        free_head();
 }
 
 /* No collector took the queue within the exit bound: it goes to the agent spool for the
@@ -238,48 +320,71 @@ static void spool_queue(void)
     free(hello.s);
 }
 
-static bool enqueue(const char *data, size_t len, size_t limit)
+/* Queues a message until it is acknowledged. The bound counts what was sent too: when it
+ * is reached, the oldest message already sent makes room (it has most likely arrived;
+ * only a collector killed before reading it would miss it), and only when everything
+ * queued is unsent is the new message dropped and counted. */
+static int64_t file_of(const struct wire_message *m)
 {
-    struct queued *q = queue_bytes + len <= limit ? malloc(sizeof *q + len) : NULL;
-    if (!q) {
-        dropped++;
-        return false;
+    switch (m->kind) {
+    case WIRE_OPEN:
+        return m->open.id;
+    case WIRE_DATA:
+        return m->data.id;
+    case WIRE_CLOSE:
+        return m->close.id;
+    default:
+        return 0;
     }
-    q->next = NULL;
-    q->len = len;
-    memcpy(q->data, data, len);
-    *queue_tail = q;
-    queue_tail = &q->next;
-    queue_bytes += len;
-    return true;
+}
+
+static bool enqueue(const struct wire_message *m, size_t limit)
+{
+    struct wire_message numbered = *m;
+    numbered.seq = last_seq + 1;
+    struct strbuf text = {.limit = WIRE_MAX_MESSAGE};
+    struct queued *q = NULL;
+    if (wire_encode(&numbered, &text)) { /* else over WIRE_MAX_MESSAGE, or no memory */
+        while (queue_head && queue_head != unsent && queue_bytes + text.len > limit)
+            free_head();
+        if (queue_bytes + text.len <= limit) q = malloc(sizeof *q + text.len);
+    }
+    if (q) {
+        *q = (struct queued){.seq = ++last_seq,
+                             .file = file_of(m),
+                             .closes = m->kind == WIRE_CLOSE,
+                             .len = text.len};
+        memcpy(q->data, text.s, text.len);
+        *queue_tail = q;
+        queue_tail = &q->next;
+        queue_bytes += text.len;
+        if (!unsent) unsent = q;
+    } else {
+        dropped++;
+    }
+    free(text.s);
+    return q != NULL;
 }
 
 bool channel_send(const struct wire_message *m)
 {
-    struct strbuf text = {.limit = WIRE_MAX_MESSAGE};
-    bool encoded = wire_encode(m, &text);
     int saved = errno;
     pthread_mutex_lock(&channel_lock);
     connection_intact();
     connect_if_needed(false);
-    drain_queue();
-    bool kept = encoded;
+    read_acks();
     bool findings = m->kind == WIRE_DATA && !m->data.reset;
     size_t bound = agent_config.queue_bytes ? agent_config.queue_bytes : CHANNEL_QUEUE_BYTES;
-    size_t limit = bound + (findings ? 0 : CHANNEL_RESERVE_BYTES);
-    if (!encoded) /* over WIRE_MAX_MESSAGE, or no memory */
-        dropped++;
-    else if (queue_head || conn_fd < 0 || !send_packet(text.s, text.len))
-        kept = enqueue(text.s, text.len, limit);
+    bool kept = enqueue(m, bound + (findings ? 0 : CHANNEL_RESERVE_BYTES));
+    send_unsent();
     pthread_mutex_unlock(&channel_lock);
     errno = saved;
-    free(text.s);
     return kept;
 }
 
 bool channel_congested(void)
 {
-    return __atomic_load_n(&queue_head, __ATOMIC_RELAXED) != NULL;
+    return __atomic_load_n(&unsent, __ATOMIC_RELAXED) != NULL;
 }
 
 static bool owned_in(unsigned first, unsigned last)
@@ -324,13 +429,15 @@ void channel_flush(void)
     int saved = errno;
     pthread_mutex_lock(&channel_lock);
     /* Nothing queued: nothing to say, so no connection (a process that wrote no
-     * checkpoint never touches the socket). */
-    for (bool first = true; queue_head; first = false) {
+     * checkpoint never touches the socket). Otherwise wait for the collector to
+     * acknowledge it all. */
+    for (bool first = true; unacknowledged(); first = false) {
         if (first || conn_fd < 0) next_connect_ns = 0; /* whatever the backoff says */
         connection_intact();
         bool busy = connect_if_needed(true);
-        drain_queue();
-        if (queue_bytes < left) { /* the collector is reading: it gets more time */
+        read_acks();
+        send_unsent();
+        if (queue_bytes < left) { /* the collector is taking: it gets more time */
             left = queue_bytes;
             deadline = monotonic_ns() + CHANNEL_EXIT_WAIT_MS * 1000000LL;
             if (deadline > last_ns) deadline = last_ns;
@@ -338,11 +445,14 @@ void channel_flush(void)
         long long left_ms = (deadline - monotonic_ns()) / 1000000LL;
         /* No collector: nothing to wait for, and the program must not linger. A full
          * backlog is a collector that may still take us: retried until the bound. */
-        if (!queue_head || (conn_fd < 0 && !busy) || left_ms <= 0) break;
-        struct pollfd p = {.fd = conn_fd, .events = POLLOUT};
+        if (!unacknowledged() || (conn_fd < 0 && !busy) || left_ms <= 0) break;
+        struct pollfd p = {.fd = conn_fd, .events = POLLIN | (unsent ? POLLOUT : 0)};
         syscall(SYS_poll, &p, conn_fd >= 0 ? 1 : 0, (int)(left_ms < 10 ? left_ms : 10));
     }
-    if (queue_head) spool_queue();
+    if (unacknowledged())
+        spool_queue();
+    else /* files the program keeps across an exec: its next agent reports them */
+        free_queue();
     pthread_mutex_unlock(&channel_lock);
     errno = saved;
 }
@@ -354,4 +464,6 @@ void channel_after_fork_child(void)
     conn_fd = -1;
     next_connect_ns = 0;
     free_queue();
+    last_seq = acked_seq = 0;
+    session[0] = '\0'; /* the child's messages are its own */
 }

@@ -41,7 +41,7 @@ void channel_yield_fds(unsigned first, unsigned last);
  * queued it returns at once without connecting. */
 #define CHANNEL_EXIT_WAIT_MS 5000
 #define CHANNEL_EXIT_MAX_MS  30000
-/* Whether messages wait in the queue (the collector is behind): findings may then be
+/* Whether messages wait to be sent (the collector is behind): findings may then be
  * gathered into fewer, larger messages. A hint, read without the lock. */
 bool channel_congested(void);
 void channel_flush(void);

@@ -12,9 +12,13 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/agent_spool.h"
+#include "core/jsontext.h"
+#include "core/strbuf.h"
+#include "core/wire.h"
 #include "record.h"
 #include "state.h"
 #include "tracker.h"
@@ -26,6 +30,31 @@
 #define SETS_MAX       (64u << 20) /* a dead collector's sets are read up to this */
 #define JOURNAL_MAX    (1u << 30)  /* a dead journal is read up to this */
 #define LOG_TAIL       (16u << 20) /* the log's end, for records already written */
+/* A killed collector's held record waits this long here for its rename: the agent that
+ * renamed the file sends the rename again once it has reconnected, which takes up to
+ * its reconnect interval (a second) after this collector started. */
+#define RECOVERED_HOLD_US (RENAME_WINDOW_US + 2000000LL)
+/* How long the origins of a killed collector's records are remembered (and kept in the
+ * journal for the next one): an agent sends again what it has not seen acknowledged at
+ * its next message, which may be its next checkpoint. */
+#define ORIGINS_KEEP_US (600 * 1000000LL)
+#define ORIGINS_MAX     65536
+
+struct remembered {
+    struct origin origin;
+    int64_t until_us;
+};
+
+/* A record a killed collector held for a rename, held here again until its rename comes
+ * (sent again by its agent) or its time is up. */
+struct recovered_line {
+    char *line; /* as journaled, newline included */
+    size_t len;
+    char *path; /* its "path" */
+    struct origin origin;
+    int64_t due_us;
+    unsigned long key;
+};
 
 struct recovery {
     struct state st;
@@ -38,8 +67,21 @@ struct recovery {
     char sets_name[64]; /* the sets in progress here, replaced on every change */
     const void **held;  /* the records journaled and not yet written */
     size_t held_count, held_capacity;
-    bool failed; /* the journal could not be written: said once */
+    struct remembered *origins; /* records killed collectors had journaled */
+    size_t origin_count, origin_capacity;
+    struct recovered_line *lines;
+    size_t line_count, line_capacity;
+    unsigned long next_key;
+    bool journaled; /* written to since the journal was last emptied */
+    bool failed;    /* the journal could not be written: said once */
 };
+
+static int64_t wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 /* ---- reading what is left ---- */
 
@@ -84,11 +126,99 @@ static bool already_written(const char *tail, size_t tail_len, const char *line,
 struct entry {
     char *key, *line; /* into the journal's text */
     size_t line_len;
+    struct origin origin;
     bool written;
 };
 
-/* Writes the records of a dead collector's journal text that it never marked written. */
-static void replay(struct recovery *rc, char *text, size_t len)
+/* "SESSION:SEQ" into *o; false when it is not one. */
+static bool parse_origin(const char *text, size_t len, struct origin *o)
+{
+    const char *colon = memchr(text, ':', len);
+    char *end;
+    if (!colon || colon == text || (size_t)(colon - text) > ORIGIN_SESSION_MAX) return false;
+    long long seq = strtoll(colon + 1, &end, 10);
+    if (end != text + len || seq <= 0) return false;
+    *o = (struct origin){.seq = seq};
+    memcpy(o->session, text, (size_t)(colon - text));
+    return true;
+}
+
+static void grow(void **array, size_t *capacity, size_t count, size_t size)
+{
+    if (count < *capacity) return;
+    size_t grown_capacity = *capacity ? *capacity * 2 : 64;
+    void *grown = realloc(*array, grown_capacity * size);
+    if (!grown) return;
+    *array = grown;
+    *capacity = grown_capacity;
+}
+
+/* A record a killed collector had journaled came from this message: if its agent sends
+ * it again, the record is not made twice. */
+static void remember(struct recovery *rc, const struct origin *o, int64_t now_us)
+{
+    if (!o->seq || rc->origin_count >= ORIGINS_MAX) return;
+    grow((void **)&rc->origins, &rc->origin_capacity, rc->origin_count, sizeof *rc->origins);
+    if (rc->origin_count < rc->origin_capacity)
+        rc->origins[rc->origin_count++] =
+            (struct remembered){.origin = *o, .until_us = now_us + ORIGINS_KEEP_US};
+}
+
+static void journal_write(struct recovery *rc, const char *head, const char *line, size_t len);
+
+static void origin_word(const struct origin *o, char *out, size_t size)
+{
+    if (o->seq)
+        snprintf(out, size, "%s:%lld ", o->session, (long long)o->seq);
+    else
+        out[0] = '\0';
+}
+
+/* The record line of a killed collector, held here for its rename (and journaled, for
+ * the next collector should this one be killed too). */
+static void hold_line(struct recovery *rc, const char *line, size_t len, const struct origin *o,
+                      int64_t now_us)
+{
+    cJSON *record = cJSON_ParseWithLength(line, len);
+    const char *path = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(record, "path"));
+    grow((void **)&rc->lines, &rc->line_capacity, rc->line_count, sizeof *rc->lines);
+    struct recovered_line l = {.line = malloc(len),
+                               .len = len,
+                               .path = path ? strdup(path) : NULL,
+                               .origin = *o,
+                               .due_us = now_us + RECOVERED_HOLD_US,
+                               .key = ++rc->next_key};
+    cJSON_Delete(record);
+    if (rc->line_count == rc->line_capacity || !l.line || !l.path) { /* no memory: now */
+        if (log_write(rc->log, line, len)) state_count(RECOVERED_HELD, 1);
+        free(l.line);
+        free(l.path);
+        return;
+    }
+    memcpy(l.line, line, len);
+    rc->lines[rc->line_count++] = l;
+    char head[96], word[64];
+    origin_word(o, word, sizeof word);
+    snprintf(head, sizeof head, "+r%lu %s", l.key, word);
+    journal_write(rc, head, line, len);
+}
+
+/* Writes recovered line i and forgets it. */
+static void write_line(struct recovery *rc, size_t i, const char *line, size_t len)
+{
+    struct recovered_line *l = &rc->lines[i];
+    if (log_write(rc->log, line, len)) state_count(RECOVERED_HELD, 1);
+    char head[32];
+    snprintf(head, sizeof head, "-r%lu\n", l->key);
+    journal_write(rc, head, NULL, 0);
+    free(l->line);
+    free(l->path);
+    rc->lines[i] = rc->lines[--rc->line_count];
+}
+
+/* Takes over what a dead collector's journal text holds: the records it never marked
+ * written (held here for their renames), and where its records came from. */
+static void replay(struct recovery *rc, char *text, size_t len, int64_t now_us)
 {
     struct entry *entries = NULL;
     size_t count = 0, capacity = 0, tail_len = 0;
@@ -98,31 +228,50 @@ static void replay(struct recovery *rc, char *text, size_t len)
         *nl = '\0';
         char *space = strchr(p, ' ');
         if (*p == '+' && space) {
-            if (count == capacity) {
-                size_t grown_capacity = capacity ? capacity * 2 : 64;
-                struct entry *grown = realloc(entries, grown_capacity * sizeof *grown);
-                if (!grown) break;
-                entries = grown;
-                capacity = grown_capacity;
-            }
+            grow((void **)&entries, &capacity, count, sizeof *entries);
+            if (count == capacity) break;
+            struct entry e = {.key = p + 1};
             *space = '\0';
+            char *record = space + 1, *word_end = strchr(record, ' ');
+            if (*record != '{' && word_end) { /* "+ID SESSION:SEQ RECORD" */
+                if (!parse_origin(record, (size_t)(word_end - record), &e.origin)) continue;
+                record = word_end + 1;
+            }
             *nl = '\n'; /* the record's line, written as it is */
-            entries[count++] = (struct entry){p + 1, space + 1, (size_t)(nl + 1 - space - 1)};
+            e.line = record;
+            e.line_len = (size_t)(nl + 1 - record);
+            entries[count++] = e;
         } else if (*p == '-') {
             for (size_t i = count; i-- > 0;)
                 if (!entries[i].written && !strcmp(entries[i].key, p + 1)) {
                     entries[i].written = true;
                     break;
                 }
+        } else if (*p == '=') { /* an origin it had remembered from another */
+            struct origin o;
+            if (parse_origin(p + 1, strlen(p + 1), &o)) remember(rc, &o, now_us);
         } /* else a line cut short by the kill: nothing to write */
     }
     for (size_t i = 0; i < count; i++) {
         struct entry *e = &entries[i];
+        remember(rc, &e->origin, now_us);
         if (e->written || already_written(tail, tail_len, e->line, e->line_len)) continue;
-        if (log_write(rc->log, e->line, e->line_len)) state_count(RECOVERED_HELD, 1);
+        hold_line(rc, e->line, e->line_len, &e->origin, now_us);
     }
     free(entries);
     free(tail);
+}
+
+/* The remembered origins into the journal, as "=SESSION:SEQ" lines, in one write. */
+static void journal_origins(struct recovery *rc)
+{
+    struct strbuf text = {.limit = (size_t)ORIGINS_MAX * (ORIGIN_SESSION_MAX + 24)};
+    for (size_t i = 0; i < rc->origin_count; i++) {
+        const struct origin *o = &rc->origins[i].origin;
+        sb_addf(&text, "=%s:%lld\n", o->session, (long long)o->seq);
+    }
+    if (text.s && !text.overflow) journal_write(rc, text.s, NULL, 0);
+    free(text.s);
 }
 
 static bool named(const char *name, const char *prefix, const char *suffix)
@@ -139,7 +288,7 @@ static bool journal_name(const char *name)
 /* Replays and removes every journal in the state dir whose collector is gone (no one
  * holds its lock). Another collector starting at the same time may try the same one:
  * whoever locks it first replays it, and the other finds it removed (no links). */
-static void replay_dead_journals(struct recovery *rc)
+static void replay_dead_journals(struct recovery *rc, int64_t now_us)
 {
     int dir_fd = dup(rc->st.dir_fd);
     DIR *dir = dir_fd >= 0 ? fdopendir(dir_fd) : NULL;
@@ -156,7 +305,7 @@ static void replay_dead_journals(struct recovery *rc)
             size_t len;
             size_t size = st.st_size > (off_t)JOURNAL_MAX ? JOURNAL_MAX : (size_t)st.st_size;
             char *text = read_span(fd, 0, size, &len);
-            if (text) replay(rc, text, len);
+            if (text) replay(rc, text, len, now_us);
             free(text);
             unlinkat(rc->st.dir_fd, e->d_name, 0);
         }
@@ -171,6 +320,8 @@ static void journal_write(struct recovery *rc, const char *head, const char *lin
 {
     struct iovec iov[2] = {{(void *)head, strlen(head)}, {(void *)line, len}};
     ssize_t want = (ssize_t)(iov[0].iov_len + len), n;
+    if (rc->journal_fd < 0) return;
+    rc->journaled = true;
     while ((n = writev(rc->journal_fd, iov, line ? 2 : 1)) < 0 && errno == EINTR) {
     }
     if (n != want && !rc->failed) {
@@ -180,7 +331,7 @@ static void journal_write(struct recovery *rc, const char *head, const char *lin
     }
 }
 
-static void on_held(void *ctx, const struct record *r)
+static void on_held(void *ctx, const struct record *r, const struct origin *o)
 {
     struct recovery *rc = ctx;
     if (rc->held_count == rc->held_capacity) {
@@ -191,9 +342,10 @@ static void on_held(void *ctx, const struct record *r)
         rc->held_capacity = capacity;
     }
     size_t len;
-    char *line = record_to_line(r, &len), head[32];
+    char *line = record_to_line(r, &len), head[96], word[64];
     if (!line) return;
-    snprintf(head, sizeof head, "+%lx ", (unsigned long)(uintptr_t)r);
+    origin_word(o, word, sizeof word);
+    snprintf(head, sizeof head, "+%lx %s", (unsigned long)(uintptr_t)r, word);
     journal_write(rc, head, line, len);
     free(line);
     rc->held[rc->held_count++] = r;
@@ -210,8 +362,48 @@ static void on_emitted(void *ctx, const struct record *r)
     char head[32];
     snprintf(head, sizeof head, "-%lx\n", (unsigned long)(uintptr_t)r);
     journal_write(rc, head, NULL, 0);
-    if (rc->held_count == 0 && ftruncate(rc->journal_fd, 0) < 0) { /* O_APPEND: from 0 again */
+}
+
+static bool on_recovered(void *ctx, const struct origin *o)
+{
+    struct recovery *rc = ctx;
+    for (size_t i = rc->origin_count; i-- > 0;)
+        if (rc->origins[i].origin.seq == o->seq &&
+            !strcmp(rc->origins[i].origin.session, o->session))
+            return true;
+    return false;
+}
+
+/* A rename sent again by its agent names a record a killed collector held: it takes the
+ * new name, as it would have there, and is written. */
+static bool on_renamed(void *ctx, const char *from, const char *to)
+{
+    struct recovery *rc = ctx;
+    size_t i = rc->line_count;
+    while (i-- > 0 && strcmp(rc->lines[i].path, from)) {
     }
+    if (i == (size_t)-1) return false;
+    cJSON *old = cJSON_ParseWithLength(rc->lines[i].line, rc->lines[i].len),
+          *record = cJSON_CreateObject();
+    while (old && record && old->child) {
+        cJSON *member = cJSON_DetachItemViaPointer(old, old->child);
+        bool is_path = !strcmp(member->string, "path");
+        cJSON_AddItemToObject(record, member->string, is_path ? cJSON_CreateString(to) : member);
+        if (is_path && !cJSON_GetObjectItemCaseSensitive(old, "written_as"))
+            cJSON_AddItemToObject(record, "written_as", cJSON_CreateString(from));
+        if (is_path) cJSON_Delete(member);
+    }
+    char *text = old && record ? json_print_text(record) : NULL, *line = NULL;
+    cJSON_Delete(old);
+    cJSON_Delete(record);
+    int n = text ? asprintf(&line, "%s\n", text) : -1;
+    if (n > 0)
+        write_line(rc, i, line, (size_t)n);
+    else /* no memory: under the name it had */
+        write_line(rc, i, rc->lines[i].line, rc->lines[i].len);
+    free(text);
+    free(line);
+    return true;
 }
 
 /* ---- sets in progress ---- */
@@ -296,14 +488,29 @@ static void take_over_sets(struct recovery *rc, struct sets *sets)
 
 /* ---- the agent spool ---- */
 
-/* Imports one spool file (fd, named name) if it is meant for socket_path. */
+/* The session a spool file's first packet (its hello) names, into out ("" when none). */
+static void spool_session(struct agent_spool_reader r, char *out, size_t size)
+{
+    const char *packet;
+    size_t len;
+    struct wire_message m;
+    out[0] = '\0';
+    if (!agent_spool_next(&r, &packet, &len) || wire_decode(packet, len, &m) != WIRE_OK) return;
+    if (m.kind == WIRE_HELLO && m.hello.session) snprintf(out, size, "%s", m.hello.session);
+    wire_message_free(&m);
+}
+
+/* Imports one spool file (named name) if it is meant for socket_path: as a connection of
+ * its own, unless its session still has one (a collector that was stopped has not read
+ * that connection to its end yet: the file continues it, when it ends, see
+ * recovery_continue). With into, only a file of into's session, continuing into. */
 static void import_file(struct tracker *t, int dir_fd, const char *name, const char *socket_path,
-                        int64_t now_us)
+                        int64_t now_us, struct tracker_conn *into, const char *into_session)
 {
     int fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     struct stat st;
     size_t len = 0;
-    char *data = NULL;
+    char *data = NULL, session[ORIGIN_SESSION_MAX + 1];
     if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
         st.st_size <= (off_t)AGENT_SPOOL_MAX_FILE)
         data = read_span(fd, 0, (size_t)st.st_size, &len);
@@ -312,20 +519,28 @@ static void import_file(struct tracker *t, int dir_fd, const char *name, const c
     if (!data || len < 8 || memcmp(data, AGENT_SPOOL_MAGIC, 8) != 0) {
         state_count(LOST_SPOOL_FILES, 1); /* left where it is, for a look */
     } else if (agent_spool_open(&r, data, len, socket_path)) {
-        struct tracker_conn *c = tracker_connect(t, strtol(name, NULL, 10));
+        spool_session(r, session, sizeof session);
+        bool mine = into ? !strcmp(session, into_session)
+                         : !session[0] || !tracker_session_open(t, session);
+        struct tracker_conn *c = !mine  ? NULL
+                                 : into ? into
+                                        : tracker_connect(t, strtol(name, NULL, 10));
         const char *packet;
         size_t packet_len;
+        if (into) agent_spool_next(&r, &packet, &packet_len); /* its hello: into has one */
         while (c && agent_spool_next(&r, &packet, &packet_len))
             tracker_message(t, c, packet, packet_len, now_us);
-        if (c) tracker_disconnect(t, c, now_us);
+        if (c && !into) tracker_disconnect(t, c, now_us);
         if (c && unlinkat(dir_fd, name, 0) == 0) state_count(IMPORTED_SPOOL_FILES, 1);
     } /* else another socket's: its own collector takes it */
     free(data);
 }
 
-/* Imports the agent spool files meant for socket_path, each as one connection. The
- * directory must be ours and closed to others, as the agent requires. */
-static void import_spool(struct tracker *t, const char *socket_path, int64_t now_us)
+/* Imports the agent spool files meant for socket_path whose names start with prefix,
+ * each as one connection (or continuing into). The directory must be ours and closed
+ * to others, as the agent requires. */
+static void import_spool(struct tracker *t, const char *socket_path, int64_t now_us,
+                         const char *prefix, struct tracker_conn *into, const char *into_session)
 {
     char path[PATH_MAX];
     if (!agent_spool_dir(socket_path, (unsigned)geteuid(), path, sizeof path)) return;
@@ -337,11 +552,35 @@ static void import_spool(struct tracker *t, const char *socket_path, int64_t now
         dir = fdopendir(dup(dir_fd));
     for (struct dirent *e; dir && (e = readdir(dir));) {
         size_t len = strlen(e->d_name), suffix = strlen(AGENT_SPOOL_SUFFIX);
-        if (len > suffix && !strcmp(e->d_name + len - suffix, AGENT_SPOOL_SUFFIX))
-            import_file(t, dir_fd, e->d_name, socket_path, now_us);
+        if (len > suffix && !strcmp(e->d_name + len - suffix, AGENT_SPOOL_SUFFIX) &&
+            !strncmp(e->d_name, prefix, strlen(prefix)))
+            import_file(t, dir_fd, e->d_name, socket_path, now_us, into, into_session);
     }
     if (dir) closedir(dir);
     close(dir_fd);
+}
+
+void recovery_continue(struct recovery *rc, struct tracker_conn *c, int64_t now_us)
+{
+    long pid;
+    const char *session = rc && rc->tracker ? tracker_unfinished(c, &pid) : NULL;
+    char prefix[32], name[ORIGIN_SESSION_MAX + 1];
+    if (!session) return;
+    snprintf(prefix, sizeof prefix, "%ld-", pid);
+    snprintf(name, sizeof name, "%s", session);
+    import_spool(rc->tracker, rc->socket_path, now_us, prefix, c, name);
+}
+
+void recovery_settle(struct recovery *rc, int64_t now_us)
+{
+    if (!rc || !rc->journaled || rc->held_count || rc->line_count || rc->journal_fd < 0) return;
+    if (ftruncate(rc->journal_fd, 0) < 0) return; /* O_APPEND: from 0 again */
+    size_t kept = 0;
+    for (size_t i = 0; i < rc->origin_count; i++)
+        if (rc->origins[i].until_us > now_us) rc->origins[kept++] = rc->origins[i];
+    rc->origin_count = kept;
+    journal_origins(rc);
+    rc->journaled = false;
 }
 
 /* ---- the collector's life ---- */
@@ -361,7 +600,6 @@ struct recovery *recovery_open(const struct options *o, struct log_writer *log)
         return NULL;
     }
     rc->log = log;
-    replay_dead_journals(rc);
     snprintf(rc->journal_name, sizeof rc->journal_name, JOURNAL_PREFIX "%ld" JOURNAL_SUFFIX,
              (long)getpid());
     snprintf(rc->sets_name, sizeof rc->sets_name, SETS_PREFIX "%ld" SETS_SUFFIX, (long)getpid());
@@ -373,6 +611,10 @@ struct recovery *recovery_open(const struct options *o, struct log_writer *log)
         if (rc->journal_fd >= 0) close(rc->journal_fd);
         rc->journal_fd = -1;
     }
+    /* After this collector's journal is open: what it takes over is journaled there, in
+     * case it is killed too (its own journal is locked, so not taken for a dead one's). */
+    replay_dead_journals(rc, wall_us());
+    journal_origins(rc);
     return rc;
 }
 
@@ -380,7 +622,8 @@ void recovery_attach(struct recovery *rc, struct tracker *t, const char *socket_
                      int64_t now_us)
 {
     if (!rc) return;
-    if (rc->journal_fd >= 0) tracker_set_hold(t, on_held, on_emitted, rc);
+    struct hold_hooks hooks = {on_held, on_emitted, on_recovered, on_renamed, rc};
+    tracker_set_hold(t, &hooks); /* without a journal too: the recovered records' renames */
     if (rc->journal_fd >= 0 && tracker_sets(t)) {
         sets_on_change(tracker_sets(t), save_sets, rc);
         take_over_sets(rc, tracker_sets(t));
@@ -392,16 +635,29 @@ void recovery_attach(struct recovery *rc, struct tracker *t, const char *socket_
 
 int64_t recovery_next_due(const struct recovery *rc)
 {
-    return rc && rc->tracker ? rc->spool_due_us : -1;
+    if (!rc || !rc->tracker) return -1;
+    int64_t due = rc->spool_due_us;
+    for (size_t i = 0; i < rc->line_count; i++)
+        if (rc->lines[i].due_us < due) due = rc->lines[i].due_us;
+    return due;
+}
+
+/* Writes the recovered records whose wait is over (all of them when now_us is -1). */
+static void write_due_lines(struct recovery *rc, int64_t now_us)
+{
+    for (size_t i = rc->line_count; i-- > 0;)
+        if (now_us < 0 || rc->lines[i].due_us <= now_us)
+            write_line(rc, i, rc->lines[i].line, rc->lines[i].len);
 }
 
 void recovery_poll(struct recovery *rc, int64_t now_us)
 {
+    if (rc) write_due_lines(rc, now_us);
     /* Not due yet (a clock set back makes it due at once). */
     if (!rc || !rc->tracker ||
         (now_us < rc->spool_due_us && now_us >= rc->spool_due_us - RECOVERY_SPOOL_POLL_US))
         return;
-    import_spool(rc->tracker, rc->socket_path, now_us);
+    import_spool(rc->tracker, rc->socket_path, now_us, "", NULL, NULL);
     rc->spool_due_us = now_us + RECOVERY_SPOOL_POLL_US;
 }
 
@@ -409,12 +665,15 @@ void recovery_detach(struct recovery *rc, const struct tracker *t)
 {
     if (!rc) return;
     state_count(LOST_AGENT_MESSAGES, tracker_counts(t)->dropped);
+    state_count(RESENT_MESSAGES, tracker_counts(t)->resent);
+    write_due_lines(rc, -1);
     rc->tracker = NULL;
 }
 
 void recovery_close(struct recovery *rc, bool with_stats)
 {
     if (!rc) return;
+    write_due_lines(rc, -1);
     if (rc->journal_fd >= 0) {
         unlinkat(rc->st.dir_fd, rc->journal_name, 0);
         unlinkat(rc->st.dir_fd, rc->sets_name, 0); /* the server judged them as it stopped */
@@ -437,5 +696,7 @@ void recovery_close(struct recovery *rc, bool with_stats)
     }
     state_close(&rc->st);
     free(rc->held);
+    free(rc->origins);
+    free(rc->lines);
     free(rc);
 }

@@ -4,9 +4,13 @@
  * in memory only; a collector killed then would lose them. So each held record is also
  * appended to a journal in the state dir, held-PID.jsonl ("+ID RECORD"), and marked
  * written ("-ID") once it is in the log; the journal is emptied whenever nothing is
- * held. A collector starting with the same state dir writes to its log every record of
- * a dead collector's journal (one whose lock no process holds) not marked written, and
- * removes the journal.
+ * held and every agent has been acknowledged what it sent. A collector starting with the
+ * same state dir takes over every record of a dead collector's journal (one whose lock
+ * no process holds) not marked written: held for a rename its agent sends again, then
+ * written. It also remembers where the dead collector's records came from (an agent's
+ * session and message number, "+ID SESSION:SEQ RECORD"), so that a message sent again
+ * by an agent that was not acknowledged does not make a record twice; those are kept in
+ * its own journal ("=SESSION:SEQ") for ten minutes, for the next collector.
  *
  * Sets in progress (sets.h) are in memory too: each change replaces sets-PID.json in the
  * state dir with them, and a collector starting takes over (restores, then removes) the
@@ -30,6 +34,7 @@
 
 struct recovery;
 struct tracker;
+struct tracker_conn;
 
 /* Opens the state dir (without its lock: several collectors may share a log), writes to
  * log what dead collectors held, and starts this collector's journal. NULL (said on
@@ -45,7 +50,16 @@ void recovery_attach(struct recovery *rc, struct tracker *t, const char *socket_
 #define RECOVERY_SPOOL_POLL_US 1000000
 int64_t recovery_next_due(const struct recovery *rc);
 void recovery_poll(struct recovery *rc, int64_t now_us);
-/* Before t is freed: counts the messages its agents said they lost. */
+/* A connection that ends with files open: its process may have spooled what followed
+ * (it gave up on a collector that was stopped); that is read into c first, so that its
+ * files are finished rather than torn. */
+void recovery_continue(struct recovery *rc, struct tracker_conn *c, int64_t now_us);
+/* After every connection has been acknowledged what was taken from it (tracker.h): the
+ * journal may be emptied when nothing is held, since no agent will send those records'
+ * messages again. */
+void recovery_settle(struct recovery *rc, int64_t now_us);
+/* Before t is freed: counts the messages its agents said they lost, and writes what is
+ * still held from a killed collector. */
 void recovery_detach(struct recovery *rc, const struct tracker *t);
 /* Removes the journal (nothing is held once the server has stopped), writes stats.json
  * when with_stats (no sink writes it), and says what was recovered or lost. */

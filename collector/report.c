@@ -55,7 +55,8 @@ struct checkpoint {
     bool complete;
     char *path, *format, *label;
     unsigned alerts;
-    long set; /* the set row it is folded into, -1: none */
+    long set;      /* the set row it is folded into, -1: none */
+    char *set_dir; /* the directory of the set its path belongs to (set_layouts.h), or NULL */
 };
 
 /* A set record: one row of the checkpoints table, its files' rows folded under it. */
@@ -292,6 +293,8 @@ static void take_checkpoint(struct run *run, const cJSON *rec, double time)
         .label = copy(label),
         .alerts = (unsigned)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(rec, "alerts")),
         .set = -1};
+    struct set_place place;
+    if (path && set_place_of(path, &place)) c->set_dir = place.dir;
     for (int a = 0; a < AXIS_TIME; a++) {
         const cJSON *x = table_key_value(values, axis_names[a]);
         c->x[a] = cJSON_IsNumber(x) ? x->valuedouble : NAN;
@@ -356,13 +359,12 @@ static void take_set(struct run *run, const cJSON *rec, double time)
         .path = copy(member_text(rec, "path")),
         .kind = copy(member_text(rec, "kind")),
         .before = run->nckpts};
-    for (size_t i = run->nckpts; run->set_rows[at].path && i-- > 0;) {
-        struct set_place place;
-        if (run->ckpts[i].set >= 0 || !run->ckpts[i].path ||
-            !set_place_of(run->ckpts[i].path, &place))
-            continue;
-        if (set_dir_is(place.dir, run->set_rows[at].path)) run->ckpts[i].set = (long)at;
-        free(place.dir);
+    /* the table shows the newest REPORT_TABLE_ROWS checkpoints: no older one is folded */
+    size_t oldest = run->nckpts > REPORT_TABLE_ROWS ? run->nckpts - REPORT_TABLE_ROWS : 0;
+    for (size_t i = run->nckpts; run->set_rows[at].path && i-- > oldest;) {
+        struct checkpoint *c = &run->ckpts[i];
+        if (c->set < 0 && c->set_dir && set_dir_is(c->set_dir, run->set_rows[at].path))
+            c->set = (long)at;
     }
 }
 
@@ -1228,6 +1230,7 @@ int cmd_report(int argc, char **argv)
         free(run.ckpts[i].path);
         free(run.ckpts[i].format);
         free(run.ckpts[i].label);
+        free(run.ckpts[i].set_dir);
     }
     for (size_t i = 0; i < run.nalerts; i++) {
         free(run.alerts[i].rule);

@@ -42,6 +42,7 @@
 struct connection {
     int fd; /* -1 once closed, until the array is compacted */
     struct tracker_conn *state;
+    int64_t acked; /* the last seq acknowledged to the agent */
 };
 
 struct server {
@@ -306,6 +307,7 @@ static void accept_all(struct server *s)
 
 static void drop_connection(struct server *s, struct connection *c)
 {
+    recovery_continue(s->cfg->recovery, c->state, now_us());
     tracker_disconnect(s->tracker, c->state, now_us());
     close(c->fd);
     c->fd = -1;
@@ -325,6 +327,30 @@ static bool read_packets(struct server *s, struct connection *c, unsigned limit)
             tracker_message(s->tracker, c->state, s->packet, (size_t)len, now_us());
     }
     return true;
+}
+
+/* Tells each agent what has been taken from it (core/wire.h, "Delivery"): its records
+ * are in the log or the journal by now, unless the log is holding lines for want of
+ * space, which a kill would lose. Once every agent knows, the journal may forget where
+ * its records came from. */
+static void acknowledge(struct server *s)
+{
+    if (log_holding(s->cfg->log)) return;
+    bool all = true;
+    for (size_t i = 0; i < s->conn_count; i++) {
+        struct connection *c = &s->conns[i];
+        int64_t taken = c->fd >= 0 ? tracker_taken(c->state) : 0;
+        if (taken <= c->acked) continue;
+        struct strbuf text = {.limit = 64};
+        struct wire_message ack = {.kind = WIRE_ACK, .seq = taken};
+        if (wire_encode(&ack, &text) &&
+            send(c->fd, text.s, text.len, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)text.len)
+            c->acked = taken;
+        else
+            all = false; /* its buffer is full: again next turn */
+        free(text.s);
+    }
+    if (all) recovery_settle(s->cfg->recovery, now_us());
 }
 
 static void compact_connections(struct server *s)
@@ -396,6 +422,7 @@ static bool serve_once(struct server *s, const sigset_t *wait_mask)
     tracker_parse_adopted(s->tracker, now_us());
     recovery_poll(s->cfg->recovery, now_us());
     tracker_expire(s->tracker, now_us());
+    acknowledge(s);
     return true;
 }
 
@@ -414,6 +441,9 @@ static void drain(struct server *s)
         shutdown(s->conns[i].fd, SHUT_RD);
     for (size_t i = 0; i < s->conn_count; i++)
         if (!read_packets(s, &s->conns[i], 0)) drop_connection(s, &s->conns[i]);
+    /* At once: an agent whose send fails from now on reconnects to the next collector
+     * and sends again what it has not seen acknowledged. */
+    acknowledge(s);
     compact_connections(s);
     tracker_shutdown(s->tracker, now_us());
 }
@@ -492,6 +522,7 @@ int server_run(const struct server_config *cfg)
     } while (serve_once(s, by_signal ? &wait_mask : NULL));
     drain(s);
     report_dropped(s);
+    acknowledge(s); /* everything is written: agents that stay need not send it again */
 
     for (size_t i = 0; i < s->conn_count; i++)
         close(s->conns[i].fd);

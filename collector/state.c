@@ -190,7 +190,8 @@ bool state_write_stats(const struct state *st, const struct collector_stats *s)
         [RECOVERED_HELD] = "held_records_recovered",
         [IMPORTED_SPOOL_FILES] = "agent_spool_files_imported",
         [LOST_AGENT_MESSAGES] = "agent_messages_lost",
-        [LOST_SPOOL_FILES] = "agent_spool_files_unreadable"};
+        [LOST_SPOOL_FILES] = "agent_spool_files_unreadable",
+        [RESENT_MESSAGES] = "agent_messages_resent"};
     cJSON *recovery = cJSON_AddObjectToObject(o, "recovery");
     for (int i = 0; i < RECOVERY_COUNTERS; i++)
         cJSON_AddNumberToObject(recovery, names[i], (double)state_counted(i));

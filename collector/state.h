@@ -58,6 +58,7 @@ enum recovery_counter {
     IMPORTED_SPOOL_FILES, /* agent spool files imported */
     LOST_AGENT_MESSAGES,  /* messages agents said they lost (their hellos' "dropped") */
     LOST_SPOOL_FILES,     /* agent spool files that could not be read */
+    RESENT_MESSAGES,      /* agent messages taken before, skipped when sent again */
     RECOVERY_COUNTERS
 };
 void state_count(enum recovery_counter which, unsigned long n);

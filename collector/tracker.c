@@ -30,8 +30,25 @@ struct open_file {
     struct open_file *next;
 };
 
+/* A process's messages are numbered in its session (core/wire.h, "Delivery"); what the
+ * collector has taken from one outlives its connection, so that a message sent again
+ * on a later one, or found in a spool file, is not taken twice. */
+struct session {
+    char name[ORIGIN_SESSION_MAX + 1];
+    int64_t taken;        /* the highest seq taken */
+    int64_t seen_us;      /* its last message, for forgetting it */
+    unsigned connections; /* open connections naming it */
+    struct session *next;
+};
+/* Sessions no connection names are forgotten after SESSION_KEEP_US once there are more
+ * than SESSIONS_KEPT. */
+#define SESSIONS_KEPT   1024
+#define SESSION_KEEP_US (600 * 1000000LL)
+
 struct tracker_conn {
     struct identity who;
+    struct session *session; /* NULL until a hello names one */
+    int64_t taken;           /* the highest seq taken on this connection */
     /* The agent's --sample and --keys (from its hello), for files the collector parses
      * from disk itself: adopted by a rename, or torn before the agent found anything. */
     struct parse_options parse;
@@ -46,6 +63,7 @@ struct tracker_conn {
 
 struct pending {
     struct record *record;
+    struct origin origin;
     int64_t since_us;
     bool candidate; /* written under no glob's name: written only if a rename names it */
     struct pending *next;
@@ -69,6 +87,7 @@ struct adoption {
     struct report report;
     struct parser *parser; /* with --digest, a tap that also hashes the bytes (digest.h) */
     struct file_id start;  /* the file when its parse began */
+    struct origin origin;
     struct adoption *next;
 };
 
@@ -97,8 +116,10 @@ struct tracker {
     struct sets *sets; /* multi-file checkpoints (sets.h), or NULL */
     int64_t now_us;    /* the time of the message or turn being handled */
     void *unmatched_ctx;
-    hold_fn held, emitted; /* the rename hold's journal (recovery.h), or NULL */
-    void *hold_ctx;
+    struct hold_hooks hold; /* the rename hold's journal (recovery.h); NULL members: none */
+    struct origin origin;   /* of the message being handled */
+    struct session *sessions;
+    size_t session_count;
     struct digester *digester; /* --digest, else NULL */
     struct waiting *waiting;   /* records waiting for their digest, oldest first */
     struct waiting **waiting_end;
@@ -140,11 +161,9 @@ struct sets *tracker_sets(struct tracker *t)
     return t->sets;
 }
 
-void tracker_set_hold(struct tracker *t, hold_fn held, hold_fn emitted, void *ctx)
+void tracker_set_hold(struct tracker *t, const struct hold_hooks *hooks)
 {
-    t->held = held;
-    t->emitted = emitted;
-    t->hold_ctx = ctx;
+    t->hold = *hooks;
 }
 
 bool tracker_set_digests(struct tracker *t)
@@ -174,7 +193,7 @@ static void write_and_free(struct tracker *t, struct record *r)
     record_settle(r);
     t->emit(t->ctx, r);
     sets_note(t->sets, r, t->now_us);
-    if (t->emitted) t->emitted(t->hold_ctx, r);
+    if (t->hold.emitted) t->hold.emitted(t->hold.ctx, r);
     record_free(r);
 }
 
@@ -237,6 +256,7 @@ static void unlink_conn(struct tracker *t, struct tracker_conn *c)
         t->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     free_files(c->files);
+    if (c->session) c->session->connections--;
     identity_free(&c->who);
     free(c->exec_kept);
     free(c->keys.patterns);
@@ -275,6 +295,11 @@ void tracker_free(struct tracker *t)
     digester_free(t->digester);
     free(t->read_buffer);
     sets_free(t->sets);
+    while (t->sessions) {
+        struct session *next = t->sessions->next;
+        free(t->sessions);
+        t->sessions = next;
+    }
     free(t);
 }
 
@@ -390,7 +415,8 @@ static void finish_incomplete(struct tracker *t, const struct tracker_conn *c, s
     free(f);
 }
 
-static void hold_candidate(struct tracker *t, struct record *r, int64_t now_us, bool candidate)
+static void hold_candidate(struct tracker *t, struct record *r, int64_t now_us, bool candidate,
+                           const struct origin *origin)
 {
     struct pending *p = malloc(sizeof *p);
     if (!p) { /* no memory to wait for a rename: write it as it is */
@@ -400,17 +426,29 @@ static void hold_candidate(struct tracker *t, struct record *r, int64_t now_us, 
             emit_and_free(t, r);
         return;
     }
-    *p = (struct pending){.record = r, .since_us = now_us, .candidate = candidate};
+    *p = (struct pending){
+        .record = r, .origin = *origin, .since_us = now_us, .candidate = candidate};
     *t->pending_end = p;
     t->pending_end = &p->next;
     /* A candidate too: its rename may be the next message, and a collector killed before
      * reading it must not lose the save (recovered, it keeps its temporary path). */
-    if (t->held) t->held(t->hold_ctx, r);
+    if (t->hold.held) t->hold.held(t->hold.ctx, r, origin);
 }
 
-static void hold_for_rename(struct tracker *t, struct record *r, int64_t now_us)
+static void hold_for_rename(struct tracker *t, struct record *r, int64_t now_us,
+                            const struct origin *origin)
 {
-    hold_candidate(t, r, now_us, false);
+    hold_candidate(t, r, now_us, false, origin);
+}
+
+/* Whether a killed collector had journaled the record of the message being handled:
+ * its agent sent it again, not knowing. */
+static bool recovered_before(struct tracker *t)
+{
+    if (!t->origin.seq || !t->hold.recovered || !t->hold.recovered(t->hold.ctx, &t->origin))
+        return false;
+    t->counts.resent++;
+    return true;
 }
 
 /* The end of a held record's hold: written, or dropped when it is a candidate no rename
@@ -420,7 +458,7 @@ static void release_pending(struct tracker *t, struct pending **link)
     bool candidate = (*link)->candidate;
     struct record *r = unlink_pending(t, link);
     if (!candidate) return emit_and_free(t, r);
-    if (t->emitted) t->emitted(t->hold_ctx, r); /* done with, unwritten */
+    if (t->hold.emitted) t->hold.emitted(t->hold.ctx, r); /* done with, unwritten */
     record_free(r);
 }
 
@@ -444,13 +482,62 @@ static bool keys_copy(struct key_filter *keys, char *const *patterns, size_t cou
     return true;
 }
 
+/* Forgets sessions no connection names that have been quiet for SESSION_KEEP_US. */
+static void forget_sessions(struct tracker *t, int64_t now_us)
+{
+    for (struct session **p = &t->sessions; *p;) {
+        struct session *s = *p;
+        if (s->connections || now_us - s->seen_us < SESSION_KEEP_US) {
+            p = &s->next;
+            continue;
+        }
+        *p = s->next;
+        free(s);
+        t->session_count--;
+    }
+}
+
+/* A name the journal can hold as a word: letters and digits. */
+static bool session_name_ok(const char *name)
+{
+    size_t n = strspn(name, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
+    return n > 0 && n <= ORIGIN_SESSION_MAX && !name[n];
+}
+
+static struct session *find_session(const struct tracker *t, const char *name)
+{
+    for (struct session *s = t->sessions; s; s = s->next)
+        if (!strcmp(s->name, name)) return s;
+    return NULL;
+}
+
+/* The session called name, one more connection naming it; NULL when the name is not
+ * one or there is no memory. */
+static struct session *session_named(struct tracker *t, const char *name, int64_t now_us)
+{
+    if (!session_name_ok(name)) return NULL;
+    struct session *s = find_session(t, name);
+    if (!s) {
+        if (t->session_count >= SESSIONS_KEPT) forget_sessions(t, now_us);
+        if (!(s = calloc(1, sizeof *s))) return NULL;
+        snprintf(s->name, sizeof s->name, "%s", name);
+        s->next = t->sessions;
+        t->sessions = s;
+        t->session_count++;
+    }
+    s->connections++;
+    s->seen_us = now_us;
+    return s;
+}
+
 static bool on_hello(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
                      int64_t now_us)
 {
-    (void)now_us;
     const struct wire_hello *h = &m->hello;
     const char *run = h->run ? h->run : t->default_run;
     if (h->pid != WIRE_ABSENT) c->who.pid = (long)h->pid;
+    if (h->session && !c->session && !(c->session = session_named(t, h->session, now_us)))
+        return false;
     if (h->sample > 0 && h->sample <= 1) c->parse.sample = h->sample;
     if (h->key_count && (c->keys.patterns || !keys_copy(&c->keys, h->keys, h->key_count)))
         return false; /* keys once per connection */
@@ -482,7 +569,7 @@ static void supersede_held(struct tracker *t, const char *path)
             continue;
         }
         struct record *r = unlink_pending(t, p);
-        if (t->emitted) t->emitted(t->hold_ctx, r); /* done with, unwritten */
+        if (t->hold.emitted) t->hold.emitted(t->hold.ctx, r); /* done with, unwritten */
         record_free(r);
     }
 }
@@ -563,7 +650,10 @@ static bool on_close(struct tracker *t, struct tracker_conn *c, struct wire_mess
               (!d->parsed || record_set_parsed(r, d->parsed));
     if (d->lost_tensors > 0 || d->lost_values > 0) say_lost(r, d);
     free(f);
-    hold_candidate(t, r, now_us, d->candidate);
+    if (recovered_before(t))
+        record_free(r); /* in the log already, or held by the recovery */
+    else
+        hold_candidate(t, r, now_us, d->candidate, &t->origin);
     return ok;
 }
 
@@ -599,7 +689,11 @@ static bool on_rename(struct tracker *t, struct tracker_conn *c, struct wire_mes
     struct pending **match = NULL; /* the newest record closed under that name */
     for (struct pending **p = &t->pending; *p; p = &(*p)->next)
         if (!strcmp((*p)->record->path, from)) match = p;
-    if (!match) return true; /* its window has passed: the record was written as it was */
+    if (!match) { /* its window has passed (the record was written as it was), or a killed
+                   * collector held it and the recovery holds it now */
+        if (t->hold.renamed) t->hold.renamed(t->hold.ctx, from, to);
+        return true;
+    }
     struct record *r = unlink_pending(t, match); /* a candidate renamed is a checkpoint */
     bool ok = rename_record(r, to);
     emit_and_free(t, r);
@@ -620,9 +714,10 @@ static bool on_adopt(struct tracker *t, struct tracker_conn *c, struct wire_mess
                      int64_t now_us)
 {
     const struct wire_rename *r = &m->rename;
+    if (recovered_before(t)) return true;
     struct adoption *a = calloc(1, sizeof *a);
     if (!a) return true; /* no memory: as if the file were gone */
-    *a = (struct adoption){.fd = -1, .parse = c->parse};
+    *a = (struct adoption){.fd = -1, .parse = c->parse, .origin = t->origin};
     a->time_us = r->time_us != WIRE_ABSENT ? r->time_us : now_us;
     report_init(&a->report, &a->keys);
     bool queued = (a->record = record_new(&c->who, r->to)) &&
@@ -663,7 +758,7 @@ static void finish_adoption(struct tracker *t, struct adoption *a, bool read_ok,
         if (read_ok && !file_id_differs(&a->start, &st) && digest_tap_text(a->parser, digest))
             record_set_string(&a->record->digest, digest);
         a->record->time_us = a->time_us;
-        hold_for_rename(t, a->record, now_us);
+        hold_for_rename(t, a->record, now_us, &a->origin);
         a->record = NULL;
     }
     adoption_free(a);
@@ -716,7 +811,7 @@ static void finish_exec(struct tracker *t, struct tracker_conn *c, int64_t now_u
             r->time_us = now_us;
             r->writes = f->record->writes;
             r->seconds = now_us > f->open_us ? (double)(now_us - f->open_us) / 1e6 : 0;
-            hold_for_rename(t, r, now_us);
+            hold_for_rename(t, r, now_us, &(struct origin){0});
         }
         record_free(f->record);
         free(f);
@@ -773,6 +868,20 @@ void tracker_message(struct tracker *t, struct tracker_conn *c, const char *data
     struct wire_message m;
     t->now_us = now_us;
     enum wire_status status = wire_decode(data, len, &m);
+    if (status == WIRE_OK && m.seq) {
+        if (m.seq > c->taken) c->taken = m.seq;
+        if (c->session && m.seq <= c->session->taken) { /* taken before: sent again */
+            t->counts.resent++;
+            return wire_message_free(&m);
+        }
+        if (c->session) {
+            c->session->taken = m.seq;
+            c->session->seen_us = now_us;
+        }
+    }
+    t->origin = (struct origin){.seq = status == WIRE_OK && c->session ? m.seq : 0};
+    if (t->origin.seq) memcpy(t->origin.session, c->session->name, sizeof t->origin.session);
+    if (status == WIRE_OK && !handlers[m.kind]) status = WIRE_UNKNOWN; /* an ack: the agent's */
     if (status == WIRE_OK && !handlers[m.kind](t, c, &m, now_us)) status = WIRE_MALFORMED;
     if (status == WIRE_MALFORMED)
         t->counts.malformed++;
@@ -860,6 +969,23 @@ void tracker_shutdown(struct tracker *t, int64_t now_us)
     emit_pending(t);
     write_digested(t, true, NULL);
     sets_shutdown(t->sets, now_us);
+}
+
+int64_t tracker_taken(const struct tracker_conn *c)
+{
+    return c->taken;
+}
+
+const char *tracker_unfinished(const struct tracker_conn *c, long *pid)
+{
+    *pid = c->who.pid;
+    return c->files && c->session ? c->session->name : NULL;
+}
+
+bool tracker_session_open(const struct tracker *t, const char *session)
+{
+    const struct session *s = find_session(t, session);
+    return s && s->connections;
 }
 
 const struct tracker_counts *tracker_counts(const struct tracker *t)

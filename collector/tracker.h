@@ -28,6 +28,7 @@ struct tracker_counts {
     unsigned long malformed;    /* not JSON, or without the members its kind needs */
     unsigned long unknown_kind; /* a "t" this collector does not know: ignored */
     unsigned long dropped;      /* messages agents lost, as their hellos said */
+    unsigned long resent;       /* messages taken before, skipped when they came again */
 };
 
 struct tracker *tracker_new(record_emit_fn emit, void *ctx);
@@ -51,10 +52,27 @@ void tracker_set_loads(struct tracker *t, load_fn fn, void *ctx);
 bool tracker_set_sets(struct tracker *t, set_emit_fn emit, void *ctx);
 /* The sets tracker_set_sets started (NULL: none). */
 struct sets *tracker_sets(struct tracker *t);
-/* Told when a closed record starts waiting out its rename window (held), and after each
- * record is written (emitted): a collector killed in between must not lose it. */
-typedef void (*hold_fn)(void *ctx, const struct record *r);
-void tracker_set_hold(struct tracker *t, hold_fn held, hold_fn emitted, void *ctx);
+/* Where a record came from: the agent's session and the seq of the message (a close, an
+ * adopt) that finished it (core/wire.h, "Delivery"); seq 0 when not known. */
+#define ORIGIN_SESSION_MAX 32
+struct origin {
+    char session[ORIGIN_SESSION_MAX + 1];
+    int64_t seq;
+};
+/* The rename hold's journal (recovery.h): told when a closed record starts waiting out
+ * its rename window (held), and after each record is written or dropped (emitted): a
+ * collector killed in between must not lose it. Asked whether a killed collector had
+ * already journaled the record a message finishes (recovered: the message came again,
+ * the record is not made twice), and offered a rename that names no record held here
+ * (renamed: true when it was one recovered from a killed collector's journal). */
+struct hold_hooks {
+    void (*held)(void *ctx, const struct record *r, const struct origin *o);
+    void (*emitted)(void *ctx, const struct record *r);
+    bool (*recovered)(void *ctx, const struct origin *o);
+    bool (*renamed)(void *ctx, const char *from, const char *to);
+    void *ctx;
+};
+void tracker_set_hold(struct tracker *t, const struct hold_hooks *hooks);
 /* --digest: every record gets the digest of its file (digester.h), taken after its
  * rename hold, unless the collector hashed the file while parsing it; the record is
  * written once the digest is done. libxxhash must be loaded (digest_load). False when
@@ -71,6 +89,15 @@ struct tracker_conn *tracker_connect(struct tracker *t, long peer_pid);
 /* One packet from a connection. */
 void tracker_message(struct tracker *t, struct tracker_conn *c, const char *data, size_t len,
                      int64_t now_us);
+/* The highest seq taken from c, which the collector acknowledges (0: none). Taking a
+ * message writes whatever record it finishes (to the log, or the journal while it is
+ * held); a file still open is the agent's to send again (core/wire.h, "Delivery"). */
+int64_t tracker_taken(const struct tracker_conn *c);
+/* c's session when it has files open (a spool file of its process may continue them),
+ * else NULL; *pid set. */
+const char *tracker_unfinished(const struct tracker_conn *c, long *pid);
+/* Whether a connection of this session is still open. */
+bool tracker_session_open(const struct tracker *t, const char *session);
 /* The connection ended: its open files become incomplete records. Frees c. */
 void tracker_disconnect(struct tracker *t, struct tracker_conn *c, int64_t now_us);
 

@@ -25,6 +25,7 @@ static const char *const kind_names[WIRE_KINDS] = {
     [WIRE_UNMATCHED] = "unmatched",
     [WIRE_VERIFIED] = "verified",
     [WIRE_LOAD] = "load",
+    [WIRE_ACK] = "ack",
 };
 
 const char *wire_kind_name(enum wire_kind kind)
@@ -103,6 +104,7 @@ static void encode_hello(const struct wire_message *m, struct strbuf *b)
     put_string(b, "host", h->host);
     put_string(b, "job", h->job);
     put_string(b, "run", h->run);
+    put_string(b, "session", h->session);
     put_int(b, "rank", h->rank);
     put_int(b, "local_rank", h->local_rank);
     put_int(b, "world_size", h->world_size);
@@ -248,6 +250,7 @@ static bool decode_hello(const cJSON *msg, struct wire_message *m)
         .host = get_string(msg, "host"),
         .job = get_string(msg, "job"),
         .run = get_string(msg, "run"),
+        .session = get_string(msg, "session"),
         .rank = get_int(msg, "rank"),
         .local_rank = get_int(msg, "local_rank"),
         .world_size = get_int(msg, "world_size"),
@@ -397,6 +400,7 @@ static const struct {
     [WIRE_UNMATCHED] = {encode_unmatched, decode_unmatched},
     [WIRE_VERIFIED] = {encode_verified, decode_verified},
     [WIRE_LOAD] = {encode_load, decode_load},
+    [WIRE_ACK] = {encode_nothing, decode_nothing},
 };
 
 bool wire_encode(const struct wire_message *m, struct strbuf *out)
@@ -405,6 +409,7 @@ bool wire_encode(const struct wire_message *m, struct strbuf *out)
     locale_t previous = json_c_locale_enter();
     sb_addf(out, "{\"t\":\"%s\"", kind_names[m->kind]);
     codecs[m->kind].encode(m, out);
+    if (m->seq > 0) put_int(out, "seq", m->seq);
     sb_add(out, "}", 1);
     json_c_locale_leave(previous);
     return !out->overflow && out->s;
@@ -419,6 +424,9 @@ enum wire_status wire_decode(const char *data, size_t len, struct wire_message *
         if (!strcmp(kind, kind_names[k])) {
             m->kind = (enum wire_kind)k;
             status = codecs[k].decode(m->tree, m) ? WIRE_OK : WIRE_MALFORMED;
+            int64_t seq = get_int(m->tree, "seq");
+            m->seq = seq > 0 ? seq : 0;
+            if (k == WIRE_ACK && !m->seq) status = WIRE_MALFORMED;
             break;
         }
     if (status != WIRE_OK) wire_message_free(m);

@@ -13,7 +13,9 @@
  *                                              sample and keys (CKMON_SAMPLE, CKMON_KEYS)
  *                                              for the files the collector parses itself
  *                                              "dropped":N when N messages were lost (no
- *                                              collector, queue full) since the last hello
+ *                                              collector, queue full) since the last hello;
+ *                                              "session":"<16 hex>", the process's own
+ *                                              random name, when its messages are numbered
  *   open    {"t":"open","id":7,"path":"/abs/x.pt","time_us":1700000000123456}
  *   data    {"t":"data","id":7,"bytes":4096,"writes":3,"format":"pickle",
  *            "values":{...},"tensors":[...],"errors":[...]}
@@ -66,6 +68,17 @@
  *                                              collector can tell whether it is still what
  *                                              its record describes
  *
+ * Delivery (docs/security.md, "Collector killed"): every message but the hello carries
+ * "seq":N, numbered from 1 in the order the process queued them. The collector answers
+ * on the same connection with
+ *   ack     {"t":"ack","seq":N}               every message up to N is in the log or the
+ *                                              state dir's journal, or needs no record
+ * and the agent keeps what is not acknowledged (bounded), sends it again, in order, on
+ * its next connection (to a new collector), or spools it at exit. A collector skips a
+ * message whose seq it has already taken from the same session (a connection that
+ * broke, or a spool file written while the collector was stopped), and drops the record
+ * of a close (or adopt) that a killed collector had already journaled.
+ *
  * A file still open when its connection ends is torn: the collector writes its record
  * with "complete": false and the size on disk, and when the agent had found nothing in
  * it yet, parses what is on disk itself (up to 256 MiB).
@@ -108,6 +121,7 @@ enum wire_kind {
     WIRE_UNMATCHED,
     WIRE_VERIFIED,
     WIRE_LOAD,
+    WIRE_ACK,
     WIRE_KINDS
 };
 
@@ -115,6 +129,7 @@ struct wire_hello {
     int64_t pid;
     const char *program, *host, *job;
     const char *run;                      /* NULL: not known, not sent */
+    const char *session;                  /* NULL: messages not numbered */
     int64_t rank, local_rank, world_size; /* WIRE_ABSENT unless the launcher set them */
     double sample;                        /* NaN: not sent */
     int64_t dropped;                      /* sent only when above 0 */
@@ -180,6 +195,7 @@ struct wire_load {
 
 struct wire_message {
     enum wire_kind kind;
+    int64_t seq; /* 0: none (a hello, an agent that does not number its messages) */
     union {
         struct wire_hello hello;
         struct wire_open open;
@@ -190,7 +206,7 @@ struct wire_message {
         struct wire_unmatched unmatched;
         struct wire_verified verified;
         struct wire_load load;
-        /* WIRE_EXEC_FAILED: no members */
+        /* WIRE_EXEC_FAILED, WIRE_ACK: no members but seq */
     };
     /* A decoded message's own: the parsed packet and the list its keys, kept or paths point
      * to, which its other pointers lead into (wire_message_free). */

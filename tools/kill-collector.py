@@ -6,7 +6,8 @@ renamed into place, 20 ms apart) under a bare LD_PRELOAD; the collector is kille
 SIGKILL KILLS times, each 60 records after its last start, and started again on the same
 log, state dir and socket. Prints, per run, the records in the log (each checkpoint once,
 under its final name, is a kept record) and the names missing. docs/security.md quotes
-the figure ("Collector killed"). Not a test: where a kill lands decides what is in flight.
+the figure ("Collector killed"). tests/e2e/test_collector_kill.py runs the same scenario (with
+the collector frozen before each kill) in `make test`; this tool runs it many times.
 
 Usage: tools/kill-collector.py [RUNS [KILLS]]      (after make; uses build/)
 """

@@ -6,11 +6,15 @@ SIGKILL then, it used to lose them; now each is in a journal in the state dir, a
 next collector on the same log and state dir writes those not marked written. An agent
 that reaches no collector at exit leaves its queue in the agent spool beside the socket;
 the next collector on that socket imports it. Each record must arrive exactly once, under
-its final name, with what its writer saved.
+its final name, with what its writer saved. And what agents had sent to a collector that
+was killed before it took it (in its socket buffer, unread) is sent again by the agents,
+which keep what the collector has not acknowledged.
 """
 import json
 import signal
+import socket
 import subprocess
+import time
 
 from ckmon_helpers import AGENT, PYTHON, ckmon_args, clean_env, read_log
 from sink_servers import wait_for
@@ -34,14 +38,30 @@ def start_collector(work):
     p = subprocess.Popen(ckmon_args("collect", "--socket", work / "c.sock", "--log",
                                     work / "ckmon.jsonl"),
                          cwd=work, env=clean_env(), stderr=subprocess.PIPE, text=True)
-    wait_for("the collector's socket", lambda: (work / "c.sock").exists() or p.poll() is not None)
+    wait_for("the collector's socket", lambda: listening(work / "c.sock") or p.poll() is not None)
     assert p.poll() is None, p.stderr.read()
     return p
 
 
+def listening(path):
+    """Whether the socket takes connections: bind makes the file before listen() is
+    called, and a collector stopped in between would refuse every agent."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        try:
+            s.connect(str(path))
+            return True
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False
+
+
+def lines_written(log):
+    """Whole lines in the log: one being appended may be read half written."""
+    return log.read_bytes().count(b"\n") if log.exists() else 0
+
+
 def stop_collector(p, work):
     """After the records are all in the log (this also knows the collector is serving)."""
-    wait_for("every record", lambda: len(read_log(work / "ckmon.jsonl")) >= SAVES)
+    wait_for("every record", lambda: lines_written(work / "ckmon.jsonl") >= SAVES)
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
@@ -85,7 +105,7 @@ def test_records_held_for_a_rename_survive_a_kill(work):
         # ... but not until it has handled them all (a save under a temporary name is
         # several messages: open, data, close, rename)
         wait_for("the collector to take every save", lambda: held_in_journal(
-            work / "ckmon.jsonl.state") + len(read_log(work / "ckmon.jsonl")) >= SAVES)
+            work / "ckmon.jsonl.state") + lines_written(work / "ckmon.jsonl") >= SAVES)
         collector.send_signal(signal.SIGSTOP)  # its records wait out their second: freeze it
         held = held_in_journal(work / "ckmon.jsonl.state")
         written = len(read_log(work / "ckmon.jsonl"))
@@ -138,3 +158,68 @@ def test_a_stopped_collector_imports_what_agents_spooled_meanwhile(work):
     check_records(work)
     assert "and 1 agent spool file(s)" in err
     assert not list((work / "ckmon-agent-spool-0").glob("*.spool"))
+
+
+KILL_WRITERS, KILL_SAVES = 4, 100
+
+KILL_WRITER = f"""
+import os, pickle, sys, time
+k = int(sys.argv[1])
+for i in range({KILL_SAVES}):
+    final = f"ck_{{k}}_{{i}}.pkl"
+    tmp = final + ".tmp" if i % 2 else final
+    with open(tmp, "wb") as f:
+        pickle.dump({{"writer": k, "i": i}}, f)
+    if tmp != final:
+        os.replace(tmp, final)
+    time.sleep(0.02)
+"""
+
+
+def test_a_collector_killed_twice_mid_stream_loses_nothing(work):
+    """docs/security.md, "Collector killed": four processes save 100 pickles each (every
+    other one renamed into place); the collector is killed with SIGKILL twice while they
+    write, each time once it has written 60 more records and then sat frozen for 0.3 s
+    (so that the agents' messages wait unread in its socket, which the kill loses), and
+    started again on the same log, state dir and socket. Every save is in the log once,
+    under its final name, with its values."""
+    log = work / "ckmon.jsonl"
+    (work / "writer.py").write_text(KILL_WRITER)
+    collector = start_collector(work)
+    env = clean_env(LD_PRELOAD=AGENT, CKMON_SOCKET=work / "c.sock", CKMON_PATHS="*.pkl")
+    writers = [subprocess.Popen([PYTHON, "writer.py", str(k)], cwd=work, env=env,
+                                stderr=subprocess.PIPE, text=True)
+               for k in range(KILL_WRITERS)]
+    try:
+        for _ in range(2):
+            threshold = lines_written(log) + 60
+            while lines_written(log) < threshold and any(w.poll() is None for w in writers):
+                time.sleep(0.005)
+            collector.send_signal(signal.SIGSTOP)
+            time.sleep(0.3)
+            collector.send_signal(signal.SIGKILL)
+            collector.communicate()
+            collector = start_collector(work)
+        for w in writers:
+            _, err = w.communicate(timeout=120)
+            assert w.returncode == 0, err
+        total = KILL_WRITERS * KILL_SAVES
+        wait_for("every record", lambda: lines_written(log) >= total)
+        collector.send_signal(signal.SIGTERM)
+        _, err = collector.communicate(timeout=60)
+        assert collector.returncode == 0, err
+    finally:
+        for p in [collector, *writers]:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    records = read_log(log)
+    names = sorted(r["path"].rsplit("/", 1)[1] for r in records)
+    assert names == sorted(f"ck_{k}_{i}.pkl" for k in range(KILL_WRITERS)
+                           for i in range(KILL_SAVES))  # every one, once, by its final name
+    for r in records:
+        k, i = map(int, r["path"].rsplit("/", 1)[1][3:-4].split("_"))
+        assert r["values"] == {"writer": k, "i": i} and r["complete"], r
+        assert ("written_as" in r) == (i % 2 == 1), r
+    stats = json.loads((work / "ckmon.jsonl.state" / "stats.json").read_text())
+    assert stats["recovery"]["agent_messages_lost"] == 0

@@ -8,7 +8,7 @@
 # `make regress` links the same entry points with regress_main.c using the ordinary
 # compiler and replays the seeds and every crash once found (tests/fuzz/regressions/).
 
-FUZZ_FORMATS ?= pickle json safetensors npy gguf torch torch_legacy npz joblib
+FUZZ_FORMATS ?= pickle json safetensors npy gguf torch torch_legacy npz joblib distcp
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := $(addprefix parser_,$(FUZZ_FORMATS)) wire
 FUZZ_DRIVER  ?= tests/fuzz/regress_main.c

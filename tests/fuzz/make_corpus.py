@@ -2,7 +2,7 @@
 """make_corpus.py — writes the fuzzers' seed corpus: small real files of every format.
 
 Seeds come from the real writers (pickle, json, numpy.save and savez, torch.save in
-both its formats) and, for safetensors and GGUF (no writer library in Debian), from the layouts in
+both its formats and back to back as in DCP's .distcp) and, for safetensors and GGUF (no writer library in Debian), from the layouts in
 their specifications. Wire seeds are agent message sequences as core/wire.h describes
 them, packets separated by NUL ('#' switches to the other connection). Small on purpose:
 libFuzzer mutates them, and `make regress` replays them on every `make test`.
@@ -117,6 +117,21 @@ def torches():
     return out
 
 
+def distcps():
+    """PyTorch DCP data files: torch.save archives back to back (tests/e2e/dcp_writer.py's
+    layout), one with a raw byte item between them, one cut inside its second archive."""
+    import torch
+    items = []
+    for obj in (100, torch.arange(12.0).reshape(3, 4), {"m": torch.ones(5), "k": 2}):
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        items.append(buf.getvalue())
+    whole = b"".join(items)
+    return {"items.distcp": whole,
+            "raw_item.distcp": items[0] + b"\x00raw planner bytes" + items[1],
+            "cut.distcp": whole[:len(items[0]) + len(items[1]) // 2]}
+
+
 def npzs():
     out = {}
     for name, save in [("plain.npz", np.savez), ("compressed.npz", np.savez_compressed)]:
@@ -189,7 +204,8 @@ def main():
                           ("parser_gguf", gguf()), ("parser_torch", torches()),
                           ("parser_torch_legacy", {k: v for k, v in torches().items()
                                                    if k == "legacy.pt"}),
-                          ("parser_npz", npzs()), ("wire", wire())]:
+                          ("parser_npz", npzs()), ("parser_distcp", distcps()),
+                          ("wire", wire())]:
         (root / target).mkdir(parents=True, exist_ok=True)
         for name, content in files.items():
             (root / target / name).write_bytes(content)

@@ -518,6 +518,50 @@ static void test_malformed_and_unknown(void **state)
     assert_int_equal(decode("{\"t\":\"Open\",\"id\":1,\"path\":\"/a\"}", &m), WIRE_UNKNOWN);
 }
 
+/* Delivery: numbered messages, the session in the hello, and the collector's ack. */
+static void test_numbers_and_acks(void **state)
+{
+    struct wire_message m = {.kind = WIRE_OPEN,
+                             .seq = 41,
+                             .open = {.id = 7, .path = "/abs/x.pt", .time_us = WIRE_ABSENT}},
+                        out;
+    char *text = round_trip(&m, &out);
+    assert_string_equal(text, "{\"t\":\"open\",\"id\":7,\"path\":\"/abs/x.pt\",\"seq\":41}");
+    assert_int_equal(out.seq, 41);
+    wire_message_free(&out);
+    free(text);
+
+    m = (struct wire_message){.kind = WIRE_HELLO,
+                              .hello = {.pid = 1,
+                                        .session = "0123456789abcdef",
+                                        .rank = WIRE_ABSENT,
+                                        .local_rank = WIRE_ABSENT,
+                                        .world_size = WIRE_ABSENT,
+                                        .sample = NAN}};
+    text = round_trip(&m, &out);
+    assert_string_equal(text, "{\"t\":\"hello\",\"pid\":1,\"session\":\"0123456789abcdef\","
+                              "\"keys\":[]}");
+    assert_string_equal(out.hello.session, "0123456789abcdef");
+    assert_int_equal(out.seq, 0);
+    wire_message_free(&out);
+    free(text);
+
+    m = (struct wire_message){.kind = WIRE_ACK, .seq = 9000000000LL};
+    text = round_trip(&m, &out);
+    assert_string_equal(text, "{\"t\":\"ack\",\"seq\":9000000000}");
+    assert_int_equal(out.seq, 9000000000LL);
+    wire_message_free(&out);
+    free(text);
+
+    /* An ack must say how far; a number that is not one is no number. */
+    assert_int_equal(decode("{\"t\":\"ack\"}", &out), WIRE_MALFORMED);
+    assert_int_equal(decode("{\"t\":\"ack\",\"seq\":-3}", &out), WIRE_MALFORMED);
+    assert_int_equal(decode("{\"t\":\"rename\",\"from\":\"/a\",\"to\":\"/b\",\"seq\":\"5\"}", &out),
+                     WIRE_OK);
+    assert_int_equal(out.seq, 0);
+    wire_message_free(&out);
+}
+
 /* A message over the buffer's limit is refused whole, not cut. */
 static void test_encode_refuses_oversized(void **state)
 {
@@ -552,6 +596,7 @@ int main(void)
         cmocka_unit_test(test_decode_documented_packets),
         cmocka_unit_test(test_malformed_and_unknown),
         cmocka_unit_test(test_encode_refuses_oversized),
+        cmocka_unit_test(test_numbers_and_acks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

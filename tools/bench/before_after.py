@@ -191,8 +191,9 @@ STEPS = [step_control, step_saves, step_many_tensors, step_writes, step_inspect,
 
 def main():
     args = sys.argv[1:]
-    if args[:1] == ["--table"]:  # the table from the last line a (maybe interrupted) run printed
-        last = json.loads(Path(args[1]).read_text().strip().splitlines()[-1])
+    if args[:1] == ["--table"]:  # the table of the last round a (maybe interrupted) run printed
+        last = json.loads([line for line in Path(args[1]).read_text().splitlines()
+                           if line.startswith("{")][-1])
         return report(last["builds"], last["results"], last["instructions"], last["rounds"])
     rounds = 9
     if args[:1] == ["--rounds"]:
