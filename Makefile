@@ -59,6 +59,9 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
+# HDF5's headers for its reader (collector/hdf5.c), which loads libhdf5 with dlopen.
+$(BUILD)/obj/collector/hdf5.o: CPPFLAGS += $(shell pkg-config --cflags hdf5)
+
 $(AGENT_SO): $(call obj,$(CORE_SRC) $(AGENT_SRC)) agent/exports.map
 	$(CC) -shared $(LDFLAGS) -Wl,--version-script=agent/exports.map -Wl,-z,defs -o $@ \
 	    $(call obj,$(CORE_SRC) $(AGENT_SRC)) $(LDLIBS_AGENT)

@@ -115,5 +115,7 @@ void config_load(void)
 
 bool config_is_checkpoint(const char *abs_path)
 {
-    return paths_match(agent_config.path_globs, agent_config.path_glob_count, abs_path);
+    /* the quick test first: most files created are no checkpoint, and fail it */
+    return paths_may_match(&agent_config.path_hints, abs_path) &&
+           paths_match(agent_config.path_globs, agent_config.path_glob_count, abs_path);
 }

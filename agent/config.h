@@ -26,7 +26,7 @@ struct agent_config {
     char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     char **path_globs;
     size_t path_glob_count;
-    struct glob_hints path_hints; /* the quick test of opens for reading (loads.h) */
+    struct glob_hints path_hints; /* the quick test of paths (loads.h, config_is_checkpoint) */
     struct key_filter keys;
     struct parse_options parse;
     double budget_percent; /* 0: no budget (an explicit sample was given) */

@@ -41,7 +41,10 @@ static bool initialized;
 static pid_t agent_pid; /* the process whose files the tables describe */
 static unsigned long long next_id;
 static unsigned long long candidates; /* of the ids: files followed for their bytes only */
-static struct tracked *live;          /* every tracked file, under the fd table lock */
+/* Set once a stream was opened on a file no glob matched: until then stdio writes need
+ * not look for an undecided descriptor (tracked_enter_stream_write). */
+static bool undecided_streams;
+static struct tracked *live; /* every tracked file, under the fd table lock */
 
 /* Paths closed in the last RENAME_WINDOW_US, so that a rename right after close reaches
  * the collector. */
@@ -332,6 +335,8 @@ void tracked_opened_stream(FILE *stream, const char *path, const char *mode)
     struct tracked *t =
         maybe_track(fileno(stream), AT_FDCWD, path, strchr(mode, 'a'), strpbrk(mode, "wx") != NULL);
     if (t) t->stream = stream;
+    if (!t && fd_is_undecided(fileno(stream)))
+        __atomic_store_n(&undecided_streams, true, __ATOMIC_RELAXED);
     agent_busy = false;
     errno = saved;
 }
@@ -405,6 +410,10 @@ static __thread FILE *entered_stream __attribute__((tls_model("initial-exec")));
 
 struct tracked *tracked_enter_stream(FILE *stream)
 {
+    /* Text, a seek, a flush: a stream whose file is undecided is no checkpoint's copy,
+     * which fwrite alone writes from its first byte (tracked_enter_stream_write). */
+    if (__builtin_expect(__atomic_load_n(&undecided_streams, __ATOMIC_RELAXED), 0) && stream)
+        fdtable_decided(fileno(stream));
     if (__builtin_expect(__atomic_load_n(&fd_tracked_count, __ATOMIC_RELAXED) == 0, 1) ||
         agent_busy || !stream || !fd_is_tracked(fileno(stream)))
         return NULL;
@@ -424,6 +433,25 @@ struct tracked *tracked_enter_stream(FILE *stream)
     return t;
 }
 
+struct tracked *tracked_enter_stream_write(FILE *stream, const void *head, size_t n)
+{
+    if (__builtin_expect(!__atomic_load_n(&undecided_streams, __ATOMIC_RELAXED), 1) || !stream ||
+        agent_busy || !fd_is_undecided(fileno(stream)))
+        return tracked_enter_stream(stream);
+    /* The FILE lock first, as tracked_enter_stream takes it. The bytes stdio has not
+     * flushed yet are not on disk, so the descriptor's position is the stream's only
+     * before its first write: the one that decides. */
+    flockfile(stream);
+    struct tracked *t = tracked_decide(fileno(stream), AT_POSITION, head, n);
+    if (t) {
+        t->stream = stream;
+        entered_stream = stream;
+    } else {
+        funlockfile(stream);
+    }
+    return t;
+}
+
 void tracked_leave(struct tracked *t)
 {
     int saved = errno;
@@ -440,7 +468,7 @@ void tracked_leave(struct tracked *t)
 /* Feeds bytes that landed at offset, keeping the parser's view in file order. */
 static void feed_at(struct tracked *t, unsigned long long offset, const void *buf, size_t n)
 {
-    if (t->reread || n == 0) return;
+    if (t->reread || n == 0 || t->parser->on_disk) return; /* HDF5: the collector reads it */
     unsigned long long end = offset + n;
     if (offset > t->streamed || (offset < t->streamed && !t->parser->tolerates_rewrites)) {
         t->reread = true; /* a gap, or bytes the parser already took were changed */
@@ -615,7 +643,8 @@ static void finalize(struct tracked *t, int fd)
         size = st.st_size;
     const char *format;
     bool complete;
-    bool reread = t->reread || (size >= 0 && (unsigned long long)size != t->streamed);
+    bool reread = !t->parser->on_disk &&
+                  (t->reread || (size >= 0 && (unsigned long long)size != t->streamed));
     if (reread) {
         complete = reparse(t, fd, &format);
     } else {

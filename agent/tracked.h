@@ -77,6 +77,10 @@ static inline struct tracked *tracked_enter(int fd)
     return tracked_enter_slow(fd);
 }
 struct tracked *tracked_enter_stream(FILE *stream);
+/* The same for a write of the bytes head, n through stdio: a stream whose file no glob
+ * matched (fopen of a temporary name) is decided by its first such write, as
+ * tracked_decide decides a descriptor's. */
+struct tracked *tracked_enter_stream_write(FILE *stream, const void *head, size_t n);
 /* The first write to an undecided descriptor (FD_UNDECIDED): the file entered, as by
  * tracked_enter, when its first bytes (head, n, landing at offset) say it is a checkpoint;
  * otherwise NULL, and the descriptor takes the fast path from now on. */

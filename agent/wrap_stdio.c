@@ -21,7 +21,7 @@
 #define FWRITE_WRAPPER(name)                                                                       \
     EXPORT size_t name(const void *ptr, size_t size, size_t nmemb, FILE *stream)                   \
     {                                                                                              \
-        struct tracked *t = tracked_enter_stream(stream);                                          \
+        struct tracked *t = tracked_enter_stream_write(stream, ptr, size * nmemb);                 \
         if (!t) return REAL(name)(ptr, size, nmemb, stream);                                       \
         size_t items = REAL(name)(ptr, size, nmemb, stream);                                       \
         tracked_wrote(t, AT_POSITION, ptr, (ssize_t)(items * size));                               \

@@ -41,6 +41,8 @@ struct alerting {
     char *unmatched[UNMATCHED_KEPT];
     size_t unmatched_count;
     unsigned long unmatched_more;
+    unsigned long loads;
+    char *first_load; /* what the summary says of the run's first load */
 };
 
 struct alerting *alerting_new(const struct alerting_setup *setup)
@@ -203,6 +205,21 @@ void alerting_unmatched_fn(void *ctx, const char *path)
         a->unmatched_more++;
 }
 
+void alerting_load(struct alerting *a, const cJSON *load)
+{
+    if (a->loads++) return;
+    const cJSON *written = cJSON_GetObjectItemCaseSensitive(load, "written");
+    const cJSON *unchanged = cJSON_GetObjectItemCaseSensitive(load, "unchanged");
+    const char *path = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(load, "path"));
+    const char *job = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(written, "job"));
+    const char *time = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(written, "time"));
+    int n = !path         ? -1
+            : job && time ? asprintf(&a->first_load, "%s, written by %s at %s%s", path, job, time,
+                                     cJSON_IsFalse(unchanged) ? ", CHANGED since" : "")
+                          : asprintf(&a->first_load, "%s, which no record in the log wrote", path);
+    if (n < 0) a->first_load = NULL;
+}
+
 static void print_summary(const struct alerting *a)
 {
     fprintf(stderr, "ckmon: %lu checkpoint%s", a->checkpoints, a->checkpoints == 1 ? "" : "s");
@@ -230,6 +247,9 @@ static void print_summary(const struct alerting *a)
                 a->unmatched[i]);
     }
     if (shown && more) fprintf(stderr, " and %lu more", more);
+    if (a->loads)
+        fprintf(stderr, "; %lu load%s%s%s", a->loads, a->loads == 1 ? "" : "s",
+                a->first_load ? ", the first " : "", a->first_load ? a->first_load : "");
     fprintf(stderr, "\n");
 }
 
@@ -252,5 +272,6 @@ void alerting_free(struct alerting *a)
     free(a->by_rule);
     for (size_t i = 0; i < a->unmatched_count; i++)
         free(a->unmatched[i]);
+    free(a->first_load);
     free(a);
 }

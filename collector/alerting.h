@@ -41,6 +41,8 @@ bool alerting_set(struct alerting *a, struct log_writer *log, const cJSON *set, 
 /* A program wrote path, which matched no checkpoint glob (for the summary); as a
  * tracker's unmatched_fn, ctx is the alerting. */
 void alerting_unmatched_fn(void *ctx, const char *path);
+/* A load record was written (lineage.h): counted, and the first one named, in the summary. */
+void alerting_load(struct alerting *a, const cJSON *load);
 /* Prints the summary (when asked), lets the --on-alert commands finish, frees a.
  * Returns whether an alert of a --fail-on rule fired. */
 bool alerting_finish(struct alerting *a);

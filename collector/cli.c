@@ -60,8 +60,8 @@ static const char main_help[] =
     "                         matches GLOB (fnmatch, '*' crosses '/'), at open or\n"               \
     "                         after a rename; repeatable. Default: *.pt *.pth\n"                   \
     "                         *.ckpt *.safetensors *.npy *.npz *.pkl *.pickle\n"                   \
-    "                         *.gguf, and *.json *.bin inside a directory whose\n"                 \
-    "                         name contains 'checkpoint' or 'ckpt'\n"
+    "                         *.joblib *.gguf *.h5 *.hdf5, and *.json *.bin inside\n"              \
+    "                         a directory whose name contains 'checkpoint' or 'ckpt'\n"
 
 #define KEYS_HELP                                                                                  \
     "      --keys PATTERN     only report values and tensors whose name matches\n"                 \

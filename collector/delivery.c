@@ -388,7 +388,7 @@ static bool deliver(struct sink_state *s, size_t lines, size_t bytes)
     bool ok = texts && lens && records;
     for (const char *p = s->buf, *end = s->buf + bytes; ok && p < end;) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
-        cJSON *record = cJSON_ParseWithLength(p, (size_t)(nl - p));
+        cJSON *record = json_parse_record_line(p, (size_t)(nl - p));
         if (cJSON_IsObject(record)) {
             texts[batch.count] = p;
             lens[batch.count] = (size_t)(nl + 1 - p);

@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "core/jsontext.h"
 #include "metrics.h"
 
 struct entry {
@@ -172,7 +173,7 @@ static void keep_checkpoint(struct latest *l, const cJSON *record)
 
 void latest_add_line(struct latest *l, const char *line, size_t len)
 {
-    cJSON *record = cJSON_ParseWithLength(line, len);
+    cJSON *record = json_parse_record_line(line, len);
     const cJSON *event = cJSON_GetObjectItemCaseSensitive(record, "event");
     struct strbuf counter = {.limit = 4096};
     pthread_mutex_lock(&l->lock);

@@ -14,15 +14,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "digest.h"
 #include "metrics.h"
 #include "segments.h"
 
 #define UNCHANGED_SLACK_US 1000000LL /* mtime vs close time, as `ckmon verify` allows */
+/* A file whose size and time agree with a record that has a digest is hashed again up to
+ * this size (from the page cache: the program is reading it), on the collector's loop. */
+#define LOAD_DIGEST_MAX_BYTES (256LL << 20)
 
 struct written {
-    cJSON *summary;  /* the load record's "written": time, job, run, host, pid */
-    int64_t time_us; /* when the file was closed */
-    double bytes;    /* -1: the record had none */
+    cJSON *summary;                /* the load record's "written": time, job, run, host, pid */
+    int64_t time_us;               /* when the file was closed */
+    double bytes;                  /* -1: the record had none */
+    char digest[DIGEST_TEXT_SIZE]; /* "" when the record had none */
 };
 
 struct slot {
@@ -131,7 +136,23 @@ static void copy_member(cJSON *to, const cJSON *from, const char *name)
         cJSON_AddItemToObject(to, name, cJSON_Duplicate(v, false));
 }
 
-static void note_checkpoint(struct lineage *l, const cJSON *record)
+/* The record's top-level digest: after its tensors, so past the head that is parsed. A
+ * quote inside a string is escaped, so the last `,"digest":"xxh3-128:` is a member's. */
+static void take_digest(char *out, const char *rest)
+{
+    static const char key[] = ",\"digest\":\"" DIGEST_PREFIX;
+    const char *found = NULL;
+    for (const char *p = rest; (p = strstr(p, key)); p++)
+        found = p;
+    out[0] = '\0';
+    if (!found) return;
+    const char *text = found + sizeof key - 1 - strlen(DIGEST_PREFIX);
+    size_t len = strcspn(text, "\"");
+    if (len == DIGEST_TEXT_SIZE - 1 && text[len] == '"')
+        snprintf(out, DIGEST_TEXT_SIZE, "%s", text);
+}
+
+static void note_checkpoint(struct lineage *l, const cJSON *record, const char *rest)
 {
     const cJSON *path = cJSON_GetObjectItemCaseSensitive(record, "path");
     const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(record, "bytes");
@@ -147,6 +168,7 @@ static void note_checkpoint(struct lineage *l, const cJSON *record)
     s->w = (struct written){.summary = summary,
                             .time_us = labels.time_us,
                             .bytes = cJSON_IsNumber(bytes) ? bytes->valuedouble : -1};
+    take_digest(s->w.digest, rest);
 }
 
 /* A line is taken apart in place: of a checkpoint record only the members before its
@@ -158,11 +180,12 @@ static void take_line(struct lineage *l, char *line)
     bool checkpoint = strstr(line, "\"event\":\"checkpoint\"") != NULL;
     if (!checkpoint && !strstr(line, "\"event\":\"load\"")) return;
     char *values = checkpoint ? strstr(line, ",\"values\":") : NULL;
-    if (values) strcpy(values, "}");
+    const char *rest = values ? values + 2 : "";
+    if (values) values[0] = '}', values[1] = '\0';
     cJSON *record = cJSON_Parse(line);
     const cJSON *event = cJSON_GetObjectItemCaseSensitive(record, "event");
     if (cJSON_IsString(event) && !strcmp(event->valuestring, "checkpoint"))
-        note_checkpoint(l, record);
+        note_checkpoint(l, record, rest);
     else if (cJSON_IsString(event) && !strcmp(event->valuestring, "load"))
         count_load(l, record);
     cJSON_Delete(record);
@@ -254,13 +277,31 @@ void lineage_free(struct lineage *l)
     free(l);
 }
 
-/* What the file the reader opened says against the record that wrote it. */
+/* Whether the file at path hashes to digest; true when it cannot be told (too large to
+ * hash here, no libxxhash, gone, or not the size the reader saw). */
+static bool same_digest(const char *path, const char *digest, int64_t bytes)
+{
+    char err[256], now[DIGEST_TEXT_SIZE];
+    if (bytes > LOAD_DIGEST_MAX_BYTES || !digest_load(err, sizeof err)) return true;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    struct stat st;
+    struct digest *d = fd >= 0 ? digest_new() : NULL;
+    bool read = d && fstat(fd, &st) == 0 && st.st_size == bytes && digest_fd(d, fd, NULL);
+    if (read) digest_text(d, now);
+    digest_free(d);
+    if (fd >= 0) close(fd);
+    return !read || !strcmp(now, digest);
+}
+
+/* What the file the reader opened says against the record that wrote it: its size and
+ * modification time, then its digest when the record has one. */
 static cJSON *unchanged(const struct written *w, const struct wire_load *load)
 {
     if (!w || load->bytes == WIRE_ABSENT || load->mtime_us == WIRE_ABSENT || w->bytes < 0)
         return cJSON_CreateNull();
     return cJSON_CreateBool((double)load->bytes == w->bytes &&
-                            load->mtime_us <= w->time_us + UNCHANGED_SLACK_US);
+                            load->mtime_us <= w->time_us + UNCHANGED_SLACK_US &&
+                            (!w->digest[0] || same_digest(load->path, w->digest, load->bytes)));
 }
 
 cJSON *lineage_load_record(struct lineage *l, const struct identity *who,

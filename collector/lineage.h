@@ -3,7 +3,8 @@
  * A load message (core/wire.h) becomes a load record (docs/records.md, "Loads"): who
  * read the file, the checkpoint record that wrote it, and whether the file is unchanged
  * since (its size, and a modification time no later than 1 s after the record's close,
- * as `ckmon verify` judges). The writing record is found in an index of the newest
+ * as `ckmon verify` judges; and its digest when the record has one and the file is small
+ * enough to hash here). The writing record is found in an index of the newest
  * checkpoint record per path, built from the log (its rotated segments, then the file)
  * at the first load and kept up afterwards by reading only what was appended since; so
  * records of other collectors sharing the log count as much as this one's, and a

@@ -12,7 +12,9 @@
 #include <time.h>
 
 #include "core/jsontext.h"
+#include "compressed.h"
 #include "core/parsers/distcp.h"
+#include "hdf5.h"
 #include "readahead.h"
 #include "set_layouts.h"
 
@@ -149,6 +151,13 @@ bool record_take_report(struct record *r, const struct stat *st, struct report *
     return ok;
 }
 
+bool record_read_disk_formats(int fd, const char **format, bool *complete, struct report *r,
+                              const struct parse_options *o)
+{
+    return hdf5_read_claimed(fd, format, complete, r, o) ||
+           compressed_read_claimed(fd, format, complete, r, o);
+}
+
 struct record *record_from_file(const struct identity *who, int fd, const char *path,
                                 const struct stat *st, const struct key_filter *keys,
                                 const struct parse_options *parse)
@@ -190,8 +199,10 @@ struct record *record_from_file_hashed(const struct identity *who, int fd, const
     bool read_ok = p && parse_feed_readahead(fd, 0, p, &report);
     bool complete = p && p->finish(p) && read_ok;
     if (!p) report_error(&report, "out of memory");
+    const char *format = p ? p->format : "unknown";
+    record_read_disk_formats(fd, &format, &complete, &report, parse);
     struct record *r = record_new(who, path);
-    if (r && !record_take_report(r, st, &report, p ? p->format : "unknown", complete)) {
+    if (r && !record_take_report(r, st, &report, format, complete)) {
         record_free(r);
         r = NULL;
     }

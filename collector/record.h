@@ -80,6 +80,13 @@ bool record_set_parsed(struct record *r, const char *name);
 /* Forgets the values, tensors and errors found so far (the file is parsed again). */
 void record_clear_findings(struct record *r);
 
+/* Formats the agent only recognises or leaves alone, read from the finished file here:
+ * HDF5 (hdf5.h) and joblib compressed with xz, lzma or lz4 (compressed.h). For a file
+ * the detect parser read (*format, *complete: its results); true when one of them
+ * claimed the file and updated both. */
+bool record_read_disk_formats(int fd, const char **format, bool *complete, struct report *r,
+                              const struct parse_options *o);
+
 /* Completes r for a finished file the collector parsed (st: the file's), taking what
  * report found: its time is the file's modification time, bytes its size. False when
  * out of memory. */

@@ -240,7 +240,8 @@ static void emit_load_to_log(void *ctx, const struct identity *who, const struct
     cJSON *record = lineage_load_record(s->lineage, who, load, now_us);
     size_t len;
     char *line = json_line(record, &len);
-    if (line) log_write(s->cfg->log, line, len);
+    if (line && log_write(s->cfg->log, line, len) && s->cfg->alerting)
+        alerting_load(s->cfg->alerting, record);
     free(line);
     cJSON_Delete(record);
 }

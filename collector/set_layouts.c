@@ -445,6 +445,7 @@ static int by_name(const void *a, const void *b)
  * then named NAME@OFFSET, by where it is in the file. */
 static void name_chunks(struct distcp_items *items)
 {
+    if (items->count < 2) return; /* nothing to sort (qsort must not see NULL) */
     qsort(items->at, items->count, sizeof *items->at, by_name);
     for (size_t i = 0, j; i < items->count; i = j) {
         for (j = i + 1; j < items->count && !strcmp(items->at[j].name, items->at[i].name); j++)

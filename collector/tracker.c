@@ -190,6 +190,10 @@ struct tracker *tracker_new(record_emit_fn emit, void *ctx)
 
 static void write_and_free(struct tracker *t, struct record *r)
 {
+    if (!strcmp(r->format, "hdf5") && r->parsed != PARSED_FILE) {
+        record_add_error(r, "hdf5: the file was gone before ckmon could read it");
+        r->complete = false;
+    }
     record_settle(r);
     t->emit(t->ctx, r);
     sets_note(t->sets, r, t->now_us);
@@ -394,6 +398,35 @@ static void take_findings_from_disk(const struct tracker *t, const struct tracke
     r->parsed = PARSED_FILE;
     if (strcmp(disk->format, "unknown")) record_set_string(&r->format, disk->format);
     record_free(disk);
+}
+
+/* Formats read from disk after the last close (record_read_disk_formats: HDF5, joblib
+ * with xz or lz4), under the name the file has now: the agent says "hdf5", or found no
+ * format (an HDF5 user block, a compressed joblib). False when the file cannot be opened
+ * there (renamed meanwhile: its rename reads it). */
+static bool read_from_disk(const struct tracker_conn *c, struct record *r)
+{
+    if (r->parsed == PARSED_FILE || (strcmp(r->format, "hdf5") && strcmp(r->format, "unknown")))
+        return true;
+    struct stat st;
+    int fd = open_regular(r->path, &st);
+    if (fd < 0) return false;
+    struct report report;
+    report_init(&report, &c->keys);
+    const char *format = r->format;
+    bool complete = r->complete;
+    cJSON *findings = cJSON_CreateObject();
+    if (record_read_disk_formats(fd, &format, &complete, &report, &c->parse) && findings &&
+        record_set_string(&r->format, format)) {
+        report_take(&report, findings);
+        record_take_findings(r, findings);
+        r->complete = complete;
+        r->parsed = PARSED_FILE;
+    }
+    cJSON_Delete(findings);
+    report_free(&report);
+    close(fd);
+    return true;
 }
 
 /* A file whose writer can no longer close it: its record is written now, with the
@@ -650,10 +683,12 @@ static bool on_close(struct tracker *t, struct tracker_conn *c, struct wire_mess
               (!d->parsed || record_set_parsed(r, d->parsed));
     if (d->lost_tensors > 0 || d->lost_values > 0) say_lost(r, d);
     free(f);
-    if (recovered_before(t))
+    if (recovered_before(t)) {
         record_free(r); /* in the log already, or held by the recovery */
-    else
+    } else {
+        if (ok && r->complete) read_from_disk(c, r);
         hold_candidate(t, r, now_us, d->candidate, &t->origin);
+    }
     return ok;
 }
 
@@ -663,10 +698,25 @@ static bool rename_record(struct record *r, const char *to)
            record_set_string(&r->path, to);
 }
 
+/* The newest record held under the name from (closed within the rename window) takes the
+ * name to and is written; false when none is held. */
+static bool rename_held(struct tracker *t, const struct tracker_conn *c, const char *from,
+                        const char *to, bool *ok)
+{
+    struct pending **match = NULL; /* the newest record closed under that name */
+    for (struct pending **p = &t->pending; *p; p = &(*p)->next)
+        if (!strcmp((*p)->record->path, from)) match = p;
+    if (!match) return false;
+    struct record *r = unlink_pending(t, match); /* a candidate renamed is a checkpoint */
+    *ok = rename_record(r, to);
+    if (*ok && r->complete) read_from_disk(c, r);
+    emit_and_free(t, r);
+    return true;
+}
+
 static bool on_rename(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
                       int64_t now_us)
 {
-    (void)c;
     const char *from = m->rename.from, *to = m->rename.to;
     /* A file adopted under that name and still being parsed is the newest: its record
      * takes the new name, and still waits for a rename once it is parsed. */
@@ -686,17 +736,11 @@ static bool on_rename(struct tracker *t, struct tracker_conn *c, struct wire_mes
         free(moved);
     }
     sets_renamed(t->sets, from, to, now_us);
-    struct pending **match = NULL; /* the newest record closed under that name */
-    for (struct pending **p = &t->pending; *p; p = &(*p)->next)
-        if (!strcmp((*p)->record->path, from)) match = p;
-    if (!match) { /* its window has passed (the record was written as it was), or a killed
-                   * collector held it and the recovery holds it now */
-        if (t->hold.renamed) t->hold.renamed(t->hold.ctx, from, to);
-        return true;
-    }
-    struct record *r = unlink_pending(t, match); /* a candidate renamed is a checkpoint */
-    bool ok = rename_record(r, to);
-    emit_and_free(t, r);
+    bool ok = true;
+    if (!rename_held(t, c, from, to, &ok) && t->hold.renamed)
+        /* its window has passed (the record was written as it was), or a killed collector
+         * held it and the recovery holds it now */
+        t->hold.renamed(t->hold.ctx, from, to);
     return ok;
 }
 
@@ -715,6 +759,10 @@ static bool on_adopt(struct tracker *t, struct tracker_conn *c, struct wire_mess
 {
     const struct wire_rename *r = &m->rename;
     if (recovered_before(t)) return true;
+    /* Another process's file, closed and held (`mv` after a program's save under a
+     * temporary name): its streamed record takes the name, as for the writer's own rename. */
+    bool renamed;
+    if (rename_held(t, c, r->from, r->to, &renamed)) return renamed;
     struct adoption *a = calloc(1, sizeof *a);
     if (!a) return true; /* no memory: as if the file were gone */
     *a = (struct adoption){.fd = -1, .parse = c->parse, .origin = t->origin};
@@ -751,10 +799,12 @@ static bool start_adoption(struct tracker *t, struct adoption *a)
 static void finish_adoption(struct tracker *t, struct adoption *a, bool read_ok, int64_t now_us)
 {
     bool complete = a->parser->finish(a->parser) && read_ok;
+    const char *format = a->parser->format;
+    record_read_disk_formats(a->fd, &format, &complete, &a->report, &a->parse);
     struct stat st;
     char digest[DIGEST_TEXT_SIZE];
     if (fstat(a->fd, &st) == 0 &&
-        record_take_report(a->record, &st, &a->report, a->parser->format, complete)) {
+        record_take_report(a->record, &st, &a->report, format, complete)) {
         if (read_ok && !file_id_differs(&a->start, &st) && digest_tap_text(a->parser, digest))
             record_set_string(&a->record->digest, digest);
         a->record->time_us = a->time_us;

@@ -132,6 +132,16 @@ static void add_string(struct strbuf *t, const char *s, enum mode mode)
         char hex[8];
         unsigned char byte;
         size_t sequence;
+        if (mode != WIRE && p[0] == 0xc0 && p[1] == 0x80) { /* U+0000 (jsontext.h) */
+            if (mode == HEX) {                              /* raw on the wire, as in WIRE */
+                p++;
+                continue;
+            }
+            sb_add(t, run, (size_t)((const char *)p - run));
+            sb_addz(t, "\\u0000");
+            run = (const char *)++p + 1;
+            continue;
+        }
         if (mode != WIRE && *p >= 0x80 && (sequence = utf8_sequence(p)) > 0) {
             p += sequence - 1; /* whole, as it is */
             continue;
@@ -276,6 +286,28 @@ char *json_print_text(const cJSON *item)
 char *json_print_wire(const cJSON *item)
 {
     return print(item, WIRE);
+}
+
+cJSON *json_parse_record_line(const char *line, size_t len)
+{
+    if (!memmem(line, len, "\\u0000", 6)) return cJSON_ParseWithLength(line, len);
+    char *text = malloc(len), *o = text;
+    if (!text) return NULL;
+    for (size_t i = 0; i < len;) {
+        if (line[i] != '\\' || i + 1 == len) { /* a backslash starts a pair in a string */
+            *o++ = line[i++];
+        } else if (len - i >= 6 && !memcmp(line + i, "\\u0000", 6)) {
+            memcpy(o, "\\\\x00", 5);
+            o += 5;
+            i += 6;
+        } else {
+            *o++ = line[i++];
+            *o++ = line[i++];
+        }
+    }
+    cJSON *parsed = cJSON_ParseWithLength(text, (size_t)(o - text));
+    free(text);
+    return parsed;
 }
 
 /* Longest texts: a number ("-1.2345678901234567e-308"), and a string byte (\u00XX, or

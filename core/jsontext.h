@@ -30,7 +30,11 @@ int json_shortest_double(double v, char *out, size_t size);
  * UTF-8"): a byte that is not part of valid UTF-8 becomes the four characters \xHH
  * (lower-case hex), and a backslash that would read as such an escape (followed by x
  * and two lower-case hex digits naming 00-1f, 5c or 80-ff) becomes \x5c. So \xHH with
- * HH in 00-1f, 5c or 80-ff always stands for the byte HH, and nothing else does. */
+ * HH in 00-1f, 5c or 80-ff always stands for the byte HH, and nothing else does.
+ *
+ * The two bytes C0 80 are U+0000, written \u0000: a string in findings holds a NUL that
+ * way (core/parsers/report.h). A path cannot hold a NUL, so in a path \u0000 stands for
+ * those two bytes, and is as lossless. */
 char *json_print(const cJSON *item);
 
 /* The same for strings that are such text already (a record read back from the log):
@@ -57,6 +61,12 @@ void json_add_wire_item(struct strbuf *t, const cJSON *item);
  * json_hex_number reads back; false for any other text. */
 void json_add_hex_item(struct strbuf *t, const cJSON *item);
 bool json_hex_number(const char *s, double *v);
+
+/* A record's line read back (sinks, /metrics): parsed, with each U+0000 in it (\u0000,
+ * which cJSON would end its string at) as the text \x00 that stands for that byte in a
+ * record's names (above), so that "a\0b" and "a\0c" stay two metric labels. NULL when it
+ * is not JSON. */
+cJSON *json_parse_record_line(const char *line, size_t len);
 
 /* At least the length of item's text from either printer, with its "key": when it has
  * one (a member of an object), found without printing it. */

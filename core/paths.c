@@ -24,6 +24,8 @@ const char *const default_checkpoint_globs[] = {
     "*.pickle",
     "*.joblib",
     "*.gguf",
+    "*.h5",
+    "*.hdf5",
     "*checkpoint*/*.json",
     "*checkpoint*/*.bin",
     "*ckpt*/*.json",

@@ -10,6 +10,7 @@ prometheus-pushgateway victoria-metrics influxdb prometheus libmicrohttpd-dev li
 libsystemd-dev libxxhash-dev python3-xxhash help2man man-db bash-completion curl iproute2
 strace valgrind util-linux
 python3-sklearn python3-joblib python3-pandas python3-dill python3-h5py
+libhdf5-dev libhdf5-103-1 python3-tables python3-onnx python3-lz4 liblzma-dev liblz4-dev
 chromium"
 # `make fuzz` sets FUZZING=1: clang and libFuzzer only then, not for every `make test`.
 [ -n "$FUZZING" ] && PACKAGES="$PACKAGES clang libclang-rt-14-dev"

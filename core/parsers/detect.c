@@ -143,6 +143,14 @@ static bool claims_gguf(const uint8_t *head, size_t n, const char *extension)
     return n >= 4 && memcmp(head, "GGUF", 4) == 0;
 }
 
+/* HDF5's signature at byte 0. A file with a user block has it at 512, 1024, ...: only
+ * the collector, reading the finished file, looks there (collector/hdf5.c). */
+static bool claims_hdf5(const uint8_t *head, size_t n, const char *extension)
+{
+    (void)extension;
+    return n >= 8 && memcmp(head, "\x89HDF\r\n\x1a\n", 8) == 0;
+}
+
 /* PyTorch DCP's data files: torch.save archives and raw items back to back (distcp.c),
  * known by their name only (the first item alone looks like a torch file). */
 static bool claims_distcp(const uint8_t *head, size_t n, const char *extension)
@@ -275,6 +283,7 @@ static const struct format formats[] = {
     {"safetensors", claims_safetensors, parser_safetensors_new, NULL},
     {"npy", claims_npy, parser_npy_new, parser_npy_named_new},
     {"gguf", claims_gguf, parser_gguf_new, NULL},
+    {"hdf5", claims_hdf5, parser_hdf5_new, NULL},
     {"zip", claims_zip, parser_zip_new, NULL},
     {"torch", claims_torch_legacy, parser_torch_legacy_new, NULL},
     {"joblib", claims_joblib, parser_joblib_new, NULL},
@@ -307,6 +316,7 @@ static void decide(struct detect *d)
         }
         d->base.format = d->inner->format;
         d->base.tolerates_rewrites = d->inner->tolerates_rewrites;
+        d->base.on_disk = d->inner->on_disk;
         d->inner->feed(d->inner, d->head, d->head_len);
         return;
     }
@@ -377,6 +387,7 @@ enum parse_slice parse_feed_slice(int fd, off_t *offset, off_t stop, uint8_t *bu
                                   struct report *r)
 {
     while (*offset < stop) {
+        if (p->on_disk) return PARSE_AT_END; /* the format is read from disk, not fed */
         size_t want =
             stop - *offset < PARSE_READ_CHUNK ? (size_t)(stop - *offset) : PARSE_READ_CHUNK;
         ssize_t n = pread(fd, buf, want, *offset);

@@ -133,11 +133,11 @@ static void render_container(struct strbuf *b, const struct pyobj *o, int depth)
 static void render_str(struct strbuf *b, const struct pyobj *o, bool as_repr)
 {
     if (!o->u.str.data) return sb_addf(b, "<str of %" PRIu64 " bytes>", o->u.str.len);
-    if (!as_repr) { /* str(): the text itself, but a record's names cannot hold a NUL */
+    if (!as_repr) { /* str(): the text itself, a NUL as findings carry it (report.c) */
         for (const char *at = o->u.str.data, *end = at + o->u.str.len; at < end && !b->overflow;) {
             const char *nul = memchr(at, '\0', (size_t)(end - at));
             sb_add(b, at, (size_t)((nul ? nul : end) - at));
-            if (nul) sb_addz(b, "\\x00");
+            if (nul) sb_add(b, "\xc0\x80", 2);
             at = nul ? nul + 1 : end;
         }
         return;

@@ -9,7 +9,8 @@
  * "joblib" only once the inflated stream starts with a pickle protocol 2-5 header.
  * Until then nothing is reported, so another zlib or gzip file stays "unknown" with no
  * error; after it, bad deflate data or a stream that ends early is an error.
- * Not read: lzma/xz and lz4 compression (those files stay "unknown").
+ * xz, lzma and lz4 compression are not read here but by the collector after close
+ * (collector/compressed.c): the agent would have to load their libraries.
  */
 #include "parser.h"
 

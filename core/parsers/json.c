@@ -17,6 +17,8 @@
  *    one is an int when written as one (as Python reads it: 1 is an int, 1.0 a float).
  *    Ints beyond int64 are kept as doubles.
  *  - Raw NUL bytes are rejected, so cJSON's NUL-terminated parse sees the whole text.
+ *  - cJSON ends a string at a \u0000 in it. Each is rewritten into the bytes C0 80, the
+ *    NUL of findings (report.h), which cJSON copies as they are.
  */
 #include "parser.h"
 #include "pyobj.h"
@@ -43,6 +45,7 @@ struct json_parser {
 struct scan {
     size_t values;         /* strings, numbers, literals and containers */
     size_t nonfinite;      /* NaN, Infinity, -Infinity tokens */
+    size_t nuls;           /* \u0000 escapes in strings */
     uint8_t *float_syntax; /* one bit per number token: written as a float */
     size_t numbers, bits_alloc;
     const char *problem; /* why the text is not JSON, or NULL */
@@ -85,23 +88,41 @@ static bool scan_fail(struct scan *sc, const char *problem, size_t at)
     return false;
 }
 
-/* Skips a string starting at its opening quote; returns the index after the closing one. */
-static bool scan_string(const char *in, size_t n, size_t *i, struct scan *sc)
+static bool nul_escape_at(const char *s, size_t left)
+{
+    return left >= 6 && !memcmp(s, "\\u0000", 6);
+}
+
+/* Skips a string starting at its opening quote; returns the index after the closing one.
+ * With out set, also copies it there, each \u0000 as C0 80 (*o advanced). */
+static bool scan_string(const char *in, size_t n, size_t *i, struct scan *sc, char *out, size_t *o)
 {
     for (size_t k = *i + 1; k < n; k++) {
         unsigned char c = (unsigned char)in[k];
         if (c == '"') {
+            if (out) {
+                for (size_t j = *i; j <= k; j++) {
+                    bool nul = nul_escape_at(in + j, k - j);
+                    if (in[j] == '\\' && !nul) out[(*o)++] = in[j++];
+                    out[(*o)++] = nul ? '\xc0' : in[j];
+                    if (nul) out[(*o)++] = '\x80', j += 5;
+                }
+            }
             *i = k + 1;
             return true;
         }
         if (c < 0x20) return scan_fail(sc, "control character in a string", k);
-        if (c == '\\') k++;
+        if (c == '\\') {
+            if (!out && nul_escape_at(in + k, n - k)) sc->nuls++;
+            k++;
+        }
     }
     return scan_fail(sc, "unterminated string", *i);
 }
 
-/* The pre-pass. With out set it also writes the text with non-finite tokens rewritten
- * (out has room for n + 3 * nonfinite + 1 bytes); the first pass runs without it. */
+/* The pre-pass. With out set it also writes the text with non-finite tokens and NUL
+ * escapes rewritten (out has room for n + 3 * nonfinite + 1 bytes); the first pass runs
+ * without it. */
 static bool scan(const char *in, size_t n, struct scan *sc, char *out)
 {
     size_t o = 0;
@@ -109,7 +130,8 @@ static bool scan(const char *in, size_t n, struct scan *sc, char *out)
         size_t start = i, special;
         char c = in[i];
         if (c == '"') {
-            if (!scan_string(in, n, &i, sc)) return false;
+            if (!scan_string(in, n, &i, sc, out, &o)) return false;
+            start = i; /* copied */
         } else if ((special = nonfinite_at(in + i, n - i))) {
             if (out) {
                 out[o++] = '"';
@@ -303,13 +325,15 @@ static void json_feed(struct parser *base, const uint8_t *data, size_t len)
 }
 
 /* Where an error in the rewritten text lies in the original: each sentinel string
- * before it added three bytes. */
+ * before it added three bytes, each NUL escape took four. */
 static size_t original_offset(const char *rewritten, size_t at)
 {
-    size_t added = 0;
-    for (size_t i = 1; i < at; i++)
+    size_t added = 0, taken = 0;
+    for (size_t i = 1; i < at; i++) {
         if (rewritten[i] == SENTINEL && rewritten[i - 1] == '"') added += 3;
-    return at - added;
+        if (rewritten[i] == '\x80' && rewritten[i - 1] == '\xc0') taken += 4;
+    }
+    return at + taken - added;
 }
 
 static bool report_tree(struct json_parser *p, const cJSON *doc, const struct scan *sc)
@@ -329,7 +353,7 @@ static bool parse_text(struct json_parser *p, struct scan *sc)
 {
     const char *text = p->text;
     char *rewritten = NULL;
-    if (sc->nonfinite) {
+    if (sc->nonfinite || sc->nuls) {
         rewritten = malloc(p->len + 3 * sc->nonfinite + 1);
         if (!rewritten) {
             report_error(p->report, "json: out of memory; not parsed");

@@ -45,6 +45,10 @@ struct parser {
     /* Whether rewriting bytes already fed (seek back, overwrite) leaves this parser's
      * findings valid; zip writers rewrite local headers and the parser does not need them. */
     bool tolerates_rewrites;
+    /* The format cannot be parsed from a stream (HDF5): the parser only recognises it and
+     * wants no more bytes; whoever parses finished files reads it from disk (the collector,
+     * docs/formats.md). Readers of a finished file stop feeding once it is set. */
+    bool on_disk;
 };
 
 /* One constructor per format, each in its own file. */
@@ -58,6 +62,7 @@ struct parser *parser_torch_legacy_new(struct report *r, const struct parse_opti
 struct parser *parser_torchscript_new(struct report *r, const struct parse_options *o);
 struct parser *parser_npz_new(struct report *r, const struct parse_options *o);
 struct parser *parser_joblib_new(struct report *r, const struct parse_options *o);
+struct parser *parser_hdf5_new(struct report *r, const struct parse_options *o);
 struct parser *parser_distcp_new(struct report *r, const struct parse_options *o);
 
 /* A parser that looks at the first bytes (and the path's extension when the bytes do

@@ -10,7 +10,13 @@
  * - Integers are JSON numbers, which cJSON holds as doubles: beyond 2^53 they lose
  *   precision, and from 1e15 on cJSON prints them in exponent form.
  * - Text that is not valid UTF-8 (Python 2 byte strings in a pickle, say) would make
- *   the log line invalid JSON: each invalid byte, and NUL, becomes U+FFFD.
+ *   the log line invalid JSON: each invalid byte becomes U+FFFD.
+ * - A NUL in a string (pickled "a\x00b", JSON "a\u0000b") is kept, as the two bytes
+ *   C0 80 (an overlong form of U+0000 that is never UTF-8, as Java's modified UTF-8
+ *   writes it): findings are C strings from here to the log, where core/jsontext.c
+ *   writes those two bytes as \u0000. Names carry it the same way (flatten.c writes it
+ *   for a NUL in a str key, the JSON parser for \u0000), so "a\0b" and "a\0c" stay two
+ *   keys.
  * - A key reported twice keeps the later value (in the earlier one's place). Duplicates
  *   are resolved when findings are taken, by sorting, rather than by searching the
  *   object on every insert, which would be quadratic in the number of values.
@@ -59,7 +65,8 @@ bool report_wants(const struct report *r, const char *name)
 
 /* ---- Text --------------------------------------------------------------------- */
 
-/* Length of the well-formed UTF-8 sequence (RFC 3629, no NUL) at s, or 0. */
+/* Length of the well-formed UTF-8 sequence (RFC 3629, no NUL) at s, or 0; C0 80, the
+ * NUL of findings, counts as one. */
 static size_t utf8_sequence(const unsigned char *s, size_t len)
 {
     unsigned char c = s[0];
@@ -67,6 +74,7 @@ static size_t utf8_sequence(const unsigned char *s, size_t len)
     unsigned char lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
 
     if (c >= 0x01 && c <= 0x7f) return 1;
+    if (c == 0xc0 && len >= 2 && s[1] == 0x80) return 2;
     if (c >= 0xc2 && c <= 0xdf)
         need = 2;
     else if (c >= 0xe0 && c <= 0xef)
@@ -96,14 +104,19 @@ static bool utf8_valid(const char *s, size_t len)
     return true;
 }
 
-/* Writes len bytes of s to out, NUL-terminated, with each byte that does not start a
- * valid sequence replaced by U+FFFD; out has room for 3 * len + 1 bytes. */
+/* Writes len bytes of s to out, NUL-terminated, with each NUL as C0 80 and each byte
+ * that does not start a valid sequence replaced by U+FFFD; out has room for 3 * len + 1
+ * bytes. */
 static char *clean_text(const char *s, size_t len, char *out)
 {
     char *o = out;
     for (size_t i = 0, n; i < len; i += n) {
         n = utf8_sequence((const unsigned char *)s + i, len - i);
-        if (n == 0) {
+        if (s[i] == '\0') {
+            memcpy(o, "\xc0\x80", 2);
+            o += 2;
+            n = 1;
+        } else if (n == 0) {
             memcpy(o, replacement_char, 3);
             o += 3;
             n = 1;

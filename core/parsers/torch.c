@@ -120,6 +120,8 @@ struct torch {
     bool broken;  /* a record was malformed or cut short */
     bool said_early;
     bool pickle_seen;
+    bool constants_seen; /* TorchScript's constants.pkl */
+    bool in_constants;   /* its tensors' storages are PREFIX/constants/KEY */
 
     struct early *early; /* storages that came before data.pkl */
     size_t nearly, early_cap, early_bytes;
@@ -233,9 +235,9 @@ static long make_view(struct torch *t, const char *name, struct pyobj *const *ar
     int ndim, nstride;
     if (np < 5 || !pyobj_is_str(id[0], "storage") || id[1]->kind != PY_GLOBAL ||
         id[2]->kind != PY_STR || !id[2]->u.str.data || id[2]->u.str.len >= STORAGE_KEY_MAX ||
-        !get_int(id[4], &numel) || numel < 0 || !get_int(args[1], &offset) || offset < 0 ||
-        !get_dims(args[2], size, &ndim) || !get_dims(args[3], stride, &nstride) ||
-        nstride != ndim) {
+        (t->in_constants && id[2]->u.str.len >= STORAGE_KEY_MAX - 10) || !get_int(id[4], &numel) ||
+        numel < 0 || !get_int(args[1], &offset) || offset < 0 || !get_dims(args[2], size, &ndim) ||
+        !get_dims(args[3], stride, &nstride) || nstride != ndim) {
         if (name) report_error(r, "%s: tensor not understood", name);
         t->broken |= name != NULL;
         return -1;
@@ -252,7 +254,7 @@ static long make_view(struct torch *t, const char *name, struct pyobj *const *ar
         t->broken |= name != NULL;
         return -1;
     }
-    memcpy(v->key, id[2]->u.str.data, id[2]->u.str.len + 1);
+    snprintf(v->key, sizeof v->key, "%s%s", t->in_constants ? "constants/" : "", id[2]->u.str.data);
     v->storage_elsize = storage->size;
     uint64_t elements = 0, reach = 0; /* elements, and how far past the offset they go */
     bool sized = !__builtin_mul_overflow((uint64_t)numel, storage->size, &v->storage_nbytes) &&
@@ -430,6 +432,22 @@ static void pickled(void *ctx, struct pyobj *root)
     if (t->nearly) read_early(t);
 }
 
+/* TorchScript's constants.pkl: the tuple of tensors its code calls CONSTANTS.c0, c1, ...,
+ * named constants.0, constants.1, ...; their storages (PREFIX/constants/KEY) came before
+ * it and were kept. */
+static void pickled_constants(void *ctx, struct pyobj *root)
+{
+    struct torch *t = ctx;
+    const char *saved = t->report->root_name;
+    t->report->root_name = "constants";
+    t->in_constants = true;
+    flatten(t->report, root, torch_hook, t);
+    t->in_constants = false;
+    t->report->root_name = saved;
+    if (t->nviews) qsort(t->views, t->nviews, sizeof *t->views, by_key);
+    if (t->nearly) read_early(t);
+}
+
 /* ---- The records -------------------------------------------------------------------- */
 
 /* The storage's views, views[*first, return) */
@@ -546,6 +564,20 @@ static bool torch_begin(void *ctx, const struct zip_member *m)
     }
     if (strncmp(record, "code/", 5) == 0 || strcmp(record, "constants.pkl") == 0)
         t->base.format = "torchscript";
+    if (strcmp(record, "constants.pkl") == 0 && t->pickled && !t->constants_seen) {
+        t->constants_seen = true;
+        if (!(t->pickle = pickle_walker_new(t->report, pickled_constants, t))) {
+            report_error(t->report, "torch: out of memory");
+            t->broken = true;
+            return false;
+        }
+        t->member = M_PICKLE;
+        return true;
+    }
+    if (strncmp(record, "constants/", 10) == 0) {
+        keep_early(t, record); /* its tensors are in constants.pkl, which comes after */
+        return false;
+    }
     if (strncmp(record, "data/", 5) != 0) return false;
     if (!t->pickled) {
         keep_early(t, record + 5);

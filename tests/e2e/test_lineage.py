@@ -81,6 +81,9 @@ def test_resume_names_the_record_that_wrote_the_file(ckmon, work):
     assert load["unchanged"] is True
     assert load["total"] == 1
     assert list(load)[:6] == ["schema", "event", "time", "host", "pid", "program"]
+    # and the end-of-run summary says where the run resumed from
+    assert (f"; 1 load, the first {newest}, written by train at {load['written']['time']}\n"
+            in second.stderr), second.stderr
 
 
 def rewrite_unmonitored(work, path):
@@ -113,6 +116,28 @@ def test_a_file_changed_since_written_is_not_unchanged(ckmon, work, change):
     assert load["bytes"] == newest.stat().st_size
     assert load["written"] == writer_of(first, newest)
     assert load["unchanged"] is False, (load, second.stderr)
+    assert f"the first {newest}, written by train at " in second.stderr
+    assert second.stderr.rstrip().endswith(", CHANGED since"), second.stderr
+
+
+@pytest.mark.parametrize("digest", [True, False], ids=["with-digest", "size-and-time-only"])
+def test_a_byte_flipped_with_its_time_kept(ckmon, work, digest):
+    """Same size, modification time put back: only a recorded digest can tell."""
+    body = "import torch; torch.save({'w': torch.arange(4096.0)}, 'kept.pt')"
+    run = ckmon.run(PYTHON, "-c", body, job="train", options=["--digest"] if digest else [])
+    assert run.returncode == 0, run.stderr
+    path = work / "kept.pt"
+    assert ("digest" in run.only_record(path)) == digest
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    reader = ckmon.run(PYTHON, "-c", "open('kept.pt', 'rb').read()", job="check")
+    assert reader.returncode == 0, reader.stderr
+    (load,) = read_loads(work / "ckmon.jsonl")
+    assert load["written"] == writer_of(run, path)
+    assert load["unchanged"] is (not digest)
 
 
 def test_a_file_no_record_wrote(ckmon, work):
@@ -123,6 +148,7 @@ def test_a_file_no_record_wrote(ckmon, work):
     (load,) = read_loads(work / "ckmon.jsonl")
     assert load["path"] == str(path) and load["bytes"] == path.stat().st_size
     assert load["written"] is None and load["unchanged"] is None
+    assert f"; 1 load, the first {path}, which no record in the log wrote" in run.stderr
 
 
 def test_import_torch_loads_nothing(ckmon, work):

@@ -12,9 +12,10 @@ import joblib
 import numpy as np
 import pytest
 
-from ckmon_helpers import check_record, python_script, run_plain
+from ckmon_helpers import check_record, namespace, python_script, run_plain
 from expected import assert_findings
 from test_npz import as_tensor as numpy_tensor
+from test_tensor_formats import CIRCUMSTANCE
 from test_torch import TRAINING, assert_parity, inspect, save_and_check
 
 ARRAYS = """
@@ -82,6 +83,47 @@ report(sizes=sizes, plain=plain, plain_size=os.path.getsize(plain))
     values = plain["values"]
     assert values["model.C"] == 0.25 and values["model.max_iter"] == 91
     assert values["epoch"] == 3 and values["step"] == 12.5
+
+
+@pytest.mark.parametrize("compress", ["xz", "lzma", "lz4"])
+def test_joblib_xz_lzma_lz4_read_after_close(ckmon, work, compress):
+    """Compressed with liblzma or liblz4: the collector decompresses the finished file
+    (parsed "file", docs/formats.md), and the findings are pickle.dump's of the object."""
+    script = ARRAYS + f"""
+path = os.path.abspath("state.joblib")
+joblib.dump(state, path, compress=({compress!r}, 3))
+plain = os.path.abspath("plain.pickle")
+with open(plain, "wb") as f:
+    pickle.dump(state, f)
+report(path=path, size=os.path.getsize(path), plain=plain)
+"""
+    run = ckmon.run(*python_script(work, script), options=["--sample", "1"])
+    assert run.returncode == 0, run.stderr
+    out = run.last_json()
+    record = run.only_record(out["path"])
+    check_record(record, run, path=out["path"], fmt="joblib", size=out["size"], pid=out["pid"])
+    assert record["parsed"] == "file" and record["writes"] > 0
+    assert findings(record) == findings(run.only_record(out["plain"]))
+    assert_findings(record, loaded_state(joblib.load(out["path"])), numpy_tensor)
+    inspected = inspect(out["path"], "--sample", "1")
+    strip = lambda r: {k: v for k, v in r.items() if k not in CIRCUMSTANCE}
+    assert strip(inspected) == strip(record)
+    cut = work / "cut.joblib"  # cut short: joblib, incomplete, the values before the cut
+    cut.write_bytes(open(out["path"], "rb").read()[: out["size"] * 2 // 3])
+    torn = inspect(cut)
+    assert torn["format"] == "joblib" and torn["complete"] is False and torn["errors"], torn
+    assert torn["values"]["model.C"] == 0.25
+
+
+def test_other_xz_and_lz4_files_are_unknown(work):
+    import lz4.frame
+    import lzma
+    for name, data in {"notes.joblib": lzma.compress(b"text, not a pickle" * 50),
+                       "other.pkl": lz4.frame.compress(b"\x00" * 1000)}.items():
+        (work / name).write_bytes(data)
+        record = inspect(work / name)
+        assert record["format"] == "unknown" and record["complete"] is True, record
+        assert "errors" not in record
 
 
 def write_model(path, **dump):
@@ -193,6 +235,79 @@ report(path=path, size=os.path.getsize(path))
     assert record["values"]["4.num_batches_tracked"] == 0 and record["values"]["training"] is True
     inspected = inspect(out["path"], "--sample", "1")
     assert findings(inspected) == findings(record) and inspected["format"] == "torchscript"
+
+
+TRACED = """
+import torch
+K = torch.linspace(-1, 1, 12).reshape(3, 4)
+B = torch.arange(6, dtype=torch.int64)
+"""
+
+
+def test_torchscript_constants(ckmon, work):
+    """A traced module that captures tensors: torch.jit.save puts them in constants.pkl
+    (its code calls them CONSTANTS.c0, c1), their storages in constants/ before it."""
+    script = TRACED + """
+torch.manual_seed(4)
+class M(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 3)
+    def forward(self, x):
+        return self.lin(x * K[0]) + K[1, :3] + B[:3]
+traced = torch.jit.trace(M(), torch.randn(2, 4))
+path = os.path.abspath("traced.pt")
+torch.jit.save(traced, path)
+report(path=path, size=os.path.getsize(path), code=traced.code)
+"""
+    run = ckmon.run(*python_script(work, script), options=["--sample", "1"])
+    assert run.returncode == 0, run.stderr
+    out = run.last_json()
+    assert "CONSTANTS.c0" in out["code"] and "CONSTANTS.c1" in out["code"]
+    record = run.only_record(out["path"])
+    check_record(record, run, path=out["path"], fmt="torchscript", size=out["size"],
+                 pid=out["pid"])
+    assert record["parsed"] == "stream"
+    import torch
+    from expected import assert_tensors, tensor
+    constants = namespace(TRACED)
+    expected = {k: v for k, v in torch.jit.load(out["path"]).state_dict().items()}
+    expected.update({"constants.0": constants["K"], "constants.1": constants["B"]})
+    assert_tensors(record["tensors"], {
+        k: tensor(k, v.numpy(), str(v.dtype).replace("torch.", ""), list(v.shape))
+        for k, v in expected.items()})
+    inspected = inspect(out["path"], "--sample", "1")
+    assert findings(inspected) == findings(record)
+
+
+def test_onnx_external_data_one_record(ckmon, work):
+    """onnx.save with external data creates the .data file empty, closes it, then reopens
+    it to append each tensor: one record for it, of its final size, not a torn one first."""
+    script = """
+import numpy as np, onnx
+from onnx import TensorProto, helper, numpy_helper
+rng = np.random.default_rng(8)
+weights = [numpy_helper.from_array(rng.standard_normal((64, 32)).astype(np.float32), "w"),
+           numpy_helper.from_array(rng.standard_normal(32).astype(np.float32), "b")]
+graph = helper.make_graph(
+    [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["m", "b"], ["y"])],
+    "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32])], weights)
+path = os.path.abspath("model.onnx")
+onnx.save(helper.make_model(graph), path, save_as_external_data=True,
+          all_tensors_to_one_file=True, location="model.onnx.data", size_threshold=0)
+data = path + ".data"
+report(path=path, data=data, size=os.path.getsize(path), data_size=os.path.getsize(data))
+"""
+    run = ckmon.run(*python_script(work, script), paths=["*.onnx", "*.onnx.data"])
+    assert run.returncode == 0, run.stderr
+    out = run.last_json()
+    assert out["data_size"] == (64 * 32 + 32) * 4
+    data = run.only_record(out["data"])  # one record, not a 0-byte one before it
+    check_record(data, run, path=out["data"], fmt="unknown", size=out["data_size"],
+                 pid=out["pid"])
+    check_record(run.only_record(out["path"]), run, path=out["path"], fmt="unknown",
+                 size=out["size"], pid=out["pid"])
 
 
 UBJSON = (b"{i\x07learner{i\x10gradient_booster{i\x04name" b"SU\x06gbtree}}"

@@ -440,8 +440,11 @@ def kill_mid_set(work, world=3):
         assert time.monotonic() < deadline and launch.poll() is None, "no record of every shard"
         time.sleep(0.1)
     seen = time.time()
-    kept = list((work / "ckmon.jsonl.state").glob("sets-*.json"))
-    assert len(kept) == 1 and len(json.loads(kept[0].read_text())[0]["files"]) == world
+
+    def kept():  # the set as the state dir holds it (noted just after the record is written)
+        files = list((work / "ckmon.jsonl.state").glob("sets-*.json"))
+        return len(files) == 1 and len(json.loads(files[0].read_text())[0]["files"]) == world
+    wait_for("the set in the state dir", kept)
     a.kill()
     a.wait()
     (work / "c.sock").unlink()

@@ -8,7 +8,7 @@ for writing again is replaced by the later one (numpy's open_memmap).
 """
 import numpy as np
 
-from ckmon_helpers import check_record, python_script
+from ckmon_helpers import check_record, program, python_script
 
 TORCH_STATE = """
 import shutil, tempfile, torch
@@ -126,3 +126,64 @@ report(path=path, size=os.path.getsize(path))
     assert tensor["min"] == truth.min() and tensor["max"] == truth.max()
     assert abs(tensor["mean"] - truth.mean()) <= 1e-9 * max(1, abs(truth.mean()))
     assert abs(tensor["std"] - truth.std()) <= 1e-6 * truth.std()
+
+
+def stdio_copy_source(work):
+    """A torch.save file to copy with stdio (a zip whose first member is data.pkl)."""
+    import torch
+    source = work / "source.bin"
+    torch.save({"w": torch.arange(12, dtype=torch.float32).reshape(3, 4), "epoch": 3}, source)
+    return source
+
+
+def assert_stdio_streamed(run, final, tmp, source, program_name, piece, pid=None):
+    record = run.only_record(final)
+    check_record(record, run, path=final, written_as=tmp, fmt="torch",
+                 size=source.stat().st_size, pid=pid, program=program_name)
+    writes = -(-source.stat().st_size // piece)  # one per fwrite
+    assert record["parsed"] == "stream" and record["writes"] == writes, record
+    [tensor] = record["tensors"]
+    assert tensor["name"] == "w" and tensor["shape"] == [3, 4]
+    assert (tensor["min"], tensor["max"], tensor["mean"]) == (0, 11, 5.5)
+    assert record["values"]["epoch"] == 3
+    assert len(checkpoint_records(run)) == 1
+    assert final.read_bytes() == source.read_bytes()  # the program's bytes, unchanged
+
+
+def test_stdio_writes_to_a_temp_name_then_rename(ckmon, work):
+    """fopen + fwrite under a temporary name, fclose, rename: only stdio carries the bytes
+    (glibc flushes them with calls no write() wrapper sees), and they are followed."""
+    source = stdio_copy_source(work)
+    script = f"""
+import ctypes
+libc = ctypes.CDLL(None)  # the interposed fopen/fwrite/fclose, as a C program calls them
+libc.fopen.restype = ctypes.c_void_p
+libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+libc.fwrite.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+data = open({str(source)!r}, "rb").read()
+tmp, final = os.path.abspath("save.part"), os.path.abspath("x.pt")
+f = libc.fopen(tmp.encode(), b"wb")
+for at in range(0, len(data), 100):
+    chunk = data[at : at + 100]
+    assert libc.fwrite(chunk, 1, len(chunk), f) == len(chunk)
+assert libc.fclose(f) == 0
+os.rename(tmp, final)
+report(final=final, tmp=tmp)
+"""
+    run = ckmon.run(*python_script(work, script))
+    assert run.returncode == 0, run.stderr
+    out = run.last_json()
+    assert_stdio_streamed(run, work / "x.pt", work / "save.part", source,
+                          run.only_record(out["final"])["program"], 100, pid=out["pid"])
+
+
+def test_stdio_writes_then_mv_by_another_process(ckmon, work):
+    """A C program writes with fwrite under a temporary name, and `mv` (another process)
+    renames it: the writer's streamed record takes the final name."""
+    source = stdio_copy_source(work)
+    tmp, final = work / "save.part", work / "y.pt"
+    run = ckmon.run("sh", "-c", '"$0" stdio "$1" "$2" && mv "$2" "$3"', program("order_writer"),
+                    source, tmp, final)
+    assert run.returncode == 0, run.stderr
+    assert_stdio_streamed(run, final, tmp, source, "order_writer", 3000)  # its STDIO_PIECE
