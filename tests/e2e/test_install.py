@@ -14,7 +14,11 @@ PREFIX = "/usr/local"
 
 
 def make(target, root):
-    p = subprocess.run(["make", "--no-print-directory", f"BUILD={BUILD}", f"PREFIX={PREFIX}",
+    # BUILD relative to the checkout, as the Makefile is used by hand: an absolute BUILD would
+    # rewrite the objects' dependency files (.d) under absolute target names, which a later
+    # plain `make` does not read, so it would then miss header changes.
+    build = os.path.relpath(BUILD, REPO)
+    p = subprocess.run(["make", "--no-print-directory", f"BUILD={build}", f"PREFIX={PREFIX}",
                         f"DESTDIR={root}", target], cwd=REPO, capture_output=True, text=True,
                        timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
