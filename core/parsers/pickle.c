@@ -984,7 +984,9 @@ static int save_entries(struct pickle_walker *w, const struct region *r, struct 
             continue;
         }
         struct kept_entry *k = &kept[n++];
-        *k = (struct kept_entry){.index = index, .node = *o};
+        /* a node is allocated at its kind's size, not the whole struct's */
+        *k = (struct kept_entry){.index = index};
+        memcpy(&k->node, o, pyobj_node_size(o->kind));
         bool text = o->kind == PY_STR || o->kind == PY_BYTES;
         if (text && o->u.str.data && !(k->a = copy_of(o->u.str.data, o->u.str.len))) return -1;
         if (o->kind == PY_GLOBAL &&

@@ -148,7 +148,7 @@ void pyarena_release(struct pyarena *a, struct pyarena_mark m)
 }
 
 /* Bytes a node of this kind needs: scalars do not pay for the largest union member. */
-static size_t node_size(enum pyobj_kind kind)
+size_t pyobj_node_size(enum pyobj_kind kind)
 {
     size_t head = offsetof(struct pyobj, u);
     switch (kind) {
@@ -181,7 +181,7 @@ static size_t node_size(enum pyobj_kind kind)
 
 struct pyobj *pyobj_new(struct pyarena *a, enum pyobj_kind kind)
 {
-    struct pyobj *o = pyarena_alloc(a, node_size(kind));
+    struct pyobj *o = pyarena_alloc(a, pyobj_node_size(kind));
     if (o) o->kind = kind;
     return o;
 }

@@ -143,6 +143,8 @@ struct pyobj {
 /* Shared constants: None, True and False are never allocated. */
 extern struct pyobj pyobj_none, pyobj_true, pyobj_false;
 
+/* The bytes a node of this kind occupies: only those may be read or copied. */
+size_t pyobj_node_size(enum pyobj_kind kind);
 struct pyobj *pyobj_new(struct pyarena *a, enum pyobj_kind kind);
 struct pyobj *pyobj_int(struct pyarena *a, int64_t v);
 struct pyobj *pyobj_float(struct pyarena *a, enum pyobj_kind kind, double v);
