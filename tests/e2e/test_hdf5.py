@@ -460,3 +460,17 @@ def test_reader_dies_with_its_collector(work):
     if outlived:
         os.kill(int(reader), signal.SIGKILL)  # not left spinning after the test
     assert not outlived, f"the reader {reader} outlived its collector"
+
+
+def test_deadline_from_the_environment_under_run(ckmon, work):
+    """CKMON_HDF5_TIMEOUT reaches the private collector of `ckmon run`."""
+    script = HOSTILE + """
+spin_file("spin.h5")
+report(path=os.path.abspath("spin.h5"))
+"""
+    run = ckmon.run(*python_script(work, script), env={"CKMON_HDF5_TIMEOUT": "1"})
+    assert run.returncode == 0, run.stderr
+    record = run.only_record(run.last_json()["path"])
+    assert record["complete"] is False and record["errors"] == [
+        "hdf5: the HDF5 library took over 1 s on this file: stopped (--hdf5-timeout)"], record
+    assert [t["name"] for t in record["tensors"]] == ["ok"], record
