@@ -82,6 +82,11 @@ static const char main_help[] =
     "                         (its first 4 MiB read are free). Default: " XSTRINGIFY(              \
         DEFAULT_BUDGET_PERCENT) "\n"
 
+#define HDF5_HELP                                                                                  \
+    "      --hdf5-timeout SECONDS\n"                                                               \
+    "                         stop reading an HDF5 file after SECONDS; its record\n"               \
+    "                         says so (default, or 0: 60 plus 1 per 32 MiB)\n"
+
 #define SERVING_HELP                                                                               \
     "  -o, --log FILE         append records to FILE, '-' for stdout\n"                            \
     "                         (default ./ckmon.jsonl)\n"                                           \
@@ -114,7 +119,7 @@ static const char main_help[] =
     "                         per-parameter state (!*param_groups.*.params*\n"                     \
     "                         !*state.[0-9]*)\n"                                                   \
     "      --digest           add each file's xxh3-128 \"digest\", taken by the\n"                 \
-    "                         collector after the last close (needs libxxhash0)\n"
+    "                         collector after the last close (needs libxxhash0)\n" HDF5_HELP
 
 #define ALERT_HELP                                                                                 \
     "      --alert '[NAME=]SUBJECT OP NUMBER'\n"                                                   \
@@ -137,7 +142,8 @@ static const char main_help[] =
     "  CKMON_SINKS              space-separated list, as repeated --sink\n"                        \
     "  CKMON_LOG, CKMON_SAMPLE, CKMON_SOCKET, CKMON_JOB, CKMON_STATE,\n"                           \
     "  CKMON_LOG_MAX_BYTES, CKMON_LOG_KEEP, CKMON_METRIC_KEYS (':'-separated),\n"                  \
-    "  CKMON_RUN_ID, CKMON_LISTEN, CKMON_ON_ALERT, CKMON_ON_ALERT_TIMEOUT\n"                       \
+    "  CKMON_RUN_ID, CKMON_LISTEN, CKMON_ON_ALERT, CKMON_ON_ALERT_TIMEOUT,\n"                      \
+    "  CKMON_HDF5_TIMEOUT\n"                                                                       \
     "                           as the flags\n"                                                    \
     "  CKMON_DIGEST=1           as --digest\n"                                                     \
     "  CKMON_ALERTS             ';'-separated list, as repeated --alert\n"
@@ -207,7 +213,7 @@ static const char inspect_help[] =
     "if a file could not be read, 3 if a --fail-on rule fired. The environment is\n"
     "not consulted.\n"
     "\n"
-    "Options:\n" KEYS_HELP SAMPLE_HELP ALERT_HELP
+    "Options:\n" KEYS_HELP SAMPLE_HELP HDF5_HELP ALERT_HELP
     "      --fail-on RULE,... exit 3 when an alert of a listed rule fired\n"
     "      --all              in a directory, every regular file, not only those\n"
     "                         the default globs match\n"

@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "delivery.h"
 #include "digest.h"
+#include "hdf5.h"
 #include "metrics.h"
 #include "notify.h"
 #include "scrape.h"
@@ -57,6 +58,7 @@ int cmd_collect(int argc, char **argv)
     struct options o;
     int rc = cli_parse(&o, COMMAND_COLLECT, argc, argv);
     if (rc >= 0) return rc;
+    hdf5_set_timeout(o.hdf5_timeout);
     if (o.stats) {
         rc = print_stats(&o);
         options_free(&o);

@@ -33,6 +33,7 @@
 #include "core/parsers/parser.h"
 #include "core/parsers/tensor.h"
 #include "cli.h"
+#include "compressed.h"
 #include "table.h"
 
 #define DIFF_TROUBLE  2
@@ -452,6 +453,11 @@ static bool parse_side(struct diff *d, struct side *s, tensor_tap *tap)
     bool on_disk = p->on_disk;
     p->destroy(p);
     free(buf);
+    /* joblib compressed with xz, lzma or lz4, which the detect parser leaves "unknown":
+     * decompressed as the collector does, its bytes are nowhere in the file (the spool) */
+    s->chunk = NULL;
+    s->chunk_len = 0;
+    if (!on_disk) compressed_read_claimed(s->fd, &s->format, &s->complete, &s->report, &options);
     if (d->spool) fflush(d->spool);
     if (on_disk) { /* read by libhdf5 in another process: no bytes pass the tap */
         fprintf(stderr, "ckmon diff: %s: %s files are not compared tensor by tensor\n", s->path,

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -44,8 +45,8 @@
 #define STRING_ITEMS      8            /* an array of strings: its first items as values */
 #define CHILD_MEMORY      (1ull << 30) /* the child's allocations beyond the collector's own */
 #define OUTPUT_MAX        (256u << 20) /* findings the child may print */
-#define DEADLINE_SECONDS  60           /* plus one second per 32 MiB of file */
-#define DEADLINE_PER_BYTE (32u << 20)
+#define DEADLINE_SECONDS  60           /* plus one second per 32 MiB of file, unless */
+#define DEADLINE_PER_BYTE (32u << 20)  /* --hdf5-timeout says otherwise */
 /* H5F_ACC_RDONLY, whose macro would call (and so link) H5check() and H5open() */
 #define READ_ONLY 0u
 /* Each dataset's chunk cache (libhdf5's default is 1 MiB): a hyperslab read that cuts
@@ -497,6 +498,13 @@ static void child_read(int fd, int out, const struct key_filter *keys,
 
 /* ---- the collector's side ---------------------------------------------------------- */
 
+static double timeout_seconds; /* --hdf5-timeout; 0: DEADLINE_SECONDS and DEADLINE_PER_BYTE */
+
+void hdf5_set_timeout(double seconds)
+{
+    timeout_seconds = seconds;
+}
+
 /* Its memory ceiling: the collector's data so far (inherited) plus CHILD_MEMORY. Not under
  * AddressSanitizer, whose shadow memory would count. */
 static void limit_memory(void)
@@ -521,8 +529,10 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static const char too_long[] = "too long"; /* collect_output's *why for the deadline */
+
 /* Reads the child's output until it closes the pipe or the deadline passes; NULL (and
- * *why) when it did not finish in time or printed too much. */
+ * *why) when it did not finish in time (too_long) or printed too much. */
 static char *collect_output(int in, int64_t deadline_ms, const char **why)
 {
     size_t size = 0, capacity = 1 << 16;
@@ -534,7 +544,7 @@ static char *collect_output(int in, int64_t deadline_ms, const char **why)
         int ready = left > 0 ? poll(&p, 1, (int)(left > 60000 ? 60000 : left)) : 0;
         if (ready < 0 && errno == EINTR) continue;
         if (ready == 0 && left <= 60000) {
-            *why = "the HDF5 library took too long on this file: stopped";
+            *why = too_long;
             break;
         }
         if (ready <= 0) continue;
@@ -581,8 +591,11 @@ static bool hdf5_read(int fd, struct report *r, const struct parse_options *o)
         report_error(r, "hdf5: %s", strerror(errno));
         return false;
     }
-    pid_t child = fork();
+    pid_t parent = getpid(), child = fork();
     if (child == 0) {
+        /* a collector killed meanwhile takes its reader along: a hostile file must not keep
+         * a core busy with nobody waiting for the answer */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent) _exit(1);
         close(pipe_fds[0]);
         signal(SIGPIPE, SIG_DFL); /* the collector's own handlers are not the reader's */
         signal(SIGTERM, SIG_DFL);
@@ -599,9 +612,11 @@ static bool hdf5_read(int fd, struct report *r, const struct parse_options *o)
         close(pipe_fds[0]);
         return false;
     }
-    int64_t deadline = now_ms() + 1000 * (DEADLINE_SECONDS + st.st_size / DEADLINE_PER_BYTE);
+    double seconds = timeout_seconds > 0
+                         ? timeout_seconds
+                         : DEADLINE_SECONDS + (double)(st.st_size / DEADLINE_PER_BYTE);
     const char *why;
-    char *text = collect_output(pipe_fds[0], deadline, &why);
+    char *text = collect_output(pipe_fds[0], now_ms() + (int64_t)(seconds * 1000), &why);
     close(pipe_fds[0]);
     if (!text) kill(child, SIGKILL);
     int status = 0;
@@ -616,6 +631,11 @@ static bool hdf5_read(int fd, struct report *r, const struct parse_options *o)
         take_member(&r->errors, findings, "errors");
         complete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(findings, "complete"));
         cJSON_Delete(findings);
+    } else if (why == too_long) {
+        report_error(r,
+                     "hdf5: the HDF5 library took over %.6g s on this file: stopped "
+                     "(--hdf5-timeout)",
+                     seconds);
     } else if (why) {
         report_error(r, "hdf5: %s", why);
     } else if (WIFSIGNALED(status)) {

@@ -16,4 +16,8 @@
 bool hdf5_read_claimed(int fd, const char **format, bool *complete, struct report *r,
                        const struct parse_options *o);
 
+/* How long the reader of one file may take (--hdf5-timeout), in seconds; 0 (the start):
+ * 60 plus one per 32 MiB of the file. */
+void hdf5_set_timeout(double seconds);
+
 #endif

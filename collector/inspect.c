@@ -23,6 +23,7 @@
 #include "core/parsers/parser.h"
 #include "alerting.h"
 #include "cli.h"
+#include "hdf5.h"
 #include "log.h"
 #include "record.h"
 #include "table.h"
@@ -144,6 +145,7 @@ int cmd_inspect(int argc, char **argv)
     struct options o;
     int rc = cli_parse(&o, COMMAND_INSPECT, argc, argv);
     if (rc >= 0) return rc;
+    hdf5_set_timeout(o.hdf5_timeout);
     if (!o.arg_count) {
         options_free(&o);
         return usage_error(COMMAND_INSPECT, "no FILE to inspect");

@@ -36,6 +36,7 @@ enum option_id {
     OPT_ALERT,
     OPT_ON_ALERT,
     OPT_ON_ALERT_TIMEOUT,
+    OPT_HDF5_TIMEOUT,
     OPT_FAIL_ON,
     OPT_QUIET,
     OPT_DIGEST,
@@ -94,6 +95,7 @@ static const struct option_spec option_table[] = {
     {OPT_ALERT, 0, "alert", "CKMON_ALERTS", ';', true, FOR_ALL},
     {OPT_ON_ALERT, 0, "on-alert", "CKMON_ON_ALERT", 0, true, FOR_SERVING},
     {OPT_ON_ALERT_TIMEOUT, 0, "on-alert-timeout", "CKMON_ON_ALERT_TIMEOUT", 0, true, FOR_SERVING},
+    {OPT_HDF5_TIMEOUT, 0, "hdf5-timeout", "CKMON_HDF5_TIMEOUT", 0, true, FOR_ALL},
     {OPT_FAIL_ON, 0, "fail-on", NULL, 0, true, FOR_RUN | FOR_INSPECT},
     {OPT_QUIET, 'q', "quiet", NULL, 0, false, FOR_SERVING},
     {OPT_DIGEST, 0, "digest", "CKMON_DIGEST", 0, false, FOR_SERVING},
@@ -392,6 +394,8 @@ static int apply(struct options *o, const struct option_spec *spec, const char *
         return set_seconds(&o->flush_timeout, value, source, err, err_size);
     case OPT_ON_ALERT_TIMEOUT:
         return set_seconds(&o->on_alert_timeout, value, source, err, err_size);
+    case OPT_HDF5_TIMEOUT:
+        return set_seconds(&o->hdf5_timeout, value, source, err, err_size);
     case OPT_ALERT:
         return add_rule(o, value, source, err, err_size);
     case OPT_ON_ALERT:

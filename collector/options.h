@@ -63,6 +63,7 @@ struct options {
     struct rule_set rules;            /* --alert, CKMON_ALERTS: the user's alert rules */
     char *on_alert;                   /* --on-alert, CKMON_ON_ALERT: a shell command, or NULL */
     double on_alert_timeout;          /* --on-alert-timeout, CKMON_ON_ALERT_TIMEOUT, seconds */
+    double hdf5_timeout;              /* --hdf5-timeout, CKMON_HDF5_TIMEOUT; 0: the default */
     struct string_list fail_on;       /* --fail-on: rule names */
     bool quiet;                       /* -q: no alert lines, no summary */
     bool digest;                      /* --digest, CKMON_DIGEST=1: records get digests */

@@ -23,6 +23,7 @@
 #include "command_path.h"
 #include "delivery.h"
 #include "digest.h"
+#include "hdf5.h"
 #include "metrics.h"
 #include "scrape.h"
 #include "server.h"
@@ -353,6 +354,7 @@ int cmd_run(int argc, char **argv)
     struct private_collector pc = {.pid = -1};
     int rc = cli_parse(&o, COMMAND_RUN, argc, argv);
     if (rc >= 0) return rc;
+    hdf5_set_timeout(o.hdf5_timeout);
     if ((rc = check_can_run(&o, exe, agent)) >= 0) {
         options_free(&o);
         return rc;

@@ -244,3 +244,61 @@ def test_memory_stays_bounded(work):
     assert all(t["differ"] == t["elements"] == 2 * 1024 * 1024 for t in r["tensors"])
     peak_kib = int(p.stderr.split()[-1])
     assert peak_kib < 32 * 1024
+
+
+JOBLIB_COMPRESSIONS = {"xz": ("xz", 3), "lzma": ("lzma", 3), "lz4": ("lz4", 3), "zlib": 3,
+                       "raw": 0}
+
+
+def test_compressed_joblib(work):
+    """joblib.dump with xz, lzma and lz4 (decompressed as the collector does) against numpy's
+    verdict on what joblib.load gives back: the arrays a change touched differ (by their
+    statistics: joblib arrays are compared by the record's entries), the others are the same,
+    the changed values are named; the same object in any two compressions is identical."""
+    import joblib
+
+    rng = np.random.default_rng(5)
+    a = {"epoch": 3, "lr": 0.01, "w": rng.standard_normal((40, 30)).astype(np.float32),
+         "b": np.arange(30.0), "steps": np.arange(500, dtype=np.int64),
+         "mask": rng.random(64) > 0.5}
+    b = dict(a, epoch=4, w=a["w"] + (rng.random((40, 30)) > 0.9).astype(np.float32) * 0.5,
+             steps=np.arange(1, 501, dtype=np.int64))
+    for kind, compress in JOBLIB_COMPRESSIONS.items():
+        joblib.dump(a, work / f"a_{kind}.joblib", compress=compress)
+        joblib.dump(b, work / f"b_{kind}.joblib", compress=compress)
+    assert (work / "a_lz4.joblib").read_bytes()[:4] == b"\x04\x22\x4d\x18"
+    loaded_a, loaded_b = joblib.load(work / "a_xz.joblib"), joblib.load(work / "b_xz.joblib")
+    arrays = [k for k, v in loaded_a.items() if isinstance(v, np.ndarray)]
+    expected = {k: {"name": k, "dtype": str(loaded_a[k].dtype), "shape": list(loaded_a[k].shape),
+                    "compared_by": "statistics",
+                    "status": "same" if np.array_equal(loaded_a[k], loaded_b[k]) else "different"}
+                for k in arrays}
+    assert {k for k, e in expected.items() if e["status"] == "different"} == {"w", "steps"}
+    for kind in ("xz", "lzma", "lz4"):
+        status, r = diff_json(work, f"a_{kind}.joblib", f"b_{kind}.joblib", status=1)
+        for side in "ab":
+            assert r[side]["format"] == "joblib" and r[side]["complete"] is True, r[side]
+            assert "errors" not in r[side], r[side]
+        assert {t["name"]: t for t in r["tensors"]} == expected, kind
+        assert r["values"] == {"changed": {"epoch": [3, 4]}, "added": {}, "removed": {}}
+        for other in JOBLIB_COMPRESSIONS:  # the same object, however it was compressed
+            status, same = diff_json(work, f"a_{kind}.joblib", f"a_{other}.joblib", status=0)
+            assert same["identical"] is True and len(same["tensors"]) == len(arrays)
+            assert all(t["status"] == "same" for t in same["tensors"])
+
+
+def test_compressed_joblib_cut_short(work):
+    import joblib
+
+    joblib.dump({"w": np.arange(20000.0)}, work / "a.joblib", compress=("xz", 3))
+    data = (work / "a.joblib").read_bytes()
+    (work / "cut.joblib").write_bytes(data[: len(data) // 2])
+    p = diff(work, "--json", "a.joblib", "cut.joblib")
+    assert p.returncode == 2 and "cut.joblib is incomplete" in p.stderr, p.stderr
+    r = json.loads(p.stdout)
+    assert r["b"]["format"] == "joblib" and r["b"]["complete"] is False
+    assert r["b"]["errors"][0] == f"joblib: compressed data ended at byte {len(data) // 2}", r
+    inspected = subprocess.run(ckmon_args("inspect", "cut.joblib"), cwd=work, env=clean_env(),
+                               capture_output=True, text=True, timeout=120)
+    record = json.loads(inspected.stdout.splitlines()[0])
+    assert r["b"]["errors"] == record["errors"]  # what the collector says of the file

@@ -8,13 +8,17 @@ its last close) must equal `ckmon inspect`'s; damaged files must give an honest 
 no crash, and libhdf5 must print nothing.
 """
 import os
+import signal
 import subprocess
+import time
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from ckmon_helpers import CKMON, check_record, clean_env, parse_records, python_script
+from ckmon_helpers import (CKMON, Collector, check_record, clean_env, parse_records,
+                           python_script)
 from expected import SHORT_SEQUENCE, SKIP, assert_tensors, assert_values, join, scalar, tensor
 from test_tensor_formats import CIRCUMSTANCE
 
@@ -313,3 +317,141 @@ def test_decompression_bomb_is_bounded(work):
     assert any(e.startswith("hdf5: w: ") for e in record["errors"]), record["errors"]
     max_rss_kib = usage.ru_maxrss
     assert max_rss_kib < 1.5 * 2**20, max_rss_kib
+
+
+# Two hostile files, made with h5py and then bytes of their own: libhdf5 1.10.8 trusts both.
+# crash.h5: the global heap index of a variable-length string attribute points 2^31 objects
+# past the heap's end, where libhdf5 reads without a bounds check (signal 11). spin.h5: a
+# 2 KiB file whose chunked dataset of 2^40 float32 has no chunk written, so reading it means
+# 4 TiB of fill values, for hours: only the deadline stops it.
+HOSTILE = """
+import h5py, numpy as np, struct
+def crash_file(path):
+    with h5py.File(path, "w") as f:
+        f.attrs["note"] = "trained on shard 3"
+        f["w"] = np.arange(10.0)
+    data = bytearray(open(path, "rb").read())
+    ref = struct.pack("<IQI", len("trained on shard 3"), data.index(b"GCOL"), 1)
+    assert data.count(ref) == 1
+    at = data.index(ref) + 12
+    data[at : at + 4] = struct.pack("<I", 0x7FFFFFFF)
+    return bytes(data)
+def spin_file(path):
+    with h5py.File(path, "w") as f:
+        f.create_dataset("w", (2**40,), dtype="f4", chunks=(2**18,))
+        f["ok"] = np.arange(5.0)
+"""
+
+CRASHED = "hdf5: the HDF5 library crashed on this file (signal 11)"
+
+
+def crash_expected(record):
+    """The crash's record; under ASan the reader's own SEGV handler exits 1 instead."""
+    assert record["format"] == "hdf5" and record["complete"] is False, record
+    assert record["values"] == {} and record["tensors"] == [], record
+    if "ASAN_OPTIONS" in os.environ:
+        assert record["errors"] == ["hdf5: the reader failed (exit status 1)"], record
+    else:
+        assert record["errors"] == [CRASHED], record
+
+
+def test_crash_and_deadline_under_the_collector(work):
+    """A crashing and a never-ending file under a standing collector: each an honest
+    record, and the collector goes on reading HDF5 files and serving programs."""
+    script = HOSTILE + """
+scratch = os.path.abspath("scratch.tmp")   # no glob matches it
+crash = crash_file(scratch)
+os.unlink(scratch)
+with open("crash.h5", "wb") as f:
+    f.write(crash)
+spin_file("spin.h5")
+with h5py.File("good.h5", "w") as f:
+    f["w"] = np.linspace(-1, 1, 300).reshape(30, 10)
+    f.attrs["epoch"] = 4
+np.save("after.npy", np.arange(1000, dtype=np.float32))
+report(crash=os.path.abspath("crash.h5"), spin=os.path.abspath("spin.h5"),
+       good=os.path.abspath("good.h5"), npy=os.path.abspath("after.npy"),
+       crash_size=len(crash), spin_size=os.path.getsize("spin.h5"))
+"""
+    collector = Collector(work, options=["--hdf5-timeout", "2", "--sample", "1"])
+    try:
+        first = collector.run(python_script(work, script), work)
+        second = collector.run(python_script(work, """
+import numpy as np
+np.save("second.npy", np.full(50, 7.0))
+report(path=os.path.abspath("second.npy"))
+""", "second.py"), work)
+        records = collector.stop()
+    finally:
+        collector.kill()
+    assert first.returncode == 0 and second.returncode == 0, (first.stderr, second.stderr)
+    out = first.last_json()
+    first.records = records
+    crash = first.only_record(out["crash"])
+    check_record(crash, first, path=out["crash"], fmt="hdf5", size=out["crash_size"],
+                 complete=False)
+    crash_expected(crash)
+    spin = first.only_record(out["spin"])
+    check_record(spin, first, path=out["spin"], fmt="hdf5", size=out["spin_size"],
+                 complete=False)
+    assert spin["errors"] == ["hdf5: the HDF5 library took over 2 s on this file: stopped "
+                              "(--hdf5-timeout)"], spin
+    good = first.only_record(out["good"])
+    assert good["format"] == "hdf5" and good["complete"] is True, good
+    values, tensors = hdf5_findings(out["good"])
+    assert_values(good["values"], values)
+    assert_tensors(good["tensors"], tensors)
+    npy = first.only_record(out["npy"])
+    assert npy["complete"] is True, npy
+    assert_tensors(npy["tensors"], {"after": tensor("after", np.arange(1000, dtype=np.float32))})
+    later = second.last_json()["path"]
+    second.records = records
+    check_record(second.only_record(later), second, path=later, fmt="npy",
+                 size=os.path.getsize(later))
+
+
+def test_crash_and_deadline_in_inspect(work):
+    """`ckmon inspect` of the same files: the same errors, and the file after them read."""
+    namespace = {}
+    exec(HOSTILE, namespace)
+    (work / "crash.h5").write_bytes(namespace["crash_file"](str(work / "crash.h5")))
+    namespace["spin_file"](str(work / "spin.h5"))
+    with h5py.File(work / "z.h5", "w") as f:
+        f["z"] = np.arange(12.0)
+    p = subprocess.run([str(CKMON), "inspect", "--hdf5-timeout", "1.5", str(work / "crash.h5"),
+                        str(work / "spin.h5"), str(work / "z.h5")], env=clean_env(),
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    crash, spin, z = parse_records(p.stdout)
+    crash_expected(crash)
+    assert spin["complete"] is False and spin["errors"] == [
+        "hdf5: the HDF5 library took over 1.5 s on this file: stopped (--hdf5-timeout)"], spin
+    assert z["complete"] is True and [t["name"] for t in z["tensors"]] == ["z"], z
+
+
+def test_reader_dies_with_its_collector(work):
+    """A collector killed while its reader is stuck in a hostile file: the reader goes too,
+    instead of spinning for hours with nobody waiting for it."""
+    namespace = {}
+    exec(HOSTILE, namespace)
+    namespace["spin_file"](str(work / "spin.h5"))
+    p = subprocess.Popen([str(CKMON), "inspect", str(work / "spin.h5")], env=clean_env(),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children = Path(f"/proc/{p.pid}/task/{p.pid}/children")
+    deadline = time.monotonic() + 30
+    reader = ""
+    while not reader and time.monotonic() < deadline and p.poll() is None:
+        reader = children.read_text().strip()
+        time.sleep(0.05)
+    assert reader, "ckmon inspect started no reader"
+    p.kill()
+    p.wait()
+    stat = Path(f"/proc/{reader}/stat")
+    deadline = time.monotonic() + 30
+    alive = lambda: stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    outlived = alive()
+    if outlived:
+        os.kill(int(reader), signal.SIGKILL)  # not left spinning after the test
+    assert not outlived, f"the reader {reader} outlived its collector"

@@ -64,6 +64,7 @@ static void test_defaults(void **state)
     assert_int_equal(o.keys.count, 0);
     assert_int_equal(o.sink_count, 0);
     assert_true(o.flush_timeout == 10.0);
+    assert_true(o.hdf5_timeout == 0); /* hdf5.c's own deadline */
     assert_false(o.help);
     options_free(&o);
 }
@@ -213,6 +214,8 @@ static void test_bad_values(void **state)
     expect_error(COMMAND_COLLECT, WORDS("--sink", "ndjson=ftp://h"), "http://");
     expect_error(COMMAND_COLLECT, WORDS("-s", "ndjson"), "FORMAT=URL");
     expect_error(COMMAND_COLLECT, WORDS("--flush-timeout", "-1"), "--flush-timeout");
+    expect_error(COMMAND_INSPECT, WORDS("--hdf5-timeout", "soon", "f"), "--hdf5-timeout");
+    expect_error(COMMAND_DIFF, WORDS("--hdf5-timeout", "5", "a", "b"), "--hdf5-timeout");
     expect_error(COMMAND_COLLECT, WORDS("--log="), "--log: empty value");
     expect_error(COMMAND_COLLECT,
                  WORDS("--socket", "/tmp/"
