@@ -22,6 +22,7 @@
 #include "sys.h"
 
 #define RECONNECT_INTERVAL_NS 1000000000LL
+#define ACK_READ_INTERVAL     64 /* findings sent between two looks for acknowledgements */
 
 /* A message queued until the collector acknowledges it (core/wire.h, "Delivery"): the
  * ones before `unsent` went out on the current connection, the rest wait for the socket.
@@ -31,9 +32,8 @@
 struct queued {
     struct queued *next;
     int64_t seq;
-    int64_t file;  /* the file's id for open, data and close; 0 for the others */
-    bool closes;   /* a close message */
-    bool finished; /* its file's close is acknowledged */
+    int64_t file; /* the file's id for open, data and close; 0 for the others */
+    bool closes;  /* a close message */
     size_t len;
     char data[];
 };
@@ -47,11 +47,17 @@ static long conn_pid;  /* the process that connected: a vfork child closing its 
 static long long next_connect_ns; /* monotonic time before which no reconnect is tried */
 static struct queued *queue_head, **queue_tail = &queue_head;
 static struct queued *unsent; /* the first message not sent on this connection; NULL: none */
+/* The link to the first message no acknowledgement has covered yet: every message before
+ * it is an open or data message kept for a file whose close is not acknowledged, so an
+ * acknowledgement looks at each message once, not at the whole queue again (a file of
+ * 100,000 tensors keeps 100,000 messages until its close). */
+static struct queued **unchecked = &queue_head;
 static size_t queue_bytes;
 static unsigned long dropped;
 static int64_t last_seq;  /* of the newest message queued */
 static int64_t acked_seq; /* the collector's newest acknowledgement */
-static char session[17];  /* this process's random name, for the collector */
+static unsigned findings_since_acks;
+static char session[17]; /* this process's random name, for the collector */
 /* The program needs every descriptor it may have (a small RLIMIT_NOFILE, or it ran out):
  * the agent then connects only at exit and holds no descriptor while the program runs. */
 static bool fds_scarce;
@@ -74,6 +80,7 @@ static void remove_at(struct queued **link)
     struct queued *q = *link;
     if (unsent == q) unsent = q->next;
     if (queue_tail == &q->next) queue_tail = link;
+    if (unchecked == &q->next) unchecked = link;
     *link = q->next;
     queue_bytes -= q->len;
     free(q);
@@ -84,20 +91,32 @@ static void free_head(void)
     remove_at(&queue_head);
 }
 
+/* Whether q went out on the current connection: only that can be acknowledged on it. */
+static bool sent_here(const struct queued *q)
+{
+    return !unsent || q->seq < unsent->seq;
+}
+
 /* The collector has taken everything up to seq: those messages need not be kept, but
- * for a file's open and data while its close is not among them. Only what went out on
- * this connection can be acknowledged on it. */
+ * for a file's open and data while its close is not among them. */
 static void take_ack(int64_t seq)
 {
     if (seq > acked_seq) acked_seq = seq;
-    for (struct queued *q = queue_head; q && q != unsent && q->seq <= seq; q = q->next)
-        for (struct queued *e = q->closes ? queue_head : q; e != q; e = e->next)
-            if (e->file == q->file) e->finished = true;
-    for (struct queued **p = &queue_head; *p && *p != unsent && (*p)->seq <= seq;)
-        if ((*p)->finished || !(*p)->file || (*p)->closes)
-            remove_at(p);
+    struct queued *q;
+    while ((q = *unchecked) && q->seq <= seq && sent_here(q)) {
+        if (q->closes) { /* its file is done with: the messages kept for it go */
+            for (struct queued **p = &queue_head; *p != q;) {
+                if ((*p)->file == q->file)
+                    remove_at(p);
+                else
+                    p = &(*p)->next;
+            }
+        }
+        if (q->file && !q->closes)
+            unchecked = &q->next;
         else
-            p = &(*p)->next;
+            remove_at(unchecked);
+    }
 }
 
 /* What the collector has not acknowledged, whatever is still kept for open files. */
@@ -372,9 +391,16 @@ bool channel_send(const struct wire_message *m)
     pthread_mutex_lock(&channel_lock);
     connection_intact();
     connect_if_needed(false);
-    read_acks();
     bool findings = m->kind == WIRE_DATA && !m->data.reset;
     size_t bound = agent_config.queue_bytes ? agent_config.queue_bytes : CHANNEL_QUEUE_BYTES;
+    /* Acknowledgements only let the queue forget: a system call per tensor to look for
+     * them was a tenth of the agent's cost for small tensors. They wait in the socket
+     * (the collector sends again what did not fit) until a batch of findings went out
+     * or the queue fills. */
+    if (!findings || ++findings_since_acks >= ACK_READ_INTERVAL || queue_bytes > bound / 2) {
+        read_acks();
+        findings_since_acks = 0;
+    }
     bool kept = enqueue(m, bound + (findings ? 0 : CHANNEL_RESERVE_BYTES));
     send_unsent();
     pthread_mutex_unlock(&channel_lock);
