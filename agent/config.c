@@ -78,6 +78,7 @@ void config_load(void)
     if (keys && *keys) c->keys.patterns = split_list(keys, &c->keys.count);
 
     c->parse.sample = DEFAULT_SAMPLE;
+    c->parse.crc_after_close = true; /* the collector checks them (zip_check.h) */
     const char *sample = getenv("CKMON_SAMPLE");
     if (sample && *sample) {
         char *end;

@@ -672,7 +672,8 @@ static void finalize(struct tracked *t, int fd)
                   .parsed = reread ? "reread" : "stream",
                   .lost_tensors = t->lost_tensors,
                   .lost_values = t->lost_values,
-                  .candidate = t->candidate && !config_is_checkpoint(t->path)}};
+                  .candidate = t->candidate && !config_is_checkpoint(t->path),
+                  .crc_left = t->report.crc_left}};
     channel_send(&m);
     remember_closed(t->path);
 }

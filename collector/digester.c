@@ -1,4 +1,4 @@
-/* digester.c — the worker thread that hashes closed checkpoints (see digester.h).
+/* digester.c — the worker thread that reads closed checkpoints (see digester.h).
  *
  * A job has two owners, the queue (then the worker) and the tracker's record waiting
  * for it; it is freed when both let go. The worker runs as SCHED_BATCH at nice 19 (on
@@ -22,13 +22,18 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "core/parsers/zip_check.h"
+
 #define WORKER_NICE 19
 
 struct digest_job {
     char *path;
     struct file_id closed;
+    bool hash;
+    char *crc_format;  /* NULL: no CRC check */
+    struct report crc; /* the check's errors */
     char text[DIGEST_TEXT_SIZE];
-    char why[200]; /* set when there is no digest */
+    char why[200]; /* set when there is no digest, or the file could not be checked */
     atomic_bool cancelled;
     bool done;           /* under the lock */
     int owners;          /* under the lock */
@@ -48,6 +53,8 @@ struct digester {
 static void release(struct digest_job *j) /* under the lock */
 {
     if (--j->owners > 0) return;
+    report_free(&j->crc);
+    free(j->crc_format);
     free(j->path);
     free(j);
 }
@@ -62,39 +69,39 @@ static void say(struct digest_job *j, const char *format, ...)
     va_end(ap);
 }
 
-/* Hashes the open file, or says in j->why why it has no digest. */
-static void hash_open(struct digest_job *j, int fd)
+/* The work on the open file, or says in j->why why it cannot be done. */
+static void read_open(struct digest_job *j, int fd)
 {
     struct stat before, after;
     const char *differs;
     if (fstat(fd, &before) < 0 || !S_ISREG(before.st_mode))
-        return say(j, "digest: none: not a regular file any more");
+        return say(j, "not a regular file any more");
     if ((differs = file_id_differs(&j->closed, &before)))
-        return say(
-            j, "digest: none: the file was replaced or changed after its close (its %s differs)",
-            differs);
-    struct digest *d = digest_new();
-    if (!d) return say(j, "digest: none: out of memory");
+        return say(j, "the file was replaced or changed after its close (its %s differs)", differs);
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    bool read_ok = digest_fd(d, fd, &j->cancelled);
+    struct digest *d = j->hash ? digest_new() : NULL;
+    if (j->hash && !d) return say(j, "out of memory");
+    bool read_ok = !d || digest_fd(d, fd, &j->cancelled);
     int error = errno;
+    if (read_ok && j->crc_format) zip_check_crcs(fd, j->crc_format, &j->crc, &j->cancelled);
     struct file_id start;
     file_id_of(&start, &before);
-    if (!read_ok)
-        say(j, "digest: none: read failed: %s", strerror(error));
+    if (atomic_load(&j->cancelled))
+        say(j, "the collector stopped first");
+    else if (!read_ok)
+        say(j, "read failed: %s", strerror(error));
     else if (fstat(fd, &after) < 0 || (differs = file_id_differs(&start, &after)))
-        say(j, "digest: none: the file changed while it was read (its %s differs)",
-            differs ? differs : "state");
-    else
+        say(j, "the file changed while it was read (its %s differs)", differs ? differs : "state");
+    else if (d)
         digest_text(d, j->text);
     digest_free(d);
 }
 
-static void hash(struct digest_job *j)
+static void run(struct digest_job *j)
 {
     int fd = open(j->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0) return say(j, "digest: none: cannot open the file: %s", strerror(errno));
-    hash_open(j, fd);
+    if (fd < 0) return say(j, "cannot open the file: %s", strerror(errno));
+    read_open(j, fd);
     close(fd);
 }
 
@@ -113,9 +120,9 @@ static void *worker(void *arg)
         if (!(g->head = j->next)) g->tail = &g->head;
         pthread_mutex_unlock(&g->lock);
         if (atomic_load(&j->cancelled))
-            say(j, "digest: none: the collector stopped first");
+            say(j, "the collector stopped first");
         else
-            hash(j);
+            run(j);
         pthread_mutex_lock(&g->lock);
         j->done = true;
         release(j);
@@ -179,13 +186,17 @@ void digester_done_clear(struct digester *g)
 }
 
 struct digest_job *digester_start(struct digester *g, const char *path,
-                                  const struct file_id *closed)
+                                  const struct file_id *closed, struct digest_work work)
 {
     struct digest_job *j = calloc(1, sizeof *j);
-    if (!j || !(j->path = strdup(path))) {
+    if (!j || !(j->path = strdup(path)) ||
+        (work.crc_format && !(j->crc_format = strdup(work.crc_format)))) {
+        if (j) free(j->path);
         free(j);
         return NULL;
     }
+    report_init(&j->crc, NULL);
+    j->hash = work.hash;
     j->closed = *closed;
     j->owners = 2;
     j->by = g;
@@ -217,6 +228,11 @@ const char *digest_job_result(struct digest_job *j, const char **why)
 {
     *why = j->why;
     return j->why[0] ? NULL : j->text;
+}
+
+const cJSON *digest_job_crc_errors(const struct digest_job *j)
+{
+    return j->crc.errors;
 }
 
 void digest_job_drop(struct digest_job *j)

@@ -1,16 +1,19 @@
-/* digester.h — hashing closed checkpoints on a thread of the collector's own (--digest).
+/* digester.h — reading closed checkpoints on a thread of the collector's own: their
+ * digest (--digest) and the zip CRC-32s their agent left unchecked (zip_check.h).
  *
- * A record's digest is taken from the file after its last close, from the page cache,
- * by one worker thread at a lower priority, so that neither the monitored program (it
- * closed the file already) nor the collector's other agents wait for it. The file is
- * opened without following a symbolic link, read only, and must be the one its close
- * described (device, inode, size, modification time): a file replaced or changed since
- * has no digest, and the job says why. Jobs are done in the order they were started.
+ * Both are taken from the file after its last close, from the page cache, by one worker
+ * thread at a lower priority, so that neither the monitored program (it closed the file
+ * already) nor the collector's other agents wait for them. The file is opened without
+ * following a symbolic link, read only, and must be the one its close described (device,
+ * inode, size, modification time): a file replaced or changed since has no digest and
+ * no CRC check, and the job says why. Jobs are done in the order they were started.
  */
 #ifndef CKMON_DIGESTER_H
 #define CKMON_DIGESTER_H
 
 #include <stdbool.h>
+
+#include <cjson/cJSON.h>
 
 #include "digest.h"
 
@@ -26,14 +29,25 @@ void digester_free(struct digester *g);
 int digester_wake_fd(const struct digester *g);
 void digester_done_clear(struct digester *g);
 
-/* Queues the hashing of the file at path, which its close saw as closed (not known:
- * any regular file will do). NULL when out of memory. */
+/* What a job does with the file: hash it (libxxhash must be loaded: digest_load), check
+ * its zip CRC-32s (crc_format: the record's format, for the errors; NULL: not). */
+struct digest_work {
+    bool hash;
+    const char *crc_format;
+};
+
+/* Queues the work on the file at path, which its close saw as closed (not known: any
+ * regular file will do). NULL when out of memory. */
 struct digest_job *digester_start(struct digester *g, const char *path,
-                                  const struct file_id *closed);
+                                  const struct file_id *closed, struct digest_work work);
 bool digest_job_done(struct digest_job *j);
 void digest_job_wait(struct digest_job *j);
-/* Once done: the digest text, or NULL with *why saying why there is none. */
+/* Once done: the digest text, or NULL with *why saying why there is none (hashing
+ * asked). */
 const char *digest_job_result(struct digest_job *j, const char **why);
+/* Once done, with a CRC check asked: the check's errors (an array of strings, the job's;
+ * empty when the CRCs matched). */
+const cJSON *digest_job_crc_errors(const struct digest_job *j);
 /* The owner is done with j: cancels its hashing if it has not ended. */
 void digest_job_drop(struct digest_job *j);
 

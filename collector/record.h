@@ -52,6 +52,9 @@ struct record {
     /* The file as its close saw it (the agent's fstat), to be sure the digest is taken
      * of that file; not known for files the collector parsed itself. */
     struct file_id closed;
+    /* The agent left the file's zip CRC-32s unchecked: the collector checks them in the
+     * finished file before the record is written (zip_check.h). */
+    bool crc_left;
     struct printed_tensors *printed; /* record.c's: the tensors' text, once printed */
 };
 

@@ -496,7 +496,7 @@ int server_run(const struct server_config *cfg)
         !tracker_set_sets(s->tracker, emit_set_to_log, (void *)cfg) ||
         !(s->lineage = lineage_new(cfg->log->name)) ||
         !(s->polls = malloc(EXTRA_POLLS * sizeof *s->polls)) ||
-        (cfg->digest && !tracker_set_digests(s->tracker))) {
+        !tracker_read_closed_files(s->tracker, cfg->digest)) {
         fprintf(stderr, "ckmon: out of memory\n");
         if (s) tracker_free(s->tracker);
         if (s) lineage_free(s->lineage);

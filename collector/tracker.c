@@ -91,7 +91,8 @@ struct adoption {
     struct adoption *next;
 };
 
-/* A record whose digest is being taken (--digest): written when its job is done. */
+/* A record whose file is being read after its close (its digest, its CRCs): written when
+ * the job is done. */
 struct waiting {
     struct record *record;
     struct digest_job *job;
@@ -120,8 +121,9 @@ struct tracker {
     struct origin origin;   /* of the message being handled */
     struct session *sessions;
     size_t session_count;
-    struct digester *digester; /* --digest, else NULL */
-    struct waiting *waiting;   /* records waiting for their digest, oldest first */
+    struct digester *digester; /* reads closed files (digester.h), or NULL */
+    bool hash;                 /* --digest */
+    struct waiting *waiting;   /* records waiting for their job, oldest first */
     struct waiting **waiting_end;
     struct tracker_counts counts;
 };
@@ -166,8 +168,9 @@ void tracker_set_hold(struct tracker *t, const struct hold_hooks *hooks)
     t->hold = *hooks;
 }
 
-bool tracker_set_digests(struct tracker *t)
+bool tracker_read_closed_files(struct tracker *t, bool digest)
 {
+    t->hash = digest;
     return (t->digester = digester_new()) != NULL;
 }
 
@@ -201,24 +204,54 @@ static void write_and_free(struct tracker *t, struct record *r)
     record_free(r);
 }
 
-/* A finished record: written now, or with --digest once the digest of its file is
- * taken (unless the collector took it while parsing the file itself). */
+/* A finished record: written now, or once the worker has read its file: its digest with
+ * --digest (unless the collector took it while parsing the file itself), its zip CRCs
+ * when its agent left them. */
 static void emit_and_free(struct tracker *t, struct record *r)
 {
+    struct digest_work work = {
+        .hash = t->hash && !r->digest,
+        .crc_format = r->crc_left && r->complete && r->parsed != PARSED_FILE ? r->format : NULL};
     struct waiting *w = NULL;
-    if (t->digester && !r->digest && (w = malloc(sizeof *w)) &&
-        !(w->job = digester_start(t->digester, r->path, &r->closed))) {
+    if (t->digester && (work.hash || work.crc_format) && (w = malloc(sizeof *w)) &&
+        !(w->job = digester_start(t->digester, r->path, &r->closed, work))) {
         free(w);
         w = NULL;
     }
-    if (!w) return write_and_free(t, r); /* no --digest, hashed already, or no memory */
+    if (!w) return write_and_free(t, r); /* nothing to read, or no memory */
     w->record = r;
     w->next = NULL;
     *t->waiting_end = w;
     t->waiting_end = &w->next;
 }
 
-/* Writes the records whose digest is done, after waiting for those of path (NULL: none;
+/* What the worker found in r's file: its digest; a CRC mismatch, which makes the file
+ * incomplete (docs/formats.md, "Checksums"); or why it could not read it. */
+static void take_job_result(struct record *r, struct digest_job *j, bool hashed)
+{
+    const char *why, *digest = digest_job_result(j, &why);
+    char text[300];
+    if (digest && hashed) record_set_string(&r->digest, digest);
+    if (!digest && hashed) {
+        snprintf(text, sizeof text, "digest: none: %s", why);
+        record_add_error(r, text);
+    }
+    if (!r->crc_left || !r->complete || r->parsed == PARSED_FILE) return;
+    if (!digest && hashed) return; /* the digest's error says why the file was not read */
+    if (!digest) {
+        snprintf(text, sizeof text, "%s: CRC-32s not checked: %s", r->format, why);
+        record_add_error(r, text);
+        return;
+    }
+    const cJSON *error;
+    cJSON_ArrayForEach(error, digest_job_crc_errors(j))
+    {
+        record_add_error(r, cJSON_GetStringValue(error));
+        r->complete = false;
+    }
+}
+
+/* Writes the records whose job is done, after waiting for those of path (NULL: none;
  * with wait_all, for every one). */
 static void write_digested(struct tracker *t, bool wait_all, const char *path)
 {
@@ -230,11 +263,7 @@ static void write_digested(struct tracker *t, bool wait_all, const char *path)
             p = &w->next;
             continue;
         }
-        const char *why, *digest = digest_job_result(w->job, &why);
-        if (digest)
-            record_set_string(&w->record->digest, digest);
-        else
-            record_add_error(w->record, why);
+        take_job_result(w->record, w->job, t->hash);
         if (!(*p = w->next)) t->waiting_end = p;
         digest_job_drop(w->job);
         write_and_free(t, w->record);
@@ -377,7 +406,7 @@ static struct record *parse_on_disk(const struct tracker *t, const struct tracke
     if (fd < 0) return NULL;
     struct record *r = st.st_size <= max_bytes
                            ? record_from_file_hashed(&c->who, fd, path, &st, &c->keys, &c->parse,
-                                                     t->digester != NULL)
+                                                     t->hash)
                            : NULL;
     close(fd);
     return r;
@@ -671,6 +700,7 @@ static bool on_close(struct tracker *t, struct tracker_conn *c, struct wire_mess
     if (d->writes != WIRE_ABSENT) r->writes = d->writes;
     r->seconds = !isnan(d->seconds) ? d->seconds : (double)(r->time_us - f->open_us) / 1e6;
     r->complete = d->complete;
+    r->crc_left = d->crc_left;
     r->closed = (struct file_id){.known = d->ino > 0 && d->dev != WIRE_ABSENT &&
                                           d->mtime_us != WIRE_ABSENT && d->bytes != WIRE_ABSENT,
                                  .dev = d->dev,
@@ -791,7 +821,7 @@ static bool start_adoption(struct tracker *t, struct adoption *a)
     if (!(a->fd >= 0 && (t->read_buffer || (t->read_buffer = parse_read_buffer())) &&
           (a->parser = parser_detect_new(path, &a->report, &a->parse))))
         return false;
-    if (t->digester) a->parser = digest_tap_new(a->parser);
+    if (t->hash) a->parser = digest_tap_new(a->parser);
     return true;
 }
 

@@ -73,11 +73,12 @@ struct hold_hooks {
     void *ctx;
 };
 void tracker_set_hold(struct tracker *t, const struct hold_hooks *hooks);
-/* --digest: every record gets the digest of its file (digester.h), taken after its
- * rename hold, unless the collector hashed the file while parsing it; the record is
- * written once the digest is done. libxxhash must be loaded (digest_load). False when
- * out of memory. */
-bool tracker_set_digests(struct tracker *t);
+/* Starts the worker that reads files after their rename hold (digester.h): the zip
+ * CRC-32s agents left unchecked, and with digest (--digest) every record's digest,
+ * unless the collector hashed the file while parsing it (libxxhash must then be loaded:
+ * digest_load). A record is written once its job is done. False when out of memory;
+ * without it, records are written as the agents sent them. */
+bool tracker_read_closed_files(struct tracker *t, bool digest);
 /* A descriptor to poll, readable when a record's digest is done (then call
  * tracker_expire); -1 without --digest. */
 int tracker_wake_fd(const struct tracker *t);

@@ -152,6 +152,7 @@ static void encode_close(const struct wire_message *m, struct strbuf *b)
     put_bool(b, "complete", c->complete);
     put_string(b, "parsed", c->parsed);
     if (c->candidate) put_bool(b, "candidate", true);
+    if (c->crc_left) put_bool(b, "crc_left", true);
     if (c->lost_tensors > 0) put_int(b, "lost_tensors", c->lost_tensors);
     if (c->lost_values > 0) put_int(b, "lost_values", c->lost_values);
 }
@@ -329,6 +330,7 @@ static bool decode_close(const cJSON *msg, struct wire_message *m)
         .seconds = get_number(msg, "seconds"),
         .complete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(msg, "complete")),
         .candidate = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(msg, "candidate")),
+        .crc_left = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(msg, "crc_left")),
         .lost_tensors = get_int(msg, "lost_tensors"),
         .lost_values = get_int(msg, "lost_values"),
     };

@@ -41,7 +41,10 @@
  *                                              full): the record's errors say so;
  *                                              "dev", "ino", "mtime_us": the file as
  *                                              fstat saw it at the close (when it could),
- *                                              so that --digest hashes that file only
+ *                                              so that --digest hashes that file only;
+ *                                              "crc_left":true when the agent left the
+ *                                              zip members' CRC-32s to the collector,
+ *                                              which checks the finished file
  *   rename  {"t":"rename","from":"/abs/x.tmp","to":"/abs/x.pt"}
  *                                              a checkpoint this process closed less than
  *                                              RENAME_WINDOW_US ago was renamed
@@ -168,6 +171,7 @@ struct wire_close {
     double seconds;
     bool complete;
     bool candidate; /* followed for its bytes, under no glob's name: kept only if renamed */
+    bool crc_left;  /* zip CRC-32s not checked: for the collector to check (zip_check.h) */
     int64_t lost_tensors, lost_values; /* findings the agent dropped; sent only above 0 */
 };
 

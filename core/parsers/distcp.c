@@ -28,6 +28,9 @@ struct distcp {
     struct parser base;
     struct report *report;
     const struct parse_options *options;
+    /* The archives' options: their CRCs are checked as they stream even in the agent,
+     * since zip_check.h reads one archive at the start of its file, not a stream of them. */
+    struct parse_options archive_options;
     struct parser *archive; /* the item being parsed, or NULL between items */
     uint64_t offset;        /* bytes of the file taken */
     uint64_t item_at;       /* where the current item began */
@@ -67,7 +70,7 @@ static void start_item(struct distcp *d)
         d->head_len = 0;
         return;
     }
-    d->archive = parser_torch_new(d->report, d->options);
+    d->archive = parser_torch_new(d->report, &d->archive_options);
     if (!d->archive) {
         report_error(d->report, "distcp: out of memory");
         d->broken = true;
@@ -150,5 +153,7 @@ struct parser *parser_distcp_new(struct report *r, const struct parse_options *o
                               .tolerates_rewrites = true};
     d->report = r;
     d->options = o;
+    d->archive_options = o ? *o : (struct parse_options){.sample = 1};
+    d->archive_options.crc_after_close = false;
     return &d->base;
 }

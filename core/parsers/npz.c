@@ -86,7 +86,7 @@ struct parser *parser_npz_new(struct report *r, const struct parse_options *o)
                               .tolerates_rewrites = true};
     z->report = r;
     z->options = o;
-    z->zip = zip_walker_new(r, "npz", &npz_handler, z);
+    z->zip = zip_walker_new(r, "npz", &npz_handler, z, o && o->crc_after_close);
     if (!z->zip) {
         free(z);
         return NULL;

@@ -31,6 +31,9 @@ struct parse_options {
     /* A .distcp file's items as its set's .metadata names them (distcp.h); NULL: not
      * known (the agent: the .metadata comes after), items are named by byte offset. */
     const struct distcp_items *distcp;
+    /* Leave the CRC-32s of zip members unchecked (the report's crc_left says when some
+     * were): the agent's, whose collector checks the finished file instead (zip_check.h). */
+    bool crc_after_close;
 };
 
 struct parser {

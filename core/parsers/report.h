@@ -39,6 +39,9 @@ struct report {
     cJSON *errors;                 /* array of strings */
     unsigned error_count;          /* all errors ever reported, taken or not */
     unsigned long findings;        /* values and tensors ever reported, taken or not */
+    /* Some zip member's CRC-32 was left for the finished file (parse_options'
+     * crc_after_close): whoever has the file checks it (zip_check.h). */
+    bool crc_left;
 
     /* What flatten (flatten.h) names a document's root, and puts before the names in
      * it; NULL: the record's rule. A parser of many documents in one file sets it. */

@@ -892,7 +892,7 @@ struct parser *parser_torch_new(struct report *r, const struct parse_options *o)
     t->base.feed = torch_feed;
     t->base.finish = torch_finish;
     t->base.tolerates_rewrites = true;
-    t->zip = zip_walker_new(r, "torch", &torch_handler, t);
+    t->zip = zip_walker_new(r, "torch", &torch_handler, t, o && o->crc_after_close);
     if (!t->zip) {
         free(t);
         return NULL;

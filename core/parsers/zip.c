@@ -17,7 +17,10 @@
  * checked against the data descriptor, else the local header when the header was filled
  * in, else (Python's zipfile seeks back to fill in the header, which a live walk never
  * sees) the member's entry in the central directory: silent corruption and copies that
- * changed bytes make the record incomplete with an error naming the member.
+ * changed bytes make the record incomplete with an error naming the member. Inside a
+ * monitored program (crc_after_close) the CRCs are left to the collector, which checks
+ * the finished file (zip_check.h): a CRC pass in the program's thread cost a third of a
+ * torch.save's time.
  */
 #include "zip.h"
 
@@ -98,6 +101,7 @@ struct zip_walker {
     /* CRC-32 checks */
     uint32_t content_crc;     /* of the member's content so far */
     bool crc_on;              /* computed for this member (a method we read) */
+    bool crc_after_close;     /* none computed: left for the finished file (zip.h) */
     uint32_t header_crc;      /* the local header's, when header_filled */
     bool header_filled;       /* the header says CRC or sizes (not zipfile's zeros) */
     uint64_t *crcs;           /* per member: CRC | CRC_KNOWN | CRC_CHECKED */
@@ -233,7 +237,9 @@ static void start_member(struct zip_walker *w)
     w->content_crc = (uint32_t)crc32(0, Z_NULL, 0);
     w->header_crc = le32(h + 10);
     w->header_filled = w->header_crc || csize || usize;
-    w->crc_on = w->member.method == METHOD_STORED || w->member.method == METHOD_DEFLATED;
+    bool readable = w->member.method == METHOD_STORED || w->member.method == METHOD_DEFLATED;
+    w->crc_on = readable && !w->crc_after_close;
+    if (readable && w->crc_after_close) w->report->crc_left = true;
 
     bool descriptor = w->member.flags & FLAG_DESCRIPTOR;
     if (w->member.method != METHOD_STORED && w->member.method != METHOD_DEFLATED) {
@@ -405,7 +411,7 @@ static size_t take_stored(struct zip_walker *w, const uint8_t *data, size_t len)
     if (w->state == ZIP_STORED) {
         size_t took = hand_over(w, data, n);
         if (by_handler) n = took; /* the handler's end is the member's */
-        w->content_crc = (uint32_t)crc32(w->content_crc, data, (uInt)n);
+        if (w->crc_on) w->content_crc = (uint32_t)crc32(w->content_crc, data, (uInt)n);
     }
     if (!by_handler) w->left -= n;
     w->taken += n;
@@ -424,7 +430,7 @@ static size_t take_inflated(struct zip_walker *w, const uint8_t *data, size_t le
         rc = inflate(&w->z, Z_NO_FLUSH);
         size_t out = INFLATE_OUT - w->z.avail_out;
         if (out) {
-            w->content_crc = (uint32_t)crc32(w->content_crc, w->out, (uInt)out);
+            if (w->crc_on) w->content_crc = (uint32_t)crc32(w->content_crc, w->out, (uInt)out);
             hand_over(w, w->out, out);
         }
     } while (rc == Z_OK && (w->z.avail_in > 0 || w->z.avail_out == 0));
@@ -609,7 +615,7 @@ bool zip_walker_finish(struct zip_walker *w)
 }
 
 struct zip_walker *zip_walker_new(struct report *r, const char *format, const struct zip_handler *h,
-                                  void *ctx)
+                                  void *ctx, bool crc_after_close)
 {
     struct zip_walker *w = calloc(1, sizeof *w);
     if (!w) return NULL;
@@ -621,6 +627,7 @@ struct zip_walker *zip_walker_new(struct report *r, const char *format, const st
     w->report = r;
     w->format = format;
     w->handler = h;
+    w->crc_after_close = crc_after_close;
     w->ctx = ctx;
     expect(w, ZIP_SIGNATURE, 4);
     return w;

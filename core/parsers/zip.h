@@ -51,8 +51,10 @@ struct zip_handler {
 struct zip_walker;
 
 /* Errors are reported prefixed with format ("torch", "npz"). */
+/* crc_after_close: compute no member's CRC-32 (where the descriptor scan needs none),
+ * setting r->crc_left instead (parser.h). */
 struct zip_walker *zip_walker_new(struct report *r, const char *format, const struct zip_handler *h,
-                                  void *ctx);
+                                  void *ctx, bool crc_after_close);
 /* The next bytes of the archive. */
 void zip_walker_feed(struct zip_walker *w, const uint8_t *data, size_t len);
 /* The same for a stream of archives back to back: returns how many of the bytes belong

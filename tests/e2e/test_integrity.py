@@ -6,6 +6,7 @@ writers, and one byte inside a tensor's data is flipped by this test (located by
 for the tensor's own bytes, so the flip lands in data and nowhere else).
 """
 import os
+import re
 import shutil
 import subprocess
 
@@ -55,6 +56,79 @@ def test_crc_mismatch_makes_the_record_incomplete(work, kind):
     member = WRITERS[kind][2]
     (error,) = broken["errors"]
     assert error.startswith(f"{kind}: {member}: CRC-32 mismatch: content "), error
+
+
+# A monitored program writes, with one write family each, the bytes the real writer
+# produced with one bit flipped in a tensor: the live record must catch it, since the
+# agent leaves the CRCs to the collector, which checks the finished file (zip_check.h).
+LIVE_WRITERS = {
+    "torch": """
+import io, sys, torch
+buf = io.BytesIO()
+torch.save({"w": torch.arange(4096, dtype=torch.float32), "epoch": 3}, buf)
+""",
+    "npz": """
+import io, sys, numpy as np
+buf = io.BytesIO()
+np.savez(buf, w=np.arange(4096, dtype=np.float32), b=np.ones(50))
+""",
+    "npz_compressed": """
+import io, sys, numpy as np
+buf = io.BytesIO()
+np.savez_compressed(buf, w=np.arange(4096, dtype=np.float32), b=np.ones(50))
+""",
+}
+LIVE_TAIL = """
+data = bytearray(buf.getvalue())
+if sys.argv[1] == "flip":
+    data[int(sys.argv[2])] ^= 0x04
+if sys.argv[1] == "restate":  # every place the archive states w.npy's CRC says another
+    import struct, zipfile
+    stated = struct.pack("<I", zipfile.ZipFile(buf).getinfo("w.npy").CRC)
+    data = bytearray(bytes(data).replace(stated, bytes([stated[0] ^ 1]) + stated[1:]))
+# torch's under a temporary name then renamed (the agent follows it for its bytes); the
+# others under their own name (an .npz under another would be the collector's to parse)
+temp = sys.argv[3] + ".tmp" if sys.argv[3].endswith(".pt") else sys.argv[3]
+with open(temp, "wb") as f:
+    f.write(bytes(data))
+if temp != sys.argv[3]:
+    import os
+    os.replace(temp, sys.argv[3])
+"""
+
+
+@pytest.mark.parametrize("kind", sorted(LIVE_WRITERS))
+def test_live_crc_is_checked_after_close(ckmon, work, kind):
+    """Written intact: complete, no error; one bit flipped in a member's data: the live
+    record is incomplete and names the member, as inspect does."""
+    name, form = ("m.pt", "torch") if kind == "torch" else ("a.npz", "npz")
+    member = "archive/data/0" if kind == "torch" else "w.npy"  # torch names it by its file
+    script = work / "live.py"
+    script.write_text(LIVE_WRITERS[kind] + LIVE_TAIL)
+    intact = ckmon.run(PYTHON, script, "intact", "0", name)
+    assert intact.returncode == 0, intact.stderr
+    (record,) = intact.records
+    assert record["complete"] is True and "errors" not in record, record
+    assert record["path"] == str(work / name) and record["parsed"] == "stream"
+    assert record.get("written_as") == (str(work / name) + ".tmp" if kind == "torch" else None)
+    assert record["tensors"] == inspect(work / name)["tensors"]
+
+    needle = np.arange(4096, dtype=np.float32).tobytes()[4000:4016]
+    at = (work / name).read_bytes().find(needle) + 1
+    # deflated data cannot take a flip unnoticed by inflate: its stated CRC changes instead
+    change = "restate" if kind == "npz_compressed" else "flip"
+    (work / name).unlink()
+    (work / "ckmon.jsonl").unlink()
+    flipped = ckmon.run(PYTHON, script, change, str(at), name)
+    assert flipped.returncode == 0, flipped.stderr
+    (record,) = flipped.records
+    offline = inspect(work / name)
+    assert record["complete"] is False and offline["complete"] is False
+    assert record["parsed"] == "stream"
+    (error,) = record["errors"]
+    assert error.startswith(f"{form}: {member}: CRC-32 mismatch: content "), error
+    crcs = re.compile(r"content ([0-9a-f]{8}), .* says ([0-9a-f]{8})$")
+    assert crcs.search(error).groups() == crcs.search(offline["errors"][0]).groups()
 
 
 TRAINING = """

@@ -2,7 +2,8 @@
 #
 # One parser target per format in FUZZ_FORMATS (tests/fuzz/fuzz_parser.c built with
 # -DFORMAT=<name>, so a new format is one more word) and one for the collector's
-# message handling (fuzz_wire.c). `make fuzz FUZZ_SECONDS=N` builds them with clang and
+# message handling (fuzz_wire.c), and one for the collector's CRC check of finished zip
+# archives (fuzz_zip_check.c). `make fuzz FUZZ_SECONDS=N` builds them with clang and
 # libFuzzer + ASan + UBSan in $(BUILD)/fuzz and runs each for N seconds on a copy of its
 # seed corpus (tests/fuzz/corpus/<target>/); crashes land in $(BUILD)/fuzz/crashes/.
 # `make regress` links the same entry points with regress_main.c using the ordinary
@@ -10,7 +11,7 @@
 
 FUZZ_FORMATS ?= pickle json safetensors npy gguf torch torch_legacy npz joblib distcp
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := $(addprefix parser_,$(FUZZ_FORMATS)) wire
+FUZZ_TARGETS := $(addprefix parser_,$(FUZZ_FORMATS)) wire zip_check
 FUZZ_DRIVER  ?= tests/fuzz/regress_main.c
 # UBSan without pointer-overflow: it flags NULL + 0 (a zero-length feed), which is
 # harmless; ASan catches pointers that really leave their object.
@@ -26,7 +27,8 @@ $(BUILD)/fuzzers/parser_%: tests/fuzz/fuzz_parser.c $(COLL_LIB) $(CORE_LIB)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -DFORMAT=$* -o $@ $< $(FUZZ_DRIVER) $(COLL_LIB) $(CORE_LIB) \
 	    $(LDFLAGS) $(LDLIBS_COLLECTOR)
 
-$(BUILD)/fuzzers/wire: tests/fuzz/fuzz_wire.c $(COLL_LIB) $(CORE_LIB)
+$(BUILD)/fuzzers/wire $(BUILD)/fuzzers/zip_check: $(BUILD)/fuzzers/%: tests/fuzz/fuzz_%.c \
+                                                  $(COLL_LIB) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(FUZZ_DRIVER) $(COLL_LIB) $(CORE_LIB) \
 	    $(LDFLAGS) $(LDLIBS_COLLECTOR)

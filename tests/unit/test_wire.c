@@ -215,6 +215,7 @@ static void assert_same_close(const struct wire_close *a, const struct wire_clos
     assert_same_string(a->parsed, b->parsed);
     assert_same_number(a->seconds, b->seconds);
     assert_int_equal(a->complete, b->complete);
+    assert_int_equal(a->crc_left, b->crc_left);
 }
 
 static void test_close(void **state)
@@ -240,14 +241,17 @@ static void test_close(void **state)
     wire_message_free(&out);
     free(text);
 
-    /* Not renamed, read back, incomplete, a 4 TiB file counted to the byte. */
+    /* Not renamed, read back, incomplete, a 4 TiB file counted to the byte, its zip
+     * CRCs left to the collector. */
     m.close.written_as = NULL;
     m.close.parsed = "reread";
     m.close.complete = false;
     m.close.bytes = (1LL << 42) + 1;
     m.close.seconds = 1e-9;
+    m.close.crc_left = true;
     text = round_trip(&m, &out);
     assert_null(strstr(text, "written_as"));
+    assert_non_null(strstr(text, "\"crc_left\":true"));
     assert_same_close(&m.close, &out.close);
     wire_message_free(&out);
     free(text);

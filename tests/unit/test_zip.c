@@ -117,7 +117,7 @@ static struct walk *walk(const uint8_t *bytes, size_t len, enum split split)
     struct walk *out = calloc(1, sizeof *out);
     struct report r;
     report_init(&r, NULL);
-    struct zip_walker *w = zip_walker_new(&r, "test", &recorder_handler, &out->rec);
+    struct zip_walker *w = zip_walker_new(&r, "test", &recorder_handler, &out->rec, false);
     assert_non_null(w);
     feed_split(w, bytes, len, split);
     out->complete = zip_walker_finish(w);

@@ -1,0 +1,256 @@
+/* zip_check.c — a finished archive's member CRCs against its central directory
+ * (zip_check.h).
+ *
+ * The end record (found backwards through a comment of up to 64 KiB), then the zip64 end
+ * record when the locator before it is there, give the central directory's place; it is
+ * read whole (bounded), each entry leads to its local header, whose name and extra field
+ * lengths say where the data starts. Offsets are the file's own: an archive that is not
+ * at the start of its file (a stream of archives, DCP's .distcp) is not for this check.
+ *
+ * A hostile archive must not make the check endless (the collector's worker does it, and
+ * other records wait behind it): members may not take more bytes in all than the file
+ * has (a directory whose entries all name the same member), nor inflate beyond what
+ * their entries say or to more than CHECK_INFLATE_RATIO times the file.
+ */
+#include "zip_check.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "zip.h"
+
+#define SIG_CENTRAL         0x02014b50u
+#define SIG_LOCAL           0x04034b50u
+#define SIG_END             0x06054b50u
+#define SIG_ZIP64_END       0x06064b50u
+#define SIG_ZIP64_LOC       0x07064b50u
+#define END_FIXED           22
+#define LOC64_SIZE          20
+#define END64_FIXED         56
+#define CENTRAL_FIXED       46
+#define LOCAL_FIXED         30
+#define MAX_COMMENT         65535
+#define MAX_DIRECTORY       (256u << 20) /* 10^6 members' entries fit many times over */
+#define CHECK_READ          (1u << 20)
+#define CHECK_INFLATE_RATIO 64
+#define EXTRA_ZIP64         0x0001
+#define METHOD_STORED       0
+#define METHOD_DEFLATED     8
+
+static uint32_t le16(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+    return le16(p) | le16(p + 2) << 16;
+}
+
+static uint64_t le64(const uint8_t *p)
+{
+    return le32(p) | (uint64_t)le32(p + 4) << 32;
+}
+
+struct check {
+    int fd;
+    const char *format;
+    struct report *report;
+    const atomic_bool *stop;
+    uint8_t *buf, *out;               /* CHECK_READ bytes each: file data, inflated data */
+    uint64_t read_left, inflate_left; /* the bounds on what members may still take */
+    bool failed;
+};
+
+static bool stopped(const struct check *c)
+{
+    return c->stop && atomic_load(c->stop);
+}
+
+static bool read_at(struct check *c, void *to, size_t len, uint64_t at)
+{
+    for (size_t done = 0; done < len;) {
+        ssize_t n = pread(c->fd, (uint8_t *)to + done, len - done, (off_t)(at + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        done += (size_t)n;
+    }
+    return true;
+}
+
+static bool broken(struct check *c, const char *what)
+{
+    report_error(c->report, "%s: cannot check CRC-32s: %s", c->format, what);
+    c->failed = true;
+    return false;
+}
+
+/* Where the central directory is (*at) and how long (*size), from the end records. */
+static bool find_directory(struct check *c, uint64_t file_size, uint64_t *at, uint64_t *size)
+{
+    size_t tail = file_size < END_FIXED + MAX_COMMENT ? (size_t)file_size : END_FIXED + MAX_COMMENT;
+    if (tail < END_FIXED || !read_at(c, c->buf, tail, file_size - tail))
+        return broken(c, "no end of central directory record");
+    size_t end = tail - END_FIXED + 1;
+    while (end-- > 0 && le32(c->buf + end) != SIG_END) {
+    }
+    if (end == SIZE_MAX) return broken(c, "no end of central directory record");
+    const uint8_t *e = c->buf + end;
+    *size = le32(e + 12);
+    *at = le32(e + 16);
+    uint64_t end_at = file_size - tail + end;
+    if (*at != UINT32_MAX && *size != UINT32_MAX && le16(e + 10) != 0xffff) return true;
+    uint8_t loc[LOC64_SIZE], end64[END64_FIXED];
+    if (end_at < LOC64_SIZE || !read_at(c, loc, sizeof loc, end_at - LOC64_SIZE) ||
+        le32(loc) != SIG_ZIP64_LOC || !read_at(c, end64, sizeof end64, le64(loc + 8)) ||
+        le32(end64) != SIG_ZIP64_END)
+        return broken(c, "no zip64 end of central directory record");
+    *size = le64(end64 + 40);
+    *at = le64(end64 + 48);
+    return true;
+}
+
+/* The zip64 extra field's values stand in for the entry's fields that are all ones. */
+static void apply_zip64(const uint8_t *extra, size_t len, uint64_t *usize, uint64_t *csize,
+                        uint64_t *local)
+{
+    for (size_t at = 0; at + 4 <= len;) {
+        size_t field = le16(extra + at + 2);
+        if (at + 4 + field > len) return;
+        if (le16(extra + at) == EXTRA_ZIP64) {
+            const uint8_t *p = extra + at + 4, *end = p + field;
+            if (*usize == UINT32_MAX && p + 8 <= end) *usize = le64(p), p += 8;
+            if (*csize == UINT32_MAX && p + 8 <= end) *csize = le64(p), p += 8;
+            if (*local == UINT32_MAX && p + 8 <= end) *local = le64(p);
+            return;
+        }
+        at += 4 + field;
+    }
+}
+
+/* The CRC-32 of the member's content: its csize stored bytes, or what they inflate to. */
+static bool content_crc(struct check *c, uint64_t at, uint64_t csize, uint64_t usize, bool deflated,
+                        uint32_t *crc)
+{
+    if (csize > c->read_left) return broken(c, "members overlap");
+    c->read_left -= csize;
+    if (deflated && usize > c->inflate_left) return broken(c, "members inflate too far");
+    c->inflate_left -= deflated ? usize : 0;
+    uint64_t out_left = usize;
+    z_stream z = {0};
+    if (deflated && inflateInit2(&z, -MAX_WBITS) != Z_OK) return broken(c, "out of memory");
+    *crc = (uint32_t)crc32(0, Z_NULL, 0);
+    int rc = Z_OK;
+    for (uint64_t done = 0; done < csize && rc == Z_OK && !stopped(c);) {
+        size_t n = csize - done < CHECK_READ ? (size_t)(csize - done) : CHECK_READ;
+        if (!read_at(c, c->buf, n, at + done)) {
+            if (deflated) inflateEnd(&z);
+            return broken(c, "the file is shorter than its central directory says");
+        }
+        done += n;
+        if (!deflated) {
+            *crc = (uint32_t)crc32(*crc, c->buf, (uInt)n);
+            continue;
+        }
+        z.next_in = c->buf;
+        z.avail_in = (uInt)n;
+        do {
+            z.next_out = c->out;
+            z.avail_out = CHECK_READ;
+            rc = inflate(&z, Z_NO_FLUSH);
+            size_t out = CHECK_READ - z.avail_out;
+            if (out > out_left) {
+                rc = Z_DATA_ERROR; /* longer than its entry says: its CRC cannot match */
+                break;
+            }
+            out_left -= out;
+            *crc = (uint32_t)crc32(*crc, c->out, (uInt)out);
+        } while (rc == Z_OK && (z.avail_in > 0 || z.avail_out == 0));
+        if (rc == Z_BUF_ERROR) rc = Z_OK; /* more input needed */
+    }
+    if (deflated) inflateEnd(&z);
+    if (rc != Z_OK && rc != Z_STREAM_END) return broken(c, "bad deflate data");
+    return true;
+}
+
+/* One central directory entry (len bytes at e, all of it there): its member's check. */
+static void check_entry(struct check *c, const uint8_t *e, size_t name_len)
+{
+    uint32_t method = le16(e + 10), stated = le32(e + 16);
+    uint64_t csize = le32(e + 20), usize = le32(e + 24), local = le32(e + 42);
+    apply_zip64(e + CENTRAL_FIXED + name_len, le16(e + 30), &usize, &csize, &local);
+    if (method != METHOD_STORED && method != METHOD_DEFLATED) return;
+    char name[ZIP_MAX_NAME + 1];
+    size_t n = name_len < ZIP_MAX_NAME ? name_len : ZIP_MAX_NAME;
+    memcpy(name, e + CENTRAL_FIXED, n);
+    name[n] = '\0';
+    uint8_t h[LOCAL_FIXED];
+    uint32_t computed;
+    if (!read_at(c, h, sizeof h, local) || le32(h) != SIG_LOCAL) {
+        report_error(c->report, "%s: %s: no local header where the central directory says",
+                     c->format, name);
+        c->failed = true;
+        return;
+    }
+    uint64_t data = local + LOCAL_FIXED + le16(h + 26) + le16(h + 28);
+    if (!content_crc(c, data, csize, usize, method == METHOD_DEFLATED, &computed) || stopped(c))
+        return;
+    if (computed == stated) return;
+    report_error(c->report,
+                 "%s: %s: CRC-32 mismatch: content %08x, the central directory says %08x",
+                 c->format, name, computed, stated);
+    c->failed = true;
+}
+
+static void check_directory(struct check *c, const uint8_t *dir, size_t size)
+{
+    for (size_t at = 0; at + CENTRAL_FIXED <= size && !stopped(c);) {
+        const uint8_t *e = dir + at;
+        if (le32(e) != SIG_CENTRAL) {
+            broken(c, "a central directory entry is malformed");
+            return;
+        }
+        size_t name_len = le16(e + 28);
+        size_t len = CENTRAL_FIXED + name_len + le16(e + 30) + le16(e + 32);
+        if (at + len > size) {
+            broken(c, "a central directory entry is malformed");
+            return;
+        }
+        check_entry(c, e, name_len);
+        at += len;
+    }
+}
+
+bool zip_check_crcs(int fd, const char *format, struct report *r, const atomic_bool *stop)
+{
+    struct check c = {.fd = fd, .format = format, .report = r, .stop = stop};
+    struct stat st;
+    uint64_t at, size;
+    uint8_t *dir = NULL;
+    if (fstat(fd, &st) < 0) return broken(&c, strerror(errno));
+    c.read_left = (uint64_t)st.st_size;
+    c.inflate_left = (uint64_t)st.st_size * CHECK_INFLATE_RATIO + CHECK_READ;
+    if (!(c.buf = malloc(END_FIXED + MAX_COMMENT > CHECK_READ ? END_FIXED + MAX_COMMENT
+                                                              : CHECK_READ)) ||
+        !(c.out = malloc(CHECK_READ)))
+        broken(&c, "out of memory");
+    else if (find_directory(&c, (uint64_t)st.st_size, &at, &size)) {
+        if (size > MAX_DIRECTORY)
+            broken(&c, "the central directory is larger than 256 MiB");
+        else if (!(dir = malloc(size ? size : 1)))
+            broken(&c, "out of memory");
+        else if (!read_at(&c, dir, size, at))
+            broken(&c, "the file is shorter than its central directory says");
+        else
+            check_directory(&c, dir, size);
+    }
+    free(dir);
+    free(c.out);
+    free(c.buf);
+    return !c.failed && !stopped(&c);
+}
