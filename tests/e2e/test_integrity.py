@@ -131,6 +131,27 @@ def test_live_crc_is_checked_after_close(ckmon, work, kind):
     assert crcs.search(error).groups() == crcs.search(offline["errors"][0]).groups()
 
 
+CHANGED_AFTER_CLOSE = """
+import os, torch
+torch.save({"w": torch.randn(1000)}, "grown.pt")
+os.truncate("grown.pt", os.path.getsize("grown.pt") + 10)    # size differs, within the hold
+torch.save({"w": torch.randn(1000)}, "kept.pt")
+"""
+
+
+def test_a_file_changed_before_its_check_says_so(ckmon, work):
+    """Without --digest, a file changed before the collector could check its CRCs keeps
+    the stream's verdict and an error saying they were not checked; its neighbour, left
+    alone, is checked and clean."""
+    run = ckmon.run(*python_script(work, CHANGED_AFTER_CLOSE))
+    assert run.returncode == 0, run.stderr
+    grown, kept = run.only_record(work / "grown.pt"), run.only_record(work / "kept.pt")
+    assert grown["complete"] is True and grown["errors"] == [
+        "torch: CRC-32s not checked: the file was replaced or changed after its close (its "
+        "size differs)"], grown
+    assert kept["complete"] is True and "errors" not in kept, kept
+
+
 TRAINING = """
 import pickle
 import torch
