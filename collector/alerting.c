@@ -131,9 +131,10 @@ static bool raise_alert(struct alerting *a, struct log_writer *log, const cJSON 
     return ok;
 }
 
-/* Writes record o with the names of the alerts that fired, then their alert records. */
+/* Writes record o (of r, or a set's when r is NULL) with the names of the alerts that
+ * fired, then their alert records. */
 static bool write_judged(struct alerting *a, struct log_writer *log, cJSON *o,
-                         const struct alert_list *alerts, long pid)
+                         const struct record *r, const struct alert_list *alerts, long pid)
 {
     if (alerts->count) {
         cJSON *names = cJSON_CreateArray();
@@ -142,7 +143,7 @@ static bool write_judged(struct alerting *a, struct log_writer *log, cJSON *o,
         if (names) record_json_add_alerts(o, names);
     }
     size_t len;
-    char *line = json_line(o, &len);
+    char *line = r ? record_json_line(r, o, &len) : json_line(o, &len);
     bool ok = line && log_write(log, line, len);
     free(line);
     for (size_t i = 0; i < alerts->count; i++)
@@ -160,7 +161,7 @@ bool alerting_set(struct alerting *a, struct log_writer *log, const cJSON *set, 
         return false;
     }
     alerts_evaluate(a->rules, o, &now, NULL, &alerts);
-    bool ok = write_judged(a, log, o, &alerts, pid);
+    bool ok = write_judged(a, log, o, NULL, &alerts, pid);
     snapshot_free(&now);
     alert_list_free(&alerts);
     cJSON_Delete(o);
@@ -180,7 +181,7 @@ bool alerting_record(struct alerting *a, struct log_writer *log, const struct re
     bool keyed =
         a->one_series ? snprintf(key, sizeof key, "inspect") > 0 : series_key(o, key, sizeof key);
     alerts_evaluate(a->rules, o, &now, keyed ? series_previous(a->series, key) : NULL, &alerts);
-    bool ok = write_judged(a, log, o, &alerts, r->who.pid);
+    bool ok = write_judged(a, log, o, r, &alerts, r->who.pid);
     a->checkpoints++;
     a->incomplete += !r->complete;
     a->bytes += (double)r->bytes;

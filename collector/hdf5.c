@@ -6,9 +6,10 @@
  *
  * The reading happens in a child process. libhdf5 trusts the file's metadata: malformed
  * files have made it crash, loop and allocate without bound. The child has a memory
- * ceiling (RLIMIT_DATA) and a deadline, and prints its findings as one JSON object on a
- * pipe; a crash, a timeout or a missing library becomes an error in the record, never
- * the collector's end. libhdf5's own error printing is switched off in the child.
+ * ceiling (RLIMIT_DATA), a deadline and dies with its parent, and prints its findings on
+ * a pipe, a line of JSON after each object; a crash, a timeout or a missing library
+ * becomes an error in the record (which keeps the lines that came before), never the
+ * collector's end. libhdf5's own error printing is switched off in the child.
  *
  * What is read: every dataset reachable by hard links from the root (H5Ovisit, in name
  * order, each object once), as a tensor named by its path with '/' as '.', its data read
@@ -108,7 +109,32 @@ struct walk {
     struct tensor_reader *reader;
     uint8_t *buffer; /* HYPERSLAB_BYTES */
     bool complete;
+    int out; /* the pipe to the collector */
 };
+
+/* Sends the findings not sent yet as one line of JSON (its strings escape newlines); the
+ * last line (end) adds "complete". Sent after each object, so that a crash or the deadline
+ * later in the file costs the record only what was not read yet. */
+static void send_findings(struct walk *w, bool end)
+{
+    cJSON *findings = cJSON_CreateObject();
+    if (!findings) return; /* they wait for the next line */
+    report_take(w->report, findings);
+    char *text = (findings->child || end) &&
+                         (!end || cJSON_AddBoolToObject(findings, "complete", w->complete))
+                     ? json_print_wire(findings) /* exact numbers, as agents send them */
+                     : NULL;
+    cJSON_Delete(findings);
+    size_t n = text ? strlen(text) : 0;
+    if (text) text[n++] = '\n'; /* in place of the NUL, which is not sent */
+    for (size_t at = 0; at < n;) {
+        ssize_t wrote = write(w->out, text + at, n - at);
+        if (wrote < 0 && errno == EINTR) continue;
+        if (wrote <= 0) break;
+        at += (size_t)wrote;
+    }
+    free(text);
+}
 
 /* The record's name for an object's path ("." is the root): '/' becomes '.'. */
 static void object_name(const char *path, char *out, size_t size)
@@ -447,10 +473,11 @@ static herr_t visit_object(hid_t root, const char *path, const H5O_info_t *info,
     }
     if (info->type == H5O_TYPE_DATASET) read_dataset(w, name, object);
     h5.H5Oclose(object);
+    send_findings(w, false);
     return 0;
 }
 
-/* The child's work: the findings of the file open as fd, as JSON on out. */
+/* The child's work: the findings of the file open as fd, as lines of JSON on out. */
 static void child_read(int fd, int out, const struct key_filter *keys,
                        const struct parse_options *options)
 {
@@ -460,7 +487,8 @@ static void child_read(int fd, int out, const struct key_filter *keys,
                      .options = options,
                      .reader = malloc(sizeof *w.reader),
                      .buffer = malloc(HYPERSLAB_BYTES),
-                     .complete = true};
+                     .complete = true,
+                     .out = out};
     const char *trouble = !w.reader || !w.buffer ? "out of memory" : load_library();
     char name[64];
     snprintf(name, sizeof name, "/proc/self/fd/%d", fd);
@@ -483,17 +511,7 @@ static void child_read(int fd, int out, const struct key_filter *keys,
         w.complete = false;
     }
     if (file >= 0 && h5.H5Fclose(file) < 0) w.complete = false;
-    cJSON *findings = cJSON_CreateObject();
-    if (findings) report_take(&report, findings);
-    char *text = findings && cJSON_AddBoolToObject(findings, "complete", w.complete)
-                     ? json_print_wire(findings) /* exact numbers, as agents send them */
-                     : NULL;
-    for (size_t at = 0, n = text ? strlen(text) : 0; at < n;) {
-        ssize_t wrote = write(out, text + at, n - at);
-        if (wrote < 0 && errno == EINTR) continue;
-        if (wrote <= 0) break;
-        at += (size_t)wrote;
-    }
+    send_findings(&w, true);
 }
 
 /* ---- the collector's side ---------------------------------------------------------- */
@@ -531,14 +549,15 @@ static int64_t now_ms(void)
 
 static const char too_long[] = "too long"; /* collect_output's *why for the deadline */
 
-/* Reads the child's output until it closes the pipe or the deadline passes; NULL (and
- * *why) when it did not finish in time (too_long) or printed too much. */
+/* Reads the child's output until it closes the pipe or the deadline passes, as a string;
+ * *why is set when it did not finish in time (too_long) or printed too much (the string is
+ * then what came before), and when out of memory (NULL). */
 static char *collect_output(int in, int64_t deadline_ms, const char **why)
 {
     size_t size = 0, capacity = 1 << 16;
     char *text = malloc(capacity);
     *why = text ? NULL : "out of memory";
-    while (text) {
+    while (text && !*why) {
         int64_t left = deadline_ms - now_ms();
         struct pollfd p = {.fd = in, .events = POLLIN};
         int ready = left > 0 ? poll(&p, 1, (int)(left > 60000 ? 60000 : left)) : 0;
@@ -559,14 +578,11 @@ static char *collect_output(int in, int64_t deadline_ms, const char **why)
         }
         ssize_t n = read(in, text + size, capacity - 1 - size);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            text[size] = '\0';
-            return text;
-        }
+        if (n <= 0) break;
         size += (size_t)n;
     }
-    free(text);
-    return NULL;
+    if (text) text[size] = '\0';
+    return text;
 }
 
 /* Moves the child's findings[name] (an object or array) into the report's *slot. */
@@ -618,20 +634,29 @@ static bool hdf5_read(int fd, struct report *r, const struct parse_options *o)
     const char *why;
     char *text = collect_output(pipe_fds[0], now_ms() + (int64_t)(seconds * 1000), &why);
     close(pipe_fds[0]);
-    if (!text) kill(child, SIGKILL);
+    if (why) kill(child, SIGKILL);
     int status = 0;
     while (waitpid(child, &status, 0) < 0 && errno == EINTR)
         ;
-    cJSON *findings = text && WIFEXITED(status) ? cJSON_Parse(text) : NULL;
-    free(text);
-    bool complete = false;
-    if (findings) {
+    /* A line per object read, the last with "complete": what came before a crash or the
+     * deadline is kept, a line the end cut short is not. */
+    bool ended = false, complete = false;
+    for (char *line = text, *next; line && (next = strchr(line, '\n')); line = next) {
+        *next++ = '\0';
+        cJSON *findings = cJSON_Parse(line), *all;
+        if (!findings) continue;
         take_member(&r->values, findings, "values");
         take_member(&r->tensors, findings, "tensors");
         take_member(&r->errors, findings, "errors");
-        complete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(findings, "complete"));
+        if ((all = cJSON_GetObjectItemCaseSensitive(findings, "complete"))) {
+            ended = true;
+            complete = cJSON_IsTrue(all);
+        }
         cJSON_Delete(findings);
-    } else if (why == too_long) {
+    }
+    free(text);
+    if (ended && !why && WIFEXITED(status)) return complete;
+    if (why == too_long) {
         report_error(r,
                      "hdf5: the HDF5 library took over %.6g s on this file: stopped "
                      "(--hdf5-timeout)",
@@ -644,7 +669,7 @@ static bool hdf5_read(int fd, struct report *r, const struct parse_options *o)
     } else {
         report_error(r, "hdf5: the reader failed (exit status %d)", WEXITSTATUS(status));
     }
-    return complete;
+    return false;
 }
 
 static bool hdf5_claims(int fd, const char *format)

@@ -49,6 +49,20 @@ void identity_free(struct identity *id)
     id->host = id->program = id->job = id->run = NULL;
 }
 
+/* The text of a record's "tensors" array as last printed, and which items it was
+ * printed from: any change to the array (findings appended or cleared) drops it. */
+struct printed_tensors {
+    const cJSON *first, *last;
+    char *text;
+    size_t len;
+};
+
+static void forget_printed(struct record *r)
+{
+    free(r->printed->text);
+    *r->printed = (struct printed_tensors){0};
+}
+
 struct record *record_new(const struct identity *who, const char *path)
 {
     struct record *r = calloc(1, sizeof *r);
@@ -57,8 +71,10 @@ struct record *record_new(const struct identity *who, const char *path)
     r->tensors = cJSON_CreateArray();
     r->errors = cJSON_CreateArray();
     r->crc_fd = -1;
+    r->printed = calloc(1, sizeof *r->printed);
     if (!identity_copy(&r->who, who) || !record_set_string(&r->path, path) ||
-        !record_set_string(&r->format, "unknown") || !r->values || !r->tensors || !r->errors) {
+        !record_set_string(&r->format, "unknown") || !r->values || !r->tensors || !r->errors ||
+        !r->printed) {
         record_free(r);
         return NULL;
     }
@@ -77,6 +93,8 @@ void record_free(struct record *r)
     cJSON_Delete(r->errors);
     free(r->digest);
     if (r->crc_fd >= 0) close(r->crc_fd);
+    if (r->printed) free(r->printed->text);
+    free(r->printed);
     free(r);
 }
 
@@ -89,6 +107,7 @@ static void append_all(cJSON *to, cJSON *from)
 
 void record_append_findings(struct record *r, cJSON *values, cJSON *tensors, cJSON *errors)
 {
+    if (cJSON_IsArray(tensors) && tensors->child) forget_printed(r);
     if (cJSON_IsObject(values)) append_all(r->values, values);
     if (cJSON_IsArray(tensors)) append_all(r->tensors, tensors);
     if (cJSON_IsArray(errors)) append_all(r->errors, errors);
@@ -114,6 +133,7 @@ static void delete_children(cJSON *container)
 
 void record_clear_findings(struct record *r)
 {
+    forget_printed(r);
     delete_children(r->values);
     delete_children(r->tensors);
     delete_children(r->errors);
@@ -263,10 +283,9 @@ cJSON *record_to_json(const struct record *r)
     return o;
 }
 
-char *json_line(const cJSON *o, size_t *len)
+/* text (malloc'd, taken over) with a newline. */
+static char *as_line(char *text, size_t *len)
 {
-    char *text = o ? json_print(o) : NULL;
-    if (!text) return NULL;
     size_t n = strlen(text);
     char *line = realloc(text, n + 2);
     if (!line) {
@@ -279,12 +298,35 @@ char *json_line(const cJSON *o, size_t *len)
     return line;
 }
 
+char *json_line(const cJSON *o, size_t *len)
+{
+    char *text = o ? json_print(o) : NULL;
+    return text ? as_line(text, len) : NULL;
+}
+
 char *record_to_line(const struct record *r, size_t *len)
 {
     cJSON *o = record_to_json(r);
-    char *line = json_line(o, len);
+    char *line = o ? record_json_line(r, o, len) : NULL;
     cJSON_Delete(o);
     return line;
+}
+
+char *record_json_line(const struct record *r, const cJSON *o, size_t *len)
+{
+    struct printed_tensors *p = r->printed;
+    const cJSON *first = r->tensors->child, *last = first ? first->prev : NULL;
+    if (p->text && (p->first != first || p->last != last)) { /* changed behind our back */
+        free(p->text);
+        *p = (struct printed_tensors){0};
+    }
+    struct json_piece piece = {.first = first, .text = p->text, .len = p->len};
+    char *text = json_print_piece(o, &piece);
+    if (text && first && !p->text && (p->text = malloc(piece.len))) {
+        memcpy(p->text, text + piece.start, piece.len);
+        *p = (struct printed_tensors){first, last, p->text, piece.len};
+    }
+    return text ? as_line(text, len) : NULL;
 }
 
 void record_json_add_alerts(cJSON *o, cJSON *names)

@@ -58,6 +58,7 @@ struct record {
      * still checked), or by its path when it could not be opened then (-1). */
     bool crc_left;
     int crc_fd;
+    struct printed_tensors *printed; /* record.c's: the tensors' text, once printed */
 };
 
 /* Copies of the identity's strings; returns false when out of memory. */
@@ -119,6 +120,10 @@ void format_rfc3339(int64_t time_us, char *out, size_t size);
 cJSON *record_to_json(const struct record *r);
 /* The record as one line, JSON + '\n', malloc'd; *len gets its length. */
 char *record_to_line(const struct record *r, size_t *len);
+/* The same of o, record_to_json(r) with perhaps its alerts added. A held record is
+ * printed twice (the journal, then the log): its tensors, most of a large checkpoint's
+ * line, are printed the first time only, while they stay the same. */
+char *record_json_line(const struct record *r, const cJSON *o, size_t *len);
 /* Any JSON object as such a line. */
 char *json_line(const cJSON *o, size_t *len);
 /* Adds names (an array of rule names, taken over) to a record's JSON as its "alerts",

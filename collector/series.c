@@ -42,18 +42,38 @@ static double number_or_nan(const cJSON *item)
     return cJSON_IsNumber(item) ? item->valuedouble : NAN;
 }
 
+/* The members a summary reads: the statistics', then these. */
+enum { MEMBER_NAME = STAT_COUNT, MEMBER_DTYPE, MEMBER_SHAPE, MEMBER_COUNT };
+
+/* A tensor's members by what they are, in one pass (a lookup per member walked the
+ * tensor's members nine times, for each of a record's tensors); the first of a repeated
+ * name counts, as with a lookup. */
+static void summary_members(const cJSON *t, const cJSON *found[MEMBER_COUNT])
+{
+    static const char *const names[MEMBER_COUNT - STAT_COUNT] = {"name", "dtype", "shape"};
+    for (const cJSON *m = t->child; m; m = m->next) {
+        for (int i = 0; m->string && i < MEMBER_COUNT; i++) {
+            const char *name = i < STAT_COUNT ? tensor_stat_names[i] : names[i - STAT_COUNT];
+            if (!found[i] && m->string[0] == name[0] && !strcmp(m->string, name)) {
+                found[i] = m;
+                break;
+            }
+        }
+    }
+}
+
 static bool summary_from_tensor(const cJSON *t, struct tensor_summary *out)
 {
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(t, "name");
-    const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(t, "dtype");
-    const cJSON *dim;
+    const cJSON *found[MEMBER_COUNT] = {0}, *dim;
+    summary_members(t, found);
+    const cJSON *name = found[MEMBER_NAME], *dtype = found[MEMBER_DTYPE];
     if (!cJSON_IsString(name)) return false;
     out->floating = cJSON_IsString(dtype) && dtype_is_floating(dtype->valuestring);
     out->elements = 1;
-    cJSON_ArrayForEach(dim, cJSON_GetObjectItemCaseSensitive(t, "shape")) out->elements *=
+    cJSON_ArrayForEach(dim, found[MEMBER_SHAPE]) out->elements *=
         cJSON_IsNumber(dim) ? dim->valuedouble : 0;
     for (int i = 0; i < STAT_COUNT; i++)
-        out->stat[i] = number_or_nan(cJSON_GetObjectItemCaseSensitive(t, tensor_stat_names[i]));
+        out->stat[i] = number_or_nan(found[i]);
     out->name = strdup(name->valuestring);
     return out->name != NULL;
 }

@@ -189,8 +189,15 @@ static void add_string(struct strbuf *t, const char *s, enum mode mode)
     sb_add(t, "\"", 1);
 }
 
-static void add_item(struct strbuf *t, const cJSON *item, enum mode mode)
+static void add_item(struct strbuf *t, const cJSON *item, enum mode mode, struct json_piece *piece)
 {
+    if (piece && piece->first && item->child == piece->first) {
+        if (piece->text) return sb_add(t, piece->text, piece->len);
+        piece->start = t->len;
+        add_item(t, item, mode, NULL);
+        piece->len = t->len - piece->start;
+        return;
+    }
     switch (item->type & 0xff) {
     case cJSON_False:
         return sb_addz(t, "false");
@@ -214,7 +221,7 @@ static void add_item(struct strbuf *t, const cJSON *item, enum mode mode)
                 add_string(t, c->string ? c->string : "", mode);
                 sb_add(t, ":", 1);
             }
-            add_item(t, c, mode);
+            add_item(t, c, mode, piece);
         }
         sb_add(t, object ? "}" : "]", 1);
         return;
@@ -252,19 +259,19 @@ void json_add_number(struct strbuf *t, double v)
 
 void json_add_wire_item(struct strbuf *t, const cJSON *item)
 {
-    add_item(t, item, WIRE);
+    add_item(t, item, WIRE, NULL);
 }
 
 void json_add_hex_item(struct strbuf *t, const cJSON *item)
 {
-    add_item(t, item, HEX);
+    add_item(t, item, HEX, NULL);
 }
 
-static char *print(const cJSON *item, enum mode mode)
+static char *print(const cJSON *item, enum mode mode, struct json_piece *piece)
 {
     struct strbuf t = {.limit = JSON_TEXT_LIMIT};
     locale_t previous = json_c_locale_enter();
-    add_item(&t, item, mode);
+    add_item(&t, item, mode, piece);
     json_c_locale_leave(previous);
     if (t.overflow || !t.s) {
         free(t.s);
@@ -275,17 +282,22 @@ static char *print(const cJSON *item, enum mode mode)
 
 char *json_print(const cJSON *item)
 {
-    return print(item, NAMES);
+    return print(item, NAMES, NULL);
+}
+
+char *json_print_piece(const cJSON *item, struct json_piece *piece)
+{
+    return print(item, NAMES, piece);
 }
 
 char *json_print_text(const cJSON *item)
 {
-    return print(item, TEXT);
+    return print(item, TEXT, NULL);
 }
 
 char *json_print_wire(const cJSON *item)
 {
-    return print(item, WIRE);
+    return print(item, WIRE, NULL);
 }
 
 cJSON *json_parse_record_line(const char *line, size_t len)

@@ -37,6 +37,17 @@ int json_shortest_double(double v, char *out, size_t size);
  * those two bytes, and is as lossless. */
 char *json_print(const cJSON *item);
 
+/* One array or object inside what json_print prints, the one whose first item is first:
+ * printed as text (len bytes) when text is set, else printed and where its text landed
+ * noted (start, len). A record's tensors, most of a large checkpoint's line, are so
+ * printed once when it is held and copied when it is written. */
+struct json_piece {
+    const cJSON *first;
+    const char *text;
+    size_t start, len;
+};
+char *json_print_piece(const cJSON *item, struct json_piece *piece);
+
 /* The same for strings that are such text already (a record read back from the log):
  * their escapes stay as they are, and only a byte that is not UTF-8 becomes \xHH. */
 char *json_print_text(const cJSON *item);

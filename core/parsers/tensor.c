@@ -20,12 +20,20 @@
 
 #include "../budget.h"
 
+/* s, cut to fit size bytes with its NUL (snprintf's "%s" parsed its format per tensor). */
+static void copy_cut(char *out, size_t size, const char *s)
+{
+    size_t n = strnlen(s, size - 1);
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
 static void set_identity(struct tensor_reader *tr, const char *name, const char *dtype_name,
                          const int64_t *shape, int ndim)
 {
     memset(tr, 0, offsetof(struct tensor_reader, block));
-    snprintf(tr->name, sizeof tr->name, "%s", name);
-    snprintf(tr->dtype_name, sizeof tr->dtype_name, "%s", dtype_name);
+    copy_cut(tr->name, sizeof tr->name, name);
+    copy_cut(tr->dtype_name, sizeof tr->dtype_name, dtype_name);
     if (ndim < 0) ndim = 0;
     if (ndim > TENSOR_MAX_DIMS) ndim = TENSOR_MAX_DIMS;
     tr->ndim = ndim;

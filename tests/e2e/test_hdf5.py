@@ -320,16 +320,18 @@ def test_decompression_bomb_is_bounded(work):
 
 
 # Two hostile files, made with h5py and then bytes of their own: libhdf5 1.10.8 trusts both.
-# crash.h5: the global heap index of a variable-length string attribute points 2^31 objects
-# past the heap's end, where libhdf5 reads without a bounds check (signal 11). spin.h5: a
-# 2 KiB file whose chunked dataset of 2^40 float32 has no chunk written, so reading it means
-# 4 TiB of fill values, for hours: only the deadline stops it.
+# crash.h5: the global heap index of a variable-length string attribute of dataset z points
+# 2^31 objects past the heap's end, where libhdf5 reads without a bounds check (signal 11).
+# spin.h5: a 2 KiB file whose chunked dataset w of 2^40 float32 has no chunk written, so
+# reading it means 4 TiB of fill values, for hours: only the deadline stops it. In both,
+# the dataset read before the trouble (objects go in name order) is kept.
 HOSTILE = """
 import h5py, numpy as np, struct
 def crash_file(path):
     with h5py.File(path, "w") as f:
-        f.attrs["note"] = "trained on shard 3"
         f["w"] = np.arange(10.0)
+        f["z"] = np.ones(3)
+        f["z"].attrs["note"] = "trained on shard 3"
     data = bytearray(open(path, "rb").read())
     ref = struct.pack("<IQI", len("trained on shard 3"), data.index(b"GCOL"), 1)
     assert data.count(ref) == 1
@@ -348,7 +350,8 @@ CRASHED = "hdf5: the HDF5 library crashed on this file (signal 11)"
 def crash_expected(record):
     """The crash's record; under ASan the reader's own SEGV handler exits 1 instead."""
     assert record["format"] == "hdf5" and record["complete"] is False, record
-    assert record["values"] == {} and record["tensors"] == [], record
+    assert record["values"] == {}, record
+    assert_tensors(record["tensors"], {"w": tensor("w", np.arange(10.0))})
     if "ASAN_OPTIONS" in os.environ:
         assert record["errors"] == ["hdf5: the reader failed (exit status 1)"], record
     else:
@@ -396,6 +399,7 @@ report(path=os.path.abspath("second.npy"))
                  complete=False)
     assert spin["errors"] == ["hdf5: the HDF5 library took over 2 s on this file: stopped "
                               "(--hdf5-timeout)"], spin
+    assert_tensors(spin["tensors"], {"ok": tensor("ok", np.arange(5.0))})
     good = first.only_record(out["good"])
     assert good["format"] == "hdf5" and good["complete"] is True, good
     values, tensors = hdf5_findings(out["good"])
@@ -426,6 +430,7 @@ def test_crash_and_deadline_in_inspect(work):
     crash_expected(crash)
     assert spin["complete"] is False and spin["errors"] == [
         "hdf5: the HDF5 library took over 1.5 s on this file: stopped (--hdf5-timeout)"], spin
+    assert [t["name"] for t in spin["tensors"]] == ["ok"], spin
     assert z["complete"] is True and [t["name"] for t in z["tensors"]] == ["z"], z
 
 
@@ -455,3 +460,17 @@ def test_reader_dies_with_its_collector(work):
     if outlived:
         os.kill(int(reader), signal.SIGKILL)  # not left spinning after the test
     assert not outlived, f"the reader {reader} outlived its collector"
+
+
+def test_deadline_from_the_environment_under_run(ckmon, work):
+    """CKMON_HDF5_TIMEOUT reaches the private collector of `ckmon run`."""
+    script = HOSTILE + """
+spin_file("spin.h5")
+report(path=os.path.abspath("spin.h5"))
+"""
+    run = ckmon.run(*python_script(work, script), env={"CKMON_HDF5_TIMEOUT": "1"})
+    assert run.returncode == 0, run.stderr
+    record = run.only_record(run.last_json()["path"])
+    assert record["complete"] is False and record["errors"] == [
+        "hdf5: the HDF5 library took over 1 s on this file: stopped (--hdf5-timeout)"], record
+    assert [t["name"] for t in record["tensors"]] == ["ok"], record
