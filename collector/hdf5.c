@@ -520,7 +520,7 @@ static double timeout_seconds; /* --hdf5-timeout; 0: DEADLINE_SECONDS and DEADLI
 
 void hdf5_set_timeout(double seconds)
 {
-    timeout_seconds = seconds;
+    timeout_seconds = seconds < 1e9 ? seconds : 1e9; /* 31 years; more overflows the clock */
 }
 
 /* Its memory ceiling: the collector's data so far (inherited) plus CHILD_MEMORY. Not under
