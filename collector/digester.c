@@ -31,9 +31,11 @@ struct digest_job {
     struct file_id closed;
     bool hash;
     char *crc_format;  /* NULL: no CRC check */
+    int crc_fd;        /* the file for the CRC check, opened at its close; -1: by path */
     struct report crc; /* the check's errors */
     char text[DIGEST_TEXT_SIZE];
-    char why[200]; /* set when there is no digest, or the file could not be checked */
+    char why[200];     /* set when there is no digest */
+    char crc_why[200]; /* set when the CRCs could not be checked */
     atomic_bool cancelled;
     bool done;           /* under the lock */
     int owners;          /* under the lock */
@@ -53,56 +55,76 @@ struct digester {
 static void release(struct digest_job *j) /* under the lock */
 {
     if (--j->owners > 0) return;
+    if (j->crc_fd >= 0) close(j->crc_fd);
     report_free(&j->crc);
     free(j->crc_format);
     free(j->path);
     free(j);
 }
 
-static void say(struct digest_job *j, const char *format, ...)
-    __attribute__((format(printf, 2, 3)));
-static void say(struct digest_job *j, const char *format, ...)
+#define WHY_SIZE sizeof(((struct digest_job *)0)->why)
+
+static void say(char *why, const char *format, ...) __attribute__((format(printf, 2, 3)));
+static void say(char *why, const char *format, ...)
 {
     va_list ap;
     va_start(ap, format);
-    vsnprintf(j->why, sizeof j->why, format, ap);
+    vsnprintf(why, WHY_SIZE, format, ap);
     va_end(ap);
 }
 
-/* The work on the open file, or says in j->why why it cannot be done. */
-static void read_open(struct digest_job *j, int fd)
+/* One read of the open file for what is asked of it: its digest (into j->text), its
+ * CRCs (into j->crc). Sets why when the file is not the one closed, could not be read,
+ * or changed meanwhile: then nothing it found counts. */
+static void read_file(struct digest_job *j, int fd, bool hash, bool crc, char *why)
 {
     struct stat before, after;
     const char *differs;
     if (fstat(fd, &before) < 0 || !S_ISREG(before.st_mode))
-        return say(j, "not a regular file any more");
+        return say(why, "not a regular file any more");
     if ((differs = file_id_differs(&j->closed, &before)))
-        return say(j, "the file was replaced or changed after its close (its %s differs)", differs);
+        return say(why, "the file was replaced or changed after its close (its %s differs)",
+                   differs);
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    struct digest *d = j->hash ? digest_new() : NULL;
-    if (j->hash && !d) return say(j, "out of memory");
+    struct digest *d = hash ? digest_new() : NULL;
+    if (hash && !d) return say(why, "out of memory");
     bool read_ok = !d || digest_fd(d, fd, &j->cancelled);
     int error = errno;
-    if (read_ok && j->crc_format) zip_check_crcs(fd, j->crc_format, &j->crc, &j->cancelled);
+    if (read_ok && crc) zip_check_crcs(fd, j->crc_format, &j->crc, &j->cancelled);
     struct file_id start;
     file_id_of(&start, &before);
     if (atomic_load(&j->cancelled))
-        say(j, "the collector stopped first");
+        say(why, "the collector stopped first");
     else if (!read_ok)
-        say(j, "read failed: %s", strerror(error));
+        say(why, "read failed: %s", strerror(error));
     else if (fstat(fd, &after) < 0 || (differs = file_id_differs(&start, &after)))
-        say(j, "the file changed while it was read (its %s differs)", differs ? differs : "state");
+        say(why, "the file changed while it was read (its %s differs)",
+            differs ? differs : "state");
     else if (d)
         digest_text(d, j->text);
     digest_free(d);
 }
 
+/* The CRCs from the file opened at its close when there is one (a file deleted or
+ * replaced since is still that file), the digest (and the CRCs otherwise) from the file
+ * under the record's name now, which must still be the one closed. A file deleted
+ * before the collector could open it leaves no CRC to check and nothing to warn of: no
+ * one can load it any more (docs/integrity.md). */
 static void run(struct digest_job *j)
 {
+    bool crc_by_path = j->crc_format && j->crc_fd < 0;
+    if (j->crc_format && j->crc_fd >= 0) read_file(j, j->crc_fd, false, true, j->crc_why);
+    if (!j->hash && !crc_by_path) return;
     int fd = open(j->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0) return say(j, "cannot open the file: %s", strerror(errno));
-    read_open(j, fd);
+    if (fd < 0) {
+        bool gone = errno == ENOENT;
+        say(j->why, "cannot open the file: %s", strerror(errno));
+        if (crc_by_path && !gone) memcpy(j->crc_why, j->why, sizeof j->why);
+        return;
+    }
+    read_file(j, fd, j->hash, crc_by_path, j->why);
     close(fd);
+    if (crc_by_path && j->why[0]) memcpy(j->crc_why, j->why, sizeof j->why);
 }
 
 static void *worker(void *arg)
@@ -119,10 +141,12 @@ static void *worker(void *arg)
         if (!j) break; /* stopping, nothing left */
         if (!(g->head = j->next)) g->tail = &g->head;
         pthread_mutex_unlock(&g->lock);
-        if (atomic_load(&j->cancelled))
-            say(j, "the collector stopped first");
-        else
+        if (atomic_load(&j->cancelled)) {
+            say(j->why, "the collector stopped first");
+            memcpy(j->crc_why, j->why, sizeof j->why);
+        } else {
             run(j);
+        }
         pthread_mutex_lock(&g->lock);
         j->done = true;
         release(j);
@@ -195,6 +219,7 @@ struct digest_job *digester_start(struct digester *g, const char *path,
         free(j);
         return NULL;
     }
+    j->crc_fd = work.crc_fd;
     report_init(&j->crc, NULL);
     j->hash = work.hash;
     j->closed = *closed;
@@ -230,9 +255,10 @@ const char *digest_job_result(struct digest_job *j, const char **why)
     return j->why[0] ? NULL : j->text;
 }
 
-const cJSON *digest_job_crc_errors(const struct digest_job *j)
+const cJSON *digest_job_crc_errors(const struct digest_job *j, const char **why)
 {
-    return j->crc.errors;
+    *why = j->crc_why;
+    return j->crc_why[0] ? NULL : j->crc.errors;
 }
 
 void digest_job_drop(struct digest_job *j)

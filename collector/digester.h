@@ -6,7 +6,9 @@
  * already) nor the collector's other agents wait for them. The file is opened without
  * following a symbolic link, read only, and must be the one its close described (device,
  * inode, size, modification time): a file replaced or changed since has no digest and
- * no CRC check, and the job says why. Jobs are done in the order they were started.
+ * no CRC check, and the job says why; the CRCs are checked through the file opened at
+ * its close when the tracker could, so a file deleted or replaced since is checked
+ * all the same. Jobs are done in the order they were started.
  */
 #ifndef CKMON_DIGESTER_H
 #define CKMON_DIGESTER_H
@@ -30,14 +32,16 @@ int digester_wake_fd(const struct digester *g);
 void digester_done_clear(struct digester *g);
 
 /* What a job does with the file: hash it (libxxhash must be loaded: digest_load), check
- * its zip CRC-32s (crc_format: the record's format, for the errors; NULL: not). */
+ * its zip CRC-32s (crc_format: the record's format, for the errors; NULL: not), from
+ * crc_fd when it is not -1 (the file opened at its close; the job owns it once started). */
 struct digest_work {
     bool hash;
     const char *crc_format;
+    int crc_fd;
 };
 
 /* Queues the work on the file at path, which its close saw as closed (not known: any
- * regular file will do). NULL when out of memory. */
+ * regular file will do). NULL when out of memory (crc_fd is then still the caller's). */
 struct digest_job *digester_start(struct digester *g, const char *path,
                                   const struct file_id *closed, struct digest_work work);
 bool digest_job_done(struct digest_job *j);
@@ -46,8 +50,9 @@ void digest_job_wait(struct digest_job *j);
  * asked). */
 const char *digest_job_result(struct digest_job *j, const char **why);
 /* Once done, with a CRC check asked: the check's errors (an array of strings, the job's;
- * empty when the CRCs matched). */
-const cJSON *digest_job_crc_errors(const struct digest_job *j);
+ * NULL or empty when the CRCs matched), or NULL with *why saying why the file could not
+ * be checked. */
+const cJSON *digest_job_crc_errors(const struct digest_job *j, const char **why);
 /* The owner is done with j: cancels its hashing if it has not ended. */
 void digest_job_drop(struct digest_job *j);
 

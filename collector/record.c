@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/jsontext.h"
 #include "compressed.h"
@@ -69,6 +70,7 @@ struct record *record_new(const struct identity *who, const char *path)
     r->values = cJSON_CreateObject();
     r->tensors = cJSON_CreateArray();
     r->errors = cJSON_CreateArray();
+    r->crc_fd = -1;
     r->printed = calloc(1, sizeof *r->printed);
     if (!identity_copy(&r->who, who) || !record_set_string(&r->path, path) ||
         !record_set_string(&r->format, "unknown") || !r->values || !r->tensors || !r->errors ||
@@ -90,6 +92,7 @@ void record_free(struct record *r)
     cJSON_Delete(r->tensors);
     cJSON_Delete(r->errors);
     free(r->digest);
+    if (r->crc_fd >= 0) close(r->crc_fd);
     if (r->printed) free(r->printed->text);
     free(r->printed);
     free(r);

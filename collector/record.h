@@ -53,8 +53,11 @@ struct record {
      * of that file; not known for files the collector parsed itself. */
     struct file_id closed;
     /* The agent left the file's zip CRC-32s unchecked: the collector checks them in the
-     * finished file before the record is written (zip_check.h). */
+     * finished file before the record is written (zip_check.h), through crc_fd, the file
+     * opened at its close (so that a file deleted or replaced during the rename hold is
+     * still checked), or by its path when it could not be opened then (-1). */
     bool crc_left;
+    int crc_fd;
     struct printed_tensors *printed; /* record.c's: the tensors' text, once printed */
 };
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -204,14 +205,21 @@ static void write_and_free(struct tracker *t, struct record *r)
     record_free(r);
 }
 
+/* Whether r's zip CRCs are for the collector to check: its agent left them, and neither
+ * did the stream end short nor did the collector parse the file itself. */
+static bool crc_to_check(const struct record *r)
+{
+    return r->crc_left && r->complete && r->parsed != PARSED_FILE;
+}
+
 /* A finished record: written now, or once the worker has read its file: its digest with
  * --digest (unless the collector took it while parsing the file itself), its zip CRCs
  * when its agent left them. */
 static void emit_and_free(struct tracker *t, struct record *r)
 {
-    struct digest_work work = {
-        .hash = t->hash && !r->digest,
-        .crc_format = r->crc_left && r->complete && r->parsed != PARSED_FILE ? r->format : NULL};
+    struct digest_work work = {.hash = t->hash && !r->digest,
+                               .crc_format = crc_to_check(r) ? r->format : NULL,
+                               .crc_fd = r->crc_fd};
     struct waiting *w = NULL;
     if (t->digester && (work.hash || work.crc_format) && (w = malloc(sizeof *w)) &&
         !(w->job = digester_start(t->digester, r->path, &r->closed, work))) {
@@ -219,6 +227,7 @@ static void emit_and_free(struct tracker *t, struct record *r)
         w = NULL;
     }
     if (!w) return write_and_free(t, r); /* nothing to read, or no memory */
+    r->crc_fd = -1;                      /* the job's now */
     w->record = r;
     w->next = NULL;
     *t->waiting_end = w;
@@ -226,25 +235,24 @@ static void emit_and_free(struct tracker *t, struct record *r)
 }
 
 /* What the worker found in r's file: its digest; a CRC mismatch, which makes the file
- * incomplete (docs/formats.md, "Checksums"); or why it could not read it. */
+ * incomplete (docs/integrity.md); or why it could not read it. */
 static void take_job_result(struct record *r, struct digest_job *j, bool hashed)
 {
-    const char *why, *digest = digest_job_result(j, &why);
+    const char *why, *crc_why, *digest = digest_job_result(j, &why);
     char text[300];
     if (digest && hashed) record_set_string(&r->digest, digest);
     if (!digest && hashed) {
         snprintf(text, sizeof text, "digest: none: %s", why);
         record_add_error(r, text);
     }
-    if (!r->crc_left || !r->complete || r->parsed == PARSED_FILE) return;
-    if (!digest && hashed) return; /* the digest's error says why the file was not read */
-    if (!digest) {
-        snprintf(text, sizeof text, "%s: CRC-32s not checked: %s", r->format, why);
+    if (!crc_to_check(r)) return;
+    const cJSON *error, *errors = digest_job_crc_errors(j, &crc_why);
+    if (crc_why[0] && !(hashed && !digest && !strcmp(why, crc_why))) {
+        /* (the digest's error says it already when both read the file and failed alike) */
+        snprintf(text, sizeof text, "%s: CRC-32s not checked: %s", r->format, crc_why);
         record_add_error(r, text);
-        return;
     }
-    const cJSON *error;
-    cJSON_ArrayForEach(error, digest_job_crc_errors(j))
+    cJSON_ArrayForEach(error, errors)
     {
         record_add_error(r, cJSON_GetStringValue(error));
         r->complete = false;
@@ -404,10 +412,10 @@ static struct record *parse_on_disk(const struct tracker *t, const struct tracke
     struct stat st;
     int fd = open_regular(path, &st);
     if (fd < 0) return NULL;
-    struct record *r = st.st_size <= max_bytes
-                           ? record_from_file_hashed(&c->who, fd, path, &st, &c->keys, &c->parse,
-                                                     t->hash)
-                           : NULL;
+    struct record *r =
+        st.st_size <= max_bytes
+            ? record_from_file_hashed(&c->who, fd, path, &st, &c->keys, &c->parse, t->hash)
+            : NULL;
     close(fd);
     return r;
 }
@@ -687,6 +695,24 @@ static void say_lost(struct record *r, const struct wire_close *d)
     record_add_error(r, text);
 }
 
+/* Opens r's file now, at its close, for the check of its CRCs after the rename hold
+ * (digester.h): a checkpoint deleted or replaced within the hold (rotation, a quick
+ * overwrite by a new file) is still checked. Only the file the close described is kept,
+ * and never in the upper half of the descriptor limit, which stays the agents'. */
+static void pin_for_crc(struct record *r)
+{
+    static rlim_t limit;
+    struct rlimit rl;
+    if (!limit) limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
+    struct stat st;
+    int fd = open_regular(r->path, &st);
+    if (fd < 0) return;
+    if ((rlim_t)fd >= limit / 2 || file_id_differs(&r->closed, &st))
+        close(fd);
+    else
+        r->crc_fd = fd;
+}
+
 static bool on_close(struct tracker *t, struct tracker_conn *c, struct wire_message *m,
                      int64_t now_us)
 {
@@ -712,6 +738,7 @@ static bool on_close(struct tracker *t, struct tracker_conn *c, struct wire_mess
               (!d->format || record_set_string(&r->format, d->format)) &&
               (!d->parsed || record_set_parsed(r, d->parsed));
     if (d->lost_tensors > 0 || d->lost_values > 0) say_lost(r, d);
+    if (ok && t->digester && crc_to_check(r)) pin_for_crc(r);
     free(f);
     if (recovered_before(t)) {
         record_free(r); /* in the log already, or held by the recovery */

@@ -64,6 +64,7 @@ struct check {
     const atomic_bool *stop;
     uint8_t *buf, *out;               /* CHECK_READ bytes each: file data, inflated data */
     uint64_t read_left, inflate_left; /* the bounds on what members may still take */
+    uint64_t prefix;                  /* bytes before the archive in its file */
     bool failed;
 };
 
@@ -90,7 +91,9 @@ static bool broken(struct check *c, const char *what)
     return false;
 }
 
-/* Where the central directory is (*at) and how long (*size), from the end records. */
+/* Where the central directory is (*at) and how long (*size), from the end records. Its
+ * stated offset is corrected, as Python's zipfile does, for bytes before the archive
+ * (c->prefix): the directory ends where the end record (or zip64 end record) begins. */
 static bool find_directory(struct check *c, uint64_t file_size, uint64_t *at, uint64_t *size)
 {
     size_t tail = file_size < END_FIXED + MAX_COMMENT ? (size_t)file_size : END_FIXED + MAX_COMMENT;
@@ -104,14 +107,24 @@ static bool find_directory(struct check *c, uint64_t file_size, uint64_t *at, ui
     *size = le32(e + 12);
     *at = le32(e + 16);
     uint64_t end_at = file_size - tail + end;
-    if (*at != UINT32_MAX && *size != UINT32_MAX && le16(e + 10) != 0xffff) return true;
+    /* A zip64 locator before the end record means a zip64 end record before it, which
+     * holds the real values (torch's writer always adds them). */
     uint8_t loc[LOC64_SIZE], end64[END64_FIXED];
-    if (end_at < LOC64_SIZE || !read_at(c, loc, sizeof loc, end_at - LOC64_SIZE) ||
-        le32(loc) != SIG_ZIP64_LOC || !read_at(c, end64, sizeof end64, le64(loc + 8)) ||
-        le32(end64) != SIG_ZIP64_END)
+    bool zip64 = end_at >= LOC64_SIZE + END64_FIXED &&
+                 read_at(c, loc, sizeof loc, end_at - LOC64_SIZE) && le32(loc) == SIG_ZIP64_LOC;
+    if (zip64) {
+        end_at -= LOC64_SIZE + END64_FIXED;
+        if (!read_at(c, end64, sizeof end64, end_at) || le32(end64) != SIG_ZIP64_END)
+            return broken(c, "no zip64 end of central directory record");
+        *size = le64(end64 + 40);
+        *at = le64(end64 + 48);
+    } else if (*at == UINT32_MAX || *size == UINT32_MAX || le16(e + 10) == 0xffff) {
         return broken(c, "no zip64 end of central directory record");
-    *size = le64(end64 + 40);
-    *at = le64(end64 + 48);
+    }
+    if (*size > end_at || *at > end_at - *size)
+        return broken(c, "the central directory is not where the end record says");
+    c->prefix = end_at - *size - *at;
+    *at += c->prefix;
     return true;
 }
 
@@ -191,7 +204,8 @@ static void check_entry(struct check *c, const uint8_t *e, size_t name_len)
     name[n] = '\0';
     uint8_t h[LOCAL_FIXED];
     uint32_t computed;
-    if (!read_at(c, h, sizeof h, local) || le32(h) != SIG_LOCAL) {
+    local += c->prefix;
+    if (local < c->prefix || !read_at(c, h, sizeof h, local) || le32(h) != SIG_LOCAL) {
         report_error(c->report, "%s: %s: no local header where the central directory says",
                      c->format, name);
         c->failed = true;

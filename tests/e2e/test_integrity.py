@@ -131,6 +131,46 @@ def test_live_crc_is_checked_after_close(ckmon, work, kind):
     assert crcs.search(error).groups() == crcs.search(offline["errors"][0]).groups()
 
 
+CHANGED_AFTER_CLOSE = """
+import io, os, time, torch
+import numpy as np
+torch.save({"w": torch.randn(1000)}, "grown.pt")
+os.truncate("grown.pt", os.path.getsize("grown.pt") + 10)    # size differs, within the hold
+torch.save({"w": torch.randn(1000)}, "kept.pt")
+torch.save({"w": torch.randn(1000)}, "gone.pt")
+os.unlink("gone.pt")               # rotated away at once, maybe before the collector saw it
+buf = io.BytesIO()
+torch.save({"w": torch.arange(4096, dtype=torch.float32)}, buf)
+data = bytearray(buf.getvalue())
+data[data.find(np.arange(4096, dtype=np.float32).tobytes()[4000:4016]) + 1] ^= 0x04
+with open("bad.pt", "wb") as f:
+    f.write(bytes(data))
+time.sleep(0.5)  # the collector has the close (in ms), the record is in its 1 s hold
+os.unlink("bad.pt")                                           # corrupt, and rotated away
+"""
+
+
+def test_a_file_changed_or_deleted_before_its_check(ckmon, work):
+    """Without --digest: a file changed before the collector could check its CRCs keeps
+    the stream's verdict and an error saying they were not checked; one deleted within
+    the rename hold is checked all the same (the collector opened it at its close), and
+    one deleted before the collector could open it raises nothing (no one can read it
+    any more); a neighbour left alone is checked and clean."""
+    run = ckmon.run(*python_script(work, CHANGED_AFTER_CLOSE))
+    assert run.returncode == 0, run.stderr
+    grown, kept = run.only_record(work / "grown.pt"), run.only_record(work / "kept.pt")
+    assert grown["complete"] is True and grown["errors"] == [
+        "torch: CRC-32s not checked: the file was replaced or changed after its close (its "
+        "size differs)"], grown
+    assert kept["complete"] is True and "errors" not in kept, kept
+    gone = run.only_record(work / "gone.pt")
+    assert gone["complete"] is True and "errors" not in gone, gone
+    bad = run.only_record(work / "bad.pt")
+    assert bad["complete"] is False, bad
+    (error,) = bad["errors"]
+    assert error.startswith("torch: archive/data/0: CRC-32 mismatch: content "), error
+
+
 TRAINING = """
 import pickle
 import torch
