@@ -10,6 +10,8 @@ Usage: bench.py [--quick]   (--quick: fewer pairs and smaller files, for a smoke
        bench.py many_files | digest   (one group of rows, printed only)
        bench.py issue14   (the rows of issue 14 — saves at the defaults, the cost per tensor
                            at 10^4 and 10^5 tensors — printed only)
+       bench.py many_tensors [COUNT ...]   (the cost per tensor alone, at 10^4 and 10^5
+                           tensors or the counts given, printed only)
 """
 import datetime as dt
 import json
@@ -788,6 +790,11 @@ if __name__ == "__main__" and sys.argv[1:] == ["many_files"]:  # one row, printe
         bench_many_files(Path(tmp))
 elif __name__ == "__main__" and "issue14" in sys.argv[1:]:  # those rows, printed only
     issue14()
+elif __name__ == "__main__" and sys.argv[1:2] == ["many_tensors"]:  # those rows, printed only
+    with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
+        for count in [int(c) for c in sys.argv[2:] if c.isdigit()] or [10_000, 100_000]:
+            bench_many_tensors(Path(tmp), "torch", count)
+            bench_many_tensors(Path(tmp), "safetensors", count)
 elif __name__ == "__main__" and sys.argv[1:] == ["digest"]:  # its rows, printed only
     with tempfile.TemporaryDirectory(prefix="ckmon-bench-", dir="/dev/shm") as tmp:
         plain = Collector(Path(tmp))
