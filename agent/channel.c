@@ -359,10 +359,13 @@ static int64_t file_of(const struct wire_message *m)
 
 static bool enqueue(const struct wire_message *m, size_t limit)
 {
+    /* Messages are encoded here first, under channel_lock: one buffer that keeps its
+     * size, not three reallocations and a free per tensor. */
+    static struct strbuf text = {.limit = WIRE_MAX_MESSAGE};
     struct wire_message numbered = *m;
     numbered.seq = last_seq + 1;
-    struct strbuf text = {.limit = WIRE_MAX_MESSAGE};
     struct queued *q = NULL;
+    sb_truncate(&text, 0);
     if (wire_encode(&numbered, &text)) { /* else over WIRE_MAX_MESSAGE, or no memory */
         while (queue_head && queue_head != unsent && queue_bytes + text.len > limit)
             free_head();
@@ -381,7 +384,6 @@ static bool enqueue(const struct wire_message *m, size_t limit)
     } else {
         dropped++;
     }
-    free(text.s);
     return q != NULL;
 }
 

@@ -61,8 +61,11 @@ static int hex_text(double v, char *out)
     memcpy(&bits, &v, sizeof bits);
     out[0] = '"';
     out[1] = '#';
-    for (int i = 0; i < 16; i++)
-        out[2 + i] = hex[bits >> (60 - 4 * i) & 15];
+    for (int i = 0; i < 8; i++) { /* a byte, two digits, at a time */
+        unsigned byte = (unsigned)(bits >> (56 - 8 * i)) & 0xff;
+        out[2 + 2 * i] = hex[byte >> 4];
+        out[3 + 2 * i] = hex[byte & 15];
+    }
     out[18] = '"';
     out[19] = '\0';
     return 19;
@@ -123,11 +126,21 @@ static bool escaped_byte(const char *p, unsigned char *byte)
     return *byte < 0x20 || *byte == '\\' || *byte >= 0x80;
 }
 
+/* Whether a string's byte may need more than copying: controls, '"', '\\' and the
+ * bytes of multibyte sequences. Names are mostly plain ASCII, and a tensor's name is
+ * printed in every message and record that holds it. */
+static bool needs_look(unsigned char c)
+{
+    return c < 0x20 || c == '"' || c == '\\' || c >= 0x80;
+}
+
 static void add_string(struct strbuf *t, const char *s, enum mode mode)
 {
     sb_add(t, "\"", 1);
-    const char *run = s;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    const char *run = s; /* what is still to be copied as it is */
+    const unsigned char *p = (const unsigned char *)s;
+    for (; *p; p++) {
+        if (!needs_look(*p)) continue;
         const char *escape = NULL;
         char hex[8];
         unsigned char byte;
@@ -185,7 +198,7 @@ static void add_string(struct strbuf *t, const char *s, enum mode mode)
         sb_addz(t, escape);
         run = (const char *)p + 1;
     }
-    sb_addz(t, run);
+    sb_add(t, run, (size_t)((const char *)p - run));
     sb_add(t, "\"", 1);
 }
 
@@ -245,6 +258,12 @@ void json_c_locale_leave(locale_t previous)
 void json_add_string(struct strbuf *t, const char *s)
 {
     add_string(t, s, WIRE);
+}
+
+void json_add_int(struct strbuf *t, long long v)
+{
+    char buf[24];
+    sb_add(t, buf, (size_t)integer_text(v, buf));
 }
 
 void json_add_wire_number(struct strbuf *t, double v)

@@ -64,6 +64,8 @@ locale_t json_c_locale_enter(void);
 void json_c_locale_leave(locale_t previous);
 void json_add_string(struct strbuf *t, const char *s);
 void json_add_wire_number(struct strbuf *t, double v);
+/* An integer's digits, without printf. */
+void json_add_int(struct strbuf *t, long long v);
 /* v with the shortest exact digits, as records print it (no printf: dtoa.h). */
 void json_add_number(struct strbuf *t, double v);
 void json_add_wire_item(struct strbuf *t, const cJSON *item);

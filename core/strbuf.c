@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void sb_add(struct strbuf *b, const char *s, size_t n)
+void sb_grow_add(struct strbuf *b, const char *s, size_t n)
 {
     if (b->overflow) return;
     if (n > b->limit - b->len) {

@@ -17,7 +17,16 @@ struct strbuf {
     bool overflow;
 };
 
-void sb_add(struct strbuf *b, const char *s, size_t n);
+/* Appends n bytes at the end; growing is sb_grow_add's. Inline: printing a record or a
+ * message appends a few bytes at a time, dozens of times per tensor. */
+void sb_grow_add(struct strbuf *b, const char *s, size_t n);
+static inline void sb_add(struct strbuf *b, const char *s, size_t n)
+{
+    if (b->overflow || b->len + n >= b->alloc || n > b->limit - b->len) return sb_grow_add(b, s, n);
+    __builtin_memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
 void sb_addz(struct strbuf *b, const char *s);
 void sb_addf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Back to an earlier length (and out of overflow, which only concerned what followed). */

@@ -46,7 +46,7 @@ static void put_int(struct strbuf *b, const char *name, int64_t v)
 {
     if (v == WIRE_ABSENT) return;
     put_key(b, name);
-    sb_addf(b, "%lld", (long long)v);
+    json_add_int(b, v);
 }
 
 static void put_number(struct strbuf *b, const char *name, double v)
@@ -409,7 +409,9 @@ bool wire_encode(const struct wire_message *m, struct strbuf *out)
 {
     if (m->kind >= WIRE_KINDS) return false;
     locale_t previous = json_c_locale_enter();
-    sb_addf(out, "{\"t\":\"%s\"", kind_names[m->kind]);
+    sb_addz(out, "{\"t\":\""); /* no printf per message */
+    sb_addz(out, kind_names[m->kind]);
+    sb_add(out, "\"", 1);
     codecs[m->kind].encode(m, out);
     if (m->seq > 0) put_int(out, "seq", m->seq);
     sb_add(out, "}", 1);
