@@ -602,12 +602,84 @@ ONE_PASS(f32, 4)
 ONE_PASS(f16, 2)
 ONE_PASS(bf16, 2)
 
+/* The same for a sampled tensor, whose clusters (stats.h) are its 64-byte lines: sixteen
+ * elements at a time still, each line's sums of deviations from the clusters' shift also
+ * folded into *c, a copy the caller keeps only when the block is not done again. The
+ * block's sums are taken around that shift too. n is whole lines (the gathered ones). */
+#define CLUSTERED_PASS(name, size)                                                                 \
+    AVX2_TARGET static struct block_sums clustered_##name(                                         \
+        const uint8_t *src, size_t n, size_t cluster, double shift, struct cluster_sums *c)        \
+    {                                                                                              \
+        __m256d sh = _mm256_set1_pd(shift), z = _mm256_setzero_pd(), a = z, q = z;                 \
+        __m256 lo = _mm256_set1_ps(INFINITY), hi = _mm256_set1_ps(-INFINITY);                      \
+        double m = (double)cluster;                                                                \
+        for (size_t i = 0; i < n; i += cluster) {                                                  \
+            __m256d a0 = z, a1 = z, a2 = z, a3 = z, q0 = z, q1 = z, q2 = z, q3 = z;                \
+            for (size_t k = i; k < i + cluster; k += 16) {                                         \
+                __m256 f0, f1;                                                                     \
+                load16_##name(src + k * (size), &f0, &f1);                                         \
+                lo = _mm256_min_ps(lo, _mm256_min_ps(f0, f1));                                     \
+                hi = _mm256_max_ps(hi, _mm256_max_ps(f0, f1));                                     \
+                add_deviations(f0, sh, &a0, &a1, &q0, &q1);                                        \
+                add_deviations(f1, sh, &a2, &a3, &q2, &q3);                                        \
+            }                                                                                      \
+            __m256d la = _mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3)),              \
+                    lq = _mm256_add_pd(_mm256_add_pd(q0, q1), _mm256_add_pd(q2, q3));              \
+            a = _mm256_add_pd(a, la);                                                              \
+            q = _mm256_add_pd(q, lq);                                                              \
+            double da = sum4(la), db = sum4(lq);                                                   \
+            c->count++;                                                                            \
+            c->mm += m * m, c->ma += m * da, c->mb += m * db;                                      \
+            c->aa += da * da, c->ab += da * db, c->bb += db * db;                                  \
+        }                                                                                          \
+        float l[8], h[8];                                                                          \
+        _mm256_storeu_ps(l, lo);                                                                   \
+        _mm256_storeu_ps(h, hi);                                                                   \
+        struct block_sums s = {sum4(a), sum4(q), INFINITY, -INFINITY};                             \
+        for (int k = 0; k < 8; k++)                                                                \
+            add_column(&s, 0, 0, l[k], h[k]);                                                      \
+        return s;                                                                                  \
+    }
+CLUSTERED_PASS(f32, 4)
+CLUSTERED_PASS(f16, 2)
+CLUSTERED_PASS(bf16, 2)
+
+/* A sampled block of whole 64-byte lines in one pass (above); false: the general path. */
+static HOT bool add_clustered_one_pass(struct tensor_stats *s, const uint8_t *src, size_t n)
+{
+    struct cluster_sums c = s->clusters;
+    size_t size = dtypes[s->dtype].size;
+    if (!c.ready || s->cluster * size != 64 || n % s->cluster) return false;
+    struct block_sums sums;
+    switch (s->dtype) {
+    case DTYPE_F32:
+        sums = clustered_f32(src, n, s->cluster, c.shift, &c);
+        break;
+    case DTYPE_F16:
+        sums = clustered_f16(src, n, s->cluster, c.shift, &c);
+        break;
+    case DTYPE_BF16:
+        sums = clustered_bf16(src, n, s->cluster, c.shift, &c);
+        break;
+    default:
+        return false;
+    }
+    bool again;
+    struct moments m = sums_moments(sums, n, c.shift, &again);
+    if (!isfinite(m.mean) || again || !isfinite(c.bb)) return false;
+    if (m.m2 < 0) m.m2 = 0;
+    s->elements += n;
+    s->clusters = c;
+    merge_moments(s, &m);
+    return true;
+}
+
 /* A block in one pass when the AVX2 kernel has one for its dtype and nothing else needs
- * the decoded values (the head is complete, no clusters are kept); false: take the
- * general path. */
+ * the decoded values (the head is complete); false: take the general path. */
 static HOT bool add_block_one_pass(struct tensor_stats *s, const uint8_t *src, size_t n)
 {
-    if (s->nhead < STATS_HEAD || s->cluster || s->finite == 0) return false;
+    if (s->nhead < STATS_HEAD || s->finite == 0) return false;
+    if (s->cluster) return add_clustered_one_pass(s, src, n);
     struct block_sums sums;
     switch (s->dtype) {
     case DTYPE_F32:

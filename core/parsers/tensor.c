@@ -209,10 +209,14 @@ static void flush_gathered(struct tensor_reader *tr)
  * data, so that the copies of scattered lines overlap their cache misses. */
 static void next_pick(struct tensor_reader *tr, const uint8_t *data, uint64_t from, uint64_t to)
 {
-    uint64_t line = sample_cursor_next(&tr->cursor, &tr->plan);
+    _Static_assert(TENSOR_UPCOMING > TENSOR_PREFETCH &&
+                       (TENSOR_UPCOMING & (TENSOR_UPCOMING - 1)) == 0,
+                   "the strata pick to pick + TENSOR_PREFETCH fit in upcoming");
     tr->pick++;
+    uint64_t line = tr->upcoming[tr->pick % TENSOR_UPCOMING];
     tr->pick_at = line != UINT64_MAX && !tr->cut ? line * TENSOR_LINE : tr->nbytes;
     uint64_t ahead = sample_cursor_next(&tr->ahead, &tr->plan);
+    tr->upcoming[(tr->pick + TENSOR_PREFETCH) % TENSOR_UPCOMING] = ahead;
     if (ahead != UINT64_MAX && ahead * TENSOR_LINE >= from && ahead * TENSOR_LINE < to)
         __builtin_prefetch(data + (ahead * TENSOR_LINE - from));
 }
@@ -222,10 +226,9 @@ static void next_pick(struct tensor_reader *tr, const uint8_t *data, uint64_t fr
 static void feed_sampled(struct tensor_reader *tr, const uint8_t *data, size_t take)
 {
     uint64_t from = tr->consumed, to = from + take;
-    if (tr->pick == 0 && tr->cursor.j == 0) { /* the first piece: set the cursors up */
-        sample_cursor_next(&tr->cursor, &tr->plan);
-        for (int k = 0; k <= TENSOR_PREFETCH; k++)
-            sample_cursor_next(&tr->ahead, &tr->plan);
+    if (tr->pick == 0 && tr->ahead.j == 0) { /* the first piece: strata 0 to PREFETCH */
+        for (uint64_t j = 0; j <= TENSOR_PREFETCH; j++)
+            tr->upcoming[j % TENSOR_UPCOMING] = sample_cursor_next(&tr->ahead, &tr->plan);
     }
     while (tr->pick_at < to) {
         uint64_t line_end =
@@ -242,7 +245,11 @@ static void feed_sampled(struct tensor_reader *tr, const uint8_t *data, size_t t
                 chunk_begin(tr);
             }
         }
-        memcpy(tr->block + tr->gathered + (lo - tr->pick_at), data + (lo - from), hi - lo);
+        uint8_t *to_block = tr->block + tr->gathered + (lo - tr->pick_at);
+        if (hi - lo == TENSOR_LINE) /* a whole line, as nearly always: a copy without a call */
+            memcpy(to_block, data + (lo - from), TENSOR_LINE);
+        else
+            memcpy(to_block, data + (lo - from), hi - lo);
         if (hi < line_end) break; /* the line goes on in the next piece */
         tr->gathered += line_end - tr->pick_at;
         if (tr->gathered + TENSOR_LINE > TENSOR_GATHER) flush_gathered(tr);

@@ -45,6 +45,7 @@
 #define TENSOR_EXACT_BYTES  (64 * 1024) /* at most this: read whole; more: at least this */
 #define TENSOR_GATHER       (8 * 1024)  /* gathered line bytes per statistics call */
 #define TENSOR_PREFETCH     8           /* lines asked of memory before they are copied */
+#define TENSOR_UPCOMING     16          /* a power of two over TENSOR_PREFETCH */
 
 /* Which lines a tensor's statistics read (see above): K of T, K == T when exact. */
 struct sample_plan {
@@ -79,13 +80,15 @@ struct tensor_reader {
     bool cut;          /* the budget stopped the reading early */
     struct budget *budget;
     struct sample_plan plan;
-    uint64_t pick;               /* sampled: the stratum whose line comes next */
-    uint64_t pick_at;            /* its byte offset in the data */
-    struct sample_cursor cursor; /* at the stratum after it */
-    struct sample_cursor ahead;  /* TENSOR_PREFETCH strata further: lines to prefetch */
-    size_t gathered;             /* sampled: bytes in block waiting for the statistics */
-    size_t block_read;           /* exact: bytes of the current block the statistics read */
-    long long chunk_ns;          /* under a budget: when the current chunk's reading began */
+    uint64_t pick;              /* sampled: the stratum whose line comes next */
+    uint64_t pick_at;           /* its byte offset in the data */
+    struct sample_cursor ahead; /* TENSOR_PREFETCH strata further: lines to prefetch */
+    /* The lines of the strata from pick to the ahead cursor's, each computed once, when
+     * it is prefetched (stratum j's at j % TENSOR_UPCOMING). */
+    uint64_t upcoming[TENSOR_UPCOMING];
+    size_t gathered;    /* sampled: bytes in block waiting for the statistics */
+    size_t block_read;  /* exact: bytes of the current block the statistics read */
+    long long chunk_ns; /* under a budget: when the current chunk's reading began */
     struct tensor_stats stats;
 
     const struct report *taps; /* the report whose tap sees the data, or NULL */

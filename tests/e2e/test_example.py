@@ -9,7 +9,7 @@ import os
 import pickle
 import subprocess
 
-from ckmon_helpers import REPO, Run, check_record, clean_env, now, read_log
+from ckmon_helpers import CKMON, REPO, Run, check_record, clean_env, now, read_log
 from expected import assert_findings
 
 DEMO = REPO / "examples" / "demo.sh"
@@ -18,8 +18,8 @@ EPOCHS = 5
 
 def run_demo(directory, **env):
     started = now()
-    p = subprocess.run([str(DEMO), str(directory)], env=clean_env(**env), capture_output=True,
-                       text=True, timeout=300)
+    p = subprocess.run([str(DEMO), str(directory)], env=clean_env(CKMON=str(CKMON), **env),
+                       capture_output=True, text=True, timeout=300)
     return p, Run(p.returncode, p.stdout, p.stderr, [], started, now())
 
 
