@@ -568,33 +568,68 @@ AVX2_TARGET static inline double sum4(__m256d v)
     return (x[0] + x[1]) + (x[2] + x[3]);
 }
 
+/* The running sums of a one-pass kernel: deviations four wide in double, in four chains
+ * each, and the range eight wide in float. */
+struct lanes {
+    __m256d a0, a1, a2, a3, q0, q1, q2, q3;
+    __m256 lo, hi;
+};
+
+AVX2_TARGET static inline void lanes_clear(struct lanes *v)
+{
+    v->a0 = v->a1 = v->a2 = v->a3 = v->q0 = v->q1 = v->q2 = v->q3 = _mm256_setzero_pd();
+    v->lo = _mm256_set1_ps(INFINITY);
+    v->hi = _mm256_set1_ps(-INFINITY);
+}
+
+AVX2_TARGET static inline void lanes_add(struct lanes *v, __m256 f0, __m256 f1, __m256d shift)
+{
+    v->lo = _mm256_min_ps(v->lo, _mm256_min_ps(f0, f1));
+    v->hi = _mm256_max_ps(v->hi, _mm256_max_ps(f0, f1));
+    add_deviations(f0, shift, &v->a0, &v->a1, &v->q0, &v->q1);
+    add_deviations(f1, shift, &v->a2, &v->a3, &v->q2, &v->q3);
+}
+
+AVX2_TARGET static inline __m256d lanes_dev(const struct lanes *v)
+{
+    return _mm256_add_pd(_mm256_add_pd(v->a0, v->a1), _mm256_add_pd(v->a2, v->a3));
+}
+
+AVX2_TARGET static inline __m256d lanes_dev2(const struct lanes *v)
+{
+    return _mm256_add_pd(_mm256_add_pd(v->q0, v->q1), _mm256_add_pd(v->q2, v->q3));
+}
+
+/* Sums dev and dev2 with the range of lo and hi. */
+AVX2_TARGET static inline struct block_sums range_sums(double dev, double dev2, __m256 lo,
+                                                       __m256 hi)
+{
+    float l[8], h[8];
+    _mm256_storeu_ps(l, lo);
+    _mm256_storeu_ps(h, hi);
+    struct block_sums s = {dev, dev2, INFINITY, -INFINITY};
+    for (int k = 0; k < 8; k++)
+        add_column(&s, 0, 0, l[k], h[k]);
+    return s;
+}
+
 #define ONE_PASS(name, size)                                                                       \
     AVX2_TARGET static struct block_sums one_pass_##name(const uint8_t *src, size_t n,             \
                                                          double shift)                             \
     {                                                                                              \
-        __m256d sh = _mm256_set1_pd(shift), z = _mm256_setzero_pd();                               \
-        __m256d a0 = z, a1 = z, a2 = z, a3 = z, q0 = z, q1 = z, q2 = z, q3 = z;                    \
-        __m256 lo = _mm256_set1_ps(INFINITY), hi = _mm256_set1_ps(-INFINITY);                      \
+        __m256d sh = _mm256_set1_pd(shift);                                                        \
+        struct lanes v;                                                                            \
+        lanes_clear(&v);                                                                           \
         size_t body = n / 16 * 16;                                                                 \
         for (size_t i = 0; i < body; i += 16) {                                                    \
             __m256 f0, f1;                                                                         \
             load16_##name(src + i * (size), &f0, &f1);                                             \
-            lo = _mm256_min_ps(lo, _mm256_min_ps(f0, f1));                                         \
-            hi = _mm256_max_ps(hi, _mm256_max_ps(f0, f1));                                         \
-            add_deviations(f0, sh, &a0, &a1, &q0, &q1);                                            \
-            add_deviations(f1, sh, &a2, &a3, &q2, &q3);                                            \
+            lanes_add(&v, f0, f1, sh);                                                             \
         }                                                                                          \
-        float l[8], h[8];                                                                          \
-        _mm256_storeu_ps(l, lo);                                                                   \
-        _mm256_storeu_ps(h, hi);                                                                   \
-        struct block_sums s = {sum4(_mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3))),  \
-                               sum4(_mm256_add_pd(_mm256_add_pd(q0, q1), _mm256_add_pd(q2, q3))),  \
-                               INFINITY, -INFINITY};                                               \
-        for (int k = 0; k < 8; k++)                                                                \
-            add_column(&s, 0, 0, l[k], h[k]);                                                      \
+        struct block_sums s = range_sums(sum4(lanes_dev(&v)), sum4(lanes_dev2(&v)), v.lo, v.hi);   \
         for (size_t i = body; i < n; i++) {                                                        \
-            double v = load_##name(src + i * (size)), d = v - shift;                               \
-            add_column(&s, d, d *d, v, v);                                                         \
+            double x = load_##name(src + i * (size)), d = x - shift;                               \
+            add_column(&s, d, d *d, x, x);                                                         \
         }                                                                                          \
         return s;                                                                                  \
     }
@@ -610,35 +645,28 @@ ONE_PASS(bf16, 2)
     AVX2_TARGET static struct block_sums clustered_##name(                                         \
         const uint8_t *src, size_t n, size_t cluster, double shift, struct cluster_sums *c)        \
     {                                                                                              \
-        __m256d sh = _mm256_set1_pd(shift), z = _mm256_setzero_pd(), a = z, q = z;                 \
+        __m256d sh = _mm256_set1_pd(shift), a = _mm256_setzero_pd(), q = a;                        \
         __m256 lo = _mm256_set1_ps(INFINITY), hi = _mm256_set1_ps(-INFINITY);                      \
         double m = (double)cluster;                                                                \
         for (size_t i = 0; i < n; i += cluster) {                                                  \
-            __m256d a0 = z, a1 = z, a2 = z, a3 = z, q0 = z, q1 = z, q2 = z, q3 = z;                \
+            struct lanes v;                                                                        \
+            lanes_clear(&v);                                                                       \
+            v.lo = lo, v.hi = hi;                                                                  \
             for (size_t k = i; k < i + cluster; k += 16) {                                         \
                 __m256 f0, f1;                                                                     \
                 load16_##name(src + k * (size), &f0, &f1);                                         \
-                lo = _mm256_min_ps(lo, _mm256_min_ps(f0, f1));                                     \
-                hi = _mm256_max_ps(hi, _mm256_max_ps(f0, f1));                                     \
-                add_deviations(f0, sh, &a0, &a1, &q0, &q1);                                        \
-                add_deviations(f1, sh, &a2, &a3, &q2, &q3);                                        \
+                lanes_add(&v, f0, f1, sh);                                                         \
             }                                                                                      \
-            __m256d la = _mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3)),              \
-                    lq = _mm256_add_pd(_mm256_add_pd(q0, q1), _mm256_add_pd(q2, q3));              \
+            __m256d la = lanes_dev(&v), lq = lanes_dev2(&v);                                       \
             a = _mm256_add_pd(a, la);                                                              \
             q = _mm256_add_pd(q, lq);                                                              \
+            lo = v.lo, hi = v.hi;                                                                  \
             double da = sum4(la), db = sum4(lq);                                                   \
             c->count++;                                                                            \
             c->mm += m * m, c->ma += m * da, c->mb += m * db;                                      \
             c->aa += da * da, c->ab += da * db, c->bb += db * db;                                  \
         }                                                                                          \
-        float l[8], h[8];                                                                          \
-        _mm256_storeu_ps(l, lo);                                                                   \
-        _mm256_storeu_ps(h, hi);                                                                   \
-        struct block_sums s = {sum4(a), sum4(q), INFINITY, -INFINITY};                             \
-        for (int k = 0; k < 8; k++)                                                                \
-            add_column(&s, 0, 0, l[k], h[k]);                                                      \
-        return s;                                                                                  \
+        return range_sums(sum4(a), sum4(q), lo, hi);                                               \
     }
 CLUSTERED_PASS(f32, 4)
 CLUSTERED_PASS(f16, 2)
