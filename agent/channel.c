@@ -393,7 +393,7 @@ bool channel_send(const struct wire_message *m)
     pthread_mutex_lock(&channel_lock);
     connection_intact();
     connect_if_needed(false);
-    bool findings = m->kind == WIRE_DATA && !m->data.reset;
+    bool findings = m->kind == WIRE_DATA && !m->data.reset && (m->data.values || m->data.tensors);
     size_t bound = agent_config.queue_bytes ? agent_config.queue_bytes : CHANNEL_QUEUE_BYTES;
     /* Acknowledgements only let the queue forget: a system call per tensor to look for
      * them was a tenth of the agent's cost for small tensors. They wait in the socket
