@@ -277,25 +277,6 @@ static bool decode_open(const cJSON *msg, struct wire_message *m)
     return m->open.id != WIRE_ABSENT && m->open.path;
 }
 
-/* A tensor's members but its name and dtype, and theirs (ci95, head): each hex string
- * becomes the number it stands for. */
-static void numbers_from_hex(cJSON *container, bool tensor)
-{
-    for (cJSON *c = container->child; c; c = c->next) {
-        double v;
-        if (cJSON_IsObject(c) || cJSON_IsArray(c))
-            numbers_from_hex(c, false);
-        else if (cJSON_IsString(c) && json_hex_number(c->valuestring, &v) &&
-                 !(tensor && c->string &&
-                   (!strcmp(c->string, "name") || !strcmp(c->string, "dtype")))) {
-            cJSON_free(c->valuestring);
-            c->valuestring = NULL;
-            c->type = (c->type & ~0xff) | cJSON_Number;
-            cJSON_SetNumberHelper(c, v);
-        }
-    }
-}
-
 static bool decode_data(const cJSON *msg, struct wire_message *m)
 {
     m->data = (struct wire_data){
@@ -309,7 +290,7 @@ static bool decode_data(const cJSON *msg, struct wire_message *m)
         .errors = get_container(msg, "errors", false),
     };
     for (cJSON *t = m->data.tensors ? m->data.tensors->child : NULL; t; t = t->next)
-        if (cJSON_IsObject(t)) numbers_from_hex(t, true);
+        json_tensor_from_hex(t);
     return m->data.id != WIRE_ABSENT;
 }
 

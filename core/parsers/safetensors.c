@@ -14,7 +14,7 @@
  * it is reported as an error and skipped; the others are still read.
  */
 #include "parser.h"
-#include "pyobj.h"
+#include "../jsontext.h"
 #include "tensor.h"
 
 #include <ctype.h>
@@ -142,7 +142,7 @@ static void report_metadata_string(struct report *r, const char *key, const char
             long long i = strtoll(text, &end, 10);
             if (*end == '\0' && errno == 0) return report_int(r, key, i);
         }
-        locale_t c_locale = pyobj_c_locale();
+        locale_t c_locale = json_c_locale();
         double d = c_locale ? strtod_l(text, &end, c_locale) : strtod(text, &end);
         if (*end == '\0') return report_float(r, key, d);
     }
