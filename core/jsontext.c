@@ -298,7 +298,9 @@ void json_add_hex_item(struct strbuf *t, const cJSON *item)
 
 void json_add_hex_number(struct strbuf *t, double v)
 {
-    add_number(t, v, HEX);
+    char buf[24];
+    if (!isfinite(v)) return sb_add(t, "null", 4);
+    sb_add(t, buf, (size_t)hex_text(v, buf));
 }
 
 /* The members of container but, in a tensor, its name and dtype. */

@@ -77,7 +77,8 @@ void json_add_wire_item(struct strbuf *t, const cJSON *item);
  * bits (exact, and cheap both ways: the agent sends tensors' statistics so), which
  * json_hex_number reads back; false for any other text. */
 void json_add_hex_item(struct strbuf *t, const cJSON *item);
-/* One number as json_add_hex_item writes it. */
+/* One number as json_add_hex_item reads it back: any finite v as the string of its bits
+ * (integers too), a non-finite one as null. */
 void json_add_hex_number(struct strbuf *t, double v);
 bool json_hex_number(const char *s, double *v);
 /* A tensor's object as it was so written, parsed: each hex string in it but its name's

@@ -36,9 +36,10 @@ typedef void tensor_tap(void *ctx, const struct tensor_reader *tr, uint64_t at, 
                         size_t len);
 
 /* Tensors reported and not yet taken, as the wire's text (core/wire.h): text is "[" and
- * then one JSON object per tensor, separated by commas, its statistics as the hex of their
- * bits (jsontext.h: json_add_hex_item's form); the i-th object ends at ends[i], and
- * starts one byte after the end of the one before (after the "[" for the first). */
+ * then one JSON object per tensor, separated by commas, its numbers as the hex of their
+ * bits (jsontext.h, json_add_hex_number: json_tensor_from_hex reads them back); the i-th
+ * object ends at ends[i], and starts one byte after the end of the one before (after
+ * the "[" for the first). */
 struct tensor_texts {
     struct strbuf text;
     size_t *ends;
