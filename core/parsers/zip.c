@@ -29,19 +29,12 @@
 #include <string.h>
 #include <zlib.h>
 
-#define SIG_LOCAL       0x04034b50u
-#define SIG_CENTRAL     0x02014b50u
-#define SIG_ZIP64_END   0x06064b50u
-#define SIG_ZIP64_LOC   0x07064b50u
-#define SIG_END         0x06054b50u
-#define SIG_DESCRIPTOR  0x08074b50u
-#define LOCAL_FIXED     26         /* local header after its signature */
-#define CENTRAL_FIXED   42         /* central directory entry after its signature */
+#include "zip_format.h"
+
+#define LOCAL_FIXED     (ZIP_LOCAL_FIXED - 4)   /* local header after its signature */
+#define CENTRAL_FIXED   (ZIP_CENTRAL_FIXED - 4) /* central directory entry after its signature */
 #define MAX_CHECKED     (1u << 20) /* members whose CRC waits for the central directory */
 #define FLAG_DESCRIPTOR 0x0008
-#define METHOD_STORED   0
-#define METHOD_DEFLATED 8
-#define EXTRA_ZIP64     0x0001
 #define DESC_SHORT      16 /* signature, crc, u32 sizes */
 #define DESC_LONG       24 /* signature, crc, u64 sizes */
 #define INFLATE_OUT     (32u << 10)
@@ -115,21 +108,6 @@ struct zip_walker {
 #define CRC_KNOWN   (1ull << 32)
 #define CRC_CHECKED (1ull << 33)
 
-static uint32_t le16(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8;
-}
-
-static uint32_t le32(const uint8_t *p)
-{
-    return le16(p) | le16(p + 2) << 16;
-}
-
-static uint64_t le64(const uint8_t *p)
-{
-    return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
-}
-
 static void fail(struct zip_walker *w, const char *why)
 {
     report_error(w->report, "%s: %s at byte %" PRIu64, w->format, why, w->offset);
@@ -194,23 +172,6 @@ static void end_data(struct zip_walker *w)
     expect(w, ZIP_SIGNATURE, 4);
 }
 
-/* The zip64 extra field's sizes stand in for header fields that are all ones. */
-static void apply_zip64(const uint8_t *extra, size_t len, uint64_t *usize, uint64_t *csize)
-{
-    for (size_t at = 0; at + 4 <= len;) {
-        size_t field = le16(extra + at + 2);
-        if (at + 4 + field > len) return;
-        if (le16(extra + at) == EXTRA_ZIP64) {
-            const uint8_t *p = extra + at + 4;
-            size_t n = field;
-            if (*usize == UINT32_MAX && n >= 8) *usize = le64(p), p += 8, n -= 8;
-            if (*csize == UINT32_MAX && n >= 8) *csize = le64(p);
-            return;
-        }
-        at += 4 + field;
-    }
-}
-
 static void start_scan(struct zip_walker *w)
 {
     w->crc = (uint32_t)crc32(0, Z_NULL, 0);
@@ -228,7 +189,7 @@ static void start_member(struct zip_walker *w)
     w->member.name[name_len] = '\0';
     w->member.flags = (uint16_t)le16(h + 2);
     w->member.method = (uint16_t)le16(h + 4);
-    apply_zip64(w->name_extra + name_len, extra_len, &usize, &csize);
+    zip64_apply(w->name_extra + name_len, extra_len, &usize, &csize, NULL);
     free(w->name_extra);
     w->name_extra = NULL;
     w->size = csize == UINT32_MAX ? 0 : csize;
@@ -237,12 +198,13 @@ static void start_member(struct zip_walker *w)
     w->content_crc = (uint32_t)crc32(0, Z_NULL, 0);
     w->header_crc = le32(h + 10);
     w->header_filled = w->header_crc || csize || usize;
-    bool readable = w->member.method == METHOD_STORED || w->member.method == METHOD_DEFLATED;
+    bool readable =
+        w->member.method == ZIP_METHOD_STORED || w->member.method == ZIP_METHOD_DEFLATED;
     w->crc_on = readable && !w->crc_after_close;
     if (readable && w->crc_after_close) w->report->crc_left = true;
 
     bool descriptor = w->member.flags & FLAG_DESCRIPTOR;
-    if (w->member.method != METHOD_STORED && w->member.method != METHOD_DEFLATED) {
+    if (w->member.method != ZIP_METHOD_STORED && w->member.method != ZIP_METHOD_DEFLATED) {
         report_error(w->report, "%s: %s: compression method %u not read", w->format, w->member.name,
                      w->member.method);
         if (w->size) {
@@ -254,7 +216,7 @@ static void start_member(struct zip_walker *w)
     }
     w->in_member = true;
     w->delimiting = w->handler->begin(w->ctx, &w->member);
-    if (w->member.method == METHOD_DEFLATED) {
+    if (w->member.method == ZIP_METHOD_DEFLATED) {
         memset(&w->z, 0, sizeof w->z);
         if (inflateInit2(&w->z, -MAX_WBITS) != Z_OK) return fail(w, "out of memory");
         w->z_live = true;
@@ -273,11 +235,11 @@ static void end_signature(struct zip_walker *w)
     uint32_t sig = le32(w->fixed);
     bool tail_possible = w->desc_tail_possible;
     w->desc_tail_possible = false;
-    if (sig == SIG_LOCAL) return expect(w, ZIP_HEADER, LOCAL_FIXED);
-    if (sig == SIG_CENTRAL) return expect(w, ZIP_CD_HEADER, CENTRAL_FIXED);
-    if (sig == SIG_ZIP64_END) return expect(w, ZIP_END64, 8);
-    if (sig == SIG_ZIP64_LOC) return expect(w, ZIP_LOC64, 16);
-    if (sig == SIG_END) return expect(w, ZIP_END, 18);
+    if (sig == ZIP_SIG_LOCAL) return expect(w, ZIP_HEADER, LOCAL_FIXED);
+    if (sig == ZIP_SIG_CENTRAL) return expect(w, ZIP_CD_HEADER, CENTRAL_FIXED);
+    if (sig == ZIP_SIG_ZIP64_END) return expect(w, ZIP_END64, 8);
+    if (sig == ZIP_SIG_ZIP64_LOC) return expect(w, ZIP_LOC64, 16);
+    if (sig == ZIP_SIG_END) return expect(w, ZIP_END, 18);
     if (w->in_central) return expect(w, ZIP_CENTRAL, 0);
     if (tail_possible) return expect(w, ZIP_DESC_TAIL, DESC_LONG - DESC_SHORT - 4);
     fail(w, "not a zip local header");
@@ -379,7 +341,7 @@ static void take_fixed_done(struct zip_walker *w)
         end_central_entry(w);
         break;
     case ZIP_DESCRIPTOR:
-        if (le32(w->fixed) != SIG_DESCRIPTOR) {
+        if (le32(w->fixed) != ZIP_SIG_DESCRIPTOR) {
             fail(w, "no data descriptor after the member");
             break;
         }
@@ -459,7 +421,8 @@ static size_t take_inflated(struct zip_walker *w, const uint8_t *data, size_t le
 static bool descriptor_at_window(const struct zip_walker *w, size_t form)
 {
     const uint8_t *d = w->window;
-    if (w->window_len < form || le32(d) != SIG_DESCRIPTOR || le32(d + 4) != w->crc) return false;
+    if (w->window_len < form || le32(d) != ZIP_SIG_DESCRIPTOR || le32(d + 4) != w->crc)
+        return false;
     if (form == DESC_SHORT) return le32(d + 8) == w->taken && le32(d + 12) == w->taken;
     return le64(d + 8) == w->taken && le64(d + 16) == w->taken;
 }
@@ -651,7 +614,7 @@ enum zip_peek zip_peek_first_name(const uint8_t *head, size_t len, bool ended, c
     size_t fixed = 4 + LOCAL_FIXED;
     size_t n = len >= fixed ? le16(head + 4 + 22) : 0;
     if (!ended && (len < fixed || len < fixed + n)) return ZIP_PEEK_MORE;
-    if (len < fixed + n || le32(head) != SIG_LOCAL) return ZIP_PEEK_NONE;
+    if (len < fixed + n || le32(head) != ZIP_SIG_LOCAL) return ZIP_PEEK_NONE;
     *name = (const char *)head + fixed;
     *name_len = n;
     return ZIP_PEEK_NAME;

@@ -23,39 +23,15 @@
 #include <zlib.h>
 
 #include "zip.h"
+#include "zip_format.h"
 
-#define SIG_CENTRAL         0x02014b50u
-#define SIG_LOCAL           0x04034b50u
-#define SIG_END             0x06054b50u
-#define SIG_ZIP64_END       0x06064b50u
-#define SIG_ZIP64_LOC       0x07064b50u
 #define END_FIXED           22
 #define LOC64_SIZE          20
 #define END64_FIXED         56
-#define CENTRAL_FIXED       46
-#define LOCAL_FIXED         30
 #define MAX_COMMENT         65535
 #define MAX_DIRECTORY       (256u << 20) /* 10^6 members' entries fit many times over */
 #define CHECK_READ          (1u << 20)
 #define CHECK_INFLATE_RATIO 64
-#define EXTRA_ZIP64         0x0001
-#define METHOD_STORED       0
-#define METHOD_DEFLATED     8
-
-static uint32_t le16(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8;
-}
-
-static uint32_t le32(const uint8_t *p)
-{
-    return le16(p) | le16(p + 2) << 16;
-}
-
-static uint64_t le64(const uint8_t *p)
-{
-    return le32(p) | (uint64_t)le32(p + 4) << 32;
-}
 
 struct check {
     int fd;
@@ -100,7 +76,7 @@ static bool find_directory(struct check *c, uint64_t file_size, uint64_t *at, ui
     if (tail < END_FIXED || !read_at(c, c->buf, tail, file_size - tail))
         return broken(c, "no end of central directory record");
     size_t end = tail - END_FIXED + 1;
-    while (end-- > 0 && le32(c->buf + end) != SIG_END) {
+    while (end-- > 0 && le32(c->buf + end) != ZIP_SIG_END) {
     }
     if (end == SIZE_MAX) return broken(c, "no end of central directory record");
     const uint8_t *e = c->buf + end;
@@ -111,10 +87,10 @@ static bool find_directory(struct check *c, uint64_t file_size, uint64_t *at, ui
      * holds the real values (torch's writer always adds them). */
     uint8_t loc[LOC64_SIZE], end64[END64_FIXED];
     bool zip64 = end_at >= LOC64_SIZE + END64_FIXED &&
-                 read_at(c, loc, sizeof loc, end_at - LOC64_SIZE) && le32(loc) == SIG_ZIP64_LOC;
+                 read_at(c, loc, sizeof loc, end_at - LOC64_SIZE) && le32(loc) == ZIP_SIG_ZIP64_LOC;
     if (zip64) {
         end_at -= LOC64_SIZE + END64_FIXED;
-        if (!read_at(c, end64, sizeof end64, end_at) || le32(end64) != SIG_ZIP64_END)
+        if (!read_at(c, end64, sizeof end64, end_at) || le32(end64) != ZIP_SIG_ZIP64_END)
             return broken(c, "no zip64 end of central directory record");
         *size = le64(end64 + 40);
         *at = le64(end64 + 48);
@@ -126,24 +102,6 @@ static bool find_directory(struct check *c, uint64_t file_size, uint64_t *at, ui
     c->prefix = end_at - *size - *at;
     *at += c->prefix;
     return true;
-}
-
-/* The zip64 extra field's values stand in for the entry's fields that are all ones. */
-static void apply_zip64(const uint8_t *extra, size_t len, uint64_t *usize, uint64_t *csize,
-                        uint64_t *local)
-{
-    for (size_t at = 0; at + 4 <= len;) {
-        size_t field = le16(extra + at + 2);
-        if (at + 4 + field > len) return;
-        if (le16(extra + at) == EXTRA_ZIP64) {
-            const uint8_t *p = extra + at + 4, *end = p + field;
-            if (*usize == UINT32_MAX && p + 8 <= end) *usize = le64(p), p += 8;
-            if (*csize == UINT32_MAX && p + 8 <= end) *csize = le64(p), p += 8;
-            if (*local == UINT32_MAX && p + 8 <= end) *local = le64(p);
-            return;
-        }
-        at += 4 + field;
-    }
 }
 
 /* The CRC-32 of the member's content: its csize stored bytes, or what they inflate to. */
@@ -196,23 +154,23 @@ static void check_entry(struct check *c, const uint8_t *e, size_t name_len)
 {
     uint32_t method = le16(e + 10), stated = le32(e + 16);
     uint64_t csize = le32(e + 20), usize = le32(e + 24), local = le32(e + 42);
-    apply_zip64(e + CENTRAL_FIXED + name_len, le16(e + 30), &usize, &csize, &local);
-    if (method != METHOD_STORED && method != METHOD_DEFLATED) return;
+    zip64_apply(e + ZIP_CENTRAL_FIXED + name_len, le16(e + 30), &usize, &csize, &local);
+    if (method != ZIP_METHOD_STORED && method != ZIP_METHOD_DEFLATED) return;
     char name[ZIP_MAX_NAME + 1];
     size_t n = name_len < ZIP_MAX_NAME ? name_len : ZIP_MAX_NAME;
-    memcpy(name, e + CENTRAL_FIXED, n);
+    memcpy(name, e + ZIP_CENTRAL_FIXED, n);
     name[n] = '\0';
-    uint8_t h[LOCAL_FIXED];
+    uint8_t h[ZIP_LOCAL_FIXED];
     uint32_t computed;
     local += c->prefix;
-    if (local < c->prefix || !read_at(c, h, sizeof h, local) || le32(h) != SIG_LOCAL) {
+    if (local < c->prefix || !read_at(c, h, sizeof h, local) || le32(h) != ZIP_SIG_LOCAL) {
         report_error(c->report, "%s: %s: no local header where the central directory says",
                      c->format, name);
         c->failed = true;
         return;
     }
-    uint64_t data = local + LOCAL_FIXED + le16(h + 26) + le16(h + 28);
-    if (!content_crc(c, data, csize, usize, method == METHOD_DEFLATED, &computed) || stopped(c))
+    uint64_t data = local + ZIP_LOCAL_FIXED + le16(h + 26) + le16(h + 28);
+    if (!content_crc(c, data, csize, usize, method == ZIP_METHOD_DEFLATED, &computed) || stopped(c))
         return;
     if (computed == stated) return;
     report_error(c->report,
@@ -223,14 +181,14 @@ static void check_entry(struct check *c, const uint8_t *e, size_t name_len)
 
 static void check_directory(struct check *c, const uint8_t *dir, size_t size)
 {
-    for (size_t at = 0; at + CENTRAL_FIXED <= size && !stopped(c);) {
+    for (size_t at = 0; at + ZIP_CENTRAL_FIXED <= size && !stopped(c);) {
         const uint8_t *e = dir + at;
-        if (le32(e) != SIG_CENTRAL) {
+        if (le32(e) != ZIP_SIG_CENTRAL) {
             broken(c, "a central directory entry is malformed");
             return;
         }
         size_t name_len = le16(e + 28);
-        size_t len = CENTRAL_FIXED + name_len + le16(e + 30) + le16(e + 32);
+        size_t len = ZIP_CENTRAL_FIXED + name_len + le16(e + 30) + le16(e + 32);
         if (at + len > size) {
             broken(c, "a central directory entry is malformed");
             return;
