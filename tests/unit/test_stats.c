@@ -209,6 +209,17 @@ static void test_bfloat16(void **unused)
     run_dtype(DTYPE_BF16, 0.0, 1e30, 0x1p-130);
 }
 
+/* A mean a fifth of the std away from 0, where the kernels sum around 0 rather than
+ * around the mean (stats.c, centered_shift): as exact as around the mean. */
+static void test_mean_near_zero(void **unused)
+{
+    double spread = 1.0, center = 0.2 * spread / sqrt(3.0);
+    run_dtype(DTYPE_F64, center, spread, 0x1p-1070);
+    run_dtype(DTYPE_F32, center, spread, 0x1p-140);
+    run_dtype(DTYPE_F16, center, spread, 0x1p-20);
+    run_dtype(DTYPE_BF16, center, spread, 0x1p-130);
+}
+
 /* Every float16 bit pattern once: the kernel's conversion against the compiler's. */
 static void test_every_float16(void **unused)
 {
@@ -427,6 +438,7 @@ int main(void)
         cmocka_unit_test(test_float32),
         cmocka_unit_test(test_float16),
         cmocka_unit_test(test_bfloat16),
+        cmocka_unit_test(test_mean_near_zero),
         cmocka_unit_test(test_every_float16),
         cmocka_unit_test(test_large_mean_small_spread),
         cmocka_unit_test(test_sorted_ramp),
