@@ -21,6 +21,11 @@
 #define LIBXXHASH "libxxhash.so.0"
 /* Small enough to stay in the L2 cache between the kernel's copy and the hash. */
 #define DIGEST_READ_BYTES (1u << 18)
+/* digest_follow_seen reads a gap up to FOLLOW_GAP bytes long itself, FOLLOW_GAP_READ at a
+ * time: between a zip's members there are a local header's name and extra field, a data
+ * descriptor; a larger gap is left for digest_follow_rest, as the end records are. */
+#define FOLLOW_GAP      (64u << 10)
+#define FOLLOW_GAP_READ 4096u
 
 static struct {
     __typeof__(XXH3_createState) *create;
@@ -123,11 +128,11 @@ void digest_free(struct digest *d)
     free(d);
 }
 
-bool digest_fd(struct digest *d, int fd, const atomic_bool *stop)
+/* Feeds d the file from offset on (digest_fd). */
+static bool digest_from(struct digest *d, int fd, off_t offset, const atomic_bool *stop)
 {
     uint8_t *buf = aligned_alloc(4096, DIGEST_READ_BYTES);
     if (!buf) return errno = ENOMEM, false;
-    off_t offset = 0;
     ssize_t n = 0;
     while (!(stop && atomic_load(stop))) {
         n = pread(fd, buf, DIGEST_READ_BYTES, offset);
@@ -140,6 +145,33 @@ bool digest_fd(struct digest *d, int fd, const atomic_bool *stop)
     free(buf);
     errno = error;
     return error == 0;
+}
+
+bool digest_fd(struct digest *d, int fd, const atomic_bool *stop)
+{
+    return digest_from(d, fd, 0, stop);
+}
+
+void digest_follow_seen(void *follow, uint64_t at, const uint8_t *data, size_t len)
+{
+    struct digest_follow *f = follow;
+    uint8_t gap[FOLLOW_GAP_READ];
+    while (at > f->hashed && at - f->hashed <= FOLLOW_GAP) {
+        size_t want = at - f->hashed < sizeof gap ? (size_t)(at - f->hashed) : sizeof gap;
+        ssize_t n = pread(f->fd, gap, want, (off_t)f->hashed);
+        if (n <= 0) break; /* not bridged: the rest reads it, and says what failed */
+        digest_update(f->digest, gap, (size_t)n);
+        f->hashed += (uint64_t)n;
+    }
+    if (at > f->hashed || at + len <= f->hashed) return;
+    size_t skip = (size_t)(f->hashed - at);
+    digest_update(f->digest, data + skip, len - skip);
+    f->hashed = at + len;
+}
+
+bool digest_follow_rest(struct digest_follow *f, const atomic_bool *stop)
+{
+    return digest_from(f->digest, f->fd, (off_t)f->hashed, stop);
 }
 
 /* ---- the tap ---- */

@@ -47,6 +47,22 @@ void digest_free(struct digest *d);
  * with errno set when a read failed, or with errno ECANCELED once *stop became true. */
 bool digest_fd(struct digest *d, int fd, const atomic_bool *stop);
 
+/* A digest of the file in fd fed from the reads another pass makes of it (the zip CRC
+ * check's, zip_check.h), so that one read of the page cache serves both. A piece that
+ * pass read is hashed where it carries on from the last byte hashed; a short gap before
+ * it (a local header's name, a data descriptor) is read and hashed first; a piece
+ * elsewhere (the end records and the central directory, read first) is left for
+ * digest_follow_rest, which hashes the file from the last byte hashed to its end. */
+struct digest_follow {
+    struct digest *digest;
+    int fd;
+    uint64_t hashed; /* the file's first bytes hashed */
+};
+/* The pass read len bytes at offset at (follow: a struct digest_follow). */
+void digest_follow_seen(void *follow, uint64_t at, const uint8_t *data, size_t len);
+/* As digest_fd, for what the pass did not read in order. */
+bool digest_follow_rest(struct digest_follow *f, const atomic_bool *stop);
+
 /* A parser that hashes every byte fed to it and passes it on to inner, which it owns
  * from then on; inner itself when no hash could be made. */
 struct parser *digest_tap_new(struct parser *inner);

@@ -73,58 +73,91 @@ static void say(char *why, const char *format, ...)
     va_end(ap);
 }
 
-/* One read of the open file for what is asked of it: its digest (into j->text), its
- * CRCs (into j->crc). Sets why when the file is not the one closed, could not be read,
- * or changed meanwhile: then nothing it found counts. */
-static void read_file(struct digest_job *j, int fd, bool hash, bool crc, char *why)
+/* One pass over the open file for what is asked of it: its CRCs (into j->crc) when
+ * crc_why is not NULL, its digest (into j->text) when hash_why is not; with both, the
+ * digest follows the check's reads (digest_follow), so that the file is read once. Sets
+ * both whys when the file is not the one closed, or changed meanwhile: then nothing it
+ * found counts; hash_why alone when the digest's own reads failed (the check says what
+ * its reads could not find). */
+static void read_file(struct digest_job *j, int fd, char *hash_why, char *crc_why)
 {
     struct stat before, after;
-    const char *differs;
+    const char *differs = NULL;
+    char why[WHY_SIZE] = "";
     if (fstat(fd, &before) < 0 || !S_ISREG(before.st_mode))
-        return say(why, "not a regular file any more");
-    if ((differs = file_id_differs(&j->closed, &before)))
-        return say(why, "the file was replaced or changed after its close (its %s differs)",
-                   differs);
+        say(why, "not a regular file any more");
+    else if ((differs = file_id_differs(&j->closed, &before)))
+        say(why, "the file was replaced or changed after its close (its %s differs)", differs);
+    if (why[0]) {
+        if (hash_why) memcpy(hash_why, why, sizeof why);
+        if (crc_why) memcpy(crc_why, why, sizeof why);
+        return;
+    }
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    struct digest *d = hash ? digest_new() : NULL;
-    if (hash && !d) return say(why, "out of memory");
-    bool read_ok = !d || digest_fd(d, fd, &j->cancelled);
+    struct digest_follow follow = {.digest = hash_why ? digest_new() : NULL, .fd = fd};
+    struct zip_check_tap tap = {.seen = digest_follow_seen, .ctx = &follow};
+    if (hash_why && !follow.digest) {
+        say(hash_why, "out of memory");
+        hash_why = NULL;
+    }
+    if (crc_why)
+        zip_check_crcs(fd, j->crc_format, &j->crc, &j->cancelled, follow.digest ? &tap : NULL);
+    bool read_ok = !follow.digest || digest_follow_rest(&follow, &j->cancelled);
     int error = errno;
-    if (read_ok && crc) zip_check_crcs(fd, j->crc_format, &j->crc, &j->cancelled);
+    bool stopped = atomic_load(&j->cancelled);
     struct file_id start;
     file_id_of(&start, &before);
-    if (atomic_load(&j->cancelled))
+    if (stopped)
         say(why, "the collector stopped first");
-    else if (!read_ok)
-        say(why, "read failed: %s", strerror(error));
     else if (fstat(fd, &after) < 0 || (differs = file_id_differs(&start, &after)))
         say(why, "the file changed while it was read (its %s differs)",
             differs ? differs : "state");
-    else if (d)
-        digest_text(d, j->text);
-    digest_free(d);
+    if (crc_why && why[0]) memcpy(crc_why, why, sizeof why);
+    if (hash_why && !stopped && !read_ok)
+        say(hash_why, "read failed: %s", strerror(error));
+    else if (hash_why && why[0])
+        memcpy(hash_why, why, sizeof why);
+    else if (hash_why)
+        digest_text(follow.digest, j->text);
+    digest_free(follow.digest);
+}
+
+/* Whether two open descriptors are of one file as it is now (device, inode, size,
+ * modification time). */
+static bool same_file(int a, int b)
+{
+    struct stat sa, sb;
+    return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino && sa.st_size == sb.st_size &&
+           sa.st_mtim.tv_sec == sb.st_mtim.tv_sec && sa.st_mtim.tv_nsec == sb.st_mtim.tv_nsec;
 }
 
 /* The CRCs from the file opened at its close when there is one (a file deleted or
  * replaced since is still that file), the digest (and the CRCs otherwise) from the file
- * under the record's name now, which must still be the one closed. A file deleted
- * before the collector could open it leaves no CRC to check and nothing to warn of: no
- * one can load it any more (docs/integrity.md). */
+ * under the record's name now, which must still be the one closed; one read for both
+ * when the name still leads to the file opened at the close. A file deleted before the
+ * collector could open it leaves no CRC to check and nothing to warn of: no one can load
+ * it any more (docs/integrity.md). */
 static void run(struct digest_job *j)
 {
     bool crc_by_path = j->crc_format && j->crc_fd < 0;
-    if (j->crc_format && j->crc_fd >= 0) read_file(j, j->crc_fd, false, true, j->crc_why);
-    if (!j->hash && !crc_by_path) return;
-    int fd = open(j->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0) {
-        bool gone = errno == ENOENT;
-        say(j->why, "cannot open the file: %s", strerror(errno));
-        if (crc_by_path && !gone) memcpy(j->crc_why, j->why, sizeof j->why);
-        return;
+    bool crc_pinned = j->crc_format && j->crc_fd >= 0;
+    int fd = -1;
+    if (j->hash || crc_by_path) {
+        fd = open(j->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0) {
+            bool gone = errno == ENOENT;
+            say(j->why, "cannot open the file: %s", strerror(errno));
+            if (crc_by_path && !gone) memcpy(j->crc_why, j->why, sizeof j->why);
+        }
     }
-    read_file(j, fd, j->hash, crc_by_path, j->why);
-    close(fd);
-    if (crc_by_path && j->why[0]) memcpy(j->crc_why, j->why, sizeof j->why);
+    if (crc_pinned && fd >= 0 && j->hash && same_file(fd, j->crc_fd)) {
+        read_file(j, j->crc_fd, j->why, j->crc_why);
+    } else {
+        if (crc_pinned) read_file(j, j->crc_fd, NULL, j->crc_why);
+        if (fd >= 0) read_file(j, fd, j->hash ? j->why : NULL, crc_by_path ? j->crc_why : NULL);
+    }
+    if (fd >= 0) close(fd);
 }
 
 static void *worker(void *arg)

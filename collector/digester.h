@@ -8,7 +8,8 @@
  * inode, size, modification time): a file replaced or changed since has no digest and
  * no CRC check, and the job says why; the CRCs are checked through the file opened at
  * its close when the tracker could, so a file deleted or replaced since is checked
- * all the same. Jobs are done in the order they were started.
+ * all the same. A file that gets both is read once: the digest is fed from the CRC
+ * check's reads (digest_follow, digest.h). Jobs are done in the order they were started.
  */
 #ifndef CKMON_DIGESTER_H
 #define CKMON_DIGESTER_H

@@ -38,6 +38,7 @@ struct check {
     const char *format;
     struct report *report;
     const atomic_bool *stop;
+    const struct zip_check_tap *tap;
     uint8_t *buf, *out;               /* CHECK_READ bytes each: file data, inflated data */
     uint64_t read_left, inflate_left; /* the bounds on what members may still take */
     uint64_t prefix;                  /* bytes before the archive in its file */
@@ -55,6 +56,7 @@ static bool read_at(struct check *c, void *to, size_t len, uint64_t at)
         ssize_t n = pread(c->fd, (uint8_t *)to + done, len - done, (off_t)(at + done));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) return false;
+        if (c->tap) c->tap->seen(c->tap->ctx, at + done, (const uint8_t *)to + done, (size_t)n);
         done += (size_t)n;
     }
     return true;
@@ -198,9 +200,10 @@ static void check_directory(struct check *c, const uint8_t *dir, size_t size)
     }
 }
 
-bool zip_check_crcs(int fd, const char *format, struct report *r, const atomic_bool *stop)
+bool zip_check_crcs(int fd, const char *format, struct report *r, const atomic_bool *stop,
+                    const struct zip_check_tap *tap)
 {
-    struct check c = {.fd = fd, .format = format, .report = r, .stop = stop};
+    struct check c = {.fd = fd, .format = format, .report = r, .stop = stop, .tap = tap};
     struct stat st;
     uint64_t at, size;
     uint8_t *dir = NULL;

@@ -171,6 +171,81 @@ def test_a_file_changed_or_deleted_before_its_check(ckmon, work):
     assert error.startswith("torch: archive/data/0: CRC-32 mismatch: content "), error
 
 
+
+# With --digest the collector takes the digest and the CRC check in one read of the file
+# (docs/integrity.md); the files are larger than the check's first read of the archive's
+# end (64 KiB), so that the digest follows the check's reads of the members.
+DIGEST_AND_CRC = """
+import io, os, time
+import numpy as np, torch
+torch.manual_seed(0)
+w = torch.arange(1 << 18, dtype=torch.float32)
+torch.save({"w": w, "b": torch.randn(300, 200), "c": torch.randn(7), "epoch": 3}, "big.pt")
+np.savez("big.npz", w=w.numpy(), b=np.ones((500, 100)))
+np.savez_compressed("small.npz", w=np.random.default_rng(0).random(50000), b=np.ones(50))
+buf = io.BytesIO()
+torch.save({"w": w, "b": torch.randn(300, 200)}, buf)
+data = bytearray(buf.getvalue())
+data[data.find(np.arange(1 << 18, dtype=np.float32).tobytes()[500000:500016]) + 1] ^= 0x04
+for name in ("bad.pt", "gone.pt", "gone.bytes"):  # gone.bytes: what gone.pt held
+    with open(name, "wb") as f:
+        f.write(bytes(data))
+torch.save({"w": w}, "grown.pt")
+os.truncate("grown.pt", os.path.getsize("grown.pt") + 10)     # size differs, within the hold
+time.sleep(0.5)  # the collector has the closes (in ms), the records are in their 1 s hold
+os.unlink("gone.pt")                                          # corrupt, and rotated away
+"""
+
+
+def stored_crc_mismatches(path):
+    """Ground truth from Python's zipfile and zlib: (member, content CRC, stated CRC) of
+    each stored member whose data does not match its central directory entry."""
+    import struct
+    import zipfile
+    import zlib
+    data = path.read_bytes()
+    found = []
+    for info in zipfile.ZipFile(path).infolist():
+        assert info.compress_type == zipfile.ZIP_STORED
+        name_len, extra_len = struct.unpack_from("<HH", data, info.header_offset + 26)
+        start = info.header_offset + 30 + name_len + extra_len
+        crc = zlib.crc32(data[start:start + info.compress_size])
+        if crc != info.CRC:
+            found.append((info.filename, crc, info.CRC))
+    return found
+
+
+def test_with_digest_the_crcs_and_the_digest_come_from_one_read(ckmon, work):
+    """--digest and the CRC check together give what each gives alone: every intact file's
+    xxh3-128 and no error; a flipped byte's CRC mismatch, with the flipped file's digest;
+    a file changed within the hold neither (one error for both); a corrupt file deleted
+    within the hold still checked, with no digest."""
+    import xxhash
+    run = ckmon.run(*python_script(work, DIGEST_AND_CRC), options=["--digest"])
+    assert run.returncode == 0, run.stderr
+    for name in ("big.pt", "big.npz", "small.npz"):
+        record = run.only_record(work / name)
+        assert (work / name).stat().st_size > 128 << 10
+        assert record["complete"] is True and "errors" not in record, record
+        assert record["digest"] == "xxh3-128:" + xxhash.xxh3_128_hexdigest(
+            (work / name).read_bytes()), name
+    ((member, content, stated),) = stored_crc_mismatches(work / "bad.pt")
+    mismatch = (f"torch: {member}: CRC-32 mismatch: content {content:08x}, the central "
+                f"directory says {stated:08x}")
+    bad = run.only_record(work / "bad.pt")
+    assert bad["complete"] is False and bad["errors"] == [mismatch], bad
+    assert bad["digest"] == "xxh3-128:" + xxhash.xxh3_128_hexdigest((work / "bad.pt").read_bytes())
+    grown = run.only_record(work / "grown.pt")
+    assert "digest" not in grown and grown["complete"] is True, grown
+    assert grown["errors"] == ["digest: none: the file was replaced or changed after its "
+                               "close (its size differs)"], grown
+    gone = run.only_record(work / "gone.pt")
+    assert stored_crc_mismatches(work / "gone.bytes") == [(member, content, stated)]
+    assert "digest" not in gone and gone["complete"] is False, gone
+    assert gone["errors"] == [
+        "digest: none: cannot open the file: No such file or directory", mismatch], gone
+
+
 TRAINING = """
 import pickle
 import torch
