@@ -23,6 +23,8 @@
 
 #define RECONNECT_INTERVAL_NS 1000000000LL
 #define ACK_READ_INTERVAL     64 /* findings sent between two looks for acknowledgements */
+#define ACK_BATCH             16 /* acknowledgements read by one system call (on the stack) */
+#define ACK_PACKET_BYTES      128
 
 /* A message queued until the collector acknowledges it (core/wire.h, "Delivery"): the
  * ones before `unsent` went out on the current connection, the rest wait for the socket.
@@ -131,21 +133,39 @@ static void drop_connection(void)
     conn_fd = -1;
 }
 
-/* Reads the collector's acknowledgements that have arrived. One that has gone away left
- * its last ones readable before the end of the connection, which is then closed: the
- * next message reconnects, and sends again what is not acknowledged. */
+/* One packet from the collector. */
+static void take_packet(const char *packet, size_t len)
+{
+    struct wire_message m;
+    if (wire_decode(packet, len, &m) != WIRE_OK) return;
+    if (m.kind == WIRE_ACK) take_ack(m.seq);
+    wire_message_free(&m);
+}
+
+/* Reads the collector's acknowledgements that have arrived, up to ACK_BATCH packets per
+ * system call: a collector that keeps up says one per message. One that has gone away
+ * left its last ones readable before the end of the connection, which is then closed:
+ * the next message reconnects, and sends again what is not acknowledged. */
 static void read_acks(void)
 {
-    char packet[128];
+    char packets[ACK_BATCH][ACK_PACKET_BYTES];
+    struct iovec iov[ACK_BATCH];
+    struct mmsghdr msgs[ACK_BATCH];
     while (conn_fd >= 0) {
-        long n = syscall(SYS_recvfrom, conn_fd, packet, sizeof packet, MSG_DONTWAIT, NULL, NULL);
+        for (int i = 0; i < ACK_BATCH; i++) {
+            iov[i] = (struct iovec){packets[i], sizeof packets[i]};
+            msgs[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[i], .msg_iovlen = 1}};
+        }
+        long n = syscall(SYS_recvmmsg, conn_fd, msgs, ACK_BATCH, MSG_DONTWAIT, NULL);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
         if (n <= 0) return drop_connection();
-        struct wire_message m;
-        if (wire_decode(packet, (size_t)n, &m) != WIRE_OK) continue;
-        if (m.kind == WIRE_ACK) take_ack(m.seq);
-        wire_message_free(&m);
+        for (long i = 0; i < n; i++) {
+            /* The end of the connection: recvmmsg counts it as an empty packet (and every
+             * read after it as another); a collector sends none. */
+            if (msgs[i].msg_len == 0) return drop_connection();
+            take_packet(packets[i], msgs[i].msg_len);
+        }
     }
 }
 
