@@ -137,24 +137,20 @@ static void delete_children(cJSON *container)
  * the channel dropped is counted, for the close message to say. */
 static void send_and_empty(struct tracked *t, struct wire_message *m)
 {
-    if (!channel_send(m)) {
-        t->lost_tensors += m->data.tensors ? cJSON_GetArraySize(m->data.tensors) : 0;
-        t->lost_values += m->data.values ? cJSON_GetArraySize(m->data.values) : 0;
-    }
+    if (!channel_send(m)) t->lost_values += m->data.values ? cJSON_GetArraySize(m->data.values) : 0;
     delete_children(m->data.values);
-    delete_children(m->data.tensors);
     delete_children(m->data.errors);
 }
 
-/* Moves the items of found (values object, tensors and errors arrays) into data messages
- * small enough for one packet each. */
+/* Moves the items of found (values object, errors array) into data messages small
+ * enough for one packet each. */
 static void send_findings(struct tracked *t, cJSON *found)
 {
     struct wire_message msg = data_message(t);
-    cJSON **into[3] = {&msg.data.values, &msg.data.tensors, &msg.data.errors};
+    cJSON **into[2] = {&msg.data.values, &msg.data.errors};
     size_t size = 0;
-    static const char *const parts[] = {"values", "tensors", "errors"};
-    for (size_t p = 0; p < 3; p++) {
+    static const char *const parts[] = {"values", "errors"};
+    for (size_t p = 0; p < 2; p++) {
         cJSON *from = cJSON_GetObjectItemCaseSensitive(found, parts[p]);
         while (from && from->child) {
             cJSON *item = cJSON_DetachItemViaPointer(from, from->child);
@@ -172,16 +168,51 @@ static void send_findings(struct tracked *t, cJSON *found)
         }
     }
     send_and_empty(t, &msg);
-    for (size_t p = 0; p < 3; p++)
+    for (size_t p = 0; p < 2; p++)
         cJSON_Delete(*into[p]);
+}
+
+/* Sends tensors [first, last) of the report's text in one data message. The text goes
+ * in as it is, one raw item the encoder copies (jsontext.h: a cJSON_Raw prints as its
+ * text), on the stack: no tree per tensor. The byte after the run is the next one's
+ * comma or the text's end; it is a NUL while the message is encoded. */
+static void send_tensor_run(struct tracked *t, size_t first, size_t last)
+{
+    struct tensor_texts *tt = &t->report.tensors;
+    char *text = tt->text.s + (first ? tt->ends[first - 1] : 0) + 1,
+         *end = tt->text.s + tt->ends[last - 1];
+    char after = *end;
+    *end = '\0';
+    cJSON raw = {.type = cJSON_Raw, .valuestring = text},
+          run = {.type = cJSON_Array, .child = &raw};
+    raw.prev = &raw;
+    struct wire_message m = data_message(t);
+    m.data.tensors = &run;
+    if (!channel_send(&m)) t->lost_tensors += (int64_t)(last - first);
+    *end = after;
+}
+
+/* The report's tensors in data messages of up to FINDINGS_PER_MESSAGE bytes (a larger
+ * tensor alone in one). */
+static void send_tensors(struct tracked *t)
+{
+    struct tensor_texts *tt = &t->report.tensors;
+    for (size_t first = 0, last; first < tt->count; first = last) {
+        size_t start = first ? tt->ends[first - 1] : 0;
+        for (last = first + 1; last < tt->count && tt->ends[last] - start <= FINDINGS_PER_MESSAGE;)
+            last++;
+        send_tensor_run(t, first, last);
+    }
+    report_clear_tensors(&t->report);
 }
 
 static void send_pending_findings(struct tracked *t)
 {
     t->findings_sent = t->report.findings;
+    send_tensors(t);
     if (!report_pending(&t->report)) return;
     cJSON *found = cJSON_CreateObject();
-    report_take(&t->report, found);
+    report_take_but_tensors(&t->report, found);
     send_findings(t, found);
     cJSON_Delete(found);
 }

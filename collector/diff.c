@@ -596,11 +596,13 @@ static cJSON *side_json(const struct side *s)
 
 static cJSON *result_json(struct diff *d, bool *differs)
 {
-    cJSON *ta = d->a.report.tensors, *tb = d->b.report.tensors, *t;
+    cJSON *ta = report_take_tensors(&d->a.report), *tb = report_take_tensors(&d->b.report), *t;
     cJSON *va = d->a.report.values, *vb = d->b.report.values, *v;
     struct entries ea, eb;
     if (!index_entries(&ea, ta) || !index_entries(&eb, tb)) {
         free(ea.items);
+        cJSON_Delete(ta);
+        cJSON_Delete(tb);
         return NULL;
     }
     if (va) report_drop_replaced(va);
@@ -644,6 +646,8 @@ static cJSON *result_json(struct diff *d, bool *differs)
     cJSON_AddItemToObject(o, "values", values);
     free(ea.items);
     free(eb.items);
+    cJSON_Delete(ta);
+    cJSON_Delete(tb);
     return o;
 }
 

@@ -585,7 +585,8 @@ static char *collect_output(int in, int64_t deadline_ms, const char **why)
     return text;
 }
 
-/* Moves the child's findings[name] (an object or array) into the report's *slot. */
+/* Moves the child's findings[name] (an object of values, an array of errors) into the
+ * report's *slot. */
 static void take_member(cJSON **slot, cJSON *findings, const char *name)
 {
     cJSON *from = cJSON_DetachItemFromObjectCaseSensitive(findings, name), *item;
@@ -646,7 +647,8 @@ static bool hdf5_read(int fd, struct report *r, const struct parse_options *o)
         cJSON *findings = cJSON_Parse(line), *all;
         if (!findings) continue;
         take_member(&r->values, findings, "values");
-        take_member(&r->tensors, findings, "tensors");
+        cJSON *tensors = cJSON_GetObjectItemCaseSensitive(findings, "tensors"), *t;
+        cJSON_ArrayForEach(t, tensors) report_tensor_json(r, t);
         take_member(&r->errors, findings, "errors");
         if ((all = cJSON_GetObjectItemCaseSensitive(findings, "complete"))) {
             ended = true;

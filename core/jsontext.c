@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include "dtoa.h"
-#include "parsers/pyobj.h"
 #include "strbuf.h"
 
 #define EXACT_INTEGER_LIMIT 9007199254740992.0 /* 2^53: every integer below is a double */
@@ -244,9 +243,20 @@ static void add_item(struct strbuf *t, const cJSON *item, enum mode mode, struct
     }
 }
 
+locale_t json_c_locale(void)
+{
+    static locale_t cached;
+    locale_t loc = __atomic_load_n(&cached, __ATOMIC_ACQUIRE);
+    if (!loc) {
+        loc = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+        __atomic_store_n(&cached, loc, __ATOMIC_RELEASE);
+    }
+    return loc;
+}
+
 locale_t json_c_locale_enter(void)
 {
-    locale_t c = pyobj_c_locale();
+    locale_t c = json_c_locale();
     return c ? uselocale(c) : (locale_t)0;
 }
 
@@ -284,6 +294,36 @@ void json_add_wire_item(struct strbuf *t, const cJSON *item)
 void json_add_hex_item(struct strbuf *t, const cJSON *item)
 {
     add_item(t, item, HEX, NULL);
+}
+
+void json_add_hex_number(struct strbuf *t, double v)
+{
+    char buf[24];
+    if (!isfinite(v)) return sb_add(t, "null", 4);
+    sb_add(t, buf, (size_t)hex_text(v, buf));
+}
+
+/* The members of container but, in a tensor, its name and dtype. */
+static void numbers_from_hex(cJSON *container, bool tensor)
+{
+    for (cJSON *c = container->child; c; c = c->next) {
+        double v;
+        if (cJSON_IsObject(c) || cJSON_IsArray(c))
+            numbers_from_hex(c, false);
+        else if (cJSON_IsString(c) && json_hex_number(c->valuestring, &v) &&
+                 !(tensor && c->string &&
+                   (!strcmp(c->string, "name") || !strcmp(c->string, "dtype")))) {
+            cJSON_free(c->valuestring);
+            c->valuestring = NULL;
+            c->type = (c->type & ~0xff) | cJSON_Number;
+            cJSON_SetNumberHelper(c, v);
+        }
+    }
+}
+
+void json_tensor_from_hex(cJSON *tensor)
+{
+    if (cJSON_IsObject(tensor)) numbers_from_hex(tensor, true);
 }
 
 static char *print(const cJSON *item, enum mode mode, struct json_piece *piece)

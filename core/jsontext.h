@@ -61,6 +61,10 @@ char *json_print_wire(const cJSON *item);
  * numbers need the C locale, which json_c_locale_enter sets for this thread until
  * json_c_locale_leave(what it returned). */
 locale_t json_c_locale_enter(void);
+/* The "C" locale itself, so that numbers are read and written with '.' whatever locale
+ * the monitored program chose (the parsers' strtod too); (locale_t)0 if it cannot be
+ * had. */
+locale_t json_c_locale(void);
 void json_c_locale_leave(locale_t previous);
 void json_add_string(struct strbuf *t, const char *s);
 void json_add_wire_number(struct strbuf *t, double v);
@@ -73,7 +77,13 @@ void json_add_wire_item(struct strbuf *t, const cJSON *item);
  * bits (exact, and cheap both ways: the agent sends tensors' statistics so), which
  * json_hex_number reads back; false for any other text. */
 void json_add_hex_item(struct strbuf *t, const cJSON *item);
+/* One number as json_add_hex_item reads it back: any finite v as the string of its bits
+ * (integers too), a non-finite one as null. */
+void json_add_hex_number(struct strbuf *t, double v);
 bool json_hex_number(const char *s, double *v);
+/* A tensor's object as it was so written, parsed: each hex string in it but its name's
+ * and dtype's (so also in ci95 and head) becomes the number it stands for. */
+void json_tensor_from_hex(cJSON *tensor);
 
 /* A record's line read back (sinks, /metrics): parsed, with each U+0000 in it (\u0000,
  * which cJSON would end its string at) as the text \x00 that stands for that byte in a

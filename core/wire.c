@@ -3,7 +3,8 @@
  * One encoder and one decoder per kind, side by side, so that a member's name is
  * written once for both directions. The encoder appends to a strbuf with no tree in
  * between (the agent encodes on the monitored program's threads); the decoder reads
- * the packet with cJSON and points into it.
+ * the packet with cJSON, a data message's tensors with a reader of their own
+ * (wire_tensors.h), and points into it.
  */
 #include "wire.h"
 
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "jsontext.h"
+#include "wire_tensors.h"
 
 static const char *const kind_names[WIRE_KINDS] = {
     [WIRE_HELLO] = "hello",
@@ -277,25 +279,6 @@ static bool decode_open(const cJSON *msg, struct wire_message *m)
     return m->open.id != WIRE_ABSENT && m->open.path;
 }
 
-/* A tensor's members but its name and dtype, and theirs (ci95, head): each hex string
- * becomes the number it stands for. */
-static void numbers_from_hex(cJSON *container, bool tensor)
-{
-    for (cJSON *c = container->child; c; c = c->next) {
-        double v;
-        if (cJSON_IsObject(c) || cJSON_IsArray(c))
-            numbers_from_hex(c, false);
-        else if (cJSON_IsString(c) && json_hex_number(c->valuestring, &v) &&
-                 !(tensor && c->string &&
-                   (!strcmp(c->string, "name") || !strcmp(c->string, "dtype")))) {
-            cJSON_free(c->valuestring);
-            c->valuestring = NULL;
-            c->type = (c->type & ~0xff) | cJSON_Number;
-            cJSON_SetNumberHelper(c, v);
-        }
-    }
-}
-
 static bool decode_data(const cJSON *msg, struct wire_message *m)
 {
     m->data = (struct wire_data){
@@ -308,8 +291,6 @@ static bool decode_data(const cJSON *msg, struct wire_message *m)
         .tensors = get_container(msg, "tensors", false),
         .errors = get_container(msg, "errors", false),
     };
-    for (cJSON *t = m->data.tensors ? m->data.tensors->child : NULL; t; t = t->next)
-        if (cJSON_IsObject(t)) numbers_from_hex(t, true);
     return m->data.id != WIRE_ABSENT;
 }
 
@@ -421,7 +402,7 @@ bool wire_encode(const struct wire_message *m, struct strbuf *out)
 
 enum wire_status wire_decode(const char *data, size_t len, struct wire_message *m)
 {
-    *m = (struct wire_message){.tree = cJSON_ParseWithLength(data, len)};
+    *m = (struct wire_message){.tree = wire_parse_packet(data, len)};
     const char *kind = get_string(m->tree, "t");
     enum wire_status status = kind ? WIRE_UNKNOWN : WIRE_MALFORMED;
     for (int k = 0; kind && k < WIRE_KINDS; k++)

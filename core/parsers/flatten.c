@@ -8,6 +8,7 @@
  */
 #include "flatten.h"
 #include "pandas.h"
+#include "../jsontext.h"
 #include "../strbuf.h"
 
 #include <inttypes.h>
@@ -569,7 +570,7 @@ void flatten(struct report *r, const struct pyobj *root, flatten_hook hook, void
         report_error(r, "flatten: out of memory");
         return;
     }
-    locale_t c = pyobj_c_locale();
+    locale_t c = json_c_locale();
     locale_t previous = c ? uselocale(c) : (locale_t)0;
     visit(&f, root, 0);
     if (c) uselocale(previous);

@@ -29,6 +29,7 @@
 #include "parser.h"
 #include "pyclass.h"
 #include "pyobj.h"
+#include "../jsontext.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -647,7 +648,7 @@ static uint64_t le_uint(const uint8_t *p, unsigned n)
 /* strtod that reads '.' as the decimal point whatever locale the monitored program set. */
 static double strtod_c(const char *s, char **end)
 {
-    locale_t loc = pyobj_c_locale();
+    locale_t loc = json_c_locale();
     return loc ? strtod_l(s, end, loc) : strtod(s, end);
 }
 

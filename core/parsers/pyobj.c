@@ -317,17 +317,6 @@ struct pyobj *const *pyobj_tuple_items(const struct pyobj *o, size_t *n)
     return NULL;
 }
 
-locale_t pyobj_c_locale(void)
-{
-    static locale_t cached;
-    locale_t loc = __atomic_load_n(&cached, __ATOMIC_ACQUIRE);
-    if (!loc) {
-        loc = newlocale(LC_ALL_MASK, "C", (locale_t)0);
-        __atomic_store_n(&cached, loc, __ATOMIC_RELEASE);
-    }
-    return loc;
-}
-
 static void set_int(struct pyobj *out, int64_t v)
 {
     out->kind = PY_INT;

@@ -172,10 +172,6 @@ struct pyobj *pyobj_dict_get(const struct pyobj *dict, const char *key);
 /* Items of a tuple or list (NULL and *n = 0 otherwise). */
 struct pyobj *const *pyobj_tuple_items(const struct pyobj *o, size_t *n);
 
-/* The "C" locale, so that numbers are read and written with '.' whatever locale the
- * monitored program chose; (locale_t)0 if it cannot be had. */
-locale_t pyobj_c_locale(void);
-
 /* The value of one element of a numeric array (little-endian unless big_endian) as an
  * int, float or bool node written into *out (no allocation: used for numpy scalars and
  * 0-dimensional arrays). */

@@ -1,8 +1,9 @@
 /* report.c — where parsers put what they find (see report.h).
  *
- * Findings are kept as cJSON in the record's own shapes until the owner takes them.
- * Everything here runs inside monitored programs, so it never aborts: when cJSON
- * cannot allocate, the finding is dropped.
+ * Findings are kept in the record's own shapes until the owner takes them: values and
+ * errors as cJSON, tensors as the wire's text (report.h). Everything here runs inside
+ * monitored programs, so it never aborts: when there is no memory for a finding, it is
+ * dropped.
  *
  * Rules applied here so that every parser gets them the same way:
  * - --keys: a value or tensor whose name no pattern matches is not kept.
@@ -35,6 +36,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../jsontext.h"
+
 #define REPORT_MAX_ERRORS  32
 #define REPORT_ERROR_BYTES 512
 
@@ -49,9 +52,11 @@ void report_init(struct report *r, const struct key_filter *keys)
 void report_free(struct report *r)
 {
     cJSON_Delete(r->values);
-    cJSON_Delete(r->tensors);
     cJSON_Delete(r->errors);
-    r->values = r->tensors = r->errors = NULL;
+    free(r->tensors.text.s);
+    free(r->tensors.ends);
+    r->values = r->errors = NULL;
+    r->tensors = (struct tensor_texts){0};
 }
 
 bool report_wants(const struct report *r, const char *name)
@@ -210,44 +215,111 @@ void report_string(struct report *r, const char *key, const char *s, size_t len)
 
 /* ---- Tensors ------------------------------------------------------------------- */
 
-static void add_member(cJSON *obj, const char *name, cJSON *item)
+/* Far above any checkpoint's tensors' text (REPORT_MAX_FINDINGS of them). */
+#define TENSOR_TEXT_LIMIT ((size_t)1 << 31)
+
+/* A double as the record writes it (json_number), in the wire's form. */
+static void add_number(struct strbuf *b, double v)
 {
-    if (!item || !cJSON_AddItemToObject(obj, name, item)) cJSON_Delete(item);
+    if (isnan(v)) return sb_add(b, "\"nan\"", 5);
+    if (isinf(v)) return sb_addz(b, v > 0 ? "\"inf\"" : "\"-inf\"");
+    json_add_hex_number(b, v);
 }
 
-static cJSON *shape_array(const int64_t *shape, int ndim)
+/* A name from a file (a tensor's, an .npy descr's dtype), cleaned like a value's key;
+ * false when there was no memory to clean it. */
+static bool add_name(struct strbuf *b, const char *name)
 {
-    cJSON *a = cJSON_CreateArray();
-    for (int i = 0; a && shape && i < ndim; i++)
-        if (!cJSON_AddItemToArray(a, cJSON_CreateNumber((double)shape[i]))) break;
-    return a;
+    char *clean = storable_name(name);
+    if (!clean) return false;
+    json_add_string(b, clean);
+    release_name(clean, name);
+    return true;
 }
 
-static cJSON *head_array(const struct tensor_stats *st)
+static void add_shape(struct strbuf *b, const int64_t *shape, int ndim)
 {
-    cJSON *a = cJSON_CreateArray();
-    for (unsigned i = 0; a && i < st->nhead && i < STATS_HEAD; i++)
-        if (!cJSON_AddItemToArray(a, json_number(st->head[i]))) break;
-    return a;
+    sb_add(b, "[", 1);
+    for (int i = 0; shape && i < ndim; i++) {
+        if (i) sb_add(b, ",", 1);
+        json_add_hex_number(b, (double)shape[i]); /* as a double, like every JSON number */
+    }
+    sb_add(b, "]", 1);
 }
 
-/* min/max/mean/std are null when no element is finite. */
-static cJSON *finite_stat(const struct tensor_stats *st, double v)
+/* min/max/mean/std (key_text: the member's name, with its comma and colon) are null when
+ * no element is finite. */
+static void add_finite_stat(struct strbuf *b, const char *key_text, const struct tensor_stats *st,
+                            double v)
 {
-    return st->finite ? json_number(v) : cJSON_CreateNull();
+    sb_addz(b, key_text);
+    if (st->finite)
+        add_number(b, v);
+    else
+        sb_add(b, "null", 4);
 }
 
 /* A sampled tensor's confidence half-widths (stats_ci95); null where the sample cannot
  * say (nothing read, or reading cut short before the second line). */
-static cJSON *ci95_object(const struct tensor_stats *st, double sampled)
+static void add_ci95(struct strbuf *b, const struct tensor_stats *st, double sampled)
 {
     double mean_half, std_half;
-    bool known = stats_ci95(st, sampled, &mean_half, &std_half);
-    cJSON *o = cJSON_CreateObject();
-    if (!o) return NULL;
-    add_member(o, "mean", known ? json_number(mean_half) : cJSON_CreateNull());
-    add_member(o, "std", known ? json_number(std_half) : cJSON_CreateNull());
-    return o;
+    if (!stats_ci95(st, sampled, &mean_half, &std_half))
+        return sb_addz(b, ",\"ci95\":{\"mean\":null,\"std\":null}");
+    sb_addz(b, ",\"ci95\":{\"mean\":");
+    add_number(b, mean_half);
+    sb_addz(b, ",\"std\":");
+    add_number(b, std_half);
+    sb_add(b, "}", 1);
+}
+
+static void add_head(struct strbuf *b, const struct tensor_stats *st)
+{
+    sb_addz(b, ",\"head\":[");
+    for (unsigned i = 0; i < st->nhead && i < STATS_HEAD; i++) {
+        if (i) sb_add(b, ",", 1);
+        add_number(b, st->head[i]);
+    }
+    sb_add(b, "]}", 2);
+}
+
+/* Room for one more end offset; false when there is no memory. */
+static bool room_for_end(struct tensor_texts *tt)
+{
+    if (tt->count < tt->cap) return true;
+    size_t cap = tt->cap ? 2 * tt->cap : 64;
+    size_t *ends = realloc(tt->ends, cap * sizeof *ends);
+    if (!ends) return false;
+    tt->ends = ends;
+    tt->cap = cap;
+    return true;
+}
+
+/* Starts a tensor's text: its separator; where it starts, to go back to, or SIZE_MAX
+ * when there is no memory for another. */
+static size_t tensor_begin(struct tensor_texts *tt)
+{
+    if (!room_for_end(tt)) return SIZE_MAX;
+    if (!tt->text.limit) tt->text.limit = TENSOR_TEXT_LIMIT;
+    size_t before = tt->text.len;
+    sb_add(&tt->text, tt->count ? "," : "[", 1);
+    return before;
+}
+
+/* Ends it; without memory for all of it, it is dropped and the others stay. */
+static void tensor_end(struct tensor_texts *tt, size_t before)
+{
+    if (tt->text.overflow) return sb_truncate(&tt->text, before);
+    tt->ends[tt->count++] = tt->text.len;
+}
+
+void report_tensor_json(struct report *r, const cJSON *tensor)
+{
+    struct tensor_texts *tt = &r->tensors;
+    size_t before = tensor_begin(tt);
+    if (before == SIZE_MAX) return;
+    json_add_hex_item(&tt->text, tensor);
+    tensor_end(tt, before);
 }
 
 void report_tensor(struct report *r, const char *name, const char *dtype, const int64_t *shape,
@@ -256,31 +328,29 @@ void report_tensor(struct report *r, const char *name, const char *dtype, const 
     static const struct tensor_stats nothing;
     if (!report_wants(r, name) || !room_for_finding(r)) return;
     if (!st) st = &nothing;
-
-    cJSON *tensors = container(&r->tensors, true), *t = cJSON_CreateObject();
-    char *clean_name = storable_name(name);
-    if (!tensors || !t || !clean_name || !cJSON_AddItemToArray(tensors, t)) {
-        cJSON_Delete(t);
-        if (clean_name) release_name(clean_name, name);
-        return;
-    }
-    add_member(t, "name", cJSON_CreateString(clean_name));
-    release_name(clean_name, name);
-    /* A dtype can come from the file (an .npy descr), so it is cleaned like a name. */
-    if (!dtype) dtype = "unknown";
-    char *clean_dtype = storable_name(dtype);
-    add_member(t, "dtype", cJSON_CreateString(clean_dtype ? clean_dtype : "unknown"));
-    if (clean_dtype) release_name(clean_dtype, dtype);
-    add_member(t, "shape", shape_array(shape, ndim));
-    add_member(t, "min", finite_stat(st, st->min));
-    add_member(t, "max", finite_stat(st, st->max));
-    add_member(t, "mean", finite_stat(st, st->mean));
-    add_member(t, "std", finite_stat(st, stats_std(st)));
-    add_member(t, "nan", cJSON_CreateNumber((double)st->nan));
-    add_member(t, "inf", cJSON_CreateNumber((double)st->inf));
-    add_member(t, "sampled", cJSON_CreateNumber(sampled));
-    if (sampled < 1) add_member(t, "ci95", ci95_object(st, sampled));
-    add_member(t, "head", head_array(st));
+    struct tensor_texts *tt = &r->tensors;
+    struct strbuf *b = &tt->text;
+    size_t before = tensor_begin(tt);
+    if (before == SIZE_MAX) return;
+    sb_addz(b, "{\"name\":");
+    if (!add_name(b, name)) return sb_truncate(b, before);
+    sb_addz(b, ",\"dtype\":");
+    if (!add_name(b, dtype ? dtype : "unknown")) json_add_string(b, "unknown");
+    sb_addz(b, ",\"shape\":");
+    add_shape(b, shape, ndim);
+    add_finite_stat(b, ",\"min\":", st, st->min);
+    add_finite_stat(b, ",\"max\":", st, st->max);
+    add_finite_stat(b, ",\"mean\":", st, st->mean);
+    add_finite_stat(b, ",\"std\":", st, stats_std(st));
+    sb_addz(b, ",\"nan\":");
+    json_add_hex_number(b, (double)st->nan);
+    sb_addz(b, ",\"inf\":");
+    json_add_hex_number(b, (double)st->inf);
+    sb_addz(b, ",\"sampled\":");
+    json_add_hex_number(b, sampled);
+    if (sampled < 1) add_ci95(b, st, sampled);
+    add_head(b, st);
+    tensor_end(tt, before);
 }
 
 /* ---- Errors -------------------------------------------------------------------- */
@@ -369,7 +439,7 @@ static bool has_items(const cJSON *c)
 
 bool report_pending(const struct report *r)
 {
-    return has_items(r->values) || has_items(r->tensors) || has_items(r->errors);
+    return has_items(r->values) || r->tensors.count || has_items(r->errors);
 }
 
 /* Moves *slot into obj under name when it holds anything; the report starts afresh. */
@@ -380,10 +450,38 @@ static void move_member(cJSON *obj, const char *name, cJSON **slot)
     *slot = NULL;
 }
 
-void report_take(struct report *r, cJSON *obj)
+void report_clear_tensors(struct report *r)
+{
+    sb_truncate(&r->tensors.text, 0);
+    r->tensors.count = 0;
+}
+
+cJSON *report_take_tensors(struct report *r)
+{
+    struct tensor_texts *tt = &r->tensors;
+    cJSON *tensors = NULL;
+    if (tt->count) {
+        sb_add(&tt->text, "]", 1);
+        if (!tt->text.overflow) tensors = cJSON_ParseWithLength(tt->text.s, tt->text.len);
+        for (cJSON *t = tensors ? tensors->child : NULL; t; t = t->next)
+            json_tensor_from_hex(t);
+    }
+    report_clear_tensors(r);
+    return tensors;
+}
+
+void report_take_but_tensors(struct report *r, cJSON *obj)
 {
     if (r->values) report_drop_replaced(r->values);
     move_member(obj, "values", &r->values);
-    move_member(obj, "tensors", &r->tensors);
+    move_member(obj, "errors", &r->errors);
+}
+
+void report_take(struct report *r, cJSON *obj)
+{
+    cJSON *tensors = report_take_tensors(r);
+    if (r->values) report_drop_replaced(r->values);
+    move_member(obj, "values", &r->values);
+    move_member(obj, "tensors", &tensors);
     move_member(obj, "errors", &r->errors);
 }

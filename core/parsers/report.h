@@ -3,10 +3,12 @@
  * Every parser, whether it runs inside a monitored program or in `ckmon inspect`, hands
  * its findings to a report: scalar values by flattened key, tensors with their
  * statistics, and error strings. The report applies the --keys filter and the record's
- * rules for non-finite numbers, and keeps the findings as cJSON until the owner takes
- * them: the agent takes them after each write and sends them to the collector (so a
- * torn checkpoint keeps whatever was found before the process died); inspect takes
- * them once at the end. The JSON shapes are the record's own (docs/records.md).
+ * rules for non-finite numbers, and keeps the findings until the owner takes them: the
+ * agent takes them after each write and sends them to the collector (so a torn
+ * checkpoint keeps whatever was found before the process died); inspect takes them once
+ * at the end. The JSON shapes are the record's own (docs/records.md). Values and errors
+ * are kept as cJSON; tensors, of which a checkpoint may hold 10^5, as the text the wire
+ * carries, written once per tensor with no tree in between (struct tensor_texts).
  */
 #ifndef CKMON_REPORT_H
 #define CKMON_REPORT_H
@@ -18,6 +20,7 @@
 #include <cjson/cJSON.h>
 
 #include "../stats.h"
+#include "../strbuf.h"
 
 /* --keys: fnmatch patterns (no flags, so '*' crosses '.'); empty means everything. */
 struct key_filter {
@@ -32,13 +35,24 @@ struct tensor_reader;
 typedef void tensor_tap(void *ctx, const struct tensor_reader *tr, uint64_t at, const uint8_t *data,
                         size_t len);
 
+/* Tensors reported and not yet taken, as the wire's text (core/wire.h): text is "[" and
+ * then one JSON object per tensor, separated by commas, its numbers as the hex of their
+ * bits (jsontext.h, json_add_hex_number: json_tensor_from_hex reads them back); the i-th
+ * object ends at ends[i], and starts one byte after the end of the one before (after
+ * the "[" for the first). */
+struct tensor_texts {
+    struct strbuf text;
+    size_t *ends;
+    size_t count, cap;
+};
+
 struct report {
     const struct key_filter *keys; /* NULL or empty: keep all */
     cJSON *values;                 /* object, findings not yet taken */
-    cJSON *tensors;                /* array */
-    cJSON *errors;                 /* array of strings */
-    unsigned error_count;          /* all errors ever reported, taken or not */
-    unsigned long findings;        /* values and tensors ever reported, taken or not */
+    struct tensor_texts tensors;
+    cJSON *errors;          /* array of strings */
+    unsigned error_count;   /* all errors ever reported, taken or not */
+    unsigned long findings; /* values and tensors ever reported, taken or not */
     /* Some zip member's CRC-32 was left for the finished file (parse_options'
      * crc_after_close): whoever has the file checks it (zip_check.h). */
     bool crc_left;
@@ -74,6 +88,10 @@ void report_string(struct report *r, const char *key, const char *s, size_t len)
 void report_tensor(struct report *r, const char *name, const char *dtype, const int64_t *shape,
                    int ndim, const struct tensor_stats *st, double sampled);
 
+/* A tensor found elsewhere, already in the record's shape (a reader process's line:
+ * collector/hdf5.c); kept as it is, not counted against REPORT_MAX_FINDINGS again. */
+void report_tensor_json(struct report *r, const cJSON *tensor);
+
 void report_error(struct report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* In a values object, for each key present more than once, the last value takes the
@@ -84,7 +102,15 @@ void report_drop_replaced(cJSON *values);
 /* True when findings wait to be taken. */
 bool report_pending(const struct report *r);
 /* Moves pending findings into obj as "values"/"tensors"/"errors" members (only the
- * non-empty ones); the report starts empty again. */
+ * non-empty ones), the tensors parsed from their text; the report starts empty again. */
 void report_take(struct report *r, cJSON *obj);
+/* The same for the values and errors only: the tensors' text stays in r->tensors for
+ * the caller to send as it is (the agent), who then empties it with
+ * report_clear_tensors. */
+void report_take_but_tensors(struct report *r, cJSON *obj);
+void report_clear_tensors(struct report *r);
+/* The pending tensors as a cJSON array (the caller's; NULL when there are none or no
+ * memory), their numbers the doubles reported; the report keeps no tensors. */
+cJSON *report_take_tensors(struct report *r);
 
 #endif

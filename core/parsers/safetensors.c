@@ -8,18 +8,26 @@
  * this parser runs inside other people's programs. The buffer grows with the bytes
  * that actually arrive, not with the N the file claims.
  *
+ * The header is read in place (jsonread.h), without a tree: a header of 10^5 entries
+ * cost cJSON a dozen allocations and frees per entry, more than the rest of the
+ * agent's work per tensor. A header the reader refuses (text cJSON reads otherwise, or
+ * not at all) goes to cJSON as before; both fill the same struct entry_members, checked
+ * in one place, so the record is the same either way.
+ *
  * Writers need not store tensors in header order, so the entries are sorted by begin
  * and the data is streamed in file order, skipping gaps. An entry that is malformed,
  * whose byte size disagrees with its dtype and shape, or that overlaps the one before
  * it is reported as an error and skipped; the others are still read.
  */
 #include "parser.h"
-#include "pyobj.h"
+#include "../jsonread.h"
+#include "../jsontext.h"
 #include "tensor.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,10 +71,18 @@ static void fail(struct safetensors *s, const char *why)
 
 /* ---- Header entries ---------------------------------------------------------------- */
 
-static bool json_count(const cJSON *n, uint64_t *out)
+/* A header entry's members as read_entry checks them, whether cJSON or the reader found
+ * them: the first member of each name, as cJSON_GetObjectItem gives it. */
+struct entry_members {
+    bool object;
+    const char *dtype;              /* NULL: absent, or not a string */
+    int shape_count, offsets_count; /* elements; -1: absent, or not an array */
+    double shape[TENSOR_MAX_DIMS];  /* the first elements; NaN for one not a number */
+    double offsets[2];
+};
+
+static bool count_of(double v, uint64_t *out)
 {
-    if (!cJSON_IsNumber(n)) return false;
-    double v = n->valuedouble;
     if (!(v >= 0 && v <= MAX_EXACT_DOUBLE) || v != (double)(uint64_t)v) return false;
     *out = (uint64_t)v;
     return true;
@@ -89,26 +105,22 @@ static void set_dtype(struct tensor_entry *e, const char *tag)
 
 /* Fills e from one header entry, whose data follows a header of header_len bytes;
  * NULL, or what is wrong with the entry. */
-static const char *read_entry(const cJSON *item, uint64_t header_len, struct tensor_entry *e)
+static const char *read_entry(const struct entry_members *m, uint64_t header_len,
+                              struct tensor_entry *e)
 {
-    const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(item, "dtype");
-    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
-    const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
-    const cJSON *dim;
     uint64_t elements, nbytes, begin, end, v;
 
-    if (!cJSON_IsObject(item)) return "is not an object";
-    if (!cJSON_IsString(dtype) || !cJSON_IsArray(shape) || !cJSON_IsArray(offsets))
+    if (!m->object) return "is not an object";
+    if (!m->dtype || m->shape_count < 0 || m->offsets_count < 0)
         return "needs dtype, shape and data_offsets";
-    set_dtype(e, dtype->valuestring);
-    if (cJSON_GetArraySize(shape) > TENSOR_MAX_DIMS) return "too many dimensions";
-    cJSON_ArrayForEach(dim, shape)
-    {
-        if (!json_count(dim, &v)) return "shape holds a negative or non-integral dimension";
+    set_dtype(e, m->dtype);
+    if (m->shape_count > TENSOR_MAX_DIMS) return "too many dimensions";
+    for (int i = 0; i < m->shape_count; i++) {
+        if (!count_of(m->shape[i], &v)) return "shape holds a negative or non-integral dimension";
         e->shape[e->ndim++] = (int64_t)v;
     }
-    if (cJSON_GetArraySize(offsets) != 2 || !json_count(offsets->child, &begin) ||
-        !json_count(offsets->child->next, &end) || end < begin)
+    if (m->offsets_count != 2 || !count_of(m->offsets[0], &begin) ||
+        !count_of(m->offsets[1], &end) || end < begin)
         return "data_offsets is not [begin, end] with begin <= end";
     if (!tensor_shape_elements(e->shape, e->ndim, &elements)) return "shape's size overflows";
     if (e->readable &&
@@ -117,6 +129,19 @@ static const char *read_entry(const cJSON *item, uint64_t header_len, struct ten
     e->begin = 8 + header_len + begin;
     e->nbytes = end - begin;
     return NULL;
+}
+
+/* The entry called name goes to the sequence, or its error to the report; false when
+ * out of memory. */
+static bool add_entry(struct safetensors *s, char *name, const struct entry_members *m)
+{
+    struct tensor_entry e = {.name = name};
+    const char *why = read_entry(m, s->header_len, &e);
+    if (why) {
+        report_error(s->report, "safetensors: header entry %s: %s", name, why);
+        return true;
+    }
+    return tensor_sequence_add(&s->tensors, &e);
 }
 
 /* ---- __metadata__ ------------------------------------------------------------------ */
@@ -142,36 +167,203 @@ static void report_metadata_string(struct report *r, const char *key, const char
             long long i = strtoll(text, &end, 10);
             if (*end == '\0' && errno == 0) return report_int(r, key, i);
         }
-        locale_t c_locale = pyobj_c_locale();
+        locale_t c_locale = json_c_locale();
         double d = c_locale ? strtod_l(text, &end, c_locale) : strtod(text, &end);
         if (*end == '\0') return report_float(r, key, d);
     }
     report_string(r, key, text, strlen(text));
 }
 
-static void report_metadata(struct safetensors *s, const cJSON *metadata)
+/* One __metadata__ member called name: a string, a number, or neither (both NULL). */
+static void report_metadata_member(struct safetensors *s, const char *name, const char *string,
+                                   const double *number)
+{
+    char key[1024];
+    if ((size_t)snprintf(key, sizeof key, "__metadata__.%s", name) >= sizeof key)
+        report_error(s->report, "safetensors: a __metadata__ key is over %zu bytes", sizeof key);
+    else if (string)
+        report_metadata_string(s->report, key, string);
+    else if (number)
+        report_float(s->report, key, *number);
+    else
+        report_error(s->report, "safetensors: %s is not a string", key);
+}
+
+/* ---- The header read in place (jsonread.h) ---------------------------------------------- */
+
+/* Deeper than any safetensors header: one that is goes to cJSON. */
+#define HEADER_MAX_DEPTH 64
+
+enum header_read { HEADER_READ, HEADER_REFUSED, HEADER_NO_MEMORY };
+
+static bool starts_number(char c)
+{
+    return c == '-' || (c >= '0' && c <= '9');
+}
+
+/* An array's numbers: the first room of them in out (NaN for what is not a number),
+ * how many there are in *count; *count stays -1 when the value is no array. */
+static bool read_numbers(struct json_reader *r, double *out, int room, int *count)
+{
+    if (json_read_peek(r) != '[') return json_read_skip(r, HEADER_MAX_DEPTH);
+    json_read_take(r, '[');
+    *count = 0;
+    if (json_read_take(r, ']')) return true;
+    do {
+        double v = NAN;
+        bool ok = starts_number(json_read_peek(r)) ? json_read_number(r, &v)
+                                                   : json_read_skip(r, HEADER_MAX_DEPTH);
+        if (!ok) return false;
+        if (*count < room) out[*count] = v;
+        ++*count;
+        if (json_read_take(r, ']')) return true;
+    } while (json_read_take(r, ','));
+    return false;
+}
+
+/* The dtype's text, when the value is a string, into dtype (size bytes: a longer tag is
+ * no readable one, and only its start is kept as the dtype's name). */
+static bool read_dtype(struct json_reader *r, struct entry_members *m, char *dtype, size_t size)
+{
+    size_t len;
+    if (json_read_peek(r) != '"') return json_read_skip(r, HEADER_MAX_DEPTH);
+    if (!json_read_string(r, &len)) return false;
+    snprintf(dtype, size, "%s", r->text);
+    m->dtype = dtype;
+    return true;
+}
+
+/* One entry's value, read whole. */
+static bool read_members(struct json_reader *r, struct entry_members *m, char *dtype, size_t size)
+{
+    bool dtype_seen = false, shape_seen = false, offsets_seen = false;
+    *m = (struct entry_members){.shape_count = -1, .offsets_count = -1};
+    if (!json_read_take(r, '{')) return json_read_skip(r, HEADER_MAX_DEPTH);
+    m->object = true;
+    if (json_read_take(r, '}')) return true;
+    do {
+        size_t len;
+        bool ok;
+        if (!json_read_string(r, &len) || !json_read_take(r, ':')) return false;
+        if (!dtype_seen && !strcmp(r->text, "dtype"))
+            dtype_seen = true, ok = read_dtype(r, m, dtype, size);
+        else if (!shape_seen && !strcmp(r->text, "shape"))
+            shape_seen = true, ok = read_numbers(r, m->shape, TENSOR_MAX_DIMS, &m->shape_count);
+        else if (!offsets_seen && !strcmp(r->text, "data_offsets"))
+            offsets_seen = true, ok = read_numbers(r, m->offsets, 2, &m->offsets_count);
+        else
+            ok = json_read_skip(r, HEADER_MAX_DEPTH);
+        if (!ok) return false;
+        if (json_read_take(r, '}')) return true;
+    } while (json_read_take(r, ','));
+    return false;
+}
+
+static bool read_metadata(struct safetensors *s, struct json_reader *r, char *name)
+{
+    if (!json_read_take(r, '{')) {
+        report_error(s->report, "safetensors: __metadata__ is not an object");
+        return json_read_skip(r, HEADER_MAX_DEPTH);
+    }
+    if (json_read_take(r, '}')) return true;
+    do {
+        size_t len;
+        double v;
+        if (!json_read_string(r, &len) || !json_read_take(r, ':')) return false;
+        memcpy(name, r->text, len + 1);
+        char c = json_read_peek(r);
+        if (c == '"' && json_read_string(r, &len))
+            report_metadata_member(s, name, r->text, NULL);
+        else if (starts_number(c) && json_read_number(r, &v))
+            report_metadata_member(s, name, NULL, &v);
+        else if (c == '"' || starts_number(c) || !json_read_skip(r, HEADER_MAX_DEPTH))
+            return false;
+        else
+            report_metadata_member(s, name, NULL, NULL);
+    } while (json_read_take(r, ','));
+    return json_read_take(r, '}');
+}
+
+/* The root object's members, in order, by the reader. */
+static enum header_read read_root(struct safetensors *s, struct json_reader *r, char *name)
+{
+    char dtype[32];
+    struct entry_members m;
+    json_read_take(r, '{');
+    if (json_read_take(r, '}')) return HEADER_READ;
+    do {
+        size_t len;
+        if (!json_read_string(r, &len) || !json_read_take(r, ':')) return HEADER_REFUSED;
+        memcpy(name, r->text, len + 1);
+        if (!strcmp(name, "__metadata__")) {
+            if (!read_metadata(s, r, name)) return HEADER_REFUSED;
+        } else if (!read_members(r, &m, dtype, sizeof dtype)) {
+            return HEADER_REFUSED;
+        } else if (!add_entry(s, name, &m)) {
+            return HEADER_NO_MEMORY;
+        }
+    } while (json_read_take(r, ','));
+    return HEADER_READ;
+}
+
+/* The header without a tree: a first pass makes sure the reader takes all of it, so that
+ * the second finds what cJSON would have (HEADER_REFUSED: nothing was done, cJSON is to
+ * parse it). */
+static enum header_read read_header(struct safetensors *s)
+{
+    struct json_reader r = {0};
+    char *name = malloc(s->header_have + 1);
+    enum header_read result = HEADER_REFUSED; /* without memory for the reader, cJSON tries */
+    if (name && json_read_init(&r, s->header, s->header_have)) {
+        result = json_read_peek(&r) == '{' && json_read_skip(&r, HEADER_MAX_DEPTH) ? HEADER_READ
+                                                                                   : HEADER_REFUSED;
+        r.p = s->header;
+        if (result == HEADER_READ) result = read_root(s, &r, name);
+    }
+    json_read_free(&r);
+    free(name);
+    return result;
+}
+
+/* ---- The header as cJSON parses it --------------------------------------------------- */
+
+static void numbers_of(const cJSON *array, double *out, int room, int *count)
 {
     const cJSON *item;
-    char key[1024];
+    *count = 0;
+    cJSON_ArrayForEach(item, array)
+    {
+        if (*count < room) out[*count] = cJSON_IsNumber(item) ? item->valuedouble : NAN;
+        ++*count;
+    }
+}
+
+static void members_of(const cJSON *item, struct entry_members *m)
+{
+    const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(item, "dtype");
+    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
+    const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
+    *m = (struct entry_members){.object = cJSON_IsObject(item),
+                                .dtype = cJSON_IsString(dtype) ? dtype->valuestring : NULL,
+                                .shape_count = -1,
+                                .offsets_count = -1};
+    if (cJSON_IsArray(shape)) numbers_of(shape, m->shape, TENSOR_MAX_DIMS, &m->shape_count);
+    if (cJSON_IsArray(offsets)) numbers_of(offsets, m->offsets, 2, &m->offsets_count);
+}
+
+static void metadata_of(struct safetensors *s, const cJSON *metadata)
+{
+    const cJSON *item;
     if (!cJSON_IsObject(metadata)) {
         report_error(s->report, "safetensors: __metadata__ is not an object");
         return;
     }
     cJSON_ArrayForEach(item, metadata)
     {
-        if ((size_t)snprintf(key, sizeof key, "__metadata__.%s", item->string) >= sizeof key)
-            report_error(s->report, "safetensors: a __metadata__ key is over %zu bytes",
-                         sizeof key);
-        else if (cJSON_IsString(item))
-            report_metadata_string(s->report, key, item->valuestring);
-        else if (cJSON_IsNumber(item))
-            report_float(s->report, key, item->valuedouble);
-        else
-            report_error(s->report, "safetensors: %s is not a string", key);
+        report_metadata_member(s, item->string, cJSON_IsString(item) ? item->valuestring : NULL,
+                               cJSON_IsNumber(item) ? &item->valuedouble : NULL);
     }
 }
-
-/* ---- The header as a whole ----------------------------------------------------------- */
 
 /* The header's tensors go to the sequence, its metadata straight to the report. */
 static bool collect_entries(struct safetensors *s, const cJSON *root)
@@ -179,18 +371,14 @@ static bool collect_entries(struct safetensors *s, const cJSON *root)
     const cJSON *item;
     cJSON_ArrayForEach(item, root)
     {
-        struct tensor_entry e = {.name = item->string};
+        struct entry_members m;
         if (strcmp(item->string, "__metadata__") == 0) {
-            report_metadata(s, item);
+            metadata_of(s, item);
             continue;
         }
-        const char *why = read_entry(item, s->header_len, &e);
-        if (why)
-            report_error(s->report, "safetensors: header entry %s: %s", item->string, why);
-        else if (!tensor_sequence_add(&s->tensors, &e))
-            return false;
+        members_of(item, &m);
+        if (!add_entry(s, item->string, &m)) return false;
     }
-    tensor_sequence_sort(&s->tensors, s->report, "safetensors");
     return true;
 }
 
@@ -199,18 +387,21 @@ static void feed_data(struct safetensors *s, const uint8_t *data, size_t len)
     tensor_sequence_feed(&s->tensors, s->report, s->options, &s->offset, data, len);
 }
 
+/* The header by the reader, or by cJSON when the reader does not take it. */
 static void parse_header(struct safetensors *s)
 {
-    cJSON *root = cJSON_ParseWithLength(s->header, s->header_have);
+    enum header_read read = read_header(s);
+    cJSON *root = read == HEADER_REFUSED ? cJSON_ParseWithLength(s->header, s->header_have) : NULL;
     free(s->header);
     s->header = NULL;
-    if (!cJSON_IsObject(root)) {
+    if (read == HEADER_REFUSED && !cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return fail(s, "header is not a JSON object");
     }
-    bool ok = collect_entries(s, root);
+    bool ok = read == HEADER_READ || (read == HEADER_REFUSED && collect_entries(s, root));
     cJSON_Delete(root);
     if (!ok) return fail(s, "out of memory");
+    tensor_sequence_sort(&s->tensors, s->report, "safetensors");
     s->state = READ_DATA;
     feed_data(s, NULL, 0); /* empty tensors at the very start */
 }

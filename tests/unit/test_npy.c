@@ -425,9 +425,11 @@ static void test_stream_takes_only_its_bytes(void **state)
     assert_true(npy_array_done(&a));
     assert_true(npy_array_finish(&a));
     npy_array_free(&a);
-    assert_int_equal(cJSON_GetArraySize(r.tensors), 1);
-    assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(r.tensors, 0), "name")->valuestring,
+    cJSON *tensors = report_take_tensors(&r);
+    assert_int_equal(cJSON_GetArraySize(tensors), 1);
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(tensors, 0), "name")->valuestring,
                         "member");
+    cJSON_Delete(tensors);
     report_free(&r);
 }
 

@@ -1,0 +1,112 @@
+/* test_wire_tensors.c — a data message's tensors read without cJSON's parser
+ * (core/wire_tensors.c).
+ *
+ * The reader must give the tree cJSON's parse and json_tensor_from_hex give, for what
+ * agents send and for what they do not (escapes, numbers written otherwise, nesting,
+ * hostile text): both trees are printed as records print them (exact numbers, so -0.0
+ * and 0 differ, which cJSON_Compare does not see) and must be the same text, or both
+ * absent.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/jsontext.h"
+#include "core/parsers/report.h"
+#include "core/wire_tensors.h"
+
+/* What cJSON's parser and the hex conversion make of packet, printed; NULL for no JSON. */
+static char *expected(const char *packet)
+{
+    cJSON *tree = cJSON_Parse(packet), *t;
+    cJSON *tensors = cJSON_GetObjectItemCaseSensitive(tree, "tensors");
+    if (cJSON_IsArray(tensors)) cJSON_ArrayForEach(t, tensors) json_tensor_from_hex(t);
+    char *text = tree ? json_print(tree) : NULL;
+    cJSON_Delete(tree);
+    return text;
+}
+
+static void assert_read_as_cjson(const char *packet)
+{
+    char *want = expected(packet);
+    cJSON *tree = wire_parse_packet(packet, strlen(packet));
+    char *got = tree ? json_print(tree) : NULL;
+    if (!want || !got) {
+        assert_ptr_equal(want, got);
+    } else {
+        assert_string_equal(got, want);
+    }
+    free(want);
+    free(got);
+    cJSON_Delete(tree);
+}
+
+static void test_what_agents_send(void **state)
+{
+    (void)state;
+    struct report r;
+    struct tensor_stats st = {0};
+    int64_t shape[] = {2, 3};
+    report_init(&r, NULL);
+    stats_init(&st, DTYPE_F32);
+    float data[] = {0.5f, -0.0f, 3.25f, 1e-40f, -2.5f, 7};
+    stats_feed(&st, data, sizeof data);
+    report_tensor(&r, "w", "float32", shape, 2, &st, 1);
+    report_tensor(&r, "caf\xc3\xa9 \"q\"\n\xc0\x80", "float32", shape, 2, &st, 0.25);
+    report_tensor(&r, "#3ff0000000000000", "#3ff0000000000000", NULL, 0, NULL, 0.5);
+    char *packet = malloc(r.tensors.text.len + 64);
+    sprintf(packet, "{\"t\":\"data\",\"id\":7,\"tensors\":%s],\"seq\":3}", r.tensors.text.s);
+    assert_read_as_cjson(packet);
+    cJSON *tree = wire_parse_packet(packet, strlen(packet));
+    const cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItem(tree, "tensors"), 0);
+    assert_true(cJSON_GetObjectItem(first, "max")->valuedouble == 7);
+    assert_int_equal(cJSON_GetObjectItem(tree, "seq")->valueint, 3);
+    cJSON_Delete(tree);
+    free(packet);
+    report_free(&r);
+}
+
+static void test_what_agents_do_not_send(void **state)
+{
+    (void)state;
+    static const char *const packets[] = {
+        "{\"t\":\"data\",\"id\":1,\"tensors\":[]}",
+        "{\"t\":\"data\",\"tensors\":[{\"name\":\"a\\u00e9\\ud83d\\ude00\",\"min\":-0.0,"
+        "\"max\":1e300,\"mean\":-12345678901234567890,\"std\":0.1,\"nan\":01,\"x\":[[[[1]]]]}]}",
+        "{\"t\":\"data\",\"tensors\":[{\"name\":\"\\u00233ff0000000000000\","
+        "\"min\":\"\\u00233ff0000000000000\",\"head\":[\"#3FF0000000000000\",\"#3ff000000000000\"]}"
+        "]}",
+        "{\"t\":\"data\",\"tensors\":[{\"name\":\"a\\u0000b\"}]}",
+        "{\"t\":\"data\",\"tensors\":[{\"name\":\"a\\ud800\"}]}",
+        "{\"t\":\"data\",\"tensors\":[{\"name\":\"a\\q\"}]}",
+        "{\"t\":\"data\",\"tensors\":[{\"name\":+1}]}",
+        "{\"t\":\"data\",\"tensors\":[{\"name\":\"a\x01\"}]}",
+        "{\"t\":\"data\",\"tensors\":[1,{\"min\":\"#3ff0000000000000\"}]}",
+        "{\"t\":\"data\",\"tensors\":{\"min\":\"#3ff0000000000000\"}}",
+        "{\"t\":\"data\",\"tensors\":[{\"min\":\"#3ff0000000000000\"}],\"tensors\":[]}",
+        "{\"values\":{\"a\":[{\"b\":\"\\\"}\"}]},\"t\":\"data\",\"tensors\":[{\"std\":true}],"
+        "\"x\":",
+        "{\"t\":\"data\",\"tensors\":[{\"std\":nul}]}",
+        "{\"t\":\"data\",\"tensors\":[{\"std\":1}",
+        "{\"t\":\"data\",\"tensors\":[{\"std\":1}]} trailing",
+        "[{\"tensors\":[]}]",
+        "",
+    };
+    for (size_t i = 0; i < sizeof packets / sizeof packets[0]; i++)
+        assert_read_as_cjson(packets[i]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_what_agents_send),
+        cmocka_unit_test(test_what_agents_do_not_send),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
