@@ -314,12 +314,15 @@ static void drop_connection(struct server *s, struct connection *c)
     c->fd = -1;
 }
 
-/* Reads up to limit packets (0: until none is left). Returns false at EOF or error. */
+/* Reads up to limit packets (0: until none is left). Returns false at EOF or error.
+ * ECONNRESET is not the end: an agent that died with packets of ours unread (it reads
+ * acknowledgements only now and then) makes the kernel report that once, before the
+ * packets the agent sent, which are still to be read: its last findings. */
 static bool read_packets(struct server *s, struct connection *c, unsigned limit)
 {
     for (unsigned n = 0; limit == 0 || n < limit; n++) {
         ssize_t len = recv(c->fd, s->packet, sizeof s->packet, MSG_TRUNC | MSG_DONTWAIT);
-        if (len < 0 && errno == EINTR) continue;
+        if (len < 0 && (errno == EINTR || errno == ECONNRESET)) continue;
         if (len < 0) return errno == EAGAIN || errno == EWOULDBLOCK;
         if (len == 0) return false;
         if ((size_t)len > WIRE_MAX_MESSAGE)

@@ -318,6 +318,51 @@ os.kill(os.getpid(), {int(sig)})
                  complete=False)
 
 
+
+# The first tensor whole, then a pause in which the collector takes it (and acknowledges
+# it: the agent leaves acknowledgements unread between batches of findings), then the
+# collector stopped (SIGSTOP) while the second tensor and the start of the third are
+# written, and the program killed: the agent's last findings wait unread in the
+# collector's socket when the program dies.
+KILLED_BEHIND_A_SLOW_COLLECTOR = """
+import numpy as np
+collector = int(sys.argv[1])
+tensors = {"first": np.arange(1000, dtype=np.float32), "second": np.linspace(-1, 1, 1000),
+           "third": np.ones(1000, dtype=np.float32)}
+header, at = {}, 0
+for name, t in tensors.items():
+    header[name] = {"dtype": "F32" if t.dtype == np.float32 else "F64", "shape": [len(t)],
+                    "data_offsets": [at, at + t.nbytes]}
+    at += t.nbytes
+text = json.dumps(header).encode()
+text += b" " * (-len(text) % 8)
+with open("torn.safetensors", "wb", buffering=0) as f:
+    f.write(len(text).to_bytes(8, "little") + text + tensors["first"].tobytes())
+    time.sleep(0.5)
+    os.kill(collector, signal.SIGSTOP)
+    f.write(tensors["second"].tobytes() + tensors["third"].tobytes()[:100])
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_findings_sent_just_before_a_kill_reach_the_record(collector, work):
+    """What an agent sent before its process died is read, even when the collector was
+    behind: the kernel reports a peer that died with packets of the collector's unread
+    (ECONNRESET) before the packets it had sent, which are still there to read."""
+    env = clean_env(LD_PRELOAD=AGENT, CKMON_SOCKET=collector.socket)
+    try:
+        writer = subprocess.run(python_script(work, KILLED_BEHIND_A_SLOW_COLLECTOR) +
+                                [str(collector.process.pid)], cwd=work, env=env,
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        os.kill(collector.process.pid, signal.SIGCONT)
+    assert writer.returncode == -signal.SIGKILL, writer.stderr
+    (record,) = [r for r in collector.stop() if r["event"] == "checkpoint"]
+    assert record["path"] == str(work / "torn.safetensors")
+    assert record["complete"] is False and record["parsed"] == "stream", record
+    assert {t["name"]: (t["min"], t["max"]) for t in record["tensors"]} == {
+        "first": (0, 999), "second": (-1, 1)}, record
+
 # ---- ranks -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("env, expected", [
