@@ -133,19 +133,9 @@ static cJSON *read_value(struct json_reader *r, int depth, bool numbers)
 /* The tensors: an array of objects, or NULL. */
 static cJSON *read_tensors(struct json_reader *r)
 {
-    cJSON *a = cJSON_CreateArray();
-    if (!a || !json_read_take(r, '[')) return cJSON_Delete(a), NULL;
-    if (json_read_take(r, ']')) return a;
-    do {
-        cJSON *t = json_read_next_is(r, '{') ? read_object(r, 1) : NULL;
-        if (!t || !cJSON_AddItemToArray(a, t)) {
-            cJSON_Delete(t);
-            break;
-        }
-        if (json_read_take(r, ']')) return a;
-    } while (json_read_take(r, ','));
-    cJSON_Delete(a);
-    return NULL;
+    cJSON *a = read_array(r, 0, false), *t;
+    cJSON_ArrayForEach(t, a) if (!cJSON_IsObject(t)) return cJSON_Delete(a), NULL;
+    return a;
 }
 
 /* The packet's top-level "tensors" array, read; [*start, *end) its text. NULL when
