@@ -29,12 +29,12 @@
  * use. The AVX2 build also has one-pass kernels for float64, float32, float16 and bfloat16
  * (see ONE_PASS), which the blocks without NaN/Inf take once a tensor's head is read; they
  * prefetch ahead of their reads, and sum around 0 rather than the mean when the mean is
- * near 0 (centered_shift). A flag through the
- * inlined chain, constant in each, lets the AVX2 build decode the 16-bit floats with intrinsics of
- * its own: float16 with vcvtph2ps, as exact as the portable bit manipulation and like it unaffected
- * by DAZ, and bfloat16 with a word unpack that gcc does not find. tests/unit/test_stats.c checks
- * both against a reference, and each 16-bit pattern's exact value; tools/bench/stats_speed.c
- * measures both.
+ * near 0 (centered_shift). A flag through the inlined chain, constant in each, lets the
+ * AVX2 build decode the 16-bit floats with intrinsics of its own: float16 with vcvtph2ps,
+ * as exact as the portable bit manipulation and like it unaffected by DAZ, and bfloat16
+ * with a word unpack that gcc does not find. tests/unit/test_stats.c checks both against
+ * a reference, and each 16-bit pattern's exact value; tools/bench/stats_speed.c measures
+ * both.
  */
 #include "stats.h"
 
