@@ -13,7 +13,7 @@
  * file and float16 in the other compare by value). An element differs unless both are
  * equal or both NaN. The largest absolute difference is over the pairs without a NaN;
  * the relative L2 difference ‖a−b‖/‖a‖ sums (a−b)² over the pairs where both are finite
- * and a² over A's finite elements. With --sample s, only the lines of B's data that the
+ * and a² over A's finite elements. With --sample s, only the pieces of B's data that the
  * statistics read with --sample s are compared (tensor.h's sampling plan).
  *
  * Tensors that no tensor reader streams (numpy arrays inside a pickle, long numeric
@@ -56,8 +56,8 @@ struct located {
     double max_abs, sum_d2, sum_a2;
     uint8_t carry[8]; /* the bytes of an element split between two pieces */
     unsigned ncarry;
-    struct sample_plan plan; /* --sample: the lines of B's data compared */
-    uint64_t pick, pick_at;  /* the next planned line, and its byte offset */
+    struct sample_plan plan; /* --sample: the pieces of B's data compared */
+    uint64_t pick, pick_at;  /* the next planned piece, and its byte offset */
 };
 
 struct tensors {
@@ -372,11 +372,11 @@ static void compare_bytes(struct diff *d, struct located *b, uint64_t at, const 
     memcpy(b->carry, data + whole * size, b->ncarry);
 }
 
-/* The planned line after b->pick (its offset, or the data's end after the last). */
+/* The planned piece after b->pick (its offset, or the data's end after the last). */
 static void next_pick(struct located *b)
 {
     b->pick_at =
-        b->pick < b->plan.picks ? sample_plan_line(&b->plan, b->pick) * TENSOR_LINE : b->nbytes;
+        b->pick < b->plan.picks ? sample_plan_piece(&b->plan, b->pick) * b->plan.piece : b->nbytes;
 }
 
 static void compare(void *ctx, const struct tensor_reader *tr, uint64_t at, const uint8_t *data,
@@ -387,13 +387,13 @@ static void compare(void *ctx, const struct tensor_reader *tr, uint64_t at, cons
     if (!b) return;
     if (at == 0) {
         b->pair = find_tensor(&d->a, b->name);
-        sample_plan_init(&b->plan, b->nbytes, d->sample);
+        sample_plan_init(&b->plan, b->nbytes, b->readable ? dtype_size(b->dtype) : 1, d->sample);
         next_pick(b);
     }
     if (!comparable(b) || !report_wants(&d->b.report, b->name)) return;
     if (sample_plan_exact(&b->plan)) return compare_bytes(d, b, at, data, len);
-    /* only the planned lines, as the statistics read them (elements never straddle
-     * lines: every element size divides TENSOR_LINE) */
+    /* only the planned pieces, as the statistics read them (elements never straddle
+     * pieces: every element size divides TENSOR_LINE) */
     while (len > 0 && b->pick < b->plan.picks) {
         if (at + len <= b->pick_at) return;
         if (at < b->pick_at) {
@@ -402,14 +402,14 @@ static void compare(void *ctx, const struct tensor_reader *tr, uint64_t at, cons
             len -= skip;
             at += skip;
         }
-        uint64_t line_end =
-            b->pick_at + TENSOR_LINE < b->nbytes ? b->pick_at + TENSOR_LINE : b->nbytes;
-        size_t n = line_end - at < len ? (size_t)(line_end - at) : len;
+        uint64_t piece_end =
+            b->pick_at + b->plan.piece < b->nbytes ? b->pick_at + b->plan.piece : b->nbytes;
+        size_t n = piece_end - at < len ? (size_t)(piece_end - at) : len;
         compare_bytes(d, b, at, data, n);
         data += n;
         len -= n;
         at += n;
-        if (at == line_end) {
+        if (at == piece_end) {
             b->pick++;
             next_pick(b);
         }

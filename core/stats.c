@@ -54,6 +54,7 @@
 #define COLUMN_GROUP 8    /* and column counts of this (8 doubles: the widest vector) */
 #define ROWS         32   /* a block folds into BLOCK / ROWS column totals (a multiple of 4) */
 #define MAX_COLUMNS  (BLOCK / ROWS)
+_Static_assert(BLOCK % STATS_CLUSTER_MAX == 0, "a cluster lies inside one block");
 /* Above this (mean - shift)^2 / variance, a block's m2 from one pass could lose more
  * than about 2^-32 of its value to rounding, and a second pass is taken. */
 #define SHIFT_LIMIT 0x1p20
@@ -726,10 +727,11 @@ AVX2_TARGET static struct block_sums one_pass_f64(const uint8_t *src, size_t n, 
     return s;
 }
 
-/* The same for a sampled tensor, whose clusters (stats.h) are its 64-byte lines: sixteen
- * elements at a time still, each line's sums of deviations from the clusters' shift also
- * folded into *c, a copy the caller keeps only when the block is not done again. The
- * block's sums are taken around that shift too. n is whole lines (the gathered ones). */
+/* The same for a sampled tensor, whose clusters (stats.h) are its pieces (64 bytes or
+ * longer): sixteen elements at a time still, each piece's sums of deviations from the
+ * clusters' shift also folded into *c, a copy the caller keeps only when the block is not
+ * done again. The block's sums are taken around that shift too. n is whole pieces (the
+ * gathered ones), each a multiple of sixteen elements. */
 #define CLUSTERED_PASS(name, size)                                                                 \
     AVX2_TARGET static HOT struct block_sums clustered_run_##name(                                 \
         const uint8_t *src, size_t n, size_t cluster, __m256d sh, bool shifted,                    \
@@ -769,12 +771,11 @@ CLUSTERED_PASS(f32, 4)
 CLUSTERED_PASS(f16, 2)
 CLUSTERED_PASS(bf16, 2)
 
-/* A sampled block of whole 64-byte lines in one pass (above); false: the general path. */
+/* A sampled block of whole pieces in one pass (above); false: the general path. */
 static HOT bool add_clustered_one_pass(struct tensor_stats *s, const uint8_t *src, size_t n)
 {
     struct cluster_sums c = s->clusters;
-    size_t size = dtypes[s->dtype].size;
-    if (!c.ready || s->cluster * size != 64 || n % s->cluster) return false;
+    if (!c.ready || s->cluster % 16 || n % s->cluster) return false;
     struct block_sums sums;
     switch (s->dtype) {
     case DTYPE_F32:

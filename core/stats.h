@@ -37,7 +37,7 @@ enum dtype {
 #define STATS_HEAD 8
 
 /* Sums over the clusters of a sample (runs of `cluster` consecutive elements fed: the
- * lines a sampled tensor reads), for the confidence intervals: per cluster j its finite
+ * pieces a sampled tensor reads), for the confidence intervals: per cluster j its finite
  * count m_j and the sums A_j, B_j of d and d^2, d = x - shift, over its finite elements;
  * accumulated here as the cross products the interval needs. */
 struct cluster_sums {
@@ -77,8 +77,11 @@ void stats_feed(struct tensor_stats *s, const void *bytes, size_t len);
 /* Population standard deviation of the finite elements (0 when finite == 0). */
 double stats_std(const struct tensor_stats *s);
 
-/* The elements fed from now on form clusters of `elements` each (a sample of whole lines;
- * feeds must keep to cluster boundaries except at the very end). */
+/* The elements fed from now on form clusters of `elements` each (a sample of whole
+ * pieces; feeds must keep to cluster boundaries except at the very end). `elements` is a
+ * power of two up to STATS_CLUSTER_MAX, so that a cluster never spans two of the blocks
+ * the statistics work in. */
+#define STATS_CLUSTER_MAX 1024
 void stats_set_cluster(struct tensor_stats *s, unsigned elements);
 /* Half-widths of confidence intervals for the mean and the population std of the whole
  * tensor from which the clusters fed were drawn, `fraction` of it (the finite population

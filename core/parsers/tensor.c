@@ -52,17 +52,39 @@ bool tensor_shape_elements(const int64_t *shape, int ndim, uint64_t *elements)
 
 /* ---- The sampling plan ------------------------------------------------------------ */
 
-void sample_plan_init(struct sample_plan *p, uint64_t nbytes, double sample)
+/* The number of pieces of `piece` bytes that nbytes make, the last one maybe short. */
+static uint64_t pieces_of(uint64_t nbytes, uint64_t piece)
 {
-    const uint64_t floor_lines = TENSOR_EXACT_BYTES / TENSOR_LINE;
-    p->lines = nbytes / TENSOR_LINE + (nbytes % TENSOR_LINE != 0);
-    p->picks = p->lines;
-    if (!(sample > 0 && sample < 1) || p->lines <= floor_lines) return;
-    double want = ceil(sample * (double)p->lines);
-    uint64_t picks = want < (double)p->lines ? (uint64_t)want : p->lines;
-    p->picks = picks > floor_lines ? picks : floor_lines;
-    p->step = p->lines / p->picks;
-    p->extra = p->lines % p->picks;
+    return nbytes / piece + (nbytes % piece != 0);
+}
+
+/* ceil(s T) as a count, at most T. */
+static uint64_t share_of(double sample, uint64_t pieces)
+{
+    double want = ceil(sample * (double)pieces);
+    return want < (double)pieces ? (uint64_t)want : pieces;
+}
+
+void sample_plan_init(struct sample_plan *p, uint64_t nbytes, size_t elsize, double sample)
+{
+    _Static_assert(TENSOR_PIECES_READ >= TENSOR_EXACT_BYTES / TENSOR_LINE,
+                   "a plan of long pieces reads at least as many as the least plan");
+    const uint64_t floor_picks = TENSOR_EXACT_BYTES / TENSOR_LINE;
+    uint64_t longest = (uint64_t)STATS_CLUSTER_MAX * elsize;
+    if (longest > TENSOR_PIECE_MAX) longest = TENSOR_PIECE_MAX;
+    p->piece = TENSOR_LINE;
+    p->pieces = pieces_of(nbytes, TENSOR_LINE);
+    p->picks = p->pieces;
+    if (!(sample > 0 && sample < 1) || p->pieces <= floor_picks) return;
+    /* Longer pieces while twice the length still leaves TENSOR_PIECES_READ to read. */
+    while (p->piece * 2 <= longest &&
+           share_of(sample, pieces_of(nbytes, p->piece * 2)) >= TENSOR_PIECES_READ)
+        p->piece *= 2;
+    p->pieces = pieces_of(nbytes, p->piece);
+    uint64_t picks = share_of(sample, p->pieces);
+    p->picks = picks > floor_picks ? picks : floor_picks;
+    p->step = p->pieces / p->picks;
+    p->extra = p->pieces % p->picks;
 }
 
 /* splitmix64's finalizer: a fixed, well-mixed hash of the stratum number (the "seed" is
@@ -75,18 +97,18 @@ static uint64_t stratum_hash(uint64_t j)
     return x ^ (x >> 31);
 }
 
-/* Stratum j's line among its len: the hash scaled to len (a multiply, not a division). */
-static uint64_t line_in_stratum(uint64_t j, uint64_t begin, uint64_t len)
+/* Stratum j's piece among its len: the hash scaled to len (a multiply, not a division). */
+static uint64_t piece_in_stratum(uint64_t j, uint64_t begin, uint64_t len)
 {
     return j == 0 ? 0 : begin + (uint64_t)(((unsigned __int128)stratum_hash(j) * len) >> 64);
 }
 
-uint64_t sample_plan_line(const struct sample_plan *p, uint64_t j)
+uint64_t sample_plan_piece(const struct sample_plan *p, uint64_t j)
 {
     if (sample_plan_exact(p)) return j;
-    uint64_t lo = (uint64_t)((unsigned __int128)j * p->lines / p->picks);
-    uint64_t hi = (uint64_t)((unsigned __int128)(j + 1) * p->lines / p->picks);
-    return line_in_stratum(j, lo, hi - lo);
+    uint64_t lo = (uint64_t)((unsigned __int128)j * p->pieces / p->picks);
+    uint64_t hi = (uint64_t)((unsigned __int128)(j + 1) * p->pieces / p->picks);
+    return piece_in_stratum(j, lo, hi - lo);
 }
 
 uint64_t sample_cursor_next(struct sample_cursor *c, const struct sample_plan *p)
@@ -98,10 +120,10 @@ uint64_t sample_cursor_next(struct sample_cursor *c, const struct sample_plan *p
         c->rest -= p->picks;
         end++;
     }
-    uint64_t line = line_in_stratum(c->j, c->begin, end - c->begin);
+    uint64_t piece = piece_in_stratum(c->j, c->begin, end - c->begin);
     c->begin = end;
     c->j++;
-    return line;
+    return piece;
 }
 
 /* ---- Reading ------------------------------------------------------------------------ */
@@ -130,10 +152,10 @@ bool tensor_reader_init(struct tensor_reader *tr, struct report *r, const char *
     tr->budget = o->budget;
     tr->taps = r->tap ? r : NULL;
     /* Outside (0, 1] (or NaN) the option means nothing sensible: the plan reads all. */
-    sample_plan_init(&tr->plan, tr->nbytes, o->sample);
+    sample_plan_init(&tr->plan, tr->nbytes, dtype_size(dtype), o->sample);
     stats_init(&tr->stats, dtype);
     if (!sample_plan_exact(&tr->plan))
-        stats_set_cluster(&tr->stats, TENSOR_LINE / dtype_size(dtype));
+        stats_set_cluster(&tr->stats, tr->plan.piece / dtype_size(dtype));
     return true;
 }
 
@@ -145,7 +167,7 @@ void tensor_reader_init_opaque(struct tensor_reader *tr, const char *name, const
 }
 
 /* Whether the next chunk may be read: always without a budget, and the tensor's first
- * line always (it holds the head); otherwise as long as the budget allows. */
+ * piece always (it holds the head); otherwise as long as the budget allows. */
 static bool chunk_allowed(struct tensor_reader *tr, bool first)
 {
     if (!tr->budget || first) return true;
@@ -204,39 +226,41 @@ static void flush_gathered(struct tensor_reader *tr)
     tr->gathered = 0;
 }
 
-/* Moves to the next stratum's line, or past the end when there is none; asks memory for
- * the line TENSOR_PREFETCH strata further when it is in this piece [from, to) of the
- * data, so that the copies of scattered lines overlap their cache misses. */
+/* Moves to the next stratum's piece, or past the end when there is none; asks memory for
+ * the start of the piece TENSOR_PREFETCH strata further when it is in these bytes
+ * [from, to) of the data, so that the copies of scattered pieces overlap their cache
+ * misses (the rest of a long piece the hardware's own prefetcher follows). */
 static void next_pick(struct tensor_reader *tr, const uint8_t *data, uint64_t from, uint64_t to)
 {
     _Static_assert(TENSOR_UPCOMING > TENSOR_PREFETCH &&
                        (TENSOR_UPCOMING & (TENSOR_UPCOMING - 1)) == 0,
                    "the strata pick to pick + TENSOR_PREFETCH fit in upcoming");
+    const uint64_t piece = tr->plan.piece;
     tr->pick++;
-    uint64_t line = tr->upcoming[tr->pick % TENSOR_UPCOMING];
-    tr->pick_at = line != UINT64_MAX && !tr->cut ? line * TENSOR_LINE : tr->nbytes;
+    uint64_t next = tr->upcoming[tr->pick % TENSOR_UPCOMING];
+    tr->pick_at = next != UINT64_MAX && !tr->cut ? next * piece : tr->nbytes;
     uint64_t ahead = sample_cursor_next(&tr->ahead, &tr->plan);
     tr->upcoming[(tr->pick + TENSOR_PREFETCH) % TENSOR_UPCOMING] = ahead;
-    if (ahead != UINT64_MAX && ahead * TENSOR_LINE >= from && ahead * TENSOR_LINE < to)
-        __builtin_prefetch(data + (ahead * TENSOR_LINE - from));
+    if (ahead != UINT64_MAX && ahead * piece >= from && ahead * piece < to)
+        __builtin_prefetch(data + (ahead * piece - from));
 }
 
-/* Sampled: the planned lines are copied out as they pass and handed to the statistics
+/* Sampled: the planned pieces are copied out as they pass and handed to the statistics
  * TENSOR_GATHER bytes at a time; everything else is skipped without a look. */
 static void feed_sampled(struct tensor_reader *tr, const uint8_t *data, size_t take)
 {
+    const uint64_t piece = tr->plan.piece;
     uint64_t from = tr->consumed, to = from + take;
     if (tr->pick == 0 && tr->ahead.j == 0) { /* the first piece: strata 0 to PREFETCH */
         for (uint64_t j = 0; j <= TENSOR_PREFETCH; j++)
             tr->upcoming[j % TENSOR_UPCOMING] = sample_cursor_next(&tr->ahead, &tr->plan);
     }
     while (tr->pick_at < to) {
-        uint64_t line_end =
-            tr->pick_at + TENSOR_LINE < tr->nbytes ? tr->pick_at + TENSOR_LINE : tr->nbytes;
+        uint64_t piece_end = tr->pick_at + piece < tr->nbytes ? tr->pick_at + piece : tr->nbytes;
         uint64_t lo = tr->pick_at > from ? tr->pick_at : from;
-        uint64_t hi = line_end < to ? line_end : to;
+        uint64_t hi = piece_end < to ? piece_end : to;
         if (lo == tr->pick_at) {
-            /* A line starts: first the budget's word, at the start of a chunk. */
+            /* A piece starts: first the budget's word, at the start of a chunk. */
             if (tr->gathered == 0) {
                 if (!chunk_allowed(tr, tr->pick == 0)) {
                     tr->pick_at = tr->nbytes;
@@ -246,13 +270,13 @@ static void feed_sampled(struct tensor_reader *tr, const uint8_t *data, size_t t
             }
         }
         uint8_t *to_block = tr->block + tr->gathered + (lo - tr->pick_at);
-        if (hi - lo == TENSOR_LINE) /* a whole line, as nearly always: a copy without a call */
+        if (hi - lo == TENSOR_LINE) /* a whole line, as most often: a copy without a call */
             memcpy(to_block, data + (lo - from), TENSOR_LINE);
         else
             memcpy(to_block, data + (lo - from), hi - lo);
-        if (hi < line_end) break; /* the line goes on in the next piece */
-        tr->gathered += line_end - tr->pick_at;
-        if (tr->gathered + TENSOR_LINE > TENSOR_GATHER) flush_gathered(tr);
+        if (hi < piece_end) break; /* the piece goes on in the next bytes fed */
+        tr->gathered += piece_end - tr->pick_at;
+        if (tr->gathered + piece > TENSOR_GATHER) flush_gathered(tr);
         next_pick(tr, data, from, to);
     }
     tr->consumed = to;
@@ -324,7 +348,7 @@ void tensor_reader_report(const struct tensor_reader *tr, struct report *r)
                      "%s: statistics cut short by the overhead budget (--budget): %.3g of the "
                      "elements read instead of the plan's %.3g",
                      tr->name, sampled,
-                     elements ? (double)tr->plan.picks / (double)tr->plan.lines : 1.0);
+                     elements ? (double)tr->plan.picks / (double)tr->plan.pieces : 1.0);
 }
 
 /* ---- A head in C order ------------------------------------------------------------ */

@@ -5,25 +5,31 @@
  * entry of the record's "tensors". This is that shared end.
  *
  * The sampling plan (--sample s, parse_options.sample): which bytes the statistics read
- * depends only on the tensor's byte size and on s, never on timing or on how the bytes
- * arrive. The data is cut into lines of TENSOR_LINE bytes (a cache line; every dtype's
- * elements fit whole). A tensor of at most TENSOR_EXACT_BYTES, or any tensor when s = 1,
- * is read whole. A larger one of T lines reads K = max(ceil(s T), TENSOR_EXACT_BYTES /
- * TENSOR_LINE) of them (all when that is T): line stratum j = [floor(jT/K),
- * floor((j+1)T/K)) contributes one line, at a position inside it drawn by a fixed hash of
- * j (jittered systematic sampling), and stratum 0 its first line, which holds `head`.
- * So the lines read are spread evenly over the whole tensor without falling into step
- * with a layout's period. `sampled` in the record is the fraction of elements read, and
- * the statistics' per-line sums (stats.h, clusters) give its ci95.
+ * depends only on the tensor's byte size, its element size and s, never on timing or on
+ * how the bytes arrive. A tensor of at most TENSOR_EXACT_BYTES, or any tensor when s = 1,
+ * is read whole. A larger one is cut into pieces of P bytes: a cache line (TENSOR_LINE;
+ * every dtype's elements fit whole), or for a large tensor the longest power of two up
+ * to TENSOR_PIECE_MAX bytes and STATS_CLUSTER_MAX elements that still leaves at least
+ * TENSOR_PIECES_READ pieces to read (ceil(s T) of its T pieces): the same fraction in
+ * fewer, longer pieces, which cost a jump and a page walk each, not one per 64 bytes
+ * (TENSOR_PIECES_READ is twice the least plan's 1024 lines: with 1024, the accuracy
+ * test's ci95 coverage fell one tensor short; docs/performance.md). Of its T pieces it
+ * reads K = max(ceil(s T), TENSOR_EXACT_BYTES / TENSOR_LINE) (all when that is T): piece
+ * stratum j = [floor(jT/K), floor((j+1)T/K)) contributes one piece, at a position inside
+ * it drawn by a fixed hash of j (jittered systematic sampling), and stratum 0 its first
+ * piece, which holds `head`. So the pieces read are spread evenly over the whole tensor
+ * without falling into step with a layout's period. `sampled` in the record is the
+ * fraction of elements read, and the statistics' per-piece sums (stats.h, clusters: a
+ * piece is one cluster, its elements are not independent draws) give its ci95.
  *
- * Determinism: the read lines are gathered and handed to the statistics TENSOR_GATHER
+ * Determinism: the read pieces are gathered and handed to the statistics TENSOR_GATHER
  * bytes at a time, an exact tensor's data TENSOR_SAMPLE_BLOCK bytes at a time (a block
  * that arrives in pieces is put together first), whatever the writes that carried them.
  * The statistics' rounding then depends only on the bytes, so a file streamed in any
  * pieces and the same file read by `ckmon inspect` give bit-identical numbers.
  *
  * The safety net (parse_options.budget, ../budget.h; the agent's, absent elsewhere):
- * before each gathered chunk or exact block after a tensor's first line, the reader asks
+ * before each gathered chunk or exact block after a tensor's first piece, the reader asks
  * the budget; once it refuses, the rest of the tensor is skipped and the tensor is marked
  * cut (tensor_reader_report then says so in the record's errors). Under normal load the
  * budget never refuses, so it never changes what is read.
@@ -41,31 +47,35 @@
 
 #define TENSOR_MAX_DIMS     16
 #define TENSOR_SAMPLE_BLOCK (64 * 1024) /* an exact tensor's bytes per statistics call */
-#define TENSOR_LINE         64          /* the sampling unit */
+#define TENSOR_LINE         64          /* the shortest piece */
+#define TENSOR_PIECE_MAX    4096        /* the longest piece: a page */
+#define TENSOR_PIECES_READ  2048        /* pieces lengthen only down to this many read */
 #define TENSOR_EXACT_BYTES  (64 * 1024) /* at most this: read whole; more: at least this */
-#define TENSOR_GATHER       (8 * 1024)  /* gathered line bytes per statistics call */
-#define TENSOR_PREFETCH     8           /* lines asked of memory before they are copied */
+#define TENSOR_GATHER       (8 * 1024)  /* gathered piece bytes per statistics call */
+#define TENSOR_PREFETCH     8           /* pieces asked of memory before they are copied */
 #define TENSOR_UPCOMING     16          /* a power of two over TENSOR_PREFETCH */
 
-/* Which lines a tensor's statistics read (see above): K of T, K == T when exact. */
+/* Which pieces a tensor's statistics read (see above): K of T, K == T when exact. */
 struct sample_plan {
-    uint64_t lines, picks;
+    uint64_t pieces, picks;
     uint64_t step, extra; /* T / K and T mod K, for the cursor */
+    unsigned piece;       /* P, bytes: TENSOR_LINE, or longer for a large tensor */
 };
-void sample_plan_init(struct sample_plan *p, uint64_t nbytes, double sample);
+/* For nbytes of elements of elsize bytes each. */
+void sample_plan_init(struct sample_plan *p, uint64_t nbytes, size_t elsize, double sample);
 static inline bool sample_plan_exact(const struct sample_plan *p)
 {
-    return p->picks >= p->lines;
+    return p->picks >= p->pieces;
 }
-/* The line stratum j (< picks) contributes. */
-uint64_t sample_plan_line(const struct sample_plan *p, uint64_t j);
+/* The piece stratum j (< picks) contributes (its byte offset: times p->piece). */
+uint64_t sample_plan_piece(const struct sample_plan *p, uint64_t j);
 
-/* The same lines in order, without a division per line: the cursor keeps stratum j's
- * first line and jT mod K, and steps to the next stratum by adding. Zeroed: stratum 0. */
+/* The same pieces in order, without a division per piece: the cursor keeps stratum j's
+ * first piece and jT mod K, and steps to the next stratum by adding. Zeroed: stratum 0. */
 struct sample_cursor {
     uint64_t j, begin, rest;
 };
-/* The line of the cursor's stratum (UINT64_MAX past the last), then the next stratum. */
+/* The piece of the cursor's stratum (UINT64_MAX past the last), then the next stratum. */
 uint64_t sample_cursor_next(struct sample_cursor *c, const struct sample_plan *p);
 
 struct tensor_reader {
@@ -80,10 +90,10 @@ struct tensor_reader {
     bool cut;          /* the budget stopped the reading early */
     struct budget *budget;
     struct sample_plan plan;
-    uint64_t pick;              /* sampled: the stratum whose line comes next */
+    uint64_t pick;              /* sampled: the stratum whose piece comes next */
     uint64_t pick_at;           /* its byte offset in the data */
-    struct sample_cursor ahead; /* TENSOR_PREFETCH strata further: lines to prefetch */
-    /* The lines of the strata from pick to the ahead cursor's, each computed once, when
+    struct sample_cursor ahead; /* TENSOR_PREFETCH strata further: pieces to prefetch */
+    /* The pieces of the strata from pick to the ahead cursor's, each computed once, when
      * it is prefetched (stratum j's at j % TENSOR_UPCOMING). */
     uint64_t upcoming[TENSOR_UPCOMING];
     size_t gathered;    /* sampled: bytes in block waiting for the statistics */
@@ -92,7 +102,7 @@ struct tensor_reader {
     struct tensor_stats stats;
 
     const struct report *taps; /* the report whose tap sees the data, or NULL */
-    /* Last, so that starting a tensor need not clear it: the gathered lines, or the
+    /* Last, so that starting a tensor need not clear it: the gathered pieces, or the
      * current exact block's bytes when they came in pieces. */
     uint8_t block[TENSOR_SAMPLE_BLOCK];
 };

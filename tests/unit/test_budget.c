@@ -231,7 +231,7 @@ static void test_sampled_reader_keeps_its_first_chunk(void **state)
     /* The same without a budget: the whole plan, and no error. */
     start_reader(&tr, &r, BLOCKS, NULL, 0.0625);
     feed_blocks(&tr, BLOCKS);
-    assert_int_equal(tr.stats.elements, tr.plan.picks * TENSOR_LINE / sizeof(float));
+    assert_int_equal(tr.stats.elements, tr.plan.picks * tr.plan.piece / sizeof(float));
     assert_false(tr.cut);
     tensor_reader_report(&tr, &r);
     assert_false(says_cut(&r));

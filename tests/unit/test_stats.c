@@ -372,12 +372,13 @@ static void test_nothing_finite(void **unused)
     assert_true(stats_std(&s) == 0);
 }
 
-/* Clusters of 16 float32 values with an offset of their own (so that clusters differ
+/* Clusters of L float32 values with an offset of their own (so that clusters differ
  * more than elements within them), a long tail, a NaN and an Inf. */
-static void test_confidence_of_a_clustered_sample(void **unused)
+enum { CLUSTERS = 3001, LONGEST = 256 }; /* whole clusters, then a short last one below */
+
+static void check_confidence_of_clusters(size_t L)
 {
-    enum { CLUSTERS = 3001, L = 16 }; /* whole clusters, then a short last one below */
-    static float x[CLUSTERS * L];
+    static float x[CLUSTERS * LONGEST];
     for (size_t c = 0; c < CLUSTERS; c++) {
         double offset = uniform() - 0.5;
         for (size_t i = 0; i < L; i++) {
@@ -429,6 +430,13 @@ static void test_confidence_of_a_clustered_sample(void **unused)
         assert_true(want_mean > 0 && want_std > 0);
     }
     stats_select_kernel(STATS_KERNEL_AUTO);
+}
+
+/* Clusters of a 64-byte line, and of a 1 KiB piece (tensor.h, the sampling plan). */
+static void test_confidence_of_a_clustered_sample(void **unused)
+{
+    check_confidence_of_clusters(16);
+    check_confidence_of_clusters(LONGEST);
 }
 
 int main(void)

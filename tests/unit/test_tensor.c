@@ -19,28 +19,30 @@
 #include "core/parsers/tensor.h"
 
 #define ELEMENTS (5 * TENSOR_SAMPLE_BLOCK / 4 * 3 + 7) /* several blocks and a short last one */
+/* 16 MiB and a short last piece: sampled at 1/2 in pieces of TENSOR_PIECE_MAX bytes. */
+#define LONG_ELEMENTS ((4 << 20) + 777)
 
-static float *make_data(void)
+static float *make_data(size_t n)
 {
-    float *x = malloc(ELEMENTS * sizeof *x);
+    float *x = malloc(n * sizeof *x);
     srand(7);
-    for (size_t i = 0; i < ELEMENTS; i++)
+    for (size_t i = 0; i < n; i++)
         x[i] = 1000.0f + (float)rand() / (float)RAND_MAX * 3.0f - (float)(i % 97) * 0.01f;
     x[5] = NAN;
-    x[ELEMENTS - 3] = INFINITY;
+    x[n - 3] = INFINITY;
     return x;
 }
 
 enum split { WHOLE, ONE_BYTE, RANDOM };
 
-static struct tensor_stats read_split(const float *x, double sample, enum split split,
+static struct tensor_stats read_split(const float *x, size_t count, double sample, enum split split,
                                       double *sampled)
 {
     static struct tensor_reader tr; /* 64 KiB: not on the stack */
     struct report r;
-    int64_t shape[1] = {ELEMENTS};
+    int64_t shape[1] = {(int64_t)count};
     const uint8_t *bytes = (const uint8_t *)x;
-    size_t len = ELEMENTS * sizeof *x, at = 0;
+    size_t len = count * sizeof *x, at = 0;
 
     report_init(&r, NULL);
     assert_true(tensor_reader_init(&tr, &r, "x", DTYPE_F32, shape, 1,
@@ -52,7 +54,7 @@ static struct tensor_stats read_split(const float *x, double sample, enum split 
         at += n;
     }
     assert_true(tensor_reader_done(&tr));
-    *sampled = (double)tr.stats.elements / ELEMENTS;
+    *sampled = (double)tr.stats.elements / (double)count;
     report_free(&r);
     return tr.stats;
 }
@@ -71,15 +73,15 @@ static void assert_same_bits(const struct tensor_stats *a, const struct tensor_s
     assert_memory_equal(a->head, b->head, a->nhead * sizeof a->head[0]);
 }
 
-static void check_pieces_agree(double sample)
+static void check_pieces_agree(size_t count, double sample)
 {
-    float *x = make_data();
+    float *x = make_data(count);
     double s_whole, s_byte, s_random;
-    struct tensor_stats whole = read_split(x, sample, WHOLE, &s_whole);
-    struct tensor_stats byte = read_split(x, sample, ONE_BYTE, &s_byte);
+    struct tensor_stats whole = read_split(x, count, sample, WHOLE, &s_whole);
+    struct tensor_stats byte = read_split(x, count, sample, ONE_BYTE, &s_byte);
     assert_same_bits(&whole, &byte);
     for (int i = 0; i < 5; i++) {
-        struct tensor_stats random = read_split(x, sample, RANDOM, &s_random);
+        struct tensor_stats random = read_split(x, count, sample, RANDOM, &s_random);
         assert_same_bits(&whole, &random);
     }
     assert_true(s_whole == s_byte && s_whole == s_random);
@@ -89,23 +91,24 @@ static void check_pieces_agree(double sample)
 static void test_exact_statistics_do_not_depend_on_pieces(void **state)
 {
     (void)state;
-    check_pieces_agree(1);
+    check_pieces_agree(ELEMENTS, 1);
 }
 
 static void test_sampled_statistics_do_not_depend_on_pieces(void **state)
 {
     (void)state;
-    check_pieces_agree(0.3);
-    check_pieces_agree(0.01);
+    check_pieces_agree(ELEMENTS, 0.3);
+    check_pieces_agree(ELEMENTS, 0.01);
+    check_pieces_agree(LONG_ELEMENTS, 0.5); /* pieces of 4 KiB, the last one short */
 }
 
 static void test_exact_statistics_match_a_plain_loop(void **state)
 {
     (void)state;
-    float *x = make_data();
+    float *x = make_data(ELEMENTS);
     double sampled, sum = 0, min = INFINITY, max = -INFINITY;
     uint64_t finite = 0;
-    struct tensor_stats st = read_split(x, 1, RANDOM, &sampled);
+    struct tensor_stats st = read_split(x, ELEMENTS, 1, RANDOM, &sampled);
     for (size_t i = 0; i < ELEMENTS; i++) {
         if (!isfinite(x[i])) continue;
         sum += x[i];
@@ -127,54 +130,83 @@ static void test_exact_statistics_match_a_plain_loop(void **state)
     free(x);
 }
 
-/* The documented plan (tensor.h): K = max(ceil(sT), 1024) of T lines, one per stratum
- * [floor(jT/K), floor((j+1)T/K)), line 0 first; exact up to 64 KiB or at s = 1. */
+/* One piece per stratum [floor(jT/K), floor((j+1)T/K)), piece 0 first, the reader's
+ * cursor giving the same pieces. */
+static void assert_strata(const struct sample_plan *p)
+{
+    uint64_t previous = 0;
+    struct sample_cursor cursor = {0};
+    for (uint64_t j = 0; j < p->picks; j++) {
+        uint64_t piece = sample_plan_piece(p, j);
+        assert_true(piece >= j * p->pieces / p->picks && piece < (j + 1) * p->pieces / p->picks);
+        assert_true(j == 0 ? piece == 0 : piece > previous);
+        assert_int_equal(sample_cursor_next(&cursor, p), piece); /* the reader's way */
+        previous = piece;
+    }
+    assert_int_equal(sample_cursor_next(&cursor, p), UINT64_MAX);
+}
+
+/* The documented plan (tensor.h): K = max(ceil(sT), 1024) of T pieces, one per stratum,
+ * piece 0 first; exact up to 64 KiB or at s = 1; pieces of 64 bytes, longer (a power of
+ * two up to 4 KiB and 1024 elements) while TENSOR_PIECES_READ of them are still read. */
 static void test_the_plan_is_the_documented_one(void **state)
 {
     (void)state;
     struct sample_plan p;
-    sample_plan_init(&p, TENSOR_EXACT_BYTES, 0.01);
+    sample_plan_init(&p, TENSOR_EXACT_BYTES, 4, 0.01);
     assert_true(sample_plan_exact(&p));
-    sample_plan_init(&p, 100 << 20, 1);
+    sample_plan_init(&p, 100 << 20, 4, 1);
     assert_true(sample_plan_exact(&p));
-    sample_plan_init(&p, TENSOR_EXACT_BYTES + 1, 0.01); /* 1025 lines, the last one short */
-    assert_int_equal(p.lines, 1025);
+    sample_plan_init(&p, TENSOR_EXACT_BYTES + 1, 4, 0.01); /* 1025 lines, the last one short */
+    assert_int_equal(p.pieces, 1025);
     assert_int_equal(p.picks, 1024);
-    sample_plan_init(&p, 100 << 20, 0.0625);
-    assert_int_equal(p.lines, (100 << 20) / 64);
-    assert_int_equal(p.picks, (100 << 20) / 64 / 16);
-    uint64_t previous = 0;
-    struct sample_cursor cursor = {0};
-    for (uint64_t j = 0; j < p.picks; j++) {
-        uint64_t line = sample_plan_line(&p, j);
-        assert_true(line >= j * p.lines / p.picks && line < (j + 1) * p.lines / p.picks);
-        assert_true(j == 0 ? line == 0 : line > previous);
-        assert_int_equal(sample_cursor_next(&cursor, &p), line); /* the reader's way */
-        previous = line;
-    }
-    assert_int_equal(sample_cursor_next(&cursor, &p), UINT64_MAX);
+    /* 2 MiB at 1/16: 2048 lines read, as many as lines of 128 bytes would leave */
+    sample_plan_init(&p, 2 << 20, 4, 0.0625);
+    assert_int_equal(p.piece, TENSOR_LINE);
+    assert_int_equal(p.pieces, (2 << 20) / 64);
+    assert_int_equal(p.picks, (2 << 20) / 64 / 16);
+    assert_strata(&p);
     /* The same lines on every machine: the hash is fixed (these pin it). */
-    assert_int_equal(sample_plan_line(&p, 1), 16 + 9);
-    assert_int_equal(sample_plan_line(&p, 2), 32 + 9);
-    assert_int_equal(sample_plan_line(&p, 1000), 16000 + 3);
+    assert_int_equal(sample_plan_piece(&p, 1), 16 + 9);
+    assert_int_equal(sample_plan_piece(&p, 2), 32 + 9);
+    assert_int_equal(sample_plan_piece(&p, 1000), 16000 + 3);
+
+    /* 100 MiB at 1/16: 6.25 MiB read, in 3200 pieces of 2 KiB (4 KiB would leave 1600) */
+    sample_plan_init(&p, 100 << 20, 4, 0.0625);
+    assert_int_equal(p.piece, 2048);
+    assert_int_equal(p.pieces, (100 << 20) / 2048);
+    assert_int_equal(p.picks, (100 << 20) / 2048 / 16);
+    assert_strata(&p);
+    assert_int_equal(sample_plan_piece(&p, 1), 16 + 9); /* the same hash on pieces */
+    /* 1 GiB: the longest piece, 4 KiB, for float32; 1024 elements for 16- and 8-bit ones */
+    sample_plan_init(&p, 1 << 30, 4, 0.0625);
+    assert_int_equal(p.piece, TENSOR_PIECE_MAX);
+    sample_plan_init(&p, 1 << 30, 2, 0.0625);
+    assert_int_equal(p.piece, 2048);
+    sample_plan_init(&p, 1 << 30, 1, 0.0625);
+    assert_int_equal(p.piece, 1024);
+    /* a short last piece */
+    sample_plan_init(&p, (100 << 20) + 100, 4, 0.0625);
+    assert_int_equal(p.piece, 2048);
+    assert_int_equal(p.pieces, (100 << 20) / 2048 + 1);
+    assert_strata(&p);
 }
 
-/* A sampled tensor's statistics are those of exactly the planned lines (a plain loop
+/* A sampled tensor's statistics are those of exactly the planned pieces (a plain loop
  * over them here), `sampled` is their share, and the head is the tensor's. */
-static void test_sampled_statistics_are_the_planned_lines(void **state)
+static void check_planned_pieces(size_t count, double s, unsigned piece, double at_most)
 {
-    (void)state;
-    float *x = make_data();
-    const double s = 0.1;
+    float *x = make_data(count);
     struct sample_plan p;
-    sample_plan_init(&p, ELEMENTS * sizeof(float), s);
+    sample_plan_init(&p, count * sizeof(float), sizeof(float), s);
     assert_false(sample_plan_exact(&p));
+    assert_int_equal(p.piece, piece);
     uint64_t n = 0, finite = 0, nonfinite = 0;
     double sum = 0, sq = 0, min = INFINITY, max = -INFINITY;
     for (int pass = 0; pass < 2; pass++) {
         for (uint64_t j = 0; j < p.picks; j++) {
-            uint64_t first = sample_plan_line(&p, j) * (TENSOR_LINE / sizeof(float));
-            for (uint64_t i = first; i < first + TENSOR_LINE / sizeof(float) && i < ELEMENTS; i++) {
+            uint64_t first = sample_plan_piece(&p, j) * (p.piece / sizeof(float));
+            for (uint64_t i = first; i < first + p.piece / sizeof(float) && i < count; i++) {
                 double v = x[i];
                 if (pass == 1) {
                     if (isfinite(v)) sq += (v - sum / (double)finite) * (v - sum / (double)finite);
@@ -193,18 +225,25 @@ static void test_sampled_statistics_are_the_planned_lines(void **state)
         }
     }
     double sampled;
-    struct tensor_stats st = read_split(x, s, RANDOM, &sampled);
+    struct tensor_stats st = read_split(x, count, s, RANDOM, &sampled);
     assert_int_equal(st.elements, n);
     assert_int_equal(st.nan + st.inf, nonfinite);
     assert_true(st.min == min && st.max == max);
     assert_true(fabs(st.mean - sum / (double)finite) <= 1e-12 * fabs(st.mean));
     assert_true(fabs(stats_std(&st) - sqrt(sq / (double)finite)) <=
                 1e-9 * sqrt(sq / (double)finite));
-    assert_true(sampled == (double)n / ELEMENTS && sampled < 0.2);
+    assert_true(sampled == (double)n / (double)count && sampled < at_most);
     assert_int_equal(st.nhead, STATS_HEAD);
     for (unsigned i = 0; i < STATS_HEAD; i++)
         assert_true(st.head[i] == x[i] || (isnan(st.head[i]) && isnan(x[i])));
     free(x);
+}
+
+static void test_sampled_statistics_are_the_planned_pieces(void **state)
+{
+    (void)state;
+    check_planned_pieces(ELEMENTS, 0.1, TENSOR_LINE, 0.2);
+    check_planned_pieces(LONG_ELEMENTS, 0.5, TENSOR_PIECE_MAX, 0.6);
 }
 
 int main(void)
@@ -214,7 +253,7 @@ int main(void)
         cmocka_unit_test(test_sampled_statistics_do_not_depend_on_pieces),
         cmocka_unit_test(test_exact_statistics_match_a_plain_loop),
         cmocka_unit_test(test_the_plan_is_the_documented_one),
-        cmocka_unit_test(test_sampled_statistics_are_the_planned_lines),
+        cmocka_unit_test(test_sampled_statistics_are_the_planned_pieces),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
