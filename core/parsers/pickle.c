@@ -317,8 +317,11 @@ static bool memo_put(struct pickle_walker *w, uint64_t index)
     /* the memo is an array indexed directly: an index it could never hold is refused */
     if (index >= PYOBJ_MEMORY_CAP / sizeof(void *))
         return fail(w, "memo index %" PRIu64 " beyond the memory cap", index);
-    while (w->memo.len <= index)
-        if (!pyvec_push(w->arena, &w->memo, NULL)) return fail_memory(w);
+    /* MEMOIZE, and the PUTs of most writers, store at the next index: a push */
+    if (index >= w->memo.len &&
+        !(index == w->memo.len ? pyvec_push(w->arena, &w->memo, NULL)
+                               : pyvec_resize(w->arena, &w->memo, index + 1)))
+        return fail_memory(w);
     if (!w->memo.at[index]) w->memo_count++;
     w->memo.at[index] = o;
     w->put_log[w->puts++ % PUT_LOG] = index;
@@ -1271,48 +1274,6 @@ static bool start_payload(struct pickle_walker *w)
     return execute(w);
 }
 
-static void begin_opcode(struct pickle_walker *w, uint8_t op)
-{
-    const struct opinfo *info = &opcodes[op];
-    w->op = op;
-    w->op_offset = w->offset;
-    switch (info->arg) {
-    case ARG_NONE:
-        execute(w);
-        return;
-    case ARG_FIXED:
-    case ARG_SIZED:
-        w->fixed_need = info->size;
-        w->fixed_have = 0;
-        w->reading_length = info->arg == ARG_SIZED;
-        w->step = STEP_FIXED;
-        return;
-    case ARG_LINE:
-    case ARG_LINES2:
-        w->first_line = NULL;
-        start_line(w);
-        return;
-    default:
-        fail(w, "unknown opcode 0x%02x", op);
-    }
-}
-
-static size_t take_fixed(struct pickle_walker *w, const uint8_t *data, size_t len)
-{
-    size_t n = w->fixed_need - w->fixed_have;
-    if (n > len) n = len;
-    memcpy(w->fixed + w->fixed_have, data, n);
-    w->fixed_have += (unsigned)n;
-    if (w->fixed_have < w->fixed_need) return n;
-    if (w->reading_length) {
-        start_payload(w);
-    } else {
-        w->step = STEP_OPCODE;
-        execute(w);
-    }
-    return n;
-}
-
 static bool line_append(struct pickle_walker *w, const uint8_t *data, size_t n)
 {
     w->line_total += n;
@@ -1379,6 +1340,55 @@ static size_t take_payload(struct pickle_walker *w, const uint8_t *data, size_t 
     return n;
 }
 
+/* A fixed argument, or a payload's length (then as much of the payload as is there). */
+static size_t take_fixed(struct pickle_walker *w, const uint8_t *data, size_t len)
+{
+    size_t n = w->fixed_need - w->fixed_have;
+    if (n > len) n = len;
+    if (w->fixed_have == 0 && len >= sizeof w->fixed)
+        memcpy(w->fixed, data, sizeof w->fixed); /* one move; the bytes past n mean nothing */
+    else
+        memcpy(w->fixed + w->fixed_have, data, n);
+    w->fixed_have += (unsigned)n;
+    if (w->fixed_have < w->fixed_need) return n;
+    if (!w->reading_length) {
+        w->step = STEP_OPCODE;
+        execute(w);
+    } else if (start_payload(w) && w->step == STEP_PAYLOAD && n < len) {
+        n += take_payload(w, data + n, len - n);
+    }
+    return n;
+}
+
+/* Starts the opcode at data[0]; returns the bytes taken, its argument's too as far as
+ * they are there: most opcodes are then done in one step of the feed loop. */
+static size_t begin_opcode(struct pickle_walker *w, const uint8_t *data, size_t len)
+{
+    const struct opinfo *info = &opcodes[data[0]];
+    w->op = data[0];
+    w->op_offset = w->offset;
+    switch (info->arg) {
+    case ARG_NONE:
+        execute(w);
+        return 1;
+    case ARG_FIXED:
+    case ARG_SIZED:
+        w->fixed_need = info->size;
+        w->fixed_have = 0;
+        w->reading_length = info->arg == ARG_SIZED;
+        w->step = STEP_FIXED;
+        return len > 1 ? 1 + take_fixed(w, data + 1, len - 1) : 1;
+    case ARG_LINE:
+    case ARG_LINES2:
+        w->first_line = NULL;
+        start_line(w);
+        return 1;
+    default:
+        fail(w, "unknown opcode 0x%02x", w->op);
+        return 1;
+    }
+}
+
 size_t pickle_walker_feed(struct pickle_walker *w, const uint8_t *data, size_t len)
 {
     size_t at = 0;
@@ -1391,7 +1401,7 @@ size_t pickle_walker_feed(struct pickle_walker *w, const uint8_t *data, size_t l
             w->offset += len - at;
             return len;
         case STEP_OPCODE:
-            begin_opcode(w, data[at]);
+            n = begin_opcode(w, data + at, len - at);
             break;
         case STEP_FIXED:
             n = take_fixed(w, data + at, len - at);

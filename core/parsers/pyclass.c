@@ -433,8 +433,13 @@ static const struct pyclass classes[] = {
 
 static const struct pyclass *find_class(const struct pyobj *callable)
 {
+    if (callable->kind != PY_GLOBAL) return NULL;
+    /* spelled canonically once, not once per entry: torch pickles an OrderedDict() per tensor */
+    const char *module = canonical_module(callable->u.global.module);
     for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
-        if (is_callable(callable, classes[i].module, classes[i].name)) return &classes[i];
+        if (strcmp(callable->u.global.name, classes[i].name) == 0 &&
+            strcmp(module, classes[i].module) == 0)
+            return &classes[i];
     return NULL;
 }
 

@@ -231,8 +231,14 @@ struct pyobj *pyobj_global(struct pyarena *a, const char *module, const char *na
 struct pyobj *pyobj_seq(struct pyarena *a, enum pyobj_kind kind, struct pyobj *const *items,
                         size_t n)
 {
-    struct pyobj *o = pyobj_new(a, kind);
-    if (!o || !pyvec_extend(a, &o->u.seq, items, n)) return NULL;
+    size_t node = pyobj_node_size(kind);
+    if (n > (PYOBJ_MEMORY_CAP - node) / sizeof(*items)) return NULL;
+    struct pyobj *o = pyarena_alloc(a, node + n * sizeof(*items));
+    if (!o) return NULL;
+    o->kind = kind;
+    o->u.seq.at = (struct pyobj **)((char *)o + node);
+    o->u.seq.len = o->u.seq.cap = n;
+    if (n) memcpy(o->u.seq.at, items, n * sizeof(*items));
     return o;
 }
 
@@ -260,9 +266,13 @@ bool pyvec_extend(struct pyarena *a, struct pyvec *v, struct pyobj *const *items
     return true;
 }
 
-bool pyvec_push(struct pyarena *a, struct pyvec *v, struct pyobj *o)
+bool pyvec_resize(struct pyarena *a, struct pyvec *v, size_t n)
 {
-    return pyvec_extend(a, v, &o, 1);
+    if (n <= v->len) return true;
+    if (!pyvec_reserve(a, v, n - v->len)) return false;
+    memset(v->at + v->len, 0, (n - v->len) * sizeof(*v->at));
+    v->len = n;
+    return true;
 }
 
 struct pyvec *pyobj_items(struct pyobj *o)

@@ -153,13 +153,24 @@ struct pyobj *pyobj_str(struct pyarena *a, enum pyobj_kind kind, const char *dat
 /* Copies len bytes into the arena (NUL-terminated) and returns a str node. */
 struct pyobj *pyobj_str_copy(struct pyarena *a, const char *s, size_t len);
 struct pyobj *pyobj_global(struct pyarena *a, const char *module, const char *name);
-/* A list, tuple, set or frozenset node holding a copy of n items; NULL when out of budget. */
+/* A list, tuple, set or frozenset node holding a copy of n items, in the same
+ * allocation (a vector that grows later moves out); NULL when out of budget. */
 struct pyobj *pyobj_seq(struct pyarena *a, enum pyobj_kind kind, struct pyobj *const *items,
                         size_t n);
 
-bool pyvec_push(struct pyarena *a, struct pyvec *v, struct pyobj *o);
 /* Appends n items; false when out of budget. */
 bool pyvec_extend(struct pyarena *a, struct pyvec *v, struct pyobj *const *items, size_t n);
+/* Inline: the pickle walker pushes every opcode's result, and most fit. */
+static inline bool pyvec_push(struct pyarena *a, struct pyvec *v, struct pyobj *o)
+{
+    if (v->len < v->cap) {
+        v->at[v->len++] = o;
+        return true;
+    }
+    return pyvec_extend(a, v, &o, 1);
+}
+/* Grows v to n items, the new ones NULL; false when out of budget. */
+bool pyvec_resize(struct pyarena *a, struct pyvec *v, size_t n);
 
 /* Containers an item can be appended to, and where a dict item goes; NULL if none. */
 struct pyvec *pyobj_items(struct pyobj *o);

@@ -39,7 +39,6 @@
 #include "torch.h"
 #include "zip.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -254,7 +253,10 @@ static long make_view(struct torch *t, const char *name, struct pyobj *const *ar
         t->broken |= name != NULL;
         return -1;
     }
-    snprintf(v->key, sizeof v->key, "%s%s", t->in_constants ? "constants/" : "", id[2]->u.str.data);
+    /* both lengths were checked above; no snprintf: it was half of a tensor's view */
+    size_t prefix = t->in_constants ? strlen("constants/") : 0;
+    memcpy(v->key, "constants/", prefix);
+    memcpy(v->key + prefix, id[2]->u.str.data, id[2]->u.str.len + 1);
     v->storage_elsize = storage->size;
     uint64_t elements = 0, reach = 0; /* elements, and how far past the offset they go */
     bool sized = !__builtin_mul_overflow((uint64_t)numel, storage->size, &v->storage_nbytes) &&
@@ -450,10 +452,15 @@ static void pickled_constants(void *ctx, struct pyobj *root)
 
 /* ---- The records -------------------------------------------------------------------- */
 
-/* The storage's views, views[*first, return) */
+/* The storage's views, views[*first, return). torch writes the storages in the order
+ * of their keys, which is the views' order: those after the last storage's are tried
+ * before a search. */
 static size_t find_storage(const struct torch *t, const char *key, size_t *first)
 {
-    size_t lo = 0, hi = t->nviews;
+    size_t lo = 0, hi = t->nviews, next = t->last;
+    if (next < t->nviews && strcmp(t->views[next].key, key) == 0 &&
+        (next == 0 || strcmp(t->views[next - 1].key, key) != 0))
+        lo = hi = next;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         if (strcmp(t->views[mid].key, key) < 0)
