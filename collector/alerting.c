@@ -154,14 +154,17 @@ static bool write_judged(struct alerting *a, struct log_writer *log, cJSON *o,
 bool alerting_set(struct alerting *a, struct log_writer *log, const cJSON *set, long pid)
 {
     cJSON *o = cJSON_Duplicate(set, true);
+    struct tensor_list tensors = {0};
     struct snapshot now = {0};
     struct alert_list alerts = {0};
-    if (!o || !snapshot_from_record(o, &now)) {
+    if (!o || !tensor_list_of_record(o, &tensors) || !snapshot_from_record(o, &now)) {
+        tensor_list_free(&tensors);
         cJSON_Delete(o);
         return false;
     }
-    alerts_evaluate(a->rules, o, &now, NULL, &alerts);
+    alerts_evaluate(a->rules, o, &tensors, &now, NULL, &alerts);
     bool ok = write_judged(a, log, o, NULL, &alerts, pid);
+    tensor_list_free(&tensors);
     snapshot_free(&now);
     alert_list_free(&alerts);
     cJSON_Delete(o);
@@ -174,13 +177,14 @@ bool alerting_record(struct alerting *a, struct log_writer *log, const struct re
     char key[SERIES_KEY_SIZE];
     struct snapshot now = {0};
     struct alert_list alerts = {0};
-    if (!o || !snapshot_from_record(o, &now)) {
+    if (!o || !snapshot_from_list(&r->tensors.list, r->bytes, &now)) {
         cJSON_Delete(o);
         return log_record(log, r); /* out of memory: the record, unjudged */
     }
     bool keyed =
         a->one_series ? snprintf(key, sizeof key, "inspect") > 0 : series_key(o, key, sizeof key);
-    alerts_evaluate(a->rules, o, &now, keyed ? series_previous(a->series, key) : NULL, &alerts);
+    alerts_evaluate(a->rules, o, &r->tensors.list, &now,
+                    keyed ? series_previous(a->series, key) : NULL, &alerts);
     bool ok = write_judged(a, log, o, r, &alerts, r->who.pid);
     a->checkpoints++;
     a->incomplete += !r->complete;

@@ -224,16 +224,18 @@ static double member_number(const cJSON *o, const char *name)
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
-static void rule_nonfinite(const cJSON *record, struct alert_list *out)
+static void rule_nonfinite(const cJSON *record, const struct tensor_list *list,
+                           struct alert_list *out)
 {
     struct finding tensors = {0}, values = {0};
+    const struct tensor_summary *worst = NULL;
     const cJSON *item;
-    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(record, "tensors"))
-    {
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
-        double nan = member_number(item, "nan"), inf = member_number(item, "inf");
-        if (!cJSON_IsString(name) || !(nan > 0 || inf > 0)) continue;
-        consider(&tensors, name->valuestring, nan + inf, nan, inf);
+    for (size_t i = 0; i < list->count; i++) {
+        const struct tensor_summary *t = &list->items[i];
+        double nan = t->stat[STAT_NAN], inf = t->stat[STAT_INF];
+        if (!(nan > 0 || inf > 0)) continue;
+        consider(&tensors, t->name, nan + inf, nan, inf);
+        if (tensors.subject == t->name) worst = t;
     }
     cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(record, "values"))
     {
@@ -244,19 +246,8 @@ static void rule_nonfinite(const cJSON *record, struct alert_list *out)
     char *message;
     if (tensors.count) {
         /* Elements read: all of them unless the statistics were sampled. */
-        const cJSON *t = NULL;
-        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(record, "tensors"))
-        {
-            const cJSON *name = cJSON_GetObjectItemCaseSensitive(t, "name");
-            if (cJSON_IsString(name) && name->valuestring == tensors.subject) break;
-        }
-        struct tensor_summary s = {0};
-        double read = 0, sampled = member_number(t, "sampled");
-        const cJSON *dim;
-        s.elements = 1;
-        cJSON_ArrayForEach(dim, cJSON_GetObjectItemCaseSensitive(t, "shape")) s.elements *=
-            cJSON_IsNumber(dim) ? dim->valuedouble : 0;
-        read = isnan(sampled) ? s.elements : round(s.elements * sampled);
+        double read =
+            isnan(worst->sampled) ? worst->elements : round(worst->elements * worst->sampled);
         message = tensors.a > 0 && tensors.b > 0
                       ? format("%.*s: %.0f NaN and %.0f Inf in %.0f elements read", NAME_SHOWN,
                                tensors.subject, tensors.a, tensors.b, read)
@@ -428,11 +419,12 @@ static void rule_user(const struct user_rule *rule, const cJSON *record, const s
               with_more(message, f.count - 1, rule->stat == STAT_VALUE ? "value" : "tensor"));
 }
 
-void alerts_evaluate(const struct rule_set *rs, const cJSON *record, const struct snapshot *now,
+void alerts_evaluate(const struct rule_set *rs, const cJSON *record,
+                     const struct tensor_list *tensors, const struct snapshot *now,
                      const struct snapshot *prev, struct alert_list *out)
 {
     bool complete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(record, "complete"));
-    rule_nonfinite(record, out);
+    rule_nonfinite(record, tensors, out);
     rule_incomplete(record, out);
     if (complete && prev) {
         rule_shrunk(now, prev, out);

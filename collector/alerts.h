@@ -62,10 +62,12 @@ struct alert_list {
     size_t count;
 };
 
-/* Appends to out the alerts that fire for record (a checkpoint record as in the log),
- * now being its snapshot and prev the previous checkpoint's of its series (NULL: none).
- * The comparing rules look only at complete records. */
-void alerts_evaluate(const struct rule_set *rs, const cJSON *record, const struct snapshot *now,
+/* Appends to out the alerts that fire for record (a checkpoint record as in the log; its
+ * tensors are read from tensors, in the record's order), now being its snapshot and prev
+ * the previous checkpoint's of its series (NULL: none). The comparing rules look only at
+ * complete records. */
+void alerts_evaluate(const struct rule_set *rs, const cJSON *record,
+                     const struct tensor_list *tensors, const struct snapshot *now,
                      const struct snapshot *prev, struct alert_list *out);
 void alert_list_free(struct alert_list *l);
 

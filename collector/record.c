@@ -2,7 +2,9 @@
  *
  * Findings arrive as cJSON (from agent messages or from report_take()), so merging
  * moves nodes from one tree to another instead of copying them: a record with
- * thousands of tensors is merged in time proportional to what arrived.
+ * thousands of tensors is merged in time proportional to what arrived. Tensors are the
+ * exception: each is printed as it arrives and kept as its text and summary
+ * (record_tensors in record.h).
  */
 #include "record.h"
 
@@ -49,32 +51,18 @@ void identity_free(struct identity *id)
     id->host = id->program = id->job = id->run = NULL;
 }
 
-/* The text of a record's "tensors" array as last printed, and which items it was
- * printed from: any change to the array (findings appended or cleared) drops it. */
-struct printed_tensors {
-    const cJSON *first, *last;
-    char *text;
-    size_t len;
-};
-
-static void forget_printed(struct record *r)
-{
-    free(r->printed->text);
-    *r->printed = (struct printed_tensors){0};
-}
+#define RECORD_TEXT_LIMIT ((size_t)1 << 30) /* as jsontext.c's: no record is printed above */
 
 struct record *record_new(const struct identity *who, const char *path)
 {
     struct record *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     r->values = cJSON_CreateObject();
-    r->tensors = cJSON_CreateArray();
+    r->tensors.text.limit = RECORD_TEXT_LIMIT;
     r->errors = cJSON_CreateArray();
     r->crc_fd = -1;
-    r->printed = calloc(1, sizeof *r->printed);
     if (!identity_copy(&r->who, who) || !record_set_string(&r->path, path) ||
-        !record_set_string(&r->format, "unknown") || !r->values || !r->tensors || !r->errors ||
-        !r->printed) {
+        !record_set_string(&r->format, "unknown") || !r->values || !r->errors) {
         record_free(r);
         return NULL;
     }
@@ -89,12 +77,11 @@ void record_free(struct record *r)
     free(r->written_as);
     free(r->format);
     cJSON_Delete(r->values);
-    cJSON_Delete(r->tensors);
+    free(r->tensors.text.s);
+    tensor_list_free(&r->tensors.list);
     cJSON_Delete(r->errors);
     free(r->digest);
     if (r->crc_fd >= 0) close(r->crc_fd);
-    if (r->printed) free(r->printed->text);
-    free(r->printed);
     free(r);
 }
 
@@ -105,12 +92,45 @@ static void append_all(cJSON *to, cJSON *from)
         cJSON_AddItemToArray(to, cJSON_DetachItemViaPointer(from, item));
 }
 
+/* Each of tensors' items printed onto the record's tensors, and summed up; emptied. Out
+ * of memory, the text overflows (and the record cannot be printed) or a summary is
+ * missing. */
+static void append_tensors(struct record_tensors *to, cJSON *tensors)
+{
+    locale_t previous = json_c_locale_enter();
+    for (cJSON *t; (t = tensors->child); cJSON_Delete(cJSON_DetachItemViaPointer(tensors, t))) {
+        if (to->count++) sb_add(&to->text, ",", 1);
+        json_add_item(&to->text, t);
+        tensor_list_add(&to->list, t);
+    }
+    json_c_locale_leave(previous);
+}
+
 void record_append_findings(struct record *r, cJSON *values, cJSON *tensors, cJSON *errors)
 {
-    if (cJSON_IsArray(tensors) && tensors->child) forget_printed(r);
     if (cJSON_IsObject(values)) append_all(r->values, values);
-    if (cJSON_IsArray(tensors)) append_all(r->tensors, tensors);
+    if (cJSON_IsArray(tensors)) append_tensors(&r->tensors, tensors);
     if (cJSON_IsArray(errors)) append_all(r->errors, errors);
+}
+
+void record_append_printed(struct record *r, struct printed_tensors *p)
+{
+    struct record_tensors *to = &r->tensors;
+    if (!p->count) return;
+    if (to->count) sb_add(&to->text, ",", 1);
+    if (p->text.overflow) to->text.overflow = true;
+    sb_add(&to->text, p->text.s, p->text.len);
+    to->count += p->count;
+    for (size_t i = 0; i < p->brief_count; i++)
+        tensor_list_add_brief(&to->list, &p->briefs[i]);
+}
+
+void record_move_findings(struct record *r, struct record *from)
+{
+    struct record_tensors none = r->tensors;
+    record_append_findings(r, from->values, NULL, from->errors);
+    r->tensors = from->tensors;
+    from->tensors = none;
 }
 
 void record_take_findings(struct record *r, cJSON *findings)
@@ -133,9 +153,10 @@ static void delete_children(cJSON *container)
 
 void record_clear_findings(struct record *r)
 {
-    forget_printed(r);
     delete_children(r->values);
-    delete_children(r->tensors);
+    sb_truncate(&r->tensors.text, 0);
+    r->tensors.count = 0;
+    tensor_list_free(&r->tensors.list);
     delete_children(r->errors);
 }
 
@@ -276,7 +297,7 @@ cJSON *record_to_json(const struct record *r)
     cJSON_AddStringToObject(o, "parsed", parsed_names[r->parsed]);
     /* References: the record keeps its findings, the printout only borrows them. */
     cJSON_AddItemToObject(o, "values", cJSON_CreateObjectReference(r->values->child));
-    cJSON_AddItemToObject(o, "tensors", cJSON_CreateArrayReference(r->tensors->child));
+    cJSON_AddArrayToObject(o, "tensors"); /* its items are r's text: record_json_line */
     if (r->digest) cJSON_AddStringToObject(o, "digest", r->digest);
     if (r->errors->child)
         cJSON_AddItemToObject(o, "errors", cJSON_CreateArrayReference(r->errors->child));
@@ -314,18 +335,10 @@ char *record_to_line(const struct record *r, size_t *len)
 
 char *record_json_line(const struct record *r, const cJSON *o, size_t *len)
 {
-    struct printed_tensors *p = r->printed;
-    const cJSON *first = r->tensors->child, *last = first ? first->prev : NULL;
-    if (p->text && (p->first != first || p->last != last)) { /* changed behind our back */
-        free(p->text);
-        *p = (struct printed_tensors){0};
-    }
-    struct json_piece piece = {.first = first, .text = p->text, .len = p->len};
-    char *text = json_print_piece(o, &piece);
-    if (text && first && !p->text && (p->text = malloc(piece.len))) {
-        memcpy(p->text, text + piece.start, piece.len);
-        *p = (struct printed_tensors){first, last, p->text, piece.len};
-    }
+    const struct record_tensors *t = &r->tensors;
+    struct json_piece piece = {cJSON_GetObjectItemCaseSensitive(o, "tensors"),
+                               t->text.s ? t->text.s : "", t->text.len};
+    char *text = t->text.overflow ? NULL : json_print_piece(o, &piece);
     return text ? as_line(text, len) : NULL;
 }
 

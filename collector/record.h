@@ -16,7 +16,9 @@
 #include <cjson/cJSON.h>
 
 #include "core/parsers/parser.h"
+#include "core/strbuf.h"
 #include "digest.h"
+#include "series.h"
 
 /* Who wrote the file: what an agent's hello says, or inspect's own process. */
 struct identity {
@@ -34,6 +36,17 @@ struct identity {
  * order or unseen), or by ckmon from the file on disk (inspect, adopted and torn files). */
 enum record_parsed { PARSED_STREAM, PARSED_REREAD, PARSED_FILE };
 
+/* A record's tensors as the record prints them, one after another with commas between,
+ * and their summaries for the alert rules and the series, in the record's order. Kept
+ * as a cJSON tree, a tensor took some 2.6 KB and dozens of allocations, each made, walked
+ * and freed again, for a record of 10^5 tensors most of the collector's work; as text it
+ * takes its printed length and is printed once. */
+struct record_tensors {
+    struct strbuf text;
+    size_t count;
+    struct tensor_list list;
+};
+
 struct record {
     struct identity who;
     int64_t time_us; /* when the file was closed, microseconds since the epoch */
@@ -45,10 +58,10 @@ struct record {
     double seconds;
     bool complete;
     enum record_parsed parsed;
-    cJSON *values;  /* object */
-    cJSON *tensors; /* array */
-    cJSON *errors;  /* array of strings */
-    char *digest;   /* "xxh3-128:...", or NULL (--digest) */
+    cJSON *values; /* object */
+    struct record_tensors tensors;
+    cJSON *errors; /* array of strings */
+    char *digest;  /* "xxh3-128:...", or NULL (--digest) */
     /* The file as its close saw it (the agent's fstat), to be sure the digest is taken
      * of that file; not known for files the collector parsed itself. */
     struct file_id closed;
@@ -58,7 +71,6 @@ struct record {
      * still checked), or by its path when it could not be opened then (-1). */
     bool crc_left;
     int crc_fd;
-    struct printed_tensors *printed; /* record.c's: the tensors' text, once printed */
 };
 
 /* Copies of the identity's strings; returns false when out of memory. */
@@ -78,6 +90,10 @@ bool record_set_string(char **slot, const char *value);
 void record_take_findings(struct record *r, cJSON *findings);
 /* The same from the containers themselves (any may be NULL), emptied. */
 void record_append_findings(struct record *r, cJSON *values, cJSON *tensors, cJSON *errors);
+/* The same from another record's findings, for r without tensors (the agent found none). */
+void record_move_findings(struct record *r, struct record *from);
+/* Appends tensors a data message's reader printed (wire_tensors.h), their names taken. */
+void record_append_printed(struct record *r, struct printed_tensors *p);
 /* Resolves values reported more than once: the latest wins, in the first one's place.
  * Once, before the record is written. */
 void record_settle(struct record *r);
@@ -116,13 +132,12 @@ struct record *record_from_file_hashed(const struct identity *who, int fd, const
 #define RFC3339_SIZE 32
 void format_rfc3339(int64_t time_us, char *out, size_t size);
 
-/* The record as a JSON object in the contract's member order; NULL when out of memory. */
+/* The record as a JSON object in the contract's member order, but for its tensors (an
+ * empty array there: record_json_line prints them); NULL when out of memory. */
 cJSON *record_to_json(const struct record *r);
 /* The record as one line, JSON + '\n', malloc'd; *len gets its length. */
 char *record_to_line(const struct record *r, size_t *len);
-/* The same of o, record_to_json(r) with perhaps its alerts added. A held record is
- * printed twice (the journal, then the log): its tensors, most of a large checkpoint's
- * line, are printed the first time only, while they stay the same. */
+/* The same of o, record_to_json(r) with perhaps its alerts added. */
 char *record_json_line(const struct record *r, const cJSON *o, size_t *len);
 /* Any JSON object as such a line. */
 char *json_line(const cJSON *o, size_t *len);

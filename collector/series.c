@@ -43,14 +43,15 @@ static double number_or_nan(const cJSON *item)
 }
 
 /* The members a summary reads: the statistics', then these. */
-enum { MEMBER_NAME = STAT_COUNT, MEMBER_DTYPE, MEMBER_SHAPE, MEMBER_COUNT };
+enum { MEMBER_NAME = STAT_COUNT, MEMBER_DTYPE, MEMBER_SHAPE, MEMBER_SAMPLED, MEMBER_COUNT };
 
 /* A tensor's members by what they are, in one pass (a lookup per member walked the
- * tensor's members nine times, for each of a record's tensors); the first of a repeated
+ * tensor's members ten times, for each of a record's tensors); the first of a repeated
  * name counts, as with a lookup. */
 static void summary_members(const cJSON *t, const cJSON *found[MEMBER_COUNT])
 {
-    static const char *const names[MEMBER_COUNT - STAT_COUNT] = {"name", "dtype", "shape"};
+    static const char *const names[MEMBER_COUNT - STAT_COUNT] = {"name", "dtype", "shape",
+                                                                 "sampled"};
     for (const cJSON *m = t->child; m; m = m->next) {
         for (int i = 0; m->string && i < MEMBER_COUNT; i++) {
             const char *name = i < STAT_COUNT ? tensor_stat_names[i] : names[i - STAT_COUNT];
@@ -62,20 +63,71 @@ static void summary_members(const cJSON *t, const cJSON *found[MEMBER_COUNT])
     }
 }
 
-static bool summary_from_tensor(const cJSON *t, struct tensor_summary *out)
+/* Room for one more summary at the end of l, or NULL. */
+static struct tensor_summary *list_room(struct tensor_list *l)
+{
+    if (l->count == l->alloc) {
+        size_t alloc = l->alloc ? 2 * l->alloc : 64;
+        struct tensor_summary *grown = realloc(l->items, alloc * sizeof *grown);
+        if (!grown) return NULL;
+        l->items = grown;
+        l->alloc = alloc;
+    }
+    return &l->items[l->count];
+}
+
+bool tensor_list_add(struct tensor_list *l, const cJSON *tensor)
 {
     const cJSON *found[MEMBER_COUNT] = {0}, *dim;
-    summary_members(t, found);
+    summary_members(tensor, found);
     const cJSON *name = found[MEMBER_NAME], *dtype = found[MEMBER_DTYPE];
-    if (!cJSON_IsString(name)) return false;
+    if (!cJSON_IsString(name)) return true;
+    struct tensor_summary *out = list_room(l);
+    if (!out) return false;
     out->floating = cJSON_IsString(dtype) && dtype_is_floating(dtype->valuestring);
     out->elements = 1;
     cJSON_ArrayForEach(dim, found[MEMBER_SHAPE]) out->elements *=
         cJSON_IsNumber(dim) ? dim->valuedouble : 0;
     for (int i = 0; i < STAT_COUNT; i++)
         out->stat[i] = number_or_nan(found[i]);
-    out->name = strdup(name->valuestring);
-    return out->name != NULL;
+    out->sampled = number_or_nan(found[MEMBER_SAMPLED]);
+    if (!(out->name = strdup(name->valuestring))) return false;
+    l->count++;
+    return true;
+}
+
+_Static_assert((int)BRIEF_STATS == (int)STAT_COUNT && (int)BRIEF_INF == (int)STAT_INF,
+               "a brief's statistics are a summary's, in its order");
+
+bool tensor_list_add_brief(struct tensor_list *l, struct tensor_brief *b)
+{
+    struct tensor_summary *out = list_room(l);
+    char *name = b->name;
+    b->name = NULL;
+    if (!out) return free(name), false;
+    *out = (struct tensor_summary){name, b->dtype && dtype_is_floating(b->dtype), b->elements};
+    memcpy(out->stat, b->stat, sizeof out->stat);
+    out->sampled = b->sampled;
+    l->count++;
+    return true;
+}
+
+bool tensor_list_of_record(const cJSON *record, struct tensor_list *l)
+{
+    const cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(record, "tensors"))
+    {
+        if (!tensor_list_add(l, t)) return false;
+    }
+    return true;
+}
+
+void tensor_list_free(struct tensor_list *l)
+{
+    for (size_t i = 0; i < l->count; i++)
+        free(l->items[i].name);
+    free(l->items);
+    *l = (struct tensor_list){0};
 }
 
 /* Sorts the summaries and keeps one of each name: a file that repeats a name (a
@@ -95,26 +147,28 @@ static void sort_unique(struct snapshot *s)
     s->count = kept;
 }
 
-bool snapshot_from_record(const cJSON *record, struct snapshot *out)
+bool snapshot_from_list(const struct tensor_list *l, int64_t bytes, struct snapshot *out)
 {
-    const cJSON *tensors = cJSON_GetObjectItemCaseSensitive(record, "tensors");
-    const cJSON *t;
-    size_t n = (size_t)cJSON_GetArraySize(tensors);
-    *out = (struct snapshot){
-        .bytes = (int64_t)number_or_nan(cJSON_GetObjectItemCaseSensitive(record, "bytes"))};
-    if (n && !(out->tensors = calloc(n, sizeof *out->tensors))) return false;
-    cJSON_ArrayForEach(t, tensors)
-    {
-        if (out->count == n) break;
-        if (summary_from_tensor(t, &out->tensors[out->count]))
-            out->count++;
-        else if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(t, "name"))) {
+    *out = (struct snapshot){.bytes = bytes};
+    if (l->count && !(out->tensors = malloc(l->count * sizeof *out->tensors))) return false;
+    for (; out->count < l->count; out->count++) {
+        out->tensors[out->count] = l->items[out->count];
+        if (!(out->tensors[out->count].name = strdup(l->items[out->count].name))) {
             snapshot_free(out);
             return false;
         }
     }
     sort_unique(out);
     return true;
+}
+
+bool snapshot_from_record(const cJSON *record, struct snapshot *out)
+{
+    struct tensor_list l = {0};
+    int64_t bytes = (int64_t)number_or_nan(cJSON_GetObjectItemCaseSensitive(record, "bytes"));
+    bool ok = tensor_list_of_record(record, &l) && snapshot_from_list(&l, bytes, out);
+    tensor_list_free(&l);
+    return ok;
 }
 
 void snapshot_free(struct snapshot *s)

@@ -20,6 +20,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "core/wire_tensors.h"
+
 /* The statistics of tensor summaries, in this order; NaN where the record has null. */
 enum tensor_stat { STAT_MIN, STAT_MAX, STAT_MEAN, STAT_STD, STAT_NAN, STAT_INF, STAT_COUNT };
 extern const char *const tensor_stat_names[STAT_COUNT];
@@ -29,7 +31,23 @@ struct tensor_summary {
     bool floating;   /* a floating-point dtype */
     double elements; /* the product of its shape */
     double stat[STAT_COUNT];
+    double sampled; /* NaN where the record has none */
 };
+
+/* A record's tensors summed up, in the record's order (collector/record.h keeps them so,
+ * the alert rules read them). Tensors without a name (a string) are left out. */
+struct tensor_list {
+    struct tensor_summary *items;
+    size_t count, alloc;
+};
+/* Appends the summary of one of a record's tensors (its object); false when out of
+ * memory. */
+bool tensor_list_add(struct tensor_list *l, const cJSON *tensor);
+/* The same from a tensor's brief as the wire reader took it, its name taken over. */
+bool tensor_list_add_brief(struct tensor_list *l, struct tensor_brief *b);
+/* The same for each of a record's "tensors". */
+bool tensor_list_of_record(const cJSON *record, struct tensor_list *l);
+void tensor_list_free(struct tensor_list *l);
 
 struct snapshot {
     int64_t bytes;
@@ -37,7 +55,9 @@ struct snapshot {
     size_t count;
 };
 
-/* The summary of a checkpoint record's tensors and size; false when out of memory. */
+/* The snapshot of a checkpoint of bytes whose tensors are l; false when out of memory. */
+bool snapshot_from_list(const struct tensor_list *l, int64_t bytes, struct snapshot *out);
+/* The same of a checkpoint record's tensors and size. */
 bool snapshot_from_record(const cJSON *record, struct snapshot *out);
 void snapshot_free(struct snapshot *s);
 /* The tensor called name, or NULL. */

@@ -449,10 +449,10 @@ static struct record *parse_on_disk(const struct tracker *t, const struct tracke
 static void take_findings_from_disk(const struct tracker *t, const struct tracker_conn *c,
                                     struct record *r)
 {
-    if (r->values->child || r->tensors->child) return;
+    if (r->values->child || r->tensors.count) return;
     struct record *disk = parse_on_disk(t, c, r->path, TORN_REPARSE_MAX_BYTES);
     if (!disk) return;
-    record_append_findings(r, disk->values, disk->tensors, disk->errors);
+    record_move_findings(r, disk);
     r->digest = disk->digest;
     disk->digest = NULL;
     r->parsed = PARSED_FILE;
@@ -708,6 +708,7 @@ static bool on_data(struct tracker *t, struct tracker_conn *c, struct wire_messa
     if (d->writes != WIRE_ABSENT) f->record->writes = d->writes;
     if (d->format && !record_set_string(&f->record->format, d->format)) return false;
     record_append_findings(f->record, d->values, d->tensors, d->errors);
+    if (d->texts) record_append_printed(f->record, d->texts);
     return true;
 }
 

@@ -3,8 +3,8 @@
  * Records print every statistic this way (core/jsontext.c). printf's %.17g and the
  * search for the fewest digits that strtod reads back as the same double cost about a
  * microsecond per number, which for a checkpoint of 10^5 tensors (two million numbers)
- * was most of the collector's time; this takes about a hundred nanoseconds (a few in a
- * thousand doubles still take the slow way, dtoa.c).
+ * was most of the collector's time; this takes about a hundred nanoseconds (one or two in a
+ * hundred doubles take a slower exact way, dtoa.c).
  */
 #ifndef CKMON_DTOA_H
 #define CKMON_DTOA_H

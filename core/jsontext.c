@@ -208,14 +208,13 @@ static void add_string(struct strbuf *t, const char *s, enum mode mode)
     sb_add(t, "\"", 1);
 }
 
-static void add_item(struct strbuf *t, const cJSON *item, enum mode mode, struct json_piece *piece)
+static void add_item(struct strbuf *t, const cJSON *item, enum mode mode,
+                     const struct json_piece *piece)
 {
-    if (piece && piece->first && item->child == piece->first) {
-        if (piece->text) return sb_add(t, piece->text, piece->len);
-        piece->start = t->len;
-        add_item(t, item, mode, NULL);
-        piece->len = t->len - piece->start;
-        return;
+    if (piece && item == piece->array) {
+        sb_add(t, "[", 1);
+        sb_add(t, piece->items, piece->len);
+        return sb_add(t, "]", 1);
     }
     switch (item->type & 0xff) {
     case cJSON_False:
@@ -277,6 +276,11 @@ void json_add_string(struct strbuf *t, const char *s)
     add_string(t, s, WIRE);
 }
 
+void json_add_name(struct strbuf *t, const char *s)
+{
+    add_string(t, s, NAMES);
+}
+
 void json_add_int(struct strbuf *t, long long v)
 {
     char buf[24];
@@ -291,6 +295,11 @@ void json_add_wire_number(struct strbuf *t, double v)
 void json_add_number(struct strbuf *t, double v)
 {
     add_number(t, v, NAMES);
+}
+
+void json_add_item(struct strbuf *t, const cJSON *item)
+{
+    add_item(t, item, NAMES, NULL);
 }
 
 void json_add_wire_item(struct strbuf *t, const cJSON *item)
@@ -333,7 +342,7 @@ void json_tensor_from_hex(cJSON *tensor)
     if (cJSON_IsObject(tensor)) numbers_from_hex(tensor, true);
 }
 
-static char *print(const cJSON *item, enum mode mode, struct json_piece *piece)
+static char *print(const cJSON *item, enum mode mode, const struct json_piece *piece)
 {
     struct strbuf t = {.limit = JSON_TEXT_LIMIT};
     locale_t previous = json_c_locale_enter();
@@ -351,7 +360,7 @@ char *json_print(const cJSON *item)
     return print(item, NAMES, NULL);
 }
 
-char *json_print_piece(const cJSON *item, struct json_piece *piece)
+char *json_print_piece(const cJSON *item, const struct json_piece *piece)
 {
     return print(item, NAMES, piece);
 }

@@ -37,16 +37,15 @@ int json_shortest_double(double v, char *out, size_t size);
  * those two bytes, and is as lossless. */
 char *json_print(const cJSON *item);
 
-/* One array or object inside what json_print prints, the one whose first item is first:
- * printed as text (len bytes) when text is set, else printed and where its text landed
- * noted (start, len). A record's tensors, most of a large checkpoint's line, are so
- * printed once when it is held and copied when it is written. */
+/* json_print with one array inside item printed from its items' text, ready made (len
+ * bytes: "{...},{...}"): a record keeps its tensors, most of a large checkpoint's line, as
+ * their text (collector/record.h). */
 struct json_piece {
-    const cJSON *first;
-    const char *text;
-    size_t start, len;
+    const cJSON *array;
+    const char *items;
+    size_t len;
 };
-char *json_print_piece(const cJSON *item, struct json_piece *piece);
+char *json_print_piece(const cJSON *item, const struct json_piece *piece);
 
 /* The same for strings that are such text already (a record read back from the log):
  * their escapes stay as they are, and only a byte that is not UTF-8 becomes \xHH. */
@@ -67,11 +66,15 @@ locale_t json_c_locale_enter(void);
 locale_t json_c_locale(void);
 void json_c_locale_leave(locale_t previous);
 void json_add_string(struct strbuf *t, const char *s);
+/* A string as json_print prints it (json_add_string: as json_print_wire does). */
+void json_add_name(struct strbuf *t, const char *s);
 void json_add_wire_number(struct strbuf *t, double v);
 /* An integer's digits, without printf. */
 void json_add_int(struct strbuf *t, long long v);
 /* v with the shortest exact digits, as records print it (no printf: dtoa.h). */
 void json_add_number(struct strbuf *t, double v);
+/* item as json_print prints it. */
+void json_add_item(struct strbuf *t, const cJSON *item);
 void json_add_wire_item(struct strbuf *t, const cJSON *item);
 /* The same with every non-integer number as the string "#" + the 16 hex digits of its
  * bits (exact, and cheap both ways: the agent sends tensors' statistics so), which

@@ -290,6 +290,7 @@ static bool decode_data(const cJSON *msg, struct wire_message *m)
         .values = get_container(msg, "values", true),
         .tensors = get_container(msg, "tensors", false),
         .errors = get_container(msg, "errors", false),
+        .texts = m->texts.read ? &m->texts : NULL,
     };
     return m->data.id != WIRE_ABSENT;
 }
@@ -422,7 +423,9 @@ static bool plain_ack(const char *data, size_t len, struct wire_message *m)
 enum wire_status wire_decode(const char *data, size_t len, struct wire_message *m)
 {
     if (plain_ack(data, len, m)) return WIRE_OK;
-    *m = (struct wire_message){.tree = wire_parse_packet(data, len)};
+    struct printed_tensors texts;
+    cJSON *tree = wire_parse_packet(data, len, &texts);
+    *m = (struct wire_message){.tree = tree, .texts = texts};
     const char *kind = get_string(m->tree, "t");
     enum wire_status status = kind ? WIRE_UNKNOWN : WIRE_MALFORMED;
     for (int k = 0; kind && k < WIRE_KINDS; k++)
@@ -442,6 +445,7 @@ void wire_message_free(struct wire_message *m)
 {
     cJSON_Delete(m->tree);
     free(m->list);
+    printed_tensors_free(&m->texts);
     m->tree = NULL;
     m->list = NULL;
 }

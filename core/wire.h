@@ -110,6 +110,7 @@
 #include <cjson/cJSON.h>
 
 #include "strbuf.h"
+#include "wire_tensors.h"
 
 #define WIRE_MAX_MESSAGE (64 * 1024) /* a data message is split to stay under this */
 #define RENAME_WINDOW_US 1000000LL   /* the contract: "after a rename within 1 s of close" */
@@ -158,6 +159,9 @@ struct wire_data {
      * arrays of tensors and of errors. Decoded ones belong to the message; a taker may
      * move their children out. */
     cJSON *values, *tensors, *errors;
+    /* Decoded tensors as records print them (wire_tensors.h), the message's; NULL when
+     * they are in tensors. */
+    struct printed_tensors *texts;
 };
 
 struct wire_close {
@@ -219,6 +223,7 @@ struct wire_message {
      * to, which its other pointers lead into (wire_message_free). */
     cJSON *tree;
     void *list;
+    struct printed_tensors texts; /* a data message's tensors, when read so */
 };
 
 /* The kind's name, the "t" of its packets. */

@@ -1,10 +1,16 @@
-/* wire_tensors.c — a data message read with its tensors built straight into cJSON (see
+/* wire_tensors.c — a data message's tensors read into the text records print (see
  * wire_tensors.h), with a reader (jsonread.h) that gives up where cJSON might read the
  * text otherwise: then cJSON parses the packet whole, as before.
+ *
+ * The text is the tree's as cJSON and json_tensor_from_hex would have made it and
+ * json_print printed it: members in their order, repeated ones too, every number in
+ * shortest digits (jsontext.c's add_number: json_add_number), strings and member names
+ * as json_print escapes them (json_add_name). In a tensor the name and dtype stay
+ * strings whatever they say; everything else that is "#" and 16 hex digits is a number.
  */
 #include "wire_tensors.h"
 
-#include <stdbool.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,14 +20,40 @@
 
 #define MAX_DEPTH      4  /* the array, a tensor, its ci95, shape or head, and one more */
 #define MAX_SKIP_DEPTH 64 /* the members before "tensors" (values may nest) */
+#define TEXT_LIMIT     ((size_t)1 << 30) /* as jsontext.c's: far above any packet's */
 
-/* The tensors' own member names: kept as constant strings (cJSON_AddItemToObjectCS), not
- * a copy per tensor. The name and dtype come first: in a tensor they stay strings. */
-static const char *const tensor_keys[] = {
-    "name", "dtype", "shape", "min", "max", "mean", "std", "nan", "inf", "sampled", "ci95", "head",
+/* The members agents send in a tensor: first those its brief reads (the statistics',
+ * then sampled to shape), then the others. Their names need no escapes, so they are
+ * printed as they are, without a look at each byte. */
+enum { KEY_SAMPLED = BRIEF_STATS, KEY_NAME, KEY_DTYPE, KEY_SHAPE, KEYS, KNOWN_KEYS = KEYS + 2 };
+static const char *const known_keys[KNOWN_KEYS] = {
+    "min", "max", "mean", "std", "nan", "inf", "sampled", "name", "dtype", "shape", "ci95", "head"};
+
+enum kind { KIND_OTHER, KIND_NUMBER, KIND_STRING };
+
+/* What a value read was: its number, and for an array or object the product of its items
+ * (a shape's), 0 for any item that is not a number. */
+struct value {
+    enum kind kind;
+    double number, product;
 };
 
-static cJSON *read_value(struct json_reader *r, int depth, bool numbers);
+/* One tensor's brief as its members are read: the first of each name counts. */
+struct reading {
+    bool seen[KEYS];
+    struct strbuf name, dtype;
+    bool has_name, has_dtype;
+    double number[KEYS]; /* the statistics' and sampled, NaN when not numbers */
+    double elements;
+};
+
+struct transcode {
+    struct json_reader r;
+    struct strbuf *out;
+    struct reading tensor;
+};
+
+static bool put_value(struct transcode *x, int depth, bool numbers, struct value *v);
 
 /* The text "#" + 16 hex digits at r->p (a string's, past its quote, as written by
  * json_add_hex_item) as the double whose bits they are, read in place; false, and
@@ -41,126 +73,190 @@ static bool hex_number(struct json_reader *r, double *v)
     return true;
 }
 
-/* A string, or the number its text "#" + 16 hex digits stands for when numbers. */
-static cJSON *string_value(struct json_reader *r, bool numbers)
+static void put_number(struct transcode *x, double d, struct value *v)
+{
+    json_add_number(x->out, d);
+    v->kind = KIND_NUMBER;
+    v->number = d;
+}
+
+/* A string, or the number its text "#" + 16 hex digits stands for when numbers; a string
+ * stays in x->r.text until the next is read. */
+static bool put_string(struct transcode *x, bool numbers, struct value *v)
 {
     size_t len;
-    double v;
-    if (numbers && hex_number(r, &v)) return cJSON_CreateNumber(v);
-    if (!json_read_string(r, &len)) return NULL;
-    if (numbers && len == 17 && json_hex_number(r->text, &v)) /* written with escapes */
-        return cJSON_CreateNumber(v);
-    return cJSON_CreateString(r->text); /* no NUL in it: U+0000 is left to cJSON */
+    double d;
+    if (numbers && hex_number(&x->r, &d)) return put_number(x, d, v), true;
+    if (!json_read_string(&x->r, &len)) return false;
+    if (numbers && len == 17 && json_hex_number(x->r.text, &d)) /* written with escapes */
+        return put_number(x, d, v), true;
+    json_add_name(x->out, x->r.text); /* no NUL in it: U+0000 is left to cJSON */
+    v->kind = KIND_STRING;
+    return true;
 }
 
-static const char *tensor_key(const char *key)
+static int known_key(const char *key)
 {
-    for (size_t i = 0; i < sizeof tensor_keys / sizeof tensor_keys[0]; i++)
-        if (tensor_keys[i][0] == key[0] && !strcmp(key, tensor_keys[i])) return tensor_keys[i];
-    return NULL;
+    for (int i = 0; i < KNOWN_KEYS; i++)
+        if (known_keys[i][0] == key[0] && !strcmp(key, known_keys[i])) return i;
+    return -1;
 }
 
-/* An object; in a tensor (depth 1) the name and dtype stay strings whatever they say. */
-static cJSON *read_object(struct json_reader *r, int depth)
+/* A member of a tensor its brief reads, the first so named. */
+static void note_member(struct reading *t, int key, const struct value *v, const char *text)
 {
-    cJSON *o = cJSON_CreateObject();
-    if (!o || !json_read_take(r, '{')) return cJSON_Delete(o), NULL;
-    if (json_read_take(r, '}')) return o;
-    do {
-        size_t len;
-        if (!json_read_string(r, &len) || !json_read_take(r, ':')) break;
-        const char *constant = tensor_key(r->text);
-        char *key = constant ? NULL : strdup(r->text);
-        bool numbers = depth != 1 || (constant != tensor_keys[0] && constant != tensor_keys[1]);
-        cJSON *item = (constant || key) ? read_value(r, depth + 1, numbers) : NULL;
-        bool added = item && (constant ? cJSON_AddItemToObjectCS(o, constant, item)
-                                       : cJSON_AddItemToObject(o, key, item));
-        free(key);
-        if (!added) {
-            cJSON_Delete(item);
-            break;
-        }
-        if (json_read_take(r, '}')) return o;
-    } while (json_read_take(r, ','));
-    cJSON_Delete(o);
-    return NULL;
-}
-
-static cJSON *read_array(struct json_reader *r, int depth, bool numbers)
-{
-    cJSON *a = cJSON_CreateArray();
-    if (!a || !json_read_take(r, '[')) return cJSON_Delete(a), NULL;
-    if (json_read_take(r, ']')) return a;
-    do {
-        cJSON *item = read_value(r, depth + 1, numbers);
-        if (!item || !cJSON_AddItemToArray(a, item)) {
-            cJSON_Delete(item);
-            break;
-        }
-        if (json_read_take(r, ']')) return a;
-    } while (json_read_take(r, ','));
-    cJSON_Delete(a);
-    return NULL;
-}
-
-static cJSON *read_number(struct json_reader *r)
-{
-    double v;
-    return json_read_number(r, &v) ? cJSON_CreateNumber(v) : NULL;
-}
-
-static cJSON *read_value(struct json_reader *r, int depth, bool numbers)
-{
-    if (depth > MAX_DEPTH) return NULL;
-    switch (json_read_peek(r)) {
-    case '{':
-        return read_object(r, depth);
-    case '[':
-        return read_array(r, depth, numbers);
-    case '"':
-        return string_value(r, numbers);
-    case 't':
-        return json_read_literal(r, "true") ? cJSON_CreateTrue() : NULL;
-    case 'f':
-        return json_read_literal(r, "false") ? cJSON_CreateFalse() : NULL;
-    case 'n':
-        return json_read_literal(r, "null") ? cJSON_CreateNull() : NULL;
-    default:
-        return read_number(r);
+    if (key < 0 || key >= KEYS || t->seen[key]) return;
+    t->seen[key] = true;
+    if (key == KEY_NAME || key == KEY_DTYPE) {
+        struct strbuf *b = key == KEY_NAME ? &t->name : &t->dtype;
+        if (v->kind != KIND_STRING) return;
+        sb_truncate(b, 0);
+        sb_addz(b, text);
+        *(key == KEY_NAME ? &t->has_name : &t->has_dtype) = true;
+    } else if (key == KEY_SHAPE) {
+        t->elements = v->product;
+    } else {
+        t->number[key] = v->kind == KIND_NUMBER ? v->number : NAN;
     }
 }
 
-/* The tensors: an array of objects, or NULL. */
-static cJSON *read_tensors(struct json_reader *r)
+/* An object; in a tensor (depth 1) the name and dtype stay strings whatever they say,
+ * and its brief's members are noted. */
+static bool put_object(struct transcode *x, int depth, struct value *v)
 {
-    cJSON *a = read_array(r, 0, false), *t;
-    cJSON_ArrayForEach(t, a) if (!cJSON_IsObject(t)) return cJSON_Delete(a), NULL;
-    return a;
+    if (!json_read_take(&x->r, '{')) return false;
+    sb_add(x->out, "{", 1);
+    if (json_read_take(&x->r, '}')) return sb_add(x->out, "}", 1), true;
+    do {
+        size_t len;
+        struct value item;
+        if (!json_read_string(&x->r, &len) || !json_read_take(&x->r, ':')) return false;
+        int key = known_key(x->r.text);
+        if (key < 0) {
+            json_add_name(x->out, x->r.text);
+            sb_add(x->out, ":", 1);
+        } else {
+            sb_add(x->out, "\"", 1);
+            sb_add(x->out, x->r.text, len);
+            sb_add(x->out, "\":", 2);
+        }
+        bool numbers = depth != 1 || (key != KEY_NAME && key != KEY_DTYPE);
+        if (!put_value(x, depth + 1, numbers, &item)) return false;
+        v->product *= item.kind == KIND_NUMBER ? item.number : 0;
+        if (depth == 1) note_member(&x->tensor, key, &item, x->r.text);
+        if (json_read_take(&x->r, '}')) return sb_add(x->out, "}", 1), true;
+        sb_add(x->out, ",", 1);
+    } while (json_read_take(&x->r, ','));
+    return false;
 }
 
-/* The packet's top-level "tensors" array, read; [*start, *end) its text. NULL when
- * there is none, or this reader would not take it. */
-static cJSON *find_tensors(struct json_reader *r, size_t *start, size_t *end, const char *packet)
+static bool put_array(struct transcode *x, int depth, bool numbers, struct value *v)
 {
-    size_t len;
-    if (!json_read_take(r, '{') || json_read_next_is(r, '}')) return NULL;
+    if (!json_read_take(&x->r, '[')) return false;
+    sb_add(x->out, "[", 1);
+    if (json_read_take(&x->r, ']')) return sb_add(x->out, "]", 1), true;
     do {
-        if (!json_read_string(r, &len) || !json_read_take(r, ':')) return NULL;
+        struct value item;
+        if (!put_value(x, depth + 1, numbers, &item)) return false;
+        v->product *= item.kind == KIND_NUMBER ? item.number : 0;
+        if (json_read_take(&x->r, ']')) return sb_add(x->out, "]", 1), true;
+        sb_add(x->out, ",", 1);
+    } while (json_read_take(&x->r, ','));
+    return false;
+}
+
+static bool put_value(struct transcode *x, int depth, bool numbers, struct value *v)
+{
+    double d;
+    *v = (struct value){KIND_OTHER, 0, 1};
+    if (depth > MAX_DEPTH) return false;
+    switch (json_read_peek(&x->r)) {
+    case '{':
+        return put_object(x, depth, v);
+    case '[':
+        return put_array(x, depth, numbers, v);
+    case '"':
+        return put_string(x, numbers, v);
+    case 't':
+        return json_read_literal(&x->r, "true") && (sb_addz(x->out, "true"), true);
+    case 'f':
+        return json_read_literal(&x->r, "false") && (sb_addz(x->out, "false"), true);
+    case 'n':
+        return json_read_literal(&x->r, "null") && (sb_addz(x->out, "null"), true);
+    default:
+        return json_read_number(&x->r, &d) && (put_number(x, d, v), true);
+    }
+}
+
+/* The brief of the tensor just read, when its name is a string. */
+static bool add_brief(struct printed_tensors *t, struct reading *read)
+{
+    if (!read->has_name) return true;
+    if (t->brief_count == t->brief_alloc) {
+        size_t alloc = t->brief_alloc ? 2 * t->brief_alloc : 64;
+        struct tensor_brief *grown = realloc(t->briefs, alloc * sizeof *grown);
+        if (!grown) return false;
+        t->briefs = grown;
+        t->brief_alloc = alloc;
+    }
+    size_t name_len = read->name.len, dtype_len = read->has_dtype ? read->dtype.len : 0;
+    char *name = malloc(name_len + 1 + dtype_len + 1);
+    if (!name) return false;
+    memcpy(name, read->name.s, name_len + 1);
+    if (read->has_dtype) memcpy(name + name_len + 1, read->dtype.s, dtype_len + 1);
+    struct tensor_brief *b = &t->briefs[t->brief_count++];
+    *b = (struct tensor_brief){name, read->has_dtype ? name + name_len + 1 : NULL, read->elements};
+    memcpy(b->stat, read->number, sizeof b->stat);
+    b->sampled = read->number[KEY_SAMPLED];
+    return true;
+}
+
+/* The tensors, an array of objects, into t; false when this reader does not take them. */
+static bool read_tensors(struct transcode *x, struct printed_tensors *t)
+{
+    x->out = &t->text;
+    if (!json_read_take(&x->r, '[')) return false;
+    if (json_read_take(&x->r, ']')) return true;
+    do {
+        struct value v;
+        struct reading *read = &x->tensor;
+        memset(read->seen, 0, sizeof read->seen);
+        read->has_name = read->has_dtype = false;
+        read->elements = 1;
+        for (int i = 0; i < KEYS; i++)
+            read->number[i] = NAN;
+        if (t->count++) sb_add(&t->text, ",", 1);
+        if (json_read_peek(&x->r) != '{' || !put_value(x, 1, false, &v) || !add_brief(t, read))
+            return false;
+        if (json_read_take(&x->r, ']')) return !t->text.overflow;
+    } while (json_read_take(&x->r, ','));
+    return false;
+}
+
+/* The packet's top-level "tensors" array read into t; [*start, *end) its text. False
+ * when there is none, or this reader would not take it. */
+static bool find_tensors(struct transcode *x, size_t *start, size_t *end, const char *packet,
+                         struct printed_tensors *t)
+{
+    struct json_reader *r = &x->r;
+    size_t len;
+    if (!json_read_take(r, '{') || json_read_next_is(r, '}')) return false;
+    do {
+        if (!json_read_string(r, &len) || !json_read_take(r, ':')) return false;
         if (!strcmp(r->text, "tensors")) {
             json_read_peek(r);
             *start = (size_t)(r->p - packet);
-            cJSON *tensors = json_read_next_is(r, '[') ? read_tensors(r) : NULL;
+            bool read = json_read_next_is(r, '[') && read_tensors(x, t);
             *end = (size_t)(r->p - packet);
-            return tensors;
+            return read;
         }
-        if (!json_read_skip(r, MAX_SKIP_DEPTH)) return NULL;
+        if (!json_read_skip(r, MAX_SKIP_DEPTH)) return false;
     } while (json_read_take(r, ','));
-    return NULL;
+    return false;
 }
 
-/* The packet with its tensors' text [start, end) as null, parsed by cJSON, and then the
- * tensors read put in their place. */
-static cJSON *parse_around(const char *packet, size_t len, size_t start, size_t end, cJSON *tensors)
+/* The packet with its tensors' text [start, end) as null, parsed by cJSON. */
+static cJSON *parse_around(const char *packet, size_t len, size_t start, size_t end)
 {
     size_t rest = start + 4 + (len - end);
     char *text = malloc(rest);
@@ -172,10 +268,7 @@ static cJSON *parse_around(const char *packet, size_t len, size_t start, size_t 
         tree = cJSON_ParseWithLength(text, rest);
         free(text);
     }
-    if (tree && cJSON_ReplaceItemInObjectCaseSensitive(tree, "tensors", tensors)) return tree;
-    cJSON_Delete(tree);
-    cJSON_Delete(tensors);
-    return NULL;
+    return tree;
 }
 
 /* cJSON's parse of the whole packet, its tensors' hex strings then made numbers. */
@@ -187,13 +280,29 @@ static cJSON *parse_whole(const char *packet, size_t len)
     return tree;
 }
 
-cJSON *wire_parse_packet(const char *packet, size_t len)
+void printed_tensors_free(struct printed_tensors *t)
 {
-    struct json_reader r;
+    for (size_t i = 0; i < t->brief_count; i++)
+        free(t->briefs[i].name);
+    free(t->briefs);
+    free(t->text.s);
+    *t = (struct printed_tensors){0};
+}
+
+cJSON *wire_parse_packet(const char *packet, size_t len, struct printed_tensors *texts)
+{
+    struct transcode x = {.tensor = {.name.limit = len + 1, .dtype.limit = len + 1}};
     size_t start = 0, end = 0;
-    cJSON *tensors =
-        json_read_init(&r, packet, len) ? find_tensors(&r, &start, &end, packet) : NULL;
-    json_read_free(&r);
-    cJSON *tree = tensors ? parse_around(packet, len, start, end, tensors) : NULL;
-    return tree ? tree : parse_whole(packet, len);
+    *texts = (struct printed_tensors){.text.limit = TEXT_LIMIT};
+    bool read = json_read_init(&x.r, packet, len) && find_tensors(&x, &start, &end, packet, texts);
+    json_read_free(&x.r);
+    free(x.tensor.name.s);
+    free(x.tensor.dtype.s);
+    cJSON *tree = read ? parse_around(packet, len, start, end) : NULL;
+    if (tree) {
+        texts->read = true;
+        return tree;
+    }
+    printed_tensors_free(texts);
+    return parse_whole(packet, len);
 }

@@ -1,25 +1,60 @@
-/* wire_tensors.h — a data message read with its tensors built straight into cJSON.
+/* wire_tensors.h — a data message's tensors read straight into the text records print.
  *
  * A data message is mostly its tensors: some 400 bytes each, a dozen members whose
- * statistics are strings of hex (jsontext.h, json_add_hex_item). cJSON's parser made a
- * string of each hex number and of each member's name, and the decoder then turned the
- * strings into numbers and freed them: over a third of the collector's instructions per
- * tensor. Here the "tensors" array is read by a reader of its own that makes each hex
- * string the number it stands for as it goes and points the members' names at constant
- * strings; cJSON parses only the rest of the packet (its id, counts, values, errors).
- * The tree is the one cJSON_ParseWithLength and json_tensor_from_hex gave: whatever this
- * reader does not take (an escape it does not know, nesting past a few levels, anything
- * but an array of objects) is parsed by cJSON as before.
+ * statistics are strings of hex (jsontext.h, json_add_hex_item). Parsed into cJSON, a
+ * tensor became two dozen nodes that the collector made, printed, walked for the alert
+ * rules and freed: most of its work per tensor. Here the "tensors" array is read by a
+ * reader of its own (jsonread.h) that writes each tensor as json_print would print the
+ * tree (each hex string the number it stands for, shortest digits) and keeps a brief of
+ * what the collector's alert rules and series read of it; cJSON parses only the rest of
+ * the packet (its id, counts, values, errors). What this reader does not take (an escape
+ * it does not know, nesting past a few levels, anything but an array of objects) is
+ * parsed by cJSON whole, as before, its tensors left in the tree.
  */
 #ifndef CKMON_WIRE_TENSORS_H
 #define CKMON_WIRE_TENSORS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <cjson/cJSON.h>
 
-/* The packet (one JSON object) as cJSON, its top-level "tensors" array (when it is one)
- * with the tensors' numbers as numbers; NULL when it is not JSON or there is no memory. */
-cJSON *wire_parse_packet(const char *packet, size_t len);
+#include "strbuf.h"
+
+/* What the alert rules and the series take of a tensor (collector/series.h), from the
+ * first of each of its members so named. */
+enum tensor_brief_stat {
+    BRIEF_MIN,
+    BRIEF_MAX,
+    BRIEF_MEAN,
+    BRIEF_STD,
+    BRIEF_NAN,
+    BRIEF_INF,
+    BRIEF_STATS
+};
+struct tensor_brief {
+    char *name;        /* malloc'd, the dtype after its NUL */
+    const char *dtype; /* NULL when not a string */
+    double elements;   /* the product of its shape's items (0 for any not a number) */
+    double stat[BRIEF_STATS];
+    double sampled; /* these NaN when not a number */
+};
+
+/* A packet's tensors as records print them (json_print): "{...},{...}", count of them,
+ * and the briefs of those whose name is a string, in order. */
+struct printed_tensors {
+    bool read; /* the tensors are here; the tree has null in their place */
+    struct strbuf text;
+    size_t count;
+    struct tensor_brief *briefs;
+    size_t brief_count, brief_alloc;
+};
+void printed_tensors_free(struct printed_tensors *t);
+
+/* The packet (one JSON object) as cJSON, NULL when it is not JSON or there is no memory.
+ * Its top-level "tensors" array (when it is one) is read into *texts (texts->read), or
+ * when this reader does not take it, left in the tree with the tensors' numbers as
+ * numbers (json_tensor_from_hex). */
+cJSON *wire_parse_packet(const char *packet, size_t len, struct printed_tensors *texts);
 
 #endif

@@ -50,7 +50,10 @@ static void judge(struct judged *j, const struct rule_set *rules, const char *re
         assert_non_null(prev);
         assert_true(snapshot_from_record(prev, &j->prev));
     }
-    alerts_evaluate(rules, j->record, &j->now, prev ? &j->prev : NULL, &j->alerts);
+    struct tensor_list tensors = {0};
+    assert_true(tensor_list_of_record(j->record, &tensors));
+    alerts_evaluate(rules, j->record, &tensors, &j->now, prev ? &j->prev : NULL, &j->alerts);
+    tensor_list_free(&tensors);
     cJSON_Delete(prev);
 }
 

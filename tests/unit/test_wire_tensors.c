@@ -1,11 +1,11 @@
 /* test_wire_tensors.c — a data message's tensors read without cJSON's parser
  * (core/wire_tensors.c).
  *
- * The reader must give the tree cJSON's parse and json_tensor_from_hex give, for what
- * agents send and for what they do not (escapes, numbers written otherwise, nesting,
- * hostile text): both trees are printed as records print them (exact numbers, so -0.0
- * and 0 differ, which cJSON_Compare does not see) and must be the same text, or both
- * absent.
+ * The reader must give the text that cJSON's parse and json_tensor_from_hex give once
+ * printed as records print them (exact numbers, so -0.0 and 0 differ, which
+ * cJSON_Compare does not see), for what agents send and for what they do not (escapes,
+ * numbers written otherwise, nesting, hostile text), or both no JSON; and the briefs the
+ * collector's alert rules read must be the summaries it makes of that tree.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,10 +13,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "collector/series.h"
 #include "core/jsontext.h"
 #include "core/parsers/report.h"
 #include "core/wire_tensors.h"
@@ -32,18 +34,55 @@ static char *expected(const char *packet)
     return text;
 }
 
+static bool same_number(double a, double b)
+{
+    return isnan(a) ? isnan(b) : !memcmp(&a, &b, sizeof a);
+}
+
+/* The briefs read against what the collector sums up of cJSON's tree. */
+static void assert_briefs_summed_up(struct printed_tensors *texts, const char *packet)
+{
+    cJSON *tree = cJSON_Parse(packet), *t;
+    struct tensor_list want = {0}, got = {0};
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(tree, "tensors"))
+    {
+        json_tensor_from_hex(t);
+        assert_true(tensor_list_add(&want, t));
+    }
+    for (size_t i = 0; i < texts->brief_count; i++)
+        assert_true(tensor_list_add_brief(&got, &texts->briefs[i]));
+    assert_int_equal(got.count, want.count);
+    for (size_t i = 0; i < got.count; i++) {
+        const struct tensor_summary *a = &got.items[i], *b = &want.items[i];
+        assert_string_equal(a->name, b->name);
+        assert_int_equal(a->floating, b->floating);
+        assert_true(same_number(a->elements, b->elements));
+        assert_true(same_number(a->sampled, b->sampled));
+        for (int k = 0; k < STAT_COUNT; k++)
+            assert_true(same_number(a->stat[k], b->stat[k]));
+    }
+    tensor_list_free(&want);
+    tensor_list_free(&got);
+    cJSON_Delete(tree);
+}
+
 static void assert_read_as_cjson(const char *packet)
 {
     char *want = expected(packet);
-    cJSON *tree = wire_parse_packet(packet, strlen(packet));
-    char *got = tree ? json_print(tree) : NULL;
+    struct printed_tensors texts;
+    cJSON *tree = wire_parse_packet(packet, strlen(packet), &texts);
+    struct json_piece piece = {cJSON_GetObjectItemCaseSensitive(tree, "tensors"),
+                               texts.text.s ? texts.text.s : "", texts.text.len};
+    char *got = tree ? json_print_piece(tree, texts.read ? &piece : NULL) : NULL;
     if (!want || !got) {
         assert_ptr_equal(want, got);
     } else {
         assert_string_equal(got, want);
     }
+    if (texts.read) assert_briefs_summed_up(&texts, packet);
     free(want);
     free(got);
+    printed_tensors_free(&texts);
     cJSON_Delete(tree);
 }
 
@@ -63,10 +102,13 @@ static void test_what_agents_send(void **state)
     char *packet = malloc(r.tensors.text.len + 64);
     sprintf(packet, "{\"t\":\"data\",\"id\":7,\"tensors\":%s],\"seq\":3}", r.tensors.text.s);
     assert_read_as_cjson(packet);
-    cJSON *tree = wire_parse_packet(packet, strlen(packet));
-    const cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItem(tree, "tensors"), 0);
-    assert_true(cJSON_GetObjectItem(first, "max")->valuedouble == 7);
+    struct printed_tensors texts;
+    cJSON *tree = wire_parse_packet(packet, strlen(packet), &texts);
+    assert_true(texts.read);
+    assert_int_equal(texts.count, 3);
+    assert_true(texts.briefs[0].stat[BRIEF_MAX] == 7);
     assert_int_equal(cJSON_GetObjectItem(tree, "seq")->valueint, 3);
+    printed_tensors_free(&texts);
     cJSON_Delete(tree);
     free(packet);
     report_free(&r);
@@ -97,6 +139,15 @@ static void test_what_agents_do_not_send(void **state)
         "{\"t\":\"data\",\"tensors\":[{\"std\":1}]} trailing",
         "[{\"tensors\":[]}]",
         "",
+        /* What the briefs take: the first of a name, numbers only, a shape's items. */
+        "{\"t\":\"data\",\"tensors\":[{\"name\":5,\"min\":\"#3ff0000000000000\"},{\"name\":\"a\","
+        "\"name\":\"b\",\"dtype\":\"float16\",\"shape\":[2,\"x\"],\"nan\":\"#4000000000000000\","
+        "\"nan\":1}]}",
+        "{\"t\":\"data\",\"tensors\":[{\"name\":\"s\",\"dtype\":7,\"shape\":{\"a\":2,\"b\":3},"
+        "\"sampled\":\"#3fd0000000000000\",\"std\":true},{\"name\":\"t\",\"shape\":\"x\","
+        "\"inf\":1e999,\"max\":-0.0}]}",
+        "{\"t\":\"data\",\"tensors\":[{\"dtype\":\"bfloat16\",\"name\":\"u\",\"shape\":[[1],2],"
+        "\"head\":[\"#7ff0000000000000\",\"#0000000000000001\",2.5e-310]}]}",
     };
     for (size_t i = 0; i < sizeof packets / sizeof packets[0]; i++)
         assert_read_as_cjson(packets[i]);
