@@ -127,12 +127,12 @@ static struct diyfp cached_power(int e, int *k)
     return cached_powers[index];
 }
 
+/* The digits of n (1 for 0), from its bit length: log10(2) is about 1233 / 4096. */
 static int decimal_digits(uint32_t n)
 {
-    int d = 1;
-    while (d < 10 && n >= powers_of_ten[d])
-        d++;
-    return d;
+    n |= 1; /* as many digits; and a bit length of at least 1 */
+    int t = (32 - __builtin_clz(n)) * 1233 >> 12;
+    return t + 1 - (n < powers_of_ten[t]);
 }
 
 /* Moves the last digit down while that brings the text closer to w, then says whether
@@ -165,26 +165,27 @@ static int generate(struct diyfp low, struct diyfp w, struct diyfp high, char *d
     uint64_t fractionals = too_high & (one.f - 1);
     int len = 0, kappa = decimal_digits(integrals);
     while (kappa > 0) {
-        uint64_t divisor = powers_of_ten[kappa - 1];
+        uint32_t divisor = (uint32_t)powers_of_ten[kappa - 1]; /* a 32-bit division */
         digits[len++] = (char)('0' + integrals / divisor);
-        integrals = (uint32_t)(integrals % divisor);
+        integrals %= divisor;
         kappa--;
         uint64_t rest = ((uint64_t)integrals << -one.e) + fractionals;
         if (rest < unsafe) {
             *k += kappa;
-            return round_weed(digits, len, too_high - w.f, unsafe, rest, divisor << -one.e, unit)
+            return round_weed(digits, len, too_high - w.f, unsafe, rest,
+                              (uint64_t)divisor << -one.e, unit)
                        ? len
                        : 0;
         }
     }
     for (;;) {
         fractionals *= 10;
-        unit *= 10;
         unsafe *= 10;
         digits[len++] = (char)('0' + (fractionals >> -one.e));
         fractionals &= one.f - 1;
         kappa--;
         if (fractionals < unsafe) {
+            unit = powers_of_ten[-kappa]; /* scaled as unsafe was, a digit at a time */
             *k += kappa;
             return round_weed(digits, len, (too_high - w.f) * unit, unsafe, fractionals, one.f,
                               unit)

@@ -30,11 +30,6 @@ void sb_grow_add(struct strbuf *b, const char *s, size_t n)
     b->s[b->len] = '\0';
 }
 
-void sb_addz(struct strbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
-
 void sb_addf(struct strbuf *b, const char *fmt, ...)
 {
     char tmp[64];

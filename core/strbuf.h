@@ -27,7 +27,11 @@ static inline void sb_add(struct strbuf *b, const char *s, size_t n)
     b->len += n;
     b->s[b->len] = '\0';
 }
-void sb_addz(struct strbuf *b, const char *s);
+/* Inline too: most strings added are literals, whose length is then known when compiled. */
+static inline void sb_addz(struct strbuf *b, const char *s)
+{
+    sb_add(b, s, __builtin_strlen(s));
+}
 void sb_addf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Back to an earlier length (and out of overflow, which only concerned what followed). */
 void sb_truncate(struct strbuf *b, size_t len);

@@ -55,19 +55,38 @@ struct transcode {
 
 static bool put_value(struct transcode *x, int depth, bool numbers, struct value *v);
 
+#define BYTES(b) (0x0101010101010101ull * (b))
+
+/* Eight lower-case hex digits at p as the 32 bits they spell, into *out; false for any
+ * other text. A tensor's numbers are most of what the collector reads: each byte's
+ * range is tested for all eight at once (b + c has its high bit set when b >= 0x80 - c,
+ * for bytes below 0x80, without a carry into the next). */
+static bool hex8(const unsigned char *p, uint32_t *out)
+{
+    uint64_t x;
+    memcpy(&x, p, sizeof x); /* p[0], the most significant digit, in the lowest byte */
+    uint64_t digit = (x + BYTES(0x50)) & ~(x + BYTES(0x46));  /* '0' <= b <= '9' */
+    uint64_t letter = (x + BYTES(0x1f)) & ~(x + BYTES(0x19)); /* 'a' <= b <= 'f' */
+    if ((x & BYTES(0x80)) || ((digit | letter) & BYTES(0x80)) != BYTES(0x80)) return false;
+    uint64_t n = (x & BYTES(0x0f)) + ((letter & BYTES(0x80)) >> 7) * 9; /* a nibble a byte */
+    n = __builtin_bswap64(n);                                           /* most significant up */
+    n = (n | n >> 4) & 0x00ff00ff00ff00ffull;
+    n = (n | n >> 8) & 0x0000ffff0000ffffull;
+    *out = (uint32_t)(n | n >> 16);
+    return true;
+}
+
 /* The text "#" + 16 hex digits at r->p (a string's, past its quote, as written by
  * json_add_hex_item) as the double whose bits they are, read in place; false, and
  * nothing read, for any other text. */
 static bool hex_number(struct json_reader *r, double *v)
 {
-    uint64_t bits = 0;
-    const char *p = r->p;
-    if (r->end - p < 19 || p[0] != '"' || p[1] != '#' || p[18] != '"') return false;
-    for (int i = 2; i < 18; i++) {
-        int d = p[i] >= 'a' ? p[i] - 'a' + 10 : p[i] - '0';
-        if (d < 0 || d > 15 || (p[i] > '9' && p[i] < 'a')) return false;
-        bits = bits << 4 | (uint64_t)d;
-    }
+    uint32_t high, low;
+    const unsigned char *p = (const unsigned char *)r->p;
+    if (r->end - r->p < 19 || p[0] != '"' || p[1] != '#' || p[18] != '"' || !hex8(p + 2, &high) ||
+        !hex8(p + 10, &low))
+        return false;
+    uint64_t bits = (uint64_t)high << 32 | low;
     memcpy(v, &bits, sizeof *v);
     r->p += 19;
     return true;
@@ -102,6 +121,23 @@ static int known_key(const char *key)
     return -1;
 }
 
+/* A member name that is one of the known ones, written without escapes, read in place
+ * (no copy, a comparison or two); -1, and nothing read, for any other. */
+static int known_key_in_place(struct json_reader *r)
+{
+    if (json_read_peek(r) != '"') return -1;
+    const char *name = r->p + 1;
+    const char *end = memchr(name, '"', (size_t)(r->end - name) < 8 ? (size_t)(r->end - name) : 8);
+    size_t len = end ? (size_t)(end - name) : 0;
+    for (int i = 0; end && i < KNOWN_KEYS; i++)
+        if (name[0] == known_keys[i][0] && !strncmp(name, known_keys[i], len) &&
+            known_keys[i][len] == '\0') {
+            r->p = end + 1;
+            return i;
+        }
+    return -1;
+}
+
 /* A member of a tensor its brief reads, the first so named. */
 static void note_member(struct reading *t, int key, const struct value *v, const char *text)
 {
@@ -130,16 +166,17 @@ static bool put_object(struct transcode *x, int depth, struct value *v)
     do {
         size_t len;
         struct value item;
-        if (!json_read_string(&x->r, &len) || !json_read_take(&x->r, ':')) return false;
-        int key = known_key(x->r.text);
-        if (key < 0) {
+        int key = known_key_in_place(&x->r);
+        if (key < 0 && !json_read_string(&x->r, &len)) return false;
+        if (key < 0 && (key = known_key(x->r.text)) < 0) {
             json_add_name(x->out, x->r.text);
             sb_add(x->out, ":", 1);
         } else {
             sb_add(x->out, "\"", 1);
-            sb_add(x->out, x->r.text, len);
+            sb_addz(x->out, known_keys[key]);
             sb_add(x->out, "\":", 2);
         }
+        if (!json_read_take(&x->r, ':')) return false;
         bool numbers = depth != 1 || (key != KEY_NAME && key != KEY_DTYPE);
         if (!put_value(x, depth + 1, numbers, &item)) return false;
         v->product *= item.kind == KIND_NUMBER ? item.number : 0;

@@ -31,7 +31,8 @@ static const char *canonical_module(const char *module)
         {"numpy._core.numeric", "numpy.core.numeric"},
     };
     for (size_t i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++)
-        if (strcmp(module, aliases[i][0]) == 0) return aliases[i][1];
+        if (module[0] == aliases[i][0][0] && strcmp(module, aliases[i][0]) == 0)
+            return aliases[i][1];
     return module;
 }
 
@@ -437,7 +438,8 @@ static const struct pyclass *find_class(const struct pyobj *callable)
     /* spelled canonically once, not once per entry: torch pickles an OrderedDict() per tensor */
     const char *module = canonical_module(callable->u.global.module);
     for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
-        if (strcmp(callable->u.global.name, classes[i].name) == 0 &&
+        if (callable->u.global.name[0] == classes[i].name[0] &&
+            strcmp(callable->u.global.name, classes[i].name) == 0 &&
             strcmp(module, classes[i].module) == 0)
             return &classes[i];
     return NULL;

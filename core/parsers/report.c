@@ -104,8 +104,13 @@ static size_t utf8_sequence(const unsigned char *s, size_t len)
 
 static bool utf8_valid(const char *s, size_t len)
 {
-    for (size_t i = 0, n; i < len; i += n)
-        if ((n = utf8_sequence((const unsigned char *)s + i, len - i)) == 0) return false;
+    for (size_t i = 0, n; i < len; i += n) {
+        n = 1; /* ASCII without a call: names are, and every tensor's name passes here */
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x01 || c > 0x7f) &&
+            (n = utf8_sequence((const unsigned char *)s + i, len - i)) == 0)
+            return false;
+    }
     return true;
 }
 

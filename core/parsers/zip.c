@@ -69,8 +69,9 @@ struct zip_walker {
     enum zip_state state;
     uint64_t offset; /* archive bytes taken */
     uint8_t fixed[CENTRAL_FIXED];
-    size_t need, have;       /* of fixed (or of the name and extra field) */
-    uint8_t *name_extra;     /* malloc'd per header */
+    size_t need, have;   /* of fixed (or of the name and extra field) */
+    uint8_t *name_extra; /* a header's name and extra field (kept from header to header) */
+    size_t name_extra_cap;
     bool desc_tail_possible; /* a 16-byte descriptor was just read */
 
     struct zip_member member;
@@ -190,8 +191,6 @@ static void start_member(struct zip_walker *w)
     w->member.flags = (uint16_t)le16(h + 2);
     w->member.method = (uint16_t)le16(h + 4);
     zip64_apply(w->name_extra + name_len, extra_len, &usize, &csize, NULL);
-    free(w->name_extra);
-    w->name_extra = NULL;
     w->size = csize == UINT32_MAX ? 0 : csize;
     w->taken = 0;
     w->handler_done = false;
@@ -245,12 +244,23 @@ static void end_signature(struct zip_walker *w)
     fail(w, "not a zip local header");
 }
 
+/* Room for a header's variable part in name_extra: one buffer for all headers, not a
+ * malloc and free per member (a tensor's, in torch.save). */
+static bool name_extra_room(struct zip_walker *w, size_t n)
+{
+    if (n <= w->name_extra_cap) return true;
+    uint8_t *grown = realloc(w->name_extra, n);
+    if (!grown) return false;
+    w->name_extra = grown;
+    w->name_extra_cap = n;
+    return true;
+}
+
 static void end_header(struct zip_walker *w)
 {
     size_t name_len = le16(w->fixed + 22), extra_len = le16(w->fixed + 24);
     if (name_len > ZIP_MAX_NAME) return fail(w, "member name too long");
-    w->name_extra = malloc(name_len + extra_len + 1);
-    if (!w->name_extra) return fail(w, "out of memory");
+    if (!name_extra_room(w, name_len + extra_len + 1)) return fail(w, "out of memory");
     expect(w, ZIP_NAME_EXTRA, name_len + extra_len);
     if (w->need == 0) start_member(w);
 }
@@ -279,9 +289,7 @@ static void end_central_header(struct zip_walker *w)
 {
     w->in_central = true;
     size_t var = le16(w->fixed + 24) + le16(w->fixed + 26) + le16(w->fixed + 28);
-    free(w->name_extra);
-    w->name_extra = malloc(var + 1);
-    if (!w->name_extra) return fail(w, "out of memory");
+    if (!name_extra_room(w, var + 1)) return fail(w, "out of memory");
     expect(w, ZIP_CD_VAR, var);
 }
 
@@ -299,8 +307,6 @@ static void end_central_entry(struct zip_walker *w)
         name[n] = '\0';
         check_crc(w, name, (uint32_t)known, le32(w->fixed + 12), "the central directory");
     }
-    free(w->name_extra);
-    w->name_extra = NULL;
     expect(w, ZIP_SIGNATURE, 4);
 }
 
