@@ -7,7 +7,7 @@ PACKAGES="gcc make pkg-config libelf-dev libcurl4-openssl-dev libcjson-dev zlib1
 libcmocka-dev python3 python3-pytest python3-numpy python3-torch
 musl-tools libcap2-bin dataurl golang-petname
 prometheus-pushgateway victoria-metrics influxdb prometheus libmicrohttpd-dev libsnappy-dev
-libsystemd-dev libxxhash-dev python3-xxhash help2man man-db bash-completion curl iproute2
+libsystemd-dev libxxhash-dev python3-xxhash libdeflate0 help2man man-db bash-completion curl iproute2
 strace valgrind util-linux
 python3-sklearn python3-joblib python3-pandas python3-dill python3-h5py
 libhdf5-dev libhdf5-103-1 python3-tables python3-onnx python3-lz4 liblzma-dev liblz4-dev

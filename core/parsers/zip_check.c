@@ -27,6 +27,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "crc32.h"
 #include "zip.h"
 #include "zip_format.h"
 
@@ -151,7 +152,7 @@ static bool content_crc(struct check *c, uint64_t at, uint64_t csize, uint64_t u
     uint64_t out_left = usize;
     z_stream z = {0};
     if (deflated && inflateInit2(&z, -MAX_WBITS) != Z_OK) return broken(c, "out of memory");
-    *crc = (uint32_t)crc32(0, Z_NULL, 0);
+    *crc = 0;
     int rc = Z_OK;
     for (uint64_t done = 0; done < csize && rc == Z_OK && !stopped(c);) {
         size_t n = csize - done < CHECK_READ ? (size_t)(csize - done) : CHECK_READ;
@@ -164,7 +165,7 @@ static bool content_crc(struct check *c, uint64_t at, uint64_t csize, uint64_t u
         }
         done += n;
         if (!deflated) {
-            *crc = (uint32_t)crc32(*crc, data, (uInt)n);
+            *crc = crc32_update(*crc, data, n);
             continue;
         }
         z.next_in = (Bytef *)data;
@@ -179,7 +180,7 @@ static bool content_crc(struct check *c, uint64_t at, uint64_t csize, uint64_t u
                 break;
             }
             out_left -= out;
-            *crc = (uint32_t)crc32(*crc, c->out, (uInt)out);
+            *crc = crc32_update(*crc, c->out, out);
         } while (rc == Z_OK && (z.avail_in > 0 || z.avail_out == 0));
         if (rc == Z_BUF_ERROR) rc = Z_OK; /* more input needed */
     }
