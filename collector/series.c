@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/jsontext.h"
+#include "core/grow.h"
 #include "core/strbuf.h"
 #include "metrics.h"
 
@@ -66,13 +67,7 @@ static void summary_members(const cJSON *t, const cJSON *found[MEMBER_COUNT])
 /* Room for one more summary at the end of l, or NULL. */
 static struct tensor_summary *list_room(struct tensor_list *l)
 {
-    if (l->count == l->alloc) {
-        size_t alloc = l->alloc ? 2 * l->alloc : 64;
-        struct tensor_summary *grown = realloc(l->items, alloc * sizeof *grown);
-        if (!grown) return NULL;
-        l->items = grown;
-        l->alloc = alloc;
-    }
+    if (!GROW_FOR_ONE(l->items, l->count, l->alloc, 64)) return NULL;
     return &l->items[l->count];
 }
 

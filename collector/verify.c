@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/grow.h"
 #include "core/paths.h"
 #include "core/parsers/parser.h"
 #include "core/wire.h"
@@ -88,13 +89,7 @@ static bool add_target(struct targets *t, const char *path)
 {
     char abs[PATH_MAX];
     if (!absolute_path(AT_FDCWD, path, abs, sizeof abs)) return false;
-    if (t->count == t->capacity) {
-        size_t capacity = t->capacity ? 2 * t->capacity : 16;
-        struct target *grown = realloc(t->items, capacity * sizeof *grown);
-        if (!grown) return false;
-        t->items = grown;
-        t->capacity = capacity;
-    }
+    if (!GROW_FOR_ONE(t->items, t->count, t->capacity, 16)) return false;
     t->items[t->count] = (struct target){.path = strdup(abs)};
     return t->items[t->count].path && ++t->count;
 }

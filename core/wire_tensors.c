@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "jsonread.h"
 #include "jsontext.h"
 
@@ -229,13 +230,7 @@ static bool put_value(struct transcode *x, int depth, bool numbers, struct value
 static bool add_brief(struct printed_tensors *t, struct reading *read)
 {
     if (!read->has_name) return true;
-    if (t->brief_count == t->brief_alloc) {
-        size_t alloc = t->brief_alloc ? 2 * t->brief_alloc : 64;
-        struct tensor_brief *grown = realloc(t->briefs, alloc * sizeof *grown);
-        if (!grown) return false;
-        t->briefs = grown;
-        t->brief_alloc = alloc;
-    }
+    if (!GROW_FOR_ONE(t->briefs, t->brief_count, t->brief_alloc, 64)) return false;
     size_t name_len = read->name.len, dtype_len = read->has_dtype ? read->dtype.len : 0;
     char *name = malloc(name_len + 1 + dtype_len + 1);
     if (!name) return false;

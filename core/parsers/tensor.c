@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "../budget.h"
+#include "../grow.h"
 
 /* s, cut to fit size bytes with its NUL (snprintf's "%s" parsed its format per tensor). */
 static void copy_cut(char *out, size_t size, const char *s)
@@ -411,13 +412,7 @@ void tensor_head_set(const struct tensor_head *h, struct tensor_stats *st)
 
 bool tensor_sequence_add(struct tensor_sequence *q, const struct tensor_entry *e)
 {
-    if (q->count == q->capacity) {
-        size_t capacity = q->capacity ? 2 * q->capacity : 16;
-        struct tensor_entry *grown = realloc(q->entries, capacity * sizeof *grown);
-        if (!grown) return false;
-        q->entries = grown;
-        q->capacity = capacity;
-    }
+    if (!GROW_FOR_ONE(q->entries, q->count, q->capacity, 16)) return false;
     char *name = strdup(e->name);
     if (!name) return false;
     struct tensor_entry *copy = &q->entries[q->count];

@@ -36,6 +36,7 @@
 #include "pickle.h"
 #include "pyobj.h"
 #include "tensor.h"
+#include "../grow.h"
 #include "torch.h"
 #include "zip.h"
 
@@ -207,13 +208,7 @@ static bool dense(const int64_t *size, const int64_t *stride, int ndim)
 
 static struct view *new_view(struct torch *t)
 {
-    if (t->nviews == t->cap) {
-        size_t cap = t->cap ? 2 * t->cap : 64;
-        struct view *grown = realloc(t->views, cap * sizeof *grown);
-        if (!grown) return NULL;
-        t->views = grown;
-        t->cap = cap;
-    }
+    if (!GROW_FOR_ONE(t->views, t->nviews, t->cap, 64)) return NULL;
     struct view *v = &t->views[t->nviews];
     memset(v, 0, sizeof *v);
     v->order = t->nviews;
