@@ -15,14 +15,12 @@
 
 #include "clock.h"
 #include "core/dtoa.h"
+#include "tests/unit/xorshift.h"
 
 static uint64_t next_random(void)
 {
     static uint64_t x = 88172645463325252ull;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return x;
+    return xorshift64(&x);
 }
 
 static double uniform(void)
