@@ -30,6 +30,11 @@
 
 /* Packets read from one connection before the others get a turn. */
 #define PACKETS_PER_TURN 64
+/* A connection that just sent packets is in a burst (a save's tensors, one message each):
+ * it is read again after this rest instead of waking the loop for every packet. The
+ * socket holds what arrives meanwhile, so a writer killed mid-burst loses nothing; the
+ * agent's send finds no one to wake, and a turn reads dozens of packets instead of one. */
+#define BURST_REST_US 1000
 /* After accept fails for want of descriptors or memory, the listener rests this long:
  * pending connections wait in the backlog instead of spinning the loop. */
 #define ACCEPT_PAUSE_US 100000
@@ -43,6 +48,7 @@ struct connection {
     int fd; /* -1 once closed, until the array is compacted */
     struct tracker_conn *state;
     int64_t acked; /* the last seq acknowledged to the agent */
+    bool in_burst; /* it sent packets last turn: read after a rest, not polled */
 };
 
 struct server {
@@ -320,11 +326,15 @@ static void drop_connection(struct server *s, struct connection *c)
  * packets the agent sent, which are still to be read: its last findings. */
 static bool read_packets(struct server *s, struct connection *c, unsigned limit)
 {
+    c->in_burst = false; /* one that had more than the limit stays polled: it is ready */
     for (unsigned n = 0; limit == 0 || n < limit; n++) {
         ssize_t len = recv(c->fd, s->packet, sizeof s->packet, MSG_TRUNC | MSG_DONTWAIT);
         if (len < 0 && (errno == EINTR || errno == ECONNRESET)) continue;
-        if (len < 0) return errno == EAGAIN || errno == EWOULDBLOCK;
-        if (len == 0) return false;
+        if (len < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->in_burst = n > 0;
+            return true;
+        }
+        if (len <= 0) return false;
         if ((size_t)len > WIRE_MAX_MESSAGE)
             s->oversized++;
         else
@@ -367,11 +377,13 @@ static void compact_connections(struct server *s)
 
 /* ---- the loop ---- */
 
-/* The poll's timeout: until a pending record is due, the listener rests no more, or the
- * log's held lines are tried again. */
-static struct timespec *until_next_due(const struct server *s, bool accepting, struct timespec *ts)
+/* The poll's timeout: until a pending record is due, the listener rests no more, the
+ * log's held lines are tried again, or a connection in a burst is read again. */
+static struct timespec *until_next_due(const struct server *s, bool accepting, bool bursts,
+                                       struct timespec *ts)
 {
     int64_t due = tracker_next_due(s->tracker);
+    if (bursts && (due < 0 || now_us() + BURST_REST_US < due)) due = now_us() + BURST_REST_US;
     if (!accepting && (due < 0 || s->accept_resume_us < due)) due = s->accept_resume_us;
     int64_t retry = now_us() + LOG_RETRY_US; /* a full disk: try the held lines again */
     if (log_holding(s->cfg->log) && (due < 0 || retry < due)) due = retry;
@@ -402,10 +414,14 @@ static bool serve_once(struct server *s, const sigset_t *wait_mask)
     if (tracker_wake_fd(s->tracker) >= 0) /* a digest done: its record is written */
         p[n++] = (struct pollfd){.fd = tracker_wake_fd(s->tracker), .events = POLLIN};
     size_t first_conn = n;
-    for (size_t i = 0; i < s->conn_count; i++)
-        p[n++] = (struct pollfd){.fd = s->conns[i].fd, .events = POLLIN};
+    bool bursts = false;
+    for (size_t i = 0; i < s->conn_count; i++) { /* one in a burst rests: not polled */
+        bursts |= s->conns[i].in_burst;
+        p[n++] =
+            (struct pollfd){.fd = s->conns[i].in_burst ? -1 : s->conns[i].fd, .events = POLLIN};
+    }
     struct timespec ts;
-    int ready = ppoll(p, n, until_next_due(s, accepting, &ts), wait_mask);
+    int ready = ppoll(p, n, until_next_due(s, accepting, bursts, &ts), wait_mask);
     if (ready < 0 && errno != EINTR) {
         fprintf(stderr, "ckmon: poll: %s\n", strerror(errno));
         return false;
@@ -415,10 +431,12 @@ static bool serve_once(struct server *s, const sigset_t *wait_mask)
         reopen_requested = 0;
         log_reopen(s->cfg->log);
     }
-    if (ready > 0) {
-        for (size_t i = 0; i < s->conn_count; i++)
-            if (p[first_conn + i].revents && !read_packets(s, &s->conns[i], PACKETS_PER_TURN))
-                drop_connection(s, &s->conns[i]);
+    if (ready > 0 || bursts) {
+        for (size_t i = 0; i < s->conn_count; i++) {
+            struct connection *c = &s->conns[i];
+            if ((c->in_burst || p[first_conn + i].revents) && !read_packets(s, c, PACKETS_PER_TURN))
+                drop_connection(s, c);
+        }
         compact_connections(s);
         if (listener->revents) accept_all(s);
     }

@@ -205,14 +205,17 @@ static const char *get_string(const cJSON *msg, const char *name)
     return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, name));
 }
 
-/* An integral member within int64 range (cJSON keeps every number as a double), or
- * WIRE_ABSENT. */
+/* A number as an integer member: within int64 range (JSON readers keep every number as a
+ * double), or WIRE_ABSENT. */
+static int64_t int_of(double v)
+{
+    return v >= -9.2e18 && v <= 9.2e18 ? (int64_t)v : WIRE_ABSENT;
+}
+
 static int64_t get_int(const cJSON *msg, const char *name)
 {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(msg, name);
-    if (!cJSON_IsNumber(item) || !(item->valuedouble >= -9.2e18 && item->valuedouble <= 9.2e18))
-        return WIRE_ABSENT;
-    return (int64_t)item->valuedouble;
+    return cJSON_IsNumber(item) ? int_of(item->valuedouble) : WIRE_ABSENT;
 }
 
 static double get_number(const cJSON *msg, const char *name)
@@ -420,9 +423,29 @@ static bool plain_ack(const char *data, size_t len, struct wire_message *m)
     return true;
 }
 
+/* A data message of plain members (wire_tensors.h), decoded as decode_data would have:
+ * most of what agents send, without a tree. */
+static bool plain_data(const char *data, size_t len, struct wire_message *m)
+{
+    struct plain_data d;
+    struct printed_tensors texts;
+    if (!wire_read_plain_data(data, len, &d, &texts)) return false;
+    int64_t seq = int_of(d.seq);
+    *m = (struct wire_message){
+        .kind = WIRE_DATA, .seq = seq > 0 ? seq : 0, .list = d.format, .texts = texts};
+    m->data = (struct wire_data){.id = int_of(d.id),
+                                 .bytes = int_of(d.bytes),
+                                 .writes = int_of(d.writes),
+                                 .format = d.format,
+                                 .texts = m->texts.read ? &m->texts : NULL};
+    if (m->data.id != WIRE_ABSENT) return true;
+    wire_message_free(m); /* malformed: the tree's decoder says so */
+    return false;
+}
+
 enum wire_status wire_decode(const char *data, size_t len, struct wire_message *m)
 {
-    if (plain_ack(data, len, m)) return WIRE_OK;
+    if (plain_ack(data, len, m) || plain_data(data, len, m)) return WIRE_OK;
     struct printed_tensors texts;
     cJSON *tree = wire_parse_packet(data, len, &texts);
     *m = (struct wire_message){.tree = tree, .texts = texts};

@@ -220,7 +220,8 @@ struct wire_message {
         /* WIRE_EXEC_FAILED, WIRE_ACK: no members but seq */
     };
     /* A decoded message's own: the parsed packet and the list its keys, kept or paths point
-     * to, which its other pointers lead into (wire_message_free). */
+     * to (or the format of a data message read without a tree), which its other pointers
+     * lead into (wire_message_free). */
     cJSON *tree;
     void *list;
     struct printed_tensors texts; /* a data message's tensors, when read so */

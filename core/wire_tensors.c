@@ -287,6 +287,59 @@ static bool find_tensors(struct transcode *x, size_t *start, size_t *end, const 
     return false;
 }
 
+/* A plain data message's members (wire_read_plain_data) into d and t; false at anything
+ * else: another member, one twice, a value not of its kind, text after the object. */
+static bool read_plain(struct transcode *x, struct plain_data *d, struct printed_tensors *t)
+{
+    static const char *const numbers[] = {"seq", "id", "bytes", "writes"};
+    double *number[] = {&d->seq, &d->id, &d->bytes, &d->writes};
+    struct json_reader *r = &x->r;
+    bool seen_kind = false, seen[4] = {false};
+    size_t len;
+    if (!json_read_take(r, '{')) return false;
+    do {
+        if (!json_read_string(r, &len) || !json_read_take(r, ':')) return false;
+        int i = 0;
+        while (i < 4 && strcmp(r->text, numbers[i]))
+            i++;
+        if (i < 4) {
+            if (seen[i] || !json_read_number(r, number[i])) return false;
+            seen[i] = true;
+        } else if (!strcmp(r->text, "t")) {
+            if (seen_kind || !json_read_string(r, &len) || strcmp(r->text, "data")) return false;
+            seen_kind = true;
+        } else if (!strcmp(r->text, "format")) {
+            if (d->format || !json_read_string(r, &len) || !(d->format = malloc(len + 1)))
+                return false;
+            memcpy(d->format, r->text, len + 1);
+        } else if (!strcmp(r->text, "tensors")) {
+            if (t->read || !json_read_next_is(r, '[') || !read_tensors(x, t)) return false;
+            t->read = true;
+        } else {
+            return false;
+        }
+    } while (json_read_take(r, ','));
+    return seen_kind && json_read_take(r, '}') && json_read_peek(r) == '\0' && r->p == r->end;
+}
+
+bool wire_read_plain_data(const char *packet, size_t len, struct plain_data *d,
+                          struct printed_tensors *texts)
+{
+    struct transcode x = {.tensor = {.name.limit = len + 1, .dtype.limit = len + 1}};
+    *d = (struct plain_data){NAN, NAN, NAN, NAN, NULL};
+    *texts = (struct printed_tensors){.text.limit = TEXT_LIMIT};
+    bool read = json_read_init(&x.r, packet, len) && read_plain(&x, d, texts);
+    json_read_free(&x.r);
+    free(x.tensor.name.s);
+    free(x.tensor.dtype.s);
+    if (!read) {
+        printed_tensors_free(texts);
+        free(d->format);
+        d->format = NULL;
+    }
+    return read;
+}
+
 /* The packet with its tensors' text [start, end) as null, parsed by cJSON. */
 static cJSON *parse_around(const char *packet, size_t len, size_t start, size_t end)
 {

@@ -57,4 +57,17 @@ void printed_tensors_free(struct printed_tensors *t);
  * numbers (json_tensor_from_hex). */
 cJSON *wire_parse_packet(const char *packet, size_t len, struct printed_tensors *texts);
 
+/* A data message of plain members only, read without a tree: "t":"data", and at most
+ * once each "seq", "id", "bytes" and "writes" (numbers: NaN when absent), "format" (a
+ * string: malloc'd, NULL when absent) and "tensors" (into *texts, texts->read). A torch.save sends
+ * one such message per tensor, and cJSON's tree of its half-dozen members cost more than its
+ * tensor's text. False for any other packet, or one this reader does not take (then:
+ * wire_parse_packet), with nothing to free. */
+struct plain_data {
+    double seq, id, bytes, writes;
+    char *format;
+};
+bool wire_read_plain_data(const char *packet, size_t len, struct plain_data *d,
+                          struct printed_tensors *texts);
+
 #endif

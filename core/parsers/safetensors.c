@@ -12,7 +12,9 @@
  * cost cJSON a dozen allocations and frees per entry, more than the rest of the
  * agent's work per tensor. A header the reader refuses (text cJSON reads otherwise, or
  * not at all) goes to cJSON as before; both fill the same struct entry_members, checked
- * in one place, so the record is the same either way.
+ * in one place, so the record is the same either way. The reader takes the header in
+ * one pass: what it would report waits until it has read all of it, and the entries it
+ * added are dropped when it refuses the text partway.
  *
  * Writers need not store tensors in header order, so the entries are sorted by begin
  * and the data is streamed in file order, skipping gaps. An entry that is malformed,
@@ -20,6 +22,7 @@
  * it is reported as an error and skipped; the others are still read.
  */
 #include "parser.h"
+#include "../grow.h"
 #include "../jsonread.h"
 #include "../jsontext.h"
 #include "tensor.h"
@@ -191,10 +194,22 @@ static void report_metadata_member(struct safetensors *s, const char *name, cons
 
 /* ---- The header read in place (jsonread.h) ---------------------------------------------- */
 
-/* Deeper than any safetensors header: one that is goes to cJSON. */
+/* Deeper than any safetensors header: one that is goes to cJSON. The root is level 0,
+ * a value at level L is stepped over with depth HEADER_MAX_DEPTH - L. */
 #define HEADER_MAX_DEPTH 64
 
 enum header_read { HEADER_READ, HEADER_REFUSED, HEADER_NO_MEMORY };
+
+/* What the one pass over the header has done so far, to be reported or undone. */
+struct header_pass {
+    struct json_reader r;
+    size_t names_used; /* bytes of the sequence's block of names holding entries' names */
+    /* Where the root members that report something begin (__metadata__, an entry with an
+     * error): they are reported once the reader has taken the whole header, so that a
+     * header it refuses halfway has reported nothing when cJSON parses it. */
+    const char **later;
+    size_t later_count, later_capacity;
+};
 
 static bool starts_number(char c)
 {
@@ -205,14 +220,14 @@ static bool starts_number(char c)
  * how many there are in *count; *count stays -1 when the value is no array. */
 static bool read_numbers(struct json_reader *r, double *out, int room, int *count)
 {
-    if (json_read_peek(r) != '[') return json_read_skip(r, HEADER_MAX_DEPTH);
+    if (json_read_peek(r) != '[') return json_read_skip(r, HEADER_MAX_DEPTH - 2);
     json_read_take(r, '[');
     *count = 0;
     if (json_read_take(r, ']')) return true;
     do {
         double v = NAN;
         bool ok = starts_number(json_read_peek(r)) ? json_read_number(r, &v)
-                                                   : json_read_skip(r, HEADER_MAX_DEPTH);
+                                                   : json_read_skip(r, HEADER_MAX_DEPTH - 3);
         if (!ok) return false;
         if (*count < room) out[*count] = v;
         ++*count;
@@ -226,9 +241,11 @@ static bool read_numbers(struct json_reader *r, double *out, int room, int *coun
 static bool read_dtype(struct json_reader *r, struct entry_members *m, char *dtype, size_t size)
 {
     size_t len;
-    if (json_read_peek(r) != '"') return json_read_skip(r, HEADER_MAX_DEPTH);
+    if (json_read_peek(r) != '"') return json_read_skip(r, HEADER_MAX_DEPTH - 2);
     if (!json_read_string(r, &len)) return false;
-    snprintf(dtype, size, "%s", r->text);
+    if (len >= size) len = size - 1;
+    memcpy(dtype, r->text, len); /* the reader refuses U+0000: no NUL inside */
+    dtype[len] = '\0';
     m->dtype = dtype;
     return true;
 }
@@ -238,7 +255,7 @@ static bool read_members(struct json_reader *r, struct entry_members *m, char *d
 {
     bool dtype_seen = false, shape_seen = false, offsets_seen = false;
     *m = (struct entry_members){.shape_count = -1, .offsets_count = -1};
-    if (!json_read_take(r, '{')) return json_read_skip(r, HEADER_MAX_DEPTH);
+    if (!json_read_take(r, '{')) return json_read_skip(r, HEADER_MAX_DEPTH - 1);
     m->object = true;
     if (json_read_take(r, '}')) return true;
     do {
@@ -252,76 +269,112 @@ static bool read_members(struct json_reader *r, struct entry_members *m, char *d
         else if (!offsets_seen && !strcmp(r->text, "data_offsets"))
             offsets_seen = true, ok = read_numbers(r, m->offsets, 2, &m->offsets_count);
         else
-            ok = json_read_skip(r, HEADER_MAX_DEPTH);
+            ok = json_read_skip(r, HEADER_MAX_DEPTH - 2);
         if (!ok) return false;
         if (json_read_take(r, '}')) return true;
     } while (json_read_take(r, ','));
     return false;
 }
 
-static bool read_metadata(struct safetensors *s, struct json_reader *r, char *name)
+/* __metadata__'s value, which the pass has read whole, member by member to the report;
+ * name: room for its longest name. */
+static void report_metadata(struct safetensors *s, struct json_reader *r, char *name)
 {
+    size_t len;
+    double v;
     if (!json_read_take(r, '{')) {
         report_error(s->report, "safetensors: __metadata__ is not an object");
-        return json_read_skip(r, HEADER_MAX_DEPTH);
+        return;
     }
-    if (json_read_take(r, '}')) return true;
-    do {
-        size_t len;
-        double v;
-        if (!json_read_string(r, &len) || !json_read_take(r, ':')) return false;
+    while (json_read_string(r, &len) && json_read_take(r, ':')) {
         memcpy(name, r->text, len + 1);
         char c = json_read_peek(r);
         if (c == '"' && json_read_string(r, &len))
             report_metadata_member(s, name, r->text, NULL);
         else if (starts_number(c) && json_read_number(r, &v))
             report_metadata_member(s, name, NULL, &v);
-        else if (c == '"' || starts_number(c) || !json_read_skip(r, HEADER_MAX_DEPTH))
-            return false;
-        else
+        else if (json_read_skip(r, HEADER_MAX_DEPTH - 2))
             report_metadata_member(s, name, NULL, NULL);
-    } while (json_read_take(r, ','));
-    return json_read_take(r, '}');
+        json_read_take(r, ',');
+    }
 }
 
-/* The root object's members, in order, by the reader. */
-static enum header_read read_root(struct safetensors *s, struct json_reader *r, char *name)
+/* The root member at `at`, held back by the pass (struct header_pass), to the report. */
+static void report_later(struct safetensors *s, struct json_reader *r, const char *at, char *name)
+{
+    char dtype[32];
+    size_t len;
+    struct entry_members m;
+    r->p = at;
+    json_read_string(r, &len);
+    json_read_take(r, ':');
+    memcpy(name, r->text, len + 1);
+    if (!strcmp(name, "__metadata__")) return report_metadata(s, r, name);
+    read_members(r, &m, dtype, sizeof dtype);
+    add_entry(s, name, &m); /* an entry held back has an error, which this reports */
+}
+
+/* The member at `at`, whose name (len bytes) the reader holds: an entry goes to the sequence, its
+ * name to the sequence's block; __metadata__ and an entry with an error wait in
+ * pass->later. */
+static enum header_read read_member(struct safetensors *s, struct header_pass *pass, const char *at,
+                                    size_t len)
 {
     char dtype[32];
     struct entry_members m;
-    json_read_take(r, '{');
-    if (json_read_take(r, '}')) return HEADER_READ;
-    do {
-        size_t len;
-        if (!json_read_string(r, &len) || !json_read_take(r, ':')) return HEADER_REFUSED;
-        memcpy(name, r->text, len + 1);
-        if (!strcmp(name, "__metadata__")) {
-            if (!read_metadata(s, r, name)) return HEADER_REFUSED;
-        } else if (!read_members(r, &m, dtype, sizeof dtype)) {
-            return HEADER_REFUSED;
-        } else if (!add_entry(s, name, &m)) {
+    struct json_reader *r = &pass->r;
+    char *name = s->tensors.names + pass->names_used;
+    bool metadata = !strcmp(r->text, "__metadata__");
+    struct tensor_entry e = {.name = name};
+
+    if (!metadata) memcpy(name, r->text, len + 1);
+    if (metadata ? !json_read_skip(r, HEADER_MAX_DEPTH - 1)
+                 : !read_members(r, &m, dtype, sizeof dtype))
+        return HEADER_REFUSED;
+    if (metadata || read_entry(&m, s->header_len, &e)) {
+        if (!GROW_FOR_ONE(pass->later, pass->later_count, pass->later_capacity, 4))
             return HEADER_NO_MEMORY;
-        }
-    } while (json_read_take(r, ','));
+        pass->later[pass->later_count++] = at;
+        return HEADER_READ;
+    }
+    if (!tensor_sequence_add_named(&s->tensors, &e)) return HEADER_NO_MEMORY;
+    pass->names_used += len + 1;
     return HEADER_READ;
 }
 
-/* The header without a tree: a first pass makes sure the reader takes all of it, so that
- * the second finds what cJSON would have (HEADER_REFUSED: nothing was done, cJSON is to
- * parse it). */
+/* The root object's members, in order, in one pass. */
+static enum header_read read_root(struct safetensors *s, struct header_pass *pass)
+{
+    struct json_reader *r = &pass->r;
+    if (!json_read_take(r, '{')) return HEADER_REFUSED;
+    if (json_read_take(r, '}')) return HEADER_READ;
+    do {
+        const char *at = r->p;
+        size_t len;
+        if (!json_read_string(r, &len) || !json_read_take(r, ':')) return HEADER_REFUSED;
+        enum header_read read = read_member(s, pass, at, len);
+        if (read != HEADER_READ) return read;
+    } while (json_read_take(r, ','));
+    return json_read_take(r, '}') ? HEADER_READ : HEADER_REFUSED;
+}
+
+/* The header without a tree, in one pass. The entries' names go to a block of names as
+ * long as the header (the sequence's), which no name is longer than, nor all of them
+ * together. What the pass reports waits until the reader has taken all of it: when it
+ * refuses (HEADER_REFUSED), the entries are dropped, nothing was reported, and cJSON is
+ * to parse the header. */
 static enum header_read read_header(struct safetensors *s)
 {
-    struct json_reader r = {0};
-    char *name = malloc(s->header_have + 1);
+    struct header_pass pass = {0};
     enum header_read result = HEADER_REFUSED; /* without memory for the reader, cJSON tries */
-    if (name && json_read_init(&r, s->header, s->header_have)) {
-        result = json_read_peek(&r) == '{' && json_read_skip(&r, HEADER_MAX_DEPTH) ? HEADER_READ
-                                                                                   : HEADER_REFUSED;
-        r.p = s->header;
-        if (result == HEADER_READ) result = read_root(s, &r, name);
-    }
-    json_read_free(&r);
-    free(name);
+    s->tensors.names = malloc(s->header_have + 1);
+    if (s->tensors.names && json_read_init(&pass.r, s->header, s->header_have))
+        result = read_root(s, &pass);
+    for (size_t i = 0; result == HEADER_READ && i < pass.later_count; i++)
+        report_later(s, &pass.r, pass.later[i], s->tensors.names + pass.names_used);
+    if (result == HEADER_REFUSED) tensor_sequence_free(&s->tensors);
+    json_read_free(&pass.r);
+    free(pass.later);
     return result;
 }
 

@@ -167,6 +167,9 @@ struct tensor_entry {
 struct tensor_sequence {
     struct tensor_entry *entries;
     size_t count, capacity;
+    /* NULL, or one block, freed with the sequence, that holds every entry's name
+     * (tensor_sequence_add_named): a name each costs a malloc and a free per tensor. */
+    char *names;
     size_t next;  /* the entry being read or waited for */
     bool reading; /* reader holds entries[next] */
     struct tensor_reader reader;
@@ -175,6 +178,8 @@ struct tensor_sequence {
 /* Appends a copy of e (its name copied, its order set); false when out of memory. For
  * a readable dtype, e->nbytes must be the shape's size in that dtype. */
 bool tensor_sequence_add(struct tensor_sequence *q, const struct tensor_entry *e);
+/* The same without the copy: e->name lies in q->names, as all the entries' names then. */
+bool tensor_sequence_add_named(struct tensor_sequence *q, const struct tensor_entry *e);
 /* Puts the entries in stream order (on ties: empty ones first, then header order) and
  * drops, with an error prefixed by `format`, each entry whose data overlaps data kept
  * before it. */

@@ -125,6 +125,18 @@ class Run:
         return found[0]
 
 
+def freeze(process):
+    """SIGSTOP, returning once the process is stopped: the signal takes effect
+    asynchronously, and a busy machine can let a collector accept one more connection
+    after kill() returned, freeing a place in a backlog a test has just filled."""
+    process.send_signal(signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    stat = Path(f"/proc/{process.pid}/stat")
+    while stat.read_text().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+        assert time.monotonic() < deadline, "the process did not stop within 10 s of SIGSTOP"
+        time.sleep(0.01)
+
+
 def run_plain(command, cwd, env=None, timeout=TIMEOUT):
     started = now()
     p = subprocess.run([str(c) for c in command], cwd=cwd, env=env or clean_env(),

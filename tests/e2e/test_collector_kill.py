@@ -16,7 +16,7 @@ import socket
 import subprocess
 import time
 
-from ckmon_helpers import AGENT, PYTHON, ckmon_args, clean_env, read_log
+from ckmon_helpers import AGENT, PYTHON, ckmon_args, clean_env, freeze, read_log
 from sink_servers import wait_for
 from test_collector_outage import fill_backlog
 
@@ -143,7 +143,7 @@ def test_a_stopped_collector_imports_what_agents_spooled_meanwhile(work):
     collector = start_collector(work)
     filler = []
     try:
-        collector.send_signal(signal.SIGSTOP)
+        freeze(collector)
         filler = fill_backlog(work / "c.sock")
         write(work)  # exits after the agent's bound, its queue spooled
         assert len(list((work / "ckmon-agent-spool-0").glob("*.spool"))) == 1

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from ckmon_helpers import AGENT, PYTHON, Collector, clean_env, python_script
+from ckmon_helpers import AGENT, PYTHON, Collector, clean_env, freeze, python_script
 
 EXIT_WAIT_S = 5.0  # CHANNEL_EXIT_WAIT_MS
 PROCESSES = 5000  # more than the 4,097 connections a backlog of SOMAXCONN takes
@@ -36,7 +36,7 @@ report(done=5)
 @pytest.fixture
 def stopped_collector(work):
     c = Collector(work)
-    c.process.send_signal(signal.SIGSTOP)
+    freeze(c.process)
     yield c
     c.process.send_signal(signal.SIGCONT)
     c.kill()

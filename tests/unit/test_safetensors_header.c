@@ -59,6 +59,8 @@ static const char *const headers[] = {
     "{\"b\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]},\"a\":{\"dtype\":\"F32\","
     "\"shape\":[6],\"data_offsets\":[0,24]}}",
     "{}",
+    "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,24]},\"__metadata__\":"
+    "{\"k\":\"v\",\"n\":1,\"o\":[]},\"y\":[1],\"a\":{" ENTRY "},\"__metadata__\":3}",
 };
 
 /* "byte N" in text (an error's file offset) as "byte #". */
@@ -76,23 +78,27 @@ static void forget_offsets(char *text)
     }
 }
 
-/* The findings of a file with this header and 24 bytes of data, printed; complete too. */
-static char *findings(const char *header, bool *complete)
+/* The findings of a file with this header and `count` float32 of data (1, 2, 3, -0.5,
+ * 7, 8, then 9, 10, ...), printed; complete too. */
+static char *findings_of(const char *header, size_t count, bool *complete)
 {
-    static const float data[6] = {1, 2, 3, -0.5f, 7, 8};
+    static const float first[6] = {1, 2, 3, -0.5f, 7, 8};
     size_t len = strlen(header);
-    uint8_t *file = malloc(8 + len + sizeof data);
+    uint8_t *file = malloc(8 + len + 4 * count);
     for (int i = 0; i < 8; i++)
         file[i] = (uint8_t)((uint64_t)len >> (8 * i));
     memcpy(file + 8, header, len);
-    memcpy(file + 8 + len, data, sizeof data);
+    for (size_t i = 0; i < count; i++) {
+        float v = i < 6 ? first[i] : (float)(i + 3);
+        memcpy(file + 8 + len + 4 * i, &v, 4);
+    }
 
     struct report r;
     struct parse_options o = {.sample = 1};
     report_init(&r, NULL);
     struct parser *p = parser_safetensors_new(&r, &o);
     assert_non_null(p);
-    p->feed(p, file, 8 + len + sizeof data);
+    p->feed(p, file, 8 + len + 4 * count);
     *complete = p->finish(p);
     p->destroy(p);
     cJSON *found = cJSON_CreateObject();
@@ -103,6 +109,12 @@ static char *findings(const char *header, bool *complete)
     report_free(&r);
     free(file);
     return text;
+}
+
+/* The findings of a file with this header and 24 bytes of data. */
+static char *findings(const char *header, bool *complete)
+{
+    return findings_of(header, 6, complete);
 }
 
 static void test_read_as_cjson_reads(void **state)
@@ -134,11 +146,139 @@ static void test_tensor_found(void **state)
     free(text);
 }
 
+/* ---- A header the reader refuses late -----------------------------------------------
+ * The parser reads a header in one pass and reports what it found only once the reader
+ * took all of it: a header it refuses after many entries (and after __metadata__ and an
+ * entry with an error) must give what cJSON alone gives, nothing twice. */
+
+#define LATE_ENTRIES 300
+
+/* LATE_ENTRIES float32 entries of one element each, in file order, with __metadata__
+ * and an entry whose size disagrees with its shape among them; the last entry carries
+ * `extra` as the value of a member the parser ignores, and `end` closes the header. */
+static char *late_header(const char *extra, const char *end)
+{
+    size_t size = LATE_ENTRIES * 96 + strlen(extra) + strlen(end) + 256, used = 0;
+    char *text = malloc(size);
+    used += (size_t)snprintf(text + used, size - used, "{");
+    for (int i = 0; i < LATE_ENTRIES; i++) {
+        used += (size_t)snprintf(text + used, size - used,
+                                 "%s\"t%d\":{\"dtype\":\"F32\",\"shape\":[1],"
+                                 "\"data_offsets\":[%d,%d]",
+                                 i ? "," : "", i, 4 * i, 4 * i + 4);
+        if (i == LATE_ENTRIES - 1)
+            used += (size_t)snprintf(text + used, size - used, ",\"extra\":%s", extra);
+        used += (size_t)snprintf(text + used, size - used, "}");
+        if (i == 10)
+            used += (size_t)snprintf(text + used, size - used,
+                                     ",\"bad\":{\"dtype\":\"F32\",\"shape\":[2],"
+                                     "\"data_offsets\":[0,4]}");
+        if (i == 20)
+            used += (size_t)snprintf(text + used, size - used,
+                                     ",\"__metadata__\":{\"format\":\"pt\",\"n\":\"3\"}");
+    }
+    snprintf(text + used, size - used, "%s", end);
+    return text;
+}
+
+/* The header's findings, also checked against those of the header behind a control
+ * character (white space to cJSON, not to the reader: cJSON parses it from the start). */
+static char *late_findings(const char *header, bool *complete)
+{
+    char *prefixed = malloc(strlen(header) + 2);
+    sprintf(prefixed, "\x01%s", header);
+    bool complete_cjson;
+    char *found = findings_of(header, LATE_ENTRIES, complete);
+    char *parsed = findings_of(prefixed, LATE_ENTRIES, &complete_cjson);
+    assert_string_equal(found, parsed);
+    assert_int_equal(*complete, complete_cjson);
+    free(parsed);
+    free(prefixed);
+    return found;
+}
+
+static int count_of(const cJSON *record, const char *member)
+{
+    return cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(record, member));
+}
+
+/* Text the reader refuses and cJSON takes, past every entry but the last, against text
+ * the reader takes and that means the same to cJSON. */
+static void test_refused_late_parsed_by_cjson(void **state)
+{
+    (void)state;
+    char nested[2 * 70 + 2] = {0};
+    memset(nested, '[', 70);
+    memset(nested + 70, ']', 70);
+    static const char *const refused[][3] = {
+        /* extra, end; the same meant in text the reader takes */
+        {"\"\\u0000\"", "}", "\"\\u0041\""}, /* an escape of U+0000 */
+        {"1", "\x01}", "1"},                 /* a control character as white space */
+        {NULL, "}", "[]"},                   /* nesting past the reader's depth */
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        char *late = late_header(refused[i][0] ? refused[i][0] : nested, refused[i][1]);
+        char *taken = late_header(refused[i][2], "}");
+        cJSON *parsed = cJSON_Parse(late);
+        assert_true(cJSON_IsObject(parsed)); /* cJSON takes it */
+        cJSON_Delete(parsed);
+
+        bool complete, complete_taken;
+        char *found = late_findings(late, &complete);
+        char *expected = findings_of(taken, LATE_ENTRIES, &complete_taken);
+        assert_string_equal(found, expected);
+        assert_true(complete);
+
+        /* Every good entry once, the metadata once, the bad entry's error once. */
+        cJSON *record = cJSON_Parse(found);
+        assert_int_equal(count_of(record, "tensors"), LATE_ENTRIES);
+        assert_int_equal(count_of(record, "values"), 2);
+        assert_int_equal(count_of(record, "errors"), 1);
+        assert_non_null(strstr(found, "header entry bad:"));
+        cJSON_Delete(record);
+        free(found);
+        free(expected);
+        free(taken);
+        free(late);
+    }
+}
+
+/* Text that neither the reader nor cJSON takes, past every entry: no tensors, no
+ * metadata, the one error, as when cJSON refuses a header from the start. */
+static void test_refused_late_by_both(void **state)
+{
+    (void)state;
+    static const char *const refused[][2] = {
+        /* extra, end */
+        {"1", ",}"},          /* a comma before the end */
+        {"1", ""},            /* no end */
+        {"1", ",\"z\":}"},    /* a member without a value */
+        {"\"\\ud800\"", "}"}, /* an unpaired surrogate */
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        char *late = late_header(refused[i][0], refused[i][1]);
+        bool complete;
+        cJSON *parsed = cJSON_Parse(late);
+        assert_null(parsed); /* cJSON does not take it */
+        char *found = late_findings(late, &complete);
+        cJSON *record = cJSON_Parse(found);
+        assert_false(complete);
+        assert_int_equal(count_of(record, "tensors"), 0);
+        assert_int_equal(count_of(record, "values"), 0);
+        assert_int_equal(count_of(record, "errors"), 1);
+        cJSON_Delete(record);
+        free(found);
+        free(late);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_read_as_cjson_reads),
         cmocka_unit_test(test_tensor_found),
+        cmocka_unit_test(test_refused_late_parsed_by_cjson),
+        cmocka_unit_test(test_refused_late_by_both),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -509,6 +509,61 @@ static void test_decode_documented_packets(void **state)
     wire_message_free(&m);
 }
 
+/* A data message of plain members — what a torch.save sends per tensor — is read without
+ * a tree; any other member, a member twice or a value of another kind leaves it to cJSON,
+ * whose reading (the first of two members counts, trailing text is ignored) it keeps. */
+static void test_plain_data_without_a_tree(void **state)
+{
+    cJSON *tensors = cJSON_Parse("[{\"name\":\"w\",\"dtype\":\"float32\",\"shape\":[4],"
+                                 "\"mean\":0.1,\"head\":[1.5,-2]},{\"name\":\"b\",\"std\":3}]");
+    struct wire_message m = {.kind = WIRE_DATA,
+                             .seq = 12,
+                             .data = {.id = 3,
+                                      .bytes = 1 << 20,
+                                      .writes = 17,
+                                      .format = "torch",
+                                      .tensors = tensors}},
+                        out;
+    char *text = round_trip(&m, &out);
+    assert_null(out.tree);
+    assert_int_equal(out.seq, 12);
+    assert_same_data(&m.data, &out.data);
+    assert_int_equal(out.data.texts->count, 2);
+    assert_int_equal(out.data.texts->brief_count, 2);
+    assert_true(out.data.texts->briefs[0].stat[BRIEF_MEAN] == 0.1);
+    assert_true(out.data.texts->briefs[0].elements == 4);
+    wire_message_free(&out);
+    free(text);
+    cJSON_Delete(tensors);
+
+    /* Progress alone: no tensors read, none claimed. */
+    assert_int_equal(decode("{\"t\":\"data\",\"id\":2,\"bytes\":10,\"seq\":1.5}", &out), WIRE_OK);
+    assert_null(out.tree);
+    assert_null(out.data.texts);
+    assert_int_equal(out.seq, 1);
+    assert_int_equal(out.data.bytes, 10);
+    assert_int_equal(out.data.writes, WIRE_ABSENT);
+    assert_null(out.data.format);
+    wire_message_free(&out);
+
+    assert_int_equal(decode("{\"t\":\"data\",\"id\":4,\"id\":5,\"seq\":-3}", &out), WIRE_OK);
+    assert_int_equal(out.data.id, 4);
+    assert_int_equal(out.seq, 0);
+    wire_message_free(&out);
+    assert_int_equal(decode("{\"t\":\"data\",\"id\":6,\"format\":7,\"reset\":true}", &out),
+                     WIRE_OK);
+    assert_null(out.data.format);
+    assert_true(out.data.reset);
+    wire_message_free(&out);
+    assert_int_equal(decode("{\"t\":\"data\",\"id\":8,\"format\":\"n\\u0070y\"} and more", &out),
+                     WIRE_OK);
+    assert_int_equal(out.data.id, 8);
+    assert_string_equal(out.data.format, "npy");
+    wire_message_free(&out);
+    assert_int_equal(decode("{\"t\":\"data\",\"id\":\"9\",\"tensors\":[]}", &out), WIRE_MALFORMED);
+    assert_int_equal(decode("{\"t\":\"data\",\"bytes\":1,\"tensors\":[]}", &out), WIRE_MALFORMED);
+}
+
 static void test_malformed_and_unknown(void **state)
 {
     static const char *const malformed[] = {
@@ -604,6 +659,7 @@ int main(void)
         cmocka_unit_test(test_hello),
         cmocka_unit_test(test_open),
         cmocka_unit_test(test_data),
+        cmocka_unit_test(test_plain_data_without_a_tree),
         cmocka_unit_test(test_close),
         cmocka_unit_test(test_tensor_statistics_exact),
         cmocka_unit_test(test_close_says_what_was_lost),
