@@ -74,8 +74,9 @@ static uint64_t shortest(double v, int *exp10)
 /* n < 10^8 as its 8 digits, the first in the lowest byte, without the '0' added: the
  * halves, their hundreds and their tens split in parallel lanes of one 64-bit word by
  * multiplying by reciprocals (exact in these ranges: n / 10^4 = n * 109951163 >> 40, a
- * 4-digit lane / 100 = * 10486 >> 20, a 2-digit lane / 10 = * 103 >> 10). */
-static uint64_t eight_digits(uint32_t n)
+ * 4-digit lane / 100 = * 10486 >> 20, a 2-digit lane / 10 = * 103 >> 10). Inline: gcc
+ * would call it, which costs a tenth of its work. */
+static inline __attribute__((always_inline)) uint64_t eight_digits(uint32_t n)
 {
     uint64_t high = (uint64_t)n * 109951163 >> 40;
     uint64_t x = high | (n - high * 10000) << 32;
