@@ -15,7 +15,7 @@
 #define EXACT_INTEGER_LIMIT 9007199254740992.0 /* 2^53: every integer below is a double */
 #define JSON_TEXT_LIMIT     ((size_t)1 << 30)  /* far above any message or record */
 
-/* The shortest digits, by Grisu2 (dtoa.c): no printf, no strtod. */
+/* The shortest digits (dtoa.c): no printf, no strtod. */
 int json_shortest_double(double v, char *out, size_t size)
 {
     char text[DTOA_TEXT_MAX];

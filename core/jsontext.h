@@ -19,7 +19,7 @@
 #include "strbuf.h"
 
 /* The shortest "%.Ng" text of v (finite) that strtod reads back as v (dtoa.h: at a few
- * binade edges a digit more); returns its length. size must be at least 32. */
+ * binade edges a digit fewer); returns its length. size must be at least 32. */
 int json_shortest_double(double v, char *out, size_t size);
 
 /* item as compact JSON, malloc'd; NULL when out of memory. Non-finite numbers (which a
