@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +31,9 @@
 
 /* Packets read from one connection before the others get a turn. */
 #define PACKETS_PER_TURN 64
+/* Packets one recvmmsg takes: a system call per packet was a sixth of the collector's time
+ * for a torch.save's one message per tensor. */
+#define PACKETS_PER_CALL 16
 /* A connection that just sent packets is in a burst (a save's tensors, one message each):
  * it is read again after this rest instead of waking the loop for every packet. The
  * socket holds what arrives meanwhile, so a writer killed mid-burst loses nothing; the
@@ -62,7 +66,7 @@ struct server {
     bool accept_failed;       /* said so on stderr once */
     unsigned long oversized;
     unsigned long refused; /* connections from other users */
-    char packet[WIRE_MAX_MESSAGE + 1];
+    char packets[PACKETS_PER_CALL][WIRE_MAX_MESSAGE + 1];
 };
 
 static volatile sig_atomic_t stop_requested, reopen_requested;
@@ -326,19 +330,38 @@ static void drop_connection(struct server *s, struct connection *c)
  * packets the agent sent, which are still to be read: its last findings. */
 static bool read_packets(struct server *s, struct connection *c, unsigned limit)
 {
+    struct iovec iov[PACKETS_PER_CALL];
+    struct mmsghdr msgs[PACKETS_PER_CALL];
     c->in_burst = false; /* one that had more than the limit stays polled: it is ready */
-    for (unsigned n = 0; limit == 0 || n < limit; n++) {
-        ssize_t len = recv(c->fd, s->packet, sizeof s->packet, MSG_TRUNC | MSG_DONTWAIT);
-        if (len < 0 && (errno == EINTR || errno == ECONNRESET)) continue;
-        if (len < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    for (unsigned n = 0; limit == 0 || n < limit;) {
+        unsigned want = limit && limit - n < PACKETS_PER_CALL ? limit - n : PACKETS_PER_CALL;
+        for (unsigned i = 0; i < want; i++) {
+            iov[i] = (struct iovec){s->packets[i], sizeof s->packets[i]};
+            msgs[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[i], .msg_iovlen = 1}};
+        }
+        int got = recvmmsg(c->fd, msgs, want, MSG_TRUNC | MSG_DONTWAIT, NULL);
+        if (got < 0 && (errno == EINTR || errno == ECONNRESET)) {
+            n++;
+            continue;
+        }
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             c->in_burst = n > 0;
             return true;
         }
-        if (len <= 0) return false;
-        if ((size_t)len > WIRE_MAX_MESSAGE)
-            s->oversized++;
-        else
-            tracker_message(s->tracker, c->state, s->packet, (size_t)len, now_us());
+        if (got <= 0) return false;
+        for (int i = 0; i < got; i++) {
+            size_t len = msgs[i].msg_len; /* the packet's own (MSG_TRUNC) */
+            if (len == 0) return false;   /* the end: recvmmsg counts it as an empty packet */
+            if (len > WIRE_MAX_MESSAGE)
+                s->oversized++;
+            else
+                tracker_message(s->tracker, c->state, s->packets[i], len, now_us());
+        }
+        n += (unsigned)got;
+        if ((unsigned)got < want) { /* the socket is empty: the rest of a burst comes later */
+            c->in_burst = true;
+            return true;
+        }
     }
     return true;
 }
