@@ -358,7 +358,9 @@ static bool read_packets(struct server *s, struct connection *c, unsigned limit)
                 tracker_message(s->tracker, c->state, s->packets[i], len, now_us());
         }
         n += (unsigned)got;
-        if ((unsigned)got < want) { /* the socket is empty: the rest of a burst comes later */
+        /* Fewer than asked: the socket was empty (the rest of a burst comes later), or an
+         * error stopped the call, which the next one reports. A drain reads on to EAGAIN. */
+        if ((unsigned)got < want && limit) {
             c->in_burst = true;
             return true;
         }
