@@ -322,16 +322,30 @@ static bool read_plain(struct transcode *x, struct plain_data *d, struct printed
     return seen_kind && json_read_take(r, '}') && json_read_peek(r) == '\0' && r->p == r->end;
 }
 
+/* A transcoder of the packet's text into *texts (empty); false when there is no memory.
+ * transcode_end frees it either way. */
+static bool transcode_begin(struct transcode *x, const char *packet, size_t len,
+                            struct printed_tensors *texts)
+{
+    *x = (struct transcode){.tensor = {.name.limit = len + 1, .dtype.limit = len + 1}};
+    *texts = (struct printed_tensors){.text.limit = TEXT_LIMIT};
+    return json_read_init(&x->r, packet, len);
+}
+
+static void transcode_end(struct transcode *x)
+{
+    json_read_free(&x->r);
+    free(x->tensor.name.s);
+    free(x->tensor.dtype.s);
+}
+
 bool wire_read_plain_data(const char *packet, size_t len, struct plain_data *d,
                           struct printed_tensors *texts)
 {
-    struct transcode x = {.tensor = {.name.limit = len + 1, .dtype.limit = len + 1}};
+    struct transcode x;
     *d = (struct plain_data){NAN, NAN, NAN, NAN, NULL};
-    *texts = (struct printed_tensors){.text.limit = TEXT_LIMIT};
-    bool read = json_read_init(&x.r, packet, len) && read_plain(&x, d, texts);
-    json_read_free(&x.r);
-    free(x.tensor.name.s);
-    free(x.tensor.dtype.s);
+    bool read = transcode_begin(&x, packet, len, texts) && read_plain(&x, d, texts);
+    transcode_end(&x);
     if (!read) {
         printed_tensors_free(texts);
         free(d->format);
@@ -376,13 +390,11 @@ void printed_tensors_free(struct printed_tensors *t)
 
 cJSON *wire_parse_packet(const char *packet, size_t len, struct printed_tensors *texts)
 {
-    struct transcode x = {.tensor = {.name.limit = len + 1, .dtype.limit = len + 1}};
+    struct transcode x;
     size_t start = 0, end = 0;
-    *texts = (struct printed_tensors){.text.limit = TEXT_LIMIT};
-    bool read = json_read_init(&x.r, packet, len) && find_tensors(&x, &start, &end, packet, texts);
-    json_read_free(&x.r);
-    free(x.tensor.name.s);
-    free(x.tensor.dtype.s);
+    bool read =
+        transcode_begin(&x, packet, len, texts) && find_tensors(&x, &start, &end, packet, texts);
+    transcode_end(&x);
     cJSON *tree = read ? parse_around(packet, len, start, end) : NULL;
     if (tree) {
         texts->read = true;
