@@ -148,9 +148,108 @@ static void test_what_agents_do_not_send(void **state)
         "\"inf\":1e999,\"max\":-0.0}]}",
         "{\"t\":\"data\",\"tensors\":[{\"dtype\":\"bfloat16\",\"name\":\"u\",\"shape\":[[1],2],"
         "\"head\":[\"#7ff0000000000000\",\"#0000000000000001\",2.5e-310]}]}",
+        /* As agents write tensors but for one thing. */
+        "{\"t\":\"data\",\"tensors\":[{\"name\":\"a\",\"head\":[\"#3ff0000000000000\",]}]}",
+        "{\"t\":\"data\",\"tensors\":[{\"name\":\"a\",\"head\":[\"#3ff0000000000000\"\"#"
+        "3ff0000000000000\"]}]}",
+        "{\"t\":\"data\",\"tensors\":[{\"name\":\"a\",\"shape\":[null,\"#4000000000000000\"],"
+        "\"min\":null,\"max\":nul}]}",
+        "{\"t\":\"data\",\"tensors\":[{\"name\":\"a\",\"shape\":[null,\"#4000000000000000\"],"
+        "\"min\":null,\"max\":\"#4000000000000000\"}]}",
     };
     for (size_t i = 0; i < sizeof packets / sizeof packets[0]; i++)
         assert_read_as_cjson(packets[i]);
+}
+
+/* The packet of a data message holding the tensors of r. */
+static char *data_packet(const struct report *r)
+{
+    char *packet = malloc(r->tensors.text.len + 64);
+    sprintf(packet, "{\"t\":\"data\",\"id\":7,\"tensors\":%s],\"seq\":3}", r->tensors.text.s);
+    return packet;
+}
+
+/* The same packet with a space after each comma: JSON still, but not as agents write it. */
+static char *spaced(const char *packet)
+{
+    char *text = malloc(2 * strlen(packet) + 1), *out = text;
+    for (const char *p = packet; *p; p++)
+        if ((*out++ = *p) == ',') *out++ = ' ';
+    *out = '\0';
+    return text;
+}
+
+static void assert_same_briefs(const struct printed_tensors *a, const struct printed_tensors *b)
+{
+    assert_int_equal(a->brief_count, b->brief_count);
+    for (size_t i = 0; i < a->brief_count; i++) {
+        const struct tensor_brief *x = &a->briefs[i], *y = &b->briefs[i];
+        assert_string_equal(x->name, y->name);
+        assert_true(x->dtype && y->dtype ? !strcmp(x->dtype, y->dtype) : x->dtype == y->dtype);
+        assert_true(same_number(x->elements, y->elements));
+        assert_true(same_number(x->sampled, y->sampled));
+        for (int k = 0; k < BRIEF_STATS; k++)
+            assert_true(same_number(x->stat[k], y->stat[k]));
+    }
+}
+
+/* Tensors as agents write them take a path of their own through the reader (no white
+ * space, known names, hex numbers): its text and briefs must be the general path's,
+ * which the same tensors with white space take, and cJSON's; and a tensor it gives up
+ * on at any byte (each byte changed in turn) must come out as cJSON reads it. */
+static void test_agent_tensors_read_as_any_others(void **state)
+{
+    (void)state;
+    struct report r;
+    struct tensor_stats exact = {0}, odd = {0}, none = {0}, sampled = {0};
+    int64_t shape[] = {2, 3}, big[] = {4096, 4096};
+    float data[] = {0.5f, -0.0f, 3.25f, 1e-40f, -2.5f, 7};
+    float specials[] = {NAN, -INFINITY, 1.5f, INFINITY, -0.0f, 0};
+    float nans[] = {NAN, NAN};
+    report_init(&r, NULL);
+    stats_init(&exact, DTYPE_F32);
+    stats_feed(&exact, data, sizeof data);
+    stats_init(&odd, DTYPE_F32);
+    stats_feed(&odd, specials, sizeof specials);
+    stats_init(&none, DTYPE_F32);
+    stats_feed(&none, nans, sizeof nans);
+    stats_init(&sampled, DTYPE_F32);
+    stats_feed(&sampled, data, sizeof data);
+    report_tensor(&r, "layer0.weight", "float32", shape, 2, &exact, 1);
+    report_tensor(&r, "specials", "float32", shape, 2, &odd, 1);
+    report_tensor(&r, "no finite", "float16", shape, 1, &none, 1);
+    report_tensor(&r, "scalar", "bfloat16", NULL, 0, &exact, 1);
+    report_tensor(&r, "", "int8", shape, 2, NULL, 1);
+    report_tensor(&r, "big", "float32", big, 2, &sampled, 0.0625);
+    report_tensor(&r, "caf\xc3\xa9 \"q\"", "float32", shape, 2, &exact, 1);
+    report_tensor(&r, "#3ff0000000000000", "#3ff0000000000000", NULL, 0, NULL, 0.5);
+    char *packet = data_packet(&r), *other = spaced(packet);
+    struct printed_tensors fast, slow;
+    cJSON *a = wire_parse_packet(packet, strlen(packet), &fast);
+    cJSON *b = wire_parse_packet(other, strlen(other), &slow);
+    assert_true(fast.read && slow.read);
+    assert_int_equal(fast.count, 8);
+    assert_string_equal(fast.text.s, slow.text.s);
+    assert_same_briefs(&fast, &slow);
+    assert_read_as_cjson(packet);
+    assert_read_as_cjson(other);
+    static const char changes[] = {'"', '\\', ' ', ',', ':', '[', ']',    '{',
+                                   '}', '#',  'n', 'x', 'F', '0', '\x01', '\x80'};
+    const char *from = strchr(packet, '['), *to = strrchr(packet, ']');
+    for (const char *at = from; at <= to; at++)
+        for (size_t c = 0; c < sizeof changes; c++) {
+            char *changed = strdup(packet);
+            changed[at - packet] = changes[c];
+            assert_read_as_cjson(changed);
+            free(changed);
+        }
+    printed_tensors_free(&fast);
+    printed_tensors_free(&slow);
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    free(packet);
+    free(other);
+    report_free(&r);
 }
 
 int main(void)
@@ -158,6 +257,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_what_agents_send),
         cmocka_unit_test(test_what_agents_do_not_send),
+        cmocka_unit_test(test_agent_tensors_read_as_any_others),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
