@@ -191,7 +191,11 @@ bool alerting_record(struct alerting *a, struct log_writer *log, const struct re
     a->bytes += (double)r->bytes;
     a->seconds += r->seconds;
     if (keyed && r->complete)
-        series_update(a->series, key, &now);
+        series_update(a->series, key, &now,
+                      r->tensors.text.overflow ? NULL
+                      : r->tensors.text.s      ? r->tensors.text.s
+                                               : "",
+                      r->tensors.text.len);
     else
         snapshot_free(&now);
     alert_list_free(&alerts);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "core/jsontext.h"
@@ -288,38 +289,6 @@ static bool load_snapshot(const struct series_store *st, const char *key, struct
     return ok;
 }
 
-/* The snapshot as a record-like object (bytes, tensors) that snapshot_from_record reads,
- * printed directly: a model's tens of thousands of tensors are saved at every checkpoint,
- * on the collector's one thread, so no tree is built for them. */
-static void snapshot_text(const char *key, const struct snapshot *s, struct strbuf *b)
-{
-    locale_t previous = json_c_locale_enter();
-    sb_addz(b, "{\"series\":");
-    json_add_string(b, key);
-    sb_addf(b, ",\"bytes\":%lld,\"tensors\":[", (long long)s->bytes);
-    for (size_t i = 0; i < s->count; i++) {
-        const struct tensor_summary *t = &s->tensors[i];
-        sb_addz(b, i ? ",{\"name\":" : "{\"name\":");
-        json_add_string(b, t->name);
-        sb_addz(b, t->floating ? ",\"dtype\":\"float\",\"shape\":[" /* no printf per tensor */
-                               : ",\"dtype\":\"other\",\"shape\":[");
-        json_add_number(b, t->elements);
-        sb_addz(b, "]");
-        for (int k = 0; k < STAT_COUNT; k++) {
-            sb_add(b, ",\"", 2);
-            sb_addz(b, tensor_stat_names[k]);
-            sb_add(b, "\":", 2);
-            if (isnan(t->stat[k]))
-                sb_addz(b, "null");
-            else
-                json_add_number(b, t->stat[k]);
-        }
-        sb_addz(b, "}");
-    }
-    sb_addz(b, "]}");
-    json_c_locale_leave(previous);
-}
-
 static bool write_all(int fd, const char *text, size_t len)
 {
     while (len) {
@@ -332,16 +301,20 @@ static bool write_all(int fd, const char *text, size_t len)
     return true;
 }
 
-/* Replaces path's contents with text (by a rename, so a reader never sees half). */
-static void save_text(struct series_store *st, const char *path, const char *text, size_t len)
+/* Replaces path's contents with the count parts, one after another (by a rename, so a
+ * reader never sees half). */
+static void save_text(struct series_store *st, const char *path, const struct iovec *parts,
+                      int count)
 {
     char *tmp = NULL;
     bool ok = false;
     mkdir(st->base, 0700);
     mkdir(st->dir, 0700);
-    if (text && path && asprintf(&tmp, "%s.tmp", path) >= 0) {
+    if (path && asprintf(&tmp, "%s.tmp", path) >= 0) {
         int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        ok = fd >= 0 && write_all(fd, text, len);
+        ok = fd >= 0;
+        for (int i = 0; ok && i < count; i++)
+            ok = parts[i].iov_base && write_all(fd, parts[i].iov_base, parts[i].iov_len);
         if (fd >= 0 && close(fd) < 0) ok = false;
         ok = ok && rename(tmp, path) == 0;
         if (!ok) unlink(tmp);
@@ -353,13 +326,24 @@ static void save_text(struct series_store *st, const char *path, const char *tex
     free(tmp);
 }
 
-static void save_snapshot(struct series_store *st, const char *key, const struct snapshot *s)
+/* The snapshot as a record-like object that snapshot_from_record reads: its size, and
+ * its checkpoint's tensors as the record printed them. A model's tens of thousands of
+ * tensors are saved at every checkpoint, on the collector's one thread: printing the
+ * snapshot's statistics again (sorted, in shortest digits) cost a tenth of the
+ * collector's instructions per tensor, their text ready made costs a write of it. The
+ * file is bigger for it (each tensor's head too), which only a restart reads. */
+static void save_snapshot(struct series_store *st, const char *key, const struct snapshot *s,
+                          const char *tensors, size_t len)
 {
-    struct strbuf text = {.limit = SERIES_FILE_MAX};
+    struct strbuf head = {.limit = SERIES_FILE_MAX};
     char *path = series_path(st, key);
-    snapshot_text(key, s, &text);
-    if (!text.overflow) save_text(st, path, text.s, text.len);
-    free(text.s);
+    sb_addz(&head, "{\"series\":");
+    json_add_string(&head, key);
+    sb_addf(&head, ",\"bytes\":%lld,\"tensors\":[", (long long)s->bytes);
+    struct iovec parts[] = {{head.s, head.len}, {(char *)tensors, len}, {"]}", 2}};
+    if (!head.overflow && len < SERIES_FILE_MAX - head.len)
+        save_text(st, path, parts, sizeof parts / sizeof parts[0]);
+    free(head.s);
     free(path);
 }
 
@@ -412,7 +396,8 @@ const struct snapshot *series_previous(struct series_store *st, const char *key)
     return &s->snap;
 }
 
-void series_update(struct series_store *st, const char *key, struct snapshot *snap)
+void series_update(struct series_store *st, const char *key, struct snapshot *snap,
+                   const char *tensors, size_t len)
 {
     struct series *s = find_cached(st, key);
     if (!s && !(s = add_series(st, key))) {
@@ -422,7 +407,7 @@ void series_update(struct series_store *st, const char *key, struct snapshot *sn
     snapshot_free(&s->snap);
     s->snap = *snap;
     *snap = (struct snapshot){0};
-    if (st->dir) save_snapshot(st, key, &s->snap);
+    if (st->dir && tensors) save_snapshot(st, key, &s->snap, tensors, len);
 }
 
 double series_count_alert(struct series_store *st, const cJSON *record, const char *rule)
@@ -448,7 +433,8 @@ double series_count_alert(struct series_store *st, const cJSON *record, const ch
     else
         cJSON_AddNumberToObject(st->totals, key, total);
     char *text = path ? json_print_wire(st->totals) : NULL;
-    if (text) save_text(st, path, text, strlen(text));
+    struct iovec all = {text, text ? strlen(text) : 0};
+    if (text) save_text(st, path, &all, 1);
     free(text);
     free(path);
     return total;

@@ -80,8 +80,12 @@ struct series_store *series_open(const char *dir);
 void series_close(struct series_store *st);
 /* The previous snapshot of the series, or NULL when there is none. */
 const struct snapshot *series_previous(struct series_store *st, const char *key);
-/* Makes snap (taken over) the series' previous snapshot, and saves it. */
-void series_update(struct series_store *st, const char *key, struct snapshot *snap);
+/* Makes snap (taken over) the series' previous snapshot, and saves it with the tensors
+ * of its checkpoint's record as the record prints them (len bytes: "{...},{...}"), which
+ * snapshot_from_record reads back; not saved when tensors is NULL (the record's text
+ * overflowed: it is not printed either). */
+void series_update(struct series_store *st, const char *key, struct snapshot *snap,
+                   const char *tensors, size_t len);
 /* Counts one more alert of rule for the record's job, host and rank (the counter
  * ckmon_alerts_total, which must not start again at 0 when the collector does: it is
  * saved in the state dir too); returns the new total. */

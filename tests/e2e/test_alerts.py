@@ -198,7 +198,7 @@ step, scale, with_b = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3] == "1"
 rng = np.random.default_rng(7)
 arrays = {"a": rng.standard_normal(1000) * scale}
 if with_b:
-    arrays["b"] = np.ones(5000)
+    arrays["b"] = np.random.default_rng(8).standard_normal(5000)
 np.savez(f"state_{step}.npz", **arrays)
 """
 
@@ -224,6 +224,12 @@ def test_series_survive_a_collector_restart(work):
     fourth = ckmon(work, "run", "--", *script, 4, 100, 0)
     assert sorted((a["rule"], a["total"]) for a in read_alerts(work / "ckmon.jsonl")) == [
         ("exploding", 1), ("exploding", 2), ("shrunk", 1), ("shrunk", 2)], fourth.stderr
+    # the statistics come back from the state dir exactly: b unchanged is frozen
+    ckmon(work, "run", "--", *script, 5, 1, 1)
+    sixth = ckmon(work, "run", "--", *script, 6, 2, 1)
+    frozen = [(a["subject"], a["path"]) for a in read_alerts(work / "ckmon.jsonl")
+              if a["rule"] == "frozen"]
+    assert frozen == [("b", str(work / "state_6.npz"))], sixth.stderr
 
 
 LOSSES = """

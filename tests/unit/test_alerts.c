@@ -20,6 +20,7 @@
 
 #include "collector/alerts.h"
 #include "collector/series.h"
+#include "core/jsontext.h"
 
 #define HEAD                                                                                       \
     "{\"schema\":1,\"event\":\"checkpoint\",\"time\":\"2026-11-23T21:42:00.123456Z\","             \
@@ -269,7 +270,9 @@ static void series_survive_a_new_store(void **state)
     struct snapshot snap;
     assert_true(snapshot_from_record(r, &snap));
     assert_null(series_previous(st, key));
-    series_update(st, key, &snap);
+    char *tensors = json_print(cJSON_GetObjectItem(r, "tensors")); /* "[...]" */
+    series_update(st, key, &snap, tensors + 1, strlen(tensors) - 2);
+    free(tensors);
     assert_int_equal(series_count_alert(st, r, "frozen"), 1);
     series_close(st);
 
