@@ -19,6 +19,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "grow.h"
 #include "jsonread.h"
@@ -68,11 +71,32 @@ static bool put_value(struct transcode *x, int depth, bool numbers, struct value
 
 #define BYTES(b) (0x0101010101010101ull * (b))
 
-/* Eight lower-case hex digits at p as the 32 bits they spell, into *out; false for any
- * other text. A tensor's numbers are most of what the collector reads: each byte's
- * range is tested for all eight at once (b + c has its high bit set when b >= 0x80 - c,
- * for bytes below 0x80, without a carry into the next). Inline: gcc would call it, and
- * the call cost a third of its work. */
+/* Sixteen lower-case hex digits at p as the 64 bits they spell, into *out; false for any
+ * other text. A tensor's numbers are most of what the collector reads, so all sixteen
+ * are tested and converted at once, in one SSE2 register (every x86-64 has it): a byte
+ * is a digit or a letter when its distance from '0' or 'a' saturates to 0 past 9 or 5;
+ * pairs of nibbles are joined within 16-bit lanes and packed to 8 bytes, the first the
+ * most significant. Elsewhere, eight at a time in a 64-bit word: each byte's range is
+ * tested for all eight at once (b + c has its high bit set when b >= 0x80 - c, for bytes
+ * below 0x80, without a carry into the next). Inline: gcc would call it, and the call
+ * cost a third of its work. */
+#ifdef __SSE2__
+static inline __attribute__((always_inline)) bool hex16(const unsigned char *p, uint64_t *out)
+{
+    __m128i x = _mm_loadu_si128((const __m128i *)p), zero = _mm_setzero_si128();
+    __m128i digit = _mm_sub_epi8(x, _mm_set1_epi8('0'));
+    __m128i letter = _mm_sub_epi8(x, _mm_set1_epi8('a'));
+    __m128i is_digit = _mm_cmpeq_epi8(_mm_subs_epu8(digit, _mm_set1_epi8(9)), zero);
+    __m128i is_letter = _mm_cmpeq_epi8(_mm_subs_epu8(letter, _mm_set1_epi8(5)), zero);
+    if (_mm_movemask_epi8(_mm_or_si128(is_digit, is_letter)) != 0xffff) return false;
+    __m128i n = _mm_or_si128(_mm_and_si128(is_digit, digit),
+                             _mm_and_si128(is_letter, _mm_add_epi8(letter, _mm_set1_epi8(10))));
+    n = _mm_and_si128(_mm_or_si128(_mm_slli_epi16(n, 4), _mm_srli_epi16(n, 8)),
+                      _mm_set1_epi16(0xff)); /* lane i: digit 2i << 4 | digit 2i + 1 */
+    *out = __builtin_bswap64((uint64_t)_mm_cvtsi128_si64(_mm_packus_epi16(n, n)));
+    return true;
+}
+#else
 static inline __attribute__((always_inline)) bool hex8(const unsigned char *p, uint32_t *out)
 {
     uint64_t x;
@@ -88,17 +112,24 @@ static inline __attribute__((always_inline)) bool hex8(const unsigned char *p, u
     return true;
 }
 
+static inline __attribute__((always_inline)) bool hex16(const unsigned char *p, uint64_t *out)
+{
+    uint32_t high, low;
+    if (!hex8(p, &high) || !hex8(p + 8, &low)) return false;
+    *out = (uint64_t)high << 32 | low;
+    return true;
+}
+#endif
+
 /* The string "#" + 16 hex digits at *at (its quote; as written by json_add_hex_item),
  * before end, as the double whose bits they are, read in place (*at moved past it);
  * false, and nothing read, for any other text. */
 static inline bool hex_number(const char **at, const char *end, double *v)
 {
-    uint32_t high, low;
+    uint64_t bits;
     const unsigned char *p = (const unsigned char *)*at;
-    if (end - *at < 19 || p[0] != '"' || p[1] != '#' || p[18] != '"' || !hex8(p + 2, &high) ||
-        !hex8(p + 10, &low))
+    if (end - *at < 19 || p[0] != '"' || p[1] != '#' || p[18] != '"' || !hex16(p + 2, &bits))
         return false;
-    uint64_t bits = (uint64_t)high << 32 | low;
     memcpy(v, &bits, sizeof *v);
     *at += 19;
     return true;

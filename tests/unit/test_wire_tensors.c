@@ -233,8 +233,9 @@ static void test_agent_tensors_read_as_any_others(void **state)
     assert_same_briefs(&fast, &slow);
     assert_read_as_cjson(packet);
     assert_read_as_cjson(other);
-    static const char changes[] = {'"', '\\', ' ', ',', ':', '[', ']',    '{',
-                                   '}', '#',  'n', 'x', 'F', '0', '\x01', '\x80'};
+    static const char changes[] = {'"', '\\', ' ', ',', ':', '[',    ']',    '{',
+                                   '}', '#',  'n', 'x', '0', '9',    '/',    '`',
+                                   'a', 'f',  'g', 'F', '@', '\x01', '\x80', '\xff'};
     const char *from = strchr(packet, '['), *to = strrchr(packet, ']');
     for (const char *at = from; at <= to; at++)
         for (size_t c = 0; c < sizeof changes; c++) {
