@@ -6,28 +6,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Room for n more bytes and a NUL, doubling from 128; false when out of memory. */
+static bool grow(struct strbuf *b, size_t n)
+{
+    if (b->len + n + 1 <= b->alloc) return true;
+    size_t alloc = b->alloc ? b->alloc : 128;
+    while (alloc < b->len + n + 1)
+        alloc *= 2;
+    char *grown = realloc(b->s, alloc);
+    if (!grown) return false;
+    b->s = grown;
+    b->alloc = alloc;
+    return true;
+}
+
 void sb_grow_add(struct strbuf *b, const char *s, size_t n)
 {
     if (b->overflow) return;
-    if (n > b->limit - b->len) {
+    if (n > b->limit - b->len || !grow(b, n)) {
         b->overflow = true;
         return;
-    }
-    if (b->len + n + 1 > b->alloc) {
-        size_t alloc = b->alloc ? b->alloc : 128;
-        while (alloc < b->len + n + 1)
-            alloc *= 2;
-        char *grown = realloc(b->s, alloc);
-        if (!grown) {
-            b->overflow = true;
-            return;
-        }
-        b->s = grown;
-        b->alloc = alloc;
     }
     memcpy(b->s + b->len, s, n);
     b->len += n;
     b->s[b->len] = '\0';
+}
+
+void sb_reserve(struct strbuf *b, size_t n)
+{
+    if (!b->overflow && n <= b->limit - b->len) grow(b, n);
 }
 
 void sb_addf(struct strbuf *b, const char *fmt, ...)

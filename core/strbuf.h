@@ -32,6 +32,10 @@ static inline void sb_addz(struct strbuf *b, const char *s)
 {
     sb_add(b, s, __builtin_strlen(s));
 }
+/* Room for n more bytes at once, for text whose size is known roughly beforehand (a
+ * message's tensors): one allocation instead of a doubling every few hundred bytes.
+ * Nothing when it cannot be had; the adds then grow, or say so, as ever. */
+void sb_reserve(struct strbuf *b, size_t n);
 void sb_addf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Back to an earlier length (and out of overflow, which only concerned what followed). */
 void sb_truncate(struct strbuf *b, size_t len);

@@ -157,12 +157,13 @@ static bool put_string(struct transcode *x, bool numbers, struct value *v)
     return true;
 }
 
-/* The known member name whose bytes, NUL-padded to 8, are word (in memory order), or -1. */
-static int known_key_of(uint64_t word)
+/* Which of count names (NUL-padded to 8 bytes) has the bytes of word (in memory order),
+ * or -1. */
+static int key_of(uint64_t word, const char (*keys)[KEY_MAX + 1], int count)
 {
-    for (int i = 0; i < KNOWN_KEYS; i++) {
+    for (int i = 0; i < count; i++) {
         uint64_t known;
-        memcpy(&known, known_keys[i], sizeof known);
+        memcpy(&known, keys[i], sizeof known);
         if (word == known) return i;
     }
     return -1;
@@ -174,27 +175,41 @@ static int known_key(const char *key)
     uint64_t word = 0;
     if (len > KEY_MAX) return -1;
     memcpy(&word, key, len);
-    return known_key_of(word);
+    return key_of(word, known_keys, KNOWN_KEYS);
 }
 
-/* A member name at *at (its quote) that is one of the known ones, written without
- * escapes, read in place (no copy; *at moved past its closing quote); -1, and nothing
- * read, for any other, and for one whose quote is fewer than 9 bytes from the end. The 8
- * bytes after the quote are read as one word (little-endian, as in hex8) and its closing
- * quote found in all at once: the lowest byte that is '"' is the lowest that
- * (x ^ '"') - 1 borrows into (those above may be wrong). */
-static int known_key_at(const char **at, const char *end)
+/* A member name at *at (its quote) that is one of count keys, written without escapes,
+ * read in place (no copy; *at moved past its closing quote); -1, and nothing read, for
+ * any other. The 8 bytes after the quote are read as one word (little-endian, as in
+ * hex16) and its closing quote found in all at once: the lowest byte that is '"' is the
+ * lowest that (x ^ '"') - 1 borrows into (those above may be wrong). Byte by byte only
+ * for a name fewer than 8 bytes from the end (a packet's last member). */
+static int key_at(const char **at, const char *end, const char (*keys)[KEY_MAX + 1], int count)
 {
     const char *name = *at + 1;
-    uint64_t word, quotes;
-    if (end - name < (ptrdiff_t)sizeof word || **at != '"') return -1;
-    memcpy(&word, name, sizeof word);
-    quotes = word ^ BYTES('"');
-    quotes = (quotes - BYTES(1)) & ~quotes & BYTES(0x80);
-    int len = quotes ? __builtin_ctzll(quotes) / 8 : 0;
-    int key = len ? known_key_of(word & (~0ull >> (64 - 8 * len))) : -1;
+    uint64_t word = 0, quotes;
+    size_t len = 0;
+    if (*at >= end || **at != '"') return -1;
+    if (end - name >= (ptrdiff_t)sizeof word) {
+        memcpy(&word, name, sizeof word);
+        quotes = word ^ BYTES('"');
+        quotes = (quotes - BYTES(1)) & ~quotes & BYTES(0x80);
+        len = quotes ? (size_t)__builtin_ctzll(quotes) / 8 : 0;
+        word = len ? word & ~0ull >> (64 - 8 * len) : 0;
+    } else {
+        while (name + len < end && name[len] != '"')
+            len++;
+        if (name + len == end) return -1;
+        memcpy(&word, name, len);
+    }
+    int key = len ? key_of(word, keys, count) : -1;
     if (key >= 0) *at = name + len + 1;
     return key;
+}
+
+static int known_key_at(const char **at, const char *end)
+{
+    return key_at(at, end, known_keys, KNOWN_KEYS);
 }
 
 static int known_key_in_place(struct json_reader *r)
@@ -391,7 +406,9 @@ static void reading_reset(struct reading *read)
 static bool add_brief(struct printed_tensors *t, struct reading *read)
 {
     if (!read->has_name) return true;
-    if (!GROW_FOR_ONE(t->briefs, t->brief_count, t->brief_alloc, 64)) return false;
+    /* from 4: most messages hold one tensor, and 64 of them were a block too big to be
+     * had from malloc's caches */
+    if (!GROW_FOR_ONE(t->briefs, t->brief_count, t->brief_alloc, 4)) return false;
     size_t name_len = read->name.len, dtype_len = read->has_dtype ? read->dtype.len : 0;
     char *name = malloc(name_len + 1 + dtype_len + 1);
     if (!name) return false;
@@ -408,6 +425,7 @@ static bool add_brief(struct printed_tensors *t, struct reading *read)
 static bool read_tensors(struct transcode *x, struct printed_tensors *t)
 {
     x->out = &t->text;
+    sb_reserve(x->out, (size_t)(x->r.end - x->r.p)); /* about the tensors' text printed */
     if (!json_read_take(&x->r, '[')) return false;
     if (json_read_take(&x->r, ']')) return true;
     do {
@@ -448,38 +466,38 @@ static bool find_tensors(struct transcode *x, size_t *start, size_t *end, const 
 }
 
 /* A plain data message's members (wire_read_plain_data) into d and t; false at anything
- * else: another member, one twice, a value not of its kind, text after the object. */
+ * else: another member, one twice, one whose name is written with escapes, a value not
+ * of its kind, text after the object. Member names are matched in place, as a tensor's
+ * (key_at): with a message per tensor, reading them was a tenth of the collector's
+ * instructions. */
 static bool read_plain(struct transcode *x, struct plain_data *d, struct printed_tensors *t)
 {
-    static const char *const numbers[] = {"seq", "id", "bytes", "writes"};
-    double *number[] = {&d->seq, &d->id, &d->bytes, &d->writes};
+    enum { SEQ, ID, SIZE, WRITES, NUMBERS = WRITES + 1, KIND = NUMBERS, FORMAT, TENSORS, NAMES };
+    static const char names[NAMES][KEY_MAX + 1] = {"seq", "id",     "bytes",  "writes",
+                                                   "t",   "format", "tensors"};
+    double *number[NUMBERS] = {&d->seq, &d->id, &d->bytes, &d->writes};
     struct json_reader *r = &x->r;
-    bool seen_kind = false, seen[4] = {false};
+    bool seen[NAMES] = {false};
     size_t len;
     if (!json_read_take(r, '{')) return false;
     do {
-        if (!json_read_string(r, &len) || !json_read_take(r, ':')) return false;
-        int i = 0;
-        while (i < 4 && strcmp(r->text, numbers[i]))
-            i++;
-        if (i < 4) {
-            if (seen[i] || !json_read_number(r, number[i])) return false;
-            seen[i] = true;
-        } else if (!strcmp(r->text, "t")) {
-            if (seen_kind || !json_read_string(r, &len) || strcmp(r->text, "data")) return false;
-            seen_kind = true;
-        } else if (!strcmp(r->text, "format")) {
-            if (d->format || !json_read_string(r, &len) || !(d->format = malloc(len + 1)))
-                return false;
+        json_read_peek(r);
+        int key = key_at(&r->p, r->end, names, NAMES);
+        if (key < 0 || seen[key] || !json_read_take(r, ':')) return false;
+        seen[key] = true;
+        if (key < NUMBERS) {
+            if (!json_read_number(r, number[key])) return false;
+        } else if (key == KIND) {
+            if (!json_read_string(r, &len) || strcmp(r->text, "data")) return false;
+        } else if (key == FORMAT) {
+            if (!json_read_string(r, &len) || !(d->format = malloc(len + 1))) return false;
             memcpy(d->format, r->text, len + 1);
-        } else if (!strcmp(r->text, "tensors")) {
-            if (t->read || !json_read_next_is(r, '[') || !read_tensors(x, t)) return false;
-            t->read = true;
         } else {
-            return false;
+            if (!json_read_next_is(r, '[') || !read_tensors(x, t)) return false;
+            t->read = true;
         }
     } while (json_read_take(r, ','));
-    return seen_kind && json_read_take(r, '}') && json_read_peek(r) == '\0' && r->p == r->end;
+    return seen[KIND] && json_read_take(r, '}') && json_read_peek(r) == '\0' && r->p == r->end;
 }
 
 /* A transcoder of the packet's text into *texts (empty); false when there is no memory.

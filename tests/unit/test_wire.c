@@ -560,6 +560,12 @@ static void test_plain_data_without_a_tree(void **state)
     assert_int_equal(out.data.id, 8);
     assert_string_equal(out.data.format, "npy");
     wire_message_free(&out);
+    /* Member names written with escapes are cJSON's to read, to the same message. */
+    assert_int_equal(decode("{\"t\":\"data\",\"i\\u0064\":2,\"s\\u0065q\":4}", &out), WIRE_OK);
+    assert_non_null(out.tree);
+    assert_int_equal(out.data.id, 2);
+    assert_int_equal(out.seq, 4);
+    wire_message_free(&out);
     assert_int_equal(decode("{\"t\":\"data\",\"id\":\"9\",\"tensors\":[]}", &out), WIRE_MALFORMED);
     assert_int_equal(decode("{\"t\":\"data\",\"bytes\":1,\"tensors\":[]}", &out), WIRE_MALFORMED);
 }
