@@ -12,8 +12,8 @@
 
 bool json_read_init(struct json_reader *r, const char *text, size_t len)
 {
-    *r = (struct json_reader){text, text + len, malloc(len + 1)};
-    return r->text != NULL;
+    *r = (struct json_reader){text, text + len, NULL, len + 1};
+    return true;
 }
 
 void json_read_free(struct json_reader *r)
@@ -117,7 +117,7 @@ static size_t escape(struct json_reader *r, char *out)
 
 bool json_read_string(struct json_reader *r, size_t *len)
 {
-    if (!json_read_take(r, '"')) return false;
+    if (!json_read_take(r, '"') || (!r->text && !(r->text = malloc(r->room)))) return false;
     char *out = r->text;
     while (r->p < r->end && *r->p != '"') {
         const char *run = r->p;

@@ -19,10 +19,12 @@
 struct json_reader {
     const char *p, *end; /* what is left to read */
     char *text;          /* the string read last (json_read_string), NUL-terminated */
+    size_t room;         /* text's size once it is had: the longest string's */
 };
 
-/* A reader of len bytes at text, with room for the longest string in them; false when
- * there is no memory. */
+/* A reader of len bytes at text. Its room for strings is had when the first is read
+ * (json_read_string fails when it cannot be): a message whose names are all matched in
+ * place needs none. True. */
 bool json_read_init(struct json_reader *r, const char *text, size_t len);
 void json_read_free(struct json_reader *r);
 

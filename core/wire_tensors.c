@@ -35,28 +35,45 @@
  * then sampled to shape), then the others. Their names need no escapes, so they are
  * printed as they are, without a look at each byte; each is shorter than 8 bytes and
  * padded with NULs to 8, so that a name is matched as one word. */
-enum { KEY_SAMPLED = BRIEF_STATS, KEY_NAME, KEY_DTYPE, KEY_SHAPE, KEYS, KNOWN_KEYS = KEYS + 2 };
+enum {
+    KEY_SAMPLED = BRIEF_STATS,
+    KEY_NAME,
+    KEY_DTYPE,
+    KEY_SHAPE,
+    KEYS,
+    KEY_CI95 = KEYS,
+    KEY_HEAD,
+    KNOWN_KEYS
+};
 #define KEY_MAX 7
 static const char known_keys[KNOWN_KEYS][KEY_MAX + 1] = {
     "min", "max", "mean", "std", "nan", "inf", "sampled", "name", "dtype", "shape", "ci95", "head"};
 
 enum kind { KIND_OTHER, KIND_NUMBER, KIND_STRING };
 
-/* What a value read was: its number, its string (len bytes at text, valid until the next
- * value is read), and for an array or object the product of its items (a shape's), 0 for
- * any item that is not a number. */
+/* What a value read was: its number, its string (len bytes at text: in the packet itself
+ * when in_place, else valid until the next value is read), and for an array or object
+ * the product of its items (a shape's), 0 for any item that is not a number. */
 struct value {
     enum kind kind;
     double number, product;
     const char *text;
     size_t len;
+    bool in_place;
+};
+
+/* A tensor's name or dtype as noted: len bytes at s, in the packet or in copy. */
+struct noted {
+    bool has;
+    const char *s;
+    size_t len;
+    struct strbuf copy;
 };
 
 /* One tensor's brief as its members are read: the first of each name counts. */
 struct reading {
     bool seen[KEYS];
-    struct strbuf name, dtype;
-    bool has_name, has_dtype;
+    struct noted name, dtype;
     double number[KEYS]; /* the statistics' and sampled, NaN when not numbers */
     double elements;
 };
@@ -158,10 +175,10 @@ static bool put_string(struct transcode *x, bool numbers, struct value *v)
 }
 
 /* Which of count names (NUL-padded to 8 bytes) has the bytes of word (in memory order),
- * or -1. */
-static int key_of(uint64_t word, const char (*keys)[KEY_MAX + 1], int count)
+ * or -1; looked for from the one expected, first, on. */
+static int key_of(uint64_t word, const char (*keys)[KEY_MAX + 1], int count, int first)
 {
-    for (int i = 0; i < count; i++) {
+    for (int n = 0, i = first; n < count; n++, i = i + 1 < count ? i + 1 : 0) {
         uint64_t known;
         memcpy(&known, keys[i], sizeof known);
         if (word == known) return i;
@@ -175,7 +192,20 @@ static int known_key(const char *key)
     uint64_t word = 0;
     if (len > KEY_MAX) return -1;
     memcpy(&word, key, len);
-    return key_of(word, known_keys, KNOWN_KEYS);
+    return key_of(word, known_keys, KNOWN_KEYS, 0);
+}
+
+/* The bytes of a name at name, fewer than 8 before end, up to its closing quote, as
+ * key_at takes them (*len of them); false when it has none. Apart, so that key_at's
+ * common path is a leaf that saves no registers. */
+static __attribute__((noinline)) bool short_name(const char *name, const char *end, uint64_t *word,
+                                                 size_t *len)
+{
+    for (*len = 0; name + *len < end && name[*len] != '"';)
+        ++*len;
+    if (name + *len == end) return false;
+    memcpy(word, name, *len);
+    return true;
 }
 
 /* A member name at *at (its quote) that is one of count keys, written without escapes,
@@ -184,7 +214,8 @@ static int known_key(const char *key)
  * hex16) and its closing quote found in all at once: the lowest byte that is '"' is the
  * lowest that (x ^ '"') - 1 borrows into (those above may be wrong). Byte by byte only
  * for a name fewer than 8 bytes from the end (a packet's last member). */
-static int key_at(const char **at, const char *end, const char (*keys)[KEY_MAX + 1], int count)
+static inline int key_at(const char **at, const char *end, const char (*keys)[KEY_MAX + 1],
+                         int count, int first)
 {
     const char *name = *at + 1;
     uint64_t word = 0, quotes;
@@ -196,25 +227,17 @@ static int key_at(const char **at, const char *end, const char (*keys)[KEY_MAX +
         quotes = (quotes - BYTES(1)) & ~quotes & BYTES(0x80);
         len = quotes ? (size_t)__builtin_ctzll(quotes) / 8 : 0;
         word = len ? word & ~0ull >> (64 - 8 * len) : 0;
-    } else {
-        while (name + len < end && name[len] != '"')
-            len++;
-        if (name + len == end) return -1;
-        memcpy(&word, name, len);
+    } else if (!short_name(name, end, &word, &len)) {
+        return -1;
     }
-    int key = len ? key_of(word, keys, count) : -1;
+    int key = len ? key_of(word, keys, count, first) : -1;
     if (key >= 0) *at = name + len + 1;
     return key;
 }
 
-static int known_key_at(const char **at, const char *end)
-{
-    return key_at(at, end, known_keys, KNOWN_KEYS);
-}
-
 static int known_key_in_place(struct json_reader *r)
 {
-    return json_read_peek(r) == '"' ? known_key_at(&r->p, r->end) : -1;
+    return json_read_peek(r) == '"' ? key_at(&r->p, r->end, known_keys, KNOWN_KEYS, 0) : -1;
 }
 
 /* A member of a tensor its brief reads, the first so named. */
@@ -223,11 +246,14 @@ static void note_member(struct reading *t, int key, const struct value *v)
     if (key < 0 || key >= KEYS || t->seen[key]) return;
     t->seen[key] = true;
     if (key == KEY_NAME || key == KEY_DTYPE) {
-        struct strbuf *b = key == KEY_NAME ? &t->name : &t->dtype;
+        struct noted *n = key == KEY_NAME ? &t->name : &t->dtype;
         if (v->kind != KIND_STRING) return;
-        sb_truncate(b, 0);
-        sb_add(b, v->text, v->len);
-        *(key == KEY_NAME ? &t->has_name : &t->has_dtype) = true;
+        *n = (struct noted){true, v->text, v->len, n->copy};
+        if (v->in_place) return; /* the packet outlives the brief's reading */
+        sb_truncate(&n->copy, 0);
+        sb_add(&n->copy, v->text, v->len);
+        n->s = n->copy.s;
+        n->has = n->s != NULL; /* out of memory: no brief */
     } else if (key == KEY_SHAPE) {
         t->elements = v->product;
     } else {
@@ -342,7 +368,7 @@ static bool put_agent_value(struct strbuf *out, int key, const char **at, const 
     if (key == KEY_NAME || key == KEY_DTYPE) {
         if (p >= end || *p != '"' || !(close = plain_string_end(p + 1, end))) return false;
         sb_add(out, p, (size_t)(close + 1 - p));
-        *v = (struct value){KIND_STRING, 0, 1, p + 1, (size_t)(close - p - 1)};
+        *v = (struct value){KIND_STRING, 0, 1, p + 1, (size_t)(close - p - 1), true};
         *at = close + 1;
         return true;
     }
@@ -369,15 +395,22 @@ static bool put_agent_value(struct strbuf *out, int key, const char **at, const 
  * nothing read and nothing written, at anything else: then put_value reads it. */
 static bool put_agent_tensor(struct transcode *x)
 {
+    /* the member agents write after each (report.c), looked for first */
+    static const signed char after[KNOWN_KEYS] = {
+        [KEY_NAME] = KEY_DTYPE,   [KEY_DTYPE] = KEY_SHAPE,  [KEY_SHAPE] = BRIEF_MIN,
+        [BRIEF_MIN] = BRIEF_MAX,  [BRIEF_MAX] = BRIEF_MEAN, [BRIEF_MEAN] = BRIEF_STD,
+        [BRIEF_STD] = BRIEF_NAN,  [BRIEF_NAN] = BRIEF_INF,  [BRIEF_INF] = KEY_SAMPLED,
+        [KEY_SAMPLED] = KEY_HEAD, [KEY_CI95] = KEY_HEAD,    [KEY_HEAD] = KEY_NAME};
     const char *p = x->r.p, *end = x->r.end;
     struct strbuf *out = x->out;
     size_t mark = out->len;
+    int key = KEY_HEAD;
     if (out->overflow || p >= end || *p++ != '{') return false;
     sb_add(out, "{", 1);
     for (;;) {
         const char *name = p;
         struct value v;
-        int key = known_key_at(&p, end);
+        key = key_at(&p, end, known_keys, KNOWN_KEYS, after[key]);
         if (key < 0 || p >= end || *p != ':') break;
         sb_add(out, name, (size_t)(++p - name)); /* "key": as it is */
         if (!put_agent_value(out, key, &p, end, &v) || p >= end || (*p != ',' && *p != '}')) break;
@@ -396,7 +429,7 @@ static bool put_agent_tensor(struct transcode *x)
 static void reading_reset(struct reading *read)
 {
     memset(read->seen, 0, sizeof read->seen);
-    read->has_name = read->has_dtype = false;
+    read->name.has = read->dtype.has = false;
     read->elements = 1;
     for (int i = 0; i < KEYS; i++)
         read->number[i] = NAN;
@@ -405,17 +438,19 @@ static void reading_reset(struct reading *read)
 /* The brief of the tensor just read, when its name is a string. */
 static bool add_brief(struct printed_tensors *t, struct reading *read)
 {
-    if (!read->has_name) return true;
+    if (!read->name.has) return true;
     /* from 4: most messages hold one tensor, and 64 of them were a block too big to be
      * had from malloc's caches */
     if (!GROW_FOR_ONE(t->briefs, t->brief_count, t->brief_alloc, 4)) return false;
-    size_t name_len = read->name.len, dtype_len = read->has_dtype ? read->dtype.len : 0;
+    size_t name_len = read->name.len, dtype_len = read->dtype.has ? read->dtype.len : 0;
     char *name = malloc(name_len + 1 + dtype_len + 1);
     if (!name) return false;
-    memcpy(name, read->name.s, name_len + 1);
-    if (read->has_dtype) memcpy(name + name_len + 1, read->dtype.s, dtype_len + 1);
+    memcpy(name, read->name.s, name_len);
+    name[name_len] = '\0';
+    if (read->dtype.has) memcpy(name + name_len + 1, read->dtype.s, dtype_len);
+    name[name_len + 1 + dtype_len] = '\0';
     struct tensor_brief *b = &t->briefs[t->brief_count++];
-    *b = (struct tensor_brief){name, read->has_dtype ? name + name_len + 1 : NULL, read->elements};
+    *b = (struct tensor_brief){name, read->dtype.has ? name + name_len + 1 : NULL, read->elements};
     memcpy(b->stat, read->number, sizeof b->stat);
     b->sampled = read->number[KEY_SAMPLED];
     return true;
@@ -466,32 +501,39 @@ static bool find_tensors(struct transcode *x, size_t *start, size_t *end, const 
 }
 
 /* A plain data message's members (wire_read_plain_data) into d and t; false at anything
- * else: another member, one twice, one whose name is written with escapes, a value not
- * of its kind, text after the object. Member names are matched in place, as a tensor's
- * (key_at): with a message per tensor, reading them was a tenth of the collector's
+ * else: another member, one twice, one whose name, kind or format is written with
+ * escapes, a value not of its kind, text after the object. Member names are matched in place, as a
+ * tensor's (key_at): with a message per tensor, reading them was a tenth of the collector's
  * instructions. */
 static bool read_plain(struct transcode *x, struct plain_data *d, struct printed_tensors *t)
 {
-    enum { SEQ, ID, SIZE, WRITES, NUMBERS = WRITES + 1, KIND = NUMBERS, FORMAT, TENSORS, NAMES };
-    static const char names[NAMES][KEY_MAX + 1] = {"seq", "id",     "bytes",  "writes",
-                                                   "t",   "format", "tensors"};
-    double *number[NUMBERS] = {&d->seq, &d->id, &d->bytes, &d->writes};
+    enum { KIND, ID, SIZE, WRITES, FORMAT, TENSORS, SEQ, NAMES }; /* in the order agents write */
+    static const char names[NAMES][KEY_MAX + 1] = {"t",      "id",      "bytes", "writes",
+                                                   "format", "tensors", "seq"};
+    double *number[NAMES] = {
+        [ID] = &d->id, [SIZE] = &d->bytes, [WRITES] = &d->writes, [SEQ] = &d->seq};
     struct json_reader *r = &x->r;
     bool seen[NAMES] = {false};
-    size_t len;
+    int key = SEQ;
     if (!json_read_take(r, '{')) return false;
     do {
         json_read_peek(r);
-        int key = key_at(&r->p, r->end, names, NAMES);
+        key = key_at(&r->p, r->end, names, NAMES, (key + 1) % NAMES);
         if (key < 0 || seen[key] || !json_read_take(r, ':')) return false;
         seen[key] = true;
-        if (key < NUMBERS) {
+        bool string = json_read_peek(r) == '"'; /* the kind and format: plain, in place */
+        if (number[key]) {
             if (!json_read_number(r, number[key])) return false;
         } else if (key == KIND) {
-            if (!json_read_string(r, &len) || strcmp(r->text, "data")) return false;
+            if (!string || r->end - r->p < 6 || memcmp(r->p, "\"data\"", 6)) return false;
+            r->p += 6;
         } else if (key == FORMAT) {
-            if (!json_read_string(r, &len) || !(d->format = malloc(len + 1))) return false;
-            memcpy(d->format, r->text, len + 1);
+            const char *close = string ? plain_string_end(r->p + 1, r->end) : NULL;
+            size_t len = close ? (size_t)(close - r->p - 1) : 0;
+            if (!close || !(d->format = malloc(len + 1))) return false;
+            memcpy(d->format, r->p + 1, len);
+            d->format[len] = '\0';
+            r->p = close + 1;
         } else {
             if (!json_read_next_is(r, '[') || !read_tensors(x, t)) return false;
             t->read = true;
@@ -505,7 +547,7 @@ static bool read_plain(struct transcode *x, struct plain_data *d, struct printed
 static bool transcode_begin(struct transcode *x, const char *packet, size_t len,
                             struct printed_tensors *texts)
 {
-    *x = (struct transcode){.tensor = {.name.limit = len + 1, .dtype.limit = len + 1}};
+    *x = (struct transcode){.tensor = {.name.copy.limit = len + 1, .dtype.copy.limit = len + 1}};
     *texts = (struct printed_tensors){.text.limit = TEXT_LIMIT};
     return json_read_init(&x->r, packet, len);
 }
@@ -513,8 +555,8 @@ static bool transcode_begin(struct transcode *x, const char *packet, size_t len,
 static void transcode_end(struct transcode *x)
 {
     json_read_free(&x->r);
-    free(x->tensor.name.s);
-    free(x->tensor.dtype.s);
+    free(x->tensor.name.copy.s);
+    free(x->tensor.dtype.copy.s);
 }
 
 bool wire_read_plain_data(const char *packet, size_t len, struct plain_data *d,
