@@ -147,24 +147,24 @@ static bool number_char(char c)
     return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
 }
 
-/* Short integers are summed by hand, exactly; the others go to strtod. */
+/* Short integers are summed by hand, exactly, as their digits are stepped over (one
+ * pass: a data message has four of them); the others go to strtod. */
 bool json_read_number(struct json_reader *r, double *v)
 {
     skip_space(r);
     if (r->p >= r->end || !(*r->p == '-' || (*r->p >= '0' && *r->p <= '9'))) return false;
     const char *start = r->p;
+    bool negative = *start == '-';
+    double sum = 0;
+    for (r->p += negative; r->p < r->end && *r->p >= '0' && *r->p <= '9'; r->p++)
+        sum = sum * 10 + (*r->p - '0');
+    size_t digits = (size_t)(r->p - start) - negative;
+    bool integer = r->p == r->end || !number_char(*r->p);
+    if (integer && digits > 0 && digits <= EXACT_DIGITS && (digits == 1 || start[negative] != '0'))
+        return *v = negative ? -sum : sum, true;
     while (r->p < r->end && number_char(*r->p))
         r->p++;
     size_t n = (size_t)(r->p - start);
-    bool negative = n && *start == '-';
-    size_t digits = n - negative;
-    if (digits > 0 && digits <= EXACT_DIGITS && (digits == 1 || start[negative] != '0')) {
-        double sum = 0;
-        size_t i = negative;
-        for (; i < n && start[i] >= '0' && start[i] <= '9'; i++)
-            sum = sum * 10 + (start[i] - '0');
-        if (i == n) return *v = negative ? -sum : sum, true;
-    }
     char text[MAX_NUMBER_CHARS + 1], *end;
     locale_t c = json_c_locale();
     if (n > MAX_NUMBER_CHARS || !c) return false;
