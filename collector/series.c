@@ -133,26 +133,29 @@ static void sort_unique(struct snapshot *s)
     if (s->count < 2) return;
     qsort(s->tensors, s->count, sizeof *s->tensors, by_name);
     size_t kept = 0;
-    for (size_t i = 0; i < s->count; i++) {
-        if (kept && !strcmp(s->tensors[kept - 1].name, s->tensors[i].name)) {
-            free(s->tensors[i].name);
-            continue;
-        }
-        s->tensors[kept++] = s->tensors[i];
-    }
+    for (size_t i = 0; i < s->count; i++)
+        if (!kept || strcmp(s->tensors[kept - 1].name, s->tensors[i].name))
+            s->tensors[kept++] = s->tensors[i];
     s->count = kept;
 }
 
 bool snapshot_from_list(const struct tensor_list *l, int64_t bytes, struct snapshot *out)
 {
+    size_t room = 0;
     *out = (struct snapshot){.bytes = bytes};
-    if (l->count && !(out->tensors = malloc(l->count * sizeof *out->tensors))) return false;
-    for (; out->count < l->count; out->count++) {
-        out->tensors[out->count] = l->items[out->count];
-        if (!(out->tensors[out->count].name = strdup(l->items[out->count].name))) {
-            snapshot_free(out);
-            return false;
-        }
+    for (size_t i = 0; i < l->count; i++)
+        room += strlen(l->items[i].name) + 1;
+    if (l->count && (!(out->tensors = malloc(l->count * sizeof *out->tensors)) ||
+                     !(out->names = malloc(room)))) {
+        snapshot_free(out);
+        return false;
+    }
+    for (char *at = out->names; out->count < l->count; out->count++) {
+        const struct tensor_summary *t = &l->items[out->count];
+        size_t size = strlen(t->name) + 1;
+        out->tensors[out->count] = *t;
+        out->tensors[out->count].name = memcpy(at, t->name, size);
+        at += size;
     }
     sort_unique(out);
     return true;
@@ -169,9 +172,8 @@ bool snapshot_from_record(const cJSON *record, struct snapshot *out)
 
 void snapshot_free(struct snapshot *s)
 {
-    for (size_t i = 0; i < s->count; i++)
-        free(s->tensors[i].name);
     free(s->tensors);
+    free(s->names);
     *s = (struct snapshot){0};
 }
 

@@ -53,6 +53,7 @@ struct snapshot {
     int64_t bytes;
     struct tensor_summary *tensors; /* sorted by name */
     size_t count;
+    char *names; /* the tensors' names, one block (a block each was a tenth of its cost) */
 };
 
 /* The snapshot of a checkpoint of bytes whose tensors are l; false when out of memory. */
