@@ -334,6 +334,19 @@ static bool put_value(struct transcode *x, int depth, bool numbers, struct value
  * all printable ASCII but '\\': what records print as it is; NULL for any other. */
 static const char *plain_string_end(const char *p, const char *end)
 {
+    for (; end - p >= 8; p += 8) { /* to the first byte that is not such, 8 at a time */
+        uint64_t x, quote, backslash;
+        memcpy(&x, p, sizeof x);
+        quote = x ^ BYTES('"');
+        backslash = x ^ BYTES('\\');
+        uint64_t stop = (((quote - BYTES(1)) & ~quote) | ((backslash - BYTES(1)) & ~backslash) |
+                         ((x - BYTES(0x20)) & ~x) | x) &
+                        BYTES(0x80); /* exact in its lowest byte, as in key_at */
+        if (stop) {
+            p += __builtin_ctzll(stop) / 8;
+            break;
+        }
+    }
     for (; p < end && *p != '"'; p++)
         if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x80 || *p == '\\') return NULL;
     return p < end ? p : NULL;
@@ -341,19 +354,20 @@ static const char *plain_string_end(const char *p, const char *end)
 
 /* A number at *at as agents write it: a hex number, or null (a statistic with no finite
  * element, a head's NaN); written out and noted in v as put_value would. */
-static bool put_agent_number(struct strbuf *out, const char **at, const char *end, struct value *v)
+static inline __attribute__((always_inline)) bool
+put_agent_number(struct strbuf *out, const char **at, const char *end, struct value *v)
 {
     double d;
     *v = (struct value){KIND_OTHER, 0, 1};
-    if (end - *at >= 4 && !memcmp(*at, "null", 4)) {
-        sb_add(out, "null", 4);
-        *at += 4;
+    if (hex_number(at, end, &d)) {
+        json_add_number(out, d);
+        v->kind = KIND_NUMBER;
+        v->number = d;
         return true;
     }
-    if (!hex_number(at, end, &d)) return false;
-    json_add_number(out, d);
-    v->kind = KIND_NUMBER;
-    v->number = d;
+    if (end - *at < 4 || memcmp(*at, "null", 4)) return false;
+    sb_add(out, "null", 4);
+    *at += 4;
     return true;
 }
 
