@@ -152,9 +152,9 @@ static inline bool hex_number(const char **at, const char *end, double *v)
     return true;
 }
 
-static void put_number(struct transcode *x, double d, struct value *v)
+static void put_number(struct strbuf *out, double d, struct value *v)
 {
-    json_add_number(x->out, d);
+    json_add_number(out, d);
     v->kind = KIND_NUMBER;
     v->number = d;
 }
@@ -165,10 +165,10 @@ static bool put_string(struct transcode *x, bool numbers, struct value *v)
 {
     size_t len;
     double d;
-    if (numbers && hex_number(&x->r.p, x->r.end, &d)) return put_number(x, d, v), true;
+    if (numbers && hex_number(&x->r.p, x->r.end, &d)) return put_number(x->out, d, v), true;
     if (!json_read_string(&x->r, &len)) return false;
     if (numbers && len == 17 && json_hex_number(x->r.text, &d)) /* written with escapes */
-        return put_number(x, d, v), true;
+        return put_number(x->out, d, v), true;
     json_add_name(x->out, x->r.text); /* no NUL in it: U+0000 is left to cJSON */
     *v = (struct value){KIND_STRING, 0, 1, x->r.text, len};
     return true;
@@ -326,7 +326,7 @@ static bool put_value(struct transcode *x, int depth, bool numbers, struct value
     case 'n':
         return json_read_literal(&x->r, "null") && (sb_addz(x->out, "null"), true);
     default:
-        return json_read_number(&x->r, &d) && (put_number(x, d, v), true);
+        return json_read_number(&x->r, &d) && (put_number(x->out, d, v), true);
     }
 }
 
@@ -359,12 +359,7 @@ put_agent_number(struct strbuf *out, const char **at, const char *end, struct va
 {
     double d;
     *v = (struct value){KIND_OTHER, 0, 1};
-    if (hex_number(at, end, &d)) {
-        json_add_number(out, d);
-        v->kind = KIND_NUMBER;
-        v->number = d;
-        return true;
-    }
+    if (hex_number(at, end, &d)) return put_number(out, d, v), true;
     if (end - *at < 4 || memcmp(*at, "null", 4)) return false;
     sb_add(out, "null", 4);
     *at += 4;
