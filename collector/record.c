@@ -23,6 +23,7 @@
 
 bool record_set_string(char **slot, const char *value)
 {
+    if (value && *slot && !strcmp(*slot, value)) return true; /* a format at every message */
     char *copy = value ? strdup(value) : NULL;
     if (value && !copy) return false;
     free(*slot);

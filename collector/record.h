@@ -82,6 +82,8 @@ void identity_free(struct identity *id);
 struct record *record_new(const struct identity *who, const char *path);
 void record_free(struct record *r);
 
+/* *slot (malloc'd, or NULL) made a copy of value, or NULL; kept when already equal. False
+ * when out of memory (*slot unchanged). */
 bool record_set_string(char **slot, const char *value);
 /* Moves the "values", "tensors" and "errors" members of findings into the record,
  * appended; findings keeps the rest. A value whose key came before replaces the earlier

@@ -706,9 +706,7 @@ static bool on_data(struct tracker *t, struct tracker_conn *c, struct wire_messa
     if (d->reset) record_clear_findings(f->record);
     if (d->bytes != WIRE_ABSENT) f->progress_bytes = d->bytes;
     if (d->writes != WIRE_ABSENT) f->record->writes = d->writes;
-    if (d->format && (!f->record->format || strcmp(d->format, f->record->format)) &&
-        !record_set_string(&f->record->format, d->format)) /* once, not per message */
-        return false;
+    if (d->format && !record_set_string(&f->record->format, d->format)) return false;
     record_append_findings(f->record, d->values, d->tensors, d->errors);
     if (d->texts) record_append_printed(f->record, d->texts);
     return true;
