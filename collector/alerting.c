@@ -142,10 +142,16 @@ static bool write_judged(struct alerting *a, struct log_writer *log, cJSON *o,
             cJSON_AddItemToArray(names, cJSON_CreateString(alerts->items[i].rule));
         if (names) record_json_add_alerts(o, names);
     }
-    size_t len;
-    char *line = r ? record_json_line(r, o, &len) : json_line(o, &len);
-    bool ok = line && log_write(log, line, len);
-    free(line);
+    bool ok;
+    if (r) {
+        ok = record_print_line(r, o, &log->record_line) &&
+             log_write(log, log->record_line.s, log->record_line.len);
+    } else {
+        size_t len;
+        char *line = json_line(o, &len);
+        ok = line && log_write(log, line, len);
+        free(line);
+    }
     for (size_t i = 0; i < alerts->count; i++)
         ok = raise_alert(a, log, o, &alerts->items[i], pid) && ok;
     return ok;

@@ -199,17 +199,13 @@ bool log_write(struct log_writer *w, const char *line, size_t len)
 
 bool log_record(struct log_writer *w, const struct record *r)
 {
-    size_t len;
-    char *line = record_to_line(r, &len);
-    if (!line) {
+    if (!record_line(r, &w->record_line)) {
         errno = ENOMEM;
         w->failed++;
         fprintf(stderr, "ckmon: out of memory writing a record for %s\n", r->path);
         return false;
     }
-    bool ok = log_write(w, line, len);
-    free(line);
-    return ok;
+    return log_write(w, w->record_line.s, w->record_line.len);
 }
 
 unsigned long log_close(struct log_writer *w)
@@ -225,6 +221,7 @@ unsigned long log_close(struct log_writer *w)
                 w->name ? w->name : "the log");
     if (w->owns_fd && w->fd >= 0) close(w->fd);
     free(w->name);
+    free(w->record_line.s);
     unsigned long failed = w->failed;
     *w = (struct log_writer){.fd = -1};
     return failed;

@@ -298,49 +298,50 @@ cJSON *record_to_json(const struct record *r)
     cJSON_AddStringToObject(o, "parsed", parsed_names[r->parsed]);
     /* References: the record keeps its findings, the printout only borrows them. */
     cJSON_AddItemToObject(o, "values", cJSON_CreateObjectReference(r->values->child));
-    cJSON_AddArrayToObject(o, "tensors"); /* its items are r's text: record_json_line */
+    cJSON_AddArrayToObject(o, "tensors"); /* its items are r's text: record_print_line */
     if (r->digest) cJSON_AddStringToObject(o, "digest", r->digest);
     if (r->errors->child)
         cJSON_AddItemToObject(o, "errors", cJSON_CreateArrayReference(r->errors->child));
     return o;
 }
 
-/* text (malloc'd, taken over) with a newline. */
-static char *as_line(char *text, size_t *len)
+/* A line printed into a buffer of its own, handed over: NULL when it could not be. */
+static char *handed_over(struct strbuf *line, bool printed, size_t *len)
 {
-    size_t n = strlen(text);
-    char *line = realloc(text, n + 2);
-    if (!line) {
-        free(text);
-        return NULL;
+    if (printed) {
+        *len = line->len;
+        return line->s;
     }
-    line[n] = '\n';
-    line[n + 1] = '\0';
-    *len = n + 1;
-    return line;
+    free(line->s);
+    return NULL;
 }
 
 char *json_line(const cJSON *o, size_t *len)
 {
-    char *text = o ? json_print(o) : NULL;
-    return text ? as_line(text, len) : NULL;
+    struct strbuf line = {0};
+    return handed_over(&line, o && json_print_line(&line, o, NULL), len);
 }
 
-char *record_to_line(const struct record *r, size_t *len)
-{
-    cJSON *o = record_to_json(r);
-    char *line = o ? record_json_line(r, o, len) : NULL;
-    cJSON_Delete(o);
-    return line;
-}
-
-char *record_json_line(const struct record *r, const cJSON *o, size_t *len)
+bool record_print_line(const struct record *r, const cJSON *o, struct strbuf *line)
 {
     const struct record_tensors *t = &r->tensors;
     struct json_piece piece = {cJSON_GetObjectItemCaseSensitive(o, "tensors"),
                                t->text.s ? t->text.s : "", t->text.len};
-    char *text = t->text.overflow ? NULL : json_print_piece(o, &piece);
-    return text ? as_line(text, len) : NULL;
+    return !t->text.overflow && json_print_line(line, o, &piece);
+}
+
+bool record_line(const struct record *r, struct strbuf *line)
+{
+    cJSON *o = record_to_json(r);
+    bool printed = o && record_print_line(r, o, line);
+    cJSON_Delete(o);
+    return printed;
+}
+
+char *record_to_line(const struct record *r, size_t *len)
+{
+    struct strbuf line = {0};
+    return handed_over(&line, record_line(r, &line), len);
 }
 
 void record_json_add_alerts(cJSON *o, cJSON *names)

@@ -135,12 +135,15 @@ struct record *record_from_file_hashed(const struct identity *who, int fd, const
 void format_rfc3339(int64_t time_us, char *out, size_t size);
 
 /* The record as a JSON object in the contract's member order, but for its tensors (an
- * empty array there: record_json_line prints them); NULL when out of memory. */
+ * empty array there: record_print_line prints them); NULL when out of memory. */
 cJSON *record_to_json(const struct record *r);
-/* The record as one line, JSON + '\n', malloc'd; *len gets its length. */
-char *record_to_line(const struct record *r, size_t *len);
+/* The record as one line, JSON + '\n', in place of line's text (json_print_line: a buffer
+ * kept from record to record keeps its room); false when out of memory. */
+bool record_line(const struct record *r, struct strbuf *line);
 /* The same of o, record_to_json(r) with perhaps its alerts added. */
-char *record_json_line(const struct record *r, const cJSON *o, size_t *len);
+bool record_print_line(const struct record *r, const cJSON *o, struct strbuf *line);
+/* record_line in a buffer of its own, malloc'd; *len gets its length. */
+char *record_to_line(const struct record *r, size_t *len);
 /* Any JSON object as such a line. */
 char *json_line(const cJSON *o, size_t *len);
 /* Adds names (an array of rule names, taken over) to a record's JSON as its "alerts",

@@ -341,13 +341,12 @@ static void on_held(void *ctx, const struct record *r, const struct origin *o)
         rc->held = grown;
         rc->held_capacity = capacity;
     }
-    size_t len;
-    char *line = record_to_line(r, &len), head[96], word[64];
-    if (!line) return;
+    char head[96], word[64];
+    struct strbuf *line = &rc->log->record_line; /* the log's: it is printed there next */
+    if (!record_line(r, line)) return;
     origin_word(o, word, sizeof word);
     snprintf(head, sizeof head, "+%lx %s", (unsigned long)(uintptr_t)r, word);
-    journal_write(rc, head, line, len);
-    free(line);
+    journal_write(rc, head, line->s, line->len);
     rc->held[rc->held_count++] = r;
 }
 

@@ -342,17 +342,21 @@ void json_tensor_from_hex(cJSON *tensor)
     if (cJSON_IsObject(tensor)) numbers_from_hex(tensor, true);
 }
 
+static bool print_into(struct strbuf *t, const cJSON *item, enum mode mode,
+                       const struct json_piece *piece)
+{
+    locale_t previous = json_c_locale_enter();
+    add_item(t, item, mode, piece);
+    json_c_locale_leave(previous);
+    return !t->overflow && t->s;
+}
+
 static char *print(const cJSON *item, enum mode mode, const struct json_piece *piece)
 {
     struct strbuf t = {.limit = JSON_TEXT_LIMIT};
-    locale_t previous = json_c_locale_enter();
-    add_item(&t, item, mode, piece);
-    json_c_locale_leave(previous);
-    if (t.overflow || !t.s) {
-        free(t.s);
-        return NULL;
-    }
-    return t.s;
+    if (print_into(&t, item, mode, piece)) return t.s;
+    free(t.s);
+    return NULL;
 }
 
 char *json_print(const cJSON *item)
@@ -363,6 +367,15 @@ char *json_print(const cJSON *item)
 char *json_print_piece(const cJSON *item, const struct json_piece *piece)
 {
     return print(item, NAMES, piece);
+}
+
+bool json_print_line(struct strbuf *line, const cJSON *item, const struct json_piece *piece)
+{
+    line->limit = JSON_TEXT_LIMIT;
+    sb_truncate(line, 0);
+    if (!print_into(line, item, NAMES, piece)) return false;
+    sb_add(line, "\n", 1);
+    return !line->overflow;
 }
 
 char *json_print_text(const cJSON *item)

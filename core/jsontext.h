@@ -47,6 +47,12 @@ struct json_piece {
 };
 char *json_print_piece(const cJSON *item, const struct json_piece *piece);
 
+/* json_print_piece (piece may be NULL) with a newline, in place of line's text; false
+ * when it is over the printers' limit or out of memory. The buffer keeps its room from one
+ * line to the next (any strbuf will do, {0} too): a record of 100,000 tensors is 35 MB,
+ * which printed into fresh memory each time cost the collector a page fault per 4 KiB. */
+bool json_print_line(struct strbuf *line, const cJSON *item, const struct json_piece *piece);
+
 /* The same for strings that are such text already (a record read back from the log):
  * their escapes stay as they are, and only a byte that is not UTF-8 becomes \xHH. */
 char *json_print_text(const cJSON *item);

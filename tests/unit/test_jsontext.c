@@ -194,6 +194,48 @@ static void test_nul_in_strings(void **unused)
     free(wire);
 }
 
+/* A line printed into a buffer that held a longer one is that line alone, exactly as the
+ * malloc'd printers give it, in the same memory (the collector prints every record so). */
+static void test_print_line_reuses_its_buffer(void **unused)
+{
+    (void)unused;
+    cJSON *record = cJSON_CreateObject();
+    cJSON_AddStringToObject(record, "path", "/ckpt/a.pt");
+    cJSON_AddArrayToObject(record, "tensors");
+    cJSON_AddNumberToObject(record, "bytes", 12345);
+    struct strbuf tensors = {.limit = 1u << 30};
+    for (int i = 0; i < 20000; i++)
+        sb_addf(&tensors, "%s{\"name\":\"t%d\",\"mean\":%d.5}", i ? "," : "", i, i);
+    struct json_piece piece = {cJSON_GetObjectItemCaseSensitive(record, "tensors"), tensors.s,
+                               tensors.len};
+
+    struct strbuf line = {0};
+    assert_true(json_print_line(&line, record, &piece));
+    char *whole = json_print_piece(record, &piece);
+    assert_int_equal(line.len, strlen(whole) + 1);
+    assert_memory_equal(line.s, whole, line.len - 1);
+    assert_int_equal(line.s[line.len - 1], '\n');
+    assert_int_equal(line.s[line.len], '\0');
+
+    const char *room = line.s;
+    size_t alloc = line.alloc;
+    cJSON *alert = cJSON_CreateObject();
+    cJSON_AddStringToObject(alert, "rule", "nan");
+    assert_true(json_print_line(&line, alert, NULL));
+    char *alone = json_print(alert);
+    assert_int_equal(line.len, strlen(alone) + 1);
+    assert_string_equal(line.s, "{\"rule\":\"nan\"}\n");
+    assert_ptr_equal(line.s, room);
+    assert_int_equal(line.alloc, alloc);
+
+    free(alone);
+    free(whole);
+    free(line.s);
+    free(tensors.s);
+    cJSON_Delete(alert);
+    cJSON_Delete(record);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -203,6 +245,7 @@ int main(void)
         cmocka_unit_test(test_wire_text_reads_back_exactly),
         cmocka_unit_test(test_text_bound_covers_both_printers),
         cmocka_unit_test(test_nul_in_strings),
+        cmocka_unit_test(test_print_line_reuses_its_buffer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
