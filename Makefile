@@ -50,6 +50,8 @@ CLI       := $(BUILD)/ckmon
 CORE_LIB  := $(BUILD)/libckmon-core.a
 COLL_LIB  := $(BUILD)/libckmon-collector.a
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+# The agent-tensor reader once more, built as on a CPU without SSE2 (its portable hex path).
+UNIT_BIN  += $(BUILD)/tests/test_wire_tensors_portable
 PROGRAMS  := $(patsubst tests/programs/%.c,$(BUILD)/programs/%,$(PROGRAM_SRC))
 
 .PHONY: all deps test unit e2e demo bench install clean format lint check-layout
@@ -78,6 +80,13 @@ $(CLI): $(call obj,collector/ckmon.c) $(COLL_LIB) $(CORE_LIB)
 $(BUILD)/tests/%: tests/unit/%.c $(COLL_LIB) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-unused-parameter -o $@ $< $(COLL_LIB) $(CORE_LIB) \
+	    $(LDFLAGS) -lcmocka $(LDLIBS_COLLECTOR)
+
+$(BUILD)/tests/test_wire_tensors_portable: tests/unit/test_wire_tensors.c core/wire_tensors.c \
+		$(COLL_LIB) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -U__SSE2__ -Wno-unused-parameter -o $@ \
+	    tests/unit/test_wire_tensors.c core/wire_tensors.c $(COLL_LIB) $(CORE_LIB) \
 	    $(LDFLAGS) -lcmocka $(LDLIBS_COLLECTOR)
 
 # Test programs are ordinary C programs that write files the ways real programs do.
