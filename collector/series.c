@@ -333,7 +333,11 @@ static void save_text(struct series_store *st, const char *path, const struct io
  * tensors are saved at every checkpoint, on the collector's one thread: printing the
  * snapshot's statistics again (sorted, in shortest digits) cost a tenth of the
  * collector's instructions per tensor, their text ready made costs a write of it. The
- * file is bigger for it (each tensor's head too), which only a restart reads. */
+ * file is bigger for it (each tensor's head too), which only a restart reads.
+ *
+ * A snapshot that cannot be kept (over SERIES_FILE_MAX, or no text: tensors NULL) removes
+ * the file of the one before: a collector started again then compares the next checkpoint
+ * with none, not with one older than the last. */
 static void save_snapshot(struct series_store *st, const char *key, const struct snapshot *s,
                           const char *tensors, size_t len)
 {
@@ -343,8 +347,10 @@ static void save_snapshot(struct series_store *st, const char *key, const struct
     json_add_string(&head, key);
     sb_addf(&head, ",\"bytes\":%lld,\"tensors\":[", (long long)s->bytes);
     struct iovec parts[] = {{head.s, head.len}, {(char *)tensors, len}, {"]}", 2}};
-    if (!head.overflow && len < SERIES_FILE_MAX - head.len)
+    if (tensors && !head.overflow && len < SERIES_FILE_MAX - head.len)
         save_text(st, path, parts, sizeof parts / sizeof parts[0]);
+    else if (path)
+        unlink(path);
     free(head.s);
     free(path);
 }
@@ -409,7 +415,7 @@ void series_update(struct series_store *st, const char *key, struct snapshot *sn
     snapshot_free(&s->snap);
     s->snap = *snap;
     *snap = (struct snapshot){0};
-    if (st->dir && tensors) save_snapshot(st, key, &s->snap, tensors, len);
+    if (st->dir) save_snapshot(st, key, &s->snap, tensors, len);
 }
 
 double series_count_alert(struct series_store *st, const cJSON *record, const char *rule)

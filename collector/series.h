@@ -83,8 +83,9 @@ void series_close(struct series_store *st);
 const struct snapshot *series_previous(struct series_store *st, const char *key);
 /* Makes snap (taken over) the series' previous snapshot, and saves it with the tensors
  * of its checkpoint's record as the record prints them (len bytes: "{...},{...}"), which
- * snapshot_from_record reads back; not saved when tensors is NULL (the record's text
- * overflowed: it is not printed either). */
+ * snapshot_from_record reads back. When tensors is NULL (the record's text overflowed:
+ * it is not printed either) or too long for the state dir, the saved snapshot is removed
+ * instead: after a restart there is then no previous checkpoint, rather than an older one. */
 void series_update(struct series_store *st, const char *key, struct snapshot *snap,
                    const char *tensors, size_t len);
 /* Counts one more alert of rule for the record's job, host and rank (the counter

@@ -286,6 +286,15 @@ static void series_survive_a_new_store(void **state)
     assert_true(w->floating);
     assert_true(w->elements == 6 && w->stat[STAT_MEAN] == 0.5 && isnan(w->stat[STAT_STD]));
     assert_int_equal(series_count_alert(st, r, "frozen"), 2);
+
+    /* A checkpoint whose text could not be kept: the older snapshot goes, so that a
+     * restarted collector does not compare the next checkpoint with it. */
+    assert_true(snapshot_from_record(r, &snap));
+    series_update(st, key, &snap, NULL, 0);
+    assert_non_null(series_previous(st, key)); /* this collector still has it in memory */
+    series_close(st);
+    st = series_open(dir);
+    assert_null(series_previous(st, key));
     series_close(st);
     cJSON_Delete(r);
     char command[128];
