@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/jsontext.h"
 #include "alerts.h"
 #include "state.h"
 #include "table.h"
@@ -142,16 +143,9 @@ static bool write_judged(struct alerting *a, struct log_writer *log, cJSON *o,
             cJSON_AddItemToArray(names, cJSON_CreateString(alerts->items[i].rule));
         if (names) record_json_add_alerts(o, names);
     }
-    bool ok;
-    if (r) {
-        ok = record_print_line(r, o, &log->record_line) &&
-             log_write(log, log->record_line.s, log->record_line.len);
-    } else {
-        size_t len;
-        char *line = json_line(o, &len);
-        ok = line && log_write(log, line, len);
-        free(line);
-    }
+    struct strbuf *line = &log->record_line;
+    bool ok = (r ? record_print_line(r, o, line) : json_print_line(line, o, NULL)) &&
+              log_write(log, line->s, line->len);
     for (size_t i = 0; i < alerts->count; i++)
         ok = raise_alert(a, log, o, &alerts->items[i], pid) && ok;
     return ok;
