@@ -359,6 +359,12 @@ def proc_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def proc_minor_faults(pid):
+    """Page faults the process has taken that needed no read (/proc/PID/stat minflt): a
+    count the host's load does not move, unlike CPU time."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+
+
 def proc_peak_kib(pid):
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -401,9 +407,11 @@ def bench_many_tensors(work, kind, count=None):
             return wall
 
         collector_before = proc_cpu_seconds(collector.process.pid)
+        faults_before = proc_minor_faults(collector.process.pid)
         result = side_by_side(lambda: fastest(True), lambda: fastest(False), pairs=pairs)
         time.sleep(1.5)  # the rename window
         collector_cpu = (proc_cpu_seconds(collector.process.pid) - collector_before) / (pairs * saves)
+        faults = (proc_minor_faults(collector.process.pid) - faults_before) / (pairs * saves)
         peak = proc_peak_kib(collector.process.pid)
         records = [r for r in map(json.loads, collector.log.read_text().splitlines())
                    if r["event"] == "checkpoint"]
@@ -418,7 +426,8 @@ def bench_many_tensors(work, kind, count=None):
                 f"{result[4]:.2f} s unmonitored; the agent's fixed cost per tensor (target ≤ 2 µs): "
                 f"{cpu_per_tensor:.2f} µs of the saving process's CPU time, {wall_per_tensor:.2f} µs "
                 f"of its wall time; collector {collector_cpu:.2f} s CPU per checkpoint "
-                f"({collector_cpu / count * 1e6:.2f} µs per tensor), peak RSS {peak / 1024:.0f} MiB; "
+                f"({collector_cpu / count * 1e6:.2f} µs per tensor, {faults:,.0f} page faults), "
+                f"peak RSS {peak / 1024:.0f} MiB; "
                 f"{len(records)} records of {len(records[-1]['tensors']) if records else 0} "
                 f"tensors{'; ' + errors[0] if errors else ''}; {share}")
     finally:
