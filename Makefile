@@ -77,17 +77,20 @@ $(COLL_LIB): $(call obj,$(COLLECTOR_LIB_SRC))
 $(CLI): $(call obj,collector/ckmon.c) $(COLL_LIB) $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_COLLECTOR)
 
+# A unit test: its sources (the first prerequisites that are .c files) and the libraries.
+UNIT_LINK = $(CC) $(CPPFLAGS) $(CFLAGS) -Wno-unused-parameter -o $@ $(filter %.c,$^) \
+	    $(COLL_LIB) $(CORE_LIB) $(LDFLAGS) -lcmocka $(LDLIBS_COLLECTOR)
+
 $(BUILD)/tests/%: tests/unit/%.c $(COLL_LIB) $(CORE_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-unused-parameter -o $@ $< $(COLL_LIB) $(CORE_LIB) \
-	    $(LDFLAGS) -lcmocka $(LDLIBS_COLLECTOR)
+	$(UNIT_LINK)
 
+# Its own copy of core/wire_tensors.c comes before the library's in the link.
+$(BUILD)/tests/test_wire_tensors_portable: CPPFLAGS += -U__SSE2__
 $(BUILD)/tests/test_wire_tensors_portable: tests/unit/test_wire_tensors.c core/wire_tensors.c \
 		$(COLL_LIB) $(CORE_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -U__SSE2__ -Wno-unused-parameter -o $@ \
-	    tests/unit/test_wire_tensors.c core/wire_tensors.c $(COLL_LIB) $(CORE_LIB) \
-	    $(LDFLAGS) -lcmocka $(LDLIBS_COLLECTOR)
+	$(UNIT_LINK)
 
 # Test programs are ordinary C programs that write files the ways real programs do.
 $(BUILD)/programs/%: tests/programs/%.c
