@@ -138,7 +138,8 @@ void format_rfc3339(int64_t time_us, char *out, size_t size);
  * empty array there: record_print_line prints them); NULL when out of memory. */
 cJSON *record_to_json(const struct record *r);
 /* The record as one line, JSON + '\n', in place of line's text (json_print_line: a buffer
- * kept from record to record keeps its room); false when out of memory. */
+ * kept from record to record keeps its room); false when out of memory or when its
+ * tensors' text overflowed. */
 bool record_line(const struct record *r, struct strbuf *line);
 /* The same of o, record_to_json(r) with perhaps its alerts added. */
 bool record_print_line(const struct record *r, const cJSON *o, struct strbuf *line);
