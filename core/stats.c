@@ -27,14 +27,16 @@
  * The per-element code is compiled twice (everything on that path is always_inline):
  * a portable build, and one for AVX2 with FMA and F16C, chosen from the CPU at first
  * use. The AVX2 build also has one-pass kernels for float64, float32, float16 and bfloat16
- * (see ONE_PASS), which the blocks without NaN/Inf take once a tensor's head is read; they
+ * (see ONE_PASS), which take 8 KiB of elements at a time once a tensor's head is read; they
  * prefetch ahead of their reads, and sum around 0 rather than the mean when the mean is
- * near 0 (centered_shift). A flag through the inlined chain, constant in each, lets the
- * AVX2 build decode the 16-bit floats with intrinsics of its own: float16 with vcvtph2ps,
- * as exact as the portable bit manipulation and like it unaffected by DAZ, and bfloat16
- * with a word unpack that gcc does not find. tests/unit/test_stats.c checks both against
- * a reference, and each 16-bit pattern's exact value; tools/bench/stats_speed.c measures
- * both.
+ * near 0 (centered_shift). 8 KiB with a NaN or Inf among them are summed again over their
+ * finite elements by a pass of its own (the finite pass), not decoded into doubles block
+ * by block; float64's such blocks take the general path. A flag through the inlined
+ * chain, constant in each, lets the AVX2 build decode the 16-bit floats with intrinsics of
+ * its own: float16 with vcvtph2ps, as exact as the portable bit manipulation and like it
+ * unaffected by DAZ, and bfloat16 with a word unpack that gcc does not find.
+ * tests/unit/test_stats.c checks both against a reference, and each 16-bit pattern's exact
+ * value; tools/bench/stats_speed.c measures both.
  */
 #include "stats.h"
 
@@ -49,11 +51,12 @@
  * that each is compiled whole for its instruction set. */
 #define HOT __attribute__((always_inline)) inline
 
-#define BLOCK        1024 /* elements per block: 8 KiB of doubles, comfortably inside L1 */
-#define DECODE_GROUP 32   /* decoding loop counts are multiples of this: any vector width */
-#define COLUMN_GROUP 8    /* and column counts of this (8 doubles: the widest vector) */
-#define ROWS         32   /* a block folds into BLOCK / ROWS column totals (a multiple of 4) */
-#define MAX_COLUMNS  (BLOCK / ROWS)
+#define BLOCK          1024 /* elements per block: 8 KiB of doubles, comfortably inside L1 */
+#define DECODE_GROUP   32   /* decoding loop counts are multiples of this: any vector width */
+#define COLUMN_GROUP   8    /* and column counts of this (8 doubles: the widest vector) */
+#define ROWS           32   /* a block folds into BLOCK / ROWS column totals (a multiple of 4) */
+#define MAX_COLUMNS    (BLOCK / ROWS)
+#define ONE_PASS_BYTES 8192 /* source bytes the AVX2 one pass takes at once (feed_blocks) */
 _Static_assert(BLOCK % STATS_CLUSTER_MAX == 0, "a cluster lies inside one block");
 /* Above this (mean - shift)^2 / variance, a block's m2 from one pass could lose more
  * than about 2^-32 of its value to rounding, and a second pass is taken. */
@@ -642,6 +645,41 @@ AVX2_TARGET static inline struct block_sums range_sums(double dev, double dev2, 
     return s;
 }
 
+/* lanes_add for a block that holds a NaN or Inf: those are left out of the range and, in
+ * the sums, replaced by fill, the shift itself as a float (so that they add nothing); the
+ * finite elements and the NaNs are counted, a lane each, in *finite and *nan. */
+AVX2_TARGET static HOT void lanes_add_finite(struct lanes *v, __m256 f0, __m256 f1, __m256 fill,
+                                             __m256d shift, __m256i *finite, __m256i *nan)
+{
+    __m256 zero = _mm256_setzero_ps(), inf = _mm256_set1_ps(INFINITY);
+    __m256 ok0 = _mm256_cmp_ps(_mm256_sub_ps(f0, f0), zero, _CMP_EQ_OQ);
+    __m256 ok1 = _mm256_cmp_ps(_mm256_sub_ps(f1, f1), zero, _CMP_EQ_OQ);
+    /* A true comparison is -1 in each lane. */
+    *finite = _mm256_sub_epi32(*finite, _mm256_castps_si256(ok0));
+    *finite = _mm256_sub_epi32(*finite, _mm256_castps_si256(ok1));
+    *nan = _mm256_sub_epi32(*nan, _mm256_castps_si256(_mm256_cmp_ps(f0, f0, _CMP_UNORD_Q)));
+    *nan = _mm256_sub_epi32(*nan, _mm256_castps_si256(_mm256_cmp_ps(f1, f1, _CMP_UNORD_Q)));
+    v->lo = _mm256_min_ps(
+        v->lo, _mm256_min_ps(_mm256_blendv_ps(inf, f0, ok0), _mm256_blendv_ps(inf, f1, ok1)));
+    v->hi = _mm256_max_ps(
+        v->hi, _mm256_max_ps(_mm256_blendv_ps(-inf, f0, ok0), _mm256_blendv_ps(-inf, f1, ok1)));
+    add_deviations(_mm256_blendv_ps(fill, f0, ok0), shift, true, &v->a0, &v->a1, &v->q0, &v->q1);
+    add_deviations(_mm256_blendv_ps(fill, f1, ok1), shift, true, &v->a2, &v->a3, &v->q2, &v->q3);
+}
+
+AVX2_TARGET static inline uint64_t count_lanes(__m256i counts)
+{
+    uint32_t c[8];
+    uint64_t total = 0;
+    _mm256_storeu_si256((__m256i *)(void *)c, counts);
+    for (int k = 0; k < 8; k++)
+        total += c[k];
+    return total;
+}
+
+/* The one pass over n elements, and the finite pass: the same over a block that holds a
+ * NaN or Inf, those left out of the sums and the range and counted, around a shift that
+ * is a float (lanes_add_finite). */
 #define ONE_PASS(name, size)                                                                       \
     AVX2_TARGET static HOT void run_##name(struct lanes *v, const uint8_t *src, size_t n,          \
                                            __m256d sh, bool shifted)                               \
@@ -670,6 +708,32 @@ AVX2_TARGET static inline struct block_sums range_sums(double dev, double dev2, 
             add_column(&s, d, d *d, x, x);                                                         \
         }                                                                                          \
         return s;                                                                                  \
+    }                                                                                              \
+    AVX2_TARGET static struct block_sums finite_pass_##name(                                       \
+        const uint8_t *src, size_t n, float shift, uint64_t *finite, uint64_t *nan)                \
+    {                                                                                              \
+        __m256d sh = _mm256_set1_pd(shift);                                                        \
+        __m256 fill = _mm256_set1_ps(shift);                                                       \
+        __m256i finites = _mm256_setzero_si256(), nans = finites;                                  \
+        struct lanes v;                                                                            \
+        lanes_clear(&v);                                                                           \
+        size_t body = n / 16 * 16;                                                                 \
+        for (size_t i = 0; i < body; i += 16) {                                                    \
+            __m256 f0, f1;                                                                         \
+            load16_##name(src + i * (size), &f0, &f1);                                             \
+            lanes_add_finite(&v, f0, f1, fill, sh, &finites, &nans);                               \
+        }                                                                                          \
+        struct block_sums sums =                                                                   \
+            range_sums(sum4(lanes_dev(&v)), sum4(lanes_dev2(&v)), v.lo, v.hi);                     \
+        *finite = count_lanes(finites), *nan = count_lanes(nans);                                  \
+        for (size_t i = body; i < n; i++) {                                                        \
+            double x = load_##name(src + i * (size)), d = x - shift;                               \
+            if (x - x == 0)                                                                        \
+                add_column(&sums, d, d *d, x, x), ++*finite;                                       \
+            else                                                                                   \
+                *nan += x != x;                                                                    \
+        }                                                                                          \
+        return sums;                                                                               \
     }
 ONE_PASS(f32, 4)
 ONE_PASS(f16, 2)
@@ -800,9 +864,52 @@ static HOT bool add_clustered_one_pass(struct tensor_stats *s, const uint8_t *sr
     return true;
 }
 
-/* A block in one pass when the AVX2 kernel has one for its dtype and nothing else needs
- * the decoded values (the head is complete); false: take the general path. */
-static HOT bool add_block_one_pass(struct tensor_stats *s, const uint8_t *src, size_t n)
+/* Moments from a one pass's sums of n elements around shift, merged unless they came out
+ * non-finite or lost too much to rounding (then false, and nothing is merged). */
+static HOT bool merge_sums(struct tensor_stats *s, struct block_sums sums, size_t n, double shift)
+{
+    bool again;
+    struct moments m = sums_moments(sums, n, shift, &again);
+    if (!isfinite(m.mean) || again) return false;
+    if (m.m2 < 0) m.m2 = 0;
+    merge_moments(s, &m);
+    return true;
+}
+
+/* n elements that hold a NaN or Inf, summed in one pass over the finite ones (the finite
+ * pass, around the shift as a float); false: the general path, as for other dtypes, or
+ * sums too far from the shift. */
+static HOT bool add_finite_pass(struct tensor_stats *s, const uint8_t *src, size_t n, float shift)
+{
+    uint64_t finite, nan;
+    struct block_sums sums;
+    switch (s->dtype) {
+    case DTYPE_F32:
+        sums = finite_pass_f32(src, n, shift, &finite, &nan);
+        break;
+    case DTYPE_F16:
+        sums = finite_pass_f16(src, n, shift, &finite, &nan);
+        break;
+    case DTYPE_BF16:
+        sums = finite_pass_bf16(src, n, shift, &finite, &nan);
+        break;
+    default:
+        return false;
+    }
+    if (finite > 0 && !merge_sums(s, sums, finite, shift)) return false;
+    s->elements += n;
+    s->nan += nan;
+    s->inf += n - finite - nan;
+    return true;
+}
+
+/* n elements (ONE_PASS_BYTES of them at most) in the AVX2 kernel's one pass, when it has
+ * one for the dtype and nothing else needs the decoded values (the head is complete);
+ * false: take the general path. Elements with a NaN or Inf among them take the finite
+ * pass: the general path would decode them and sum each block twice with sum_block around
+ * a scalar keep_finite, and with a NaN every 10^5 elements those blocks took a tenth of
+ * the 16-bit kernels' time (docs/performance.md). */
+static HOT bool add_one_pass(struct tensor_stats *s, const uint8_t *src, size_t n)
 {
     if (s->nhead < STATS_HEAD || s->finite == 0) return false;
     if (s->cluster) return add_clustered_one_pass(s, src, n);
@@ -824,29 +931,34 @@ static HOT bool add_block_one_pass(struct tensor_stats *s, const uint8_t *src, s
     default:
         return false;
     }
-    bool again;
-    struct moments m = sums_moments(sums, n, shift, &again);
-    if (!isfinite(m.mean) || again) return false;
-    if (m.m2 < 0) m.m2 = 0;
-    s->elements += n;
-    merge_moments(s, &m);
-    return true;
+    if (merge_sums(s, sums, n, shift)) {
+        s->elements += n;
+        return true;
+    }
+    return add_finite_pass(s, src, n, (float)shift);
 }
 #else
-static bool add_block_one_pass(struct tensor_stats *s, const uint8_t *src, size_t n)
+static bool add_one_pass(struct tensor_stats *s, const uint8_t *src, size_t n)
 {
     return false;
 }
 #endif
 
+/* The AVX2 kernel's one pass takes ONE_PASS_BYTES of elements at a time: each pass's sums
+ * are reduced, turned into moments and merged (two divisions among some forty
+ * instructions), which at a block a pass cost the 16-bit kernels a tenth of their time. A
+ * sampled tensor's clusters take it a block at a time, as what it does not take: the
+ * general path, decoded into block. */
 static HOT void feed_blocks(struct tensor_stats *s, const uint8_t *src, size_t count, bool avx2)
 {
     double block[BLOCK];
     size_t size = dtypes[s->dtype].size;
 
     while (count > 0) {
-        size_t n = count < BLOCK ? count : BLOCK;
-        if (!avx2 || !add_block_one_pass(s, src, n)) {
+        size_t chunk = avx2 && !s->cluster ? ONE_PASS_BYTES / size : BLOCK;
+        size_t n = count < chunk ? count : chunk;
+        if (!avx2 || !add_one_pass(s, src, n)) {
+            n = n < BLOCK ? n : BLOCK;
             decode(s->dtype, src, block, n, avx2);
             add_block(s, block, n);
         }
