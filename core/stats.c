@@ -835,6 +835,18 @@ CLUSTERED_PASS(f32, 4)
 CLUSTERED_PASS(f16, 2)
 CLUSTERED_PASS(bf16, 2)
 
+/* Moments from a one pass's sums of n elements around shift, merged unless they came out
+ * non-finite or lost too much to rounding (then false, and nothing is merged). */
+static HOT bool merge_sums(struct tensor_stats *s, struct block_sums sums, size_t n, double shift)
+{
+    bool again;
+    struct moments m = sums_moments(sums, n, shift, &again);
+    if (!isfinite(m.mean) || again) return false;
+    if (m.m2 < 0) m.m2 = 0;
+    merge_moments(s, &m);
+    return true;
+}
+
 /* A sampled block of whole pieces in one pass (above); false: the general path. */
 static HOT bool add_clustered_one_pass(struct tensor_stats *s, const uint8_t *src, size_t n)
 {
@@ -854,25 +866,9 @@ static HOT bool add_clustered_one_pass(struct tensor_stats *s, const uint8_t *sr
     default:
         return false;
     }
-    bool again;
-    struct moments m = sums_moments(sums, n, c.shift, &again);
-    if (!isfinite(m.mean) || again || !isfinite(c.bb)) return false;
-    if (m.m2 < 0) m.m2 = 0;
+    if (!isfinite(c.bb) || !merge_sums(s, sums, n, c.shift)) return false;
     s->elements += n;
     s->clusters = c;
-    merge_moments(s, &m);
-    return true;
-}
-
-/* Moments from a one pass's sums of n elements around shift, merged unless they came out
- * non-finite or lost too much to rounding (then false, and nothing is merged). */
-static HOT bool merge_sums(struct tensor_stats *s, struct block_sums sums, size_t n, double shift)
-{
-    bool again;
-    struct moments m = sums_moments(sums, n, shift, &again);
-    if (!isfinite(m.mean) || again) return false;
-    if (m.m2 < 0) m.m2 = 0;
-    merge_moments(s, &m);
     return true;
 }
 
