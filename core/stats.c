@@ -931,6 +931,8 @@ static HOT bool add_one_pass(struct tensor_stats *s, const uint8_t *src, size_t 
         s->elements += n;
         return true;
     }
+    /* Finite sums that lost too much to rounding: the finite pass would lose it again. */
+    if (isfinite(sums.dev)) return false;
     return add_finite_pass(s, src, n, (float)shift);
 }
 #else
@@ -943,8 +945,8 @@ static bool add_one_pass(struct tensor_stats *s, const uint8_t *src, size_t n)
 /* The AVX2 kernel's one pass takes ONE_PASS_BYTES of elements at a time: each pass's sums
  * are reduced, turned into moments and merged (two divisions among some forty
  * instructions), which at a block a pass cost the 16-bit kernels a tenth of their time. A
- * sampled tensor's clusters take it a block at a time, as what it does not take: the
- * general path, decoded into block. */
+ * sampled tensor's clusters go a block at a time, and so does what the one pass does not
+ * take, to the general path through block. */
 static HOT void feed_blocks(struct tensor_stats *s, const uint8_t *src, size_t count, bool avx2)
 {
     double block[BLOCK];
