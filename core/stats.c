@@ -29,9 +29,9 @@
  * use. The AVX2 build also has one-pass kernels for float64, float32, float16 and bfloat16
  * (see ONE_PASS), which take 8 KiB of elements at a time once a tensor's head is read; they
  * prefetch ahead of their reads, and sum around 0 rather than the mean when the mean is
- * near 0 (centered_shift). 8 KiB with a NaN or Inf among them are summed again over their
- * finite elements by a pass of its own (the finite pass), not decoded into doubles block
- * by block; float64's such blocks take the general path. A flag through the inlined
+ * near 0 (centered_shift). 8 KiB with a NaN among them are summed again without it by a
+ * pass of its own (the NaN pass), not decoded into doubles block by block; an Inf, and
+ * float64's NaNs, take the general path. A flag through the inlined
  * chain, constant in each, lets the AVX2 build decode the 16-bit floats with intrinsics of
  * its own: float16 with vcvtph2ps, as exact as the portable bit manipulation and like it
  * unaffected by DAZ, and bfloat16 with a word unpack that gcc does not find.
@@ -645,26 +645,24 @@ AVX2_TARGET static inline struct block_sums range_sums(double dev, double dev2, 
     return s;
 }
 
-/* lanes_add for a block that holds a NaN or Inf: those are left out of the range and, in
- * the sums, replaced by fill, the shift itself as a float (so that they add nothing); the
- * finite elements and the NaNs are counted, a lane each, in *finite and *nan. */
-AVX2_TARGET static HOT void lanes_add_finite(struct lanes *v, __m256 f0, __m256 f1, __m256 fill,
-                                             __m256d shift, __m256i *finite, __m256i *nan)
+/* lanes_add for elements among which are NaNs: those are counted, a lane each, in *nan,
+ * and replaced in the sums by fill, the shift itself as a float, so that they add nothing.
+ * min and max pass a NaN by (of a NaN and x, vminps gives its second operand, x), with
+ * the range of f1 in lo1 and hi1 so that each chain takes one operation. An Inf is summed
+ * like any value, and its sums come out non-finite. */
+AVX2_TARGET static HOT void lanes_add_nan(struct lanes *v, __m256 *lo1, __m256 *hi1, __m256 f0,
+                                          __m256 f1, __m256 fill, __m256d shift, __m256i *nan)
 {
-    __m256 zero = _mm256_setzero_ps(), inf = _mm256_set1_ps(INFINITY);
-    __m256 ok0 = _mm256_cmp_ps(_mm256_sub_ps(f0, f0), zero, _CMP_EQ_OQ);
-    __m256 ok1 = _mm256_cmp_ps(_mm256_sub_ps(f1, f1), zero, _CMP_EQ_OQ);
+    __m256 nan0 = _mm256_cmp_ps(f0, f0, _CMP_UNORD_Q), nan1 = _mm256_cmp_ps(f1, f1, _CMP_UNORD_Q);
     /* A true comparison is -1 in each lane. */
-    *finite = _mm256_sub_epi32(*finite, _mm256_castps_si256(ok0));
-    *finite = _mm256_sub_epi32(*finite, _mm256_castps_si256(ok1));
-    *nan = _mm256_sub_epi32(*nan, _mm256_castps_si256(_mm256_cmp_ps(f0, f0, _CMP_UNORD_Q)));
-    *nan = _mm256_sub_epi32(*nan, _mm256_castps_si256(_mm256_cmp_ps(f1, f1, _CMP_UNORD_Q)));
-    v->lo = _mm256_min_ps(
-        v->lo, _mm256_min_ps(_mm256_blendv_ps(inf, f0, ok0), _mm256_blendv_ps(inf, f1, ok1)));
-    v->hi = _mm256_max_ps(
-        v->hi, _mm256_max_ps(_mm256_blendv_ps(-inf, f0, ok0), _mm256_blendv_ps(-inf, f1, ok1)));
-    add_deviations(_mm256_blendv_ps(fill, f0, ok0), shift, true, &v->a0, &v->a1, &v->q0, &v->q1);
-    add_deviations(_mm256_blendv_ps(fill, f1, ok1), shift, true, &v->a2, &v->a3, &v->q2, &v->q3);
+    *nan = _mm256_sub_epi32(*nan, _mm256_castps_si256(nan0));
+    *nan = _mm256_sub_epi32(*nan, _mm256_castps_si256(nan1));
+    v->lo = _mm256_min_ps(f0, v->lo);
+    v->hi = _mm256_max_ps(f0, v->hi);
+    *lo1 = _mm256_min_ps(f1, *lo1);
+    *hi1 = _mm256_max_ps(f1, *hi1);
+    add_deviations(_mm256_blendv_ps(f0, fill, nan0), shift, true, &v->a0, &v->a1, &v->q0, &v->q1);
+    add_deviations(_mm256_blendv_ps(f1, fill, nan1), shift, true, &v->a2, &v->a3, &v->q2, &v->q3);
 }
 
 AVX2_TARGET static inline uint64_t count_lanes(__m256i counts)
@@ -677,9 +675,9 @@ AVX2_TARGET static inline uint64_t count_lanes(__m256i counts)
     return total;
 }
 
-/* The one pass over n elements, and the finite pass: the same over a block that holds a
- * NaN or Inf, those left out of the sums and the range and counted, around a shift that
- * is a float (lanes_add_finite). */
+/* The one pass over n elements, and the NaN pass: the same over elements among which are
+ * NaNs, those left out of the sums and the range and counted, around a shift that is a
+ * float (lanes_add_nan). */
 #define ONE_PASS(name, size)                                                                       \
     AVX2_TARGET static HOT void run_##name(struct lanes *v, const uint8_t *src, size_t n,          \
                                            __m256d sh, bool shifted)                               \
@@ -709,29 +707,29 @@ AVX2_TARGET static inline uint64_t count_lanes(__m256i counts)
         }                                                                                          \
         return s;                                                                                  \
     }                                                                                              \
-    AVX2_TARGET static struct block_sums finite_pass_##name(                                       \
-        const uint8_t *src, size_t n, float shift, uint64_t *finite, uint64_t *nan)                \
+    AVX2_TARGET static struct block_sums nan_pass_##name(const uint8_t *src, size_t n,             \
+                                                         float shift, uint64_t *nan)               \
     {                                                                                              \
         __m256d sh = _mm256_set1_pd(shift);                                                        \
-        __m256 fill = _mm256_set1_ps(shift);                                                       \
-        __m256i finites = _mm256_setzero_si256(), nans = finites;                                  \
+        __m256 fill = _mm256_set1_ps(shift), lo1 = _mm256_set1_ps(INFINITY), hi1 = -lo1;           \
+        __m256i nans = _mm256_setzero_si256();                                                     \
         struct lanes v;                                                                            \
         lanes_clear(&v);                                                                           \
         size_t body = n / 16 * 16;                                                                 \
         for (size_t i = 0; i < body; i += 16) {                                                    \
             __m256 f0, f1;                                                                         \
             load16_##name(src + i * (size), &f0, &f1);                                             \
-            lanes_add_finite(&v, f0, f1, fill, sh, &finites, &nans);                               \
+            lanes_add_nan(&v, &lo1, &hi1, f0, f1, fill, sh, &nans);                                \
         }                                                                                          \
-        struct block_sums sums =                                                                   \
-            range_sums(sum4(lanes_dev(&v)), sum4(lanes_dev2(&v)), v.lo, v.hi);                     \
-        *finite = count_lanes(finites), *nan = count_lanes(nans);                                  \
+        struct block_sums sums = range_sums(sum4(lanes_dev(&v)), sum4(lanes_dev2(&v)),             \
+                                            _mm256_min_ps(v.lo, lo1), _mm256_max_ps(v.hi, hi1));   \
+        *nan = count_lanes(nans);                                                                  \
         for (size_t i = body; i < n; i++) {                                                        \
             double x = load_##name(src + i * (size)), d = x - shift;                               \
-            if (x - x == 0)                                                                        \
-                add_column(&sums, d, d *d, x, x), ++*finite;                                       \
+            if (x == x)                                                                            \
+                add_column(&sums, d, d *d, x, x);                                                  \
             else                                                                                   \
-                *nan += x != x;                                                                    \
+                ++*nan;                                                                            \
         }                                                                                          \
         return sums;                                                                               \
     }
@@ -872,39 +870,38 @@ static HOT bool add_clustered_one_pass(struct tensor_stats *s, const uint8_t *sr
     return true;
 }
 
-/* n elements that hold a NaN or Inf, summed in one pass over the finite ones (the finite
- * pass, around the shift as a float); false: the general path, as for other dtypes, or
- * sums too far from the shift. */
-static HOT bool add_finite_pass(struct tensor_stats *s, const uint8_t *src, size_t n, float shift)
+/* n elements that hold a NaN, summed in one pass over the others (the NaN pass, around the
+ * shift as a float); false: the general path, as for other dtypes, an Inf among them (its
+ * sums come out non-finite), or sums too far from the shift. */
+static HOT bool add_nan_pass(struct tensor_stats *s, const uint8_t *src, size_t n, float shift)
 {
-    uint64_t finite, nan;
+    uint64_t nan;
     struct block_sums sums;
     switch (s->dtype) {
     case DTYPE_F32:
-        sums = finite_pass_f32(src, n, shift, &finite, &nan);
+        sums = nan_pass_f32(src, n, shift, &nan);
         break;
     case DTYPE_F16:
-        sums = finite_pass_f16(src, n, shift, &finite, &nan);
+        sums = nan_pass_f16(src, n, shift, &nan);
         break;
     case DTYPE_BF16:
-        sums = finite_pass_bf16(src, n, shift, &finite, &nan);
+        sums = nan_pass_bf16(src, n, shift, &nan);
         break;
     default:
         return false;
     }
-    if (finite > 0 && !merge_sums(s, sums, finite, shift)) return false;
+    if (nan < n && !merge_sums(s, sums, n - nan, shift)) return false;
     s->elements += n;
     s->nan += nan;
-    s->inf += n - finite - nan;
     return true;
 }
 
 /* n elements (ONE_PASS_BYTES of them at most) in the AVX2 kernel's one pass, when it has
  * one for the dtype and nothing else needs the decoded values (the head is complete);
- * false: take the general path. Elements with a NaN or Inf among them take the finite
- * pass: the general path would decode them and sum each block twice with sum_block around
- * a scalar keep_finite, and with a NaN every 10^5 elements those blocks took a tenth of
- * the 16-bit kernels' time (docs/performance.md). */
+ * false: take the general path. Elements with a NaN among them take the NaN pass: the
+ * general path would decode them and sum each block twice with sum_block around a scalar
+ * keep_finite, and with a NaN every 10^5 elements those blocks took a tenth of the 16-bit
+ * kernels' time (docs/performance.md). An Inf, rarer, still takes the general path. */
 static HOT bool add_one_pass(struct tensor_stats *s, const uint8_t *src, size_t n)
 {
     if (s->nhead < STATS_HEAD || s->finite == 0) return false;
@@ -931,9 +928,9 @@ static HOT bool add_one_pass(struct tensor_stats *s, const uint8_t *src, size_t 
         s->elements += n;
         return true;
     }
-    /* Finite sums that lost too much to rounding: the finite pass would lose it again. */
+    /* Finite sums that lost too much to rounding: the NaN pass would lose it again. */
     if (isfinite(sums.dev)) return false;
-    return add_finite_pass(s, src, n, (float)shift);
+    return add_nan_pass(s, src, n, (float)shift);
 }
 #else
 static bool add_one_pass(struct tensor_stats *s, const uint8_t *src, size_t n)
